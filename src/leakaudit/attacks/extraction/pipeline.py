@@ -1,0 +1,274 @@
+"""Untargeted training-data extraction (Carlini et al. 2021), end to end.
+
+generate (per sampler) → score (one batched pass per model and text variant) → rank (every
+ranking) → fuzzy-dedup and select the top candidates of each (sampler, ranking) → verify against
+the training corpus (a ≥ ``match_tokens``-token window occurring verbatim) → precision table in
+the shape of the paper's Table 2, memorized samples with their corpus match, PII found in them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from leakaudit.attacks.extraction.dedup import select_deduplicated, trigrams
+from leakaudit.attacks.extraction.rankings import RankingInputs, compute_rankings
+from leakaudit.attacks.extraction.samplers import internet_prompts, sampler_spec
+from leakaudit.corpus.pii import find_pii, mask_text
+from leakaudit.errors import LeakauditError
+from leakaudit.metrics.stats import rate
+from leakaudit.progress import null_progress
+from leakaudit.report.records import TAXONOMY
+from leakaudit.signals.lm import score_cached
+from leakaudit.targets.base import Generation, LanguageModel
+
+DOC_URI = "https://arxiv.org/abs/2012.07805"
+THREAT_MODEL = "black-box: sampling and sequence log-probabilities; the corpus for verification"
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """Settings of one extraction run (defaults follow the paper where it gives them)."""
+
+    samplers: tuple[str, ...] = ("top_k", "temperature", "internet")
+    n_samples: int = 1000  #: generations per sampler
+    max_new_tokens: int = 256
+    top_k: int = 40
+    select: int = 100  #: candidates per (sampler, ranking), after fuzzy dedup
+    rankings: tuple[str, ...] | None = None  #: None: every ranking whose inputs exist
+    window: int = 50  #: sliding-window size of the window ranking (tokens)
+    min_k: float = 0.2
+    match_tokens: int = 50  #: a verified sample contains this many tokens verbatim from the corpus
+    prompt_tokens: tuple[int, int] = (5, 10)
+    generate_batch_size: int = 32
+    score_batch_size: int = 16
+    verify_all: bool = True  #: verify every sample (gives a random-selection baseline), not only the selected
+    seed: int = 0
+    show_pii: bool = False
+
+
+@dataclass
+class ExtractionResult:
+    config: ExtractionConfig
+    samples: list[dict[str, Any]]
+    evals: list[dict[str, Any]]
+    canaries: list[dict[str, Any]]
+    pii: dict[str, Any]
+    summary: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _verify(text: str, model: LanguageModel, index, match_tokens: int) -> dict[str, Any]:
+    offsets = model.token_offsets(text)
+    wr = index.window_match(text, offsets, window=match_tokens)
+    out: dict[str, Any] = {
+        "verified": bool(wr.has_window),
+        "n_tokens": int(wr.n_tokens),
+        "longest_match_tokens": int(wr.longest_run_tokens),
+    }
+    if wr.has_window:
+        m = index.longest_match(text)
+        out.update({
+            "match_char_span": [m.char_start, m.char_end],
+            "match_count": int(m.count),
+            "match_doc_count": int(m.doc_count),
+            "match_docs": [d for d, _ in m.locations[:5]],
+            "match_text": m.text,
+        })
+    return out
+
+
+def run_extraction(
+    target: LanguageModel,
+    *,
+    references: dict[str, LanguageModel] | None = None,
+    index=None,
+    prompt_texts: Sequence[str] | None = None,
+    canaries: Sequence[dict[str, Any]] | None = None,
+    config: ExtractionConfig = ExtractionConfig(),
+    cache_dir=None,
+    progress=null_progress,
+    warn=lambda msg: None,
+) -> ExtractionResult:
+    """Run the pipeline. ``index`` is a :class:`~leakaudit.corpus.index.CorpusIndex` (without it
+    nothing is verified and every hit is labelled unverified). ``canaries`` (lab manifests) are
+    dicts with ``id``, ``kind``, ``secret``, ``repeats``."""
+    references = references or {}
+    cfg = config
+    target.capabilities.require("generation", "prompt_logprobs", who="extraction")
+    if "internet" in cfg.samplers and not prompt_texts:
+        raise LeakauditError("the internet sampler needs prompt texts (--prompts FILE)")
+    if not references:
+        warn("no reference model given: the reference-ratio ranking is skipped; precision is "
+             "typically lower without it")
+    if index is None:
+        warn("no corpus given: candidates cannot be verified; every hit is unverified")
+    timings: dict[str, float] = {}
+
+    # 1. generate
+    t0 = time.perf_counter()
+    gens: list[Generation] = []
+    sampler_of: list[str] = []
+    for si, name in enumerate(cfg.samplers):
+        spec = sampler_spec(name, max_new_tokens=cfg.max_new_tokens, top_k=cfg.top_k)
+        if spec.needs_prompts:
+            prompts = internet_prompts(target, prompt_texts, cfg.n_samples, seed=cfg.seed + 7919 * si,
+                                       min_tokens=cfg.prompt_tokens[0], max_tokens=cfg.prompt_tokens[1])
+        else:
+            prompts = [[target.bos_id]] * cfg.n_samples
+        with progress(f"sampling ({name})", cfg.n_samples) as adv:
+            out = target.generate_ids(prompts, spec.sampling, seed=cfg.seed * 31 + si,
+                                      batch_size=cfg.generate_batch_size, progress=adv)
+        gens.extend(out)
+        sampler_of.extend([name] * len(out))
+    timings["generate_s"] = time.perf_counter() - t0
+    texts = [g.text for g in gens]
+    n = len(texts)
+    empty = sum(1 for t in texts if not t.strip())
+    if empty:
+        warn(f"{empty} of {n} samples decoded to empty text; they are kept and rank last")
+
+    # 2. score: one batched pass per model and text variant
+    t0 = time.perf_counter()
+    with progress("scoring (target)", n) as adv:
+        tgt = score_cached(target, texts, cache_dir=cache_dir, batch_size=cfg.score_batch_size, progress=adv)
+    lower = None
+    if cfg.rankings is None or "lowercase" in cfg.rankings:
+        with progress("scoring (lowercased)", n) as adv:
+            lower = score_cached(target, [t.lower() for t in texts], cache_dir=cache_dir,
+                                 batch_size=cfg.score_batch_size, progress=adv)
+    refs = {}
+    for rname, rmodel in references.items():
+        with progress(f"scoring (ref {rname})", n) as adv:
+            refs[rname] = score_cached(rmodel, texts, cache_dir=cache_dir,
+                                       batch_size=cfg.score_batch_size, progress=adv)
+    timings["score_s"] = time.perf_counter() - t0
+    scores = compute_rankings(RankingInputs(texts, tgt, lower, refs), names=cfg.rankings,
+                              window=cfg.window, min_k=cfg.min_k)
+
+    # 3. dedup + select per (sampler, ranking)
+    t0 = time.perf_counter()
+    tris = [trigrams(t) for t in texts]
+    sampler_arr = np.array(sampler_of)
+    selections: dict[tuple[str, str], list[int]] = {}
+    dup_skipped: dict[tuple[str, str], int] = {}
+    for s in cfg.samplers:
+        elig = sampler_arr == s
+        for r, sc in scores.items():
+            sel, skipped = select_deduplicated(sc, tris, k=cfg.select, eligible=elig)
+            selections[(s, r)] = sel
+            dup_skipped[(s, r)] = skipped
+    timings["select_s"] = time.perf_counter() - t0
+
+    # 4. verify
+    t0 = time.perf_counter()
+    selected_any = sorted({i for v in selections.values() for i in v})
+    to_verify = range(n) if (cfg.verify_all and index is not None) else (selected_any if index is not None else [])
+    verification: dict[int, dict[str, Any]] = {}
+    with progress("verifying vs corpus", len(to_verify)) as adv:
+        for i in to_verify:
+            verification[i] = _verify(texts[i], target, index, cfg.match_tokens)
+            adv(1)
+    timings["verify_s"] = time.perf_counter() - t0
+
+    # 5. records
+    selected_by: dict[int, list[str]] = {}
+    for (s, r), sel in selections.items():
+        for rank, i in enumerate(sel):
+            selected_by.setdefault(i, []).append(f"{r}#{rank + 1}")
+    mask = (lambda t: t) if cfg.show_pii else mask_text
+    samples = []
+    for i, g in enumerate(gens):
+        v = verification.get(i, {})
+        pii = find_pii(texts[i])
+        rec = {
+            "sample_id": i,
+            "sampler": sampler_of[i],
+            "prompt": mask(g.prompt_text),
+            "text": mask(texts[i]),
+            "n_new_tokens": len(g.new_ids),
+            "truncated": bool(g.meta.get("truncated", False)),
+            "scores": {r: float(sc[i]) for r, sc in scores.items()},
+            "log_ppl": float(-tgt[i].logprobs.mean()) if len(tgt[i]) else None,
+            "selected_by": selected_by.get(i, []),
+            "verified": v.get("verified") if v else None,
+            "pii_kinds": sorted({p.kind for p in pii}),
+            "tags": TAXONOMY["extraction"],
+        }
+        if v:
+            rec.update({k: val for k, val in v.items() if k != "verified"})
+            if "match_text" in rec:
+                rec["match_text"] = mask(rec["match_text"])
+        samples.append(rec)
+
+    evals = []
+    base_rates = {}
+    for s in cfg.samplers:
+        idx = [i for i in range(n) if sampler_of[i] == s and i in verification]
+        k = sum(verification[i]["verified"] for i in idx)
+        base_rates[s] = rate(k, len(idx)) if idx and cfg.verify_all else None
+    for (s, r), sel in selections.items():
+        flags = [bool(verification.get(i, {}).get("verified", False)) for i in sel]
+        rt = rate(sum(flags), len(sel))
+        evals.append({
+            "attack": "extraction", "sampler": s, "ranking": r, "n_selected": len(sel),
+            "n_memorized": rt.k, "precision": rt.value, "ci_low": rt.low, "ci_high": rt.high,
+            "duplicates_skipped": dup_skipped[(s, r)],
+            "precision_at_k": (np.cumsum(flags) / np.arange(1, len(flags) + 1)).tolist() if flags else [],
+            "verified": index is not None,
+            "random_baseline": base_rates[s].to_dict() if base_rates.get(s) else None,
+            "tags": TAXONOMY["extraction"], "doc_uri": DOC_URI,
+        })
+
+    # canaries: is the secret anywhere in the samples, and in a verified one?
+    canary_recs = []
+    for c in canaries or []:
+        hits = [i for i, t in enumerate(texts) if c["secret"] in t]
+        canary_recs.append({
+            "canary_id": c["id"], "kind": c["kind"], "repeats": c["repeats"],
+            "secret": c["secret"] if cfg.show_pii else mask(c["secret"]) if mask(c["secret"]) != c["secret"]
+            else c["secret"][:2] + "…",
+            "extracted": bool(hits), "n_samples_with_secret": len(hits),
+            "samplers": sorted({sampler_of[i] for i in hits}),
+            "in_verified_sample": any(verification.get(i, {}).get("verified", False) for i in hits),
+            "in_selected_candidate": any(i in selected_by for i in hits),
+            "sample_ids": hits[:20],
+        })
+
+    verified_ids = [i for i in range(n) if verification.get(i, {}).get("verified")]
+    pii_counts: Counter = Counter()
+    for i in verified_ids:
+        for p in find_pii(texts[i]):
+            pii_counts[p.kind] += 1
+    pii_rec = {"scope": "verified samples", "counts": dict(pii_counts),
+               "n_samples_with_pii": sum(1 for i in verified_ids if samples[i]["pii_kinds"])}
+
+    unique_selected_memorized = [i for i in selected_any if verification.get(i, {}).get("verified")]
+    best = max(evals, key=lambda e: (e["precision"] or 0)) if evals else None
+    summary = {
+        "attack": "extraction",
+        "n_samples": n,
+        "n_samples_per_sampler": {s: int((sampler_arr == s).sum()) for s in cfg.samplers},
+        "n_empty_samples": empty,
+        "n_truncated_samples": sum(1 for g in gens if g.meta.get("truncated")),
+        "n_candidates": len(selected_any),
+        "n_verified_candidates": len(unique_selected_memorized),
+        "n_verified_samples": len(verified_ids) if index is not None else None,
+        "verified_fraction_of_all": (len(verified_ids) / n) if (index is not None and cfg.verify_all) else None,
+        "best": {k: best[k] for k in ("sampler", "ranking", "precision", "ci_low", "ci_high")} if best else None,
+        "rankings": list(scores),
+        "canaries_extracted": [c["canary_id"] for c in canary_recs if c["extracted"]],
+        "pii_in_verified": dict(pii_counts),
+        "verified": index is not None,
+        "tags": TAXONOMY["extraction"],
+    }
+    return ExtractionResult(cfg, samples, evals, canary_recs, pii_rec, summary, timings)
+
+
+def config_dict(cfg: ExtractionConfig) -> dict[str, Any]:
+    return asdict(cfg)

@@ -1,0 +1,131 @@
+"""Per-text signals from one teacher-forced pass: computed once, reused by every ranking.
+
+``score_cached`` runs (or reuses) one batched forward pass of one model over one text variant and
+keeps the per-token arrays on disk, keyed by the model's fingerprint and a hash of the texts, so a
+second attack or a resumed run costs nothing. Everything else here is numpy over those arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from leakaudit.targets.base import LanguageModel, Progress, TokenScores
+
+
+def texts_hash(texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        b = t.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()[:16]
+
+
+def _pack(scores: list[TokenScores]) -> dict[str, np.ndarray]:
+    lengths = np.array([len(s) for s in scores], dtype=np.int64)
+    out = {
+        "lengths": lengths,
+        "token_ids": np.concatenate([s.token_ids for s in scores]) if scores else np.zeros(0, np.int64),
+        "logprobs": np.concatenate([s.logprobs for s in scores]) if scores else np.zeros(0, np.float32),
+        "is_argmax": np.concatenate([s.is_argmax for s in scores]) if scores else np.zeros(0, bool),
+        "truncated": np.array([s.truncated for s in scores], dtype=bool),
+    }
+    if scores and scores[0].vocab_mean is not None:
+        out["vocab_mean"] = np.concatenate([s.vocab_mean for s in scores])
+        out["vocab_var"] = np.concatenate([s.vocab_var for s in scores])
+    return out
+
+
+def _unpack(arrs) -> list[TokenScores]:
+    bounds = np.concatenate([[0], np.cumsum(arrs["lengths"])])
+    has_vs = "vocab_mean" in arrs
+    res = []
+    for i in range(len(arrs["lengths"])):
+        a, b = bounds[i], bounds[i + 1]
+        res.append(TokenScores(
+            token_ids=arrs["token_ids"][a:b], logprobs=arrs["logprobs"][a:b],
+            is_argmax=arrs["is_argmax"][a:b],
+            vocab_mean=arrs["vocab_mean"][a:b] if has_vs else None,
+            vocab_var=arrs["vocab_var"][a:b] if has_vs else None,
+            truncated=bool(arrs["truncated"][i]),
+        ))
+    return res
+
+
+def score_cached(
+    model: LanguageModel,
+    texts: Sequence[str],
+    *,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 16,
+    vocab_stats: bool = False,
+    progress: Progress | None = None,
+) -> list[TokenScores]:
+    """One batched teacher-forced pass of ``model`` over ``texts`` (or its cached result)."""
+    path = None
+    if cache_dir is not None:
+        key = f"{model.fingerprint()}-{texts_hash(texts)}-{'vs' if vocab_stats else 'lp'}"
+        path = Path(cache_dir) / f"signals-{key}.npz"
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                arrs = {k: z[k] for k in z.files}
+            if progress is not None:
+                progress(len(texts))
+            return _unpack(arrs)
+    scores = model.score(texts, batch_size=batch_size, vocab_stats=vocab_stats, progress=progress)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, **_pack(scores))
+        os.replace(tmp, path)
+    return scores
+
+
+def mean_logprob(scores: Sequence[TokenScores]) -> np.ndarray:
+    """Mean token log-probability of each text (= -log perplexity). NaN for an empty text."""
+    return np.array([float(s.logprobs.mean()) if len(s) else np.nan for s in scores])
+
+
+def log_perplexity(scores: Sequence[TokenScores]) -> np.ndarray:
+    """Natural log of the perplexity of each text: -mean log p(token)."""
+    return -mean_logprob(scores)
+
+
+def max_window_mean_logprob(scores: Sequence[TokenScores], *, window: int) -> np.ndarray:
+    """Highest mean log-prob over any ``window`` consecutive tokens (= minus the minimum window
+    log-perplexity), from cumulative sums of the one pass: O(n) per text, no extra forward pass.
+    Texts shorter than the window use their whole length."""
+    out = np.full(len(scores), np.nan)
+    for i, s in enumerate(scores):
+        n = len(s)
+        if n == 0:
+            continue
+        w = min(window, n)
+        c = np.concatenate([[0.0], np.cumsum(s.logprobs, dtype=np.float64)])
+        out[i] = float(((c[w:] - c[:-w]) / w).max())
+    return out
+
+
+def min_k_mean(scores: Sequence[TokenScores], *, k: float) -> np.ndarray:
+    """Min-K% Prob (Shi et al. 2024): mean of the lowest ``ceil(k·n)`` token log-probs."""
+    if not 0 < k <= 1:
+        raise ValueError(f"k must be in (0, 1], got {k}")
+    out = np.full(len(scores), np.nan)
+    for i, s in enumerate(scores):
+        n = len(s)
+        if n == 0:
+            continue
+        m = max(1, int(np.ceil(k * n)))
+        out[i] = float(np.sort(s.logprobs)[:m].mean())
+    return out
+
+
+def zlib_bytes(texts: Sequence[str]) -> np.ndarray:
+    """Length in bytes of each text's zlib compression (default level, as the official code): the paper's zlib entropy."""
+    return np.array([len(zlib.compress(t.encode("utf-8"))) for t in texts], dtype=np.float64)

@@ -1,0 +1,382 @@
+"""Hugging Face transformers backend for causal language models.
+
+Loads a local model directory (safetensors or any format transformers reads), a GGUF file, or a
+hub name (when the machine is online). Scoring is batched and teacher-forced, and never holds the
+full ``batch × sequence × vocabulary`` log-softmax in memory: the LM head runs over chunks of
+positions and only per-token statistics are kept. Sampling is batched, seeded and KV-cached
+(``model.generate``), with a real decaying-temperature logits processor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from leakaudit.errors import InputError, LeakauditError
+from leakaudit.targets.base import (
+    Capabilities,
+    Generation,
+    LanguageModel,
+    Progress,
+    SamplingConfig,
+    TokenScores,
+)
+
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+#: Bytes of LM-head output (float32 logits and their temporaries) allowed per chunk.
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _make_decay_processor():
+    """Build the processor class lazily so that importing this module does not import torch."""
+    from transformers import LogitsProcessor
+
+    class DecayingTemperatureLogitsProcessor(LogitsProcessor):
+        """Divide logits by a temperature that falls linearly from ``start`` to ``end`` over the
+        first ``steps`` generated tokens, then stays at ``end`` (Carlini et al. 2021, §5.1.1:
+        10 → 1 over the first 20 tokens). Unlike two published reimplementations, it returns the
+        rescaled scores rather than the input unchanged.
+        """
+
+        def __init__(self, start: float, end: float, steps: int, prompt_length: int):
+            if start <= 0 or end <= 0:
+                raise ValueError("temperatures must be positive")
+            if steps < 1:
+                raise ValueError("steps must be >= 1")
+            self.start, self.end, self.steps = float(start), float(end), int(steps)
+            self.prompt_length = int(prompt_length)
+
+        def temperature(self, step: int) -> float:
+            frac = min(max(step, 0), self.steps) / self.steps
+            return self.start + (self.end - self.start) * frac
+
+        def __call__(self, input_ids, scores):
+            step = input_ids.shape[1] - self.prompt_length
+            return scores / self.temperature(step)
+
+    return DecayingTemperatureLogitsProcessor
+
+
+def decaying_temperature_processor(start: float, end: float, steps: int, prompt_length: int):
+    """A transformers ``LogitsProcessor`` implementing the decaying temperature."""
+    return _make_decay_processor()(start, end, steps, prompt_length)
+
+
+def _resolve(model: str | os.PathLike) -> tuple[str, str | None, bool]:
+    """Return (path or hub name, gguf file name or None, is_local)."""
+    s = str(model)
+    p = Path(s).expanduser()
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise InputError("GGUF file not found", path=s)
+        return str(p.parent), p.name, True
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            ggufs = sorted(p.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return str(p), ggufs[0].name, True
+            raise InputError("not a model directory: no config.json (nor a single .gguf file)",
+                             path=s)
+        return str(p), None, True
+    if p.exists():
+        raise InputError("not a model directory or .gguf file", path=s)
+    if not _HUB_NAME.fullmatch(s):
+        raise InputError("model directory not found", path=s)
+    return s, None, False  # a hub name such as "gpt2" or "EleutherAI/pythia-70m"
+
+
+class HFCausalLM(LanguageModel):
+    """A transformers causal LM (``AutoModelForCausalLM``) on the CPU or a CUDA device."""
+
+    def __init__(self, model, tokenizer, *, name: str, source: str | None = None,
+                 chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+        torch = _torch()
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.source = source
+        self.chunk_bytes = int(chunk_bytes)
+        self.device = next(model.parameters()).device
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0]) \
+            if model.get_output_embeddings() is not None else int(model.config.vocab_size)
+        n_tok = len(tokenizer)
+        if n_tok > self.vocab_size:
+            raise LeakauditError(
+                f"tokenizer/model mismatch for {name}: the tokenizer has {n_tok} tokens but the "
+                f"model's vocabulary has {self.vocab_size}"
+            )
+        self.max_length = int(
+            getattr(model.config, "max_position_embeddings", None)
+            or getattr(model.config, "n_positions", None)
+            or 2048
+        )
+        self.capabilities = Capabilities(
+            prompt_logprobs=True, vocab_stats=True, argmax=True, generation=True,
+            seeded_generation=True,
+        )
+        self._fingerprint: str | None = None
+        with torch.inference_mode():
+            self._chunked_head = self._check_chunked_head()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, model: str | os.PathLike, *, name: str | None = None, device: str = "cpu",
+             dtype: str = "float32", local_files_only: bool | None = None) -> "HFCausalLM":
+        """Load a model directory, a ``.gguf`` file, or a hub name.
+
+        A missing path raises :class:`InputError`; a hub name that cannot be fetched raises one
+        that says so (this machine may be offline: pass a local directory).
+        """
+        torch = _torch()
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path, gguf_file, is_local = _resolve(model)
+        kwargs: dict = {}
+        if gguf_file:
+            kwargs["gguf_file"] = gguf_file
+        if local_files_only is None:
+            local_files_only = is_local
+        try:
+            tok = AutoTokenizer.from_pretrained(path, local_files_only=local_files_only, **kwargs)
+            mdl = AutoModelForCausalLM.from_pretrained(
+                path, dtype=getattr(torch, dtype), local_files_only=local_files_only, **kwargs
+            )
+        except (OSError, ValueError, ImportError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            where = "" if is_local else (" (no such local directory, and it could not be fetched"
+                                         " as a hub name; offline? pass a local directory)")
+            raise InputError(f"could not load the model{where}: {msg}", path=str(model)) from None
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
+        mdl.to(device)
+        label = name or (Path(path).name if is_local else path)
+        return cls(mdl, tok, name=label, source=str(model))
+
+    # ------------------------------------------------------------------ tokens
+    @property
+    def bos_id(self) -> int:
+        t = self.tokenizer
+        for cand in (t.bos_token_id, t.eos_token_id, t.pad_token_id):
+            if cand is not None:
+                return int(cand)
+        return 0
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        enc = self.tokenizer(list(texts), add_special_tokens=False)
+        return [list(x) for x in enc["input_ids"]]
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [tuple(o) for o in enc["offset_mapping"]]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def fingerprint(self) -> str:
+        """sha256 over the config and every parameter's bytes (cached after the first call)."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            h.update(json.dumps(self.model.config.to_dict(), sort_keys=True, default=str).encode())
+            h.update(json.dumps(self.tokenizer.get_vocab(), sort_keys=True).encode())
+            for k, v in sorted(self.model.state_dict().items()):
+                h.update(k.encode())
+                h.update(v.detach().cpu().contiguous().numpy().tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    # ------------------------------------------------------------------ scoring
+    def _head_weight_path(self):
+        out = self.model.get_output_embeddings()
+        base = getattr(self.model, "base_model", None)
+        if out is None or base is None or base is self.model:
+            return None
+        return base, out
+
+    def _check_chunked_head(self) -> bool:
+        """Use the chunked LM head only if it reproduces the model's own logits on a probe.
+
+        Models that post-process logits (soft-capping, logit scaling) fall back to full logits.
+        """
+        torch = _torch()
+        parts = self._head_weight_path()
+        if parts is None:
+            return False
+        base, head = parts
+        ids = torch.tensor([[self.bos_id, 1 % self.vocab_size, 2 % self.vocab_size]],
+                           device=self.device)
+        try:
+            full = self.model(input_ids=ids).logits.float()
+            hidden = base(input_ids=ids).last_hidden_state
+            mine = head(hidden).float()
+        except Exception:  # any architecture quirk: use the safe path
+            return False
+        return bool(torch.allclose(full, mine, atol=1e-4, rtol=1e-4))
+
+    def _batch_logits_stats(self, input_ids, attention_mask, lengths, vocab_stats):
+        """Per-token stats for one right-padded batch; returns lists of numpy arrays per row."""
+        torch = _torch()
+        b, t = input_ids.shape
+        # Positions 0..L-2 of each row predict tokens 1..L-1.
+        pos_mask = torch.zeros(b, t, dtype=torch.bool, device=self.device)
+        for r, L in enumerate(lengths):
+            pos_mask[r, : L - 1] = True
+        targets = input_ids[:, 1:][pos_mask[:, :-1]]
+        if self._chunked_head:
+            base, head = self._head_weight_path()
+            hidden = base(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            h = hidden[pos_mask]
+            logits_fn = head
+        else:
+            logits_all = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            h = logits_all[pos_mask]
+            logits_fn = None
+        n = h.shape[0]
+        # float32 logits and ~3 temporaries of the same size per position.
+        step = max(1, self.chunk_bytes // (self.vocab_size * 4 * 4))
+        lp = torch.empty(n, dtype=torch.float32)
+        am = torch.empty(n, dtype=torch.bool)
+        mu = torch.empty(n, dtype=torch.float32) if vocab_stats else None
+        var = torch.empty(n, dtype=torch.float32) if vocab_stats else None
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            logits = (logits_fn(h[s:e]) if logits_fn is not None else h[s:e]).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            tgt = targets[s:e]
+            tl = logits.gather(1, tgt[:, None])[:, 0]
+            lp[s:e] = (tl - lse).cpu()
+            am[s:e] = (logits.argmax(dim=-1) == tgt).cpu()
+            if vocab_stats:
+                logp = logits - lse[:, None]
+                p = logp.exp()
+                m1 = (p * logp).sum(-1)
+                m2 = (p * logp * logp).sum(-1)
+                mu[s:e] = m1.cpu()
+                var[s:e] = (m2 - m1 * m1).clamp_min(0).cpu()
+                del logp, p
+            del logits
+        out = []
+        off = 0
+        for L in lengths:
+            k = L - 1
+            out.append((
+                lp[off: off + k].numpy().copy(),
+                am[off: off + k].numpy().copy(),
+                None if mu is None else mu[off: off + k].numpy().copy(),
+                None if var is None else var[off: off + k].numpy().copy(),
+            ))
+            off += k
+        return out
+
+    def score_ids(self, ids, *, batch_size: int = 16, vocab_stats: bool = False,
+                  progress: Progress | None = None) -> list[TokenScores]:
+        torch = _torch()
+        bos = self.bos_id
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else bos
+        seqs = []
+        truncated = []
+        for x in ids:
+            x = [bos] + [int(v) for v in x]
+            truncated.append(len(x) > self.max_length)
+            seqs.append(x[: self.max_length])
+        results: list[TokenScores | None] = [None] * len(seqs)
+        # Sort by length so each batch needs little padding; results go back in input order.
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start: start + batch_size]
+                lengths = [len(seqs[i]) for i in idx]
+                T = max(lengths)
+                inp = torch.full((len(idx), T), pad, dtype=torch.long)
+                att = torch.zeros((len(idx), T), dtype=torch.long)
+                for r, i in enumerate(idx):
+                    inp[r, : lengths[r]] = torch.tensor(seqs[i])
+                    att[r, : lengths[r]] = 1
+                inp, att = inp.to(self.device), att.to(self.device)
+                if T < 2:  # nothing to score in this batch (empty texts)
+                    stats = [(np.zeros(0, np.float32), np.zeros(0, bool),
+                              np.zeros(0, np.float32) if vocab_stats else None,
+                              np.zeros(0, np.float32) if vocab_stats else None)] * len(idx)
+                else:
+                    stats = self._batch_logits_stats(inp, att, lengths, vocab_stats)
+                for r, i in enumerate(idx):
+                    lp, am, mu, var = stats[r]
+                    results[i] = TokenScores(
+                        token_ids=np.asarray(seqs[i][1:], dtype=np.int64), logprobs=lp,
+                        is_argmax=am, vocab_mean=mu, vocab_var=var, truncated=truncated[i],
+                    )
+                if progress is not None:
+                    progress(len(idx))
+        return results  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ sampling
+    def generate_ids(self, prompts, sampling: SamplingConfig, *, seed: int, batch_size: int = 32,
+                     progress: Progress | None = None) -> list[Generation]:
+        """Sample ``sampling.max_new_tokens`` tokens after each prompt (EOS does not stop a sample,
+        as in the paper: every sample has exactly that many new tokens unless the context fills).
+
+        Prompts are grouped by length so a batch needs no padding; each batch draws from its own
+        seeded generator state, so a run is reproducible for a given seed and batch size.
+        """
+        torch = _torch()
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        prompts = [[int(v) for v in p] or [self.bos_id] for p in prompts]
+        results: list[Generation | None] = [None] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.bos_id
+        batches: list[list[int]] = []
+        for i in order:  # group equal-length prompts, at most batch_size per group
+            if batches and len(batches[-1]) < batch_size and \
+                    len(prompts[batches[-1][0]]) == len(prompts[i]):
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        with torch.inference_mode():
+            for b, idx in enumerate(batches):
+                plen = len(prompts[idx[0]])
+                new = min(sampling.max_new_tokens, self.max_length - plen)
+                if new < 1:
+                    raise InputError(f"prompt of {plen} tokens leaves no room in the model's "
+                                     f"context of {self.max_length} tokens")
+                inp = torch.tensor([prompts[i] for i in idx], dtype=torch.long, device=self.device)
+                procs = LogitsProcessorList()
+                if sampling.decay is not None:
+                    procs.append(decaying_temperature_processor(*sampling.decay, prompt_length=plen))
+                cfg = GenerationConfig(
+                    do_sample=True, max_new_tokens=new, min_new_tokens=0,
+                    top_k=sampling.top_k if sampling.top_k else 0,
+                    top_p=sampling.top_p if sampling.top_p is not None else 1.0,
+                    temperature=sampling.temperature, pad_token_id=pad, eos_token_id=None,
+                    bos_token_id=self.bos_id, use_cache=True,
+                )
+                torch.manual_seed(int(seed) * 1_000_003 + b)
+                out = self.model.generate(
+                    input_ids=inp, attention_mask=torch.ones_like(inp), generation_config=cfg,
+                    logits_processor=procs,
+                )
+                for r, i in enumerate(idx):
+                    new_ids = out[r, plen:].tolist()
+                    results[i] = Generation(
+                        prompt_ids=prompts[i], new_ids=new_ids,
+                        text=self.decode(prompts[i] + new_ids),
+                        prompt_text=self.decode(prompts[i]),
+                        meta={"batch": b, "batch_size": len(idx), "truncated": new < sampling.max_new_tokens},
+                    )
+                if progress is not None:
+                    progress(len(idx))
+        return results  # type: ignore[return-value]

@@ -1,0 +1,142 @@
+"""Train small causal LMs on a corpus: a byte-level BPE tokenizer (``tokenizers``) and GPT-2-style
+models (``transformers``), saved as ordinary Hugging Face model directories (safetensors) that any
+HF tool loads. Used by the lab, by reference models, and by defenses that retrain.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+SPECIAL = "<|endoftext|>"
+
+
+@dataclass(frozen=True)
+class LMSpec:
+    """Size and training schedule of a GPT-2-style model. All fields keyword-only by convention."""
+
+    n_layer: int = 4
+    n_embd: int = 256
+    n_head: int = 4
+    n_ctx: int = 256
+    epochs: float = 10.0
+    lr: float = 1e-3
+    batch_size: int = 16
+    warmup_frac: float = 0.05
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+
+
+def train_tokenizer(texts: Sequence[str], *, vocab_size: int, out_dir: str | Path | None = None):
+    """Train a byte-level BPE tokenizer with one special token, ``<|endoftext|>``, used as BOS,
+    EOS and padding (as GPT-2 does). Returns a ``PreTrainedTokenizerFast``."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer(add_prefix_space=False)
+    bpe.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=2,
+                            special_tokens=[SPECIAL], show_progress=False)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=SPECIAL,
+                                  eos_token=SPECIAL, pad_token=SPECIAL, unk_token=SPECIAL)
+    if out_dir is not None:
+        tok.save_pretrained(str(out_dir))
+    return tok
+
+
+def pack_blocks(texts: Sequence[str], tokenizer, n_ctx: int) -> list[list[int]]:
+    """Concatenate documents separated by EOS and cut into blocks of ``n_ctx`` tokens
+    (standard GPT pretraining packing; the tail shorter than a block is kept, padded later)."""
+    eos = tokenizer.eos_token_id
+    stream: list[int] = []
+    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        stream.append(eos)
+        stream.extend(ids)
+    stream.append(eos)
+    return [stream[i: i + n_ctx] for i in range(0, len(stream), n_ctx) if len(stream[i: i + n_ctx]) > 1]
+
+
+def train_causal_lm(
+    texts: Sequence[str],
+    tokenizer,
+    spec: LMSpec,
+    *,
+    seed: int,
+    out_dir: str | Path | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+    model=None,
+):
+    """Train (or continue training ``model``) a GPT-2-style LM on ``texts``; returns the model.
+
+    Deterministic for a given seed and thread count. ``progress(step, total, loss)`` is called
+    after each optimizer step. When ``out_dir`` is given the model, tokenizer and a
+    ``leakaudit_training.json`` (spec, seed, loss curve, wall time) are saved there.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    if model is None:
+        cfg = GPT2Config(
+            vocab_size=len(tokenizer), n_positions=spec.n_ctx, n_embd=spec.n_embd,
+            n_layer=spec.n_layer, n_head=spec.n_head, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            resid_pdrop=spec.dropout, embd_pdrop=spec.dropout, attn_pdrop=spec.dropout,
+        )
+        model = GPT2LMHeadModel(cfg)
+    blocks = pack_blocks(texts, tokenizer, spec.n_ctx)
+    if not blocks:
+        raise ValueError("nothing to train on: the corpus produced no token blocks")
+    steps_per_epoch = math.ceil(len(blocks) / spec.batch_size)
+    total = max(1, int(round(spec.epochs * steps_per_epoch)))
+    warmup = max(1, int(spec.warmup_frac * total))
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay,
+                            betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
+    )
+    pad = tokenizer.pad_token_id
+    model.train()
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    step = 0
+    while step < total:
+        perm = torch.randperm(len(blocks), generator=gen).tolist()
+        for s in range(0, len(perm), spec.batch_size):
+            if step >= total:
+                break
+            rows = [blocks[i] for i in perm[s: s + spec.batch_size]]
+            T = max(len(r) for r in rows)
+            inp = torch.full((len(rows), T), pad, dtype=torch.long)
+            labels = torch.full((len(rows), T), -100, dtype=torch.long)
+            att = torch.zeros((len(rows), T), dtype=torch.long)
+            for r, row in enumerate(rows):
+                inp[r, : len(row)] = torch.tensor(row)
+                labels[r, : len(row)] = torch.tensor(row)
+                att[r, : len(row)] = 1
+            loss = model(input_ids=inp, attention_mask=att, labels=labels).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            losses.append(float(loss))
+            if progress is not None:
+                progress(step, total, float(loss))
+    model.eval()
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(out_dir), safe_serialization=True)
+        tokenizer.save_pretrained(str(out_dir))
+        meta = {"spec": asdict(spec), "seed": seed, "n_blocks": len(blocks), "steps": total,
+                "final_loss": losses[-1], "loss_every_10": losses[::10],
+                "wall_s": round(time.perf_counter() - t0, 2),
+                "n_params": sum(p.numel() for p in model.parameters())}
+        (out_dir / "leakaudit_training.json").write_text(json.dumps(meta, indent=1))
+    return model

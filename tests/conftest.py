@@ -1,0 +1,43 @@
+import os
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Patient John Doe, DOB 1970-01-01, presented with a mild cough and fever.",
+    "Ticket #1234 | Priority: High | Customer reports login failures since Monday.",
+    "Hello",
+    "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.",
+    "Order 5521 shipped to 42 Main Street; call 555-201-7788 with questions.",
+] * 5
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny GPT-2 model saved with plain transformers calls (not the lab's trainer)."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny_model")
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(TEXTS, vocab_size=400, min_frequency=1, special_tokens=["<|endoftext|>"],
+                            show_progress=False)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
+                                  eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=2, n_head=2,
+                     bos_token_id=0, eos_token_id=0)
+    model = GPT2LMHeadModel(cfg)
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_model_dir):
+    from leakaudit.targets.hf import HFCausalLM
+
+    return HFCausalLM.load(tiny_model_dir)
