@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
 # Set up leakaudit on a fresh machine: a virtual environment in .venv with the CPU build of
 # torch pinned first (a plain `torch` would pull a multi-GB CUDA build), then the package itself.
+# With --test, also what the tests need: pytest, playwright (the Python driver only; it never
+# downloads a browser) and Debian's chromium for the headless-browser test of the HTML report.
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+extras=""
+if [ "${1:-}" = "--test" ]; then
+  extras="[dev]"
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "installing Debian's chromium for the browser test..."
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "warning: chromium is missing and cannot be installed here; the browser test will fail" >&2
+    fi
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -m pip install -q -e ".$extras"
 echo "leakaudit is installed in .venv (activate with: source .venv/bin/activate)"

@@ -262,6 +262,7 @@ def run_extraction(
         "verified_fraction_of_all": (len(verified_ids) / n) if (index is not None and cfg.verify_all) else None,
         "best": {k: best[k] for k in ("sampler", "ranking", "precision", "ci_low", "ci_high")} if best else None,
         "rankings": list(scores),
+        "n_canaries": len(canary_recs),
         "canaries_extracted": [c["canary_id"] for c in canary_recs if c["extracted"]],
         "pii_in_verified": dict(pii_counts),
         "verified": index is not None,

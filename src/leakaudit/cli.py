@@ -1,0 +1,204 @@
+"""The ``leakaudit`` command line. Thin: every command is a call into the library."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from leakaudit import __version__
+from leakaudit.errors import LeakauditError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Measure how much a trained model leaks its training data.")
+console = Console(stderr=True)
+out_console = Console()
+
+
+def _terminate(signum, frame):  # pragma: no cover - exercised by a subprocess test
+    raise SystemExit(128 + signum)
+
+
+def _quiet_libraries() -> None:
+    # SIGTERM becomes an exception, so staged outputs are cleaned up as on Ctrl-C.
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def _fail(e: Exception) -> None:
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    console.print(f"[bold red]error:[/] {msg}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _log(msg: str) -> None:
+    console.print(msg, highlight=False, markup=False)
+
+
+def _progress():
+    from leakaudit.progress import make_rich_progress
+
+    return make_rich_progress(console)
+
+
+def _command() -> str:
+    return "leakaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _print_summary(out: Path, summary: dict) -> None:
+    best = summary.get("best") or {}
+    out_console.print(f"[bold]samples[/] {summary['n_samples']}  [bold]candidates[/] "
+                      f"{summary['n_candidates']}  [bold]verified memorized candidates[/] "
+                      f"{summary['n_verified_candidates']}", highlight=False)
+    if best:
+        out_console.print(f"best: {best['ranking']} on {best['sampler']} samples, precision "
+                          f"{best['precision']:.0%} (95% CI {best['ci_low']:.0%}–{best['ci_high']:.0%})",
+                          highlight=False)
+    if summary.get("n_canaries"):
+        out_console.print(f"canaries extracted: {len(summary['canaries_extracted'])} of "
+                          f"{summary['n_canaries']} ({', '.join(summary['canaries_extracted']) or 'none'})",
+                          highlight=False)
+    out_console.print(f"report: {out / 'report.html'}\nrecords: {out / 'report.jsonl'} "
+                      f"(verified hits in {out / 'hits.jsonl'})", highlight=False)
+
+
+@app.command()
+def lab(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the corpus, models and report.")] = Path("leakaudit-lab"),
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes for tests and CI (a minute or two).")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the corpus, training and sampling.")] = 0,
+    samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="Generations per sampler (default: 400, quick: 120).")] = None,
+    show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+) -> None:
+    """Run the embedded lab: synthetic corpus → small target models → extraction → report."""
+    from dataclasses import replace
+
+    from leakaudit.lab.run import LabConfig, run_lab
+
+    _quiet_libraries()
+    cfg = LabConfig.quick(seed) if quick else LabConfig(seed=seed)
+    ext = cfg.extraction
+    if samples is not None:
+        ext = replace(ext, n_samples=samples)
+    cfg = replace(cfg, extraction=replace(ext, show_pii=show_pii))
+    try:
+        summary = run_lab(out, cfg, progress=_progress(), log=_log, command=_command())
+    except LeakauditError as e:
+        _fail(e)
+    _print_summary(out, summary)
+
+
+@app.command()
+def extract(
+    model: Annotated[str, typer.Option("--model", help="Target model: a local HF directory, a .gguf file, or a hub name.")],
+    corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Training corpus (JSONL, .txt, Parquet, or a folder) to verify candidates against.")] = None,
+    reference: Annotated[Optional[list[str]], typer.Option("--reference", help="Reference model(s) for the ratio ranking; repeatable.")] = None,
+    prompts: Annotated[Optional[Path], typer.Option("--prompts", help="Text source (not training data) for the 'internet' sampler's 5–10-token prefixes.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("leakaudit-extract"),
+    samples: Annotated[int, typer.Option("--samples", min=1, help="Generations per sampler.")] = 1000,
+    select: Annotated[int, typer.Option("--select", min=1, help="Candidates verified per (sampler, ranking).")] = 100,
+    new_tokens: Annotated[int, typer.Option("--new-tokens", min=1, help="Tokens sampled per generation.")] = 256,
+    top_k: Annotated[int, typer.Option("--top-k", min=1)] = 40,
+    sampler: Annotated[Optional[list[str]], typer.Option("--sampler", help="top_k, temperature, internet (repeatable; default: all that apply).")] = None,
+    text_field: Annotated[str, typer.Option("--text-field", help="JSONL/Parquet field holding the text.")] = "text",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Generation batch size (scoring uses half).")] = 32,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+) -> None:
+    """Untargeted training-data extraction (Carlini et al. 2021) on your own causal LM and corpus."""
+    from leakaudit.attacks.extraction.pipeline import ExtractionConfig
+    from leakaudit.attacks.extraction.samplers import SAMPLERS
+    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.corpus.load import load_corpus
+    from leakaudit.lab.run import versions
+    from leakaudit.report.html import render_html
+    from leakaudit.report.records import staged_output
+    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.workflow import write_extraction_report
+
+    _quiet_libraries()
+    try:
+        samplers = list(sampler) if sampler else ["top_k", "temperature"] + (["internet"] if prompts else [])
+        for s in samplers:
+            try:
+                SAMPLERS.get(s)
+            except KeyError as e:
+                raise LeakauditError(e.args[0]) from None
+        if "internet" in samplers and prompts is None:
+            raise LeakauditError("the internet sampler needs --prompts FILE (text that is not training data)")
+        docs = load_corpus(corpus, text_field=text_field) if corpus is not None else None
+        prompt_docs = load_corpus(prompts, text_field=text_field) if prompts is not None else None
+        target = HFCausalLM.load(model, name="target", device=device)
+        refs = {}
+        for i, r in enumerate(reference or []):
+            name = Path(r).name or f"ref{i}"
+            refs[name if name not in refs else f"{name}-{i}"] = HFCausalLM.load(r, name=name, device=device)
+        index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs]) if docs else None
+        cfg = ExtractionConfig(samplers=tuple(samplers), n_samples=samples, select=select,
+                               max_new_tokens=new_tokens, top_k=top_k, seed=seed,
+                               generate_batch_size=batch_size,
+                               score_batch_size=max(1, batch_size // 2), show_pii=show_pii)
+        from dataclasses import asdict
+
+        run_record = {
+            **versions(), "command": _command(), "seed": seed, "config": asdict(cfg),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "models": {"target": {"path": model, "fingerprint": target.fingerprint()},
+                       **{k: {"path": str(v.source), "fingerprint": v.fingerprint()} for k, v in refs.items()}},
+            "corpus": {"path": str(corpus), "n_docs": len(docs), "n_bytes": index.n_bytes} if docs else None,
+        }
+        with staged_output(out) as stage:
+            summary = write_extraction_report(
+                stage, target=target, references=refs, index=index,
+                prompt_texts=[d.text for d in prompt_docs] if prompt_docs else None, canaries=None,
+                config=cfg, run_record=run_record, progress=_progress(), log=_log,
+            )
+            render_html(stage)
+    except LeakauditError as e:
+        _fail(e)
+    _print_summary(out, summary)
+
+
+@app.command()
+def report(directory: Annotated[Path, typer.Argument(help="A leakaudit output folder.")]) -> None:
+    """Re-render report.html from a folder's report.jsonl."""
+    from leakaudit.report.html import render_html
+
+    try:
+        path = render_html(directory)
+    except LeakauditError as e:
+        _fail(e)
+    out_console.print(f"report: {path}", highlight=False)
+
+
+@app.command()
+def version() -> None:
+    """Print the versions of leakaudit and its main dependencies."""
+    from leakaudit.lab.run import versions
+
+    for k, v in versions().items():
+        out_console.print(f"{k} {v}", highlight=False)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,558 @@
+"""Render a report folder's ``report.jsonl`` as one self-contained HTML page.
+
+The page has no external URLs and no scripts: CSS is inline, plots are inline base64 PNGs made with
+matplotlib's Agg backend, and a Content-Security-Policy forbids loading anything else. Every text
+that comes from a model or a corpus is untrusted: the template escapes everything (autoescape on,
+nothing is marked safe).
+
+The body is a list of independent :class:`Section` blocks. Each is built by one function of
+``SECTION_BUILDERS`` (which returns ``None`` when it has nothing to show) and drawn by the template
+macro named after its ``kind``; a new attack family adds a builder and a macro, nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leakaudit.report.records import TAXONOMY, TAXONOMY_NAMES, load_report
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+TEMPLATE_NAME = "report.html"
+TEXT_PREVIEW_CHARS = 400  #: memorized texts longer than this are cut, the rest in a <details>
+MAX_SAMPLE_ROWS = 500  #: rows of the memorized-samples table (all of them are in hits.jsonl)
+VERSION_KEYS = (("leakaudit", ("leakaudit_version", "leakaudit")), ("python", ("python",)),
+                ("torch", ("torch",)), ("transformers", ("transformers",)),
+                ("tokenizers", ("tokenizers",)), ("numpy", ("numpy",)))
+
+
+@dataclass
+class Section:
+    """One block of the page: drawn by the template macro ``kind`` with ``data``."""
+
+    id: str
+    title: str
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ReportData:
+    """The grouped records of one report, with the lookups every builder needs."""
+
+    records: dict[str, list[dict[str, Any]]]
+    run: dict[str, Any]
+    config: dict[str, Any]
+
+    @classmethod
+    def load(cls, report_dir: str | Path) -> "ReportData":
+        records = load_report(report_dir)
+        run = records["run"][0]
+        config = run.get("config") if isinstance(run.get("config"), dict) else {}
+        return cls(records, run, config)
+
+    def of(self, entry_type: str, attack: str | None = None) -> list[dict[str, Any]]:
+        """Records of one type; with ``attack``, only those of that family (a record without an
+        ``attack`` field counts as extraction, the only family that omits it)."""
+        recs = self.records.get(entry_type, [])
+        if attack is None:
+            return recs
+        return [r for r in recs if r.get("attack", "extraction") == attack]
+
+    @property
+    def show_pii(self) -> bool:
+        return bool(self.config.get("show_pii", False))
+
+    def summary(self, attack: str) -> dict[str, Any]:
+        recs = self.of("summary", attack)
+        return recs[-1] if recs else {}
+
+
+# ---------------------------------------------------------------- formatting helpers
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def _ci(low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return ""
+    return f"95% CI {100 * low:.1f}–{100 * high:.1f}%"
+
+
+def _int(x: Any) -> str:
+    if x is None:
+        return "—"
+    try:
+        return f"{int(x):,}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _n(count: Any, noun: str) -> str:
+    return f"{_int(count)} {noun}{'' if count == 1 else 's'}"
+
+
+def _params(n: Any) -> str:
+    if not isinstance(n, (int, float)):
+        return "—"
+    for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(int(n))
+
+
+def _scalar(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False, default=str)
+    return str(v)
+
+
+def _order(seen: list[str], preferred: Any) -> list[str]:
+    """``seen`` (order of appearance, unique) reordered to follow ``preferred`` where it can."""
+    pref = [p for p in (preferred or []) if isinstance(p, str) and p in seen]
+    return pref + [s for s in seen if s not in pref]
+
+
+def _unique(xs) -> list[str]:
+    out: list[str] = []
+    for x in xs:
+        if x is not None and x not in out:
+            out.append(x)
+    return out
+
+
+def _tags(tags: Any) -> list[dict[str, str]]:
+    return [{"tag": t, "name": TAXONOMY_NAMES.get(t, t)} for t in (tags or [])]
+
+
+def _parse_selection(item: str) -> tuple[str, int | None]:
+    """``"ranking#3"`` → ``("ranking", 3)``."""
+    name, _, rank = str(item).rpartition("#")
+    if not name:
+        return str(item), None
+    try:
+        return name, int(rank)
+    except ValueError:
+        return str(item), None
+
+
+def _segments(text: str, span: Any, match_text: Any) -> list[tuple[str, bool]]:
+    """Split ``text`` into (piece, is_match) around the corpus match, but only when the recorded
+    span still points at the recorded match text (masking can shift offsets; then no highlight)."""
+    if (isinstance(span, list) and len(span) == 2 and all(isinstance(v, int) for v in span)
+            and isinstance(match_text, str) and match_text):
+        a, b = span
+        if 0 <= a < b <= len(text) and text[a:b] == match_text:
+            return [(p, m) for p, m in ((text[:a], False), (text[a:b], True), (text[b:], False)) if p]
+    return [(text, False)] if text else []
+
+
+def _clip(segments: list[tuple[str, bool]], limit: int) -> list[tuple[str, bool]]:
+    out, left = [], limit
+    for piece, is_match in segments:
+        if left <= 0:
+            break
+        out.append((piece[:left], is_match))
+        left -= len(piece)
+    return out
+
+
+# ---------------------------------------------------------------- plots
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _new_figure(**kw):
+    # A bare Figure draws with Agg and never touches pyplot's global state (or a notebook's figures).
+    from matplotlib.figure import Figure
+
+    return Figure(**kw)
+
+
+def _plot_precision_at_k(evals: list[dict[str, Any]], samplers: list[str],
+                         rankings: list[str]) -> str | None:
+    curves = [e for e in evals if e.get("precision_at_k")]
+    if not curves:
+        return None
+    samplers = [s for s in samplers if any(e.get("sampler") == s for e in curves)]
+    n = len(samplers)
+    fig = _new_figure(figsize=(min(4.2 * n, 13), 3.4))
+    axes = fig.subplots(1, n, sharey=True, squeeze=False)[0]
+    colors = {r: f"C{i % 10}" for i, r in enumerate(rankings)}
+    for ax, s in zip(axes, samplers):
+        for e in curves:
+            if e.get("sampler") != s:
+                continue
+            ys = [float("nan") if y is None else y for y in e["precision_at_k"]]
+            ax.plot(range(1, len(ys) + 1), ys, label=e.get("ranking"), color=colors.get(e.get("ranking")),
+                    lw=1.6)
+        ax.set_title(s, fontsize=10)
+        ax.set_xlabel("top-k candidates")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("precision@k (memorized)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    seen = dict(zip(labels, handles))
+    for ax in axes[1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
+    fig.legend(list(seen.values()), list(seen.keys()), loc="upper center", ncol=min(len(seen), 6),
+               bbox_to_anchor=(0.5, 1.08), frameon=False, fontsize=9)
+    return _png(fig)
+
+
+def _plot_match_hist(samples: list[dict[str, Any]], match_tokens: Any) -> str | None:
+    ver = [s["longest_match_tokens"] for s in samples
+           if s.get("verified") is True and isinstance(s.get("longest_match_tokens"), (int, float))]
+    unv = [s["longest_match_tokens"] for s in samples
+           if s.get("verified") is False and isinstance(s.get("longest_match_tokens"), (int, float))]
+    if not ver and not unv:
+        return None
+    hi = max(ver + unv + [1])
+    nbins = int(min(40, max(5, hi)))
+    bins = [hi * i / nbins for i in range(nbins + 1)]
+    fig = _new_figure(figsize=(6.4, 3.2))
+    ax = fig.subplots()
+    if unv:
+        ax.hist(unv, bins=bins, color="#9aa5b1", alpha=0.85, label=f"not verified ({len(unv)})")
+    if ver:
+        ax.hist(ver, bins=bins, color="#c0392b", alpha=0.75, label=f"verified memorized ({len(ver)})")
+    if isinstance(match_tokens, (int, float)):
+        ax.axvline(match_tokens, color="k", ls="--", lw=1, label=f"threshold ({match_tokens} tokens)")
+    ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("longest verbatim match with the corpus (tokens)")
+    ax.set_ylabel("samples (log)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return _png(fig)
+
+
+# ---------------------------------------------------------------- header
+
+def build_header(rd: ReportData) -> dict[str, Any]:
+    run = rd.run
+    models = []
+    for name, m in (run.get("models") or {}).items():
+        m = m if isinstance(m, dict) else {"path": m}
+        models.append({"name": name, "path": _scalar(m.get("path")),
+                       "fingerprint": _scalar(m.get("fingerprint")), "n_params": _params(m.get("n_params"))})
+    versions = []
+    for label, keys in VERSION_KEYS:
+        for k in keys:
+            if run.get(k) is not None:
+                versions.append((label, _scalar(run[k])))
+                break
+    corpus = run.get("corpus")
+    corpus_rows = [(k, _scalar(v)) for k, v in corpus.items()] if isinstance(corpus, dict) else (
+        [("path", _scalar(corpus))] if corpus else [])
+    lab = run.get("lab")
+    lab_rows = [(k, _scalar(v)) for k, v in lab.items()] if isinstance(lab, dict) else []
+    training = []
+    for name, t in (run.get("training") or {}).items():
+        if isinstance(t, dict):
+            training.append({"name": name, "final_loss": _scalar(t.get("final_loss")),
+                             "wall_s": _scalar(t.get("wall_s"))})
+        else:
+            training.append({"name": name, "final_loss": _scalar(t), "wall_s": "—"})
+    extras = [(k, _scalar(run[k])) for k in ("seed", "started", "command", "threads") if run.get(k) is not None]
+    return {
+        "models": models, "versions": versions, "corpus": corpus_rows, "lab": lab_rows,
+        "training": training, "facts": extras,
+        "config_json": json.dumps(rd.config, indent=2, ensure_ascii=False, sort_keys=True, default=str),
+        "title": f"leakaudit report — {', '.join(m['name'] for m in models) or 'model audit'}",
+    }
+
+
+# ---------------------------------------------------------------- extraction sections
+
+def _ext(rd: ReportData) -> tuple[list[dict], list[dict], list[str], list[str]]:
+    evals = rd.of("eval", "extraction")
+    samples = rd.of("sample", "extraction")
+    samplers = _order(_unique([e.get("sampler") for e in evals] + [s.get("sampler") for s in samples]),
+                      rd.config.get("samplers"))
+    rankings = _order(_unique([e.get("ranking") for e in evals]), rd.summary("extraction").get("rankings"))
+    return evals, samples, samplers, rankings
+
+
+def _has_corpus(rd: ReportData, evals: list[dict], samples: list[dict]) -> bool:
+    s = rd.summary("extraction")
+    if "verified" in s:
+        return bool(s["verified"])
+    if evals:
+        return any(e.get("verified") for e in evals)
+    return any(x.get("verified") is not None for x in samples)
+
+
+def build_summary(rd: ReportData) -> Section | None:
+    evals, samples, samplers, _ = _ext(rd)
+    s = rd.summary("extraction")
+    if not (s or evals or samples):
+        return None
+    verified_run = _has_corpus(rd, evals, samples)
+    n_candidates = s.get("n_candidates")
+    if n_candidates is None:
+        n_candidates = sum(1 for x in samples if x.get("selected_by"))
+    n_verified_cand = s.get("n_verified_candidates")
+    if n_verified_cand is None:
+        n_verified_cand = sum(1 for x in samples if x.get("selected_by") and x.get("verified"))
+    best = s.get("best")
+    if not best and evals:
+        e = max(evals, key=lambda e: e.get("precision") or 0)
+        best = {k: e.get(k) for k in ("sampler", "ranking", "precision", "ci_low", "ci_high")}
+    canaries = rd.of("canary")
+    per_sampler = s.get("n_samples_per_sampler") or {}
+    cards = [
+        {"label": "samples generated", "value": _int(s.get("n_samples", len(samples))),
+         "note": ", ".join(f"{k}: {_int(v)}" for k, v in per_sampler.items())},
+        {"label": "candidates selected", "value": _int(n_candidates), "note": "distinct, after dedup"},
+        {"label": "verified memorized candidates",
+         "value": _int(n_verified_cand) if verified_run else "unverified",
+         "note": "≥ match_tokens tokens verbatim in the corpus" if verified_run else "no corpus given",
+         "alert": bool(verified_run and n_verified_cand)},
+    ]
+    if best and verified_run:
+        cards.append({"label": "best precision", "value": _pct(best.get("precision")),
+                      "note": f"{best.get('sampler')} × {best.get('ranking')}; "
+                              f"{_ci(best.get('ci_low'), best.get('ci_high'))}"})
+    if canaries:
+        ext = [c for c in canaries if c.get("extracted")]
+        cards.append({"label": "canaries extracted", "value": f"{len(ext)} / {len(canaries)}",
+                      "note": ", ".join(str(c.get("canary_id")) for c in ext[:6]) + ("…" if len(ext) > 6 else ""),
+                      "alert": bool(ext)})
+    frac = s.get("verified_fraction_of_all")
+    notes = []
+    if frac is not None:
+        notes.append(f"{_pct(frac, 2)} of all samples contain a verified memorized span "
+                     f"({_int(s.get('n_verified_samples'))} samples).")
+    if not verified_run:
+        notes.append("No training corpus was given: no candidate could be verified; every hit below is "
+                     "unverified (a high score is not proof of memorization).")
+    if s.get("n_empty_samples"):
+        notes.append(f"{_n(s['n_empty_samples'], 'sample')} decoded to empty text.")
+    if s.get("n_truncated_samples"):
+        notes.append(f"{_n(s['n_truncated_samples'], 'sample')} hit the max_new_tokens limit.")
+    return Section("summary", "Summary", "summary", {
+        "cards": cards, "notes": notes, "show_pii": rd.show_pii,
+        "tags": _tags(s.get("tags") or TAXONOMY["extraction"]),
+    })
+
+
+def _cell(k: Any, n: Any, precision: Any, low: Any, high: Any, verified: bool) -> dict[str, Any]:
+    if not verified:
+        return {"count": f"? / {_int(n)}", "pct": "unverified", "ci": "", "unverified": True}
+    return {"count": f"{_int(k)} / {_int(n)}", "pct": _pct(precision), "ci": _ci(low, high),
+            "unverified": False}
+
+
+def build_precision(rd: ReportData) -> Section | None:
+    evals, samples, samplers, rankings = _ext(rd)
+    if not evals:
+        return None
+    by = {(e.get("sampler"), e.get("ranking")): e for e in evals}
+    best = rd.summary("extraction").get("best") or {}
+    rows = []
+    for r in rankings:
+        cells = []
+        for s in samplers:
+            e = by.get((s, r))
+            if e is None:
+                cells.append({"count": "—", "pct": "", "ci": "", "unverified": False, "best": False})
+                continue
+            c = _cell(e.get("n_memorized"), e.get("n_selected"), e.get("precision"), e.get("ci_low"),
+                      e.get("ci_high"), bool(e.get("verified", True)))
+            c["best"] = (best.get("sampler") == s and best.get("ranking") == r and not c["unverified"])
+            c["dups"] = e.get("duplicates_skipped")
+            cells.append(c)
+        rows.append({"name": r, "cells": cells})
+    baseline = []
+    for s in samplers:
+        rb = next((e["random_baseline"] for e in evals
+                   if e.get("sampler") == s and isinstance(e.get("random_baseline"), dict)), None)
+        baseline.append(_cell(rb.get("k"), rb.get("n"), rb.get("value"), rb.get("ci_low"), rb.get("ci_high"), True)
+                        if rb else None)
+    verified_run = _has_corpus(rd, evals, samples)
+    totals = []
+    for s in samplers:
+        ids = {x.get("sample_id") for x in samples
+               if x.get("sampler") == s and x.get("selected_by") and x.get("verified")}
+        cand = {x.get("sample_id") for x in samples if x.get("sampler") == s and x.get("selected_by")}
+        totals.append({"count": _int(len(ids)) if verified_run else "unverified",
+                       "of": _int(len(cand))})
+    return Section("precision", "Extraction precision by sampler and ranking", "precision", {
+        "samplers": samplers, "rows": rows,
+        "baseline": baseline if any(b is not None for b in baseline) else None,
+        "totals": totals if samples else None, "verified": verified_run,
+        "select": rd.config.get("select"), "match_tokens": rd.config.get("match_tokens"),
+    })
+
+
+def build_precision_plot(rd: ReportData) -> Section | None:
+    evals, samples, samplers, rankings = _ext(rd)
+    if not _has_corpus(rd, evals, samples):
+        return None
+    img = _plot_precision_at_k(evals, samplers, rankings)
+    if img is None:
+        return None
+    return Section("precision-at-k", "Precision@k", "plot", {
+        "img": img, "alt": "precision at k per ranking, one panel per sampler",
+        "caption": "Fraction of the top-k selected candidates (per sampler, ranked by each ranking, after "
+                   "dedup) that are verified memorized. A ranking that works stays high as k grows."})
+
+
+def build_match_hist(rd: ReportData) -> Section | None:
+    _, samples, _, _ = _ext(rd)
+    img = _plot_match_hist(samples, rd.config.get("match_tokens"))
+    if img is None:
+        return None
+    return Section("match-length", "Longest verbatim match with the corpus", "plot", {
+        "img": img, "alt": "histogram of the longest corpus match, verified versus not verified samples",
+        "caption": "Every sample checked against the corpus, by the length of its longest run of tokens "
+                   "found verbatim in the training corpus (log count). Samples at or past the dashed "
+                   "threshold are verified memorized."})
+
+
+def _sample_row(x: dict[str, Any]) -> dict[str, Any]:
+    text = x.get("text") or ""
+    segs = _segments(text, x.get("match_char_span"), x.get("match_text"))
+    long = len(text) > TEXT_PREVIEW_CHARS + 50
+    sel = [_parse_selection(i) for i in (x.get("selected_by") or [])]
+    sel.sort(key=lambda p: (p[1] is None, p[1] or 0))
+    return {
+        "id": _scalar(x.get("sample_id")),
+        "sampler": _scalar(x.get("sampler")),
+        "selected_by": [{"ranking": r, "rank": k} for r, k in sel],
+        "longest": _int(x.get("longest_match_tokens")),
+        "doc_count": _int(x.get("match_doc_count")),
+        "match_count": _int(x.get("match_count")),
+        "docs": [str(d) for d in (x.get("match_docs") or [])][:5],
+        "pii": [str(p) for p in (x.get("pii_kinds") or [])],
+        "status": "verified" if x.get("verified") else "unverified",
+        "prompt": x.get("prompt") or "",
+        "preview": _clip(segs, TEXT_PREVIEW_CHARS) if long else segs,
+        "full": segs if long else None,
+        "n_chars": len(text),
+    }
+
+
+def build_memorized(rd: ReportData) -> Section | None:
+    evals, samples, _, _ = _ext(rd)
+    if not samples:
+        return None
+    verified_run = _has_corpus(rd, evals, samples)
+    if verified_run:
+        rows = [x for x in samples if x.get("verified") and x.get("selected_by")]
+        rows.sort(key=lambda x: (-(x.get("match_doc_count") or 0), -(x.get("longest_match_tokens") or 0),
+                                 x.get("sample_id") if isinstance(x.get("sample_id"), int) else 0))
+        title = "Memorized samples (verified, selected)"
+    else:
+        rows = [x for x in samples if x.get("selected_by")]
+
+        def best_rank(x):
+            ranks = [k for _, k in map(_parse_selection, x.get("selected_by") or []) if k is not None]
+            return min(ranks) if ranks else 10 ** 9
+        rows.sort(key=best_rank)
+        title = "Top candidates (unverified: no corpus given)"
+    n_total = len(rows)
+    return Section("memorized-samples", title, "samples", {
+        "rows": [_sample_row(x) for x in rows[:MAX_SAMPLE_ROWS]],
+        "n_total": n_total, "n_shown": min(n_total, MAX_SAMPLE_ROWS), "verified": verified_run,
+        "show_pii": rd.show_pii, "preview_chars": TEXT_PREVIEW_CHARS,
+    })
+
+
+def build_canaries(rd: ReportData) -> Section | None:
+    canaries = rd.of("canary")
+    if not canaries:
+        return None
+    rows = [{
+        "id": _scalar(c.get("canary_id")), "kind": _scalar(c.get("kind")), "repeats": _int(c.get("repeats")),
+        "secret": _scalar(c.get("secret")), "extracted": bool(c.get("extracted")),
+        "n_samples": _int(c.get("n_samples_with_secret")),
+        "in_verified": c.get("in_verified_sample"), "in_selected": c.get("in_selected_candidate"),
+        "samplers": ", ".join(str(s) for s in (c.get("samplers") or [])) or "—",
+    } for c in sorted(canaries, key=lambda c: (-(c.get("repeats") or 0), str(c.get("canary_id"))))]
+    return Section("canaries", "Canaries", "canaries", {
+        "rows": rows, "n_extracted": sum(1 for r in rows if r["extracted"]), "show_pii": rd.show_pii})
+
+
+def build_pii(rd: ReportData) -> Section | None:
+    recs = rd.of("pii")
+    if not recs:
+        return None
+    p = recs[-1]
+    counts = sorted((p.get("counts") or {}).items(), key=lambda kv: (-(kv[1] or 0), kv[0]))
+    return Section("pii", "PII in verified samples", "pii", {
+        "counts": [(k, _int(v)) for k, v in counts], "scope": _scalar(p.get("scope")),
+        "n_samples": _int(p.get("n_samples_with_pii")), "show_pii": rd.show_pii})
+
+
+#: Section builders in page order. Each reads what it needs from the records and returns a
+#: Section, or None when the report has nothing for it.
+SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
+    build_summary,
+    build_precision,
+    build_precision_plot,
+    build_match_hist,
+    build_memorized,
+    build_canaries,
+    build_pii,
+]
+
+
+def build_context(report_dir: str | Path) -> dict[str, Any]:
+    rd = ReportData.load(report_dir)
+    sections = [s for s in (b(rd) for b in SECTION_BUILDERS) if s is not None]
+    return {"header": build_header(rd), "sections": sections, "show_pii": rd.show_pii,
+            "match_tokens": rd.config.get("match_tokens")}
+
+
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def render_html(report_dir: str | Path) -> Path:
+    """Write ``report_dir/report.html`` from ``report_dir/report.jsonl`` and return its path.
+
+    The file is written to a temporary name in the same folder and moved into place, so a reader
+    never sees a half-written page.
+    """
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:  # never switch (and close) a caller's pyplot figures
+        matplotlib.use("Agg")
+    report_dir = Path(report_dir)
+    html = _environment().get_template(TEMPLATE_NAME).render(**build_context(report_dir))
+    out = report_dir / "report.html"
+    fd, tmp = tempfile.mkstemp(prefix=".report.html.", suffix=".tmp", dir=report_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

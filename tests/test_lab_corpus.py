@@ -1,0 +1,266 @@
+"""Tests for the lab's synthetic corpus: determinism and the ground truth the manifest claims."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from leakaudit.lab.corpus import (
+    BOILERPLATE_IDS,
+    CANARY_KINDS,
+    GENERATOR_VERSION,
+    GENRES,
+    MAX_WORDS,
+    MIN_WORDS,
+    LabCorpus,
+    LabCorpusConfig,
+    canary_reference_secrets,
+    generate_lab_corpus,
+    secret_space,
+)
+from leakaudit.lab.corpus import _CANARY_TEMPLATES, _insert_sentence  # noqa: PLC2701
+
+FILES = ["heldout.jsonl", "manifest.json", "train.jsonl"]
+
+
+@pytest.fixture(scope="module")
+def corpus() -> LabCorpus:
+    return generate_lab_corpus(LabCorpusConfig.quick())
+
+
+def _digest(c: LabCorpus) -> str:
+    payload = json.dumps([c.train, c.heldout, c.manifest], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def test_same_seed_is_identical_and_other_seed_differs(corpus: LabCorpus, tmp_path: Path) -> None:
+    again = generate_lab_corpus(LabCorpusConfig.quick())
+    assert again.train == corpus.train
+    assert again.heldout == corpus.heldout
+    assert again.manifest == corpus.manifest
+    corpus.write(tmp_path / "a")
+    again.write(tmp_path / "b")
+    for name in ("train.jsonl", "heldout.jsonl", "manifest.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+    other = generate_lab_corpus(LabCorpusConfig.quick(seed=1))
+    assert other.train != corpus.train
+    assert other.heldout != corpus.heldout
+    assert [c["secret"] for c in other.canaries] != [c["secret"] for c in corpus.canaries]
+
+
+def test_deterministic_across_processes(corpus: LabCorpus) -> None:
+    """Hash randomization (set/dict-of-str ordering) must not leak into the output."""
+    code = (
+        "import hashlib, json\n"
+        "from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus\n"
+        "c = generate_lab_corpus(LabCorpusConfig.quick())\n"
+        "print(hashlib.sha256(json.dumps([c.train, c.heldout, c.manifest], sort_keys=True)"
+        ".encode()).hexdigest())\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == _digest(corpus)
+
+
+def test_ids_sizes_and_manifest_header(corpus: LabCorpus) -> None:
+    m = corpus.manifest
+    cfg = LabCorpusConfig.quick()
+    assert [d["id"] for d in corpus.train] == [f"doc-{i}" for i in range(cfg.n_docs)]
+    assert [d["id"] for d in corpus.heldout] == [f"heldout-{i}" for i in range(cfg.n_heldout)]
+    assert m["n_train"] == cfg.n_docs and m["n_heldout"] == cfg.n_heldout
+    assert m["seed"] == cfg.seed
+    assert m["config"]["canary_repeats"] == list(cfg.canary_repeats)
+    assert m["config"]["n_docs"] == cfg.n_docs
+    assert m["generator_version"] == GENERATOR_VERSION
+    assert len(m["canaries"]) == len(cfg.canary_kinds) * len(cfg.canary_repeats)
+    n_blocks = len(cfg.boilerplate_repeats)
+    assert [b["id"] for b in m["boilerplate"]] == list(BOILERPLATE_IDS[:n_blocks])
+    assert set(m["doc_genres"]) == {d["id"] for d in corpus.train + corpus.heldout}
+    # The manifest is JSON-serializable as is.
+    json.dumps(m)
+
+
+def test_genre_mix(corpus: LabCorpus) -> None:
+    counts = corpus.manifest["genre_counts"]
+    for split, n in (("train", 600), ("heldout", 150)):
+        assert set(counts[split]) == set(GENRES)
+        assert sum(counts[split].values()) == n
+        assert all(v > 0 for v in counts[split].values())
+        # Roughly even, with the low-entropy log genre near 15%.
+        assert 0.10 <= counts[split]["log"] / n <= 0.20
+        for g in ("email", "ticket", "clinical"):
+            assert 0.22 <= counts[split][g] / n <= 0.36
+    genres = corpus.manifest["doc_genres"]
+    assert [genres[d["id"]] for d in corpus.train].count("log") == counts["train"]["log"]
+
+
+def test_canaries_occur_exactly_repeats_times(corpus: LabCorpus) -> None:
+    heldout_text = "\n".join(d["text"] for d in corpus.heldout)
+    for c in corpus.canaries:
+        holders = [d["id"] for d in corpus.train if c["sentence"] in d["text"]]
+        assert holders == c["doc_ids"], c["id"]
+        assert len(set(holders)) == c["repeats"]
+        assert all(d["text"].count(c["sentence"]) == 1 for d in corpus.train if d["id"] in holders)
+        assert c["sentence"] not in heldout_text
+        # The secret itself appears nowhere except inside the canary sentence.
+        assert sum(d["text"].count(c["secret"]) for d in corpus.train) == c["repeats"]
+        assert c["secret"] not in heldout_text
+
+
+def test_canary_records(corpus: LabCorpus) -> None:
+    secrets = [c["secret"] for c in corpus.canaries]
+    assert len(set(secrets)) == len(secrets)
+    assert len({c["sentence"] for c in corpus.canaries}) == len(secrets)
+    assert len({c["id"] for c in corpus.canaries}) == len(secrets)
+    cfg = LabCorpusConfig.quick()
+    assert sorted((c["kind"], c["repeats"]) for c in corpus.canaries) == sorted(
+        (k, r) for k in cfg.canary_kinds for r in cfg.canary_repeats
+    )
+    for c in corpus.canaries:
+        assert c["template"].count("{secret}") == 1
+        assert c["template"].format(secret=c["secret"]) == c["sentence"]
+        assert c["sentence"].startswith(c["prefix"]) and c["prefix"]
+        assert re.fullmatch(c["secret_regex"], c["secret"])
+        space = secret_space(c["kind"])
+        assert c["secret_space"] == space.shape
+        assert c["secret_space_log2"] == pytest.approx(space.log2_size)
+        assert c["secret_space_log2"] > 20
+    # Within a kind, each canary of the default six gets its own wording.
+    for kind in cfg.canary_kinds:
+        templates = [c["template"] for c in corpus.canaries if c["kind"] == kind]
+        assert len(set(templates)) == len(templates)
+
+
+def test_boilerplate_occurs_exactly_repeats_times(corpus: LabCorpus) -> None:
+    heldout_text = "\n".join(d["text"] for d in corpus.heldout)
+    expected = list(LabCorpusConfig.quick().boilerplate_repeats)
+    assert [b["repeats"] for b in corpus.boilerplate] == expected
+    for b in corpus.boilerplate:
+        holders = [d["id"] for d in corpus.train if b["text"] in d["text"]]
+        assert holders == b["doc_ids"], b["id"]
+        assert len(set(holders)) == b["repeats"]
+        assert b["text"] not in heldout_text
+        # Long enough that a memorized copy is a >= 50-token verbatim match.
+        assert 60 <= len(b["text"].split()) <= 120
+        assert b["n_words"] == len(b["text"].split())
+
+
+def test_document_lengths(corpus: LabCorpus) -> None:
+    for d in corpus.heldout:
+        assert MIN_WORDS <= len(d["text"].split()) <= MAX_WORDS, d["id"]
+    inserted = [c["sentence"] for c in corpus.canaries] + [b["text"] for b in corpus.boilerplate]
+    for d in corpus.train:
+        text = d["text"]
+        for s in inserted:
+            text = text.replace(s, "")
+        n = len(text.split()) - text.count("P.S.")
+        assert MIN_WORDS <= n <= MAX_WORDS, d["id"]
+    for d in corpus.train + corpus.heldout:
+        assert d["text"] == d["text"].strip()
+        assert all(ord(ch) < 256 for ch in d["text"])
+
+
+def test_reference_secrets(corpus: LabCorpus) -> None:
+    for c in corpus.canaries:
+        refs = canary_reference_secrets(c, 1000, random.Random(7))
+        assert len(refs) == 1000 and len(set(refs)) == 1000
+        assert c["secret"] not in refs
+        assert all(re.fullmatch(c["secret_regex"], s) for s in refs)
+        assert refs == canary_reference_secrets(c, 1000, 7)
+    with pytest.raises(ValueError):
+        canary_reference_secrets({"kind": "nope", "secret": "x"}, 3, 0)
+
+
+@pytest.mark.parametrize("kind", CANARY_KINDS)
+def test_secret_spaces(kind: str) -> None:
+    space = secret_space(kind)
+    rng = random.Random(0)
+    samples = [space.sample(rng) for _ in range(500)]
+    assert all(re.fullmatch(space.regex, s) for s in samples)
+    assert len(set(samples)) > 490
+    if kind == "credit_card":  # Luhn-valid
+        for s in samples:
+            digits = [int(ch) for ch in s.replace(" ", "")][::-1]
+            total = sum(
+                d if i % 2 == 0 else (2 * d - 9 if d > 4 else 2 * d) for i, d in enumerate(digits)
+            )
+            assert total % 10 == 0
+
+
+def test_canary_templates_have_no_inner_sentence_boundary() -> None:
+    """Another canary inserted "after a sentence" must never land inside a canary sentence."""
+    for templates in _CANARY_TEMPLATES.values():
+        assert len(templates) >= 6
+        for t in templates:
+            assert not re.search(r"\w[.!?]\s", t), t
+            assert t.endswith(".")
+
+
+def test_insert_sentence_keeps_sentence_whole() -> None:
+    text = "Dr. Smith saw the patient. The plan is rest.\nFollow up in 2 weeks."
+    rng = random.Random(3)
+    for _ in range(50):
+        out = _insert_sentence(text, "CANARY SENTENCE here.", rng)
+        assert out.count("CANARY SENTENCE here.") == 1
+        assert "Dr. CANARY" not in out
+        for prefix in ("\n\nP.S. ", "\n\n", " "):
+            out = out.replace(prefix + "CANARY SENTENCE here.", "")
+        assert out == text
+
+
+def test_write_and_read_roundtrip(corpus: LabCorpus, tmp_path: Path) -> None:
+    out = corpus.write(tmp_path / "lab")
+    assert sorted(p.name for p in out.iterdir()) == FILES
+    for name, docs in (("train.jsonl", corpus.train), ("heldout.jsonl", corpus.heldout)):
+        lines = (out / name).read_text(encoding="utf-8").splitlines()
+        assert len(lines) == len(docs)
+        parsed = [json.loads(line) for line in lines]
+        assert all(set(p) == {"id", "text"} for p in parsed)
+        assert parsed == docs
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["canaries"] == corpus.canaries
+    back = LabCorpus.read(out)
+    assert back.train == corpus.train and back.heldout == corpus.heldout
+    assert back.manifest == corpus.manifest
+    # Overwriting in place works and leaves no temporary files behind.
+    corpus.write(out)
+    assert sorted(p.name for p in out.iterdir()) == FILES
+
+
+def test_config_validation() -> None:
+    base = LabCorpusConfig.quick()
+    with pytest.raises(ValueError):
+        generate_lab_corpus(replace(base, canary_kinds=("ssn", "bitcoin")))
+    with pytest.raises(ValueError):
+        generate_lab_corpus(replace(base, n_docs=10, canary_repeats=(32,)))
+    with pytest.raises(ValueError):
+        generate_lab_corpus(replace(base, boilerplate_repeats=(1,) * (len(BOILERPLATE_IDS) + 1)))
+
+
+def test_small_custom_config() -> None:
+    cfg = LabCorpusConfig(
+        n_docs=40,
+        n_heldout=0,
+        canary_repeats=(3,),
+        canary_kinds=("credit_card",),
+        boilerplate_repeats=(5,),
+        seed=9,
+    )
+    c = generate_lab_corpus(cfg)
+    assert len(c.train) == 40 and c.heldout == []
+    (canary,) = c.canaries
+    assert sum(canary["sentence"] in d["text"] for d in c.train) == 3
+    (block,) = c.boilerplate
+    assert sum(block["text"] in d["text"] for d in c.train) == 5
