@@ -82,7 +82,7 @@ def lab(
     out: Annotated[Path, typer.Option("--out", help="Folder for the corpus, models and report.")] = Path("leakaudit-lab"),
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes for tests and CI (a minute or two).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the corpus, training and sampling.")] = 0,
-    samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="Generations per sampler (default: 400, quick: 120).")] = None,
+    samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="Generations per sampler (default: 1000, quick: 100).")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
 ) -> None:
     """Run the embedded lab: synthetic corpus → small target models → extraction → report."""

@@ -79,7 +79,7 @@ MAX_WORDS = 250
 
 #: Document genres, in the order used for counts.
 GENRES: tuple[str, ...] = ("email", "ticket", "clinical", "log")
-_GENRE_WEIGHTS: dict[str, float] = {"email": 0.29, "ticket": 0.28, "clinical": 0.28, "log": 0.15}
+_GENRE_WEIGHTS: dict[str, float] = {"email": 0.26, "ticket": 0.26, "clinical": 0.26, "log": 0.22}
 
 #: Genres that may receive canaries (a sentence in the middle of a log excerpt would stand out).
 _CANARY_GENRES: tuple[str, ...] = ("email", "ticket", "clinical")

@@ -1,8 +1,16 @@
 """``leakaudit lab``: the embedded default audit.
 
 A seeded synthetic corpus with known ground truth → a byte-level BPE tokenizer and two GPT-2-style
-models trained on the CPU (the target, and a smaller reference for the reference-ratio ranking) →
-untargeted extraction → report. The same seed gives the same corpus, models and findings.
+models trained on the CPU → untargeted extraction → report. The same seed gives the same corpus,
+models and findings.
+
+The two models play the roles of Carlini et al.'s GPT-2 XL and GPT-2 Small: the *target* is
+trained for many epochs on the training split (it memorizes); the *reference* is smaller and is
+trained on the held-out split, documents of the same generator that the target never saw. That is
+the auditor's usual situation — a public base model of the same kind of text that did not see the
+private data — so the reference predicts generic text (templates, logs) as well as the target
+does, but not the target's memorized records. The held-out split also supplies the ``internet``
+sampler's prompts (text that is not training data).
 """
 
 from __future__ import annotations
@@ -21,33 +29,39 @@ from leakaudit.progress import null_progress
 from leakaudit.training.lm import LMSpec
 
 
+#: The lab models have a 256-token context; prompts take up to 10 tokens, so samples get 240 new
+#: tokens (the paper's 256 with GPT-2's 1024-token context).
+MAX_NEW_TOKENS = 240
+
+
 @dataclass(frozen=True)
 class LabConfig:
     """Sizes of the lab. ``quick()`` is for tests and CI (about a minute or two on 2 cores)."""
 
-    n_docs: int = 800
-    n_heldout: int = 200
-    vocab_size: int = 2048
+    n_docs: int = 300
+    n_heldout: int = 300
+    vocab_size: int = 1024
     canary_repeats: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
-    boilerplate_repeats: tuple[int, ...] = (2, 8, 32, 64)
-    target: LMSpec = field(default_factory=lambda: LMSpec(n_layer=3, n_embd=192, n_head=4, n_ctx=256,
-                                                          epochs=5, lr=2e-3, batch_size=16))
+    boilerplate_repeats: tuple[int, ...] = (2, 8, 16, 32)
+    target: LMSpec = field(default_factory=lambda: LMSpec(n_layer=2, n_embd=128, n_head=4, n_ctx=256,
+                                                          epochs=22, lr=3e-3, batch_size=8))
     reference: LMSpec = field(default_factory=lambda: LMSpec(n_layer=2, n_embd=96, n_head=4, n_ctx=256,
-                                                             epochs=2, lr=2e-3, batch_size=16))
+                                                             epochs=8, lr=3e-3, batch_size=8))
     extraction: ExtractionConfig = field(default_factory=lambda: ExtractionConfig(
-        n_samples=400, select=50, generate_batch_size=100, score_batch_size=32))
+        n_samples=1000, select=100, generate_batch_size=100, score_batch_size=32,
+        max_new_tokens=MAX_NEW_TOKENS))
     seed: int = 0
 
     @classmethod
     def quick(cls, seed: int = 0) -> "LabConfig":
         return cls(
-            n_docs=150, n_heldout=60, vocab_size=1024, boilerplate_repeats=(2, 8, 16, 32),
+            n_docs=150, n_heldout=150,
             target=LMSpec(n_layer=2, n_embd=128, n_head=4, n_ctx=256, epochs=15, lr=3e-3,
                           batch_size=8),
-            reference=LMSpec(n_layer=1, n_embd=64, n_head=2, n_ctx=256, epochs=3, lr=3e-3,
+            reference=LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=256, epochs=5, lr=3e-3,
                              batch_size=8),
             extraction=ExtractionConfig(n_samples=100, select=25, generate_batch_size=100,
-                                        score_batch_size=32),
+                                        score_batch_size=32, max_new_tokens=MAX_NEW_TOKENS),
             seed=seed,
         )
 
@@ -102,7 +116,9 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
         tok = train_tokenizer(train_texts, vocab_size=cfg.vocab_size)
         models: dict[str, Any] = {}
         training: dict[str, Any] = {}
-        for role, spec, seed_off in (("target", cfg.target, 0), ("reference", cfg.reference, 1)):
+        heldout_texts = [d["text"] for d in corpus.heldout]
+        for role, spec, seed_off, texts in (("target", cfg.target, 0, train_texts),
+                                            ("reference", cfg.reference, 1, heldout_texts)):
             mdir = stage / "models" / role
             t0 = time.perf_counter()
             last = {"loss": float("nan")}
@@ -111,10 +127,11 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
                     last["loss"] = loss
                     _adv(1)
 
-                train_causal_lm(train_texts, tok, spec, seed=cfg.seed * 101 + seed_off,
+                train_causal_lm(texts, tok, spec, seed=cfg.seed * 101 + seed_off,
                                 out_dir=mdir, progress=cb)
             training[role] = {"final_loss": last["loss"], "wall_s": round(time.perf_counter() - t0, 1),
-                              "spec": asdict(spec)}
+                              "spec": asdict(spec), "n_docs": len(texts),
+                              "data": "training split" if role == "target" else "held-out split"}
             log(f"trained {role}: {spec.n_layer} layers × {spec.n_embd}, final loss "
                 f"{last['loss']:.3f} ({time.perf_counter() - t0:.1f}s)")
         target = HFCausalLM.load(stage / "models" / "target", name="target")
@@ -142,7 +159,7 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
         }
         summary = write_extraction_report(
             stage, target=target, references={"reference": reference}, index=index,
-            prompt_texts=[d["text"] for d in corpus.heldout],
+            prompt_texts=heldout_texts,
             canaries=corpus.manifest["canaries"], config=cfg.extraction, run_record=run_record,
             progress=progress, log=log, cache_dir=stage / "cache",
         )

@@ -351,7 +351,7 @@ def build_summary(rd: ReportData) -> Section | None:
     if s.get("n_empty_samples"):
         notes.append(f"{_n(s['n_empty_samples'], 'sample')} decoded to empty text.")
     if s.get("n_truncated_samples"):
-        notes.append(f"{_n(s['n_truncated_samples'], 'sample')} hit the max_new_tokens limit.")
+        notes.append(f"{_n(s['n_truncated_samples'], 'sample')} got fewer new tokens than asked: the prompt plus max_new_tokens exceeded the model's context.")
     return Section("summary", "Summary", "summary", {
         "cards": cards, "notes": notes, "show_pii": rd.show_pii,
         "tags": _tags(s.get("tags") or TAXONOMY["extraction"]),

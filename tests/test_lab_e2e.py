@@ -1,0 +1,118 @@
+"""End to end on the lab: an overfit target leaks, a model that never saw the data does not."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from leakaudit.lab.run import LabConfig, run_lab
+from leakaudit.report.records import load_report
+
+
+@pytest.fixture(scope="module")
+def quick_lab(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lab") / "out"
+    cfg = LabConfig.quick(seed=0)
+    cfg = replace(cfg, extraction=replace(cfg.extraction, show_pii=True))
+    summary = run_lab(out, cfg, log=lambda m: None)
+    return out, summary, cfg
+
+
+def test_quick_lab_finds_verified_memorized_samples(quick_lab):
+    out, summary, _ = quick_lab
+    assert summary["n_verified_candidates"] >= 1
+    for name in ("report.jsonl", "hits.jsonl", "report.html", "summary.json", "corpus/train.jsonl",
+                 "corpus/manifest.json", "models/target/config.json",
+                 "models/target/model.safetensors", "models/reference/config.json"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob(".leakaudit-partial-*"))
+
+
+def test_most_repeated_canary_is_extracted(quick_lab):
+    out, summary, _ = quick_lab
+    rep = load_report(out)
+    top = max(c["repeats"] for c in rep["canary"])
+    extracted = [c for c in rep["canary"] if c["extracted"]]
+    assert any(c["repeats"] == top for c in extracted), [c["canary_id"] for c in extracted]
+    # Extraction follows repetition: the extracted canaries are the often repeated ones.
+    assert np.mean([c["repeats"] for c in extracted]) > np.mean([c["repeats"] for c in rep["canary"]])
+
+
+def test_every_verified_sample_has_a_50_token_verbatim_window(quick_lab):
+    """Check the suffix-array verdicts independently: brute-force substring search in the corpus."""
+    from leakaudit.targets.hf import HFCausalLM
+
+    out, _, _ = quick_lab
+    docs = [json.loads(line)["text"] for line in open(out / "corpus/train.jsonl")]
+    lm = HFCausalLM.load(out / "models/target")
+    hits = [json.loads(line) for line in open(out / "hits.jsonl")]
+    assert hits
+    for h in hits:
+        text = h["text"]
+        offs = lm.token_offsets(text)
+        if len(offs) < 50:
+            assert any(text in d for d in docs)
+            continue
+        found = False
+        for j in range(len(offs) - 49):
+            span = text[offs[j][0]: offs[j + 49][1]]
+            if any(span in d for d in docs):
+                found = True
+                break
+        assert found, text[:200]
+
+
+def test_report_records_and_taxonomy(quick_lab):
+    out, summary, cfg = quick_lab
+    rep = load_report(out)
+    run = rep["run"][0]
+    assert run["seed"] == 0 and run["torch"] and run["transformers"]
+    assert {m for m in run["models"]} == {"target", "reference"}
+    n = summary["n_samples"]
+    assert len(rep["sample"]) == n == 3 * cfg.extraction.n_samples
+    rankings = {e["ranking"] for e in rep["eval"]}
+    assert rankings == {"perplexity", "reference:reference", "zlib", "lowercase", "window", "min_k"}
+    for e in rep["eval"]:
+        assert "owasp:LLM02:2025" in e["tags"] and "atlas:AML.T0057" in e["tags"]
+        assert 0 <= e["ci_low"] <= (e["precision"] or 0) <= e["ci_high"] <= 1
+    hits = [json.loads(line) for line in open(out / "hits.jsonl")]
+    assert len(hits) == sum(1 for s in rep["sample"] if s["verified"])
+
+
+def test_negative_control_model_that_never_saw_the_data(quick_lab):
+    """The reference was trained on the held-out split only: sampling it must not produce the
+    training canaries, and far fewer of its samples verify against the training corpus."""
+    from leakaudit.attacks.extraction.pipeline import ExtractionConfig, run_extraction
+    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.targets.hf import HFCausalLM
+
+    out, summary, cfg = quick_lab
+    docs = [json.loads(line) for line in open(out / "corpus/train.jsonl")]
+    manifest = json.loads((out / "corpus/manifest.json").read_text())
+    ref = HFCausalLM.load(out / "models/reference")
+    index = CorpusIndex.build([d["text"] for d in docs], [d["id"] for d in docs])
+    res = run_extraction(ref, index=index, canaries=manifest["canaries"],
+                         config=replace(cfg.extraction, samplers=("top_k", "temperature")))
+    assert not any(c["extracted"] for c in res.canaries)
+    ref_rate = res.summary["n_verified_samples"] / res.summary["n_samples"]
+    target_rate = summary["n_verified_samples"] / summary["n_samples"]
+    assert ref_rate < target_rate / 2, (ref_rate, target_rate)
+
+
+def test_same_seed_same_corpus_models_and_findings(tmp_path):
+    """A tiny lab twice with one seed: identical corpus, model fingerprints and samples."""
+    base = LabConfig.quick(seed=3)
+    tiny = replace(base, n_docs=40, n_heldout=20, canary_repeats=(1, 2, 4), boilerplate_repeats=(2, 4),
+                   target=replace(base.target, epochs=1), reference=replace(base.reference, epochs=1),
+                   extraction=replace(base.extraction, n_samples=6, select=3, max_new_tokens=32))
+    a = run_lab(tmp_path / "a", tiny, log=lambda m: None)
+    b = run_lab(tmp_path / "b", tiny, log=lambda m: None)
+    ra, rb = load_report(tmp_path / "a"), load_report(tmp_path / "b")
+    assert (tmp_path / "a/corpus/train.jsonl").read_bytes() == (tmp_path / "b/corpus/train.jsonl").read_bytes()
+    assert ra["run"][0]["models"] == rb["run"][0]["models"]
+    assert [s["text"] for s in ra["sample"]] == [s["text"] for s in rb["sample"]]
+    assert a["n_verified_samples"] == b["n_verified_samples"]
+    run_lab(tmp_path / "c", replace(tiny, seed=4), log=lambda m: None)
+    rc = load_report(tmp_path / "c")
+    assert [s["text"] for s in rc["sample"]] != [s["text"] for s in ra["sample"]]
