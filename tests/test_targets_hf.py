@@ -135,3 +135,10 @@ def test_fingerprint_changes_with_weights(tiny_model_dir):
         b.model.lm_head.weight[0, 0] += 1
     b._fingerprint = None
     assert a.fingerprint() != b.fingerprint()
+
+
+def test_fingerprint_does_not_depend_on_where_the_model_lies(tiny_model_dir, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "elsewhere")
+    assert HFCausalLM.load(tiny_model_dir).fingerprint() == HFCausalLM.load(tmp_path / "elsewhere").fingerprint()

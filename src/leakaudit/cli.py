@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from leakaudit import __version__
-from leakaudit.errors import LeakauditError
+from leakaudit.errors import InputError, LeakauditError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure how much a trained model leaks its training data.")
@@ -47,7 +47,7 @@ def _fail(e: Exception) -> None:
 
 
 def _log(msg: str) -> None:
-    console.print(msg, highlight=False, markup=False)
+    console.print(msg, highlight=False, markup=False, soft_wrap=True)  # one line, even in a log file
 
 
 def _progress():
@@ -145,6 +145,11 @@ def extract(
         docs = load_corpus(corpus, text_field=text_field) if corpus is not None else None
         prompt_docs = load_corpus(prompts, text_field=text_field) if prompts is not None else None
         target = HFCausalLM.load(model, name="target", device=device)
+        if "internet" in samplers:  # fail here, naming the file, not mid-run
+            lo, hi = ExtractionConfig.prompt_tokens
+            if not any(len(t) >= lo for t in target.tokenize([d.text for d in prompt_docs])):
+                raise InputError(f"no text has at least {lo} tokens (the internet sampler cuts "
+                                 f"{lo}–{hi}-token prefixes from it)", path=str(prompts))
         refs = {}
         for i, r in enumerate(reference or []):
             name = Path(r).name or f"ref{i}"

@@ -31,7 +31,7 @@ from leakaudit.targets.base import (
 _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 #: Bytes of LM-head output (float32 logits and their temporaries) allowed per chunk.
-DEFAULT_CHUNK_BYTES = 64 * 2**20
+DEFAULT_CHUNK_BYTES = 256 * 2**20
 
 
 def _torch():
@@ -191,7 +191,9 @@ class HFCausalLM(LanguageModel):
         """sha256 over the config and every parameter's bytes (cached after the first call)."""
         if self._fingerprint is None:
             h = hashlib.sha256()
-            h.update(json.dumps(self.model.config.to_dict(), sort_keys=True, default=str).encode())
+            cfg = {k: v for k, v in self.model.config.to_dict().items()
+                   if k not in ("_name_or_path", "_commit_hash")}  # where it was loaded from
+            h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
             h.update(json.dumps(self.tokenizer.get_vocab(), sort_keys=True).encode())
             for k, v in sorted(self.model.state_dict().items()):
                 h.update(k.encode())

@@ -125,7 +125,7 @@ def train_causal_lm(
             opt.step()
             sched.step()
             step += 1
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if progress is not None:
                 progress(step, total, float(loss))
     model.eval()
