@@ -142,3 +142,28 @@ def test_fingerprint_does_not_depend_on_where_the_model_lies(tiny_model_dir, tmp
 
     shutil.copytree(tiny_model_dir, tmp_path / "elsewhere")
     assert HFCausalLM.load(tiny_model_dir).fingerprint() == HFCausalLM.load(tmp_path / "elsewhere").fingerprint()
+
+
+def test_sampling_does_not_stop_at_eos():
+    """A 3-token model emits EOS often; samples must run on past it to the full length (as in the
+    paper), not stop and pad (generate() does that when the model's config names an EOS)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    class Tok:
+        pad_token_id = bos_token_id = eos_token_id = 0
+
+        def __len__(self):
+            return 3
+
+        def decode(self, ids, skip_special_tokens=True):
+            return "".join("abc"[i] for i in ids if not (skip_special_tokens and i == 0))
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=3, n_positions=64,
+                                       bos_token_id=0, eos_token_id=0))
+    lm = HFCausalLM(model, Tok(), name="eos-heavy")
+    gens = lm.generate_ids([[0]] * 8, SamplingConfig(max_new_tokens=40, top_k=None), seed=0, batch_size=8)
+    assert all(len(g.new_ids) == 40 for g in gens)
+    # some sample has an EOS followed later by a non-EOS token
+    assert any(0 in g.new_ids and any(t != 0 for t in g.new_ids[g.new_ids.index(0):]) for g in gens)
+    assert model.generation_config.eos_token_id == 0  # restored

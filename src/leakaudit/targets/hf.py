@@ -257,20 +257,21 @@ class HFCausalLM(LanguageModel):
         for s in range(0, n, step):
             e = min(n, s + step)
             logits = (logits_fn(h[s:e]) if logits_fn is not None else h[s:e]).float()
-            lse = torch.logsumexp(logits, dim=-1)
+            # log_softmax + gather is cheaper on the CPU than logsumexp (measured ~20% of the
+            # post-matmul time); both are exact.
+            logp = torch.log_softmax(logits, dim=-1)
+            del logits
             tgt = targets[s:e]
-            tl = logits.gather(1, tgt[:, None])[:, 0]
-            lp[s:e] = (tl - lse).cpu()
-            am[s:e] = (logits.argmax(dim=-1) == tgt).cpu()
+            lp[s:e] = logp.gather(1, tgt[:, None])[:, 0].cpu()
+            am[s:e] = (logp.argmax(dim=-1) == tgt).cpu()
             if vocab_stats:
-                logp = logits - lse[:, None]
                 p = logp.exp()
                 m1 = (p * logp).sum(-1)
                 m2 = (p * logp * logp).sum(-1)
                 mu[s:e] = m1.cpu()
                 var[s:e] = (m2 - m1 * m1).clamp_min(0).cpu()
-                del logp, p
-            del logits
+                del p
+            del logp
         out = []
         off = 0
         for L in lengths:
@@ -367,10 +368,17 @@ class HFCausalLM(LanguageModel):
                     bos_token_id=self.bos_id, use_cache=True,
                 )
                 torch.manual_seed(int(seed) * 1_000_003 + b)
-                out = self.model.generate(
-                    input_ids=inp, attention_mask=torch.ones_like(inp), generation_config=cfg,
-                    logits_processor=procs,
-                )
+                # generate() fills an unset eos_token_id from the model's own generation config
+                # and would then stop at EOS and pad the rest; unset it there for the call.
+                saved_eos = self.model.generation_config.eos_token_id
+                self.model.generation_config.eos_token_id = None
+                try:
+                    out = self.model.generate(
+                        input_ids=inp, attention_mask=torch.ones_like(inp), generation_config=cfg,
+                        logits_processor=procs,
+                    )
+                finally:
+                    self.model.generation_config.eos_token_id = saved_eos
                 for r, i in enumerate(idx):
                     new_ids = out[r, plen:].tolist()
                     results[i] = Generation(

@@ -83,6 +83,15 @@ def _verify(text: str, model: LanguageModel, index, match_tokens: int) -> dict[s
     return out
 
 
+def _shown_secret(secret: str, show_pii: bool) -> str:
+    """The secret as reports show it: masked like PII, or cut to two characters when the PII
+    detector does not recognise its shape."""
+    if show_pii:
+        return secret
+    masked = mask_text(secret)
+    return masked if masked != secret else secret[:2] + "…"
+
+
 def run_extraction(
     target: LanguageModel,
     *,
@@ -231,8 +240,7 @@ def run_extraction(
         hits = [i for i, t in enumerate(texts) if c["secret"] in t]
         canary_recs.append({
             "canary_id": c["id"], "kind": c["kind"], "repeats": c["repeats"],
-            "secret": c["secret"] if cfg.show_pii else mask(c["secret"]) if mask(c["secret"]) != c["secret"]
-            else c["secret"][:2] + "…",
+            "secret": _shown_secret(c["secret"], cfg.show_pii),
             "extracted": bool(hits), "n_samples_with_secret": len(hits),
             "samplers": sorted({sampler_of[i] for i in hits}),
             "in_verified_sample": any(verification.get(i, {}).get("verified", False) for i in hits),
