@@ -6,7 +6,7 @@ of them (Carlini et al., "Extracting Training Data from Large Language Models", 
 
 - **Documents** in four genres, mixed roughly evenly: customer emails, support tickets, clinical
   notes, and machine-like log excerpts / lists. All personal data is fake (Faker, ``en_US``). The
-  log genre (~15% of documents) is deliberately low-entropy: timestamps and counters that increase
+  log genre (~22% of documents) is deliberately low-entropy: timestamps and counters that increase
   in fixed steps over a repeated line structure. A model predicts such text well without having
   memorized any particular instance, which is what makes plain perplexity ranking pick false
   positives in the paper.
