@@ -1,11 +1,11 @@
 """Sampling throughput: leakaudit's batched, KV-cached sampling vs batch-1 ``generate``.
 
 Both sample the same number of 256-token continuations from BOS with top-k = 40, with the same
-model (the default lab target's size: 4 layers × 256, vocabulary 4096, randomly initialized: the
-cost does not depend on the weights), side by side in one run, interleaved. Prints both rates
-and their ratio.
+model (by default the lab target's size: 2 layers × 128, vocabulary 1024, randomly initialized: the
+cost does not depend on the weights; --layers/--width/--vocab for others), side by side in one
+run, interleaved. Prints both rates and their ratio.
 
-    python benchmarks/bench_sampling.py [--samples 64] [--batch 64] [--tokens 256]
+    python benchmarks/bench_sampling.py [--samples 100] [--batch 100] [--tokens 240]
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ def build(vocab: int, n_layer: int, n_embd: int, n_ctx: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--tokens", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--width", type=int, default=256)
-    ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--tokens", type=int, default=240)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--vocab", type=int, default=1024)
     args = ap.parse_args()
 
     import torch
@@ -61,6 +61,7 @@ def main() -> None:
 
     def batch1(n):
         torch.manual_seed(0)
+        model.generation_config.eos_token_id = None  # full-length samples, as the batched path
         for _ in range(n):
             with torch.inference_mode():
                 o = model.generate(input_ids=torch.zeros(1, 1, dtype=torch.long), generation_config=gcfg)
