@@ -83,7 +83,7 @@ def test_report_records_and_taxonomy(quick_lab):
 def test_negative_control_model_that_never_saw_the_data(quick_lab):
     """The reference was trained on the held-out split only: sampling it must not produce the
     training canaries, and far fewer of its samples verify against the training corpus."""
-    from leakaudit.attacks.extraction.pipeline import ExtractionConfig, run_extraction
+    from leakaudit.attacks.extraction.pipeline import run_extraction
     from leakaudit.corpus.index import CorpusIndex
     from leakaudit.targets.hf import HFCausalLM
 

@@ -12,7 +12,6 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from leakaudit import __version__
 from leakaudit.errors import InputError, LeakauditError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,

@@ -21,13 +21,12 @@ for a whole ``.txt`` file).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from leakaudit.atomic import atomic_open
 from leakaudit.errors import InputError
 
 __all__ = ["Document", "load_corpus", "save_jsonl", "SUPPORTED_SUFFIXES"]
@@ -93,20 +92,10 @@ def save_jsonl(docs: Iterable[Document], path: str | Path) -> Path:
     :func:`os.replace`, so readers never see a half-written corpus.
     """
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            for d in docs:
-                fh.write(json.dumps({"id": d.id, "text": d.text}, ensure_ascii=False))
-                fh.write("\n")
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(out) as fh:
+        for d in docs:
+            fh.write(json.dumps({"id": d.id, "text": d.text}, ensure_ascii=False))
+            fh.write("\n")
     return out
 
 

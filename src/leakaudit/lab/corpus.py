@@ -42,13 +42,13 @@ import os
 import random
 import re
 import string
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from leakaudit.atomic import atomic_write_text
 from leakaudit.errors import InputError
 
 if TYPE_CHECKING:  # Faker is imported lazily: it takes a noticeable time to import.
@@ -164,9 +164,9 @@ class LabCorpus:
         """
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(out / "train.jsonl", _to_jsonl(self.train))
-        _atomic_write_text(out / "heldout.jsonl", _to_jsonl(self.heldout))
-        _atomic_write_text(
+        atomic_write_text(out / "train.jsonl", _to_jsonl(self.train))
+        atomic_write_text(out / "heldout.jsonl", _to_jsonl(self.heldout))
+        atomic_write_text(
             out / "manifest.json", json.dumps(self.manifest, indent=2, ensure_ascii=False) + "\n"
         )
         return out
@@ -223,20 +223,6 @@ def _read_jsonl(path: Path) -> list[dict[str, str]]:
     return docs
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # --------------------------------------------------------------------------------------------

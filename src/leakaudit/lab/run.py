@@ -114,7 +114,6 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
 
         # tokenizer + models
         tok = train_tokenizer(train_texts, vocab_size=cfg.vocab_size)
-        models: dict[str, Any] = {}
         training: dict[str, Any] = {}
         heldout_texts = [d["text"] for d in corpus.heldout]
         for role, spec, seed_off, texts in (("target", cfg.target, 0, train_texts),

@@ -15,14 +15,13 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leakaudit.atomic import atomic_write_text
 from leakaudit.report.records import TAXONOMY, TAXONOMY_NAMES, load_report
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -546,13 +545,4 @@ def render_html(report_dir: str | Path) -> Path:
         matplotlib.use("Agg")
     report_dir = Path(report_dir)
     html = _environment().get_template(TEMPLATE_NAME).render(**build_context(report_dir))
-    out = report_dir / "report.html"
-    fd, tmp = tempfile.mkstemp(prefix=".report.html.", suffix=".tmp", dir=report_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return atomic_write_text(report_dir / "report.html", html)

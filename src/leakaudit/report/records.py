@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from leakaudit.atomic import atomic_open
 from leakaudit.errors import InputError
 
 #: Taxonomy tags carried by every finding of each attack family.
@@ -141,9 +142,6 @@ def staged_output(out_dir: str | Path) -> Iterator[Path]:
 
 
 def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_open(path) as fh:
         for rec in records:
             fh.write(json.dumps(_clean(rec), ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
