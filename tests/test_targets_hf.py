@@ -167,3 +167,30 @@ def test_sampling_does_not_stop_at_eos():
     # some sample has an EOS followed later by a non-EOS token
     assert any(0 in g.new_ids and any(t != 0 for t in g.new_ids[g.new_ids.index(0):]) for g in gens)
     assert model.generation_config.eos_token_id == 0  # restored
+
+
+def test_gguf_file_loads_and_scores_like_the_original(tiny_model_dir, tmp_path):
+    """`--model file.gguf` goes through transformers' GGUF loader and gives the same numbers."""
+    pytest.importorskip("gguf")
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from .gguf_writer import write_gpt2_gguf
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    # transformers reads GGUF context_length into n_ctx, not n_positions: use GPT-2's 1024.
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=1024, n_embd=32, n_layer=2,
+                                       n_head=2, bos_token_id=0, eos_token_id=0))
+    (tmp_path / "hf").mkdir()
+    model.save_pretrained(tmp_path / "hf")
+    tok.save_pretrained(tmp_path / "hf")
+    gg = write_gpt2_gguf(model, tok, tmp_path / "tiny.gguf")
+    a = HFCausalLM.load(tmp_path / "hf")
+    b = HFCausalLM.load(gg)
+    assert b.name == "tiny.gguf"
+    texts = TEXTS[:4]
+    assert a.tokenize(texts) == b.tokenize(texts)
+    for x, y in zip(a.score(texts), b.score(texts)):
+        np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-5)
+    with pytest.raises(InputError, match="GGUF file not found"):
+        HFCausalLM.load(tmp_path / "missing.gguf")

@@ -162,7 +162,7 @@ class HFCausalLM(LanguageModel):
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
         mdl.to(device)
-        label = name or (Path(path).name if is_local else path)
+        label = name or gguf_file or (Path(path).name if is_local else path)
         return cls(mdl, tok, name=label, source=str(model))
 
     # ------------------------------------------------------------------ tokens
