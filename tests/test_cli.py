@@ -254,7 +254,7 @@ def test_sigterm_removes_the_partial_output(out_exists, tiny_model_dir, inputs, 
         out.mkdir()
         (out / "notes.txt").write_text("keep me")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-c", "from leakaudit.cli import app; app(prog_name='leakaudit')",
+    cmd = [sys.executable, "-c", "from leakaudit.cli import main; main()",
            "extract", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--out", str(out),
            "--samples", "400", "--new-tokens", "200"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -298,10 +298,40 @@ def test_help(argv, needles):
 def test_warnings_stay_on_one_line_when_not_a_terminal(tiny_model_dir, inputs, tmp_path):
     corpus, _ = inputs
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-c", "from leakaudit.cli import app; app(prog_name='leakaudit')",
+    cmd = [sys.executable, "-c", "from leakaudit.cli import main; main()",
            "extract", "--model", str(tiny_model_dir), "--corpus", str(corpus),
            "--out", str(tmp_path / "out"), "--samples", "2", "--new-tokens", "8"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert ("warning: no reference model given: the reference-ratio ranking is skipped; precision "
             "is typically lower without it") in proc.stderr
+
+
+def test_sigterm_inside_an_import_still_exits_143(monkeypatch):
+    # A SIGTERM that lands inside a dataclass __set_name__ hook (e.g. while rich.progress is being
+    # imported) reaches the top as RuntimeError; main() must still exit with 128 + SIGTERM.
+    import leakaudit.cli as cli
+
+    def wrapped(**kwargs):
+        try:
+            cli._terminate(signal.SIGTERM, None)
+        except SystemExit as e:
+            raise RuntimeError("Error calling __set_name__") from e
+
+    monkeypatch.setattr(cli, "app", wrapped)
+    monkeypatch.setattr(cli, "_terminated_by", None)
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    assert exc.value.code == 128 + signal.SIGTERM
+
+
+def test_main_reraises_ordinary_errors(monkeypatch):
+    import leakaudit.cli as cli
+
+    def broken(**kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "app", broken)
+    monkeypatch.setattr(cli, "_terminated_by", None)
+    with pytest.raises(RuntimeError, match="boom"):
+        cli.main()

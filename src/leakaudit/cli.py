@@ -20,8 +20,28 @@ console = Console(stderr=True)
 out_console = Console()
 
 
+_terminated_by: int | None = None
+
+
 def _terminate(signum, frame):  # pragma: no cover - exercised by a subprocess test
+    global _terminated_by
+    _terminated_by = signum
     raise SystemExit(128 + signum)
+
+
+def main() -> None:
+    """The console entry point: ``app`` plus a clean exit status after SIGTERM.
+
+    The SIGTERM handler raises ``SystemExit`` wherever the main thread is. If that is inside an
+    import or a ``__set_name__`` hook, Python wraps it in another exception; the staged output is
+    still removed on the way out, and here the process still exits with 128 + signal.
+    """
+    try:
+        app(prog_name="leakaudit")
+    except BaseException:
+        if _terminated_by is not None:
+            raise SystemExit(128 + _terminated_by) from None
+        raise
 
 
 def _quiet_libraries() -> None:
@@ -29,6 +49,8 @@ def _quiet_libraries() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)
+    import rich.progress  # noqa: F401  (imported before any output is staged)
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
 
@@ -198,10 +220,6 @@ def version() -> None:
 
     for k, v in versions().items():
         out_console.print(f"{k} {v}", highlight=False)
-
-
-def main() -> None:  # pragma: no cover
-    app()
 
 
 if __name__ == "__main__":  # pragma: no cover
