@@ -42,7 +42,13 @@ TAXONOMY_NAMES: dict[str, str] = {
     "atlas:AML.T0024.001": "MITRE ATLAS AML.T0024.001 Invert AI Model",
 }
 
-ENTRY_TYPES = ("run", "sample", "eval", "canary", "pii", "summary")
+ENTRY_TYPES = ("run", "sample", "eval", "canary", "pii", "summary",
+               # memorization and canary exposure
+               "memorization", "exposure",
+               # membership inference: one per (attack, target) evaluation; one per exposed record
+               "membership", "membership_record",
+               # model inversion: one per (attack, target, defense) evaluation; one per class image
+               "inversion", "inversion_record", "attribute_inference")
 
 
 def _clean(value: Any) -> Any:
