@@ -25,7 +25,13 @@ def write_extraction_report(
     progress=null_progress,
     log=print,
     cache_dir=None,
+    extra_records=(),
 ) -> dict[str, Any]:
+    """Run extraction and write report.jsonl, hits.jsonl and summary.json into ``out``.
+
+    ``extra_records``: ``(entry_type, record)`` pairs from other audits of the same run
+    (memorization, membership, inversion), written before the summary line.
+    """
     warnings: list[str] = []
 
     def warn(msg: str) -> None:
@@ -46,6 +52,8 @@ def write_extraction_report(
         for c in res.canaries:
             w.write("canary", c)
         w.write("pii", res.pii)
+        for entry_type, rec in extra_records:
+            w.write(entry_type, rec)
         w.write("summary", summary)
     write_jsonl_atomic(out / "hits.jsonl", [s for s in res.samples if s.get("verified")])
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
