@@ -201,6 +201,191 @@ def extract(
     _print_summary(out, summary)
 
 
+def _parse_ints(value: str, *, what: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"{what} must be comma-separated integers, got {value!r}") from None
+    if not out or any(v < 1 for v in out):
+        raise InputError(f"{what} must be positive integers, got {value!r}")
+    return out
+
+
+@app.command()
+def memorization(
+    model: Annotated[list[str], typer.Option("--model", help="Model(s) to measure (HF directory, .gguf or hub name); repeatable, same tokenizer.")],
+    corpus: Annotated[Path, typer.Option("--corpus", help="The training corpus (JSONL, .txt, Parquet or a folder).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("leakaudit-memorization"),
+    prefix: Annotated[Optional[str], typer.Option("--prefix", help="Prefix length(s) k, comma-separated (default 50; pythia preset 32).")] = None,
+    suffix: Annotated[Optional[int], typer.Option("--suffix", min=1, help="Suffix length ℓ (default 50; pythia preset 32).")] = None,
+    preset: Annotated[Optional[str], typer.Option("--preset", help="carlini2022 (50/50) or pythia (32/32).")] = None,
+    sequences: Annotated[int, typer.Option("--sequences", min=0, help="Windows to measure (0: all).")] = 1000,
+    no_stratify: Annotated[bool, typer.Option("--no-stratify", help="Sample windows uniformly instead of evenly over duplicate-count buckets.")] = False,
+    greedy_check: Annotated[int, typer.Option("--greedy-check", help="Windows cross-checked by real greedy decoding (-1: all, 0: none).")] = 500,
+    recheck_batch1: Annotated[bool, typer.Option("--recheck-batch1", help="Re-score every exact positive alone (batch size 1).")] = False,
+    temperature: Annotated[float, typer.Option("--temperature", min=1e-6, help="Sampling temperature of p_z.")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", min=0, help="Top-k of p_z (0: none).")] = 40,
+    text_field: Annotated[str, typer.Option("--text-field", help="JSONL/Parquet field holding the text.")] = "text",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+) -> None:
+    """How much of the training corpus is memorized (Carlini et al. 2022; Pythia; Hayes et al. 2024)."""
+    from leakaudit.attacks.memorization import PRESETS, MemorizationConfig
+    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.corpus.load import load_corpus
+    from leakaudit.lab.run import versions
+    from leakaudit.report.html import render_html
+    from leakaudit.report.records import staged_output
+    from leakaudit.targets.base import SamplingConfig
+    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.workflow import memorization_records, write_records_report
+
+    _quiet_libraries()
+    try:
+        if preset is not None and preset not in PRESETS:
+            raise InputError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+        ks, ell = PRESETS[preset or "carlini2022"]
+        if prefix is not None:
+            ks = _parse_ints(prefix, what="--prefix")
+        ell = suffix if suffix is not None else ell
+        cfg = MemorizationConfig(
+            prefix_lengths=ks, suffix_length=ell, n_sequences=sequences or None,
+            stratify=not no_stratify, greedy_check=greedy_check, recheck_batch1=recheck_batch1,
+            sampling=SamplingConfig(temperature=temperature, top_k=top_k or None),
+            batch_size=batch_size, seed=seed)
+        cfg.validate()
+        docs = load_corpus(corpus, text_field=text_field)
+        models = {}
+        for i, m in enumerate(model):
+            name = Path(m).name or f"model{i}"
+            name = name if name not in models else f"{name}-{i}"
+            models[name] = HFCausalLM.load(m, name=name, device=device)
+        index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs])
+        pairs, msum = memorization_records(models, texts=[d.text for d in docs],
+                                           doc_ids=[d.id for d in docs], index=index, config=cfg,
+                                           show_pii=show_pii, progress=_progress(), log=_log)
+        run_record = {
+            **versions(), "command": _command(), "seed": seed,
+            "config": {"memorization": cfg.to_dict(), "show_pii": show_pii},
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "models": {k: {"path": str(v.source), "fingerprint": v.fingerprint()} for k, v in models.items()},
+            "corpus": {"path": str(corpus), "n_docs": len(docs), "n_bytes": index.n_bytes},
+        }
+        with staged_output(out) as stage:
+            write_records_report(stage, run_record=run_record, records=pairs,
+                                 summary={"attack": "memorization", "memorization": msum})
+            render_html(stage)
+    except LeakauditError as e:
+        _fail(e)
+    kmax = max(cfg.prefix_lengths)
+    for name, v in msum["exact_rate"].items():
+        out_console.print(f"{name}: {v:.1%} of {msum['n_sequences']} windows memorized exactly "
+                          f"(k={kmax}, ℓ={cfg.suffix_length})", highlight=False)
+    out_console.print(f"report: {out / 'report.html'}", highlight=False)
+
+
+canaries_app = typer.Typer(no_args_is_help=True, help="Secret Sharer canaries: insert them, then measure exposure.")
+app.add_typer(canaries_app, name="canaries")
+
+
+@canaries_app.command("insert")
+def canaries_insert(
+    corpus: Annotated[Path, typer.Option("--corpus", help="The corpus to insert canaries into (JSONL, .txt, Parquet or a folder).")],
+    template: Annotated[list[str], typer.Option("--template", help="Canary sentence with one {secret}; repeatable.")],
+    space: Annotated[list[str], typer.Option("--space", help="Secret space per template: ssn, api_key, phone, credit_card, or a pattern such as 'ddd-dd-dddd' (d digit, a/A letter, x base62, h hex). One for all templates, or one per template.")],
+    repeats: Annotated[str, typer.Option("--repeats", help="Repetition counts, comma-separated: one canary per template and count.")] = "1,2,4,8,16,32",
+    out: Annotated[Path, typer.Option("--out", help="Output folder: corpus.jsonl + manifest.json.")] = Path("leakaudit-canaries"),
+    text_field: Annotated[str, typer.Option("--text-field", help="JSONL/Parquet field holding the text.")] = "text",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Insert canaries at chosen repetition counts; writes the new corpus and a manifest."""
+    import json
+
+    from dataclasses import replace
+
+    from leakaudit.attacks.canaries.insert import CanarySpec, insert_canaries
+    from leakaudit.corpus.load import load_corpus, save_jsonl
+    from leakaudit.report.records import staged_output
+
+    try:
+        if len(space) not in (1, len(template)):
+            raise InputError(f"give one --space for all templates or one per template "
+                             f"({len(template)} templates, {len(space)} spaces)")
+        specs = [CanarySpec(t, space[i] if len(space) > 1 else space[0]) for i, t in enumerate(template)]
+        counts = _parse_ints(repeats, what="--repeats")
+        docs = load_corpus(corpus, text_field=text_field)
+        new_docs, records = insert_canaries([{"id": d.id, "text": d.text} for d in docs], specs,
+                                            counts, seed=seed)
+        with staged_output(out) as stage:
+            save_jsonl([replace(d, text=n["text"]) for d, n in zip(docs, new_docs)],
+                       stage / "corpus.jsonl")
+            (stage / "manifest.json").write_text(json.dumps(
+                {"source_corpus": str(corpus), "seed": seed, "repeats": list(counts),
+                 "canaries": records}, indent=1, ensure_ascii=False), encoding="utf-8")
+    except LeakauditError as e:
+        _fail(e)
+    out_console.print(f"inserted {len(records)} canaries into {len(docs)} documents: "
+                      f"{out / 'corpus.jsonl'}, manifest {out / 'manifest.json'} (it holds the secrets: "
+                      "keep it private)", highlight=False)
+
+
+@canaries_app.command("exposure")
+def canaries_exposure(
+    model: Annotated[str, typer.Option("--model", help="Model trained on the canaried corpus.")],
+    manifest: Annotated[Path, typer.Option("--manifest", help="manifest.json from 'canaries insert' or a lab corpus.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("leakaudit-exposure"),
+    references: Annotated[int, typer.Option("--references", min=10, help="Never-inserted reference candidates per canary.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    show_pii: Annotated[bool, typer.Option("--show-pii", help="Write the secrets into the report (masked by default).")] = False,
+) -> None:
+    """Exposure of each canary by rank among reference candidates and by extrapolation."""
+    import json
+
+    from leakaudit.lab.run import versions
+    from leakaudit.report.html import render_html
+    from leakaudit.report.records import staged_output
+    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.workflow import exposure_records, write_records_report
+
+    _quiet_libraries()
+    try:
+        if not manifest.is_file():
+            raise InputError("no such file", path=str(manifest))
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise InputError(f"invalid JSON: {e.msg}", path=str(manifest), line=e.lineno) from None
+        except UnicodeDecodeError:
+            raise InputError("not UTF-8 text", path=str(manifest)) from None
+        canaries = data.get("canaries") if isinstance(data, dict) else None
+        if not canaries:
+            raise InputError("the manifest has no canaries", path=str(manifest))
+        target = HFCausalLM.load(model, name=Path(model).name or "model", device=device)
+        pairs, by_rep = exposure_records(target, canaries, n_references=references, seed=seed,
+                                         batch_size=batch_size, show_pii=show_pii,
+                                         progress=_progress())
+        run_record = {**versions(), "command": _command(), "seed": seed,
+                      "config": {"references": references, "show_pii": show_pii},
+                      "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "models": {target.name: {"path": model, "fingerprint": target.fingerprint()}},
+                      "manifest": str(manifest)}
+        with staged_output(out) as stage:
+            write_records_report(stage, run_record=run_record, records=pairs,
+                                 summary={"attack": "canary_exposure", "by_repeats": by_rep})
+            render_html(stage)
+    except (LeakauditError, ValueError) as e:
+        _fail(e)
+    for r in by_rep:
+        out_console.print(f"repeats {r['repeats']:>4}: exposure {r['mean_exposure_rank']:.2f} bits by rank, "
+                          f"{r['mean_exposure_extrapolated']:.2f} extrapolated ({r['n_canaries']} canaries)",
+                          highlight=False)
+    out_console.print(f"report: {out / 'report.html'}", highlight=False)
+
+
 @app.command()
 def report(directory: Annotated[Path, typer.Argument(help="A leakaudit output folder.")]) -> None:
     """Re-render report.html from a folder's report.jsonl."""

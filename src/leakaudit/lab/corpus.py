@@ -37,18 +37,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import re
-import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leakaudit.atomic import atomic_write_text
+from leakaudit.attacks.canaries.spaces import (  # noqa: F401  (re-exported)
+    _SECRET_SPACES, CANARY_KINDS, SecretSpace, canary_reference_secrets, secret_space)
+from leakaudit.attacks.canaries.insert import insert_sentence as _insert_sentence  # noqa: F401
 from leakaudit.errors import InputError
 
 if TYPE_CHECKING:  # Faker is imported lazily: it takes a noticeable time to import.
@@ -229,111 +230,6 @@ def _read_jsonl(path: Path) -> list[dict[str, str]]:
 # Secret spaces and canary templates
 # --------------------------------------------------------------------------------------------
 
-_BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
-
-
-@dataclass(frozen=True)
-class SecretSpace:
-    """The set a canary's secret is drawn from, uniformly.
-
-    ``shape`` is a short human-readable pattern (``d`` = a digit), ``regex`` matches exactly the
-    members of the space (use :func:`re.fullmatch`), and ``log2_size`` is log2 of its size — the
-    largest exposure a canary from this space can have.
-    """
-
-    kind: str
-    shape: str
-    description: str
-    regex: str
-    log2_size: float
-    sample: Callable[[random.Random], str]
-
-
-def _sample_ssn(rng: random.Random) -> str:
-    area = rng.randrange(1, 899)
-    if area >= 666:  # skip 666, keeping the draw uniform over the 898 valid areas
-        area += 1
-    return f"{area:03d}-{rng.randint(1, 99):02d}-{rng.randint(1, 9999):04d}"
-
-
-def _sample_api_key(rng: random.Random) -> str:
-    return "sk_live_" + "".join(rng.choice(_BASE62) for _ in range(24))
-
-
-def _sample_phone(rng: random.Random) -> str:
-    return f"({rng.randint(200, 999)}) {rng.randint(200, 999)}-{rng.randint(0, 9999):04d}"
-
-
-def _luhn_check_digit(digits: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 0:  # these positions are doubled once the check digit is appended
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return str((10 - total % 10) % 10)
-
-
-def _sample_credit_card(rng: random.Random) -> str:
-    body = "4" + "".join(rng.choice(string.digits) for _ in range(14))
-    number = body + _luhn_check_digit(body)
-    return " ".join(number[i : i + 4] for i in range(0, 16, 4))
-
-
-_SECRET_SPACES: dict[str, SecretSpace] = {
-    "ssn": SecretSpace(
-        kind="ssn",
-        shape="ddd-dd-dddd",
-        description=(
-            "US social security number: area 001-899 except 666, group 01-99, serial 0001-9999"
-        ),
-        regex=r"(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}",
-        log2_size=math.log2(898 * 99 * 9999),
-        sample=_sample_ssn,
-    ),
-    "api_key": SecretSpace(
-        kind="api_key",
-        shape="sk_live_" + "x" * 24,
-        description="'sk_live_' followed by 24 base62 characters [0-9A-Za-z]",
-        regex=r"sk_live_[0-9A-Za-z]{24}",
-        log2_size=24 * math.log2(62),
-        sample=_sample_api_key,
-    ),
-    "phone": SecretSpace(
-        kind="phone",
-        shape="(ddd) ddd-dddd",
-        description="US phone number: area code 200-999, exchange 200-999, line 0000-9999",
-        regex=r"\([2-9]\d{2}\) [2-9]\d{2}-\d{4}",
-        log2_size=math.log2(800 * 800 * 10000),
-        sample=_sample_phone,
-    ),
-    "credit_card": SecretSpace(
-        kind="credit_card",
-        shape="4ddd dddd dddd dddd",
-        description=(
-            "16-digit Visa-style card number starting with 4, Luhn-valid, in groups of four"
-        ),
-        regex=r"4\d{3} \d{4} \d{4} \d{4}",
-        log2_size=14 * math.log2(10),
-        sample=_sample_credit_card,
-    ),
-}
-
-#: Canary kinds that :class:`LabCorpusConfig` accepts.
-CANARY_KINDS: tuple[str, ...] = tuple(_SECRET_SPACES)
-
-
-def secret_space(kind: str) -> SecretSpace:
-    """The :class:`SecretSpace` for a canary kind; raises :class:`ValueError` for unknown kinds."""
-    try:
-        return _SECRET_SPACES[kind]
-    except KeyError:
-        known = ", ".join(CANARY_KINDS)
-        raise ValueError(f"unknown canary kind {kind!r}; known: {known}") from None
-
-
 # Sentence templates per kind. They share no wording with the document generators, so the text
 # before "{secret}" (the prompt of a Secret Sharer test) is seen only where the canary was inserted.
 # No template contains an inner sentence boundary, so inserting another canary never splits one.
@@ -379,32 +275,6 @@ _CANARY_TEMPLATES: dict[str, tuple[str, ...]] = {
         "For the hotel guarantee we used the card {secret} from the events budget.",
     ),
 }
-
-
-def canary_reference_secrets(
-    canary: Mapping[str, Any], n: int, rng: random.Random | int
-) -> list[str]:
-    """Draw ``n`` distinct secrets from the canary's secret space, none equal to its real secret.
-
-    These are the reference candidates of the exposure metric (Carlini et al. 2019): the model
-    ranks the real canary sentence among ``canary["template"].format(secret=s)`` for each
-    reference ``s``. ``canary`` is a manifest canary record (needs ``kind`` and ``secret``);
-    ``rng`` is a :class:`random.Random` or a seed for one.
-    """
-    if n < 0:
-        raise ValueError(f"n must be non-negative, got {n}")
-    space = secret_space(str(canary["kind"]))
-    if n >= 2 ** min(space.log2_size, 62) - 1:
-        raise ValueError(f"cannot draw {n} distinct secrets from the {space.kind} space")
-    gen = rng if isinstance(rng, random.Random) else random.Random(rng)
-    taken = {str(canary["secret"])}
-    out: list[str] = []
-    while len(out) < n:
-        s = space.sample(gen)
-        if s not in taken:
-            taken.add(s)
-            out.append(s)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -842,11 +712,6 @@ _CLINICS = ("Riverside Family Clinic", "Oak Hill Medical Group", "Lakeview Prima
 # --------------------------------------------------------------------------------------------
 
 _SLOT = re.compile(r"\{(\w+)\}")
-_ABBREVIATIONS = frozenset(
-    {"Dr", "Mr", "Mrs", "Ms", "Jr", "Sr", "St", "Apt", "No", "vs", "Inc", "Ltd", "Co", "etc"}
-)
-_SENTENCE_END = re.compile(r"(\w+)[.!?](?=[ \n]|$)")
-_PS_PREFIX = "P.S. "
 
 
 def _derive_seed(seed: int, purpose: str) -> int:
@@ -1277,19 +1142,6 @@ def _genre_schedule(n: int, rng: random.Random) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # Insertion of canaries and boilerplate
 # --------------------------------------------------------------------------------------------
-
-
-def _insert_sentence(text: str, sentence: str, rng: random.Random) -> str:
-    """Insert ``sentence`` at the end, as a P.S. line, or right after a random sentence."""
-    mode = rng.randrange(3)
-    if mode == 2:
-        ends = [m.end() for m in _SENTENCE_END.finditer(text) if m.group(1) not in _ABBREVIATIONS]
-        if ends:
-            pos = rng.choice(ends)
-            return f"{text[:pos]} {sentence}{text[pos:]}"
-    if mode == 1:
-        return f"{text}\n\n{_PS_PREFIX}{sentence}"
-    return f"{text}\n\n{sentence}"
 
 
 def _pick_docs(

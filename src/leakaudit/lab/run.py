@@ -25,6 +25,7 @@ from typing import Any
 
 from leakaudit import __version__
 from leakaudit.attacks.extraction.pipeline import ExtractionConfig
+from leakaudit.attacks.memorization.measure import MemorizationConfig
 from leakaudit.progress import null_progress
 from leakaudit.training.lm import LMSpec
 
@@ -47,9 +48,18 @@ class LabConfig:
                                                           epochs=22, lr=3e-3, batch_size=8))
     reference: LMSpec = field(default_factory=lambda: LMSpec(n_layer=2, n_embd=96, n_head=4, n_ctx=256,
                                                              epochs=8, lr=3e-3, batch_size=8))
+    #: Trained like the target on the training split, with a quarter of its width squared: the
+    #: capacity question ("does the smaller model memorize less?").
+    small: LMSpec = field(default_factory=lambda: LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=256,
+                                                         epochs=22, lr=3e-3, batch_size=8))
     extraction: ExtractionConfig = field(default_factory=lambda: ExtractionConfig(
         n_samples=1000, select=100, generate_batch_size=100, score_batch_size=32,
         max_new_tokens=MAX_NEW_TOKENS))
+    #: Pythia's 32-token suffix, three prefix lengths; 500 windows, all cross-checked by greedy
+    #: decoding.
+    memorization: MemorizationConfig = field(default_factory=lambda: MemorizationConfig(
+        prefix_lengths=(8, 16, 32), suffix_length=32, n_sequences=500, greedy_check=500))
+    exposure_references: int = 1000
     seed: int = 0
 
     @classmethod
@@ -60,13 +70,18 @@ class LabConfig:
                           batch_size=8),
             reference=LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=256, epochs=5, lr=3e-3,
                              batch_size=8),
+            small=LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=256, epochs=15, lr=3e-3,
+                         batch_size=8),
             extraction=ExtractionConfig(n_samples=100, select=25, generate_batch_size=100,
                                         score_batch_size=32, max_new_tokens=MAX_NEW_TOKENS),
+            memorization=MemorizationConfig(prefix_lengths=(8, 16, 32), suffix_length=32,
+                                            n_sequences=200, greedy_check=200),
             seed=seed,
         )
 
     def with_seed(self, seed: int) -> "LabConfig":
-        return replace(self, seed=seed, extraction=replace(self.extraction, seed=seed))
+        return replace(self, seed=seed, extraction=replace(self.extraction, seed=seed),
+                       memorization=replace(self.memorization, seed=seed))
 
 
 def versions() -> dict[str, str]:
@@ -95,7 +110,7 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
     from leakaudit.report.records import staged_output
     from leakaudit.targets.hf import HFCausalLM
     from leakaudit.training.lm import train_causal_lm, train_tokenizer
-    from leakaudit.workflow import write_extraction_report
+    from leakaudit.workflow import exposure_records, memorization_records, write_extraction_report
 
     cfg = config.with_seed(config.seed)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -117,7 +132,8 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
         training: dict[str, Any] = {}
         heldout_texts = [d["text"] for d in corpus.heldout]
         for role, spec, seed_off, texts in (("target", cfg.target, 0, train_texts),
-                                            ("reference", cfg.reference, 1, heldout_texts)):
+                                            ("reference", cfg.reference, 1, heldout_texts),
+                                            ("small", cfg.small, 2, train_texts)):
             mdir = stage / "models" / role
             t0 = time.perf_counter()
             last = {"loss": float("nan")}
@@ -130,11 +146,12 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
                                 out_dir=mdir, progress=cb)
             training[role] = {"final_loss": last["loss"], "wall_s": round(time.perf_counter() - t0, 1),
                               "spec": asdict(spec), "n_docs": len(texts),
-                              "data": "training split" if role == "target" else "held-out split"}
+                              "data": "held-out split" if role == "reference" else "training split"}
             log(f"trained {role}: {spec.n_layer} layers × {spec.n_embd}, final loss "
                 f"{last['loss']:.3f} ({time.perf_counter() - t0:.1f}s)")
         target = HFCausalLM.load(stage / "models" / "target", name="target")
         reference = HFCausalLM.load(stage / "models" / "reference", name="reference")
+        small = HFCausalLM.load(stage / "models" / "small", name="small")
 
         index = CorpusIndex.build(train_texts, [d["id"] for d in corpus.train])
         run_record = {
@@ -148,6 +165,8 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
                            "n_params": sum(p.numel() for p in target.model.parameters())},
                 "reference": {"path": "models/reference", "fingerprint": reference.fingerprint(),
                               "n_params": sum(p.numel() for p in reference.model.parameters())},
+                "small": {"path": "models/small", "fingerprint": small.fingerprint(),
+                          "n_params": sum(p.numel() for p in small.model.parameters())},
             },
             "corpus": {"path": "corpus/train.jsonl", "n_docs": len(train_texts),
                        "n_bytes": index.n_bytes},
@@ -156,11 +175,35 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
             "training": training,
             "threads": torch.get_num_threads(),
         }
+        # memorization of training windows (target, smaller model, and the reference as a negative
+        # control: it never saw the training split) and canary exposure
+        t0 = time.perf_counter()
+        mem_pairs, mem_summary = memorization_records(
+            {"target": target, "small": small, "reference": reference}, texts=train_texts,
+            doc_ids=[d["id"] for d in corpus.train], index=index, config=cfg.memorization,
+            show_pii=cfg.extraction.show_pii, progress=progress, log=log,
+            trained_on={"target": "training split", "small": "training split",
+                        "reference": "held-out split"})
+        log(f"memorization: exact at k={max(cfg.memorization.prefix_lengths)}: " + ", ".join(
+            f"{m} {v:.1%}" for m, v in mem_summary["exact_rate"].items())
+            + f" ({time.perf_counter() - t0:.1f}s)")
+        t0 = time.perf_counter()
+        exp_pairs: list = []
+        for m in (target, small, reference):
+            pairs, by_rep = exposure_records(m, corpus.manifest["canaries"],
+                                             n_references=cfg.exposure_references, seed=cfg.seed,
+                                             batch_size=cfg.extraction.score_batch_size,
+                                             show_pii=cfg.extraction.show_pii, progress=progress)
+            exp_pairs += pairs
+            log(f"exposure ({m.name}): " + ", ".join(
+                f"r{r['repeats']} {r['mean_exposure_rank']:.1f}" for r in by_rep) + " bits")
+        log(f"exposure: {time.perf_counter() - t0:.1f}s")
         summary = write_extraction_report(
             stage, target=target, references={"reference": reference}, index=index,
             prompt_texts=heldout_texts,
             canaries=corpus.manifest["canaries"], config=cfg.extraction, run_record=run_record,
             progress=progress, log=log, cache_dir=stage / "cache",
+            extra_records=mem_pairs + exp_pairs, summary_extra={"memorization": mem_summary},
         )
         render_html(stage)
         summary["wall_s"] = round(time.perf_counter() - t_start, 1)

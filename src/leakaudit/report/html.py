@@ -519,9 +519,16 @@ SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
 ]
 
 
+def _late_builders() -> list[Callable[[ReportData], Section | None]]:
+    # Sections that live in their own modules (they import this one).
+    from leakaudit.report.sections_memorization import build_exposure, build_memorization
+
+    return [build_memorization, build_exposure]
+
+
 def build_context(report_dir: str | Path) -> dict[str, Any]:
     rd = ReportData.load(report_dir)
-    sections = [s for s in (b(rd) for b in SECTION_BUILDERS) if s is not None]
+    sections = [s for s in (b(rd) for b in [*SECTION_BUILDERS, *_late_builders()]) if s is not None]
     return {"header": build_header(rd), "sections": sections, "show_pii": rd.show_pii,
             "match_tokens": rd.config.get("match_tokens")}
 

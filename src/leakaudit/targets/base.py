@@ -53,6 +53,9 @@ class TokenScores:
     vocab_mean: np.ndarray | None = None  #: float32 [n]: E_{z~p}[log p(z)] (Min-K%++)
     vocab_var: np.ndarray | None = None  #: float32 [n]: Var_{z~p}[log p(z)] (Min-K%++)
     truncated: bool = False  #: the text was longer than the model's context and was cut
+    #: float32 [n] or None: log p(token_i) under a sampling scheme (temperature, top-k
+    #: renormalized), -inf where the token is outside the top-k; see ``score_ids(sampling=)``.
+    sampling_logprobs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.token_ids.shape[0])
@@ -71,13 +74,17 @@ class Generation:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How to sample. ``decay`` = (start_temperature, end_temperature, n_steps) or None."""
+    """How to sample. ``decay`` = (start_temperature, end_temperature, n_steps) or None.
+
+    ``greedy=True`` ignores the other fields and decodes the argmax at every step.
+    """
 
     max_new_tokens: int = 256
     top_k: int | None = 40
     top_p: float | None = None
     temperature: float = 1.0
     decay: tuple[float, float, int] | None = None
+    greedy: bool = False
 
 
 class LanguageModel(ABC):
@@ -104,9 +111,15 @@ class LanguageModel(ABC):
         *,
         batch_size: int = 16,
         vocab_stats: bool = False,
+        sampling: "SamplingConfig | None" = None,
         progress: Progress | None = None,
     ) -> list[TokenScores]:
-        """Teacher-forced scores of each token sequence, batched; results in input order."""
+        """Teacher-forced scores of each token sequence, batched; results in input order.
+
+        With ``sampling``, each TokenScores also carries ``sampling_logprobs``: the log-probability
+        of each token under that sampling scheme (temperature, then top-k renormalized), from the
+        same forward pass — the per-token factors of Hayes et al.'s p_z.
+        """
 
     def score(
         self,

@@ -75,6 +75,18 @@ def decaying_temperature_processor(start: float, end: float, steps: int, prompt_
     return _make_decay_processor()(start, end, steps, prompt_length)
 
 
+def _sampling_logprob(logits, targets, sampling: SamplingConfig):
+    """log p(target) under temperature-then-top-k sampling, as transformers' warpers apply them:
+    logits / T, keep every logit >= the k-th largest (ties kept), renormalize. -inf outside."""
+    torch = _torch()
+    z = logits / float(sampling.temperature)
+    if sampling.top_k:
+        k = min(int(sampling.top_k), z.shape[-1])
+        kth = torch.topk(z, k, dim=-1).values[:, -1:]
+        z = z.masked_fill(z < kth, float("-inf"))
+    return torch.log_softmax(z, dim=-1).gather(1, targets[:, None])[:, 0]
+
+
 def _resolve(model: str | os.PathLike) -> tuple[str, str | None, bool]:
     """Return (path or hub name, gguf file name or None, is_local)."""
     s = str(model)
@@ -229,7 +241,7 @@ class HFCausalLM(LanguageModel):
             return False
         return bool(torch.allclose(full, mine, atol=1e-4, rtol=1e-4))
 
-    def _batch_logits_stats(self, input_ids, attention_mask, lengths, vocab_stats):
+    def _batch_logits_stats(self, input_ids, attention_mask, lengths, vocab_stats, sampling=None):
         """Per-token stats for one right-padded batch; returns lists of numpy arrays per row."""
         torch = _torch()
         b, t = input_ids.shape
@@ -254,14 +266,17 @@ class HFCausalLM(LanguageModel):
         am = torch.empty(n, dtype=torch.bool)
         mu = torch.empty(n, dtype=torch.float32) if vocab_stats else None
         var = torch.empty(n, dtype=torch.float32) if vocab_stats else None
+        slp = torch.empty(n, dtype=torch.float32) if sampling is not None else None
         for s in range(0, n, step):
             e = min(n, s + step)
             logits = (logits_fn(h[s:e]) if logits_fn is not None else h[s:e]).float()
             # log_softmax + gather is cheaper on the CPU than logsumexp (measured ~20% of the
             # post-matmul time); both are exact.
+            tgt = targets[s:e]
+            if sampling is not None:
+                slp[s:e] = _sampling_logprob(logits, tgt, sampling).cpu()
             logp = torch.log_softmax(logits, dim=-1)
             del logits
-            tgt = targets[s:e]
             lp[s:e] = logp.gather(1, tgt[:, None])[:, 0].cpu()
             am[s:e] = (logp.argmax(dim=-1) == tgt).cpu()
             if vocab_stats:
@@ -281,13 +296,18 @@ class HFCausalLM(LanguageModel):
                 am[off: off + k].numpy().copy(),
                 None if mu is None else mu[off: off + k].numpy().copy(),
                 None if var is None else var[off: off + k].numpy().copy(),
+                None if slp is None else slp[off: off + k].numpy().copy(),
             ))
             off += k
         return out
 
     def score_ids(self, ids, *, batch_size: int = 16, vocab_stats: bool = False,
+                  sampling: SamplingConfig | None = None,
                   progress: Progress | None = None) -> list[TokenScores]:
         torch = _torch()
+        if sampling is not None and (sampling.top_p is not None or sampling.decay is not None):
+            raise InputError("sampling log-probabilities support temperature and top-k only "
+                             "(not top-p or a decaying temperature)")
         bos = self.bos_id
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else bos
         seqs = []
@@ -313,14 +333,16 @@ class HFCausalLM(LanguageModel):
                 if T < 2:  # nothing to score in this batch (empty texts)
                     stats = [(np.zeros(0, np.float32), np.zeros(0, bool),
                               np.zeros(0, np.float32) if vocab_stats else None,
-                              np.zeros(0, np.float32) if vocab_stats else None)] * len(idx)
+                              np.zeros(0, np.float32) if vocab_stats else None,
+                              np.zeros(0, np.float32) if sampling is not None else None)] * len(idx)
                 else:
-                    stats = self._batch_logits_stats(inp, att, lengths, vocab_stats)
+                    stats = self._batch_logits_stats(inp, att, lengths, vocab_stats, sampling)
                 for r, i in enumerate(idx):
-                    lp, am, mu, var = stats[r]
+                    lp, am, mu, var, slp = stats[r]
                     results[i] = TokenScores(
                         token_ids=np.asarray(seqs[i][1:], dtype=np.int64), logprobs=lp,
                         is_argmax=am, vocab_mean=mu, vocab_var=var, truncated=truncated[i],
+                        sampling_logprobs=slp,
                     )
                 if progress is not None:
                     progress(len(idx))
@@ -360,13 +382,18 @@ class HFCausalLM(LanguageModel):
                 procs = LogitsProcessorList()
                 if sampling.decay is not None:
                     procs.append(decaying_temperature_processor(*sampling.decay, prompt_length=plen))
-                cfg = GenerationConfig(
-                    do_sample=True, max_new_tokens=new, min_new_tokens=0,
-                    top_k=sampling.top_k if sampling.top_k else 0,
-                    top_p=sampling.top_p if sampling.top_p is not None else 1.0,
-                    temperature=sampling.temperature, pad_token_id=pad, eos_token_id=None,
-                    bos_token_id=self.bos_id, use_cache=True,
-                )
+                if sampling.greedy:
+                    cfg = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=new,
+                                           min_new_tokens=0, pad_token_id=pad, eos_token_id=None,
+                                           bos_token_id=self.bos_id, use_cache=True)
+                else:
+                    cfg = GenerationConfig(
+                        do_sample=True, max_new_tokens=new, min_new_tokens=0,
+                        top_k=sampling.top_k if sampling.top_k else 0,
+                        top_p=sampling.top_p if sampling.top_p is not None else 1.0,
+                        temperature=sampling.temperature, pad_token_id=pad, eos_token_id=None,
+                        bos_token_id=self.bos_id, use_cache=True,
+                    )
                 torch.manual_seed(int(seed) * 1_000_003 + b)
                 # generate() fills an unset eos_token_id from the model's own generation config
                 # and would then stop at EOS and pad the rest; unset it there for the call.

@@ -29,6 +29,10 @@ class LMSpec:
     warmup_frac: float = 0.05
     weight_decay: float = 0.0
     dropout: float = 0.0
+    #: "stream": documents joined by EOS and cut into n_ctx blocks (pretraining);
+    #: "document": every document starts its own block after EOS, padded (fine-tuning style: a
+    #: document's tokens always sit at the same positions, counted from its start).
+    packing: str = "stream"
 
 
 def train_tokenizer(texts: Sequence[str], *, vocab_size: int, out_dir: str | Path | None = None):
@@ -57,6 +61,17 @@ def pack_blocks(texts: Sequence[str], tokenizer, n_ctx: int) -> list[list[int]]:
         stream.extend(ids)
     stream.append(eos)
     return [stream[i: i + n_ctx] for i in range(0, len(stream), n_ctx) if len(stream[i: i + n_ctx]) > 1]
+
+
+def document_blocks(texts: Sequence[str], tokenizer, n_ctx: int) -> list[list[int]]:
+    """One block per document, ``[EOS] + tokens + [EOS]``; a document longer than the context is
+    cut into consecutive blocks."""
+    eos = tokenizer.eos_token_id
+    out: list[list[int]] = []
+    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        seq = [eos, *ids, eos]
+        out.extend(seq[i: i + n_ctx] for i in range(0, len(seq), n_ctx) if len(seq[i: i + n_ctx]) > 1)
+    return out
 
 
 def train_causal_lm(
@@ -88,7 +103,9 @@ def train_causal_lm(
             resid_pdrop=spec.dropout, embd_pdrop=spec.dropout, attn_pdrop=spec.dropout,
         )
         model = GPT2LMHeadModel(cfg)
-    blocks = pack_blocks(texts, tokenizer, spec.n_ctx)
+    if spec.packing not in ("stream", "document"):
+        raise ValueError(f"packing must be 'stream' or 'document', got {spec.packing!r}")
+    blocks = (pack_blocks if spec.packing == "stream" else document_blocks)(texts, tokenizer, spec.n_ctx)
     if not blocks:
         raise ValueError("nothing to train on: the corpus produced no token blocks")
     steps_per_epoch = math.ceil(len(blocks) / spec.batch_size)

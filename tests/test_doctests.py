@@ -1,0 +1,22 @@
+"""Run the doctests of the pure-maths modules: each pins a number checkable by hand or from a
+published source (TF Privacy's exposure tests, Hayes et al.'s (n, p) formulas, Clopper–Pearson)."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "leakaudit.metrics.stats",
+    "leakaudit.metrics.memorization",
+    "leakaudit.metrics.exposure",
+    "leakaudit.attacks.canaries.spaces",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name):
+    mod = importlib.import_module(name)
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no doctests"
+    assert result.failed == 0
