@@ -16,7 +16,7 @@ def pick(records, entry_type, **match):
 def test_full_inversion_lab_thresholds_and_reproducibility():
     cfg = InversionLabConfig(seed=0)
     a = run_inversion_lab(cfg, log=lambda m: None)
-    wb = pick(a, "inversion", attack="mi_face", target="softmax_regression")[0]
+    wb = pick(a, "inversion", attack="mi_face", target="softmax_regression", variant=None)[0]
     assert wb["top1"]["k"] >= 9 and wb["nearest_own_mean"]["k"] >= 8
     bb = pick(a, "inversion", attack="nes", target="softmax_regression", defense="none", sweep=False)[0]
     assert bb["n_reconstructions"] == 30 and bb["top1"]["value"] >= 0.7 * wb["top1"]["value"]
@@ -33,6 +33,6 @@ def test_full_inversion_lab_thresholds_and_reproducibility():
     ra, rb = pick(a, "inversion_record"), pick(b, "inversion_record")
     assert len(ra) == len(rb) > 0
     for x, y in zip(ra, rb):
-        assert (x["attack"], x["target"], x["defense"], x["class"], x["seed"]) == \
-               (y["attack"], y["target"], y["defense"], y["class"], y["seed"])
+        assert (x["attack"], x["target"], x["defense"], x["variant"], x["class"], x["seed"]) == \
+               (y["attack"], y["target"], y["defense"], y["variant"], y["class"], y["seed"])
         assert np.array_equal(x["reconstruction"], y["reconstruction"])

@@ -22,35 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from leakaudit.attacks.inversion.mi_face import MIFaceParams
+from leakaudit.attacks.inversion.nes import NESParams
 from leakaudit.defenses.dp import DPConfig
 from leakaudit.progress import null_progress
 from leakaudit.training.classifier import MLPSpec, TrainConfig
 
 IMAGE_SHAPE = (8, 8)
-
-
-@dataclass(frozen=True)
-class MIFaceParams:
-    lr: float = 1.0
-    max_iter: int = 3000
-    patience: int = 100
-    gamma: float = 1e-3
-    min_delta: float = 1e-5
-    tv_weight: float = 0.01
-    l2_weight: float = 0.0
-
-
-@dataclass(frozen=True)
-class NESParams:
-    budget: int = 504  # queries per class: 24 steps of 2·10 + 1 queries
-    n_directions: int = 10
-    sigma: float = 0.1
-    lr: float = 1.0
-    patience: int = 20
-    gamma: float = 1e-3
-    min_delta: float = 1e-5
-    tv_weight: float = 0.01
-    l2_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -156,11 +134,14 @@ def run_inversion_lab(config: InversionLabConfig, *, progress=null_progress, log
     records: list[tuple[str, dict]] = []
 
     def emit(results, *, target_name: str, defense: str, budget: int | None, seeds, per_class: bool,
-             sweep: bool = False) -> dict:
+             sweep: bool = False, start_override: str | None = None) -> dict:
         t = targets[target_name]
         ctx = {**common, "target": target_name, "target_description": t["description"],
                "target_accuracy": t["test_accuracy"], "defense": defense, "budget_per_class": budget,
-               "seeds": list(seeds), "sweep": sweep, "control": target_name == "untrained"}
+               "seeds": list(seeds), "sweep": sweep, "control": target_name == "untrained",
+               "variant": "zero start" if start_override else None}
+        if start_override:
+            ctx["start"] = start_override
         if "dp" in t:
             ctx["dp"] = t["dp"]
         ev_rec, rows = evaluate_inversion(results, evaluator=evaluator, class_means=class_means,
@@ -183,13 +164,18 @@ def run_inversion_lab(config: InversionLabConfig, *, progress=null_progress, log
                                  stop_reason=["no_attack"] * 10, params={})
     emit([start_only], target_name="softmax_regression", defense="none", budget=0, seeds=[seed],
          per_class=False)
-    with progress("inversion: white-box", 3) as adv:
+    with progress("inversion: white-box", 5) as adv:
         for name in ("softmax_regression", "mlp", "dp_softmax_regression", "untrained"):
             res = mf.invert(targets[name]["clf"], classes, start=start)
             e = emit([res], target_name=name, defense="dp_sgd" if name.startswith("dp_") else "none",
                      budget=None, seeds=[seed], per_class=True)
             summary[f"mi_face/{name}"] = e["top1"]["value"]
             adv(1)
+        # the same attack from a blank (all-zero) image: no auxiliary data at all
+        res = mf.invert(targets["softmax_regression"]["clf"], classes, start=np.zeros(64))
+        emit([res], target_name="softmax_regression", defense="none", budget=None, seeds=[seed],
+             per_class=True, start_override="all-zero image (no auxiliary data)")
+        adv(1)
 
     def nes(budget: int) -> NESInversion:
         p = asdict(config.nes)

@@ -35,7 +35,7 @@ def evaluate_inversion(results: list[InversionResult], *, evaluator, class_means
         raise ValueError(f"context['seeds'] has {len(seeds)} seeds for {len(results)} results")
     per_class: list[dict[str, Any]] = []
     n_top1 = n_topk = n_near = 0
-    eval_conf, tgt_conf, queries = [], [], 0
+    eval_conf, tgt_conf, queries, d_own, d_other = [], [], 0, [], []
     for seed_idx, res in enumerate(results):
         x = np.asarray(res.x, dtype=np.float32)
         probs = evaluator.predict_proba(x)
@@ -46,6 +46,8 @@ def evaluate_inversion(results: list[InversionResult], *, evaluator, class_means
         n_top1 += int(h1.sum())
         n_topk += int(hk.sum())
         n_near += int(nm["nearest_is_own"].sum())
+        d_own.extend(nm["dist_own"].tolist())
+        d_other.extend(nm["dist_other"].tolist())
         queries += int(res.queries.sum())
         for i, c in enumerate(res.classes):
             eval_conf.append(float(probs[i, c]))
@@ -75,6 +77,7 @@ def evaluate_inversion(results: list[InversionResult], *, evaluator, class_means
         "nearest_own_mean": rate(n_near, n).to_dict(),
         "chance_top1": 1.0 / len(class_means), "chance_topk": min(1.0, top_k / len(class_means)),
         "mean_eval_confidence": float(np.mean(eval_conf)),
+        "mean_dist_own_mean": float(np.mean(d_own)), "mean_dist_nearest_other_mean": float(np.mean(d_other)),
         "mean_target_confidence": float(np.mean(tgt_conf)),
         "queries_total": queries, "queries_per_class_max": int(max(int(r.queries.max()) for r in results)),
         "params": results[0].params,

@@ -17,6 +17,7 @@ everywhere: the attack then returns (a smoothed) start. That is the expected, ho
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,21 @@ from leakaudit.attacks.inversion.base import (FREDRIKSON_2015, INVERSION_ATTACKS
                                               PlateauStop, Prior, image_shape_for, starting_points)
 from leakaudit.progress import null_progress
 from leakaudit.report.records import TAXONOMY
+
+
+@dataclass(frozen=True)
+class NESParams:
+    """The lab's and the CLI's NES settings (measured on the digits lab; see README)."""
+
+    budget: int = 504  # queries per class: 24 steps of 2·10 + 1 queries
+    n_directions: int = 10
+    sigma: float = 0.1
+    lr: float = 1.0
+    patience: int = 20
+    gamma: float = 1e-3
+    min_delta: float = 1e-5
+    tv_weight: float = 0.01
+    l2_weight: float = 0.0
 
 
 @INVERSION_ATTACKS.register("nes")
