@@ -561,11 +561,12 @@ def build_inversion(rd: ReportData) -> Section | None:
     })
 
 
-def _plot_inversion_grid(means: list, groups: list[tuple[str, dict[int, list]]], shape: tuple[int, int]) -> str:
+def _plot_inversion_grid(means: list, groups: list[tuple[str, dict[int, list]]], shape: tuple[int, int],
+                         means_source: str) -> str:
     import numpy as np
 
     classes = sorted({c for _, g in groups for c in g} | set(range(len(means))))
-    rows = [("class mean (target's training data)", {c: means[c] for c in range(len(means))})] + groups
+    rows = ([(f"class mean ({means_source})", {c: means[c] for c in range(len(means))})] if means else []) + groups
     fig = _new_figure(figsize=(0.62 * len(classes) + 2.6, 0.66 * len(rows) + 0.3))
     axes = fig.subplots(len(rows), len(classes), squeeze=False)
     for i, (label, imgs) in enumerate(rows):
@@ -597,11 +598,13 @@ def build_inversion_grid(rd: ReportData) -> Section | None:
     for r in recs:
         key = _inv_label(r) + (" (control)" if r.get("control") else "")
         groups.setdefault(key, {})[int(r.get("class", 0))] = r["reconstruction"]
-    means = next((e.get("class_means") for e in evals if isinstance(e.get("class_means"), list)), None) or []
-    img = _plot_inversion_grid(means, list(groups.items()), shape)
+    with_means = next((e for e in evals if isinstance(e.get("class_means"), list)), {})
+    means = with_means.get("class_means") or []
+    img = _plot_inversion_grid(means, list(groups.items()), shape,
+                               str(with_means.get("class_means_source") or "target's training data"))
     return Section("inversion-grid", "Reconstructions next to class means", "plot", {
         "img": img, "alt": "grid of class reconstructions per attack and target, below the class means",
-        "caption": "Top row: the mean training image of each class of the target (what inversion can reveal "
+        "caption": "Top row (when known): the mean image of each class (what inversion can reveal "
                    "about a class). Other rows: the reconstruction of each class by one attack on one target "
                    "(first run/seed), darker = higher pixel value. A row that looks like the top row leaks."})
 
