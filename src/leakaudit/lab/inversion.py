@@ -142,6 +142,9 @@ def run_inversion_lab(config: InversionLabConfig, *, progress=null_progress, log
                "variant": "zero start" if start_override else None}
         if start_override:
             ctx["start"] = start_override
+        if defense == "label_only":
+            ctx["note"] = ("label-only outputs: the confidence signal is flat except at decision "
+                           "boundaries; what the attack reaches mostly reflects its start and prior")
         if "dp" in t:
             ctx["dp"] = t["dp"]
         ev_rec, rows = evaluate_inversion(results, evaluator=evaluator, class_means=class_means,

@@ -107,6 +107,7 @@ class MIFace:
                 x[act] = np.clip(x[act] - self.lr * grad, lo, hi)
                 steps[act] += 1
                 advance(1)
+            advance(self.max_iter - int(steps.max(initial=0)))  # early stop: the bar ends full
         reasons = [r or "max_iter" for r in stop.reason]
         return InversionResult(attack=self.name, classes=classes, x=best_x, confidence=best_p,
                                cost=stop.best, steps=steps, queries=queries, stop_reason=reasons,

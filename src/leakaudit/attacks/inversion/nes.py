@@ -131,6 +131,7 @@ class NESInversion:
                 x[act] = np.clip(xa - self.lr * (g_hat + pg), lo, hi)
                 steps[act] += 1
                 advance(1)
+            advance(max_steps - int(steps.max(initial=0)))  # early stop: the bar ends full
         reasons = []
         for i, r in enumerate(stop.reason):
             reasons.append(r or ("budget" if queries[i] + q > self.budget else "max_iter"))
