@@ -290,3 +290,21 @@ def test_lab_attribute_inference_beats_the_marginal_and_control_does_not(lab_rec
     for r in ai:
         if r["control"]:  # the model never saw the attribute: the attack is the baseline
             assert r["accuracy"]["k"] == r["baseline"]["k"]
+
+
+def test_nes_inverts_a_scikit_learn_estimator():
+    from sklearn.linear_model import LogisticRegression
+
+    from leakaudit.attacks.inversion.nes import NESParams
+    from leakaudit.lab.digits import load_digits_data, split_digits
+    from leakaudit.targets.classifier import SklearnClassifier
+
+    parts = split_digits(load_digits_data(), {"target": 0.7, "public": 0.3}, seed=0)
+    tr, pub = parts["target"], parts["public"]
+    t = SklearnClassifier(LogisticRegression(max_iter=500).fit(tr.x, tr.y))
+    p = {**vars(NESParams()), "budget": 252}
+    r = NESInversion(**p, clip=(0.0, 1.0), image_shape=(8, 8)).invert(t, list(range(10)), start=pub.x.mean(0), seed=0)
+    assert t.queries == r.queries.sum() and r.queries.max() <= 252
+    assert (t.predict(r.x) == np.arange(10)).sum() >= 9 and r.confidence.mean() > 0.9
+    means = np.stack([tr.x[tr.y == c].mean(0) for c in range(10)])
+    assert inv_metrics.nearest_mean(r.x, means, np.arange(10))["nearest_is_own"].sum() >= 7
