@@ -46,6 +46,24 @@ def test_stops_after_patience_steps_without_improvement_and_not_while_improving(
     assert run_stop([0.9, 0.8999, 0.8998, 0.8997], patience=3, gamma=0.0, min_delta=1e-3)[:2] == (3, "plateau")
 
 
+def test_the_reference_rule_transcribed_is_inverted():
+    # ART MIFace: active = (cost <= threshold) + (cost >= max(window)); window starts at +inf
+    def art_active(costs, threshold, window_length):
+        window = [np.inf] * window_length
+        states = []
+        for i, c in enumerate(costs):
+            states.append(bool(c <= threshold or c >= max(window)))
+            window[i % window_length] = c
+        return states
+
+    flat = [0.5] * 10  # no progress at all
+    assert art_active(flat, threshold=0.99, window_length=3) == [True] * 10  # never stops
+    assert run_stop(flat, patience=3, gamma=0.0, min_delta=0.0)[:2] == (3, "plateau")
+    done = [0.9, 0.001]  # reached the goal
+    assert art_active(done, threshold=0.01, window_length=3)[-1] is True  # keeps going
+    assert run_stop(done, patience=3, gamma=0.01, min_delta=0.0)[:2] == (1, "gamma")
+
+
 def test_rows_stop_independently():
     s = PlateauStop(2, patience=2, gamma=0.1, min_delta=0.0)
     s.update(np.array([0.5, 0.05]))

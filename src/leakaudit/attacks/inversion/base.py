@@ -38,8 +38,10 @@ class PlateauStop:
 
     A row stops when its cost falls below ``gamma`` (good enough) OR when its best cost has not
     improved by more than ``min_delta`` for ``patience`` consecutive updates (plateau). The
-    widely copied reference implementation (ART ``MIFace``) stops when the cost *did* improve over
-    the window, i.e. the rule inverted; this class is tested on scripted cost sequences.
+    widely copied reference implementation (ART ``MIFace.infer``) computes
+    ``active = (cost <= threshold) + (cost >= max(window))``, i.e. it keeps a row running under
+    exactly the two conditions under which it should stop; this class is tested on scripted cost
+    sequences, next to a transcription of that line.
 
     ``update(cost)`` takes the costs of the still-active rows' current iterates (an array of
     length ``n``; stopped rows are ignored) and returns the boolean ``active`` mask after the
