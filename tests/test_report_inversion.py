@@ -58,3 +58,10 @@ def test_inversion_sections_render_escaped_with_images(tmp_path):
         assert f'id="{anchor}"' in html
     assert len(re.findall(r'src="data:image/png;base64,', html)) == 2  # grid + budget plot
     assert "88 / 100" in html and "70 / 100" in html
+
+
+def test_inversion_only_report_says_so(tmp_path):
+    write_inversion_report(tmp_path, run_record={"command": "test", "seed": 0, "config": {}}, records=records())
+    html = render_html(tmp_path).read_text()
+    assert "Model inversion audit" in html and "Training-data extraction audit" not in html
+    assert "Fredrikson, Jha &amp; Ristenpart" in html and "k-eidetic" not in html

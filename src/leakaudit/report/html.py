@@ -280,6 +280,9 @@ def build_header(rd: ReportData) -> dict[str, Any]:
         "training": training, "facts": extras,
         "config_json": json.dumps(rd.config, indent=2, ensure_ascii=False, sort_keys=True, default=str),
         "title": f"leakaudit report — {', '.join(m['name'] for m in models) or 'model audit'}",
+        # a report with only inversion findings (``leakaudit invert``) has no corpus and no extraction
+        "inversion_only": bool(rd.of("inversion") or rd.of("attribute_inference"))
+                          and not (rd.of("sample") or rd.of("eval") or rd.summary("extraction")),
     }
 
 
