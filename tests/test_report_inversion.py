@@ -1,5 +1,6 @@
 """Report sections for model inversion and attribute inference, from synthetic records."""
 
+import json
 import re
 
 import numpy as np
@@ -65,3 +66,17 @@ def test_inversion_only_report_says_so(tmp_path):
     html = render_html(tmp_path).read_text()
     assert "Model inversion audit" in html and "Training-data extraction audit" not in html
     assert "Fredrikson, Jha &amp; Ristenpart" in html and "k-eidetic" not in html
+
+
+def test_inversion_sections_join_an_extraction_report(tmp_path):
+    """The lab's path: inversion records appended to an extraction report (extra_records)."""
+    from leakaudit.report.records import _clean
+    from tests.test_report_html import write_report
+
+    d = write_report(tmp_path / "r")
+    lines = (d / "report.jsonl").read_text().splitlines()
+    extra = [json.dumps({"entry_type": t, **_clean(r)}) for t, r in records()]
+    (d / "report.jsonl").write_text("\n".join(lines[:-1] + extra + lines[-1:]) + "\n")
+    html = render_html(d).read_text()
+    assert "Training-data extraction audit" in html and 'id="sec-precision"' in html
+    assert 'id="sec-inversion"' in html and 'id="sec-attribute-inference"' in html

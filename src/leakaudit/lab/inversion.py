@@ -190,8 +190,9 @@ def run_inversion_lab(config: InversionLabConfig, *, progress=null_progress, log
         f"rounded_{config.rounding_decimals}": lambda c: RoundedOutputs(c, decimals=config.rounding_decimals),
         "label_only": LabelOnlyOutputs,
     }
+    budgets = sorted(set(config.budgets) | {config.nes.budget})  # the main budget is always run
     jobs = [(tname, d, b) for tname in ("softmax_regression", "dp_softmax_regression")
-            for d in views for b in config.budgets]
+            for d in views for b in budgets]
     with progress("inversion: black-box", len(jobs)) as adv:
         for tname, dname, budget in jobs:
             if tname.startswith("dp_") and dname != "none":
@@ -200,7 +201,8 @@ def run_inversion_lab(config: InversionLabConfig, *, progress=null_progress, log
             view = views[dname](targets[tname]["clf"])
             view.queries = 0
             results = [nes(budget).invert(view, classes, start=start, seed=s) for s in config.nes_seeds]
-            assert view.queries == sum(int(r.queries.sum()) for r in results)  # every query counted
+            if view.queries != sum(int(r.queries.sum()) for r in results):  # every query is counted
+                raise RuntimeError(f"query accounting mismatch: target counted {view.queries}")
             main = budget == config.nes.budget
             defense = "dp_sgd" if tname.startswith("dp_") else dname
             e = emit(results, target_name=tname, defense=defense, budget=budget,
