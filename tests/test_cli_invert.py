@@ -103,3 +103,10 @@ def test_bad_input_exits_2_with_one_line(folder, tmp_path, args, match):
     r = run("invert", *args, "--out", out)
     assert r.exit_code == 2 and match in r.output, r.output
     assert not out.exists()
+
+
+def test_invert_help_lists_the_options():
+    r = CliRunner().invoke(app, ["invert", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0
+    for opt in ("--endpoint", "--classes", "--budget", "--seed", "--out", "--reference-data"):
+        assert opt in r.output
