@@ -110,3 +110,19 @@ def test_invert_help_lists_the_options():
     assert r.exit_code == 0
     for opt in ("--endpoint", "--classes", "--budget", "--seed", "--out", "--reference-data"):
         assert opt in r.output
+
+
+def test_bad_reference_data_names_the_file(folder, tmp_path):
+    d, _ = folder
+    bad = tmp_path / "bad.npz"
+    bad.write_text("not a zip")
+    one = tmp_path / "one.npy"
+    np.save(one, np.zeros((3, 64)))
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, x=np.zeros((3, 5)), y=np.zeros(3, dtype=int))
+    obj = tmp_path / "obj.npz"
+    np.savez(obj, x=np.array([{"a": 1}], dtype=object), y=np.zeros(1, dtype=int))
+    for f, match in ((bad, "not a readable .npz"), (one, "single array"), (wrong, "expected (n, 64)"),
+                     (obj, "not plain numeric"), (tmp_path / "missing.npz", "no such file")):
+        r = run("invert", d / "model", "--reference-data", f, "--out", tmp_path / "o")
+        assert r.exit_code == 2 and str(f) in r.output and match in r.output, r.output

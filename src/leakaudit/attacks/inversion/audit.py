@@ -9,6 +9,7 @@ reconstructions and the target's own confidence only, marked unjudged.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,19 @@ def load_reference_data(path: str | Path, *, input_shape: tuple[int, ...], n_cla
     if not path.is_file():
         raise InputError("no such file", path=str(path))
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if "x" not in z or "y" not in z:
-                raise InputError(f"needs arrays 'x' and 'y'; found {sorted(z.files)}", path=str(path))
-            x, y = np.asarray(z["x"], dtype=np.float32), np.asarray(z["y"])
-    except (ValueError, OSError) as e:
+        z = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise InputError(f"not a readable .npz file: {e}", path=str(path)) from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise InputError("expected an .npz archive with arrays 'x' and 'y' (np.savez), got a single array",
+                         path=str(path))
+    with z:
+        if "x" not in z.files or "y" not in z.files:
+            raise InputError(f"needs arrays 'x' and 'y'; found {sorted(z.files)}", path=str(path))
+        try:
+            x, y = np.asarray(z["x"], dtype=np.float32), np.asarray(z["y"])
+        except (ValueError, TypeError) as e:  # object arrays need pickle: refused
+            raise InputError(f"arrays x/y are not plain numeric arrays: {e}", path=str(path)) from None
     x = x.reshape((len(x),) + tuple(input_shape)) if x.size == len(x) * int(np.prod(input_shape)) else x
     if x.shape[1:] != tuple(input_shape) or len(x) != len(y):
         raise InputError(f"x has shape {x.shape} and y {y.shape}; expected (n, {', '.join(map(str, input_shape))}) "
