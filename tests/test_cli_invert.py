@@ -63,7 +63,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def test_invert_black_box_endpoint_same_seed_same_images(folder, tmp_path):
-    d, module = folder
+    _, module = folder
     Handler.module = module
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()

@@ -45,15 +45,20 @@ class InversionLabConfig:
     seed: int = 0
     split: tuple[tuple[str, float], ...] = (("target", 0.4), ("eval", 0.4), ("public", 0.2))
     target_spec_hidden: tuple[int, ...] = ()  # softmax regression, as in Fredrikson et al. 2015
-    target_train: TrainConfig = TrainConfig(epochs=100, lr=1e-2, batch_size=64, seed=0)
+    target_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=100, lr=1e-2, batch_size=64, seed=0))
     mlp_hidden: tuple[int, ...] = (64,)
-    mlp_train: TrainConfig = TrainConfig(epochs=60, lr=1e-3, batch_size=64, seed=0)
+    mlp_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=60, lr=1e-3, batch_size=64, seed=0))
     evaluator_hidden: tuple[int, ...] = (128,)
-    evaluator_train: TrainConfig = TrainConfig(epochs=60, lr=1e-3, batch_size=64, seed=1)
-    dp: DPConfig = DPConfig(noise_multiplier=4.0, max_grad_norm=1.0, delta=1e-5)
-    dp_train: TrainConfig = TrainConfig(epochs=30, lr=0.5, batch_size=64, seed=0)
-    mi_face: MIFaceParams = MIFaceParams()
-    nes: NESParams = NESParams()
+    evaluator_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=60, lr=1e-3, batch_size=64, seed=1))
+    dp: DPConfig = field(
+        default_factory=lambda: DPConfig(noise_multiplier=4.0, max_grad_norm=1.0, delta=1e-5))
+    dp_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(epochs=30, lr=0.5, batch_size=64, seed=0))
+    mi_face: MIFaceParams = field(default_factory=MIFaceParams)
+    nes: NESParams = field(default_factory=NESParams)
     nes_seeds: tuple[int, ...] = (0, 1, 2)
     budgets: tuple[int, ...] = (63, 126, 252, 504, 1008)  # the black-box budget sweep
     rounding_decimals: int = 1
@@ -61,7 +66,7 @@ class InversionLabConfig:
     tabular: TabularParams = field(default_factory=TabularParams)
 
     @classmethod
-    def quick(cls, seed: int = 0) -> "InversionLabConfig":
+    def quick(cls, seed: int = 0) -> InversionLabConfig:
         return cls(seed=seed, nes_seeds=(0,), budgets=(126, 504),
                    tabular=TabularParams(n_records=1500))
 
@@ -234,7 +239,7 @@ def run_attribute_lab(config: InversionLabConfig, *, log=print) -> list[dict]:
     tp = config.tabular
     data = generate_medical_records(tp.n_records, seed=config.seed)
     third = tp.n_records // 3
-    members, heldout, public = (data.subset(range(0, third)), data.subset(range(third, 2 * third)),
+    members, heldout, public = (data.subset(range(third)), data.subset(range(third, 2 * third)),
                                 data.subset(range(2 * third, 3 * third)))
     col = FEATURES.index(SENSITIVE)
     values = [0.0, 1.0]
@@ -277,7 +282,7 @@ def run_attribute_lab(config: InversionLabConfig, *, log=print) -> list[dict]:
                     "queries": int(target.queries), "target_accuracy": acc, "seed": config.seed,
                     "n_records": tp.n_records, "params": attack.params(),
                 })
-    best = [r for r in out if r["target"] == "mlp" and r["mode"] == "label" and r["records"] == "members"][0]
+    best = next(r for r in out if r["target"] == "mlp" and r["mode"] == "label" and r["records"] == "members")
     log(f"attribute inference ({SENSITIVE}): {best['accuracy']['value']:.1%} vs marginal baseline "
         f"{best['baseline']['value']:.1%} on training records (label mode)")
     return out

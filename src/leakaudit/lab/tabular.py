@@ -36,7 +36,7 @@ class MedicalRecords:
     def sensitive(self) -> np.ndarray:
         return self.x[:, FEATURES.index(SENSITIVE)].astype(np.int64)
 
-    def subset(self, idx) -> "MedicalRecords":
+    def subset(self, idx) -> MedicalRecords:
         idx = np.asarray(idx)
         return MedicalRecords(self.x[idx], self.y[idx], self.ids[idx])
 

@@ -55,7 +55,7 @@ class HTTPClassifier(Classifier):
         except urllib.error.HTTPError as e:
             detail = e.read()[:200].decode("utf-8", "replace").replace("\n", " ")
             raise EndpointError(f"{self.url}: HTTP {e.code} {e.reason}: {detail}") from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise EndpointError(f"{self.url}: no answer within {self.timeout_s:g} s") from None
         except urllib.error.URLError as e:
             if isinstance(e.reason, (socket.timeout, TimeoutError)):

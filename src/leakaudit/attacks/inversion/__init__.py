@@ -5,4 +5,4 @@ from leakaudit.attacks.inversion.base import INVERSION_ATTACKS, InversionResult,
 from leakaudit.attacks.inversion.mi_face import MIFace
 from leakaudit.attacks.inversion.nes import NESInversion
 
-__all__ = ["INVERSION_ATTACKS", "InversionResult", "PlateauStop", "MIFace", "NESInversion"]
+__all__ = ["INVERSION_ATTACKS", "InversionResult", "MIFace", "NESInversion", "PlateauStop"]
