@@ -668,7 +668,8 @@ def build_attribute_inference(rd: ReportData) -> Section | None:
     return Section("attribute-inference", "Attribute inference (tabular model inversion)", "attribute", {
         "rows": rows, "attribute": _scalar(first.get("sensitive_attribute")), "label": _scalar(first.get("label")),
         "prior": _scalar(first.get("prior")), "prior_source": _scalar(first.get("prior_source")),
-        "features": ", ".join(str(f) for f in first.get("features") or []),
+        "features": ", ".join(str(f) for f in first.get("features") or []
+                              if f != first.get("sensitive_attribute")),
         "doc_uri": _scalar(first.get("doc_uri"))})
 
 
