@@ -384,6 +384,120 @@ def canaries_exposure(
                           f"{r['mean_exposure_extrapolated']:.2f} extrapolated ({r['n_canaries']} canaries)",
                           highlight=False)
     out_console.print(f"report: {out / 'report.html'}", highlight=False)
+def _shape(text: str, option: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(v) for v in text.lower().replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        dims = ()
+    if not dims or any(d < 1 for d in dims):
+        raise LeakauditError(f"{option} must look like 64 or 8x8, got {text!r}")
+    return dims
+
+
+@app.command()
+def invert(
+    model: Annotated[Optional[Path], typer.Argument(help="A classifier folder written by leakaudit (classifier.json + model.safetensors): white-box.")] = None,
+    endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="HTTP endpoint: POST {\"inputs\": [[...]]} -> {\"probabilities\": [[...]]} (black-box).")] = None,
+    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="Input shape for --endpoint, e.g. 64 or 8x8.")] = None,
+    n_classes: Annotated[Optional[int], typer.Option("--n-classes", min=2, help="Number of classes for --endpoint.")] = None,
+    classes: Annotated[Optional[str], typer.Option("--classes", help="Classes to invert, e.g. 0,3,7 (default: all).")] = None,
+    attack: Annotated[Optional[str], typer.Option("--attack", help="mi_face (white-box) or nes (black-box; default for --endpoint).")] = None,
+    budget: Annotated[Optional[int], typer.Option("--budget", min=1, help="Black-box query budget per class (default 504).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the black-box search (same seed, same images).")] = 0,
+    reference_data: Annotated[Optional[Path], typer.Option("--reference-data", help=".npz with x, y: labelled data that is NOT the training data; trains the evaluation classifier, gives class means and the start.")] = None,
+    image_shape: Annotated[Optional[str], typer.Option("--image-shape", help="2-D layout of flat inputs (e.g. 8x8) for the image grid and the smoothness prior.")] = None,
+    clip: Annotated[str, typer.Option("--clip", help="Input domain lo,hi.")] = "0,1",
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per endpoint request.")] = 30.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Inputs per endpoint request.")] = 256,
+    out: Annotated[Path, typer.Option("--out", help="Output folder (report.jsonl, report.html).")] = Path("leakaudit-invert"),
+) -> None:
+    """Model inversion (Fredrikson et al. 2015) of your own classifier: one reconstruction per class."""
+    import numpy as np
+
+    from leakaudit.attacks.inversion.audit import (load_reference_data, make_attack, run_inversion_audit,
+                                                   write_inversion_report)
+    from leakaudit.lab.run import versions
+    from leakaudit.report.html import render_html
+    from leakaudit.report.records import staged_output
+
+    _quiet_libraries()
+    try:
+        if (model is None) == (endpoint is None):
+            raise LeakauditError("give either a classifier folder or --endpoint URL (not both)")
+        if model is not None:
+            from leakaudit.targets.classifier import TorchClassifier
+            from leakaudit.training.classifier import load_classifier
+
+            module, spec, meta = load_classifier(model)
+            shape = tuple(meta.get("input_shape") or (spec.input_dim,))
+            target = TorchClassifier(module, n_classes=spec.n_classes, input_shape=shape)
+            source = {"path": str(model), "fingerprint": target.fingerprint(), "kind": "white-box folder"}
+            attack = attack or "mi_face"
+            img = meta.get("image_shape")
+        else:
+            from leakaudit.targets.http_classifier import HTTPClassifier
+
+            if input_shape is None or n_classes is None:
+                raise LeakauditError("--endpoint needs --input-shape and --n-classes")
+            shape = _shape(input_shape, "--input-shape")
+            target = HTTPClassifier(endpoint, n_classes=n_classes, input_shape=shape, batch_size=batch_size,
+                                    timeout_s=timeout)
+            source = {"path": endpoint, "fingerprint": target.fingerprint(), "kind": "black-box endpoint"}
+            attack = attack or "nes"
+            img = None
+        if image_shape is not None:
+            img = _shape(image_shape, "--image-shape")
+        if img is None and len(shape) >= 2:
+            img = shape[-2:]
+        if img is not None and len(img) != 2:
+            raise LeakauditError(f"--image-shape must have two dimensions, got {img}")
+        lo_hi = tuple(float(v) for v in clip.split(","))
+        if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1]:
+            raise LeakauditError(f"--clip must be lo,hi with lo < hi, got {clip!r}")
+        cls = list(range(target.n_classes)) if classes is None else [int(c) for c in classes.split(",") if c.strip()]
+        if not cls or min(cls) < 0 or max(cls) >= target.n_classes:
+            raise LeakauditError(f"--classes must lie in 0..{target.n_classes - 1}, got {classes!r}")
+        if attack == "mi_face" and budget is not None:
+            raise LeakauditError("--budget applies to the black-box attack (--attack nes)")
+        try:
+            atk = make_attack(attack, budget=budget, clip=lo_hi, image_shape=tuple(img) if img else None,
+                              tv_weight=None)
+        except KeyError as e:
+            raise LeakauditError(e.args[0]) from None
+        reference = None
+        if reference_data is not None:
+            reference = load_reference_data(reference_data, input_shape=shape, n_classes=target.n_classes)
+            start = reference[0].mean(0)
+            start_desc = f"mean of the reference data ({len(reference[0])} examples, class-agnostic)"
+        else:
+            start = np.zeros(shape)
+            start_desc = "all-zero input (no reference data)"
+        context = {"target": Path(model).name if model is not None else "endpoint", "seed": seed,
+                   "image_shape": list(img) if img else None, "target_description": source["kind"]}
+        run_record = {**versions(), "command": _command(), "seed": seed,
+                      "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "config": {"attack": attack, "params": atk.params(), "classes": cls, "budget_per_class": budget,
+                                 "seed": seed, "start": start_desc, "reference_data": str(reference_data) if reference_data else None},
+                      "models": {"target": source}}
+        with staged_output(out) as stage:
+            records = run_inversion_audit(target, attack=atk, classes=cls, seeds=[seed], start=start,
+                                          start_description=start_desc, reference=reference,
+                                          evaluator_epochs=60, context=context, progress=_progress(), log=_log)
+            write_inversion_report(stage, run_record=run_record, records=records)
+            render_html(stage)
+    except LeakauditError as e:
+        _fail(e)
+    ev = records[0][1]
+    judged = ev.get("top1")
+    out_console.print(f"[bold]{attack}[/] on {len(cls)} classes: mean target confidence "
+                      f"{ev['mean_target_confidence']:.1%}, {ev['queries_total']} queries", highlight=False)
+    if judged:
+        out_console.print(f"evaluation classifier top-1: {judged['k']}/{judged['n']} "
+                          f"(95% CI {judged['ci_low']:.0%}–{judged['ci_high']:.0%}); nearest own class mean: "
+                          f"{ev['nearest_own_mean']['k']}/{ev['nearest_own_mean']['n']}", highlight=False)
+    else:
+        out_console.print("not judged (no --reference-data): look at the images in the report", highlight=False)
+    out_console.print(f"report: {out / 'report.html'}\nrecords: {out / 'report.jsonl'}", highlight=False)
 
 
 @app.command()

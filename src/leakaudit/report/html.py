@@ -280,6 +280,9 @@ def build_header(rd: ReportData) -> dict[str, Any]:
         "training": training, "facts": extras,
         "config_json": json.dumps(rd.config, indent=2, ensure_ascii=False, sort_keys=True, default=str),
         "title": f"leakaudit report — {', '.join(m['name'] for m in models) or 'model audit'}",
+        # a report with only inversion findings (``leakaudit invert``) has no corpus and no extraction
+        "inversion_only": bool(rd.of("inversion") or rd.of("attribute_inference"))
+                          and not (rd.of("sample") or rd.of("eval") or rd.summary("extraction")),
     }
 
 
@@ -506,6 +509,170 @@ def build_pii(rd: ReportData) -> Section | None:
         "n_samples": _int(p.get("n_samples_with_pii")), "show_pii": rd.show_pii})
 
 
+# ---------------------------------------------------------------- model inversion sections
+
+def _rate_cell(r: Any) -> dict[str, str]:
+    if not isinstance(r, dict) or not r.get("n"):
+        return {"count": "—", "pct": "", "ci": ""}
+    return {"count": f"{_int(r.get('k'))} / {_int(r.get('n'))}", "pct": _pct(r.get("value")),
+            "ci": _ci(r.get("ci_low"), r.get("ci_high"))}
+
+
+def _inv_label(e: dict[str, Any]) -> str:
+    parts = [str(e.get("attack")), str(e.get("target"))]
+    if e.get("variant"):
+        parts.append(str(e["variant"]))
+    if e.get("defense") not in (None, "none"):
+        parts.append(str(e.get("defense")))
+    return " · ".join(parts)
+
+
+def build_inversion(rd: ReportData) -> Section | None:
+    evals = [e for e in rd.of("inversion") if not e.get("sweep")]
+    if not evals:
+        return None
+    rows = []
+    for e in evals:
+        budget = e.get("budget_per_class")
+        rows.append({
+            "attack": _scalar(e.get("attack")), "variant": e.get("variant"), "target": _scalar(e.get("target")),
+            "defense": _scalar(e.get("defense")), "control": bool(e.get("control")),
+            "threat_model": _scalar(e.get("threat_model")),
+            "budget": "white-box (gradients)" if budget is None else f"{_int(budget)} queries/class",
+            "queries": _int(e.get("queries_total")), "runs": _int(e.get("n_runs")),
+            "top1": _rate_cell(e.get("top1")), "topk": _rate_cell(e.get("topk")),
+            "near": _rate_cell(e.get("nearest_own_mean")),
+            "target_conf": _pct(e.get("mean_target_confidence")),
+            "eval_conf": _pct(e.get("mean_eval_confidence")),
+            "target_acc": _pct(e.get("target_accuracy")),
+        })
+    first = evals[0]
+    dp = next((e["dp"] for e in evals if isinstance(e.get("dp"), dict)), None)
+    facts = [("start", _scalar(first.get("start"))), ("evaluator", _scalar(first.get("evaluator"))),
+             ("evaluator accuracy", _pct(first.get("evaluator_accuracy"))),
+             ("seeds (black-box runs)", ", ".join(str(s) for s in (next((e.get("seeds") for e in evals
+                                                   if e.get("attack") == "nes"), None) or first.get("seeds") or [])) or "—")]
+    targets = _unique([f"{e.get('target')}: {e.get('target_description')}" for e in evals
+                       if e.get("target_description")])
+    if dp:
+        facts.append(("DP-SGD", f"ε = {dp.get('epsilon', float('nan')):.2f} at δ = {dp.get('delta')}, noise multiplier σ = "
+                                f"{dp.get('noise_multiplier')}, clipping norm C = {dp.get('max_grad_norm')}, sampling rate "
+                                f"{_scalar(dp.get('sample_rate'))}, {_int(dp.get('steps'))} steps ({dp.get('accountant')} accountant)"))
+    return Section("inversion", "Model inversion of classifiers", "inversion", {
+        "rows": rows, "top_k": first.get("top_k", 5), "facts": facts, "targets": targets,
+        "chance": _pct(first.get("chance_top1")), "tags": _tags(first.get("tags") or TAXONOMY["inversion"]),
+    })
+
+
+def _plot_inversion_grid(means: list, groups: list[tuple[str, dict[int, list]]], shape: tuple[int, int],
+                         means_source: str) -> str:
+    import numpy as np
+
+    classes = sorted({c for _, g in groups for c in g} | set(range(len(means))))
+    rows = ([(f"class mean ({means_source})", {c: means[c] for c in range(len(means))})] if means else []) + groups
+    fig = _new_figure(figsize=(0.62 * len(classes) + 2.6, 0.66 * len(rows) + 0.3))
+    axes = fig.subplots(len(rows), len(classes), squeeze=False)
+    for i, (label, imgs) in enumerate(rows):
+        for j, c in enumerate(classes):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for sp in ax.spines.values():
+                sp.set_visible(False)
+            if c in imgs:
+                ax.imshow(np.asarray(imgs[c], dtype=float).reshape(shape), cmap="gray_r", vmin=0, vmax=1)
+            if i == 0:
+                ax.set_title(str(c), fontsize=9)
+        axes[i][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.subplots_adjust(wspace=0.05, hspace=0.08)
+    return _png(fig)
+
+
+def build_inversion_grid(rd: ReportData) -> Section | None:
+    recs = [r for r in rd.of("inversion_record") if r.get("run", 0) == 0 and isinstance(r.get("reconstruction"), list)]
+    evals = [e for e in rd.of("inversion") if not e.get("sweep")]
+    if not recs:
+        return None
+    shape = next((tuple(r["image_shape"]) for r in recs if isinstance(r.get("image_shape"), list)
+                  and len(r["image_shape"]) == 2), None)
+    if shape is None or shape[0] * shape[1] != len(recs[0]["reconstruction"]):
+        return None
+    groups: dict[str, dict[int, list]] = {}
+    for r in recs:
+        key = _inv_label(r) + (" (control)" if r.get("control") else "")
+        groups.setdefault(key, {})[int(r.get("class", 0))] = r["reconstruction"]
+    with_means = next((e for e in evals if isinstance(e.get("class_means"), list)), {})
+    means = with_means.get("class_means") or []
+    img = _plot_inversion_grid(means, list(groups.items()), shape,
+                               str(with_means.get("class_means_source") or "target's training data"))
+    return Section("inversion-grid", "Reconstructions next to class means", "plot", {
+        "img": img, "alt": "grid of class reconstructions per attack and target, below the class means",
+        "caption": "Top row (when known): the mean image of each class (what inversion can reveal "
+                   "about a class). Other rows: the reconstruction of each class by one attack on one target "
+                   "(first run/seed), darker = higher pixel value. A row that looks like the top row leaks."})
+
+
+def _plot_budget(sweep: list[dict[str, Any]]) -> str | None:
+    series: dict[str, list[tuple[int, float, float, float]]] = {}
+    for e in sweep:
+        b, t1 = e.get("budget_per_class"), e.get("top1") or {}
+        if not isinstance(b, (int, float)) or t1.get("value") is None:
+            continue
+        series.setdefault(f"{e.get('target')} · {e.get('defense')}", []).append(
+            (b, t1["value"], t1.get("ci_low") or 0.0, t1.get("ci_high") or 1.0))
+    if not series:
+        return None
+    fig = _new_figure(figsize=(6.4, 3.4))
+    ax = fig.subplots()
+    for i, (label, pts) in enumerate(sorted(series.items())):
+        pts.sort()
+        xs = [p[0] for p in pts]
+        ax.plot(xs, [p[1] for p in pts], marker="o", lw=1.6, color=f"C{i % 10}", label=label)
+        ax.fill_between(xs, [p[2] for p in pts], [p[3] for p in pts], color=f"C{i % 10}", alpha=0.12)
+    ax.set_xscale("log")
+    ax.set_xlabel("query budget per class")
+    ax.set_ylabel("evaluator top-1 accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return _png(fig)
+
+
+def build_inversion_budget(rd: ReportData) -> Section | None:
+    sweep = [e for e in rd.of("inversion") if e.get("budget_per_class") and e.get("attack") != "start_only"]
+    if len({e.get("budget_per_class") for e in sweep}) < 2:
+        return None
+    img = _plot_budget(sweep)
+    if img is None:
+        return None
+    return Section("inversion-budget", "Black-box inversion by query budget", "plot", {
+        "img": img, "alt": "evaluator top-1 accuracy of black-box reconstructions against the query budget",
+        "caption": "Black-box (confidence-only) inversion: the fraction of reconstructions the independent "
+                   "evaluator assigns to their target class, by the number of queries allowed per class, for "
+                   "each output defense (bands: exact 95% intervals over all classes and seeds)."})
+
+
+def build_attribute_inference(rd: ReportData) -> Section | None:
+    recs = rd.of("attribute_inference")
+    if not recs:
+        return None
+    rows = [{
+        "target": _scalar(r.get("target")), "control": bool(r.get("control")), "mode": _scalar(r.get("mode")),
+        "records": _scalar(r.get("records")), "n": _int(r.get("n")),
+        "acc": _rate_cell(r.get("accuracy")), "base": _rate_cell(r.get("baseline")),
+        "advantage": "—" if r.get("advantage") is None else f"{100 * r['advantage']:+.1f} pts",
+        "beats": bool((r.get("accuracy") or {}).get("ci_low", 0) > (r.get("baseline") or {}).get("ci_high", 1)),
+        "queries": _int(r.get("queries")), "target_acc": _pct(r.get("target_accuracy")),
+    } for r in recs]
+    first = recs[0]
+    return Section("attribute-inference", "Attribute inference (tabular model inversion)", "attribute", {
+        "rows": rows, "attribute": _scalar(first.get("sensitive_attribute")), "label": _scalar(first.get("label")),
+        "prior": _scalar(first.get("prior")), "prior_source": _scalar(first.get("prior_source")),
+        "features": ", ".join(str(f) for f in first.get("features") or []
+                              if f != first.get("sensitive_attribute")),
+        "doc_uri": _scalar(first.get("doc_uri"))})
+
+
 #: Section builders in page order. Each reads what it needs from the records and returns a
 #: Section, or None when the report has nothing for it.
 SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
@@ -516,6 +683,10 @@ SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
     build_memorized,
     build_canaries,
     build_pii,
+    build_inversion,
+    build_inversion_grid,
+    build_inversion_budget,
+    build_attribute_inference,
 ]
 
 

@@ -166,3 +166,49 @@ class SklearnClassifier(Classifier):
 
     def _predict_proba(self, x: np.ndarray) -> np.ndarray:
         return self.estimator.predict_proba(x.reshape(len(x), -1))
+
+
+class DefendedOutputs(Classifier):
+    """Base of the output defenses: a black-box view of ``inner`` that post-processes its
+    probabilities. Gradients and logits are hidden (the defense is the API, not the model)."""
+
+    capabilities = ClassifierCapabilities(probabilities=True, logits=False, gradients=False)
+    defense = "none"
+
+    def __init__(self, inner: Classifier):
+        super().__init__(n_classes=inner.n_classes, input_shape=inner.input_shape)
+        self.inner = inner
+
+    def _predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self._transform(self.inner.predict_proba(x))
+
+    def _transform(self, p: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"{self.defense}:{self.inner.fingerprint()}".encode()).hexdigest()
+
+
+class RoundedOutputs(DefendedOutputs):
+    """Probabilities rounded to ``decimals`` decimal places (Fredrikson et al. 2015, §7: rounding
+    confidences to one decimal defeats much of MI-Face). Rows need not sum to 1 any more."""
+
+    def __init__(self, inner: Classifier, *, decimals: int):
+        super().__init__(inner)
+        self.decimals = int(decimals)
+        self.defense = f"rounded_{self.decimals}"
+
+    def _transform(self, p: np.ndarray) -> np.ndarray:
+        return np.round(p, self.decimals)
+
+
+class LabelOnlyOutputs(DefendedOutputs):
+    """Only the top-1 label, returned as a one-hot row (the API reveals no confidence)."""
+
+    capabilities = ClassifierCapabilities(probabilities=False, logits=False, gradients=False)
+    defense = "label_only"
+
+    def _transform(self, p: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(p)
+        out[np.arange(len(p)), p.argmax(axis=1)] = 1.0
+        return out
