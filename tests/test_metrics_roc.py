@@ -34,14 +34,14 @@ def test_epsilon_golden_tf_privacy():
 
 
 def test_tpr_at_fpr_hand_checked_and_not_resolvable():
-    # 10 non-members scored 0..9, 10 members scored 5.5..14.5: at FPR <= 10% (1 false positive,
-    # threshold 9) members with score >= 9 are 9.5..14.5 -> 6 of 10.
+    # 10 non-members scored 0..9, 10 members scored 5.5..14.5: at FPR <= 10% the best threshold is
+    # 8.5 (one false positive: 9); members with score >= 8.5 are 8.5..14.5 -> 7 of 10.
     neg = np.arange(10.0)
     pos = np.arange(10.0) + 5.5
     s, y = np.r_[pos, neg], np.r_[np.ones(10), np.zeros(10)]
     r = tpr_at_fpr(s, y, 0.1, alpha=0.05)
-    assert r.resolvable and r.tpr == 0.6 and r.fp == 1 and r.tp == 6
-    assert r.ci_low < 0.6 < r.ci_high
+    assert r.resolvable and r.tpr == 0.7 and r.fp == 1 and r.tp == 7 and r.threshold == 8.5
+    assert r.ci_low == pytest.approx(0.3475471, abs=1e-6)  # CP(7, 10) at 95%
     # 10 non-members cannot resolve FPR 1%
     r = tpr_at_fpr(s, y, 0.01, alpha=0.05)
     assert not r.resolvable and r.tpr is None and r.label() == "not resolvable"
