@@ -1,0 +1,190 @@
+"""The classifier membership lab: an overfit MLP on the digits, audited with shadow models.
+
+Carlini et al.'s evaluation protocol, at laptop scale:
+
+1. The 1,797 digits are split into a *pool* (IN/OUT candidates) and a *population* that no model
+   ever trains on (RMIA's z samples).
+2. ``n_shadow`` MLPs are trained, each on a random half of the pool (a keep matrix where every
+   pool record is IN for exactly half of the models), made to overfit (small training set, many
+   epochs, no weight decay).
+3. Leave-one-out: each of the first ``n_targets`` models plays the target in turn; the attacks
+   use only the *other* models as shadow/reference models. Scores and IN/OUT labels are pooled over
+   the targets (so ~``n_targets`` × 700 non-members: enough to resolve TPR at 0.1% FPR).
+4. LOSS, Shokri, LiRA (online/offline × fixed/per-example variance) and RMIA (with 1, 2 and all
+   reference models) are evaluated on the same pooled records.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leakaudit.attacks.membership.classifier import (ClassifierLossAttack, ClassifierSignals,
+                                                     LiRAAttack, RMIAAttack, ShokriAttack)
+from leakaudit.attacks.membership.evaluate import EvalConfig, MembershipEvaluation, evaluate_scores
+from leakaudit.progress import null_progress
+
+
+@dataclass(frozen=True)
+class ClassifierLabConfig:
+    """Sizes of the classifier membership lab (defaults: ~1 s per model on one thread)."""
+
+    n_shadow: int = 16
+    n_targets: int = 2
+    population_fraction: float = 0.15
+    hidden: tuple[int, ...] = (256,)
+    epochs: int = 150
+    lr: float = 1e-3
+    batch_size: int = 64
+    rmia_a: float = 0.3
+    rmia_gamma: float = 1.0
+    shokri_max_iter: int = 100
+    seed: int = 0
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(n_boot=300))
+
+
+@dataclass
+class ClassifierMembershipAudit:
+    evaluations: list[MembershipEvaluation]
+    record_ids: list[str]  #: pooled record id ("t{target}:{digit id}") per score
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, label: str) -> MembershipEvaluation:
+        for e in self.evaluations:
+            if e.label == label or e.method == label:
+                return e
+        raise KeyError(f"no evaluation {label!r}; have {[e.label for e in self.evaluations]}")
+
+    def records(self, *, top_n: int = 20) -> list[tuple[str, dict[str, Any]]]:
+        from leakaudit.attacks.membership.evaluate import exposed_records
+
+        out = [("membership", {**e.record(), "lab": self.info}) for e in self.evaluations]
+        for e in self.evaluations:
+            out += [("membership_record", r)
+                    for r in exposed_records(e, ids=self.record_ids, texts=None, top_n=top_n)]
+        return out
+
+
+def default_classifier_attacks(cfg: ClassifierLabConfig, n_refs: int) -> list[tuple[Any, int | None]]:
+    """(attack, number of reference models it gets: None = all others)."""
+    return [
+        (ClassifierLossAttack(), 0),
+        (ShokriAttack(max_iter=cfg.shokri_max_iter, seed=cfg.seed), None),
+        (LiRAAttack(online=True, fixed_variance=True), None),
+        (LiRAAttack(online=True, fixed_variance=False), None),
+        (LiRAAttack(online=False, fixed_variance=True), None),
+        (LiRAAttack(online=False, fixed_variance=False), None),
+        (RMIAAttack(a=cfg.rmia_a, gamma=cfg.rmia_gamma, online=True), 1),
+        (RMIAAttack(a=cfg.rmia_a, gamma=cfg.rmia_gamma, online=True), 2),
+        (RMIAAttack(a=cfg.rmia_a, gamma=cfg.rmia_gamma, online=False), None),
+    ]
+
+
+def classifier_membership_experiment(shadow_dir: str | Path, cfg: ClassifierLabConfig, *,
+                                     progress=null_progress, log=print) -> ClassifierMembershipAudit:
+    """Train (or reuse) the lab's models in ``shadow_dir`` and evaluate every classifier attack."""
+    from leakaudit.attacks.membership.shadow import ShadowModels, TorchMLPTrainer
+    from leakaudit.lab.digits import N_CLASSES, load_digits_data, split_digits
+    from leakaudit.training.classifier import MLPSpec, TrainConfig
+
+    data = load_digits_data()
+    parts = split_digits(data, {"pool": 1 - cfg.population_fraction,
+                                "population": cfg.population_fraction}, seed=cfg.seed)
+    pool = np.isin(data.ids, parts["pool"].ids)
+    pop_idx = np.flatnonzero(~pool)
+    pool_idx = np.flatnonzero(pool)
+    spec = MLPSpec(input_dim=64, n_classes=N_CLASSES, hidden=cfg.hidden)
+    tcfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=0.0,
+                       seed=cfg.seed)
+    shadows = ShadowModels(shadow_dir, n_models=cfg.n_shadow, seed=cfg.seed,
+                           trainer=TorchMLPTrainer(spec, tcfg))
+    t0 = time.perf_counter()
+    outputs = shadows.train(data.x, data.y, eligible=pool, progress=progress)
+    keep = shadows.keep_
+    t_train = time.perf_counter() - t0
+    log(f"shadow models: {cfg.n_shadow} ({shadows.trained_now_} trained now, "
+        f"{cfg.n_shadow - shadows.trained_now_} reused) in {t_train:.1f}s")
+    train_acc = [float((outputs[j][keep[j]].argmax(1) == data.y[keep[j]]).mean())
+                 for j in range(cfg.n_shadow)]
+    test_acc = [float((outputs[j][~keep[j] & pool].argmax(1) == data.y[~keep[j] & pool]).mean())
+                for j in range(cfg.n_shadow)]
+
+    attacks = default_classifier_attacks(cfg, cfg.n_shadow - 1)
+    pooled: dict[int, list[np.ndarray]] = {i: [] for i in range(len(attacks))}
+    labels, ids = [], []
+    t1 = time.perf_counter()
+    for t in range(cfg.n_targets):
+        others = [j for j in range(cfg.n_shadow) if j != t]
+        labels.append(keep[t, pool_idx].astype(np.int64))
+        ids += [f"t{t}:{int(data.ids[i])}" for i in pool_idx]
+        for ai, (atk, n_refs) in enumerate(attacks):
+            refs = others if n_refs is None else others[:n_refs]
+            sig = ClassifierSignals(
+                y=data.y[pool_idx], target_probs=outputs[t][pool_idx],
+                ref_probs=outputs[refs][:, pool_idx] if refs else None,
+                ref_keep=keep[refs][:, pool_idx] if refs else None,
+                pop_y=data.y[pop_idx], pop_target_probs=outputs[t][pop_idx],
+                pop_ref_probs=outputs[refs][:, pop_idx] if refs else None)
+            pooled[ai].append(atk.score(sig))
+    y_all = np.concatenate(labels)
+    evals = []
+    for ai, (atk, n_refs) in enumerate(attacks):
+        n_used = cfg.n_shadow - 1 if n_refs is None else n_refs
+        label = atk.label if atk.name != "rmia" else (
+            f"rmia-{'online' if atk.online else 'offline'}-{n_used}ref")
+        evals.append(evaluate_scores(
+            np.concatenate(pooled[ai]), y_all, world="classifier", method=atk.name, label=label,
+            params={**atk.params(), "n_reference_models": n_used}, threat_model=atk.threat_model,
+            doc_uri=atk.doc_uri, subset=f"digits pool, {cfg.n_targets} leave-one-out targets",
+            config=cfg.eval))
+    info = {"n_shadow": cfg.n_shadow, "n_targets": cfg.n_targets, "n_pool": int(len(pool_idx)),
+            "n_population": int(len(pop_idx)), "train_accuracy": float(np.mean(train_acc)),
+            "test_accuracy": float(np.mean(test_acc)), "shadow_train_s": round(t_train, 2),
+            "attack_s": round(time.perf_counter() - t1, 2), "shadow_dir": str(shadow_dir),
+            "trained_now": shadows.trained_now_}
+    log(f"models: train accuracy {info['train_accuracy']:.3f}, test accuracy "
+        f"{info['test_accuracy']:.3f}")
+    return ClassifierMembershipAudit(evaluations=evals, record_ids=ids, info=info)
+
+
+def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig = ClassifierLabConfig(),
+                                  *, progress=null_progress, log=print,
+                                  command: str = "leakaudit membership --lab") -> dict[str, Any]:
+    """Run :func:`classifier_membership_experiment` and write ``report.jsonl``, ``summary.json``,
+    the shadow models (``shadows/``) and ``report.html`` into ``out_dir`` (staged: all or nothing).
+    Shadow models already in ``out_dir/shadows`` with the same setup are reused."""
+    from leakaudit.lab.run import versions
+    from leakaudit.report.html import render_html
+    from leakaudit.report.records import JsonlWriter, staged_output
+
+    out_dir = Path(out_dir)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    existing = out_dir / "shadows"
+    with staged_output(out_dir) as stage:
+        shadow_dir = stage / "shadows"
+        if existing.is_dir():  # reuse: move the finished models into the stage
+            import shutil
+            shutil.copytree(existing, shadow_dir)
+        audit = classifier_membership_experiment(shadow_dir, cfg, progress=progress, log=log)
+        audit.info["shadow_dir"] = "shadows"
+        summary = {"attack": "membership", "world": "classifier",
+                   "wall_s": round(time.perf_counter() - t0, 1),
+                   "results": {e.label: {"auc": e.metrics.auc,
+                                         **{f"tpr@{r.fpr:g}": r.tpr for r in e.metrics.tpr_at}}
+                               for e in audit.evaluations}}
+        with JsonlWriter(stage / "report.jsonl") as w:
+            w.write("run", {**versions(), "command": command, "started": started, "seed": cfg.seed,
+                            "config": {"membership_lab": json.loads(json.dumps(asdict(cfg), default=str))}})
+            for et, rec in audit.records(top_n=cfg.eval.top_n):
+                w.write(et, rec)
+            w.write("summary", summary)
+        (stage / "summary.json").write_text(json.dumps(summary, indent=1))
+        render_html(stage)
+    return summary
