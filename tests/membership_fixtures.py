@@ -19,7 +19,7 @@ def random_docs(n: int, seed: int, n_words: int = 14) -> list[str]:
     return docs
 
 
-def train_leaky_lms(tmp_path, *, n: int = 50, seed: int = 0):
+def train_leaky_lms(tmp_path, *, n: int = 40, seed: int = 0):
     """A target LM trained hard on ``members``, a reference on other docs of the same generator;
     ``nonmembers`` come from the same generator too. Returns (target, reference, members, nonmembers)."""
     from leakaudit.targets.hf import HFCausalLM
@@ -29,9 +29,9 @@ def train_leaky_lms(tmp_path, *, n: int = 50, seed: int = 0):
     nonmembers = random_docs(n, seed + 1)
     ref_docs = random_docs(n, seed + 2)
     tok = train_tokenizer(members + ref_docs, vocab_size=300)
-    spec = LMSpec(n_layer=2, n_embd=48, n_head=2, n_ctx=48, epochs=40, lr=3e-3, batch_size=8)
+    spec = LMSpec(n_layer=2, n_embd=48, n_head=2, n_ctx=48, epochs=30, lr=3e-3, batch_size=8)
     train_causal_lm(members, tok, spec, seed=seed, out_dir=tmp_path / "target")
-    rspec = LMSpec(n_layer=2, n_embd=48, n_head=2, n_ctx=48, epochs=40, lr=3e-3, batch_size=8)
+    rspec = LMSpec(n_layer=2, n_embd=48, n_head=2, n_ctx=48, epochs=30, lr=3e-3, batch_size=8)
     train_causal_lm(ref_docs, tok, rspec, seed=seed + 1, out_dir=tmp_path / "reference")
     return (HFCausalLM.load(tmp_path / "target", name="target"),
             HFCausalLM.load(tmp_path / "reference", name="reference"), members, nonmembers)
