@@ -93,6 +93,9 @@ def classifier_membership_experiment(shadow_dir: str | Path, cfg: ClassifierLabC
     from leakaudit.lab.digits import N_CLASSES, load_digits_data, split_digits
     from leakaudit.training.classifier import MLPSpec, TrainConfig
 
+    if cfg.n_shadow < 4 or not 1 <= cfg.n_targets <= cfg.n_shadow:
+        raise ValueError(f"need n_shadow >= 4 (each record needs IN and OUT models among the "
+                         f"others) and 1 <= n_targets <= n_shadow; got {cfg.n_shadow}, {cfg.n_targets}")
     data = load_digits_data()
     parts = split_digits(data, {"pool": 1 - cfg.population_fraction,
                                 "population": cfg.population_fraction}, seed=cfg.seed)

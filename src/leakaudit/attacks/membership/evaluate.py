@@ -80,3 +80,28 @@ def exposed_records(ev: MembershipEvaluation, *, ids: list[str], texts: list[str
             rec["text"] = texts[i]
         out.append(rec)
     return out
+
+
+def write_membership_report(out, *, run_record: dict[str, Any],
+                            pairs: list[tuple[str, dict[str, Any]]], summary: dict[str, Any]) -> None:
+    """Write ``report.jsonl`` (run, membership records, summary) and ``summary.json`` into ``out``."""
+    import json
+    from pathlib import Path
+
+    from leakaudit.report.records import JsonlWriter
+
+    out = Path(out)
+    with JsonlWriter(out / "report.jsonl") as w:
+        w.write("run", run_record)
+        for et, rec in pairs:
+            w.write(et, rec)
+        w.write("summary", summary)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+
+
+def summarize(evaluations: list[MembershipEvaluation], *, world: str) -> dict[str, Any]:
+    """A summary record: AUC and TPR at each FPR per evaluation (None = not resolvable)."""
+    return {"attack": "membership", "world": world,
+            "results": {f"{e.label} [{e.subset}]": {
+                "auc": e.metrics.auc, **{f"tpr@{r.fpr:g}": r.tpr for r in e.metrics.tpr_at}}
+                for e in evaluations}}
