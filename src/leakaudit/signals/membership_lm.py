@@ -54,10 +54,13 @@ class _CountingLM:
 
 
 def compute_lm_signals(target: LanguageModel, texts: Sequence[str], *,
-                       references: dict[str, LanguageModel], lowercase: bool,
+                       references: dict[str, LanguageModel], lowercase: bool, vocab_stats: bool,
                        cache_dir: str | Path | None, batch_size: int,
                        progress=null_progress) -> LMSignals:
     """Run (or reuse) the passes every LLM membership attack needs over ``texts``.
+
+    ``vocab_stats``: ask the target pass for the full-vocabulary mean/variance of log p (Min-K%++;
+    skipped when the backend lacks the capability, and Min-K%++ then refuses clearly).
 
     ``forward_passes`` records, per pass, how many documents were actually run through a model
     (0 when the cache answered): the cost accounting that the report and benchmark print.
@@ -73,10 +76,7 @@ def compute_lm_signals(target: LanguageModel, texts: Sequence[str], *,
         passes[name] = counted.docs_scored
         return res
 
-    if target.capabilities.vocab_stats:
-        tgt = run("target", target, texts, True)
-    else:
-        tgt = run("target", target, texts, False)
+    tgt = run("target", target, texts, vocab_stats and target.capabilities.vocab_stats)
     low = run("target-lowercase", target, [t.lower() for t in texts], False) if lowercase else None
     refs = {name: run(f"reference:{name}", m, texts, False) for name, m in references.items()}
     return LMSignals(texts=texts, target=tgt, lowercase=low, references=refs,

@@ -98,6 +98,7 @@ def audit_llm_membership(
 
     t0 = time.perf_counter()
     sig = compute_lm_signals(target, texts, references=references, lowercase=need_lower,
+                             vocab_stats=any("vocab_stats" in a.needs for a in attacks),
                              cache_dir=cache_dir, batch_size=batch_size, progress=progress)
     t_signals = time.perf_counter() - t0
     subsets: dict[str, np.ndarray] = {"all": np.ones(len(texts), bool)}

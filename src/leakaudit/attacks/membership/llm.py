@@ -128,6 +128,7 @@ class MinKPlusPlusAttack(LLMAttack):
     name = "min_k_pp"
     doc_uri = "https://arxiv.org/abs/2404.02936"
     threat_model = "grey-box: per-token log-probs and full-vocabulary log-prob statistics"
+    needs = ("vocab_stats",)
 
     def __init__(self, *, k: float):
         if not 0 < k <= 1:
