@@ -265,7 +265,7 @@ def membership(
                     batch_size=batch_size, show_pii=show_pii, progress=_progress(), log=_log)
                 summary = {**summarize(audit.evaluations, world="llm"), "cost": audit.cost,
                            "warnings": audit.warnings,
-                           "blind_baseline_auc": audit.baseline["all"].metrics.auc}
+                           "blind_baseline_auc": next(iter(audit.baseline.values())).metrics.auc}
                 write_membership_report(stage, run_record=run_record, pairs=audit.records(),
                                         summary=summary)
                 render_html(stage)

@@ -42,7 +42,8 @@ class ClassifierLabConfig:
     epochs: int = 150
     lr: float = 1e-3
     batch_size: int = 64
-    rmia_a: float = 0.3
+    rmia_a: float | None = None  #: None: tuned on a reference model (tune_rmia_a over rmia_a_grid)
+    rmia_a_grid: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     rmia_gamma: float = 1.0
     shokri_max_iter: int = 100
     seed: int = 0
@@ -118,7 +119,25 @@ def classifier_membership_experiment(shadow_dir: str | Path, cfg: ClassifierLabC
     test_acc = [float((outputs[j][~keep[j] & pool].argmax(1) == data.y[~keep[j] & pool]).mean())
                 for j in range(cfg.n_shadow)]
 
-    attacks = default_classifier_attacks(cfg, cfg.n_shadow - 1)
+    rmia_a, a_scan = cfg.rmia_a, None
+    if rmia_a is None:  # tune on the last model as a pseudo-target, never on a real target
+        from leakaudit.attacks.membership.classifier import tune_rmia_a
+
+        pseudo = cfg.n_shadow - 1
+        refs = [j for j in range(cfg.n_shadow) if j >= cfg.n_targets and j != pseudo]
+        if pseudo < cfg.n_targets or not refs:
+            raise ValueError("tuning RMIA's a needs n_shadow >= n_targets + 2; or give rmia_a")
+        sig = ClassifierSignals(
+            y=data.y[pool_idx], target_probs=outputs[pseudo][pool_idx],
+            ref_probs=outputs[refs][:, pool_idx], ref_keep=keep[refs][:, pool_idx],
+            pop_y=data.y[pop_idx], pop_target_probs=outputs[pseudo][pop_idx],
+            pop_ref_probs=outputs[refs][:, pop_idx])
+        rmia_a, a_scan = tune_rmia_a(sig, keep[pseudo, pool_idx].astype(int), grid=cfg.rmia_a_grid,
+                                     gamma=cfg.rmia_gamma)
+        log(f"RMIA a = {rmia_a} (tuned on reference model {pseudo} as a pseudo-target)")
+    from dataclasses import replace as _replace
+
+    attacks = default_classifier_attacks(_replace(cfg, rmia_a=rmia_a), cfg.n_shadow - 1)
     pooled: dict[int, list[np.ndarray]] = {i: [] for i in range(len(attacks))}
     labels, ids = [], []
     t1 = time.perf_counter()
@@ -150,7 +169,8 @@ def classifier_membership_experiment(shadow_dir: str | Path, cfg: ClassifierLabC
             "n_population": int(len(pop_idx)), "train_accuracy": float(np.mean(train_acc)),
             "test_accuracy": float(np.mean(test_acc)), "shadow_train_s": round(t_train, 2),
             "attack_s": round(time.perf_counter() - t1, 2), "shadow_dir": str(shadow_dir),
-            "trained_now": shadows.trained_now_}
+            "trained_now": shadows.trained_now_, "rmia_a": rmia_a,
+            "rmia_a_scan": a_scan}
     log(f"models: train accuracy {info['train_accuracy']:.3f}, test accuracy "
         f"{info['test_accuracy']:.3f}")
     return ClassifierMembershipAudit(evaluations=evals, record_ids=ids, info=info)
@@ -191,3 +211,66 @@ def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig 
         (stage / "summary.json").write_text(json.dumps(summary, indent=1))
         render_html(stage)
     return summary
+
+
+# ------------------------------------------------------------------ the LLM lab's membership audit
+
+@dataclass
+class LLMLabMembership:
+    """The two membership audits of the LLM lab (see :func:`llm_lab_membership`)."""
+
+    documents: Any  # LLMMembershipAudit
+    canaries: Any  # LLMMembershipAudit
+
+    def records(self) -> list[tuple[str, dict[str, Any]]]:
+        return self.documents.records() + self.canaries.records()
+
+
+def llm_lab_membership(target, references: dict, corpus, *, k: float, n_reference_secrets: int,
+                       heavy_repeats: int, seed: int, eval_config: EvalConfig,
+                       cache_dir=None, batch_size: int = 16, show_pii: bool = False,
+                       progress=null_progress, log=print) -> LLMLabMembership:
+    """Membership inference on the LLM lab, with non-members of the same generator.
+
+    1. *documents*: training documents that received no canary and no boilerplate (exactly the
+       generator's output) vs the held-out documents (same generator, never trained on). Inserted
+       canaries and boilerplate occur only in training documents, so including those documents
+       would hand a model-free attacker a distribution difference; here the blind baseline must
+       stay near chance.
+    2. *canaries*: every canary sentence (members, grouped "canaries x>={heavy_repeats}") vs
+       ``n_reference_secrets`` sentences per canary from the same template with secrets drawn
+       from the same space (``canary_reference_secrets``), which no model ever saw.
+
+    Returns both audits; ``.records()`` gives the report pairs for
+    ``write_extraction_report(..., extra_records=...)``.
+    """
+    import random
+
+    from leakaudit.attacks.membership.audit_llm import audit_llm_membership
+    from leakaudit.lab.corpus import canary_reference_secrets
+
+    manifest = corpus.manifest
+    inserted = {d for c in manifest["canaries"] for d in c["doc_ids"]}
+    inserted |= {d for b in manifest.get("boilerplate", []) for d in b["doc_ids"]}
+    clean = [d for d in corpus.train if d["id"] not in inserted]
+    docs = audit_llm_membership(
+        target, references, [d["text"] for d in clean], [d["text"] for d in corpus.heldout], k=k,
+        member_ids=[d["id"] for d in clean], nonmember_ids=[d["id"] for d in corpus.heldout],
+        eval_config=eval_config, cache_dir=cache_dir, batch_size=batch_size, show_pii=show_pii,
+        progress=progress, log=log, subset_name="lab documents (no insertions) vs held-out")
+    rng = random.Random(seed)
+    canaries = list(manifest["canaries"])
+    members = [c["sentence"] for c in canaries]
+    heavy = [i for i, c in enumerate(canaries) if c["repeats"] >= heavy_repeats]
+    non, non_ids = [], []
+    for c in canaries:
+        for j, s in enumerate(canary_reference_secrets(c, n_reference_secrets, rng)):
+            non.append(c["template"].format(secret=s))
+            non_ids.append(f"{c['id']}-ref{j}")
+    can = audit_llm_membership(
+        target, references, members, non, k=k,
+        member_groups={f"canaries x>={heavy_repeats}": heavy} if heavy else None,
+        member_ids=[f"{c['id']} (x{c['repeats']})" for c in canaries], nonmember_ids=non_ids,
+        eval_config=eval_config, cache_dir=cache_dir, batch_size=batch_size, show_pii=show_pii,
+        progress=progress, log=log, subset_name="canary sentences vs same-template secrets")
+    return LLMLabMembership(documents=docs, canaries=can)

@@ -49,7 +49,9 @@ class LLMMembershipAudit:
         out += [("membership_record", r) for r in self.exposed]
         return out
 
-    def get(self, method: str, subset: str = "all") -> MembershipEvaluation:
+    def get(self, method: str, subset: str | None = None) -> MembershipEvaluation:
+        """The evaluation of ``method`` (name or label) on ``subset`` (default: all members)."""
+        subset = subset or self.evaluations[0].subset
         for e in self.evaluations:
             if (e.method == method or e.label == method) and e.subset == subset:
                 return e
@@ -72,6 +74,7 @@ def audit_llm_membership(
     cache_dir: str | Path | None = None,
     batch_size: int = 16,
     show_pii: bool = False,
+    subset_name: str = "all",
     progress=null_progress,
     log=print,
 ) -> LLMMembershipAudit:
@@ -79,7 +82,7 @@ def audit_llm_membership(
 
     ``references``: name → reference LM (one ``reference`` attack each). ``member_groups``:
     extra evaluations of a subset of members (indices into ``members``) against all non-members,
-    e.g. ``{"canaries x>=16": [...]}``. ``attacks`` defaults to :func:`default_llm_attacks` at ``k``.
+    e.g. ``{"canaries x>=16": [...]}``; ``subset_name`` names the evaluation of all members. ``attacks`` defaults to :func:`default_llm_attacks` at ``k``.
     The blind baseline is evaluated on each subset, and a warning is attached to every attack
     whose AUC the baseline comes within ``BLIND_MARGIN`` of. Texts in the exposed-record table are
     PII-masked unless ``show_pii``.
@@ -101,7 +104,7 @@ def audit_llm_membership(
                              vocab_stats=any("vocab_stats" in a.needs for a in attacks),
                              cache_dir=cache_dir, batch_size=batch_size, progress=progress)
     t_signals = time.perf_counter() - t0
-    subsets: dict[str, np.ndarray] = {"all": np.ones(len(texts), bool)}
+    subsets: dict[str, np.ndarray] = {subset_name: np.ones(len(texts), bool)}
     for name, idx in (member_groups or {}).items():
         keep = np.zeros(len(texts), bool)
         keep[np.asarray(list(idx), dtype=np.int64)] = True

@@ -252,3 +252,15 @@ class RMIAAttack(ClassifierAttack):
         count = np.searchsorted(zs, log_lr_x - np.log(self.gamma), side="right")
         tie = 1.0 / (1.0 + np.exp(-np.clip(log_lr_x, -500, 500)))
         return (count + tie) / (len(zs) + 1)
+
+
+def tune_rmia_a(pseudo: ClassifierSignals, pseudo_member, *, grid, gamma: float) -> tuple[float, dict]:
+    """Choose RMIA's offline ``a`` as the paper does: treat one reference model as the target
+    (its IN/OUT split is known to the attacker) and keep the ``a`` of ``grid`` with the highest
+    AUC. No membership label of the real target is used. Returns ``(a, {a: auc})``."""
+    from leakaudit.metrics.roc import auc
+
+    res = {float(a): auc(RMIAAttack(a=float(a), gamma=gamma, online=False).score(pseudo), pseudo_member)
+           for a in grid}
+    best = max(res, key=lambda a: (res[a], -a))
+    return best, res
