@@ -232,14 +232,16 @@ def llm_lab_membership(target, references: dict, corpus, *, k: float, n_referenc
                        progress=null_progress, log=print) -> LLMLabMembership:
     """Membership inference on the LLM lab, with non-members of the same generator.
 
-    1. *documents*: training documents that received no canary and no boilerplate (exactly the
-       generator's output) vs the held-out documents (same generator, never trained on). Inserted
-       canaries and boilerplate occur only in training documents, so including those documents
-       would hand a model-free attacker a distribution difference; here the blind baseline must
-       stay near chance.
+    1. *documents*: every training document with its inserted canaries and boilerplate removed
+       (:func:`strip_insertions`: what is left is the generator's output, which the model trained
+       on) vs the held-out documents (same generator and genre schedule, never trained on).
+       Insertions occur only in training documents, so keeping them would hand a model-free
+       attacker a distribution difference; here the blind baseline must stay near chance.
     2. *canaries*: every canary sentence (members, grouped "canaries x>={heavy_repeats}") vs
        ``n_reference_secrets`` sentences per canary from the same template with secrets drawn
-       from the same space (``canary_reference_secrets``), which no model ever saw.
+       from the same space (``canary_reference_secrets``), which no model ever saw. The blind
+       baseline is cross-validated with each canary's sentences in one fold (grouped), so it
+       cannot learn "this template's member is in another fold".
 
     Returns both audits; ``.records()`` gives the report pairs for
     ``write_extraction_report(..., extra_records=...)``.
@@ -250,12 +252,10 @@ def llm_lab_membership(target, references: dict, corpus, *, k: float, n_referenc
     from leakaudit.lab.corpus import canary_reference_secrets
 
     manifest = corpus.manifest
-    inserted = {d for c in manifest["canaries"] for d in c["doc_ids"]}
-    inserted |= {d for b in manifest.get("boilerplate", []) for d in b["doc_ids"]}
-    clean = [d for d in corpus.train if d["id"] not in inserted]
+    clean = strip_insertions(corpus.train, manifest)
     docs = audit_llm_membership(
-        target, references, [d["text"] for d in clean], [d["text"] for d in corpus.heldout], k=k,
-        member_ids=[d["id"] for d in clean], nonmember_ids=[d["id"] for d in corpus.heldout],
+        target, references, clean, [d["text"] for d in corpus.heldout], k=k,
+        member_ids=[d["id"] for d in corpus.train], nonmember_ids=[d["id"] for d in corpus.heldout],
         eval_config=eval_config, cache_dir=cache_dir, batch_size=batch_size, show_pii=show_pii,
         progress=progress, log=log, subset_name="lab documents (no insertions) vs held-out")
     rng = random.Random(seed)
@@ -271,6 +271,38 @@ def llm_lab_membership(target, references: dict, corpus, *, k: float, n_referenc
         target, references, members, non, k=k,
         member_groups={f"canaries x>={heavy_repeats}": heavy} if heavy else None,
         member_ids=[f"{c['id']} (x{c['repeats']})" for c in canaries], nonmember_ids=non_ids,
+        blind_groups=[c["id"] for c in canaries] + [i.rsplit("-ref", 1)[0] for i in non_ids],
         eval_config=eval_config, cache_dir=cache_dir, batch_size=batch_size, show_pii=show_pii,
         progress=progress, log=log, subset_name="canary sentences vs same-template secrets")
     return LLMLabMembership(documents=docs, canaries=can)
+
+
+def strip_insertions(train_docs, manifest) -> list[str]:
+    """Training documents with the lab's inserted canary sentences and boilerplate removed.
+
+    Undoes ``lab.corpus``'s insertions exactly (a canary as " sentence", a "P.S." line or a
+    paragraph; boilerplate as a leading or trailing paragraph) and checks that none is left.
+    """
+    from leakaudit.lab.corpus import _PS_PREFIX
+
+    by_doc: dict[str, list[tuple[str, str]]] = {}
+    for c in manifest["canaries"]:
+        for d in c["doc_ids"]:
+            by_doc.setdefault(d, []).append(("canary", c["sentence"]))
+    for b in manifest.get("boilerplate", []):
+        for d in b["doc_ids"]:
+            by_doc.setdefault(d, []).append(("boilerplate", b["text"]))
+    out = []
+    for doc in train_docs:
+        text = doc["text"]
+        for kind, ins in by_doc.get(doc["id"], []):
+            forms = ([f"\n\n{_PS_PREFIX}{ins}", f"\n\n{ins}", f" {ins}"] if kind == "canary"
+                     else [f"{ins}\n\n", f"\n\n{ins}"])
+            for f in forms:
+                if f in text:
+                    text = text.replace(f, "", 1)
+                    break
+            if ins in text:
+                raise ValueError(f"could not remove an inserted {kind} from {doc['id']}")
+        out.append(text)
+    return out

@@ -75,6 +75,7 @@ def audit_llm_membership(
     batch_size: int = 16,
     show_pii: bool = False,
     subset_name: str = "all",
+    blind_groups: Sequence[str] | None = None,
     progress=null_progress,
     log=print,
 ) -> LLMMembershipAudit:
@@ -82,7 +83,8 @@ def audit_llm_membership(
 
     ``references``: name → reference LM (one ``reference`` attack each). ``member_groups``:
     extra evaluations of a subset of members (indices into ``members``) against all non-members,
-    e.g. ``{"canaries x>=16": [...]}``; ``subset_name`` names the evaluation of all members. ``attacks`` defaults to :func:`default_llm_attacks` at ``k``.
+    e.g. ``{"canaries x>=16": [...]}``; ``blind_groups``: one group label per text (members
+    then non-members) for the blind baseline's grouped cross-validation; ``subset_name`` names the evaluation of all members. ``attacks`` defaults to :func:`default_llm_attacks` at ``k``.
     The blind baseline is evaluated on each subset, and a warning is attached to every attack
     whose AUC the baseline comes within ``BLIND_MARGIN`` of. Texts in the exposed-record table are
     PII-masked unless ``show_pii``.
@@ -114,10 +116,12 @@ def audit_llm_membership(
     t1 = time.perf_counter()
     baseline: dict[str, MembershipEvaluation] = {}
     bparams = {"ngram_range": list(blind.ngram_range), "C": blind.C, "n_splits": blind.n_splits,
-               "seed": blind.seed}
+               "seed": blind.seed, "grouped_cv": blind_groups is not None}
     for name, keep in subsets.items():
         sub_texts = [t for t, m in zip(texts, keep) if m]
-        bs = blind_baseline_scores(sub_texts, labels[keep], config=blind)
+        sub_groups = ([g for g, m in zip(blind_groups, keep) if m] if blind_groups is not None
+                      else None)
+        bs = blind_baseline_scores(sub_texts, labels[keep], config=blind, groups=sub_groups)
         baseline[name] = evaluate_scores(
             bs, labels[keep], world="llm", method="blind_baseline", label="blind_baseline",
             params=bparams, threat_model="no model: bag-of-n-grams logistic regression on the texts",

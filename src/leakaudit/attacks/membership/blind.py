@@ -28,15 +28,18 @@ class BlindBaselineConfig:
     seed: int = 0
 
 
-def blind_baseline_scores(texts: Sequence[str], labels, *, config: BlindBaselineConfig) -> np.ndarray:
+def blind_baseline_scores(texts: Sequence[str], labels, *, config: BlindBaselineConfig,
+                          groups: Sequence[str] | None = None) -> np.ndarray:
     """Out-of-fold P(member | text) from a bag-of-n-grams classifier (higher = member).
 
     Every text is scored by a model fitted on the other folds only, so the scores are honest
-    estimates of what a model-free attacker learns from the two sets.
+    estimates of what a model-free attacker learns from the two sets. ``groups`` (one label per
+    text) keeps related texts in one fold (``StratifiedGroupKFold``), e.g. a canary and the
+    same-template sentences it is compared with.
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
 
     y = np.asarray(labels, dtype=np.int64)
@@ -48,8 +51,16 @@ def blind_baseline_scores(texts: Sequence[str], labels, *, config: BlindBaseline
         raise ValueError("the blind baseline needs at least 2 members and 2 non-members")
     splits = min(config.n_splits, n_min)
     out = np.empty(len(y))
-    skf = StratifiedKFold(n_splits=splits, shuffle=True, random_state=config.seed)
-    for tr, te in skf.split(np.zeros(len(y)), y):
+    if groups is not None:
+        if len(groups) != len(y):
+            raise ValueError(f"{len(groups)} groups but {len(y)} texts")
+        splits = min(splits, len(set(groups)))
+        folds = StratifiedGroupKFold(n_splits=splits, shuffle=True, random_state=config.seed).split(
+            np.zeros(len(y)), y, groups=list(groups))
+    else:
+        folds = StratifiedKFold(n_splits=splits, shuffle=True, random_state=config.seed).split(
+            np.zeros(len(y)), y)
+    for tr, te in folds:
         clf = make_pipeline(
             TfidfVectorizer(ngram_range=config.ngram_range, sublinear_tf=True, lowercase=True),
             LogisticRegression(C=config.C, max_iter=2000))
