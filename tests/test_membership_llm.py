@@ -65,3 +65,23 @@ def test_blind_baseline_separates_shifted_sets_and_not_same_distribution():
     s = blind_baseline_scores(old + shifted, np.r_[np.ones(60), np.zeros(60)],
                               config=BlindBaselineConfig(seed=0))
     assert auc(s, np.r_[np.ones(60), np.zeros(60)]) > 0.95
+
+
+def test_lab_documents_without_insertions_are_blind_indistinguishable():
+    """The LLM lab's member documents (insertions removed) vs its held-out documents: the blind
+    baseline is at chance; with the insertions left in, it is not (and warns the user)."""
+    from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus
+    from leakaudit.lab.membership import strip_insertions
+    from leakaudit.metrics.roc import evaluate_membership
+
+    c = generate_lab_corpus(LabCorpusConfig(n_docs=150, n_heldout=150, seed=0))
+    stripped = strip_insertions(c.train, c.manifest)
+    assert not any(can["sentence"] in t for can in c.manifest["canaries"] for t in stripped)
+    held = [d["text"] for d in c.heldout]
+    y = np.r_[np.ones(150), np.zeros(150)]
+    clean = evaluate_membership(blind_baseline_scores(stripped + held, y, config=BlindBaselineConfig()),
+                                y, n_boot=300)
+    assert clean.auc_ci[0] < 0.5 < clean.auc_ci[1]
+    raw = evaluate_membership(blind_baseline_scores([d["text"] for d in c.train] + held, y,
+                                                    config=BlindBaselineConfig()), y, n_boot=300)
+    assert raw.auc_ci[0] > 0.6
