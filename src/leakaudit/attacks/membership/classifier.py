@@ -133,11 +133,12 @@ class ShokriAttack(ClassifierAttack):
 
 
 def _masked_mean_std(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-column mean, std (ddof=0) and count of ``x`` (m, n) over rows where ``mask`` is True."""
+    """Per-column mean, std (ddof=1; 0 where fewer than 2) and count of ``x`` (m, n) over rows
+    where ``mask`` is True."""
     cnt = mask.sum(axis=0)
     s1 = np.where(mask, x, 0).sum(axis=0)
     mean = s1 / np.maximum(cnt, 1)
-    var = np.where(mask, (x - mean) ** 2, 0).sum(axis=0) / np.maximum(cnt, 1)
+    var = np.where(mask, (x - mean) ** 2, 0).sum(axis=0) / np.maximum(cnt - 1, 1)
     return mean, np.sqrt(var), cnt
 
 
@@ -151,7 +152,9 @@ class LiRAAttack(ClassifierAttack):
     paper's one-sided test, as a log so scores deep in the tail stay distinct).
     ``fixed_variance=True`` uses one σ per side pooled over all examples (better with few
     models, as the paper's Fig. 17 shows); otherwise σ per example, with examples that have fewer
-    than 2 IN (or OUT) observations falling back to the pooled σ.
+    than 2 IN (or OUT) observations falling back to the pooled σ (sample σ, ddof = 1). A record
+    with no IN (OUT) model, possible with few models, takes μ_in = μ_out + the mean IN−OUT shift
+    (μ_out = μ_in − shift).
     """
 
     name = "lira"
@@ -174,10 +177,16 @@ class LiRAAttack(ClassifierAttack):
         phi = logit_confidence(s.ref_probs, s.y)  # (m, n)
         keep = s.ref_keep.astype(bool)
         mu_out, sd_out, n_out = _masked_mean_std(phi, ~keep)
-        if (n_out == 0).any():
-            raise InputError(f"{int((n_out == 0).sum())} records have no OUT reference model; "
-                             "LiRA needs at least one per record")
-        pooled_out = float(np.sqrt(np.average(sd_out ** 2, weights=n_out)))
+        mu_in, sd_in, n_in = _masked_mean_std(phi, keep)
+        both = (n_in > 0) & (n_out > 0)
+        if not both.any():
+            raise InputError("no record has both IN and OUT reference models; LiRA needs "
+                             "reference models trained on random halves of the records")
+        # a record with no OUT (IN) model: μ from the other side and the mean IN−OUT shift
+        shift = float(np.mean((mu_in - mu_out)[both]))
+        mu_out = np.where(n_out > 0, mu_out, mu_in - shift)
+        mu_in = np.where(n_in > 0, mu_in, mu_out + shift)
+        pooled_out = float(np.sqrt(np.average(sd_out ** 2, weights=np.maximum(n_out - 1, 0))))
         if self.fixed_variance:
             sd_out = np.full_like(sd_out, pooled_out)
         else:
@@ -185,11 +194,7 @@ class LiRAAttack(ClassifierAttack):
         sd_out = np.maximum(sd_out, 1e-6)
         if not self.online:
             return -norm.logsf(phi_t, loc=mu_out, scale=sd_out)
-        mu_in, sd_in, n_in = _masked_mean_std(phi, keep)
-        if (n_in == 0).any():
-            raise InputError(f"{int((n_in == 0).sum())} records have no IN reference model; online "
-                             "LiRA needs at least one per record (use online=False)")
-        pooled_in = float(np.sqrt(np.average(sd_in ** 2, weights=n_in)))
+        pooled_in = float(np.sqrt(np.average(sd_in ** 2, weights=np.maximum(n_in - 1, 0))))
         if self.fixed_variance:
             sd_in = np.full_like(sd_in, pooled_in)
         else:
@@ -204,7 +209,8 @@ class RMIAAttack(ClassifierAttack):
 
     LR(x) = p_θ(y|x) / p(y|x), p(y|x) averaged over reference models. Offline (``online=False``,
     OUT models only): p(y|x) = ½((1 + a)·P_OUT(x) + (1 − a)), the paper's linear approximation of
-    P_IN from P_OUT with parameter ``a``. Online: the mean over all reference models.
+    P_IN from P_OUT with parameter ``a`` (a record that every reference trained on falls back to
+    the online estimate). Online: the mean over all reference models.
     Score(x) = Pr_z[LR(x)/LR(z) ≥ γ] over the population records z. That fraction is a step
     function of LR(x); ties are broken by LR(x) itself (score = (count + sigmoid(log LR(x)))/(|Z|+1)),
     which keeps the ranking identical to the paper's wherever the fraction differs.
@@ -229,10 +235,11 @@ class RMIAAttack(ClassifierAttack):
         if self.online:
             return ref_p.mean(axis=0)
         out = ~keep if keep is not None else np.ones_like(ref_p, dtype=bool)
-        if (out.sum(axis=0) == 0).any():
-            raise InputError("offline RMIA needs at least one OUT reference model per record")
-        p_out = np.where(out, ref_p, 0).sum(axis=0) / out.sum(axis=0)
-        return 0.5 * ((1 + self.a) * p_out + (1 - self.a))
+        n_out = out.sum(axis=0)
+        p_out = np.where(out, ref_p, 0).sum(axis=0) / np.maximum(n_out, 1)
+        p = 0.5 * ((1 + self.a) * p_out + (1 - self.a))
+        # a record that every reference trained on: the online estimate (mean of the references)
+        return np.where(n_out > 0, p, ref_p.mean(axis=0))
 
     def score(self, s: ClassifierSignals) -> np.ndarray:
         s.require("ref_probs", "pop_y", "pop_target_probs", "pop_ref_probs", who="RMIA")

@@ -4,9 +4,8 @@ A :class:`ShadowModels` directory holds
 
 - ``manifest.json``: n_models, seed, a hash of the data, the trainer's description;
 - ``keep.npy``: bool ``(n_models, n_records)``; ``keep[j, i]`` = record i is in model j's
-  training set. Each eligible record is IN for exactly half of the models (Carlini et al.'s
-  paired design: ``argsort`` of uniform noise per record), ineligible records (a population the
-  attacker holds back) are never IN;
+  training set. Each model trains on an independent random half of the eligible records;
+  ineligible records (a population the attacker holds back) are never IN;
 - ``outputs/{j}.npy``: model j's class probabilities ``(n_records, C)`` on every record: what the
   attacks read;
 - ``models/{j}/``: the model itself where the trainer can save it without pickle
@@ -103,18 +102,26 @@ def data_hash(x: np.ndarray, y: np.ndarray) -> str:
 
 
 def make_keep_matrix(n_models: int, eligible: np.ndarray, *, seed: int) -> np.ndarray:
-    """bool ``(n_models, n)``: every eligible record IN for exactly ⌊n_models/2⌋ models.
+    """bool ``(n_models, n)``: each model trains on its own random half of the eligible records.
+
+    Rows are independent random halves (ml_privacy_meter's split), not Carlini et al.'s column
+    balance "every record IN for exactly half the models": with few models, that balance makes
+    the IN count among the *other* models reveal the held-out model's membership (IN records have
+    one IN model fewer), which biases leave-one-out evaluations.
 
     >>> k = make_keep_matrix(4, np.ones(6, bool), seed=0)
-    >>> k.shape, k.sum(axis=0).tolist()
-    ((4, 6), [2, 2, 2, 2, 2, 2])
+    >>> k.shape, k.sum(axis=1).tolist()
+    ((4, 6), [3, 3, 3, 3])
     """
     if n_models < 2:
         raise ValueError(f"need at least 2 models for an IN/OUT split, got {n_models}")
     eligible = np.asarray(eligible, dtype=bool)
+    idx = np.flatnonzero(eligible)
     rng = np.random.default_rng(seed)
-    order = rng.uniform(size=(n_models, len(eligible))).argsort(axis=0)
-    return (order < n_models // 2) & eligible[None, :]
+    keep = np.zeros((n_models, len(eligible)), dtype=bool)
+    for j in range(n_models):
+        keep[j, rng.permutation(idx)[: len(idx) // 2]] = True
+    return keep
 
 
 class ShadowModels:
