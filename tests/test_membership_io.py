@@ -97,3 +97,32 @@ def test_html_escapes_and_masks_llm_records(tmp_path):
     html = render_html(tmp_path).read_text()
     assert "<script>alert" not in html and "&lt;script&gt;" in html
     assert "555-201-7000" not in html  # PII masked
+
+
+def test_cli_membership_user_classifier(tmp_path):
+    """A user's classifier folder + .npz: LOSS and offline LiRA/RMIA with reference models
+    trained on the population; the overfit target's members are found above chance."""
+    from leakaudit.lab.digits import load_digits_data, split_digits
+    from leakaudit.training.classifier import MLPSpec, TrainConfig, save_classifier, train_classifier
+
+    d = load_digits_data()
+    p = split_digits(d, {"m": 0.2, "n": 0.2, "pop": 0.6}, seed=0)
+    spec = MLPSpec(input_dim=64, n_classes=10, hidden=(64,))
+    model = train_classifier(p["m"].x, p["m"].y, spec, TrainConfig(epochs=60, seed=0))
+    save_classifier(model, spec, tmp_path / "clf")
+    np.savez(tmp_path / "data.npz", x_members=p["m"].x, y_members=p["m"].y,
+             x_nonmembers=p["n"].x, y_nonmembers=p["n"].y, x_population=p["pop"].x,
+             y_population=p["pop"].y)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["membership", "--classifier", str(tmp_path / "clf"), "--data",
+                                   str(tmp_path / "data.npz"), "--shadows", "4", "--epochs", "60",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    recs = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
+    evs = {r["label"]: r for r in recs if r["entry_type"] == "membership"}
+    assert {"clf_loss", "lira-offline-fixed-var", "rmia(a=0.3, gamma=1.0, online=False)"} <= set(evs)
+    assert evs["lira-offline-fixed-var"]["auc"] > 0.55
+    assert (out / "shadows" / "keep.npy").is_file()
+    res = CliRunner().invoke(app, ["membership", "--classifier", str(tmp_path / "clf"), "--out",
+                                   str(tmp_path / "o2")])
+    assert res.exit_code == 2 and "--data" in res.output

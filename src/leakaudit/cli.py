@@ -210,6 +210,10 @@ def membership(
     k: Annotated[float, typer.Option("--k", min=0.0, max=1.0, help="Fraction of lowest-probability tokens for Min-K% and Min-K%++.")] = 0.2,
     scores: Annotated[Optional[Path], typer.Option("--scores", help="Precomputed outputs (CSV/JSONL/.npy: member + score, or member + label + probs/logits).")] = None,
     lab: Annotated[bool, typer.Option("--lab", help="Run the classifier lab: overfit MLPs on the digits with shadow models.")] = False,
+    classifier: Annotated[Optional[Path], typer.Option("--classifier", help="A classifier folder written by leakaudit (model.safetensors + classifier.json); needs --data.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help=".npz with x_members, y_members, x_nonmembers, y_nonmembers and optionally x_population, y_population (reference models).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs of each reference model (--classifier).")] = 100,
+    rmia_a: Annotated[float, typer.Option("--rmia-a", min=0.0, max=1.0, help="RMIA's offline parameter a (--classifier).")] = 0.3,
     shadows: Annotated[int, typer.Option("--shadows", min=4, help="Shadow models for --lab.")] = 16,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("leakaudit-membership"),
     text_field: Annotated[str, typer.Option("--text-field", help="JSONL/Parquet field holding the text.")] = "text",
@@ -224,11 +228,12 @@ def membership(
     from leakaudit.report.records import staged_output
 
     _quiet_libraries()
-    modes = [m for m, on in (("--model", model), ("--scores", scores), ("--lab", lab)) if on]
+    modes = [m for m, on in (("--model", model), ("--scores", scores), ("--lab", lab),
+                             ("--classifier", classifier)) if on]
     try:
         if len(modes) != 1:
             raise LeakauditError("give exactly one of --model (with --members and --nonmembers), "
-                                 "--scores FILE, or --lab")
+                                 "--classifier DIR (with --data FILE.npz), --scores FILE, or --lab")
         run_record = {**versions(), "command": _command(), "seed": seed,
                       "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "config": {"show_pii": show_pii}}
@@ -239,6 +244,9 @@ def membership(
                                                     progress=_progress(), log=_log, command=_command())
         elif scores is not None:
             summary = _membership_scores(scores, out, run_record)
+        elif classifier is not None:
+            summary = _membership_classifier(classifier, data, out, run_record, shadows=shadows,
+                                             epochs=epochs, rmia_a=rmia_a, seed=seed)
         else:
             from leakaudit.attacks.membership.audit_llm import audit_llm_membership
             from leakaudit.attacks.membership.evaluate import summarize, write_membership_report
@@ -276,6 +284,59 @@ def membership(
                          for k_, v in r.items() if k_.startswith("tpr@"))
         out_console.print(f"{name:48s} AUC {r['auc']:.3f}  {tprs}", highlight=False)
     out_console.print(f"report: {out / 'report.html'}\nrecords: {out / 'report.jsonl'}", highlight=False)
+
+
+def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_record: dict, *,
+                           shadows: int, epochs: int, rmia_a: float, seed: int) -> dict:
+    import numpy as np
+
+    from leakaudit.attacks.membership.audit_clf import audit_classifier_membership
+    from leakaudit.attacks.membership.evaluate import (EvalConfig, exposed_records, summarize,
+                                                       write_membership_report)
+    from leakaudit.attacks.membership.shadow import TorchMLPTrainer
+    from leakaudit.report.html import render_html
+    from leakaudit.report.records import staged_output
+    from leakaudit.targets.classifier import TorchClassifier
+    from leakaudit.training.classifier import TrainConfig, load_classifier
+
+    if data is None:
+        raise LeakauditError("--classifier needs --data FILE.npz")
+    if not data.is_file():
+        raise InputError("no such file", path=str(data))
+    try:
+        with np.load(data, allow_pickle=False) as z:
+            arrs = {k: z[k] for k in z.files}
+    except (ValueError, OSError) as e:
+        raise InputError(f"not a plain numeric .npz ({e})", path=str(data)) from None
+    need = ["x_members", "y_members", "x_nonmembers", "y_nonmembers"]
+    missing = [k for k in need if k not in arrs]
+    if missing:
+        raise InputError(f"missing arrays: {', '.join(missing)}", path=str(data))
+    module, spec, _ = load_classifier(folder)
+    target = TorchClassifier(module, n_classes=spec.n_classes, input_shape=(spec.input_dim,))
+    has_pop = "x_population" in arrs and "y_population" in arrs
+    cfg = EvalConfig()
+    run_record["config"].update({"classifier": str(folder), "data": str(data), "shadows": shadows if has_pop else 0,
+                                 "epochs": epochs, "rmia_a": rmia_a})
+    with staged_output(out) as stage:
+        evals = audit_classifier_membership(
+            target, arrs["x_members"], arrs["y_members"], arrs["x_nonmembers"], arrs["y_nonmembers"],
+            x_population=arrs.get("x_population"), y_population=arrs.get("y_population"),
+            trainer=TorchMLPTrainer(spec, TrainConfig(epochs=epochs, seed=seed)),
+            n_shadow=shadows if has_pop else 0, shadow_dir=stage / "shadows", rmia_a=rmia_a,
+            seed=seed, eval_config=cfg, progress=_progress(), log=_log)
+        if not has_pop:
+            _log("warning: no x_population/y_population in --data: LOSS only; reference-model "
+                 "attacks (LiRA, RMIA) are typically far stronger at low FPR")
+        ids = [f"member-{i}" for i in range(len(arrs["y_members"]))] + \
+              [f"nonmember-{i}" for i in range(len(arrs["y_nonmembers"]))]
+        pairs = [("membership", e.record()) for e in evals]
+        for e in evals:
+            pairs += [("membership_record", r) for r in exposed_records(e, ids=ids, texts=None, top_n=cfg.top_n)]
+        summary = summarize(evals, world="classifier")
+        write_membership_report(stage, run_record=run_record, pairs=pairs, summary=summary)
+        render_html(stage)
+    return summary
 
 
 def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:

@@ -179,13 +179,15 @@ class LiRAAttack(ClassifierAttack):
         mu_out, sd_out, n_out = _masked_mean_std(phi, ~keep)
         mu_in, sd_in, n_in = _masked_mean_std(phi, keep)
         both = (n_in > 0) & (n_out > 0)
-        if not both.any():
-            raise InputError("no record has both IN and OUT reference models; LiRA needs "
-                             "reference models trained on random halves of the records")
-        # a record with no OUT (IN) model: μ from the other side and the mean IN−OUT shift
-        shift = float(np.mean((mu_in - mu_out)[both]))
-        mu_out = np.where(n_out > 0, mu_out, mu_in - shift)
-        mu_in = np.where(n_in > 0, mu_in, mu_out + shift)
+        if (n_out == 0).any() or (self.online and (n_in == 0).any()):
+            if not both.any():
+                raise InputError("some records lack an OUT (or, online, an IN) reference model and "
+                                 "no record has both to estimate the IN-OUT shift; train the "
+                                 "reference models on random halves of the records")
+            # a record with no OUT (IN) model: μ from the other side and the mean IN−OUT shift
+            shift = float(np.mean((mu_in - mu_out)[both]))
+            mu_out = np.where(n_out > 0, mu_out, mu_in - shift)
+            mu_in = np.where(n_in > 0, mu_in, mu_out + shift)
         pooled_out = float(np.sqrt(np.average(sd_out ** 2, weights=np.maximum(n_out - 1, 0))))
         if self.fixed_variance:
             sd_out = np.full_like(sd_out, pooled_out)
