@@ -134,3 +134,24 @@ def test_digits_lab_16_shadows_lira_and_rmia_beat_loss(tmp_path):
     assert lira.tpr(0.001).tpr > 0.01
     rmia2 = a.get("rmia-online-2ref").metrics
     assert rmia2.tpr(0.01).tpr > loss.tpr(0.01).tpr
+
+
+def test_classifier_lab_report_and_reuse(tmp_path):
+    """run_classifier_membership_lab writes report.jsonl/html with tagged membership records, and
+    a second run in the same folder reuses every shadow model."""
+    import json
+
+    from leakaudit.attacks.membership.evaluate import EvalConfig
+    from leakaudit.lab.membership import run_classifier_membership_lab
+
+    cfg = ClassifierLabConfig(n_shadow=6, n_targets=1, epochs=15, hidden=(32,),
+                              eval=EvalConfig(n_boot=30, top_n=3))
+    logs = []
+    run_classifier_membership_lab(tmp_path / "out", cfg, log=logs.append)
+    recs = [json.loads(x) for x in (tmp_path / "out" / "report.jsonl").read_text().splitlines()]
+    evs = [r for r in recs if r["entry_type"] == "membership"]
+    assert len(evs) == 9 and all(r["tags"] == ["owasp:LLM02:2025", "atlas:AML.T0024.000"] for r in evs)
+    assert sum(r["entry_type"] == "membership_record" for r in recs) == 9 * 3
+    assert "TPR @" in (tmp_path / "out" / "report.html").read_text()
+    run_classifier_membership_lab(tmp_path / "out", cfg, log=logs.append)
+    assert any("(0 trained now, 6 reused)" in m for m in logs)
