@@ -501,6 +501,175 @@ def invert(
 
 
 @app.command()
+def membership(
+    model: Annotated[Optional[str], typer.Option("--model", help="Target causal LM: a local HF directory (with --members/--nonmembers).")] = None,
+    members: Annotated[Optional[Path], typer.Option("--members", help="Documents known to be in training (JSONL, .txt, Parquet, folder).")] = None,
+    nonmembers: Annotated[Optional[Path], typer.Option("--nonmembers", help="Documents known NOT to be in training, from the same distribution.")] = None,
+    reference: Annotated[Optional[list[str]], typer.Option("--reference", help="Reference LM(s) for the ratio attack; repeatable.")] = None,
+    k: Annotated[float, typer.Option("--k", min=0.0, max=1.0, help="Fraction of lowest-probability tokens for Min-K% and Min-K%++.")] = 0.2,
+    scores: Annotated[Optional[Path], typer.Option("--scores", help="Precomputed outputs (CSV/JSONL/.npy: member + score, or member + label + probs/logits).")] = None,
+    lab: Annotated[bool, typer.Option("--lab", help="Run the classifier lab: overfit MLPs on the digits with shadow models.")] = False,
+    classifier: Annotated[Optional[Path], typer.Option("--classifier", help="A classifier folder written by leakaudit (model.safetensors + classifier.json); needs --data.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help=".npz with x_members, y_members, x_nonmembers, y_nonmembers and optionally x_population, y_population (reference models).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs of each reference model (--classifier).")] = 100,
+    rmia_a: Annotated[float, typer.Option("--rmia-a", min=0.0, max=1.0, help="RMIA's offline parameter a (--classifier).")] = 0.3,
+    shadows: Annotated[int, typer.Option("--shadows", min=4, help="Shadow models for --lab.")] = 16,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("leakaudit-membership"),
+    text_field: Annotated[str, typer.Option("--text-field", help="JSONL/Parquet field holding the text.")] = "text",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+) -> None:
+    """Membership inference, reported as TPR at low FPR with a model-free baseline next to LLM results."""
+    from leakaudit.lab.run import versions
+    from leakaudit.report.html import render_html
+    from leakaudit.report.records import staged_output
+
+    _quiet_libraries()
+    modes = [m for m, on in (("--model", model), ("--scores", scores), ("--lab", lab),
+                             ("--classifier", classifier)) if on]
+    try:
+        if len(modes) != 1:
+            raise LeakauditError("give exactly one of --model (with --members and --nonmembers), "
+                                 "--classifier DIR (with --data FILE.npz), --scores FILE, or --lab")
+        run_record = {**versions(), "command": _command(), "seed": seed,
+                      "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "config": {"show_pii": show_pii}}
+        if lab:
+            from leakaudit.lab.membership import ClassifierLabConfig, run_classifier_membership_lab
+
+            summary = run_classifier_membership_lab(out, ClassifierLabConfig(n_shadow=shadows, seed=seed),
+                                                    progress=_progress(), log=_log, command=_command())
+        elif scores is not None:
+            summary = _membership_scores(scores, out, run_record)
+        elif classifier is not None:
+            summary = _membership_classifier(classifier, data, out, run_record, shadows=shadows,
+                                             epochs=epochs, rmia_a=rmia_a, seed=seed)
+        else:
+            from leakaudit.attacks.membership.audit_llm import audit_llm_membership
+            from leakaudit.attacks.membership.evaluate import summarize, write_membership_report
+            from leakaudit.corpus.load import load_corpus
+            from leakaudit.targets.hf import HFCausalLM
+
+            if members is None or nonmembers is None:
+                raise LeakauditError("--model needs --members FILE and --nonmembers FILE")
+            mdocs = load_corpus(members, text_field=text_field)
+            ndocs = load_corpus(nonmembers, text_field=text_field)
+            target = HFCausalLM.load(model, name="target", device=device)
+            refs = {}
+            for i, r in enumerate(reference or []):
+                name = Path(r).name or f"ref{i}"
+                refs[name if name not in refs else f"{name}-{i}"] = HFCausalLM.load(r, name=name, device=device)
+            run_record["models"] = {"target": {"path": model, "fingerprint": target.fingerprint()},
+                                    **{n: {"path": str(v.source), "fingerprint": v.fingerprint()}
+                                       for n, v in refs.items()}}
+            run_record["config"].update({"k": k, "members": str(members), "nonmembers": str(nonmembers)})
+            with staged_output(out) as stage:
+                audit = audit_llm_membership(
+                    target, refs, [d.text for d in mdocs], [d.text for d in ndocs], k=k,
+                    member_ids=[d.id for d in mdocs], nonmember_ids=[d.id for d in ndocs],
+                    batch_size=batch_size, show_pii=show_pii, progress=_progress(), log=_log)
+                summary = {**summarize(audit.evaluations, world="llm"), "cost": audit.cost,
+                           "warnings": audit.warnings,
+                           "blind_baseline_auc": next(iter(audit.baseline.values())).metrics.auc}
+                write_membership_report(stage, run_record=run_record, pairs=audit.records(),
+                                        summary=summary)
+                render_html(stage)
+    except LeakauditError as e:
+        _fail(e)
+    for name, r in summary["results"].items():
+        tprs = "  ".join(f"TPR@{k_[4:]}FPR " + ("n/r" if v is None else f"{v:.2%}")
+                         for k_, v in r.items() if k_.startswith("tpr@"))
+        out_console.print(f"{name:48s} AUC {r['auc']:.3f}  {tprs}", highlight=False)
+    out_console.print(f"report: {out / 'report.html'}\nrecords: {out / 'report.jsonl'}", highlight=False)
+
+
+def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_record: dict, *,
+                           shadows: int, epochs: int, rmia_a: float, seed: int) -> dict:
+    import numpy as np
+
+    from leakaudit.attacks.membership.audit_clf import audit_classifier_membership
+    from leakaudit.attacks.membership.evaluate import (EvalConfig, exposed_records, summarize,
+                                                       write_membership_report)
+    from leakaudit.attacks.membership.shadow import TorchMLPTrainer
+    from leakaudit.report.html import render_html
+    from leakaudit.report.records import staged_output
+    from leakaudit.targets.classifier import TorchClassifier
+    from leakaudit.training.classifier import TrainConfig, load_classifier
+
+    if data is None:
+        raise LeakauditError("--classifier needs --data FILE.npz")
+    if not data.is_file():
+        raise InputError("no such file", path=str(data))
+    try:
+        with np.load(data, allow_pickle=False) as z:
+            arrs = {k: z[k] for k in z.files}
+    except (ValueError, OSError) as e:
+        raise InputError(f"not a plain numeric .npz ({e})", path=str(data)) from None
+    need = ["x_members", "y_members", "x_nonmembers", "y_nonmembers"]
+    missing = [k for k in need if k not in arrs]
+    if missing:
+        raise InputError(f"missing arrays: {', '.join(missing)}", path=str(data))
+    module, spec, _ = load_classifier(folder)
+    target = TorchClassifier(module, n_classes=spec.n_classes, input_shape=(spec.input_dim,))
+    has_pop = "x_population" in arrs and "y_population" in arrs
+    cfg = EvalConfig()
+    run_record["config"].update({"classifier": str(folder), "data": str(data), "shadows": shadows if has_pop else 0,
+                                 "epochs": epochs, "rmia_a": rmia_a})
+    with staged_output(out) as stage:
+        evals = audit_classifier_membership(
+            target, arrs["x_members"], arrs["y_members"], arrs["x_nonmembers"], arrs["y_nonmembers"],
+            x_population=arrs.get("x_population"), y_population=arrs.get("y_population"),
+            trainer=TorchMLPTrainer(spec, TrainConfig(epochs=epochs, seed=seed)),
+            n_shadow=shadows if has_pop else 0, shadow_dir=stage / "shadows", rmia_a=rmia_a,
+            seed=seed, eval_config=cfg, progress=_progress(), log=_log)
+        if not has_pop:
+            _log("warning: no x_population/y_population in --data: LOSS only; reference-model "
+                 "attacks (LiRA, RMIA) are typically far stronger at low FPR")
+        ids = [f"member-{i}" for i in range(len(arrs["y_members"]))] + \
+              [f"nonmember-{i}" for i in range(len(arrs["y_nonmembers"]))]
+        pairs = [("membership", e.record()) for e in evals]
+        for e in evals:
+            pairs += [("membership_record", r) for r in exposed_records(e, ids=ids, texts=None, top_n=cfg.top_n)]
+        summary = summarize(evals, world="classifier")
+        write_membership_report(stage, run_record=run_record, pairs=pairs, summary=summary)
+        render_html(stage)
+    return summary
+
+
+def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
+    from leakaudit.attacks.membership.classifier import ClassifierLossAttack, ClassifierSignals
+    from leakaudit.attacks.membership.evaluate import (EvalConfig, evaluate_scores, exposed_records,
+                                                       summarize, write_membership_report)
+    from leakaudit.report.html import render_html
+    from leakaudit.report.records import staged_output
+    from leakaudit.targets.scores_file import load_outputs
+
+    po = load_outputs(path)
+    cfg = EvalConfig()
+    if po.score is not None:
+        ev = evaluate_scores(po.score, po.member, world="precomputed", method="precomputed",
+                             label="precomputed score", params={"file": str(path)},
+                             threat_model="scores computed outside leakaudit", doc_uri="https://arxiv.org/abs/2112.03570",
+                             subset=path.name, config=cfg)
+    else:
+        atk = ClassifierLossAttack()
+        s = atk.score(ClassifierSignals(y=po.label, target_probs=po.probs))
+        ev = evaluate_scores(s, po.member, world="classifier", method=atk.name, label=atk.label,
+                             params={}, threat_model=atk.threat_model, doc_uri=atk.doc_uri,
+                             subset=path.name, config=cfg)
+    run_record["config"].update({"scores": str(path)})
+    summary = summarize([ev], world=ev.world)
+    pairs = [("membership", ev.record())] + [("membership_record", r) for r in
+                                            exposed_records(ev, ids=po.ids, texts=None, top_n=cfg.top_n)]
+    with staged_output(out) as stage:
+        write_membership_report(stage, run_record=run_record, pairs=pairs, summary=summary)
+        render_html(stage)
+    return summary
+
+
+@app.command()
 def report(directory: Annotated[Path, typer.Argument(help="A leakaudit output folder.")]) -> None:
     """Re-render report.html from a folder's report.jsonl."""
     from leakaudit.report.html import render_html

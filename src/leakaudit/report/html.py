@@ -671,6 +671,101 @@ def build_attribute_inference(rd: ReportData) -> Section | None:
         "features": ", ".join(str(f) for f in first.get("features") or []
                               if f != first.get("sensitive_attribute")),
         "doc_uri": _scalar(first.get("doc_uri"))})
+# ---------------------------------------------------------------- membership inference
+
+def _membership_groups(rd: ReportData) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """Membership evaluations grouped by (world, subset), in report order."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rd.of("membership"):
+        groups.setdefault((str(r.get("world", "")), str(r.get("subset", ""))), []).append(r)
+    return [(w, sub, recs) for (w, sub), recs in groups.items()]
+
+
+def _tpr_cell(t: dict[str, Any]) -> dict[str, Any]:
+    if not t.get("resolvable"):
+        return {"value": "not resolvable", "ci": f"needs ≥ {int(round(1 / t['fpr']))} non-members",
+                "nr": True}
+    return {"value": _pct(t.get("tpr"), 2), "ci": _ci(t.get("ci_low"), t.get("ci_high")), "nr": False}
+
+
+def build_membership(rd: ReportData) -> Section | None:
+    """One table per (world, subset): AUC with bootstrap CI, TPR at each low FPR with
+    Clopper–Pearson CI or "not resolvable", advantage, ε lower bound; the blind baseline row."""
+    groups = _membership_groups(rd)
+    if not groups:
+        return None
+    tables = []
+    for world, subset, recs in groups:
+        fprs = [t["fpr"] for t in (recs[0].get("tpr_at_fpr") or [])]
+        rows = []
+        for r in recs:
+            rows.append({
+                "label": r.get("label") or r.get("method"), "baseline": bool(r.get("baseline")),
+                "auc": f"{r['auc']:.3f}" if r.get("auc") is not None else "–",
+                "auc_ci": _ci(*(r.get("auc_ci") or [None, None])),
+                "tpr": [_tpr_cell(t) for t in r.get("tpr_at_fpr") or []],
+                "advantage": f"{r['advantage']:.3f}" if r.get("advantage") is not None else "–",
+                "eps": f"{r['epsilon_lb']:.2f}" if r.get("epsilon_lb") is not None else "–",
+                "threat_model": r.get("threat_model", ""), "doc_uri": r.get("doc_uri", ""),
+                "warnings": list(r.get("warnings") or []),
+                "blind_auc": (f"{r['blind_baseline']['auc']:.3f}"
+                              if isinstance(r.get("blind_baseline"), dict) else None)})
+        n_pos = recs[0].get("n_members")
+        n_neg = recs[0].get("n_nonmembers")
+        tables.append({"world": world, "subset": subset, "fprs": [_pct(f, 2) for f in fprs],
+                       "rows": rows, "n_members": _int(n_pos), "n_nonmembers": _int(n_neg),
+                       "plot": _plot_membership_roc(recs, f"{world}: {subset}")})
+    return Section("membership", "Membership inference", "membership", {"tables": tables})
+
+
+def _plot_membership_roc(recs: list[dict[str, Any]], title: str) -> str | None:
+    """Log-log ROC (Carlini et al. 2022, Fig. 1 style) of every evaluation, chance as a diagonal."""
+    curves = [r for r in recs if isinstance(r.get("roc"), dict) and r["roc"].get("fpr")]
+    if not curves:
+        return None
+    fig = _new_figure(figsize=(5.2, 4.2))
+    ax = fig.subplots()
+    n_neg = max(int(r.get("n_nonmembers") or 1) for r in curves)
+    lo = 1.0 / max(n_neg, 10)
+    for i, r in enumerate(curves):
+        fpr = [max(f, lo / 2) for f in r["roc"]["fpr"]]
+        tpr = [max(t, lo / 2) for t in r["roc"]["tpr"]]
+        ax.plot(fpr, tpr, lw=1.4, ls="--" if r.get("baseline") else "-", color=f"C{i % 10}",
+                label=f"{r.get('label') or r.get('method')} (AUC {r.get('auc') or 0:.2f})")
+    ax.plot([lo / 2, 1], [lo / 2, 1], color="grey", lw=0.8, ls=":", label="chance")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo / 2, 1)
+    ax.set_ylim(lo / 2, 1.05)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
+def build_membership_records(rd: ReportData) -> Section | None:
+    """The most exposed records per attack (text PII-masked for LLM documents)."""
+    recs = rd.of("membership_record")
+    if not recs:
+        return None
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in recs:
+        key = f"{r.get('label') or r.get('method')} — {r.get('subset', '')}"
+        groups.setdefault(key, []).append(r)
+    out = []
+    for key, rows in groups.items():
+        rows = sorted(rows, key=lambda r: r.get("rank") or 0)
+        out.append({"key": key, "rows": [{
+            "rank": _int(r.get("rank")), "id": _scalar(r.get("record_id")),
+            "score": f"{r['score']:.4g}" if r.get("score") is not None else "–",
+            "member": r.get("is_member"),
+            "tail": _pct(r.get("nonmember_fraction_above"), 2),
+            "text": (str(r.get("text"))[:TEXT_PREVIEW_CHARS] if r.get("text") is not None else None)}
+            for r in rows]})
+    return Section("membership-records", "Most exposed records (membership)", "membership_records",
+                   {"groups": out, "show_pii": rd.show_pii})
 
 
 #: Section builders in page order. Each reads what it needs from the records and returns a
@@ -687,6 +782,8 @@ SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
     build_inversion_grid,
     build_inversion_budget,
     build_attribute_inference,
+    build_membership,
+    build_membership_records,
 ]
 
 

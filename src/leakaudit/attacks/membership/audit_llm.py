@@ -1,0 +1,171 @@
+"""``audit_llm_membership``: every LLM membership attack on one set of members and non-members,
+from 2 + R forward passes per document, with the model-free baseline next to every result."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leakaudit.attacks.membership.base import MembershipAttack
+from leakaudit.attacks.membership.blind import DOC_URI as BLIND_URI
+from leakaudit.attacks.membership.blind import BlindBaselineConfig, blind_baseline_scores
+from leakaudit.attacks.membership.evaluate import (EvalConfig, MembershipEvaluation,
+                                                   evaluate_scores, exposed_records)
+from leakaudit.attacks.membership.llm import (LossAttack, LowercaseAttack, MinKAttack,
+                                              MinKPlusPlusAttack, ReferenceAttack, ZlibAttack)
+from leakaudit.progress import null_progress
+from leakaudit.signals.membership_lm import LMSignals, compute_lm_signals
+
+#: How close (in AUC) the blind baseline may come to an attack before the result is flagged.
+BLIND_MARGIN = 0.05
+
+
+def default_llm_attacks(references: Sequence[str], *, k: float) -> list[MembershipAttack]:
+    """LOSS, zlib, lowercase, one reference ratio per reference model, Min-K% and Min-K%++ at ``k``."""
+    return [LossAttack(), ZlibAttack(), LowercaseAttack(),
+            *[ReferenceAttack(reference=r) for r in references],
+            MinKAttack(k=k), MinKPlusPlusAttack(k=k)]
+
+
+@dataclass
+class LLMMembershipAudit:
+    evaluations: list[MembershipEvaluation]
+    baseline: dict[str, MembershipEvaluation]  #: per subset
+    exposed: list[dict[str, Any]]
+    signals: LMSignals = field(repr=False)
+    cost: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def records(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(entry_type, record)`` pairs for a report: one ``membership`` per evaluation (the
+        baselines included, ``method == "blind_baseline"``), then the ``membership_record`` rows."""
+        out = [("membership", {**b.record(), "baseline": True}) for b in self.baseline.values()]
+        out += [("membership", {**e.record(), "cost": self.cost}) for e in self.evaluations]
+        out += [("membership_record", r) for r in self.exposed]
+        return out
+
+    def get(self, method: str, subset: str | None = None) -> MembershipEvaluation:
+        """The evaluation of ``method`` (name or label) on ``subset`` (default: all members)."""
+        subset = subset or self.evaluations[0].subset
+        for e in self.evaluations:
+            if (e.method == method or e.label == method) and e.subset == subset:
+                return e
+        raise KeyError(f"no evaluation of {method!r} on {subset!r}")
+
+
+def audit_llm_membership(
+    target,
+    references: dict,
+    members: Sequence[str],
+    nonmembers: Sequence[str],
+    *,
+    k: float = 0.2,
+    attacks: Sequence[MembershipAttack] | None = None,
+    member_groups: dict[str, Sequence[int]] | None = None,
+    member_ids: Sequence[str] | None = None,
+    nonmember_ids: Sequence[str] | None = None,
+    eval_config: EvalConfig = EvalConfig(),
+    blind: BlindBaselineConfig = BlindBaselineConfig(),
+    cache_dir: str | Path | None = None,
+    batch_size: int = 16,
+    show_pii: bool = False,
+    subset_name: str = "all",
+    blind_groups: Sequence[str] | None = None,
+    progress=null_progress,
+    log=print,
+) -> LLMMembershipAudit:
+    """Run the LLM membership attacks on ``members`` (label 1) vs ``nonmembers`` (label 0).
+
+    ``references``: name → reference LM (one ``reference`` attack each). ``member_groups``:
+    extra evaluations of a subset of members (indices into ``members``) against all non-members,
+    e.g. ``{"canaries x>=16": [...]}``; ``blind_groups``: one group label per text (members
+    then non-members) for the blind baseline's grouped cross-validation; ``subset_name`` names the evaluation of all members. ``attacks`` defaults to :func:`default_llm_attacks` at ``k``.
+    The blind baseline is evaluated on each subset, and a warning is attached to every attack
+    whose AUC the baseline comes within ``BLIND_MARGIN`` of. Texts in the exposed-record table are
+    PII-masked unless ``show_pii``.
+    """
+    from leakaudit.corpus.pii import mask_text
+
+    members, nonmembers = list(members), list(nonmembers)
+    texts = members + nonmembers
+    labels = np.r_[np.ones(len(members), np.int64), np.zeros(len(nonmembers), np.int64)]
+    ids = ([str(x) for x in member_ids] if member_ids is not None
+           else [f"member-{i}" for i in range(len(members))])
+    ids += ([str(x) for x in nonmember_ids] if nonmember_ids is not None
+            else [f"nonmember-{i}" for i in range(len(nonmembers))])
+    attacks = list(attacks) if attacks is not None else default_llm_attacks(list(references), k=k)
+    need_lower = any("lowercase" in a.needs for a in attacks)
+
+    t0 = time.perf_counter()
+    sig = compute_lm_signals(target, texts, references=references, lowercase=need_lower,
+                             vocab_stats=any("vocab_stats" in a.needs for a in attacks),
+                             cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+    t_signals = time.perf_counter() - t0
+    subsets: dict[str, np.ndarray] = {subset_name: np.ones(len(texts), bool)}
+    for name, idx in (member_groups or {}).items():
+        keep = np.zeros(len(texts), bool)
+        keep[np.asarray(list(idx), dtype=np.int64)] = True
+        keep[len(members):] = True
+        subsets[name] = keep
+
+    t1 = time.perf_counter()
+    baseline: dict[str, MembershipEvaluation] = {}
+    bparams = {"ngram_range": list(blind.ngram_range), "C": blind.C, "n_splits": blind.n_splits,
+               "seed": blind.seed, "grouped_cv": blind_groups is not None}
+    for name, keep in subsets.items():
+        sub_texts = [t for t, m in zip(texts, keep) if m]
+        sub_groups = ([g for g, m in zip(blind_groups, keep) if m] if blind_groups is not None
+                      else None)
+        bs = blind_baseline_scores(sub_texts, labels[keep], config=blind, groups=sub_groups)
+        baseline[name] = evaluate_scores(
+            bs, labels[keep], world="llm", method="blind_baseline", label="blind_baseline",
+            params=bparams, threat_model="no model: bag-of-n-grams logistic regression on the texts",
+            doc_uri=BLIND_URI, subset=name, config=eval_config)
+    t_blind = time.perf_counter() - t1
+
+    warnings: list[str] = []
+    evals: list[MembershipEvaluation] = []
+    exposed: list[dict[str, Any]] = []
+    masked = texts if show_pii else [mask_text(t) for t in texts]
+    t2 = time.perf_counter()
+    for atk in attacks:
+        scores = atk.score(sig)
+        for name, keep in subsets.items():
+            ev = evaluate_scores(scores[keep], labels[keep], world="llm", method=atk.name,
+                                 label=atk.label, params=atk.params(),
+                                 threat_model=atk.threat_model, doc_uri=atk.doc_uri, subset=name,
+                                 config=eval_config)
+            b = baseline[name].metrics
+            ev.extra["blind_baseline"] = {"auc": b.auc, "auc_ci": list(b.auc_ci),
+                                          "tpr_at_fpr": [r.to_dict() for r in b.tpr_at]}
+            if b.auc >= ev.metrics.auc - BLIND_MARGIN:
+                msg = (f"{atk.label} on {name}: the model-free baseline reaches AUC {b.auc:.3f} "
+                       f"vs the attack's {ev.metrics.auc:.3f}; members and non-members may differ "
+                       f"in distribution, so this result need not show memorization")
+                ev.warnings.append(msg)
+                warnings.append(msg)
+            evals.append(ev)
+            sub_ids = [i for i, m in zip(ids, keep) if m]
+            sub_texts = [t for t, m in zip(masked, keep) if m]
+            exposed += exposed_records(ev, ids=sub_ids, texts=sub_texts, top_n=eval_config.top_n)
+    for name, b in baseline.items():
+        lo, hi = b.metrics.auc_ci
+        if lo > 0.5:
+            msg = (f"the model-free baseline separates members from non-members on {name} "
+                   f"(AUC {b.metrics.auc:.3f}, CI [{lo:.3f}, {hi:.3f}]): the two sets differ in "
+                   f"distribution (Das et al. 2024)")
+            warnings.append(msg)
+    for w in warnings:
+        log(f"warning: {w}")
+    n_docs = len(texts)
+    cost = {"n_documents": n_docs, "forward_passes": sig.forward_passes,
+            "passes_per_document": sum(sig.forward_passes.values()) / max(1, n_docs),
+            "signals_s": round(t_signals, 3), "blind_baseline_s": round(t_blind, 3),
+            "attacks_s": round(time.perf_counter() - t2, 3), "n_attacks": len(attacks)}
+    return LLMMembershipAudit(evaluations=evals, baseline=baseline, exposed=exposed, signals=sig,
+                              cost=cost, warnings=warnings)

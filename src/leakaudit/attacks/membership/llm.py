@@ -1,0 +1,139 @@
+"""LLM membership attacks over cached passes (:class:`~leakaudit.signals.membership_lm.LMSignals`).
+
+=============  ======================================================================  ===========
+name           score (higher = member)                                                 passes
+=============  ======================================================================  ===========
+loss           mean token log-prob = −LOSS (Yeom et al. 2018)                          target
+zlib           −(mean token NLL) / zlib bytes (Carlini et al. 2021)                     target
+lowercase      mean log p(text) − mean log p(lowercased text) (Carlini et al. 2021)     + lowercase
+reference      mean log p_target − mean log p_reference (Carlini 2021; Mireshghallah)   + reference
+min_k          mean of the lowest ⌈k·n⌉ token log-probs (Shi et al. 2024)               target
+min_k_pp       mean of the lowest ⌈k·n⌉ of (log p − μ)/σ (Zhang et al. 2025)            target (+vocab stats)
+=============  ======================================================================  ===========
+
+μ_t = E_{z∼p(·|x<t)}[log p(z)] and σ_t² = Var_{z∼p(·|x<t)}[log p(z)] come from the target's same
+forward pass (``TokenScores.vocab_mean``/``vocab_var``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from leakaudit.attacks.membership.base import MembershipAttack, _finite, register
+from leakaudit.errors import CapabilityError
+from leakaudit.signals.lm import mean_logprob, min_k_mean
+from leakaudit.signals.membership_lm import LMSignals
+
+_LOW = -1e9  # score of an empty document: least member-like
+
+
+class LLMAttack(MembershipAttack):
+    kind = "llm"
+    threat_model = "grey-box: per-token log-probs of given texts"
+
+
+@register
+class LossAttack(LLMAttack):
+    name = "loss"
+    doc_uri = "https://arxiv.org/abs/1709.01604"
+
+    def score(self, signals: LMSignals) -> np.ndarray:
+        return _finite(mean_logprob(signals.target), _LOW)
+
+
+@register
+class ZlibAttack(LLMAttack):
+    name = "zlib"
+    doc_uri = "https://arxiv.org/abs/2012.07805"
+
+    def score(self, signals: LMSignals) -> np.ndarray:
+        return _finite(mean_logprob(signals.target) / signals.zlib, _LOW)
+
+
+@register
+class LowercaseAttack(LLMAttack):
+    name = "lowercase"
+    doc_uri = "https://arxiv.org/abs/2012.07805"
+    needs = ("lowercase",)
+
+    def score(self, signals: LMSignals) -> np.ndarray:
+        if signals.lowercase is None:
+            raise CapabilityError("the lowercase attack needs the lowercased pass "
+                                  "(compute_lm_signals(..., lowercase=True))")
+        return _finite(mean_logprob(signals.target) - mean_logprob(signals.lowercase), _LOW)
+
+
+@register
+class ReferenceAttack(LLMAttack):
+    """Target vs reference log-likelihood ratio; ``reference`` names one of ``signals.references``."""
+
+    name = "reference"
+    doc_uri = "https://arxiv.org/abs/2012.07805"
+    needs = ("reference",)
+
+    def __init__(self, *, reference: str):
+        self.reference = reference
+
+    def score(self, signals: LMSignals) -> np.ndarray:
+        if self.reference not in signals.references:
+            raise CapabilityError(f"reference model {self.reference!r} was not scored; have "
+                                  f"{sorted(signals.references) or 'none'}")
+        ref = signals.references[self.reference]
+        return _finite(mean_logprob(signals.target) - mean_logprob(ref), _LOW)
+
+
+@register
+class MinKAttack(LLMAttack):
+    name = "min_k"
+    doc_uri = "https://arxiv.org/abs/2310.16789"
+
+    def __init__(self, *, k: float):
+        if not 0 < k <= 1:
+            raise ValueError(f"k must be in (0, 1], got {k}")
+        self.k = k
+
+    def score(self, signals: LMSignals) -> np.ndarray:
+        return _finite(min_k_mean(signals.target, k=self.k), _LOW)
+
+
+def min_k_pp_scores(scores, *, k: float) -> np.ndarray:
+    """Min-K%++ per text: mean of the lowest ⌈k·n⌉ values of (log p(x_t) − μ_t) / σ_t.
+
+    >>> from leakaudit.targets.base import TokenScores
+    >>> ts = TokenScores(np.arange(4), np.log(np.array([.5, .25, .5, .125], np.float32)),
+    ...                  np.zeros(4, bool), vocab_mean=np.full(4, -1.0, np.float32),
+    ...                  vocab_var=np.full(4, 0.25, np.float32))
+    >>> round(float(min_k_pp_scores([ts], k=0.5)[0]), 4)  # z = (log p + 1)/0.5; lowest two
+    -1.4657
+    """
+    if not 0 < k <= 1:
+        raise ValueError(f"k must be in (0, 1], got {k}")
+    out = np.full(len(scores), np.nan)
+    for i, s in enumerate(scores):
+        n = len(s)
+        if n == 0:
+            continue
+        if s.vocab_mean is None or s.vocab_var is None:
+            raise CapabilityError("Min-K%++ needs vocab_mean/vocab_var from the target pass "
+                                  "(a backend with the vocab_stats capability)")
+        z = (s.logprobs.astype(np.float64) - s.vocab_mean) / np.sqrt(
+            np.maximum(s.vocab_var.astype(np.float64), 1e-12))
+        m = max(1, int(np.ceil(k * n)))
+        out[i] = float(np.sort(z)[:m].mean())
+    return out
+
+
+@register
+class MinKPlusPlusAttack(LLMAttack):
+    name = "min_k_pp"
+    doc_uri = "https://arxiv.org/abs/2404.02936"
+    threat_model = "grey-box: per-token log-probs and full-vocabulary log-prob statistics"
+    needs = ("vocab_stats",)
+
+    def __init__(self, *, k: float):
+        if not 0 < k <= 1:
+            raise ValueError(f"k must be in (0, 1], got {k}")
+        self.k = k
+
+    def score(self, signals: LMSignals) -> np.ndarray:
+        return _finite(min_k_pp_scores(signals.target, k=self.k), _LOW)

@@ -1,0 +1,308 @@
+"""The classifier membership lab: an overfit MLP on the digits, audited with shadow models.
+
+Carlini et al.'s evaluation protocol, at laptop scale:
+
+1. The 1,797 digits are split into a *pool* (IN/OUT candidates) and a *population* that no model
+   ever trains on (RMIA's z samples).
+2. ``n_shadow`` MLPs are trained, each on a random half of the pool (a keep matrix where every
+   pool record is IN for exactly half of the models), made to overfit (small training set, many
+   epochs, no weight decay).
+3. Leave-one-out: each of the first ``n_targets`` models plays the target in turn; the attacks
+   use only the *other* models as shadow/reference models. Scores and IN/OUT labels are pooled over
+   the targets (so ~``n_targets`` × 700 non-members: enough to resolve TPR at 0.1% FPR).
+4. LOSS, Shokri, LiRA (online/offline × fixed/per-example variance) and RMIA (with 1, 2 and all
+   reference models) are evaluated on the same pooled records.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leakaudit.attacks.membership.classifier import (ClassifierLossAttack, ClassifierSignals,
+                                                     LiRAAttack, RMIAAttack, ShokriAttack)
+from leakaudit.attacks.membership.evaluate import EvalConfig, MembershipEvaluation, evaluate_scores
+from leakaudit.progress import null_progress
+
+
+@dataclass(frozen=True)
+class ClassifierLabConfig:
+    """Sizes of the classifier membership lab (defaults: ~1 s per model on one thread)."""
+
+    n_shadow: int = 16
+    n_targets: int = 2
+    population_fraction: float = 0.15
+    hidden: tuple[int, ...] = (256,)
+    epochs: int = 150
+    lr: float = 1e-3
+    batch_size: int = 64
+    rmia_a: float | None = None  #: None: tuned on a reference model (tune_rmia_a over rmia_a_grid)
+    rmia_a_grid: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    rmia_gamma: float = 1.0
+    shokri_max_iter: int = 100
+    seed: int = 0
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(n_boot=300))
+
+
+@dataclass
+class ClassifierMembershipAudit:
+    evaluations: list[MembershipEvaluation]
+    record_ids: list[str]  #: pooled record id ("t{target}:{digit id}") per score
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, label: str) -> MembershipEvaluation:
+        for e in self.evaluations:
+            if e.label == label or e.method == label:
+                return e
+        raise KeyError(f"no evaluation {label!r}; have {[e.label for e in self.evaluations]}")
+
+    def records(self, *, top_n: int = 20) -> list[tuple[str, dict[str, Any]]]:
+        from leakaudit.attacks.membership.evaluate import exposed_records
+
+        out = [("membership", {**e.record(), "lab": self.info}) for e in self.evaluations]
+        for e in self.evaluations:
+            out += [("membership_record", r)
+                    for r in exposed_records(e, ids=self.record_ids, texts=None, top_n=top_n)]
+        return out
+
+
+def default_classifier_attacks(cfg: ClassifierLabConfig, n_refs: int) -> list[tuple[Any, int | None]]:
+    """(attack, number of reference models it gets: None = all others)."""
+    return [
+        (ClassifierLossAttack(), 0),
+        (ShokriAttack(max_iter=cfg.shokri_max_iter, seed=cfg.seed), None),
+        (LiRAAttack(online=True, fixed_variance=True), None),
+        (LiRAAttack(online=True, fixed_variance=False), None),
+        (LiRAAttack(online=False, fixed_variance=True), None),
+        (LiRAAttack(online=False, fixed_variance=False), None),
+        (RMIAAttack(a=cfg.rmia_a, gamma=cfg.rmia_gamma, online=True), 1),
+        (RMIAAttack(a=cfg.rmia_a, gamma=cfg.rmia_gamma, online=True), 2),
+        (RMIAAttack(a=cfg.rmia_a, gamma=cfg.rmia_gamma, online=False), None),
+    ]
+
+
+def classifier_membership_experiment(shadow_dir: str | Path, cfg: ClassifierLabConfig, *,
+                                     progress=null_progress, log=print) -> ClassifierMembershipAudit:
+    """Train (or reuse) the lab's models in ``shadow_dir`` and evaluate every classifier attack."""
+    from leakaudit.attacks.membership.shadow import ShadowModels, TorchMLPTrainer
+    from leakaudit.lab.digits import N_CLASSES, load_digits_data, split_digits
+    from leakaudit.training.classifier import MLPSpec, TrainConfig
+
+    if cfg.n_shadow < 4 or not 1 <= cfg.n_targets <= cfg.n_shadow:
+        raise ValueError(f"need n_shadow >= 4 (each record needs IN and OUT models among the "
+                         f"others) and 1 <= n_targets <= n_shadow; got {cfg.n_shadow}, {cfg.n_targets}")
+    data = load_digits_data()
+    parts = split_digits(data, {"pool": 1 - cfg.population_fraction,
+                                "population": cfg.population_fraction}, seed=cfg.seed)
+    pool = np.isin(data.ids, parts["pool"].ids)
+    pop_idx = np.flatnonzero(~pool)
+    pool_idx = np.flatnonzero(pool)
+    spec = MLPSpec(input_dim=64, n_classes=N_CLASSES, hidden=cfg.hidden)
+    tcfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=0.0,
+                       seed=cfg.seed)
+    shadows = ShadowModels(shadow_dir, n_models=cfg.n_shadow, seed=cfg.seed,
+                           trainer=TorchMLPTrainer(spec, tcfg))
+    t0 = time.perf_counter()
+    outputs = shadows.train(data.x, data.y, eligible=pool, progress=progress)
+    keep = shadows.keep_
+    t_train = time.perf_counter() - t0
+    log(f"shadow models: {cfg.n_shadow} ({shadows.trained_now_} trained now, "
+        f"{cfg.n_shadow - shadows.trained_now_} reused) in {t_train:.1f}s")
+    train_acc = [float((outputs[j][keep[j]].argmax(1) == data.y[keep[j]]).mean())
+                 for j in range(cfg.n_shadow)]
+    test_acc = [float((outputs[j][~keep[j] & pool].argmax(1) == data.y[~keep[j] & pool]).mean())
+                for j in range(cfg.n_shadow)]
+
+    rmia_a, a_scan = cfg.rmia_a, None
+    if rmia_a is None:  # tune on the last model as a pseudo-target, never on a real target
+        from leakaudit.attacks.membership.classifier import tune_rmia_a
+
+        pseudo = cfg.n_shadow - 1
+        refs = [j for j in range(cfg.n_shadow) if j >= cfg.n_targets and j != pseudo]
+        if pseudo < cfg.n_targets or not refs:
+            raise ValueError("tuning RMIA's a needs n_shadow >= n_targets + 2; or give rmia_a")
+        sig = ClassifierSignals(
+            y=data.y[pool_idx], target_probs=outputs[pseudo][pool_idx],
+            ref_probs=outputs[refs][:, pool_idx], ref_keep=keep[refs][:, pool_idx],
+            pop_y=data.y[pop_idx], pop_target_probs=outputs[pseudo][pop_idx],
+            pop_ref_probs=outputs[refs][:, pop_idx])
+        rmia_a, a_scan = tune_rmia_a(sig, keep[pseudo, pool_idx].astype(int), grid=cfg.rmia_a_grid,
+                                     gamma=cfg.rmia_gamma)
+        log(f"RMIA a = {rmia_a} (tuned on reference model {pseudo} as a pseudo-target)")
+    from dataclasses import replace as _replace
+
+    attacks = default_classifier_attacks(_replace(cfg, rmia_a=rmia_a), cfg.n_shadow - 1)
+    pooled: dict[int, list[np.ndarray]] = {i: [] for i in range(len(attacks))}
+    labels, ids = [], []
+    t1 = time.perf_counter()
+    for t in range(cfg.n_targets):
+        others = [j for j in range(cfg.n_shadow) if j != t]
+        labels.append(keep[t, pool_idx].astype(np.int64))
+        ids += [f"t{t}:{int(data.ids[i])}" for i in pool_idx]
+        for ai, (atk, n_refs) in enumerate(attacks):
+            refs = others if n_refs is None else others[:n_refs]
+            sig = ClassifierSignals(
+                y=data.y[pool_idx], target_probs=outputs[t][pool_idx],
+                ref_probs=outputs[refs][:, pool_idx] if refs else None,
+                ref_keep=keep[refs][:, pool_idx] if refs else None,
+                pop_y=data.y[pop_idx], pop_target_probs=outputs[t][pop_idx],
+                pop_ref_probs=outputs[refs][:, pop_idx] if refs else None)
+            pooled[ai].append(atk.score(sig))
+    y_all = np.concatenate(labels)
+    evals = []
+    for ai, (atk, n_refs) in enumerate(attacks):
+        n_used = cfg.n_shadow - 1 if n_refs is None else n_refs
+        label = atk.label if atk.name != "rmia" else (
+            f"rmia-{'online' if atk.online else 'offline'}-{n_used}ref")
+        evals.append(evaluate_scores(
+            np.concatenate(pooled[ai]), y_all, world="classifier", method=atk.name, label=label,
+            params={**atk.params(), "n_reference_models": n_used}, threat_model=atk.threat_model,
+            doc_uri=atk.doc_uri, subset=f"digits pool, {cfg.n_targets} leave-one-out targets",
+            config=cfg.eval))
+    info = {"n_shadow": cfg.n_shadow, "n_targets": cfg.n_targets, "n_pool": int(len(pool_idx)),
+            "n_population": int(len(pop_idx)), "train_accuracy": float(np.mean(train_acc)),
+            "test_accuracy": float(np.mean(test_acc)), "shadow_train_s": round(t_train, 2),
+            "attack_s": round(time.perf_counter() - t1, 2), "shadow_dir": str(shadow_dir),
+            "trained_now": shadows.trained_now_, "rmia_a": rmia_a,
+            "rmia_a_scan": a_scan}
+    log(f"models: train accuracy {info['train_accuracy']:.3f}, test accuracy "
+        f"{info['test_accuracy']:.3f}")
+    return ClassifierMembershipAudit(evaluations=evals, record_ids=ids, info=info)
+
+
+def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig = ClassifierLabConfig(),
+                                  *, progress=null_progress, log=print,
+                                  command: str = "leakaudit membership --lab") -> dict[str, Any]:
+    """Run :func:`classifier_membership_experiment` and write ``report.jsonl``, ``summary.json``,
+    the shadow models (``shadows/``) and ``report.html`` into ``out_dir`` (staged: all or nothing).
+    Shadow models already in ``out_dir/shadows`` with the same setup are reused."""
+    from leakaudit.lab.run import versions
+    from leakaudit.report.html import render_html
+    from leakaudit.report.records import JsonlWriter, staged_output
+
+    out_dir = Path(out_dir)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    existing = out_dir / "shadows"
+    with staged_output(out_dir) as stage:
+        shadow_dir = stage / "shadows"
+        if existing.is_dir():  # reuse: move the finished models into the stage
+            import shutil
+            shutil.copytree(existing, shadow_dir)
+        audit = classifier_membership_experiment(shadow_dir, cfg, progress=progress, log=log)
+        audit.info["shadow_dir"] = "shadows"
+        summary = {"attack": "membership", "world": "classifier",
+                   "wall_s": round(time.perf_counter() - t0, 1),
+                   "results": {e.label: {"auc": e.metrics.auc,
+                                         **{f"tpr@{r.fpr:g}": r.tpr for r in e.metrics.tpr_at}}
+                               for e in audit.evaluations}}
+        with JsonlWriter(stage / "report.jsonl") as w:
+            w.write("run", {**versions(), "command": command, "started": started, "seed": cfg.seed,
+                            "config": {"membership_lab": json.loads(json.dumps(asdict(cfg), default=str))}})
+            for et, rec in audit.records(top_n=cfg.eval.top_n):
+                w.write(et, rec)
+            w.write("summary", summary)
+        (stage / "summary.json").write_text(json.dumps(summary, indent=1))
+        render_html(stage)
+    return summary
+
+
+# ------------------------------------------------------------------ the LLM lab's membership audit
+
+@dataclass
+class LLMLabMembership:
+    """The two membership audits of the LLM lab (see :func:`llm_lab_membership`)."""
+
+    documents: Any  # LLMMembershipAudit
+    canaries: Any  # LLMMembershipAudit
+
+    def records(self) -> list[tuple[str, dict[str, Any]]]:
+        return self.documents.records() + self.canaries.records()
+
+
+def llm_lab_membership(target, references: dict, corpus, *, k: float, n_reference_secrets: int,
+                       heavy_repeats: int, seed: int, eval_config: EvalConfig,
+                       cache_dir=None, batch_size: int = 16, show_pii: bool = False,
+                       progress=null_progress, log=print) -> LLMLabMembership:
+    """Membership inference on the LLM lab, with non-members of the same generator.
+
+    1. *documents*: every training document with its inserted canaries and boilerplate removed
+       (:func:`strip_insertions`: what is left is the generator's output, which the model trained
+       on) vs the held-out documents (same generator and genre schedule, never trained on).
+       Insertions occur only in training documents, so keeping them would hand a model-free
+       attacker a distribution difference; here the blind baseline must stay near chance.
+    2. *canaries*: every canary sentence (members, grouped "canaries x>={heavy_repeats}") vs
+       ``n_reference_secrets`` sentences per canary from the same template with secrets drawn
+       from the same space (``canary_reference_secrets``), which no model ever saw. The blind
+       baseline is cross-validated with each canary's sentences in one fold (grouped), so it
+       cannot learn "this template's member is in another fold".
+
+    Returns both audits; ``.records()`` gives the report pairs for
+    ``write_extraction_report(..., extra_records=...)``.
+    """
+    import random
+
+    from leakaudit.attacks.membership.audit_llm import audit_llm_membership
+    from leakaudit.lab.corpus import canary_reference_secrets
+
+    manifest = corpus.manifest
+    clean = strip_insertions(corpus.train, manifest)
+    docs = audit_llm_membership(
+        target, references, clean, [d["text"] for d in corpus.heldout], k=k,
+        member_ids=[d["id"] for d in corpus.train], nonmember_ids=[d["id"] for d in corpus.heldout],
+        eval_config=eval_config, cache_dir=cache_dir, batch_size=batch_size, show_pii=show_pii,
+        progress=progress, log=log, subset_name="lab documents (no insertions) vs held-out")
+    rng = random.Random(seed)
+    canaries = list(manifest["canaries"])
+    members = [c["sentence"] for c in canaries]
+    heavy = [i for i, c in enumerate(canaries) if c["repeats"] >= heavy_repeats]
+    non, non_ids = [], []
+    for c in canaries:
+        for j, s in enumerate(canary_reference_secrets(c, n_reference_secrets, rng)):
+            non.append(c["template"].format(secret=s))
+            non_ids.append(f"{c['id']}-ref{j}")
+    can = audit_llm_membership(
+        target, references, members, non, k=k,
+        member_groups={f"canaries x>={heavy_repeats}": heavy} if heavy else None,
+        member_ids=[f"{c['id']} (x{c['repeats']})" for c in canaries], nonmember_ids=non_ids,
+        blind_groups=[c["id"] for c in canaries] + [i.rsplit("-ref", 1)[0] for i in non_ids],
+        eval_config=eval_config, cache_dir=cache_dir, batch_size=batch_size, show_pii=show_pii,
+        progress=progress, log=log, subset_name="canary sentences vs same-template secrets")
+    return LLMLabMembership(documents=docs, canaries=can)
+
+
+def strip_insertions(train_docs, manifest) -> list[str]:
+    """Training documents with the lab's inserted canary sentences and boilerplate removed.
+
+    Undoes ``lab.corpus``'s insertions exactly (a canary as " sentence", a "P.S." line or a
+    paragraph; boilerplate as a leading or trailing paragraph) and checks that none is left.
+    """
+    from leakaudit.lab.corpus import _PS_PREFIX
+
+    by_doc: dict[str, list[tuple[str, str]]] = {}
+    for c in manifest["canaries"]:
+        for d in c["doc_ids"]:
+            by_doc.setdefault(d, []).append(("canary", c["sentence"]))
+    for b in manifest.get("boilerplate", []):
+        for d in b["doc_ids"]:
+            by_doc.setdefault(d, []).append(("boilerplate", b["text"]))
+    out = []
+    for doc in train_docs:
+        text = doc["text"]
+        for kind, ins in by_doc.get(doc["id"], []):
+            forms = ([f"\n\n{_PS_PREFIX}{ins}", f"\n\n{ins}", f" {ins}"] if kind == "canary"
+                     else [f"{ins}\n\n", f"\n\n{ins}"])
+            for f in forms:
+                if f in text:
+                    text = text.replace(f, "", 1)
+                    break
+            if ins in text:
+                raise ValueError(f"could not remove an inserted {kind} from {doc['id']}")
+        out.append(text)
+    return out
