@@ -105,14 +105,67 @@ def test_same_seed_same_corpus_models_and_findings(tmp_path):
     base = LabConfig.quick(seed=3)
     tiny = replace(base, n_docs=40, n_heldout=20, canary_repeats=(1, 2, 4), boilerplate_repeats=(2, 4),
                    target=replace(base.target, epochs=1), reference=replace(base.reference, epochs=1),
-                   extraction=replace(base.extraction, n_samples=6, select=3, max_new_tokens=32))
+                   small=replace(base.small, epochs=1),
+                   extraction=replace(base.extraction, n_samples=6, select=3, max_new_tokens=32),
+                   memorization=replace(base.memorization, n_sequences=10, greedy_check=10),
+                   exposure_references=20, inversion=False)
     a = run_lab(tmp_path / "a", tiny, log=lambda m: None)
     b = run_lab(tmp_path / "b", tiny, log=lambda m: None)
     ra, rb = load_report(tmp_path / "a"), load_report(tmp_path / "b")
     assert (tmp_path / "a/corpus/train.jsonl").read_bytes() == (tmp_path / "b/corpus/train.jsonl").read_bytes()
     assert ra["run"][0]["models"] == rb["run"][0]["models"]
     assert [s["text"] for s in ra["sample"]] == [s["text"] for s in rb["sample"]]
+    assert ra["memorization"] == rb["memorization"] and ra["exposure"] == rb["exposure"]
     assert a["n_verified_samples"] == b["n_verified_samples"]
     run_lab(tmp_path / "c", replace(tiny, seed=4), log=lambda m: None)
     rc = load_report(tmp_path / "c")
     assert [s["text"] for s in rc["sample"]] != [s["text"] for s in ra["sample"]]
+
+
+# ----------------------------------------------------------------------------- memorization (#4)
+
+
+def _mem(rep, kind):
+    return [r for r in rep["memorization"] if r.get("kind") == kind]
+
+
+def test_memorization_trends_on_the_quick_lab(quick_lab):
+    """Carlini et al. 2022's trends, each beyond its 95% CI: memorization rises with duplicate
+    count and with prefix length, and the smaller model memorizes less than the target."""
+    out, summary, cfg = quick_lab
+    rep = load_report(out)
+    rates = _mem(rep, "rate")
+    kmax, kmin = max(cfg.memorization.prefix_lengths), min(cfg.memorization.prefix_lengths)
+    overall = {(r["model"], r["k"]): r["exact"] for r in rates if r["bucket"] == "all"}
+    assert overall[("target", kmax)]["ci_low"] > overall[("target", kmin)]["ci_high"]
+    assert overall[("target", kmax)]["ci_low"] > overall[("small", kmax)]["ci_high"]
+    # the negative control never saw the training split
+    assert overall[("reference", kmax)]["value"] <= 0.02
+    buckets = {r["bucket_lo"]: r["exact"] for r in rates
+               if r["model"] == "target" and r["k"] == kmax and r["bucket"] != "all"}
+    assert buckets[max(buckets)]["ci_low"] > buckets[1]["ci_high"]
+    # the teacher-forcing shortcut agrees with real greedy decoding on >= 99% of windows
+    for c in _mem(rep, "check"):
+        assert c["n_checked"] == cfg.memorization.greedy_check
+        assert c["agreement"]["value"] >= 0.99, c["disagreements"]
+        assert len(c["disagreements"]) == c["n_checked"] - c["agreement"]["k"]
+    assert summary["memorization"]["n_sequences"] == cfg.memorization.n_sequences
+
+
+def test_exposure_rises_with_repeats_and_stays_low_for_the_reference(quick_lab):
+    out, _, cfg = quick_lab
+    rep = load_report(out)
+    by = {(r["model"], r["repeats"]): r for r in rep["exposure"] if r.get("kind") == "by_repeats"}
+    reps = sorted({k[1] for k in by})
+    assert by[("target", reps[-1])]["mean_exposure_extrapolated"] > \
+        by[("target", reps[0])]["mean_exposure_extrapolated"]
+    assert by[("target", reps[-1])]["mean_exposure_rank"] > 9.0  # ranked first among 1,000
+    ref = np.mean([by[("reference", r)]["mean_exposure_rank"] for r in reps])
+    tgt = np.mean([by[("target", r)]["mean_exposure_rank"] for r in reps])
+    assert ref < 3.0 < tgt
+    canaries = [r for r in rep["exposure"] if r.get("kind") == "canary"]
+    assert all(r["n_references"] == cfg.exposure_references for r in canaries)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    for needle in ("memorization-table", "memorization-check-table", "exposure-table",
+                   "inversion-table"):
+        assert needle in html, needle

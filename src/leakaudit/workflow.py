@@ -98,7 +98,9 @@ def exposure_records(model, canaries, *, n_references: int, seed: int, batch_siz
                            batch_size=batch_size, show_pii=show_pii, progress=progress)
     by_rep = exposure_by_repeats(recs)
     name = getattr(model, "name", "model")
-    pairs = [("exposure", {"kind": "canary", "model": name, **r}) for r in recs]
+    # "kind" is the record kind; the canary's own kind (ssn, pattern, …) becomes "canary_kind"
+    pairs = [("exposure", {"model": name, **{k: v for k, v in r.items() if k != "kind"},
+                           "kind": "canary", "canary_kind": r.get("kind")}) for r in recs]
     pairs += [("exposure", {"kind": "by_repeats", "attack": "canary_exposure", "model": name, **r})
               for r in by_rep]
     return pairs, by_rep

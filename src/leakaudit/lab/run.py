@@ -60,6 +60,8 @@ class LabConfig:
     memorization: MemorizationConfig = field(default_factory=lambda: MemorizationConfig(
         prefix_lengths=(8, 16, 32), suffix_length=32, n_sequences=500, greedy_check=500))
     exposure_references: int = 1000
+    inversion: bool = True  #: run the classifier inversion lab (digits, tabular records)
+    inversion_quick: bool = False
     seed: int = 0
 
     @classmethod
@@ -76,6 +78,7 @@ class LabConfig:
                                         score_batch_size=32, max_new_tokens=MAX_NEW_TOKENS),
             memorization=MemorizationConfig(prefix_lengths=(8, 16, 32), suffix_length=32,
                                             n_sequences=200, greedy_check=200),
+            inversion_quick=True,
             seed=seed,
         )
 
@@ -198,12 +201,23 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
             log(f"exposure ({m.name}): " + ", ".join(
                 f"r{r['repeats']} {r['mean_exposure_rank']:.1f}" for r in by_rep) + " bits")
         log(f"exposure: {time.perf_counter() - t0:.1f}s")
+        # model inversion of classifiers (digits) and attribute inference (tabular records)
+        from leakaudit.lab.inversion import InversionLabConfig, run_inversion_lab
+
+        inv_pairs: list = []
+        if cfg.inversion:
+            t0 = time.perf_counter()
+            inv_cfg = (InversionLabConfig.quick(cfg.seed) if cfg.inversion_quick
+                       else InversionLabConfig(seed=cfg.seed))
+            inv_pairs = run_inversion_lab(inv_cfg, progress=progress, log=log)
+            run_record["config"]["inversion"] = _jsonable(inv_cfg.to_dict())
+            log(f"inversion: {time.perf_counter() - t0:.1f}s")
         summary = write_extraction_report(
             stage, target=target, references={"reference": reference}, index=index,
             prompt_texts=heldout_texts,
             canaries=corpus.manifest["canaries"], config=cfg.extraction, run_record=run_record,
             progress=progress, log=log, cache_dir=stage / "cache",
-            extra_records=mem_pairs + exp_pairs, summary_extra={"memorization": mem_summary},
+            extra_records=mem_pairs + exp_pairs + inv_pairs, summary_extra={"memorization": mem_summary},
         )
         render_html(stage)
         summary["wall_s"] = round(time.perf_counter() - t_start, 1)
