@@ -68,7 +68,7 @@ def test_report_records_and_taxonomy(quick_lab):
     rep = load_report(out)
     run = rep["run"][0]
     assert run["seed"] == 0 and run["torch"] and run["transformers"]
-    assert {m for m in run["models"]} == {"target", "reference"}
+    assert {m for m in run["models"]} == {"target", "reference", "small"}
     n = summary["n_samples"]
     assert len(rep["sample"]) == n == 3 * cfg.extraction.n_samples
     rankings = {e["ranking"] for e in rep["eval"]}
@@ -78,6 +78,11 @@ def test_report_records_and_taxonomy(quick_lab):
         assert 0 <= e["ci_low"] <= (e["precision"] or 0) <= e["ci_high"] <= 1
     hits = [json.loads(line) for line in open(out / "hits.jsonl")]
     assert len(hits) == sum(1 for s in rep["sample"] if s["verified"])
+    # memorization and exposure findings carry the extraction family's tags; inversion its own
+    for r in rep["memorization"] + rep["exposure"]:
+        if r.get("kind") in ("setup", "sequence", "canary"):
+            assert "atlas:AML.T0057" in r["tags"], r
+    assert rep["inversion"] and all("atlas:AML.T0024.001" in r["tags"] for r in rep["inversion"])
 
 
 def test_negative_control_model_that_never_saw_the_data(quick_lab):

@@ -283,7 +283,7 @@ def strip_insertions(train_docs, manifest) -> list[str]:
     Undoes ``lab.corpus``'s insertions exactly (a canary as " sentence", a "P.S." line or a
     paragraph; boilerplate as a leading or trailing paragraph) and checks that none is left.
     """
-    from leakaudit.lab.corpus import _PS_PREFIX
+    from leakaudit.attacks.canaries.insert import _PS_PREFIX
 
     by_doc: dict[str, list[tuple[str, str]]] = {}
     for c in manifest["canaries"]:
