@@ -1,15 +1,22 @@
-"""Greedy-discoverable memorization two ways, on the same windows, side by side in one run.
+"""Greedy-discoverable memorization three ways, on the same windows, side by side in one run.
 
-- **generate()** (the pattern of Pythia's ``eval_memorization`` script): ``model.generate`` with
-  greedy decoding from each k-token prefix, batched, then compare the ℓ new tokens with the true
-  suffix.
-- **teacher forcing** (leakaudit): one batched forward pass over prefix + suffix; memorized iff
-  the true token is the argmax at every suffix position.
+- **generate(), Pythia's pattern**: what Pythia's ``predictable-memorization/eval_memorization.py``
+  does — the model loaded with ``use_cache=False``, one batched ``model.generate`` with greedy
+  decoding (``max_length = min_length = k + ℓ``) from each k-token prefix, then the ℓ new tokens
+  compared with the true suffix. Without a KV cache every new token re-runs the whole sequence.
+- **generate() with a KV cache**: the same, with the cache on (leakaudit's own slow cross-check,
+  ``HFCausalLM.generate_ids``, works this way). Printed so the comparison is not only against
+  the weaker pattern.
+- **teacher forcing, leakaudit's path**: ``HFCausalLM.score_ids`` exactly as
+  ``measure_memorization`` calls it (one batched forward pass over BOS + prefix + suffix that also
+  yields the log-probabilities, the argmax flags and the top-k sampling log-probabilities for p_z);
+  memorized iff the true token is the argmax at every suffix position.
 
-Both run on the same model (the lab target's size by default: 2 layers × 128, vocabulary 1024,
-randomly initialized — cost does not depend on the weights) and the same random windows; the two
-answers are compared window by window. Prints both rates (sequences/s), the ratio and the
-agreement.
+All three run on the same model (the lab target's size by default: 2 layers × 128, vocabulary 1024,
+randomly initialized and saved as an ordinary HF folder — cost does not depend on the weights), on
+the same random windows, with the same batch size; the answers are compared window by window.
+Methods alternate within each round so drift on a noisy machine hits all of them. Prints rates
+(sequences/s), the ratios and the agreement.
 
     python benchmarks/bench_memorization.py [--sequences 256] [--k 32] [--ell 32] [--batch 64]
 """
@@ -17,7 +24,9 @@ agreement.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 
 def main() -> None:
@@ -34,64 +43,80 @@ def main() -> None:
 
     import numpy as np
     import torch
-    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
+    from tokenizers import Tokenizer, models
+    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+    from leakaudit.attacks.memorization.measure import MemorizationConfig
     from leakaudit.metrics.memorization import greedy_discoverable
+    from leakaudit.targets.hf import HFCausalLM
 
+    k, ell = args.k, args.ell
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=args.layers, n_embd=args.width, n_head=4,
                                        vocab_size=args.vocab, n_positions=256, bos_token_id=0,
                                        eos_token_id=0)).eval()
+    tmp = Path(tempfile.mkdtemp())
+    model.save_pretrained(tmp / "m")
+    vocab = {f"t{i}": i for i in range(args.vocab)}
+    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="t1")),
+                            bos_token="t0", eos_token="t0").save_pretrained(tmp / "m")
+    lm = HFCausalLM.load(tmp / "m", name="bench")
+    sampling = MemorizationConfig().sampling  # what measure_memorization scores p_z under
+
     rng = np.random.default_rng(0)
-    W = args.k + args.ell
+    W = 1 + k + ell  # BOS + prefix + suffix, as measure_memorization scores a window
     windows = torch.from_numpy(rng.integers(1, args.vocab, size=(args.sequences, W)))
+    windows[:, 0] = 0
     # make a quarter of the windows "memorized" for this model: their suffix is its own greedy
-    # continuation, so both methods have positives to find
+    # continuation, so every method has positives to find
     with torch.inference_mode():
         q = args.sequences // 4
-        out = model.generate(windows[:q, :args.k], attention_mask=torch.ones_like(windows[:q, :args.k]),
-                             generation_config=GenerationConfig(do_sample=False, max_new_tokens=args.ell,
-                                                                min_new_tokens=args.ell, pad_token_id=0,
+        out = model.generate(windows[:q, :1 + k], attention_mask=torch.ones_like(windows[:q, :1 + k]),
+                             generation_config=GenerationConfig(do_sample=False, max_new_tokens=ell,
+                                                                min_new_tokens=ell, pad_token_id=0,
                                                                 eos_token_id=None))
         windows[:q] = out[:, :W]
 
-    def by_generate() -> list[bool]:
+    def by_generate(use_cache: bool) -> list[bool]:
         res = []
-        cfg = GenerationConfig(do_sample=False, max_new_tokens=args.ell, min_new_tokens=args.ell,
-                               pad_token_id=0, eos_token_id=None, use_cache=True)
+        cfg = GenerationConfig(do_sample=False, max_length=W, min_length=W, pad_token_id=0,
+                               eos_token_id=None, use_cache=use_cache)
         with torch.inference_mode():
             for s in range(0, args.sequences, args.batch):
                 w = windows[s:s + args.batch]
-                g = model.generate(w[:, :args.k], attention_mask=torch.ones_like(w[:, :args.k]),
+                g = model.generate(w[:, :1 + k], attention_mask=torch.ones_like(w[:, :1 + k]),
                                    generation_config=cfg)
-                res.extend(bool(x) for x in (g[:, args.k:] == w[:, args.k:]).all(dim=1))
+                res.extend(bool(x) for x in (g[:, 1 + k:] == w[:, 1 + k:]).all(dim=1))
         return res
+
+    ids = [w[1:].tolist() for w in windows]  # score_ids prepends BOS itself
 
     def by_teacher_forcing() -> list[bool]:
-        res = []
-        with torch.inference_mode():
-            for s in range(0, args.sequences, args.batch):
-                w = windows[s:s + args.batch]
-                logits = model(w).logits[:, args.k - 1:W - 1]
-                am = (logits.argmax(-1) == w[:, args.k:]).numpy()
-                res.extend(greedy_discoverable(row) for row in am)
-        return res
+        scores = lm.score_ids(ids, batch_size=args.batch, sampling=sampling)
+        return [greedy_discoverable(s.is_argmax[-ell:]) for s in scores]
 
-    t_gen = t_tf = 0.0
-    for _ in range(args.repeats):  # interleaved, so drift on a noisy machine hits both
-        t0 = time.perf_counter()
-        a = by_generate()
-        t_gen += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        b = by_teacher_forcing()
-        t_tf += time.perf_counter() - t0
+    methods = {"generate(), Pythia's pattern (no KV cache)": lambda: by_generate(False),
+               "generate() with KV cache": lambda: by_generate(True),
+               "teacher forcing (leakaudit score_ids)": by_teacher_forcing}
+    times = dict.fromkeys(methods, 0.0)
+    answers: dict[str, list[bool]] = {}
+    for _ in range(args.repeats):
+        for name, fn in methods.items():
+            t0 = time.perf_counter()
+            answers[name] = fn()
+            times[name] += time.perf_counter() - t0
     n = args.sequences * args.repeats
-    agree = sum(x == y for x, y in zip(a, b)) / len(a)
-    print(f"windows: {args.sequences} × {args.repeats} rounds, k={args.k}, ℓ={args.ell}, batch {args.batch}, "
+    print(f"windows: {args.sequences} × {args.repeats} rounds, k={k}, ℓ={ell}, batch {args.batch}, "
           f"model {args.layers}×{args.width}, vocab {args.vocab}, threads {torch.get_num_threads()}")
-    print(f"generate() greedy:   {n / t_gen:8.1f} sequences/s   memorized {sum(a)}/{len(a)}")
-    print(f"teacher forcing:     {n / t_tf:8.1f} sequences/s   memorized {sum(b)}/{len(b)}")
-    print(f"ratio: {t_gen / t_tf:.1f}x   agreement: {agree:.1%}")
+    tf = "teacher forcing (leakaudit score_ids)"
+    for name in methods:
+        print(f"{name:44s} {n / times[name]:9.1f} sequences/s   memorized "
+              f"{sum(answers[name])}/{len(answers[name])}")
+    for name in methods:
+        if name != tf:
+            agree = np.mean([x == y for x, y in zip(answers[name], answers[tf])])
+            print(f"ratio teacher forcing / {name}: {times[name] / times[tf]:.1f}x   "
+                  f"agreement {agree:.1%}")
 
 
 if __name__ == "__main__":

@@ -264,3 +264,33 @@ def test_small_custom_config() -> None:
     assert sum(canary["sentence"] in d["text"] for d in c.train) == 3
     (block,) = c.boilerplate
     assert sum(block["text"] in d["text"] for d in c.train) == 5
+
+
+def test_reference_split_is_disjoint_and_leaves_other_splits_alone(corpus: LabCorpus,
+                                                                     tmp_path: Path) -> None:
+    with_ref = generate_lab_corpus(replace(LabCorpusConfig.quick(), n_reference=60))
+    # drawn last: training and held-out documents and the insertions are unchanged
+    assert with_ref.train == corpus.train and with_ref.heldout == corpus.heldout
+    assert with_ref.canaries == corpus.canaries and with_ref.boilerplate == corpus.boilerplate
+    assert [d["id"] for d in with_ref.reference] == [f"reference-{i}" for i in range(60)]
+    assert with_ref.manifest["n_reference"] == 60
+    assert sum(with_ref.manifest["genre_counts"]["reference"].values()) == 60
+    ref_texts = {d["text"] for d in with_ref.reference}
+    assert len(ref_texts) == 60
+    assert not ref_texts & {d["text"] for d in corpus.train + corpus.heldout}
+    # no canary secret and no boilerplate in the reference split
+    joined = "\n".join(ref_texts)
+    assert not any(c["secret"] in joined for c in with_ref.canaries)
+    assert not any(b["text"] in joined for b in with_ref.boilerplate)
+    # written and read back
+    with_ref.write(tmp_path / "c")
+    back = LabCorpus.read(tmp_path / "c")
+    assert back.reference == with_ref.reference
+    assert LabCorpus.read(_written(corpus, tmp_path / "d")).reference == []
+    with pytest.raises(ValueError, match="n_reference"):
+        generate_lab_corpus(replace(LabCorpusConfig.quick(), n_reference=-1))
+
+
+def _written(c: LabCorpus, path: Path) -> Path:
+    c.write(path)
+    return path

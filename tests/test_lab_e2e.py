@@ -86,7 +86,7 @@ def test_report_records_and_taxonomy(quick_lab):
 
 
 def test_negative_control_model_that_never_saw_the_data(quick_lab):
-    """The reference was trained on the held-out split only: sampling it must not produce the
+    """The reference was trained on the reference split only: sampling it must not produce the
     training canaries, and far fewer of its samples verify against the training corpus."""
     from leakaudit.attacks.extraction.pipeline import run_extraction
     from leakaudit.corpus.index import CorpusIndex
@@ -108,7 +108,7 @@ def test_negative_control_model_that_never_saw_the_data(quick_lab):
 def test_same_seed_same_corpus_models_and_findings(tmp_path):
     """A tiny lab twice with one seed: identical corpus, model fingerprints and samples."""
     base = LabConfig.quick(seed=3)
-    tiny = replace(base, n_docs=40, n_heldout=20, canary_repeats=(1, 2, 4), boilerplate_repeats=(2, 4),
+    tiny = replace(base, n_docs=40, n_heldout=20, n_reference=20, canary_repeats=(1, 2, 4), boilerplate_repeats=(2, 4),
                    target=replace(base.target, epochs=1), reference=replace(base.reference, epochs=1),
                    small=replace(base.small, epochs=1),
                    extraction=replace(base.extraction, n_samples=6, select=3, max_new_tokens=32),
@@ -121,6 +121,10 @@ def test_same_seed_same_corpus_models_and_findings(tmp_path):
     assert ra["run"][0]["models"] == rb["run"][0]["models"]
     assert [s["text"] for s in ra["sample"]] == [s["text"] for s in rb["sample"]]
     assert ra["memorization"] == rb["memorization"] and ra["exposure"] == rb["exposure"]
+    def no_timings(recs):  # wall times in the cost block differ between runs
+        return [{**r, "cost": {k: v for k, v in r.get("cost", {}).items() if not k.endswith("_s")}}
+                for r in recs]
+    assert ra["membership"] and no_timings(ra["membership"]) == no_timings(rb["membership"])
     assert a["n_verified_samples"] == b["n_verified_samples"]
     run_lab(tmp_path / "c", replace(tiny, seed=4), log=lambda m: None)
     rc = load_report(tmp_path / "c")
@@ -174,3 +178,45 @@ def test_exposure_rises_with_repeats_and_stays_low_for_the_reference(quick_lab):
     for needle in ("memorization-table", "memorization-check-table", "exposure-table",
                    "inversion-table"):
         assert needle in html, needle
+
+
+# ------------------------------------------------------------------- membership inference (#5)
+
+
+def test_llm_membership_on_the_quick_lab(quick_lab):
+    """Members vs same-generator non-members: the model-free baseline stays near chance while the
+    attacks see the target's training; canaries repeated >= 16 times are found at 1% FPR; a model
+    that never saw the members (the reference, trained on its own split) gives chance AUC."""
+    from leakaudit.attacks.membership.audit_llm import audit_llm_membership
+    from leakaudit.attacks.membership.llm import LossAttack
+    from leakaudit.lab.corpus import LabCorpus
+    from leakaudit.lab.membership import strip_insertions
+    from leakaudit.targets.hf import HFCausalLM
+
+    out, summary, cfg = quick_lab
+    rep = load_report(out)
+    docs_subset = "lab documents (no insertions) vs held-out"
+    mem = [r for r in rep["membership"] if r["world"] == "llm"]
+    blind = next(r for r in mem if r["subset"] == docs_subset and r["method"] == "blind_baseline")
+    assert blind["auc_ci"][0] < 0.5 < blind["auc_ci"][1] or abs(blind["auc"] - 0.5) < 0.08
+    attacks = [r for r in mem if r["subset"] == docs_subset and r["method"] != "blind_baseline"]
+    assert {r["method"] for r in attacks} == {"loss", "zlib", "lowercase", "reference", "min_k",
+                                              "min_k_pp"}
+    best = max(attacks, key=lambda r: r["auc"])
+    assert best["auc_ci"][0] > blind["auc_ci"][1], (best["label"], best["auc_ci"], blind["auc_ci"])
+    heavy = [r for r in mem if r["subset"] == f"canaries x>={cfg.membership_heavy_repeats}"
+             and r["method"] != "blind_baseline"]
+    at1 = [next(t for t in r["tpr_at_fpr"] if t["fpr"] == 0.01) for r in heavy]
+    assert all(t["resolvable"] for t in at1)
+    assert max(t["tpr"] for t in at1) >= 0.5
+    assert set(summary["membership"]) == {"documents", "canaries"}
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "Membership inference" in html
+    # negative control: the reference model as the "target" never saw the members
+    corpus = LabCorpus.read(out / "corpus")
+    ref = HFCausalLM.load(out / "models/reference", name="reference")
+    ctrl = audit_llm_membership(ref, {}, strip_insertions(corpus.train, corpus.manifest),
+                                [d["text"] for d in corpus.heldout], attacks=[LossAttack()],
+                                subset_name="control")
+    lo, hi = ctrl.evaluations[0].metrics.auc_ci
+    assert lo < 0.5 < hi or abs(ctrl.evaluations[0].metrics.auc - 0.5) < 0.08, (lo, hi)

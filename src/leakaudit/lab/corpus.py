@@ -20,6 +20,10 @@ of them (Carlini et al., "Extracting Training Data from Large Language Models", 
 - **Held-out documents** from the same generators (same random stream, drawn after the training
   documents) that were never trained on: extraction prompts and membership non-members. They hold
   no canary and no boilerplate.
+- **Reference documents** (optional, ``n_reference``): a third split of the same generators, drawn
+  last from the same stream (so adding it changes neither the training nor the held-out documents),
+  for training a reference model that has seen neither the members nor the non-members of a
+  membership audit. They hold no canary and no boilerplate either.
 
 Everything is a pure function of the seed: :func:`generate_lab_corpus` uses only its own
 :class:`random.Random` instances and a ``Faker`` instance seeded with ``seed_instance`` (never the
@@ -41,7 +45,7 @@ import os
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,6 +106,8 @@ class LabCorpusConfig:
 
     n_docs: int = 2000
     n_heldout: int = 400
+    #: documents of a third split (reference-model training data); 0: none
+    n_reference: int = 0
     canary_repeats: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     canary_kinds: tuple[str, ...] = ("ssn", "api_key", "phone")
     boilerplate_repeats: tuple[int, ...] = (2, 8, 32, 64)
@@ -118,6 +124,8 @@ class LabCorpusConfig:
             raise ValueError(f"n_docs must be at least 1, got {self.n_docs}")
         if self.n_heldout < 0:
             raise ValueError(f"n_heldout must be non-negative, got {self.n_heldout}")
+        if self.n_reference < 0:
+            raise ValueError(f"n_reference must be non-negative, got {self.n_reference}")
         for kind in self.canary_kinds:
             if kind not in _SECRET_SPACES:
                 raise ValueError(f"unknown canary kind {kind!r}; known: {', '.join(CANARY_KINDS)}")
@@ -137,15 +145,17 @@ class LabCorpusConfig:
 
 @dataclass
 class LabCorpus:
-    """A generated corpus: training documents, held-out documents and the ground-truth manifest.
+    """A generated corpus: training, held-out and reference documents and the ground-truth manifest.
 
     Documents are ``{"id": str, "text": str}``; training ids are ``doc-N``, held-out ids are
-    ``heldout-N``. See :func:`generate_lab_corpus` for the manifest's schema.
+    ``heldout-N``, reference ids ``reference-N``. See :func:`generate_lab_corpus` for the
+    manifest's schema.
     """
 
     train: list[dict[str, str]]
     heldout: list[dict[str, str]]
     manifest: dict[str, Any]
+    reference: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def canaries(self) -> list[dict[str, Any]]:
@@ -158,7 +168,8 @@ class LabCorpus:
         return list(self.manifest["boilerplate"])
 
     def write(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``train.jsonl``, ``heldout.jsonl`` and ``manifest.json`` into ``directory``.
+        """Write ``train.jsonl``, ``heldout.jsonl``, ``reference.jsonl`` (when there is a reference
+        split) and ``manifest.json`` into ``directory``.
 
         Each file is written to a temporary file in the same directory and moved into place with
         :func:`os.replace`, so a reader never sees a half-written file. Returns the directory.
@@ -167,6 +178,8 @@ class LabCorpus:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "train.jsonl", _to_jsonl(self.train))
         atomic_write_text(out / "heldout.jsonl", _to_jsonl(self.heldout))
+        if self.reference:
+            atomic_write_text(out / "reference.jsonl", _to_jsonl(self.reference))
         atomic_write_text(
             out / "manifest.json", json.dumps(self.manifest, indent=2, ensure_ascii=False) + "\n"
         )
@@ -191,6 +204,8 @@ class LabCorpus:
             train=_read_jsonl(src / "train.jsonl"),
             heldout=_read_jsonl(src / "heldout.jsonl"),
             manifest=manifest,
+            reference=(_read_jsonl(src / "reference.jsonl")
+                       if (src / "reference.jsonl").exists() else []),
         )
 
 
@@ -1169,8 +1184,10 @@ def generate_lab_corpus(config: LabCorpusConfig | None = None) -> LabCorpus:
         seed                int
         config              dict, dataclasses.asdict(config) with tuples as lists
         n_train, n_heldout  int
-        genre_counts        {"train": {genre: int}, "heldout": {genre: int}}
-        doc_genres          {doc_id: genre} for every training and held-out document
+        n_reference         int (0 when there is no reference split)
+        genre_counts        {"train": {genre: int}, "heldout": {genre: int},
+                            "reference": {genre: int}}
+        doc_genres          {doc_id: genre} for every training, held-out and reference document
         word_bounds         [MIN_WORDS, MAX_WORDS] (before insertions)
         canaries            list of {id, kind, secret, sentence, template, prefix, secret_space,
                             secret_space_description, secret_regex, secret_space_log2, repeats,
@@ -1197,10 +1214,13 @@ def generate_lab_corpus(config: LabCorpusConfig | None = None) -> LabCorpus:
     heldout_genres = _genre_schedule(config.n_heldout, rng)
     train_texts = [factory.make(g) for g in train_genres]
     heldout_texts = [factory.make(g) for g in heldout_genres]
+    # drawn last from the same streams: the splits above do not depend on n_reference
+    reference_genres = _genre_schedule(config.n_reference, rng) if config.n_reference else []
+    reference_texts = [factory.make(g) for g in reference_genres]
 
     # Everything inserted below comes from a separate stream.
     ins = random.Random(_derive_seed(config.seed, "insertions"))
-    haystack = "\n".join(train_texts + heldout_texts)
+    haystack = "\n".join(train_texts + heldout_texts + reference_texts)
     canaries: list[dict[str, Any]] = []
     used_secrets: set[str] = set()
     for kind in config.canary_kinds:
@@ -1257,6 +1277,8 @@ def generate_lab_corpus(config: LabCorpusConfig | None = None) -> LabCorpus:
     heldout = [{"id": f"heldout-{i}", "text": t} for i, t in enumerate(heldout_texts)]
     doc_genres = {d["id"]: g for d, g in zip(train, train_genres)}
     doc_genres.update({d["id"]: g for d, g in zip(heldout, heldout_genres)})
+    reference = [{"id": f"reference-{i}", "text": t} for i, t in enumerate(reference_texts)]
+    doc_genres.update({d["id"]: g for d, g in zip(reference, reference_genres)})
     manifest: dict[str, Any] = {
         "generator_version": GENERATOR_VERSION,
         "faker_version": FAKER_VERSION,
@@ -1264,13 +1286,15 @@ def generate_lab_corpus(config: LabCorpusConfig | None = None) -> LabCorpus:
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
         "n_train": len(train),
         "n_heldout": len(heldout),
+        "n_reference": len(reference),
         "genre_counts": {
             "train": {g: train_genres.count(g) for g in GENRES},
             "heldout": {g: heldout_genres.count(g) for g in GENRES},
+            "reference": {g: reference_genres.count(g) for g in GENRES},
         },
         "doc_genres": doc_genres,
         "word_bounds": [MIN_WORDS, MAX_WORDS],
         "canaries": canaries,
         "boilerplate": boilerplate,
     }
-    return LabCorpus(train=train, heldout=heldout, manifest=manifest)
+    return LabCorpus(train=train, heldout=heldout, manifest=manifest, reference=reference)

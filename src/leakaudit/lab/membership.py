@@ -225,6 +225,22 @@ class LLMLabMembership:
     def records(self) -> list[tuple[str, dict[str, Any]]]:
         return self.documents.records() + self.canaries.records()
 
+    def summary(self) -> dict[str, Any]:
+        """Per audit and subset: the blind baseline's AUC and every attack's AUC and TPR at 1%
+        FPR (None where 1% FPR is not resolvable), for the run's summary record."""
+        out: dict[str, Any] = {}
+        for name, audit in (("documents", self.documents), ("canaries", self.canaries)):
+            subsets: dict[str, Any] = {}
+            for e in audit.evaluations:
+                t = e.metrics.tpr(0.01)
+                subsets.setdefault(e.subset, {"attacks": {}})["attacks"][e.label] = {
+                    "auc": e.metrics.auc, "tpr@0.01": t.tpr if t.resolvable else None}
+            for sub, b in audit.baseline.items():
+                subsets.setdefault(sub, {"attacks": {}})["blind_auc"] = b.metrics.auc
+                subsets[sub]["blind_auc_ci"] = list(b.metrics.auc_ci)
+            out[name] = subsets
+        return out
+
 
 def llm_lab_membership(target, references: dict, corpus, *, k: float, n_reference_secrets: int,
                        heavy_repeats: int, seed: int, eval_config: EvalConfig,

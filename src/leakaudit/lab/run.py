@@ -6,11 +6,13 @@ models and findings.
 
 The two models play the roles of Carlini et al.'s GPT-2 XL and GPT-2 Small: the *target* is
 trained for many epochs on the training split (it memorizes); the *reference* is smaller and is
-trained on the held-out split, documents of the same generator that the target never saw. That is
-the auditor's usual situation — a public base model of the same kind of text that did not see the
-private data — so the reference predicts generic text (templates, logs) as well as the target
-does, but not the target's memorized records. The held-out split also supplies the ``internet``
-sampler's prompts (text that is not training data).
+trained on the reference split, documents of the same generator that the target never saw. That
+is the auditor's usual situation — a public base model of the same kind of text that did not see
+the private data — so the reference predicts generic text (templates, logs) as well as the target
+does, but not the target's memorized records. The held-out split (a third split of the same
+generator, seen by no model) supplies the ``internet`` sampler's prompts and the non-members of
+the membership audit; because the reference never saw them either, its ratio is not biased towards
+calling them non-members.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class LabConfig:
 
     n_docs: int = 300
     n_heldout: int = 300
+    #: documents of the reference split (the reference model's training data)
+    n_reference: int = 300
     vocab_size: int = 1024
     canary_repeats: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     boilerplate_repeats: tuple[int, ...] = (2, 8, 16, 32)
@@ -60,6 +64,13 @@ class LabConfig:
     memorization: MemorizationConfig = field(default_factory=lambda: MemorizationConfig(
         prefix_lengths=(8, 16, 32), suffix_length=32, n_sequences=500, greedy_check=500))
     exposure_references: int = 1000
+    #: LLM membership inference: training documents (insertions removed) vs held-out documents,
+    #: and canary sentences vs ``membership_reference_secrets`` same-template secrets per canary
+    membership: bool = True
+    membership_k: float = 0.2  #: Min-K% / Min-K%++ fraction
+    membership_reference_secrets: int = 50
+    membership_heavy_repeats: int = 16
+    membership_boot: int = 500
     inversion: bool = True  #: run the classifier inversion lab (digits, tabular records)
     inversion_quick: bool = False
     seed: int = 0
@@ -67,7 +78,7 @@ class LabConfig:
     @classmethod
     def quick(cls, seed: int = 0) -> "LabConfig":
         return cls(
-            n_docs=150, n_heldout=150,
+            n_docs=150, n_heldout=150, n_reference=150,
             target=LMSpec(n_layer=2, n_embd=128, n_head=4, n_ctx=256, epochs=15, lr=3e-3,
                           batch_size=8),
             reference=LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=256, epochs=5, lr=3e-3,
@@ -79,6 +90,8 @@ class LabConfig:
             memorization=MemorizationConfig(prefix_lengths=(8, 16, 32), suffix_length=32,
                                             n_sequences=200, greedy_check=200),
             inversion_quick=True,
+            membership_reference_secrets=20,
+            membership_boot=200,
             seed=seed,
         )
 
@@ -121,21 +134,25 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
     with staged_output(out_dir) as stage:
         # corpus
         t0 = time.perf_counter()
-        ccfg = LabCorpusConfig(n_docs=cfg.n_docs, n_heldout=cfg.n_heldout, seed=cfg.seed,
+        ccfg = LabCorpusConfig(n_docs=cfg.n_docs, n_heldout=cfg.n_heldout,
+                               n_reference=cfg.n_reference, seed=cfg.seed,
                                canary_repeats=cfg.canary_repeats,
                                boilerplate_repeats=cfg.boilerplate_repeats)
         corpus = generate_lab_corpus(ccfg)
         corpus.write(stage / "corpus")
         train_texts = [d["text"] for d in corpus.train]
         log(f"corpus: {len(train_texts)} training documents, {len(corpus.heldout)} held-out, "
-            f"{len(corpus.manifest['canaries'])} canaries ({time.perf_counter() - t0:.1f}s)")
+            f"{len(corpus.reference)} reference, {len(corpus.manifest['canaries'])} canaries ({time.perf_counter() - t0:.1f}s)")
 
         # tokenizer + models
         tok = train_tokenizer(train_texts, vocab_size=cfg.vocab_size)
         training: dict[str, Any] = {}
         heldout_texts = [d["text"] for d in corpus.heldout]
+        reference_texts = [d["text"] for d in corpus.reference]
+        if not reference_texts:
+            raise ValueError("the lab needs n_reference >= 1 documents to train its reference model")
         for role, spec, seed_off, texts in (("target", cfg.target, 0, train_texts),
-                                            ("reference", cfg.reference, 1, heldout_texts),
+                                            ("reference", cfg.reference, 1, reference_texts),
                                             ("small", cfg.small, 2, train_texts)):
             mdir = stage / "models" / role
             t0 = time.perf_counter()
@@ -149,7 +166,7 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
                                 out_dir=mdir, progress=cb)
             training[role] = {"final_loss": last["loss"], "wall_s": round(time.perf_counter() - t0, 1),
                               "spec": asdict(spec), "n_docs": len(texts),
-                              "data": "held-out split" if role == "reference" else "training split"}
+                              "data": "reference split" if role == "reference" else "training split"}
             log(f"trained {role}: {spec.n_layer} layers × {spec.n_embd}, final loss "
                 f"{last['loss']:.3f} ({time.perf_counter() - t0:.1f}s)")
         target = HFCausalLM.load(stage / "models" / "target", name="target")
@@ -186,7 +203,7 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
             doc_ids=[d["id"] for d in corpus.train], index=index, config=cfg.memorization,
             show_pii=cfg.extraction.show_pii, progress=progress, log=log,
             trained_on={"target": "training split", "small": "training split",
-                        "reference": "held-out split"})
+                        "reference": "reference split"})
         log(f"memorization: exact at k={max(cfg.memorization.prefix_lengths)}: " + ", ".join(
             f"{m} {v:.1%}" for m, v in mem_summary["exact_rate"].items())
             + f" ({time.perf_counter() - t0:.1f}s)")
@@ -201,6 +218,30 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
             log(f"exposure ({m.name}): " + ", ".join(
                 f"r{r['repeats']} {r['mean_exposure_rank']:.1f}" for r in by_rep) + " bits")
         log(f"exposure: {time.perf_counter() - t0:.1f}s")
+        mem_inf_pairs: list = []
+        summary_extra: dict[str, Any] = {"memorization": mem_summary}
+        if cfg.membership:
+            from leakaudit.attacks.membership.evaluate import EvalConfig
+            from leakaudit.lab.membership import llm_lab_membership
+
+            t0 = time.perf_counter()
+            mia = llm_lab_membership(
+                target, {"reference": reference}, corpus, k=cfg.membership_k,
+                n_reference_secrets=cfg.membership_reference_secrets,
+                heavy_repeats=cfg.membership_heavy_repeats, seed=cfg.seed,
+                eval_config=EvalConfig(n_boot=cfg.membership_boot, seed=cfg.seed),
+                cache_dir=stage / "cache", batch_size=cfg.extraction.score_batch_size,
+                show_pii=cfg.extraction.show_pii, progress=progress, log=log)
+            mem_inf_pairs = mia.records()
+            summary_extra["membership"] = mia.summary()
+            for audit in mia.summary().values():
+                for sub, r in audit.items():
+                    best = max(r["attacks"], key=lambda a: r["attacks"][a]["auc"])
+                    tpr = r["attacks"][best]["tpr@0.01"]
+                    log(f"membership ({sub}): best {best} AUC {r['attacks'][best]['auc']:.3f}, "
+                        f"TPR@1%FPR {'n/a' if tpr is None else f'{tpr:.1%}'}; "
+                        f"model-free baseline AUC {r['blind_auc']:.3f}")
+            log(f"membership: {time.perf_counter() - t0:.1f}s")
         # model inversion of classifiers (digits) and attribute inference (tabular records)
         from leakaudit.lab.inversion import InversionLabConfig, run_inversion_lab
 
@@ -217,7 +258,8 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
             prompt_texts=heldout_texts,
             canaries=corpus.manifest["canaries"], config=cfg.extraction, run_record=run_record,
             progress=progress, log=log, cache_dir=stage / "cache",
-            extra_records=mem_pairs + exp_pairs + inv_pairs, summary_extra={"memorization": mem_summary},
+            extra_records=mem_pairs + exp_pairs + mem_inf_pairs + inv_pairs,
+            summary_extra=summary_extra,
         )
         render_html(stage)
         summary["wall_s"] = round(time.perf_counter() - t_start, 1)
