@@ -9,7 +9,8 @@
   the weaker pattern.
 - **teacher forcing, leakaudit's path**: ``HFCausalLM.score_ids`` exactly as
   ``measure_memorization`` calls it (one batched forward pass over BOS + prefix + suffix that also
-  yields the log-probabilities, the argmax flags and the top-k sampling log-probabilities for p_z);
+  yields, for the ℓ suffix positions, the log-probabilities, the argmax flags and the top-k
+  sampling log-probabilities for p_z);
   memorized iff the true token is the argmax at every suffix position.
 
 All three run on the same model (the lab target's size by default: 2 layers × 128, vocabulary 1024,
@@ -92,7 +93,7 @@ def main() -> None:
     ids = [w[1:].tolist() for w in windows]  # score_ids prepends BOS itself
 
     def by_teacher_forcing() -> list[bool]:
-        scores = lm.score_ids(ids, batch_size=args.batch, sampling=sampling)
+        scores = lm.score_ids(ids, batch_size=args.batch, sampling=sampling, last=ell)
         return [greedy_discoverable(s.is_argmax[-ell:]) for s in scores]
 
     methods = {"generate(), Pythia's pattern (no KV cache)": lambda: by_generate(False),

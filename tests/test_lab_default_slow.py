@@ -1,4 +1,6 @@
-"""The default-size lab reproduces the ordering of Carlini et al. 2021, Table 2 (slow: ~6 min)."""
+"""The default-size lab (slow: ~13 min): the ordering of Carlini et al. 2021, Table 2; on 500
+training windows teacher forcing agrees with greedy decoding on >= 99%; membership of heavily
+repeated canaries is found at 1% FPR while the model-free baseline stays near chance."""
 
 import pytest
 
@@ -23,3 +25,19 @@ def test_default_lab_zlib_and_reference_beat_perplexity(tmp_path):
     top = max(c["repeats"] for c in rep["canary"])
     assert any(c["extracted"] for c in rep["canary"] if c["repeats"] == top)
     assert summary["n_verified_candidates"] >= 20
+    # memorization (#4): 500 windows, every one cross-checked by real greedy decoding
+    checks = [r for r in rep["memorization"] if r.get("kind") == "check"]
+    assert checks
+    for c in checks:
+        assert c["n_checked"] == 500
+        assert c["agreement"]["value"] >= 0.99, c["disagreements"]
+        assert len(c["disagreements"]) == c["n_checked"] - c["agreement"]["k"]
+    rates = {(r["model"], r["k"]): r["exact"] for r in rep["memorization"]
+             if r.get("kind") == "rate" and r["bucket"] == "all"}
+    assert rates[("target", 32)]["ci_low"] > rates[("small", 32)]["ci_high"]
+    # membership (#5): same-generator non-members, blind baseline near chance
+    docs = summary["membership"]["documents"]["lab documents (no insertions) vs held-out"]
+    lo, hi = docs["blind_auc_ci"]
+    assert lo < 0.5 < hi or abs(docs["blind_auc"] - 0.5) < 0.08
+    heavy = summary["membership"]["canaries"]["canaries x>=16"]["attacks"]
+    assert max(a["tpr@0.01"] or 0.0 for a in heavy.values()) >= 0.5

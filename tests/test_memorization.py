@@ -71,8 +71,36 @@ def test_sampling_logprobs_match_the_full_distribution(tiny_lm):
     # the plain log-probs are unchanged by asking for the sampling ones
     (plain,) = tiny_lm.score_ids(ids)
     np.testing.assert_array_equal(plain.logprobs, sc.logprobs)
+    # last=n: the same numbers for the last n tokens only (the head runs on those positions)
+    (tail,) = tiny_lm.score_ids(ids, sampling=scheme, last=5)
+    np.testing.assert_array_equal(tail.token_ids, sc.token_ids[-5:])
+    np.testing.assert_allclose(tail.logprobs, sc.logprobs[-5:], atol=1e-5)
+    np.testing.assert_array_equal(tail.is_argmax, sc.is_argmax[-5:])
+    np.testing.assert_allclose(tail.sampling_logprobs, sc.sampling_logprobs[-5:], atol=1e-5)
+    with pytest.raises(InputError, match="last"):
+        tiny_lm.score_ids(ids, last=0)
     with pytest.raises(InputError, match="top-k only"):
         tiny_lm.score_ids(ids, sampling=SamplingConfig(top_p=0.9))
+
+
+def test_sampling_logprob_keeps_ties_at_the_kth_logit_like_the_warper():
+    """Hand-made logits with ties at the k-th value: transformers' TopKLogitsWarper keeps every
+    logit >= the k-th largest, so the tied ones stay in the normalizer."""
+    import torch
+
+    from leakaudit.targets.hf import _sampling_logprob
+
+    logits = torch.tensor([[3.0, 1.0, 1.0, 1.0, -2.0],   # k=2: kth = 1.0, three tied → 4 kept
+                           [0.5, 2.0, -1.0, 4.0, 0.0]])
+    targets = torch.tensor([2, 2])
+    got = _sampling_logprob(logits, targets, SamplingConfig(top_k=2, temperature=1.0))
+    # row 0: log(e^1 / (e^3 + 3 e^1)); row 1: target -1.0 is outside the top 2 → -inf
+    assert got[0].item() == pytest.approx(1 - math.log(math.exp(3) + 3 * math.exp(1)), abs=1e-6)
+    assert got[1].item() == float("-inf")
+    # no top-k: the tempered full softmax
+    got = _sampling_logprob(logits, targets, SamplingConfig(top_k=None, temperature=2.0))
+    want = torch.log_softmax(logits / 2.0, -1)[:, 2]
+    torch.testing.assert_close(got, want)
 
 
 def test_greedy_generation_is_the_teacher_forced_argmax(tiny_lm):

@@ -112,13 +112,17 @@ class LanguageModel(ABC):
         batch_size: int = 16,
         vocab_stats: bool = False,
         sampling: "SamplingConfig | None" = None,
+        last: int | None = None,
         progress: Progress | None = None,
     ) -> list[TokenScores]:
         """Teacher-forced scores of each token sequence, batched; results in input order.
 
         With ``sampling``, each TokenScores also carries ``sampling_logprobs``: the log-probability
         of each token under that sampling scheme (temperature, then top-k renormalized), from the
-        same forward pass — the per-token factors of Hayes et al.'s p_z.
+        same forward pass — the per-token factors of Hayes et al.'s p_z. With ``last``, only the
+        last ``last`` tokens of each sequence are scored (the whole sequence is still the
+        context): the LM head and its statistics run on those positions only, and every array,
+        ``token_ids`` included, holds just them (a suffix, as memorization needs).
         """
 
     def score(

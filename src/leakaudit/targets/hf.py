@@ -79,12 +79,25 @@ def _sampling_logprob(logits, targets, sampling: SamplingConfig):
     """log p(target) under temperature-then-top-k sampling, as transformers' warpers apply them:
     logits / T, keep every logit >= the k-th largest (ties kept), renormalize. -inf outside."""
     torch = _torch()
-    z = logits / float(sampling.temperature)
-    if sampling.top_k:
-        k = min(int(sampling.top_k), z.shape[-1])
-        kth = torch.topk(z, k, dim=-1).values[:, -1:]
-        z = z.masked_fill(z < kth, float("-inf"))
-    return torch.log_softmax(z, dim=-1).gather(1, targets[:, None])[:, 0]
+    t = float(sampling.temperature)
+    z = logits / t if t != 1.0 else logits
+    z_t = z.gather(1, targets[:, None])[:, 0]
+    if not sampling.top_k or int(sampling.top_k) >= z.shape[-1]:
+        return z_t - torch.logsumexp(z, dim=-1)
+    # The normalizer over the kept set from the k largest values alone (plus any logits tied
+    # with the k-th, which the warper keeps too): no masked copy and no second full softmax.
+    k = int(sampling.top_k)
+    vals = torch.topk(z, k + 1, dim=-1).values  # one past k shows where ties may reach beyond k
+    kth = vals[:, k - 1]
+    extra = torch.zeros_like(kth)
+    tied = vals[:, k] == kth  # rare: count the tied logits outside the top k exactly
+    if bool(tied.any()):
+        zt, vt = z[tied], vals[tied, :k]
+        extra[tied] = ((zt == kth[tied, None]).sum(-1) - (vt == kth[tied, None]).sum(-1)).to(kth.dtype)
+    vals = vals[:, :k]
+    top = vals[:, 0]
+    lse = top + torch.log(torch.exp(vals - top[:, None]).sum(-1) + extra * torch.exp(kth - top))
+    return torch.where(z_t >= kth, z_t - lse, torch.full_like(z_t, float("-inf")))
 
 
 def _resolve(model: str | os.PathLike) -> tuple[str, str | None, bool]:
@@ -234,21 +247,25 @@ class HFCausalLM(LanguageModel):
         ids = torch.tensor([[self.bos_id, 1 % self.vocab_size, 2 % self.vocab_size]],
                            device=self.device)
         try:
-            full = self.model(input_ids=ids).logits.float()
-            hidden = base(input_ids=ids).last_hidden_state
+            mask = torch.ones_like(ids)
+            full = self.model(input_ids=ids, attention_mask=mask).logits.float()
+            hidden = base(input_ids=ids, attention_mask=mask).last_hidden_state
             mine = head(hidden).float()
         except Exception:  # any architecture quirk: use the safe path
             return False
         return bool(torch.allclose(full, mine, atol=1e-4, rtol=1e-4))
 
-    def _batch_logits_stats(self, input_ids, attention_mask, lengths, vocab_stats, sampling=None):
-        """Per-token stats for one right-padded batch; returns lists of numpy arrays per row."""
+    def _batch_logits_stats(self, input_ids, attention_mask, lengths, vocab_stats, sampling=None,
+                            last=None):
+        """Per-token stats for one right-padded batch; returns lists of numpy arrays per row.
+        With ``last``, only each row's last ``last`` predicted tokens are scored."""
         torch = _torch()
         b, t = input_ids.shape
         # Positions 0..L-2 of each row predict tokens 1..L-1.
         pos_mask = torch.zeros(b, t, dtype=torch.bool, device=self.device)
+        counts = [L - 1 if last is None else min(L - 1, last) for L in lengths]
         for r, L in enumerate(lengths):
-            pos_mask[r, : L - 1] = True
+            pos_mask[r, L - 1 - counts[r]: L - 1] = True
         targets = input_ids[:, 1:][pos_mask[:, :-1]]
         if self._chunked_head:
             base, head = self._head_weight_path()
@@ -289,8 +306,7 @@ class HFCausalLM(LanguageModel):
             del logp
         out = []
         off = 0
-        for L in lengths:
-            k = L - 1
+        for k in counts:
             out.append((
                 lp[off: off + k].numpy().copy(),
                 am[off: off + k].numpy().copy(),
@@ -302,9 +318,11 @@ class HFCausalLM(LanguageModel):
         return out
 
     def score_ids(self, ids, *, batch_size: int = 16, vocab_stats: bool = False,
-                  sampling: SamplingConfig | None = None,
+                  sampling: SamplingConfig | None = None, last: int | None = None,
                   progress: Progress | None = None) -> list[TokenScores]:
         torch = _torch()
+        if last is not None and last < 1:
+            raise InputError(f"last must be a positive number of tokens, got {last}")
         if sampling is not None and (sampling.top_p is not None or sampling.decay is not None):
             raise InputError("sampling log-probabilities support temperature and top-k only "
                              "(not top-p or a decaying temperature)")
@@ -336,11 +354,13 @@ class HFCausalLM(LanguageModel):
                               np.zeros(0, np.float32) if vocab_stats else None,
                               np.zeros(0, np.float32) if sampling is not None else None)] * len(idx)
                 else:
-                    stats = self._batch_logits_stats(inp, att, lengths, vocab_stats, sampling)
+                    stats = self._batch_logits_stats(inp, att, lengths, vocab_stats, sampling,
+                                                     last)
                 for r, i in enumerate(idx):
                     lp, am, mu, var, slp = stats[r]
+                    toks = seqs[i][1:] if last is None else seqs[i][1:][-last:]
                     results[i] = TokenScores(
-                        token_ids=np.asarray(seqs[i][1:], dtype=np.int64), logprobs=lp,
+                        token_ids=np.asarray(toks, dtype=np.int64), logprobs=lp,
                         is_argmax=am, vocab_mean=mu, vocab_var=var, truncated=truncated[i],
                         sampling_logprobs=slp,
                     )

@@ -262,7 +262,7 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
             windows = [ids[kmax - k:] for ids in seqs.ids]
             with progress(f"memorization {name} k={k}", len(windows)) as adv:
                 scores = m.score_ids(windows, batch_size=config.batch_size,
-                                     sampling=config.sampling, progress=adv)
+                                     sampling=config.sampling, last=ell, progress=adv)
             rows = []
             for i, sc in enumerate(scores):
                 am = sc.is_argmax[-ell:]
@@ -323,7 +323,8 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
                 pos = [i for i, r in enumerate(rows) if r["exact"]]
                 flips = []
                 for i in pos:
-                    (sc1,) = m.score_ids([windows[i]], batch_size=1, sampling=config.sampling)
+                    (sc1,) = m.score_ids([windows[i]], batch_size=1, sampling=config.sampling,
+                                         last=ell)
                     if not mm.greedy_discoverable(sc1.is_argmax[-ell:]):
                         flips.append(i)
                         rows[i]["exact_batch1"] = False
