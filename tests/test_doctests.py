@@ -11,6 +11,7 @@ MODULES = [
     "leakaudit.metrics.memorization",
     "leakaudit.metrics.exposure",
     "leakaudit.attacks.canaries.spaces",
+    "leakaudit.signals.lm",
 ]
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from leakaudit.errors import CapabilityError
 from leakaudit.targets.base import LanguageModel, Progress, TokenScores
 
 
@@ -112,17 +113,45 @@ def max_window_mean_logprob(scores: Sequence[TokenScores], *, window: int) -> np
     return out
 
 
-def min_k_mean(scores: Sequence[TokenScores], *, k: float) -> np.ndarray:
-    """Min-K% Prob (Shi et al. 2024): mean of the lowest ``ceil(k·n)`` token log-probs."""
+def _lowest_fraction_mean(values: np.ndarray, k: float) -> float:
+    """Mean of the lowest ``ceil(k·n)`` of ``values`` (at least one)."""
+    m = max(1, int(np.ceil(k * len(values))))
+    return float(np.sort(values)[:m].mean())
+
+
+def _check_k(k: float) -> None:
     if not 0 < k <= 1:
         raise ValueError(f"k must be in (0, 1], got {k}")
+
+
+def min_k_mean(scores: Sequence[TokenScores], *, k: float) -> np.ndarray:
+    """Min-K% Prob (Shi et al. 2024): mean of the lowest ``ceil(k·n)`` token log-probs."""
+    _check_k(k)
+    return np.array([_lowest_fraction_mean(s.logprobs, k) if len(s) else np.nan for s in scores])
+
+
+def min_k_pp_mean(scores: Sequence[TokenScores], *, k: float) -> np.ndarray:
+    """Min-K%++ (Zhang et al. 2025): mean of the lowest ``ceil(k·n)`` of (log p(x_t) − μ_t) / σ_t,
+    with μ_t, σ_t² the mean and variance of log p over the vocabulary at position t (the
+    ``vocab_mean``/``vocab_var`` of the same forward pass). NaN for an empty text.
+
+    >>> ts = TokenScores(np.arange(4), np.log(np.array([.5, .25, .5, .125], np.float32)),
+    ...                  np.zeros(4, bool), vocab_mean=np.full(4, -1.0, np.float32),
+    ...                  vocab_var=np.full(4, 0.25, np.float32))
+    >>> round(float(min_k_pp_mean([ts], k=0.5)[0]), 4)  # z = (log p + 1)/0.5; lowest two
+    -1.4657
+    """
+    _check_k(k)
     out = np.full(len(scores), np.nan)
     for i, s in enumerate(scores):
-        n = len(s)
-        if n == 0:
+        if len(s) == 0:
             continue
-        m = max(1, int(np.ceil(k * n)))
-        out[i] = float(np.sort(s.logprobs)[:m].mean())
+        if s.vocab_mean is None or s.vocab_var is None:
+            raise CapabilityError("Min-K%++ needs vocab_mean/vocab_var from the target pass "
+                                  "(a backend with the vocab_stats capability)")
+        z = (s.logprobs.astype(np.float64) - s.vocab_mean) / np.sqrt(
+            np.maximum(s.vocab_var.astype(np.float64), 1e-12))
+        out[i] = _lowest_fraction_mean(z, k)
     return out
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from leakaudit.attacks.membership.base import MembershipAttack, _finite, register
 from leakaudit.errors import CapabilityError
-from leakaudit.signals.lm import mean_logprob, min_k_mean
+from leakaudit.signals.lm import mean_logprob, min_k_mean, min_k_pp_mean
 from leakaudit.signals.membership_lm import LMSignals
 
 _LOW = -1e9  # score of an empty document: least member-like
@@ -96,33 +96,6 @@ class MinKAttack(LLMAttack):
         return _finite(min_k_mean(signals.target, k=self.k), _LOW)
 
 
-def min_k_pp_scores(scores, *, k: float) -> np.ndarray:
-    """Min-K%++ per text: mean of the lowest ⌈k·n⌉ values of (log p(x_t) − μ_t) / σ_t.
-
-    >>> from leakaudit.targets.base import TokenScores
-    >>> ts = TokenScores(np.arange(4), np.log(np.array([.5, .25, .5, .125], np.float32)),
-    ...                  np.zeros(4, bool), vocab_mean=np.full(4, -1.0, np.float32),
-    ...                  vocab_var=np.full(4, 0.25, np.float32))
-    >>> round(float(min_k_pp_scores([ts], k=0.5)[0]), 4)  # z = (log p + 1)/0.5; lowest two
-    -1.4657
-    """
-    if not 0 < k <= 1:
-        raise ValueError(f"k must be in (0, 1], got {k}")
-    out = np.full(len(scores), np.nan)
-    for i, s in enumerate(scores):
-        n = len(s)
-        if n == 0:
-            continue
-        if s.vocab_mean is None or s.vocab_var is None:
-            raise CapabilityError("Min-K%++ needs vocab_mean/vocab_var from the target pass "
-                                  "(a backend with the vocab_stats capability)")
-        z = (s.logprobs.astype(np.float64) - s.vocab_mean) / np.sqrt(
-            np.maximum(s.vocab_var.astype(np.float64), 1e-12))
-        m = max(1, int(np.ceil(k * n)))
-        out[i] = float(np.sort(z)[:m].mean())
-    return out
-
-
 @register
 class MinKPlusPlusAttack(LLMAttack):
     name = "min_k_pp"
@@ -136,4 +109,4 @@ class MinKPlusPlusAttack(LLMAttack):
         self.k = k
 
     def score(self, signals: LMSignals) -> np.ndarray:
-        return _finite(min_k_pp_scores(signals.target, k=self.k), _LOW)
+        return _finite(min_k_pp_mean(signals.target, k=self.k), _LOW)
