@@ -85,18 +85,9 @@ def exposed_records(ev: MembershipEvaluation, *, ids: list[str], texts: list[str
 def write_membership_report(out, *, run_record: dict[str, Any],
                             pairs: list[tuple[str, dict[str, Any]]], summary: dict[str, Any]) -> None:
     """Write ``report.jsonl`` (run, membership records, summary) and ``summary.json`` into ``out``."""
-    import json
-    from pathlib import Path
+    from leakaudit.workflow import write_records_report
 
-    from leakaudit.report.records import JsonlWriter
-
-    out = Path(out)
-    with JsonlWriter(out / "report.jsonl") as w:
-        w.write("run", run_record)
-        for et, rec in pairs:
-            w.write(et, rec)
-        w.write("summary", summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    write_records_report(out, run_record=run_record, records=pairs, summary=summary)
 
 
 def summarize(evaluations: list[MembershipEvaluation], *, world: str) -> dict[str, Any]:
