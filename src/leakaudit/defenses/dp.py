@@ -17,7 +17,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from leakaudit.errors import InputError
-from leakaudit.training.classifier import MLPSpec, TrainConfig, build_mlp
+from leakaudit.training.classifier import (
+    MLPSpec,
+    TrainConfig,
+    build_mlp,
+    check_training_data,
+)
 
 
 @dataclass(frozen=True)
@@ -43,12 +48,7 @@ def train_classifier_dp(x: np.ndarray, y: np.ndarray, spec: MLPSpec, config: Tra
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError("DP-SGD needs opacus: pip install 'opacus>=1.5'") from e
 
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y, dtype=np.int64)
-    if len(x) != len(y) or len(x) == 0:
-        raise InputError(f"need as many labels as inputs (got {len(x)} inputs, {len(y)} labels)")
-    if y.min() < 0 or y.max() >= spec.n_classes:
-        raise InputError(f"labels must lie in 0..{spec.n_classes - 1}; got {y.min()}..{y.max()}")
+    x, y = check_training_data(x, y, spec)
     if not (dp.noise_multiplier > 0 and dp.max_grad_norm > 0 and 0 < dp.delta < 1):
         raise InputError(f"DP-SGD needs noise_multiplier > 0, max_grad_norm > 0, 0 < delta < 1; got {dp}")
     torch.manual_seed(config.seed)

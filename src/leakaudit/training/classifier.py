@@ -55,6 +55,18 @@ class TrainConfig:
     seed: int = 0
 
 
+def check_training_data(x, y, spec: MLPSpec) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` as float32 and ``y`` as int64, or an :class:`InputError` when they differ in length,
+    are empty, or a label lies outside ``0..spec.n_classes - 1``."""
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    if len(x) != len(y) or len(x) == 0:
+        raise InputError(f"need as many labels as inputs (got {len(x)} inputs, {len(y)} labels)")
+    if y.min() < 0 or y.max() >= spec.n_classes:
+        raise InputError(f"labels must lie in 0..{spec.n_classes - 1}; got {y.min()}..{y.max()}")
+    return x, y
+
+
 def train_classifier(x: np.ndarray, y: np.ndarray, spec: MLPSpec, config: TrainConfig = TrainConfig()):
     """Train an MLP on ``x`` (n, …) float and ``y`` (n,) int labels; returns the module (eval mode).
 
@@ -63,12 +75,7 @@ def train_classifier(x: np.ndarray, y: np.ndarray, spec: MLPSpec, config: TrainC
     """
     import torch
 
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y, dtype=np.int64)
-    if len(x) != len(y) or len(x) == 0:
-        raise InputError(f"need as many labels as inputs (got {len(x)} inputs, {len(y)} labels)")
-    if y.min() < 0 or y.max() >= spec.n_classes:
-        raise InputError(f"labels must lie in 0..{spec.n_classes - 1}; got {y.min()}..{y.max()}")
+    x, y = check_training_data(x, y, spec)
     torch.manual_seed(config.seed)
     model = build_mlp(spec)
     gen = torch.Generator().manual_seed(config.seed)
