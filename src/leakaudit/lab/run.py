@@ -9,10 +9,9 @@ trained for many epochs on the training split (it memorizes); the *reference* is
 trained on the reference split, documents of the same generator that the target never saw. That
 is the auditor's usual situation — a public base model of the same kind of text that did not see
 the private data — so the reference predicts generic text (templates, logs) as well as the target
-does, but not the target's memorized records. The held-out split (a third split of the same
-generator, seen by no model) supplies the ``internet`` sampler's prompts and the non-members of
-the membership audit; because the reference never saw them either, its ratio is not biased towards
-calling them non-members.
+does, but not the target's memorized records. The held-out split, seen by no model, supplies the
+``internet`` sampler's prompts and the non-members of the membership audit; because the reference
+never saw them either, its ratio is not biased towards calling them non-members.
 """
 
 from __future__ import annotations
@@ -129,6 +128,8 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
     from leakaudit.workflow import exposure_records, memorization_records, write_extraction_report
 
     cfg = config.with_seed(config.seed)
+    if cfg.n_reference < 1:
+        raise ValueError("the lab needs n_reference >= 1 documents to train its reference model")
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t_start = time.perf_counter()
     with staged_output(out_dir) as stage:
@@ -149,8 +150,6 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
         training: dict[str, Any] = {}
         heldout_texts = [d["text"] for d in corpus.heldout]
         reference_texts = [d["text"] for d in corpus.reference]
-        if not reference_texts:
-            raise ValueError("the lab needs n_reference >= 1 documents to train its reference model")
         for role, spec, seed_off, texts in (("target", cfg.target, 0, train_texts),
                                             ("reference", cfg.reference, 1, reference_texts),
                                             ("small", cfg.small, 2, train_texts)):
@@ -233,8 +232,8 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
                 cache_dir=stage / "cache", batch_size=cfg.extraction.score_batch_size,
                 show_pii=cfg.extraction.show_pii, progress=progress, log=log)
             mem_inf_pairs = mia.records()
-            summary_extra["membership"] = mia.summary()
-            for audit in mia.summary().values():
+            summary_extra["membership"] = mia_summary = mia.summary()
+            for audit in mia_summary.values():
                 for sub, r in audit.items():
                     best = max(r["attacks"], key=lambda a: r["attacks"][a]["auc"])
                     tpr = r["attacks"][best]["tpr@0.01"]
