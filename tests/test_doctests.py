@@ -1,5 +1,6 @@
-"""Run the doctests of the pure-maths modules: each pins a number checkable by hand or from a
-published source (TF Privacy's exposure tests, Hayes et al.'s (n, p) formulas, Clopper–Pearson)."""
+"""Run the doctests of the pure-maths modules and the scorer's batching rule: each pins a number
+checkable by hand or from a published source (TF Privacy's exposure tests, Hayes et al.'s (n, p)
+formulas, Clopper–Pearson)."""
 
 import doctest
 import importlib
@@ -12,6 +13,7 @@ MODULES = [
     "leakaudit.metrics.exposure",
     "leakaudit.attacks.canaries.spaces",
     "leakaudit.signals.lm",
+    "leakaudit.targets.hf",
 ]
 
 

