@@ -15,9 +15,13 @@ Forward passes are counted (documents run through a model) and printed with wall
 of both per-attack paths are checked against the shared ones.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bench_membership.py [--docs 200]
+        [--shape lab|pythia-70m]
 
-Model weights do not change the cost, so the models are randomly initialized GPT-2s of the lab
-target's size (2 layers × 128, 256-token context) with a BPE tokenizer fitted on the documents.
+Model weights do not change the cost, so the models are randomly initialized, with a BPE tokenizer
+fitted on the documents. ``--shape lab`` (default): GPT-2s of the lab target's size (2 layers ×
+128, vocabulary 1,024, 256-token context). ``--shape pythia-70m``: GPT-NeoX models of Pythia-70m's
+shape (6 layers × 512, 8 heads, vocabulary 50,304), the size of a real small audit target, where
+the LM head and the vocabulary-wide softmax dominate a pass.
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ import numpy as np
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=200)
+    ap.add_argument("--shape", choices=["lab", "pythia-70m"], default="lab")
     args = ap.parse_args()
 
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
 
     from leakaudit.attacks.membership.llm import (LossAttack, LowercaseAttack, MinKAttack,
                                                   MinKPlusPlusAttack, ReferenceAttack, ZlibAttack)
@@ -45,16 +50,23 @@ def main() -> None:
     from leakaudit.targets.hf import HFCausalLM
     from leakaudit.training.lm import train_tokenizer
 
-    corpus = generate_lab_corpus(LabCorpusConfig(n_docs=args.docs, n_heldout=10, seed=0))
+    corpus = generate_lab_corpus(LabCorpusConfig(n_docs=max(args.docs, 200), n_heldout=10, seed=0))
     texts = [d["text"] for d in corpus.train][: args.docs]
     tok = train_tokenizer(texts, vocab_size=1024)
     tmp = Path(tempfile.mkdtemp())
     models = {}
     for name, emb in (("target", 128), ("reference", 96)):
         torch.manual_seed(0)
-        m = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=emb, n_layer=2,
-                                       n_head=4, bos_token_id=tok.bos_token_id,
-                                       eos_token_id=tok.eos_token_id))
+        if args.shape == "lab":
+            m = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=emb,
+                                           n_layer=2, n_head=4, bos_token_id=tok.bos_token_id,
+                                           eos_token_id=tok.eos_token_id))
+        else:  # Pythia-70m: the tokenizer uses the first ids of a 50,304-row embedding
+            m = GPTNeoXForCausalLM(GPTNeoXConfig(
+                vocab_size=50304, hidden_size=512, num_hidden_layers=6, num_attention_heads=8,
+                intermediate_size=2048, max_position_embeddings=2048, rotary_pct=0.25,
+                use_parallel_residual=True, tie_word_embeddings=False,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
         m.save_pretrained(tmp / name)
         tok.save_pretrained(tmp / name)
         models[name] = HFCausalLM.load(tmp / name, name=name)
@@ -103,6 +115,7 @@ def main() -> None:
     t_cached = time.perf_counter() - t0
 
     n = len(texts)
+    print(f"model shape: {args.shape}, vocabulary {target.vocab_size}")
     print(f"documents: {n}, attacks: {len(attacks)} ({', '.join(a.label for a in attacks)})")
     print(f"shared signals : {shared_passes} document passes = {shared_passes / n:.1f} per document, "
           f"{t_shared:.2f}s")
