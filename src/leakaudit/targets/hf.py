@@ -139,7 +139,11 @@ def length_batches(lengths: Sequence[int], batch_size: int,
 
     >>> length_batches([50, 100, 52, 101, 50], batch_size=4)
     [[0, 4, 2], [1, 3]]
+    >>> length_batches([50, 100, 52, 101, 50], batch_size=4, max_padding=0.0)  # generation
+    [[0, 4], [2], [1], [3]]
     """
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     batches: list[list[int]] = []
     total = 0
@@ -414,15 +418,9 @@ class HFCausalLM(LanguageModel):
 
         prompts = [[int(v) for v in p] or [self.bos_id] for p in prompts]
         results: list[Generation | None] = [None] * len(prompts)
-        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.bos_id
-        batches: list[list[int]] = []
-        for i in order:  # group equal-length prompts, at most batch_size per group
-            if batches and len(batches[-1]) < batch_size and \
-                    len(prompts[batches[-1][0]]) == len(prompts[i]):
-                batches[-1].append(i)
-            else:
-                batches.append([i])
+        # Equal-length prompts only (no padding), at most batch_size per batch.
+        batches = length_batches([len(p) for p in prompts], batch_size, max_padding=0.0)
         with torch.inference_mode():
             for b, idx in enumerate(batches):
                 plen = len(prompts[idx[0]])
