@@ -319,7 +319,7 @@ def test_sigterm_inside_an_import_still_exits_143(monkeypatch):
             raise RuntimeError("Error calling __set_name__") from e
 
     monkeypatch.setattr(cli, "app", wrapped)
-    monkeypatch.setattr(cli, "_terminated_by", None)
+    monkeypatch.setattr(cli._clikit, "_terminated_by", None)
     with pytest.raises(SystemExit) as exc:
         cli.main()
     assert exc.value.code == 128 + signal.SIGTERM
@@ -332,6 +332,6 @@ def test_main_reraises_ordinary_errors(monkeypatch):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(cli, "app", broken)
-    monkeypatch.setattr(cli, "_terminated_by", None)
+    monkeypatch.setattr(cli._clikit, "_terminated_by", None)
     with pytest.raises(RuntimeError, match="boom"):
         cli.main()

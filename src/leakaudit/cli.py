@@ -16,17 +16,10 @@ from leakaudit.errors import InputError, LeakauditError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure how much a trained model leaks its training data.")
-console = Console(stderr=True)
-out_console = Console()
-
-
-_terminated_by: int | None = None
-
-
-def _terminate(signum, frame):  # pragma: no cover - exercised by a subprocess test
-    global _terminated_by
-    _terminated_by = signum
-    raise SystemExit(128 + signum)
+from leakaudit.clikit import (  # noqa: E402,F401  (re-exported for tests)
+    _command, _fail, _log, _progress, _quiet_libraries, _terminate, console, out_console,
+)
+import leakaudit.clikit as _clikit  # noqa: E402
 
 
 def main() -> None:
@@ -39,46 +32,9 @@ def main() -> None:
     try:
         app(prog_name="leakaudit")
     except BaseException:
-        if _terminated_by is not None:
-            raise SystemExit(128 + _terminated_by) from None
+        if _clikit._terminated_by is not None:
+            raise SystemExit(128 + _clikit._terminated_by) from None
         raise
-
-
-def _quiet_libraries() -> None:
-    # SIGTERM becomes an exception, so staged outputs are cleaned up as on Ctrl-C.
-    import signal
-
-    signal.signal(signal.SIGTERM, _terminate)
-    import rich.progress  # noqa: F401  (imported before any output is staged)
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    import warnings
-
-    warnings.filterwarnings("ignore", category=UserWarning)
-
-
-def _fail(e: Exception) -> None:
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-    console.print(f"[bold red]error:[/] {msg}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(code=2)
-
-
-def _log(msg: str) -> None:
-    console.print(msg, highlight=False, markup=False, soft_wrap=True)  # one line, even in a log file
-
-
-def _progress():
-    from leakaudit.progress import make_rich_progress
-
-    return make_rich_progress(console)
-
-
-def _command() -> str:
-    return "leakaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def _print_summary(out: Path, summary: dict) -> None:
@@ -690,6 +646,11 @@ def version() -> None:
     for k, v in versions().items():
         out_console.print(f"{k} {v}", highlight=False)
 
+
+# Commands that live in their own modules (leakaudit/commands/*.py, each with register(app)).
+from leakaudit.commands import register_all  # noqa: E402
+
+register_all(app)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
