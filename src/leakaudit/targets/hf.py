@@ -406,12 +406,17 @@ class HFCausalLM(LanguageModel):
 
     # ------------------------------------------------------------------ sampling
     def generate_ids(self, prompts, sampling: SamplingConfig, *, seed: int, batch_size: int = 32,
-                     progress: Progress | None = None) -> list[Generation]:
+                     progress: Progress | None = None,
+                     processors: Sequence = ()) -> list[Generation]:
         """Sample ``sampling.max_new_tokens`` tokens after each prompt (EOS does not stop a sample,
         as in the paper: every sample has exactly that many new tokens unless the context fills).
 
         Prompts are grouped by length so a batch needs no padding; each batch draws from its own
         seeded generator state, so a run is reproducible for a given seed and batch size.
+        ``processors``: factories ``f(sampling, prompt_length) -> LogitsProcessor`` whose
+        processors run after the decaying temperature and before transformers' temperature, top-k
+        and top-p warpers (decoding-time defenses such as
+        :class:`~leakaudit.defenses.output_filter.MemFreeLM` plug in here).
         """
         torch = _torch()
         from transformers import GenerationConfig, LogitsProcessorList
@@ -432,6 +437,8 @@ class HFCausalLM(LanguageModel):
                 procs = LogitsProcessorList()
                 if sampling.decay is not None:
                     procs.append(decaying_temperature_processor(*sampling.decay, prompt_length=plen))
+                for make in processors:
+                    procs.append(make(sampling, plen))
                 if sampling.greedy:
                     cfg = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=new,
                                            min_new_tokens=0, pad_token_id=pad, eos_token_id=None,
