@@ -84,6 +84,7 @@ def user_corpus(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_unlearn_and_verify_on_a_users_model(tiny_model_dir, user_corpus, tmp_path):
     out = tmp_path / "unl"
     r = invoke(["unlearn", "--model", tiny_model_dir, "--corpus", user_corpus / "train.jsonl",
@@ -109,7 +110,7 @@ def test_unlearn_and_verify_on_a_users_model(tiny_model_dir, user_corpus, tmp_pa
                                         "ga+int4", "ga+finetune"}
     assert all(x["membership_score"] == "loss" for x in er)
     html = (rep / "report.html").read_text()
-    assert "Erasure" in html
+    assert "Erasure (right to be forgotten)" in html and "erasure-relapse-table" in html
 
 
 def test_unlearn_bad_input(tiny_model_dir, user_corpus, tmp_path):
