@@ -9,6 +9,7 @@ from leakaudit.defenses.output_filter import (
     MemFreeLM,
     NgramFilter,
     StreamFilter,
+    TokenNgramIndex,
     check_output,
     memfree_processor,
     verbatim_windows,
@@ -71,19 +72,40 @@ def test_memfree_target_never_completes_a_corpus_ngram(tiny_lm):
     n = 4
     f = NgramFilter.from_texts(TEXTS, tiny_lm, n=n, fp_rate=1e-4)
     index = CorpusIndex.build(TEXTS)
+    tindex = TokenNgramIndex(tiny_lm, TEXTS)
     filt = MemFreeLM(tiny_lm, f)
+    unf = tiny_lm.generate_ids(tiny_lm.tokenize(["The quick brown"]),
+                               SamplingConfig(greedy=True, max_new_tokens=8), seed=0)[0]
     prompts = tiny_lm.tokenize(["The quick brown", "Patient John", "Order 5521"])
     for sampling in (SamplingConfig(greedy=True, max_new_tokens=24),
                      SamplingConfig(top_k=5, max_new_tokens=24)):
         for g in filt.generate_ids(prompts, sampling, seed=0):
             ids = g.prompt_ids + g.new_ids
             assert f.blocked_positions(ids, start=len(g.prompt_ids)) == []
+            # verified without the Bloom filter: the token suffix array finds no training n-gram
+            assert tindex.hits(g.new_ids, n=n, context_ids=g.prompt_ids) == []
     assert filt.stats_.steps > 0
     with pytest.raises(CapabilityError):
         filt.score(["The quick brown fox"])
-    # negative control: the index check does see n-grams the tokens of a training text hold
+    # negative control: both index checks see the n-grams of a training text's own tokens
     ids = tiny_lm.tokenize([TEXTS[0]])[0]
+    assert tindex.hits(ids[3:], n=n, context_ids=ids[:3]) == list(range(len(ids) - 3))
     assert verbatim_windows(index, tiny_lm, ids[3:], n=n, context_ids=ids[:3]) != []
+    assert unf.new_ids  # the unfiltered model generates (an untrained one rarely hits n-grams)
+
+
+def test_token_index_by_hand(tiny_lm):
+    # two "documents" whose tokens are [a b c d] and [b c e]; trigrams by hand
+    a, b, c, d, e = (tiny_lm.tokenize([w])[0][0] for w in ("The", "quick", "brown", "fox", "dog"))
+
+    class Fake:
+        def tokenize(self, texts):
+            return [[a, b, c, d], [b, c, e]][: len(texts)]
+
+    t = TokenNgramIndex(Fake(), ["x", "y"])
+    assert t.count([a, b, c]) == 1 and t.count([b, c]) == 2 and t.count([c, d, b]) == 0
+    assert t.hits([c, d], n=3, context_ids=[a, b]) == [0, 1]  # (a b c), (b c d)
+    assert t.hits([d, b, c, e], n=3) == [3]  # only (b c e); (d b c) crosses nothing
 
 
 def test_check_output_cut_refuse_and_stream(tiny_lm):

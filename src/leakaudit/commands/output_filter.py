@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
         except LeakauditError as e:
             _fail(e)
         for r in res["rates"]:
-            if r["measure"] in ("exact", "normalized", "filter_ngram"):
+            if r["measure"] in ("exact", "near", "normalized", "filter_ngram", "text_window"):
                 out_console.print(f"{r['target']:>10} {r['kind']:>12} {r['style']:>7} "
                                   f"{r['measure']:>12}: {r['k']}/{r['n']}", highlight=False)
         out_console.print(f"report: {out / 'report.html'}", highlight=False)

@@ -417,13 +417,47 @@ class FilteredTextLM(_NoScores, LanguageModel):
         return out
 
 
+_TOKEN_BASE = 0x10000  # token id t is the code point 0x10000 + t (no surrogates, < 0x110000)
+
+
+def _token_chars(ids: Sequence[int]) -> str:
+    return "".join(chr(_TOKEN_BASE + int(t)) for t in ids)
+
+
+class TokenNgramIndex:
+    """Exact check of token n-grams, independent of the Bloom filter: the corpus suffix-array
+    index (:class:`~leakaudit.corpus.index.CorpusIndex`) built over each document's *token ids*,
+    one code point per token (vocabularies below 1,048,576 tokens), so a token sequence occurs in
+    the tokenized corpus iff its string is a substring of a document's."""
+
+    def __init__(self, model: LanguageModel, texts: Sequence[str], doc_ids: Sequence[str] | None = None):
+        from leakaudit.corpus.index import CorpusIndex
+
+        seqs = model.tokenize(list(texts))
+        if any(t >= 0x110000 - _TOKEN_BASE for s in seqs for t in s):
+            raise InputError("vocabulary too large for the token index (>= 1,048,576 tokens)")
+        self.index = CorpusIndex.build([_token_chars(s) for s in seqs], doc_ids)
+
+    def count(self, ids: Sequence[int]) -> int:
+        return self.index.count(_token_chars(ids))
+
+    def hits(self, continuation_ids: Sequence[int], *, n: int,
+             context_ids: Sequence[int] = ()) -> list[int]:
+        """Positions ``i`` of the continuation where the n tokens ending at ``i`` (the last n-1
+        context tokens count) are a training n-gram."""
+        ids = [int(v) for v in context_ids][-(n - 1):] + [int(v) for v in continuation_ids]
+        k = len(ids) - len(continuation_ids)
+        return [i - k for i in range(max(n - 1, k), len(ids))
+                if self.count(ids[i - n + 1: i + 1]) > 0]
+
+
 def verbatim_windows(index, model: LanguageModel, continuation_ids: Sequence[int], *, n: int,
                      context_ids: Sequence[int] = ()) -> list[int]:
-    """Independent check of the filter with the corpus suffix-array index: positions ``i`` of
-    the continuation where the text of the n tokens ending at ``i`` (the last n-1 tokens of the
-    context count) occurs verbatim in the corpus. This is a superset of the filter's condition
-    (a token n-gram of the corpus decodes to a corpus substring), so an empty list proves that
-    no training n-gram was emitted, whatever the Bloom filter said."""
+    """Text-level check with the corpus suffix-array index: positions ``i`` of the continuation
+    where the *text* of the n tokens ending at ``i`` (the last n-1 context tokens count) occurs
+    verbatim in the corpus. A superset of the filter's condition: it also counts the same
+    characters tokenized differently (a digit split off a number, a word cut elsewhere), which a
+    token n-gram filter cannot see."""
     ids = [int(v) for v in context_ids][-(n - 1):] + [int(v) for v in continuation_ids]
     k = len(ids) - len(continuation_ids)
     out = []
@@ -435,4 +469,5 @@ def verbatim_windows(index, model: LanguageModel, continuation_ids: Sequence[int
 
 
 __all__ = ["NgramFilter", "MemFreeLM", "FilteredTextLM", "StreamFilter", "FilterResult",
-           "FilterStats", "check_output", "memfree_processor", "verbatim_windows", "REFUSAL"]
+           "FilterStats", "TokenNgramIndex", "check_output", "memfree_processor", "verbatim_windows",
+           "REFUSAL"]

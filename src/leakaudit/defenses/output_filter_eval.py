@@ -9,8 +9,13 @@ plan of ``research/defenses_scale.md`` §2.4, every probe is judged three ways:
 - **near-verbatim**: normalized Levenshtein similarity (``rapidfuzz``) of the continuation's first
   ``len(suffix)`` characters to the suffix is at least ``near_threshold`` (0.8, the edit-similarity
   bar of Lee et al. 2022);
-- **filter n-gram** (the filter's own criterion, checked with the corpus suffix-array index and
-  not with the Bloom filter): some window of ``n`` generated tokens is a corpus substring.
+- **filter n-gram** (the filter's own criterion, checked exactly with a suffix array over the
+  tokenized corpus, :class:`~leakaudit.defenses.output_filter.TokenNgramIndex`, not with the
+  Bloom filter): some n consecutive tokens of the output (the prompt's last n-1 count) are a
+  training token n-gram;
+- **text window** (with the text suffix-array index): the *text* of some n consecutive output
+  tokens occurs in the corpus — it also catches the same characters under another tokenization,
+  which a token filter cannot see.
 
 Probes are memorization prompts (a training document's first ``prefix_tokens`` tokens; target:
 the next ``suffix_tokens`` tokens) and, when a canary manifest is given, secret-extraction prompts
@@ -39,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from leakaudit.defenses.output_filter import MemFreeLM, verbatim_windows
+from leakaudit.defenses.output_filter import MemFreeLM, TokenNgramIndex, verbatim_windows
 from leakaudit.errors import InputError
 from leakaudit.metrics.stats import rate
 from leakaudit.targets.base import LanguageModel, SamplingConfig
@@ -88,6 +93,9 @@ class BypassConfig:
             raise InputError(f"unknown style(s) {bad}; known: {', '.join(STYLES)}")
         if self.n_docs < 1 or self.prefix_tokens < 1 or self.suffix_tokens < 1:
             raise InputError("n_docs, prefix_tokens and suffix_tokens must be positive")
+
+
+MEASURES = ("exact", "near", "normalized", "filter_ngram", "text_window")
 
 
 def near_similarity(output: str, target: str) -> float:
@@ -140,13 +148,15 @@ def _judge(probe: dict, style: str, cont: str, cfg: BypassConfig) -> dict[str, b
 
 
 def evaluate_bypass(targets: Mapping[str, LanguageModel], train_texts: Sequence[str], index, *,
-                    n: int, canaries: Sequence[Mapping] = (), config: BypassConfig) -> dict:
+                    n: int, canaries: Sequence[Mapping] = (), config: BypassConfig,
+                    token_index: TokenNgramIndex | None = None) -> dict:
     """Greedy continuations of every probe in every style from each target (e.g. ``{"unfiltered":
     base, "memfree": MemFreeLM(base, f)}``); returns rates per (target, probe kind, style, measure)
     with 95% Clopper-Pearson intervals, plus the filter-n-gram check against ``index``."""
     config.validate()
     first = next(iter(targets.values()))
     probes = _probes(first, train_texts, canaries, config)
+    tindex = token_index if token_index is not None else TokenNgramIndex(first, train_texts)
     if not probes:
         raise InputError("no probe: no training document is long enough and no canary was given")
     rows: list[dict[str, Any]] = []
@@ -162,8 +172,9 @@ def evaluate_bypass(targets: Mapping[str, LanguageModel], train_texts: Sequence[
             for p, g in zip(probes, gens):
                 cont = model.decode(g.new_ids)
                 j = _judge(p, style, cont, config)
-                j["filter_ngram"] = bool(verbatim_windows(index, model, g.new_ids, n=n,
-                                                          context_ids=g.prompt_ids))
+                j["filter_ngram"] = bool(tindex.hits(g.new_ids, n=n, context_ids=g.prompt_ids))
+                j["text_window"] = bool(verbatim_windows(index, model, g.new_ids, n=n,
+                                                         context_ids=g.prompt_ids))
                 judged.append(j)
                 rows.append({"target": tname, "style": style, "kind": p["kind"],
                              "probe": p.get("doc", p.get("canary_id")), **j})
@@ -171,7 +182,7 @@ def evaluate_bypass(targets: Mapping[str, LanguageModel], train_texts: Sequence[
                 sel = [j for p, j in zip(probes, judged) if p["kind"] == kind]
                 if not sel:
                     continue
-                for measure in ("exact", "near", "normalized", "filter_ngram"):
+                for measure in MEASURES:
                     r = rate(sum(j[measure] for j in sel), len(sel))
                     summary.append({"target": tname, "style": style, "kind": kind,
                                     "measure": measure, **r.to_dict()})

@@ -125,10 +125,14 @@ def build_output_filter(rd: ReportData) -> Section | None:
              f"training corpus in a Bloom filter ({f.get('library')}, false-positive rate set to "
              f"{f.get('fp_rate')}, measured {_rate(fp)} on random n-grams). Greedy continuations of "
              "training-document prefixes (memorization) and canary prompts (secrets), unfiltered "
-             "and filtered, in several styles; 'filter n-gram' = some window of n generated tokens "
-             "is a corpus substring (checked with the suffix-array index). A style that recovers "
+             "and filtered, in several styles. exact = the output starts with the true suffix / holds the "
+             "secret; near = normalized edit similarity >= 0.8; normalized = exact after the "
+             "style's normalization (case, spaces, punctuation); filter n-gram = n consecutive "
+             "output tokens are a training token n-gram (checked with a suffix array over the "
+             "tokenized corpus, not the Bloom filter); text window = the text of n output tokens "
+             "occurs in the corpus (also under another tokenization). A style that recovers "
              "nothing shows 0.")
-    measures = ["exact", "near", "normalized", "filter_ngram"]
+    measures = ["exact", "near", "normalized", "filter_ngram", "text_window"]
     tables = []
     for kind in ("memorization", "secret"):
         sel = [r for r in rates if r["probe_kind"] == kind]
