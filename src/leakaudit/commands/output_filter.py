@@ -12,7 +12,7 @@ from leakaudit.clikit import _command, _fail, _log, _quiet_libraries, out_consol
 
 
 def run_output_filter(*, model, docs, canaries, n: int, fp_rate: float, config, out: Path,
-                      run_extra: dict, log=_log) -> dict:
+                      run_extra: dict, repeated=(), log=_log) -> dict:
     """Build the filter, evaluate unfiltered vs filtered, write report.jsonl/html to ``out``."""
     import time
     from datetime import datetime, timezone
@@ -34,7 +34,8 @@ def run_output_filter(*, model, docs, canaries, n: int, fp_rate: float, config, 
     log(f"filter: {filt.describe()['approx_distinct_ngrams']:,} n-grams (n={n}) in {build_s:.1f}s; "
         f"false positives {fp['measured']['k']}/{fp['measured']['n']} random n-grams")
     targets = {"unfiltered": model, "memfree": MemFreeLM(model, filt, name="memfree")}
-    res = evaluate_bypass(targets, texts, index, n=n, canaries=canaries, config=config)
+    res = evaluate_bypass(targets, texts, index, n=n, canaries=canaries, config=config,
+                          repeated=repeated)
     setup = {"kind": "setup", "filter": filt.describe(), "fp_rate": fp, "build_s": build_s,
              "config": res["config"], "n_probes": res["n_probes"],
              "filter_stats": res["filter_stats"]}
@@ -58,7 +59,7 @@ def register(app: typer.Typer) -> None:
     def output_filter(
         model: Annotated[Path, typer.Option("--model", help="HF causal LM directory (or .gguf).")],
         corpus: Annotated[Path, typer.Option("--corpus", help="Its training corpus.")],
-        manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Canary manifest: also try to extract the canaries' secrets.")] = None,
+        manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Canary manifest: also try to extract the canaries' secrets (and, for a lab manifest, continue its repeated boilerplate blocks).")] = None,
         n: Annotated[int, typer.Option("--n", min=2, help="n-gram length of the filter, in tokens.")] = 8,
         fp_rate: Annotated[float, typer.Option("--fp-rate", help="Bloom filter false-positive rate.")] = 1e-4,
         docs: Annotated[int, typer.Option("--docs", min=1, help="Training documents probed.")] = 60,
@@ -82,16 +83,18 @@ def register(app: typer.Typer) -> None:
                                styles=tuple(s.strip() for s in styles.split(",") if s.strip()),
                                seed=seed)
             cfg.validate()
-            canaries = []
+            canaries, repeated = [], []
             if manifest is not None:
                 try:
-                    canaries = json.loads(manifest.read_text())["canaries"]
+                    man = json.loads(manifest.read_text())
+                    canaries = man["canaries"]
+                    repeated = [b["text"] for b in man.get("boilerplate", [])]
                 except (OSError, json.JSONDecodeError, KeyError) as e:
                     raise InputError(f"not a canary manifest: {e}", path=str(manifest)) from None
             ds = [{"id": d.id, "text": d.text} for d in load_corpus(corpus, text_field=text_field)]
             m = HFCausalLM.load(model, device=device)
             res = run_output_filter(model=m, docs=ds, canaries=canaries, n=n, fp_rate=fp_rate,
-                                    config=cfg, out=out,
+                                    config=cfg, out=out, repeated=repeated,
                                     run_extra={"models": {m.name: {"path": str(model)}},
                                                "corpus": {"path": str(corpus), "n_docs": len(ds)}})
         except LeakauditError as e:

@@ -18,8 +18,10 @@ plan of ``research/defenses_scale.md`` §2.4, every probe is judged three ways:
   which a token filter cannot see.
 
 Probes are memorization prompts (a training document's first ``prefix_tokens`` tokens; target:
-the next ``suffix_tokens`` tokens) and, when a canary manifest is given, secret-extraction prompts
-(the canary's text before the secret; target: the secret, compared on letters and digits only).
+the next ``suffix_tokens`` tokens), ``repeated`` prompts (16 tokens of a text the corpus repeats,
+such as the lab's boilerplate blocks, at offsets 0, 16 and 32; target: the next
+``suffix_tokens``) and, when a canary manifest is given, secret-extraction prompts (the canary's
+text before the secret; target: the secret, compared on letters and digits only).
 Each probe is sent in several **styles** — a prompt transformation plus the normalization that
 maps the output back before matching:
 
@@ -113,7 +115,7 @@ def near_similarity(output: str, target: str) -> float:
 
 
 def _probes(model: LanguageModel, train_texts: Sequence[str], canaries: Sequence[Mapping],
-            cfg: BypassConfig) -> list[dict[str, Any]]:
+            cfg: BypassConfig, repeated: Sequence[str] = ()) -> list[dict[str, Any]]:
     rng = random.Random(cfg.seed)
     ids = model.tokenize(list(train_texts))
     ok = [i for i, x in enumerate(ids) if len(x) >= cfg.prefix_tokens + cfg.suffix_tokens]
@@ -124,6 +126,13 @@ def _probes(model: LanguageModel, train_texts: Sequence[str], canaries: Sequence
         out.append({"kind": "memorization", "doc": i,
                     "prompt": model.decode(x[: cfg.prefix_tokens]),
                     "target": model.decode(x[cfg.prefix_tokens: cfg.prefix_tokens + cfg.suffix_tokens])})
+    for t in repeated:  # repeated blocks: windows at 3 offsets, 16-token prompts
+        x = model.tokenize([t])[0]
+        for o in (0, 16, 32):
+            if len(x) >= o + 16 + cfg.suffix_tokens:
+                out.append({"kind": "repeated", "doc": f"block@{o}",
+                            "prompt": model.decode(x[o: o + 16]),
+                            "target": model.decode(x[o + 16: o + 16 + cfg.suffix_tokens])})
     for c in canaries:
         out.append({"kind": "secret", "canary_id": c.get("id"), "repeats": c.get("repeats"),
                     "prompt": str(c["prefix"]).rstrip(" "), "target": str(c["secret"])})
@@ -149,13 +158,13 @@ def _judge(probe: dict, style: str, cont: str, cfg: BypassConfig) -> dict[str, b
 
 def evaluate_bypass(targets: Mapping[str, LanguageModel], train_texts: Sequence[str], index, *,
                     n: int, canaries: Sequence[Mapping] = (), config: BypassConfig,
-                    token_index: TokenNgramIndex | None = None) -> dict:
+                    repeated: Sequence[str] = (), token_index: TokenNgramIndex | None = None) -> dict:
     """Greedy continuations of every probe in every style from each target (e.g. ``{"unfiltered":
     base, "memfree": MemFreeLM(base, f)}``); returns rates per (target, probe kind, style, measure)
     with 95% Clopper-Pearson intervals, plus the filter-n-gram check against ``index``."""
     config.validate()
     first = next(iter(targets.values()))
-    probes = _probes(first, train_texts, canaries, config)
+    probes = _probes(first, train_texts, canaries, config, repeated)
     tindex = token_index if token_index is not None else TokenNgramIndex(first, train_texts)
     if not probes:
         raise InputError("no probe: no training document is long enough and no canary was given")
@@ -178,7 +187,7 @@ def evaluate_bypass(targets: Mapping[str, LanguageModel], train_texts: Sequence[
                 judged.append(j)
                 rows.append({"target": tname, "style": style, "kind": p["kind"],
                              "probe": p.get("doc", p.get("canary_id")), **j})
-            for kind in ("memorization", "secret"):
+            for kind in ("memorization", "repeated", "secret"):
                 sel = [j for p, j in zip(probes, judged) if p["kind"] == kind]
                 if not sel:
                     continue

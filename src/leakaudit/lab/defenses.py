@@ -45,5 +45,6 @@ def lab_output_filter(target_dir: Path, corpus, out: Path, *, n: int, fp_rate: f
     model = HFCausalLM.load(target_dir, name="target")
     return run_output_filter(model=model, docs=corpus.train, canaries=corpus.canaries, n=n,
                              fp_rate=fp_rate, config=config, out=out,
+                             repeated=[b["text"] for b in corpus.boilerplate],
                              run_extra={"models": {"target": {"path": str(target_dir)}},
                                         "corpus": {"n_docs": len(corpus.train)}}, log=log)

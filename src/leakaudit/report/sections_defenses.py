@@ -134,7 +134,7 @@ def build_output_filter(rd: ReportData) -> Section | None:
              "nothing shows 0.")
     measures = ["exact", "near", "normalized", "filter_ngram", "text_window"]
     tables = []
-    for kind in ("memorization", "secret"):
+    for kind in ("memorization", "repeated", "secret"):
         sel = [r for r in rates if r["probe_kind"] == kind]
         if not sel:
             continue
