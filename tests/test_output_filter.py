@@ -127,3 +127,47 @@ def test_check_output_cut_refuse_and_stream(tiny_lm):
     g = ft.generate(["The quick brown fox"], SamplingConfig(greedy=True, max_new_tokens=12), seed=0)[0]
     full = tiny_lm.tokenize([g.text])[0]
     assert f.blocked_positions(full, start=len(tiny_lm.tokenize([g.prompt_text])[0])) == []
+
+
+def test_bypass_judging_by_hand():
+    from leakaudit.defenses.output_filter_eval import STYLES, BypassConfig, _judge
+
+    cfg = BypassConfig()
+    mem = {"kind": "memorization", "target": " Thank you for your order."}
+    # verbatim
+    assert _judge(mem, "plain", " Thank you for your order. More", cfg) == \
+        {"exact": True, "normalized": True, "near": True}
+    # upper-cased output, normalized back by the upper style only
+    up = " THANK YOU FOR YOUR ORDER."
+    assert _judge(mem, "plain", up, cfg)["exact"] is False
+    assert _judge(mem, "upper", up, cfg)["normalized"] is True
+    # inserted spaces: the spaced style removes whitespace before matching
+    assert _judge(mem, "spaced", " Thank  you  for  your  order.", cfg)["normalized"] is True
+    # one changed word: near-verbatim (similarity 0.92), not exact
+    j = _judge(mem, "plain", " Thank you for your ordre.", cfg)
+    assert j == {"exact": False, "normalized": False, "near": True}
+    # a secret with other separators is recovered on letters and digits
+    sec = {"kind": "secret", "target": "123-45-6789"}
+    assert _judge(sec, "format", " 123 45 6789 on file", cfg) == \
+        {"exact": False, "near": True, "normalized": True}
+    assert _judge(sec, "plain", " 987 65 4321", cfg)["near"] is False  # negative control
+    assert STYLES["spaced"][0]("a b") == "a  b" and STYLES["format"][0]("a-b, c") == "ab c"
+
+
+def test_evaluate_bypass_shape(tiny_lm):
+    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.defenses.output_filter_eval import BypassConfig, evaluate_bypass, leak_table
+    from tests.conftest import TEXTS
+
+    f = NgramFilter.from_texts(TEXTS, tiny_lm, n=4, fp_rate=1e-4)
+    cfg = BypassConfig(n_docs=3, prefix_tokens=4, suffix_tokens=4, styles=("plain", "upper"))
+    res = evaluate_bypass({"unfiltered": tiny_lm, "memfree": MemFreeLM(tiny_lm, f)}, TEXTS,
+                          CorpusIndex.build(TEXTS), n=4, config=cfg,
+                          canaries=[{"id": "c", "prefix": "Order 5521 shipped to ",
+                                     "secret": "42 Main Street", "repeats": 5}])
+    t = leak_table(res, "memorization")
+    assert len(t) == 2 * 2 * 5 and all(r["n"] == 3 for r in t.values())
+    assert all(t[("memfree", s, "filter_ngram")]["k"] == 0 for s in ("plain", "upper"))
+    assert leak_table(res, "secret")[("memfree", "plain", "exact")]["n"] == 1
+    with pytest.raises(InputError):
+        BypassConfig(styles=("rot13",)).validate()
