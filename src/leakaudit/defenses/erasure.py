@@ -74,6 +74,10 @@ def _membership(score: dict[str, np.ndarray], cfg: VerifyConfig) -> dict[str, An
     out["forget_flagged"] = rate(int(np.sum(f > thr)), len(f)).to_dict()
     out["flag_chance"] = 1 - cfg.flag_quantile
     out["mean_score"] = {k: float(np.mean(v)) for k, v in score.items()}
+    # per example: each forget document's score and the share of never-seen documents it beats
+    # (a per-document p-value is 1 minus that share, with the usual +1 correction)
+    out["forget_per_doc"] = [{"score": float(x), "beats_unseen": float(np.mean(u < x)),
+                              "p_value": float((1 + np.sum(u >= x)) / (1 + len(u)))} for x in f]
     return out
 
 
