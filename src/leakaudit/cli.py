@@ -61,6 +61,7 @@ def lab(
     seed: Annotated[int, typer.Option("--seed", help="Seed for the corpus, training and sampling.")] = 0,
     samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="Generations per sampler (default: 1000, quick: 100).")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    defenses: Annotated[bool, typer.Option("--defenses", help="Also run the output-filter bypass and erasure (unlearning) experiments.")] = False,
 ) -> None:
     """Run the embedded lab: synthetic corpus → small target models → extraction, memorization,
     canary exposure, membership inference and classifier inversion → report."""
@@ -73,7 +74,7 @@ def lab(
     ext = cfg.extraction
     if samples is not None:
         ext = replace(ext, n_samples=samples)
-    cfg = replace(cfg, extraction=replace(ext, show_pii=show_pii))
+    cfg = replace(cfg, extraction=replace(ext, show_pii=show_pii), defenses=defenses)
     try:
         summary = run_lab(out, cfg, progress=_progress(), log=_log, command=_command())
     except LeakauditError as e:

@@ -205,13 +205,74 @@ def register(app: typer.Typer) -> None:
         out_console.print(f"report: {out / 'report.html'}", highlight=False)
 
 
+def erasure_records(unlearn_dir: Path, *, docs, unseen: list[str], reference,
+                    manifest: Optional[dict], relapse: list[str], cfg, log=_log) -> list[dict]:
+    """Load every model of an ``unlearn`` folder and verify it (see
+    :func:`leakaudit.defenses.erasure.verify_models`); ``docs``: the training corpus (objects
+    with ``id`` and ``text``), ``unseen``: never-seen texts, ``reference``: a target or None."""
+    from leakaudit.defenses.erasure import verify_models
+    from leakaudit.defenses.unlearning import EnsembleLM
+    from leakaudit.errors import InputError
+    from leakaudit.targets.hf import HFCausalLM
+
+    meta = json.loads((unlearn_dir / "unlearn.json").read_text())
+    forget_ids = set(meta["forget_ids"])
+    forget = [d.text for d in docs if d.id in forget_ids]
+    retain_docs = [d for d in docs if d.id not in forget_ids]
+    secrets, canaries, genres = [], [], {}
+    if manifest is not None:
+        canaries = [c for c in manifest.get("canaries", [])
+                    if forget_ids & set(c.get("doc_ids", []))]
+        secrets = [{"prefix": c["prefix"], "secret": c["secret"]} for c in canaries]
+        genres = manifest.get("doc_genres", {})
+    # related retain data for the relapse fine-tune: same genre as the forget set when known
+    fgen = {genres.get(i) for i in forget_ids} - {None}
+    related = [d.text for d in retain_docs if genres.get(d.id) in fgen] if fgen else []
+    related = (related or [d.text for d in retain_docs])[: cfg.finetune_docs]
+    models = {"original": HFCausalLM.load(meta["model"], name="original")}
+    costs = {}
+    for m, info in meta["methods"].items():
+        d = unlearn_dir / info["dir"]
+        models[m] = EnsembleLM.load(d, name=m) if m == "sisa" else HFCausalLM.load(d, name=m)
+        costs[m] = float(info["wall_s"])
+    if reference is None:
+        log("no reference model given: membership uses the loss score only; per-example "
+            "membership is typically weaker without calibration")
+    bad = [r for r in relapse if r not in models]
+    if bad:
+        raise InputError(f"--relapse: no model {bad[0]!r} in this folder; have {', '.join(models)}")
+    records = verify_models(models, forget=forget, retain=[d.text for d in retain_docs],
+                            unseen=unseen, reference=reference, secrets=secrets,
+                            canaries=canaries, finetune_texts=related, costs=costs,
+                            relapse=relapse, cfg=cfg, log=log)
+    for r in records:
+        info = meta["methods"].get(r["method"], {})
+        r["kind"] = info.get("kind", "original" if r["method"] == "original" else None)
+        r["forget_ids"] = sorted(forget_ids)
+        if r["method"] == "sisa":
+            r["retrained_shards"] = info.get("retrained_shards")
+            r["n_shards"] = info.get("n_shards")
+    return records
+
+
+def summary_lines(records: list[dict]) -> list[str]:
+    lines = []
+    for r in records:
+        a = r["membership"]["auc_forget_vs_unseen"]
+        s = r["secret_extraction"]
+        lines.append(f"{r['model']}: forget-vs-unseen AUC {a['value']:.3f} "
+                     f"[{a['ci_low']:.3f}, {a['ci_high']:.3f}]"
+                     + (f", secrets extracted {s['k']}/{s['n']}" if s else "")
+                     + f", ppl retain {r['utility']['ppl_retain']:.2f} / unseen "
+                     f"{r['utility']['ppl_unseen']:.2f}")
+    return lines
+
+
 def run_verify(unlearn_dir: Path, *, heldout: Path, reference: Optional[Path],
                manifest: Optional[Path], relapse: list[str], out: Path, cfg, log=_log) -> dict:
     from datetime import datetime, timezone
 
     from leakaudit.corpus.load import load_corpus
-    from leakaudit.defenses.erasure import verify_models
-    from leakaudit.defenses.unlearning import EnsembleLM
     from leakaudit.errors import InputError
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
@@ -226,59 +287,22 @@ def run_verify(unlearn_dir: Path, *, heldout: Path, reference: Optional[Path],
     meta = json.loads(meta_path.read_text())
     docs = load_corpus(meta["corpus"], text_field=meta.get("text_field", "text"))
     unseen = [d.text for d in load_corpus(heldout)]
-    forget_ids = set(meta["forget_ids"])
-    forget = [d.text for d in docs if d.id in forget_ids]
-    retain_docs = [d for d in docs if d.id not in forget_ids]
-    secrets, canaries, genres = [], [], {}
+    man = None
     if manifest is not None:
         try:
             man = json.loads(Path(manifest).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise InputError(f"cannot read the manifest: {e}", path=str(manifest)) from None
-        canaries = [c for c in man.get("canaries", []) if forget_ids & set(c.get("doc_ids", []))]
-        secrets = [{"prefix": c["prefix"], "secret": c["secret"]} for c in canaries]
-        genres = man.get("doc_genres", {})
-    # related retain data for the relapse fine-tune: same genre as the forget set when known
-    fgen = {genres.get(i) for i in forget_ids} - {None}
-    related = [d.text for d in retain_docs if genres.get(d.id) in fgen] if fgen else []
-    related = (related or [d.text for d in retain_docs])[: cfg.finetune_docs]
-    models = {"original": HFCausalLM.load(meta["model"], name="original")}
-    costs = {}
-    for m, info in meta["methods"].items():
-        d = unlearn_dir / info["dir"]
-        models[m] = EnsembleLM.load(d, name=m) if m == "sisa" else HFCausalLM.load(d, name=m)
-        costs[m] = float(info["wall_s"])
     ref = HFCausalLM.load(reference, name="reference") if reference is not None else None
-    if ref is None:
-        log("no reference model given: membership uses the loss score only; per-example "
-            "membership is typically weaker without calibration")
-    bad = [r for r in relapse if r not in models]
-    if bad:
-        raise InputError(f"--relapse: no model {bad[0]!r} in this folder; have {', '.join(models)}")
-    records = verify_models(models, forget=forget, retain=[d.text for d in retain_docs],
-                            unseen=unseen, reference=ref, secrets=secrets, canaries=canaries,
-                            finetune_texts=related, costs=costs, relapse=relapse, cfg=cfg, log=log)
-    for r in records:
-        info = meta["methods"].get(r["method"], {})
-        r["kind"] = info.get("kind", "original" if r["method"] == "original" else None)
-        if r["method"] == "sisa":
-            r["retrained_shards"] = info.get("retrained_shards")
-            r["n_shards"] = info.get("n_shards")
-    lines = []
-    for r in records:
-        a = r["membership"]["auc_forget_vs_unseen"]
-        s = r["secret_extraction"]
-        lines.append(f"{r['model']}: forget-vs-unseen AUC {a['value']:.3f} "
-                     f"[{a['ci_low']:.3f}, {a['ci_high']:.3f}]"
-                     + (f", secrets extracted {s['k']}/{s['n']}" if s else "")
-                     + f", ppl retain {r['utility']['ppl_retain']:.2f} / unseen "
-                     f"{r['utility']['ppl_unseen']:.2f}")
+    records = erasure_records(unlearn_dir, docs=docs, unseen=unseen, reference=ref, manifest=man,
+                              relapse=relapse, cfg=cfg, log=log)
+    lines = summary_lines(records)
     run_record = {**versions(), "command": _command(), "seed": cfg.seed,
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "config": {"erasure": cfg.__dict__, "show_pii": False},
-                  "models": {k: {"path": str(getattr(v, "source", None) or k)} for k, v in models.items()},
+                  "models": {r["model"]: {"method": r["method"]} for r in records},
                   "corpus": {"path": meta["corpus"], "n_docs": len(docs),
-                             "n_forget": len(forget), "n_unseen": len(unseen)}}
+                             "n_forget": len(meta["forget_ids"]), "n_unseen": len(unseen)}}
     summary = {"attack": "erasure", "n_models": len(records), "lines": lines}
     with staged_output(out) as stage:
         write_records_report(stage, run_record=run_record,

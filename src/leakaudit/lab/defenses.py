@@ -48,3 +48,53 @@ def lab_output_filter(target_dir: Path, corpus, out: Path, *, n: int, fp_rate: f
                              repeated=[b["text"] for b in corpus.boilerplate],
                              run_extra={"models": {"target": {"path": str(target_dir)}},
                                         "corpus": {"n_docs": len(corpus.train)}}, log=log)
+
+
+def run_defenses_lab(stage: Path, corpus, *, target_dir: Path, reference_dir: Path, n_shards: int,
+                     seed: int, filter_n: int, log=print) -> list[tuple[str, dict]]:
+    """Both experiments on a lab run's target; returns ``output_filter`` and ``erasure`` records
+    for the lab report. Models of the erasure go to ``stage/erasure``."""
+    from types import SimpleNamespace
+
+    from leakaudit.commands.unlearn import erasure_records, run_unlearn, summary_lines
+    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.defenses.erasure import VerifyConfig
+    from leakaudit.defenses.output_filter import MemFreeLM, NgramFilter
+    from leakaudit.defenses.output_filter_eval import BypassConfig, evaluate_bypass
+    from leakaudit.defenses.unlearning import training_spec
+    from leakaudit.targets.hf import HFCausalLM
+
+    texts = [d["text"] for d in corpus.train]
+    target = HFCausalLM.load(target_dir, name="target")
+    filt = NgramFilter.from_texts(texts, target, n=filter_n, fp_rate=1e-4)
+    fp = filt.measure_fp_rate(vocab_size=target.vocab_size, n_probes=20_000, seed=seed)
+    bcfg = BypassConfig(n_docs=30, seed=seed)
+    res = evaluate_bypass({"unfiltered": target, "memfree": MemFreeLM(target, filt, name="memfree")},
+                          texts, CorpusIndex.build(texts), n=filter_n, canaries=corpus.canaries,
+                          config=bcfg, repeated=[b["text"] for b in corpus.boilerplate])
+    out: list[tuple[str, dict]] = [("output_filter", {
+        "kind": "setup", "filter": filt.describe(), "fp_rate": fp, "config": res["config"],
+        "n_probes": res["n_probes"], "filter_stats": res["filter_stats"]})]
+    for r in res["rates"]:
+        rr = dict(r)
+        rr["probe_kind"] = rr.pop("kind")
+        out.append(("output_filter", {"kind": "rate", **rr}))
+    log("output filter: " + ", ".join(
+        f"{r['target']} {r['probe_kind'] if 'probe_kind' in r else r['kind']} exact {r['k']}/{r['n']}"
+        for r in res["rates"] if r["style"] == "plain" and r["measure"] == "exact"))
+
+    subj = pick_subject(corpus.canaries, corpus.train, n_shards=n_shards, max_repeats=8)
+    docs = [SimpleNamespace(id=d["id"], text=d["text"]) for d in corpus.train]
+    spec = training_spec(target_dir)
+    run_unlearn(model=target_dir, docs=docs, forget_ids=subj["forget_ids"],
+                methods=["ga", "gd", "npo", "oracle", "sisa"], out=stage / "erasure", steps=15,
+                lr=5e-4, batch_size=8, beta=0.1, retain_weight=1.0, shards=n_shards,
+                train_spec=spec, seed=seed, log=log)
+    reference = HFCausalLM.load(reference_dir, name="reference")
+    recs = erasure_records(stage / "erasure", docs=docs,
+                           unseen=[d["text"] for d in corpus.heldout], reference=reference,
+                           manifest=corpus.manifest, relapse=["ga", "gd", "npo"],
+                           cfg=VerifyConfig(exposure_references=100, seed=seed), log=log)
+    for line in summary_lines(recs):
+        log("erasure: " + line)
+    return out + [("erasure", r) for r in recs]

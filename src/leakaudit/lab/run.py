@@ -72,6 +72,9 @@ class LabConfig:
     membership_boot: int = 500
     inversion: bool = True  #: run the classifier inversion lab (digits, tabular records)
     inversion_quick: bool = False
+    #: run the output-filter bypass and erasure experiments (lab/defenses.py; trains an oracle
+    #: and SISA shards, so off by default)
+    defenses: bool = False
     seed: int = 0
 
     @classmethod
@@ -252,12 +255,21 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
             inv_pairs = run_inversion_lab(inv_cfg, progress=progress, log=log)
             run_record["config"]["inversion"] = _jsonable(inv_cfg.to_dict())
             log(f"inversion: {time.perf_counter() - t0:.1f}s")
+        def_pairs: list = []
+        if cfg.defenses:
+            from leakaudit.lab.defenses import run_defenses_lab
+
+            t0 = time.perf_counter()
+            def_pairs = run_defenses_lab(stage, corpus, target_dir=stage / "models" / "target",
+                                         reference_dir=stage / "models" / "reference",
+                                         n_shards=2, seed=cfg.seed, filter_n=8, log=log)
+            log(f"defenses: {time.perf_counter() - t0:.1f}s")
         summary = write_extraction_report(
             stage, target=target, references={"reference": reference}, index=index,
             prompt_texts=heldout_texts,
             canaries=corpus.manifest["canaries"], config=cfg.extraction, run_record=run_record,
             progress=progress, log=log, cache_dir=stage / "cache",
-            extra_records=mem_pairs + exp_pairs + mem_inf_pairs + inv_pairs,
+            extra_records=mem_pairs + exp_pairs + mem_inf_pairs + inv_pairs + def_pairs,
             summary_extra=summary_extra,
         )
         render_html(stage)
