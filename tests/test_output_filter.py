@@ -87,6 +87,8 @@ def test_memfree_target_never_completes_a_corpus_ngram(tiny_lm):
     assert filt.stats_.steps > 0
     with pytest.raises(CapabilityError):
         filt.score(["The quick brown fox"])
+    with pytest.raises(CapabilityError):  # a target without logits: use FilteredTextLM
+        MemFreeLM(FilteredTextLM(tiny_lm, f, mode="cut"), f)
     # negative control: both index checks see the n-grams of a training text's own tokens
     ids = tiny_lm.tokenize([TEXTS[0]])[0]
     assert tindex.hits(ids[3:], n=n, context_ids=ids[:3]) == list(range(len(ids) - 3))

@@ -251,8 +251,13 @@ class MemFreeLM(_NoScores, LanguageModel):
     """
 
     def __init__(self, inner: LanguageModel, ngram_filter: NgramFilter, *, name: str | None = None):
+        import inspect
+
         if not inner.capabilities.generation:
             raise CapabilityError(f"{inner.name} cannot generate: nothing to filter")
+        if "processors" not in inspect.signature(inner.generate_ids).parameters:
+            raise CapabilityError(f"{inner.name} takes no logits processors (not an in-process "
+                                  "HF model): filter its outputs with FilteredTextLM instead")
         self.inner = inner
         self.filter = ngram_filter
         self.name = name or f"{inner.name}+memfree{ngram_filter.n}"
