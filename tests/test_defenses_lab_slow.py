@@ -19,12 +19,12 @@ def small_lab(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("deflab")
     corpus = generate_lab_corpus(LabCorpusConfig(
-        n_docs=100, n_heldout=60, n_reference=100, canary_repeats=(1, 2, 4, 8, 16),
-        canary_kinds=("ssn", "phone", "api_key"), boilerplate_repeats=(2, 8), seed=0))
+        n_docs=80, n_heldout=60, n_reference=80, canary_repeats=(1, 2, 4, 8, 16),
+        canary_kinds=("ssn", "phone", "api_key"), boilerplate_repeats=(8, 16, 32), seed=0))
     corpus.write(d / "corpus")
     train = [x["text"] for x in corpus.train]
     tok = train_tokenizer(train, vocab_size=1024)
-    train_causal_lm(train, tok, LMSpec(n_layer=2, n_embd=128, n_head=4, n_ctx=256, epochs=12,
+    train_causal_lm(train, tok, LMSpec(n_layer=2, n_embd=128, n_head=4, n_ctx=256, epochs=10,
                                        lr=3e-3, batch_size=8), seed=0, out_dir=d / "target")
     train_causal_lm([x["text"] for x in corpus.reference], tok,
                     LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=256, epochs=5, lr=3e-3,
@@ -39,18 +39,21 @@ def test_filter_blocks_verbatim_and_reports_what_still_leaks(small_lab, tmp_path
     d, corpus = small_lab
     cfg = BypassConfig(n_docs=30, prefix_tokens=32, suffix_tokens=32, seed=0)
     res = lab_output_filter(d / "target", corpus, tmp_path / "of", n=N, fp_rate=1e-4, config=cfg)
-    for kind in ("memorization", "secret"):
+    for kind in ("memorization", "repeated", "secret"):
         t = leak_table(res, kind)
         for style in cfg.styles:
-            # 0 verbatim: no window of N generated tokens is a corpus substring (suffix array)
+            # 0 verbatim: no N consecutive output tokens are a training token N-gram (checked
+            # with a suffix array over the tokenized corpus, not with the Bloom filter)
             assert t[("memfree", style, "filter_ngram")]["k"] == 0, (kind, style)
+            for m in ("exact", "near", "normalized", "text_window"):  # reported either way
+                assert t[("memfree", style, m)]["n"] == t[("unfiltered", style, m)]["n"] > 0
         print(kind, {k: f"{v['k']}/{v['n']}" for k, v in t.items()})
-    mem = leak_table(res, "memorization")
-    # positive control: the unfiltered model reproduces training text verbatim
-    assert mem[("unfiltered", "plain", "exact")]["k"] >= 3
+    mem, rep = leak_table(res, "memorization"), leak_table(res, "repeated")
+    # positive control: unfiltered, the model reproduces training n-grams and repeated blocks
     assert mem[("unfiltered", "plain", "filter_ngram")]["k"] >= 3
-    # the filter blocks exact reproduction
-    assert mem[("memfree", "plain", "exact")]["k"] == 0
+    assert rep[("unfiltered", "plain", "exact")]["k"] >= 1
+    # the filter blocks their exact reproduction
+    assert rep[("memfree", "plain", "exact")]["k"] == 0
     html = (tmp_path / "of" / "report.html").read_text()
     assert "Output filter and its bypasses" in html
 
