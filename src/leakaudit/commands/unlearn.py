@@ -221,8 +221,10 @@ def erasure_records(unlearn_dir: Path, *, docs, unseen: list[str], reference,
     retain_docs = [d for d in docs if d.id not in forget_ids]
     secrets, canaries, genres = [], [], {}
     if manifest is not None:
+        # the subject's canaries: every copy sits in a forgotten document (a canary that is also
+        # in kept documents stays learnable, and no erasure should remove it)
         canaries = [c for c in manifest.get("canaries", [])
-                    if forget_ids & set(c.get("doc_ids", []))]
+                    if c.get("doc_ids") and set(c["doc_ids"]) <= forget_ids]
         secrets = [{"prefix": c["prefix"], "secret": c["secret"]} for c in canaries]
         genres = manifest.get("doc_genres", {})
     # related retain data for the relapse fine-tune: same genre as the forget set when known
