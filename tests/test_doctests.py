@@ -14,6 +14,8 @@ MODULES = [
     "leakaudit.attacks.canaries.spaces",
     "leakaudit.signals.lm",
     "leakaudit.targets.hf",
+    "leakaudit.defenses.unlearning",
+    "leakaudit.defenses.output_filter_eval",
 ]
 
 
