@@ -81,7 +81,13 @@ def build_erasure(rd: ReportData) -> Section | None:
         "extracted; retained = still detectable or extracted; over-forgotten = scores below "
         "never-seen (detectable as unlearned). "
         + " | ".join(lines))
-    headers = ["model", "kind", "verdict", "forget vs never-seen AUC", "retain vs never-seen AUC",
+    base_auc = {r["model"]: r["membership"]["auc_forget_vs_unseen"]["value"] for r in base}
+    moved = [f"{r['model']} {base_auc[r['method']]:.2f}→{r['membership']['auc_forget_vs_unseen']['value']:.2f}"
+             for r in relapsed if r["method"] in base_auc]
+    if moved:
+        intro += " | Forget AUC before→after each relapse probe: " + ", ".join(moved) + "."
+    headers = ["model", "kind", "verdict", "forget vs never-seen AUC", "Δ vs before relapse",
+               "retain vs never-seen AUC",
                f"forget docs flagged (chance {chance:.0%})", "secrets extracted",
                "mean canary exposure (bits)", "ppl retain", "ppl never-seen", "cost vs oracle"]
 
@@ -90,6 +96,8 @@ def build_erasure(rd: ReportData) -> Section | None:
         exp = r.get("exposure")
         return [r["model"], r.get("kind") or ("relapse" if r.get("relapse") else "—"),
                 verdicts[r["model"]], _auc(mem["auc_forget_vs_unseen"]),
+                (_f(mem["auc_forget_vs_unseen"]["value"] - base_auc[r["method"]], "{:+.3f}")
+                 if r.get("relapse") and r["method"] in base_auc else "—"),
                 _auc(mem["auc_retain_vs_unseen"]), _rate(mem["forget_flagged"]),
                 _rate(r.get("secret_extraction")),
                 _f(exp["mean_exposure_rank"]) if exp else "—",
