@@ -29,6 +29,10 @@ def main() -> None:
     import or a ``__set_name__`` hook, Python wraps it in another exception; the staged output is
     still removed on the way out, and here the process still exits with 128 + signal.
     """
+    import signal
+
+    signal.signal(signal.SIGINT, _terminate)  # exit 130 (not click's "Aborted!" exit 1)
+    signal.signal(signal.SIGTERM, _terminate)  # exit 143
     try:
         app(prog_name="leakaudit")
     except BaseException:
@@ -61,6 +65,8 @@ def lab(
     seed: Annotated[int, typer.Option("--seed", help="Seed for the corpus, training and sampling.")] = 0,
     samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="Generations per sampler (default: 1000, quick: 100).")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    formats: Annotated[Optional[str], typer.Option("--format", help=_clikit.FORMAT_HELP)] = None,
+    fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", help=_clikit.FAIL_ON_HELP)] = None,
 ) -> None:
     """Run the embedded lab: synthetic corpus → small target models → extraction, memorization,
     canary exposure, membership inference and classifier inversion → report."""
@@ -68,6 +74,7 @@ def lab(
 
     from leakaudit.lab.run import LabConfig, run_lab
 
+    fmts, thresholds = _clikit._outputs(formats, fail_on)
     _quiet_libraries()
     cfg = LabConfig.quick(seed) if quick else LabConfig(seed=seed)
     ext = cfg.extraction
@@ -75,10 +82,12 @@ def lab(
         ext = replace(ext, n_samples=samples)
     cfg = replace(cfg, extraction=replace(ext, show_pii=show_pii))
     try:
-        summary = run_lab(out, cfg, progress=_progress(), log=_log, command=_command())
+        summary = run_lab(out, cfg, progress=_progress(), log=_log, command=_command(),
+                          formats=fmts, fail_on=thresholds)
     except LeakauditError as e:
         _fail(e)
     _print_summary(out, summary)
+    _clikit._verdicts(summary.pop("written"), out)
 
 
 @app.command()
@@ -98,6 +107,8 @@ def extract(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Generation batch size (scoring uses half).")] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    formats: Annotated[Optional[str], typer.Option("--format", help=_clikit.FORMAT_HELP)] = None,
+    fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", help=_clikit.FAIL_ON_HELP)] = None,
 ) -> None:
     """Untargeted training-data extraction (Carlini et al. 2021) on your own causal LM and corpus."""
     from leakaudit.attacks.extraction.pipeline import ExtractionConfig
@@ -105,11 +116,12 @@ def extract(
     from leakaudit.corpus.index import CorpusIndex
     from leakaudit.corpus.load import load_corpus
     from leakaudit.lab.run import versions
-    from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+    from leakaudit.report.writer import write_report
     from leakaudit.targets.hf import HFCausalLM
-    from leakaudit.workflow import write_extraction_report
+    from leakaudit.workflow import extraction_records
 
+    fmts, thresholds = _clikit._outputs(formats, fail_on)
     _quiet_libraries()
     try:
         samplers = list(sampler) if sampler else ["top_k", "temperature"] + (["internet"] if prompts else [])
@@ -147,15 +159,17 @@ def extract(
             "corpus": {"path": str(corpus), "n_docs": len(docs), "n_bytes": index.n_bytes} if docs else None,
         }
         with staged_output(out) as stage:
-            summary = write_extraction_report(
-                stage, target=target, references=refs, index=index,
+            pairs, summary = extraction_records(
+                target=target, references=refs, index=index,
                 prompt_texts=[d.text for d in prompt_docs] if prompt_docs else None, canaries=None,
-                config=cfg, run_record=run_record, progress=_progress(), log=_log,
-            )
-            render_html(stage)
+                config=cfg, progress=_progress(), log=_log,
+                doc_locations={d.id: {"file": d.source, "line": d.line} for d in docs or []})
+            written = write_report(stage, run_record=run_record, records=pairs, summary=summary,
+                                   formats=fmts, fail_on=thresholds)
     except LeakauditError as e:
         _fail(e)
     _print_summary(out, summary)
+    _clikit._verdicts(written, out)
 
 
 def _parse_ints(value: str, *, what: str) -> tuple[int, ...]:
@@ -187,18 +201,21 @@ def memorization(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    formats: Annotated[Optional[str], typer.Option("--format", help=_clikit.FORMAT_HELP)] = None,
+    fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", help=_clikit.FAIL_ON_HELP)] = None,
 ) -> None:
     """How much of the training corpus is memorized (Carlini et al. 2022; Pythia; Hayes et al. 2024)."""
     from leakaudit.attacks.memorization import PRESETS, MemorizationConfig
     from leakaudit.corpus.index import CorpusIndex
     from leakaudit.corpus.load import load_corpus
     from leakaudit.lab.run import versions
-    from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+    from leakaudit.report.writer import write_report
     from leakaudit.targets.base import SamplingConfig
     from leakaudit.targets.hf import HFCausalLM
-    from leakaudit.workflow import memorization_records, write_records_report
+    from leakaudit.workflow import memorization_records
 
+    fmts, thresholds = _clikit._outputs(formats, fail_on)
     _quiet_libraries()
     try:
         if preset is not None and preset not in PRESETS:
@@ -231,9 +248,9 @@ def memorization(
             "corpus": {"path": str(corpus), "n_docs": len(docs), "n_bytes": index.n_bytes},
         }
         with staged_output(out) as stage:
-            write_records_report(stage, run_record=run_record, records=pairs,
-                                 summary={"attack": "memorization", "memorization": msum})
-            render_html(stage)
+            written = write_report(stage, run_record=run_record, records=pairs,
+                                   summary={"attack": "memorization", "memorization": msum},
+                                   formats=fmts, fail_on=thresholds)
     except LeakauditError as e:
         _fail(e)
     kmax = max(cfg.prefix_lengths)
@@ -241,6 +258,7 @@ def memorization(
         out_console.print(f"{name}: {v:.1%} of {msum['n_sequences']} windows memorized exactly "
                           f"(k={kmax}, ℓ={cfg.suffix_length})", highlight=False)
     out_console.print(f"report: {out / 'report.html'}", highlight=False)
+    _clikit._verdicts(written, out)
 
 
 canaries_app = typer.Typer(no_args_is_help=True, help="Secret Sharer canaries: insert them, then measure exposure.")
@@ -298,16 +316,19 @@ def canaries_exposure(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write the secrets into the report (masked by default).")] = False,
+    formats: Annotated[Optional[str], typer.Option("--format", help=_clikit.FORMAT_HELP)] = None,
+    fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", help=_clikit.FAIL_ON_HELP)] = None,
 ) -> None:
     """Exposure of each canary by rank among reference candidates and by extrapolation."""
     import json
 
     from leakaudit.lab.run import versions
-    from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+    from leakaudit.report.writer import write_report
     from leakaudit.targets.hf import HFCausalLM
-    from leakaudit.workflow import exposure_records, write_records_report
+    from leakaudit.workflow import exposure_records
 
+    fmts, thresholds = _clikit._outputs(formats, fail_on)
     _quiet_libraries()
     try:
         if not manifest.is_file():
@@ -331,9 +352,9 @@ def canaries_exposure(
                       "models": {target.name: {"path": model, "fingerprint": target.fingerprint()}},
                       "manifest": str(manifest)}
         with staged_output(out) as stage:
-            write_records_report(stage, run_record=run_record, records=pairs,
-                                 summary={"attack": "canary_exposure", "by_repeats": by_rep})
-            render_html(stage)
+            written = write_report(stage, run_record=run_record, records=pairs,
+                                   summary={"attack": "canary_exposure", "by_repeats": by_rep},
+                                   formats=fmts, fail_on=thresholds)
     except (LeakauditError, ValueError) as e:
         _fail(e)
     for r in by_rep:
@@ -341,6 +362,9 @@ def canaries_exposure(
                           f"{r['mean_exposure_extrapolated']:.2f} extrapolated ({r['n_canaries']} canaries)",
                           highlight=False)
     out_console.print(f"report: {out / 'report.html'}", highlight=False)
+    _clikit._verdicts(written, out)
+
+
 def _shape(text: str, option: str) -> tuple[int, ...]:
     try:
         dims = tuple(int(v) for v in text.lower().replace("x", ",").split(",") if v.strip())
@@ -367,16 +391,19 @@ def invert(
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per endpoint request.")] = 30.0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Inputs per endpoint request.")] = 256,
     out: Annotated[Path, typer.Option("--out", help="Output folder (report.jsonl, report.html).")] = Path("leakaudit-invert"),
+    formats: Annotated[Optional[str], typer.Option("--format", help=_clikit.FORMAT_HELP)] = None,
+    fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", help=_clikit.FAIL_ON_HELP)] = None,
 ) -> None:
     """Model inversion (Fredrikson et al. 2015) of your own classifier: one reconstruction per class."""
     import numpy as np
 
-    from leakaudit.attacks.inversion.audit import (load_reference_data, make_attack, run_inversion_audit,
-                                                   write_inversion_report)
+    from leakaudit.attacks.inversion.audit import (inversion_summary, load_reference_data, make_attack,
+                                                   run_inversion_audit)
     from leakaudit.lab.run import versions
-    from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+    from leakaudit.report.writer import write_report
 
+    fmts, thresholds = _clikit._outputs(formats, fail_on)
     _quiet_libraries()
     try:
         if (model is None) == (endpoint is None):
@@ -440,8 +467,9 @@ def invert(
             records = run_inversion_audit(target, attack=atk, classes=cls, seeds=[seed], start=start,
                                           start_description=start_desc, reference=reference,
                                           evaluator_epochs=60, context=context, progress=_progress(), log=_log)
-            write_inversion_report(stage, run_record=run_record, records=records)
-            render_html(stage)
+            written = write_report(stage, run_record=run_record, records=records,
+                                   summary=inversion_summary(records), formats=fmts,
+                                   fail_on=thresholds)
     except LeakauditError as e:
         _fail(e)
     ev = records[0][1]
@@ -455,6 +483,7 @@ def invert(
     else:
         out_console.print("not judged (no --reference-data): look at the images in the report", highlight=False)
     out_console.print(f"report: {out / 'report.html'}\nrecords: {out / 'report.jsonl'}", highlight=False)
+    _clikit._verdicts(written, out)
 
 
 @app.command()
@@ -477,12 +506,15 @@ def membership(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    formats: Annotated[Optional[str], typer.Option("--format", help=_clikit.FORMAT_HELP)] = None,
+    fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", help=_clikit.FAIL_ON_HELP)] = None,
 ) -> None:
     """Membership inference, reported as TPR at low FPR with a model-free baseline next to LLM results."""
     from leakaudit.lab.run import versions
-    from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+    from leakaudit.report.writer import render, write_report
 
+    fmts, thresholds = _clikit._outputs(formats, fail_on)
     _quiet_libraries()
     modes = [m for m, on in (("--model", model), ("--scores", scores), ("--lab", lab),
                              ("--classifier", classifier)) if on]
@@ -497,15 +529,16 @@ def membership(
             from leakaudit.lab.membership import ClassifierLabConfig, run_classifier_membership_lab
 
             summary = run_classifier_membership_lab(out, ClassifierLabConfig(n_shadow=shadows, seed=seed),
-                                                    progress=_progress(), log=_log, command=_command())
+                                                    progress=_progress(), log=_log, command=_command(),
+                                                    formats=fmts)
         elif scores is not None:
-            summary = _membership_scores(scores, out, run_record)
+            summary = _membership_scores(scores, out, run_record, fmts)
         elif classifier is not None:
-            summary = _membership_classifier(classifier, data, out, run_record, shadows=shadows,
+            summary = _membership_classifier(classifier, data, out, run_record, fmts, shadows=shadows,
                                              epochs=epochs, rmia_a=rmia_a, seed=seed)
         else:
             from leakaudit.attacks.membership.audit_llm import audit_llm_membership
-            from leakaudit.attacks.membership.evaluate import summarize, write_membership_report
+            from leakaudit.attacks.membership.evaluate import summarize
             from leakaudit.corpus.load import load_corpus
             from leakaudit.targets.hf import HFCausalLM
 
@@ -530,9 +563,9 @@ def membership(
                 summary = {**summarize(audit.evaluations, world="llm"), "cost": audit.cost,
                            "warnings": audit.warnings,
                            "blind_baseline_auc": next(iter(audit.baseline.values())).metrics.auc}
-                write_membership_report(stage, run_record=run_record, pairs=audit.records(),
-                                        summary=summary)
-                render_html(stage)
+                write_report(stage, run_record=run_record, records=audit.records(), summary=summary,
+                             formats=fmts)
+        written = render(out, [f for f in fmts if f == "junit"], thresholds)  # verdicts into junit.xml
     except LeakauditError as e:
         _fail(e)
     for name, r in summary["results"].items():
@@ -540,18 +573,18 @@ def membership(
                          for k_, v in r.items() if k_.startswith("tpr@"))
         out_console.print(f"{name:48s} AUC {r['auc']:.3f}  {tprs}", highlight=False)
     out_console.print(f"report: {out / 'report.html'}\nrecords: {out / 'report.jsonl'}", highlight=False)
+    _clikit._verdicts(written, out)
 
 
-def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_record: dict, *,
+def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_record: dict, fmts, *,
                            shadows: int, epochs: int, rmia_a: float, seed: int) -> dict:
     import numpy as np
 
     from leakaudit.attacks.membership.audit_clf import audit_classifier_membership
-    from leakaudit.attacks.membership.evaluate import (EvalConfig, exposed_records, summarize,
-                                                       write_membership_report)
+    from leakaudit.attacks.membership.evaluate import EvalConfig, exposed_records, summarize
     from leakaudit.attacks.membership.shadow import TorchMLPTrainer
-    from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+    from leakaudit.report.writer import write_report
     from leakaudit.targets.classifier import TorchClassifier
     from leakaudit.training.classifier import TrainConfig, load_classifier
 
@@ -590,17 +623,16 @@ def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_re
         for e in evals:
             pairs += [("membership_record", r) for r in exposed_records(e, ids=ids, texts=None, top_n=cfg.top_n)]
         summary = summarize(evals, world="classifier")
-        write_membership_report(stage, run_record=run_record, pairs=pairs, summary=summary)
-        render_html(stage)
+        write_report(stage, run_record=run_record, records=pairs, summary=summary, formats=fmts)
     return summary
 
 
-def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
+def _membership_scores(path: Path, out: Path, run_record: dict, fmts) -> dict:
     from leakaudit.attacks.membership.classifier import ClassifierLossAttack, ClassifierSignals
     from leakaudit.attacks.membership.evaluate import (EvalConfig, evaluate_scores, exposed_records,
-                                                       summarize, write_membership_report)
-    from leakaudit.report.html import render_html
+                                                       summarize)
     from leakaudit.report.records import staged_output
+    from leakaudit.report.writer import write_report
     from leakaudit.targets.scores_file import load_outputs
 
     po = load_outputs(path)
@@ -621,21 +653,26 @@ def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
     pairs = [("membership", ev.record())] + [("membership_record", r) for r in
                                             exposed_records(ev, ids=po.ids, texts=None, top_n=cfg.top_n)]
     with staged_output(out) as stage:
-        write_membership_report(stage, run_record=run_record, pairs=pairs, summary=summary)
-        render_html(stage)
+        write_report(stage, run_record=run_record, records=pairs, summary=summary, formats=fmts)
     return summary
 
 
 @app.command()
-def report(directory: Annotated[Path, typer.Argument(help="A leakaudit output folder.")]) -> None:
-    """Re-render report.html from a folder's report.jsonl."""
-    from leakaudit.report.html import render_html
+def report(directory: Annotated[Path, typer.Argument(help="A leakaudit output folder.")],
+           formats: Annotated[Optional[str], typer.Option("--format", help=_clikit.FORMAT_HELP + " Default: html.")] = None,
+           fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", help=_clikit.FAIL_ON_HELP)] = None,
+           ) -> None:
+    """Re-render a folder's report.jsonl (HTML, SARIF, JUnit) and evaluate --fail-on on it."""
+    from leakaudit.report.writer import render
 
+    fmts, thresholds = _clikit._outputs(formats or "html", fail_on)
     try:
-        path = render_html(directory)
+        written = render(directory, fmts, thresholds)
     except LeakauditError as e:
         _fail(e)
-    out_console.print(f"report: {path}", highlight=False)
+    if "html" in written.files:
+        out_console.print(f"report: {written.files['html']}", highlight=False)
+    _clikit._verdicts(written, directory)
 
 
 @app.command()

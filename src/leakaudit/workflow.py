@@ -1,19 +1,18 @@
-"""Glue shared by ``leakaudit lab`` and ``leakaudit extract``: run extraction and write the
-report files (report.jsonl, hits.jsonl, summary.json) into a folder."""
+"""Glue shared by ``leakaudit lab`` and the commands: run an audit and return its report records
+(``(entry_type, dict)`` pairs for :func:`leakaudit.report.writer.write_report`) and a summary."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from leakaudit.attacks.extraction.pipeline import ExtractionConfig, run_extraction
 from leakaudit.progress import null_progress
-from leakaudit.report.records import JsonlWriter, write_jsonl_atomic
+
+Pairs = list[tuple[str, dict[str, Any]]]
 
 
-def write_extraction_report(
-    out: Path,
+def extraction_records(
     *,
     target,
     references,
@@ -21,17 +20,16 @@ def write_extraction_report(
     prompt_texts,
     canaries,
     config: ExtractionConfig,
-    run_record: dict[str, Any],
     progress=null_progress,
     log=print,
     cache_dir=None,
-    extra_records=(),
-    summary_extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Run extraction and write report.jsonl, hits.jsonl and summary.json into ``out``.
+    doc_locations: dict[str, dict[str, Any]] | None = None,
+) -> tuple[Pairs, dict[str, Any]]:
+    """Run extraction; return its report records and its summary.
 
-    ``extra_records``: ``(entry_type, record)`` pairs from other audits of the same run
-    (memorization, membership, inversion), written before the summary line.
+    ``doc_locations`` maps a corpus document id to ``{"file": path, "line": n}`` (the corpus
+    loader's ``Document.source`` / ``line``); every verified sample then carries
+    ``match_locations`` for the documents it matched, which SARIF reports as result locations.
     """
     warnings: list[str] = []
 
@@ -44,21 +42,34 @@ def write_extraction_report(
                          warn=warn)
     summary = {**res.summary, "timings_s": {k: round(v, 2) for k, v in res.timings.items()},
                "warnings": warnings}
+    samples = res.samples
+    if doc_locations:
+        samples = [_with_locations(s, doc_locations) for s in samples]
+    pairs: Pairs = [("sample", s) for s in samples]
+    pairs += [("eval", e) for e in res.evals]
+    pairs += [("canary", c) for c in res.canaries]
+    pairs.append(("pii", res.pii))
+    return pairs, summary
+
+
+def _with_locations(sample: dict[str, Any], locations: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    if not sample.get("verified"):
+        return sample
+    locs = [{"doc_id": d, **locations[d]} for d in sample.get("match_docs") or [] if d in locations]
+    return {**sample, "match_locations": locs}
+
+
+def write_extraction_report(out: Path, *, run_record: dict[str, Any], extra_records=(),
+                            summary_extra: dict[str, Any] | None = None,
+                            formats=("jsonl",), **kwargs) -> dict[str, Any]:
+    """Deprecated: run :func:`extraction_records` and write through
+    :func:`leakaudit.report.writer.write_report` (the one writer)."""
+    from leakaudit.report.writer import write_report
+
+    pairs, summary = extraction_records(**kwargs)
     summary.update(summary_extra or {})
-    with JsonlWriter(out / "report.jsonl") as w:
-        w.write("run", run_record)
-        for s in res.samples:
-            w.write("sample", s)
-        for e in res.evals:
-            w.write("eval", e)
-        for c in res.canaries:
-            w.write("canary", c)
-        w.write("pii", res.pii)
-        for entry_type, rec in extra_records:
-            w.write(entry_type, rec)
-        w.write("summary", summary)
-    write_jsonl_atomic(out / "hits.jsonl", [s for s in res.samples if s.get("verified")])
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    write_report(out, run_record=run_record, records=pairs + list(extra_records), summary=summary,
+                 formats=formats)
     return summary
 
 
@@ -109,12 +120,7 @@ def exposure_records(model, canaries, *, n_references: int, seed: int, batch_siz
 def write_records_report(out: Path, *, run_record: dict[str, Any],
                          records: list[tuple[str, dict[str, Any]]],
                          summary: dict[str, Any]) -> None:
-    """report.jsonl (run record, the given records, summary) and summary.json for audits that
-    do not sample (memorization, exposure)."""
-    out = Path(out)
-    with JsonlWriter(out / "report.jsonl") as w:
-        w.write("run", run_record)
-        for entry_type, rec in records:
-            w.write(entry_type, rec)
-        w.write("summary", summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    """Deprecated: use :func:`leakaudit.report.writer.write_report` (the one writer)."""
+    from leakaudit.report.writer import write_report
+
+    write_report(out, run_record=run_record, records=records, summary=summary, formats=("jsonl",))

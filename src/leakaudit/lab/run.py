@@ -111,21 +111,24 @@ def versions() -> dict[str, str]:
 
 
 def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, log=print,
-            command: str = "leakaudit lab") -> dict[str, Any]:
+            command: str = "leakaudit lab", formats=("jsonl", "html"),
+            fail_on: list[str] | None = None) -> dict[str, Any]:
     """Build the corpus, train the models, run extraction and write the report into ``out_dir``.
 
     Everything is written into a staging folder first and moved into ``out_dir`` at the end, so a
-    failed or interrupted run leaves nothing half-written. Returns the summary record.
+    failed or interrupted run leaves nothing half-written. Returns the summary record, with
+    ``written`` (a :class:`leakaudit.report.writer.Written`: files by ``formats`` and the verdicts
+    of the ``fail_on`` thresholds) added.
     """
     import torch
 
     from leakaudit.corpus.index import CorpusIndex
     from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus
-    from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+    from leakaudit.report.writer import write_report
     from leakaudit.targets.hf import HFCausalLM
     from leakaudit.training.lm import train_causal_lm, train_tokenizer
-    from leakaudit.workflow import exposure_records, memorization_records, write_extraction_report
+    from leakaudit.workflow import exposure_records, extraction_records, memorization_records
 
     cfg = config.with_seed(config.seed)
     if cfg.n_reference < 1:
@@ -252,16 +255,19 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
             inv_pairs = run_inversion_lab(inv_cfg, progress=progress, log=log)
             run_record["config"]["inversion"] = _jsonable(inv_cfg.to_dict())
             log(f"inversion: {time.perf_counter() - t0:.1f}s")
-        summary = write_extraction_report(
-            stage, target=target, references={"reference": reference}, index=index,
+        ext_pairs, summary = extraction_records(
+            target=target, references={"reference": reference}, index=index,
             prompt_texts=heldout_texts,
-            canaries=corpus.manifest["canaries"], config=cfg.extraction, run_record=run_record,
+            canaries=corpus.manifest["canaries"], config=cfg.extraction,
             progress=progress, log=log, cache_dir=stage / "cache",
-            extra_records=mem_pairs + exp_pairs + mem_inf_pairs + inv_pairs,
-            summary_extra=summary_extra,
-        )
-        render_html(stage)
+            doc_locations={d["id"]: {"file": "corpus/train.jsonl", "line": i + 1}
+                           for i, d in enumerate(corpus.train)})
+        summary.update(summary_extra)
+        written = write_report(stage, run_record=run_record,
+                               records=ext_pairs + mem_pairs + exp_pairs + mem_inf_pairs + inv_pairs,
+                               summary=summary, formats=formats, fail_on=fail_on)
         summary["wall_s"] = round(time.perf_counter() - t_start, 1)
+    summary["written"] = written  # files (by format) and --fail-on verdicts; not in summary.json
     return summary
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from leakaudit.atomic import atomic_write_text
-from leakaudit.report.records import TAXONOMY, TAXONOMY_NAMES, load_report
+from leakaudit.report.records import load_report
+from leakaudit.taxonomy import TAXONOMY, TAXONOMY_NAMES
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "report.html"
@@ -59,12 +60,12 @@ class ReportData:
         return cls(records, run, config)
 
     def of(self, entry_type: str, attack: str | None = None) -> list[dict[str, Any]]:
-        """Records of one type; with ``attack``, only those of that family (a record without an
-        ``attack`` field counts as extraction, the only family that omits it)."""
+        """Records of one type; with ``attack``, only those of that family (a finding's
+        ``family``; a summary names its family in ``attack``, extraction's omits it)."""
         recs = self.records.get(entry_type, [])
         if attack is None:
             return recs
-        return [r for r in recs if r.get("attack", "extraction") == attack]
+        return [r for r in recs if (r.get("family") or r.get("attack", "extraction")) == attack]
 
     @property
     def show_pii(self) -> bool:
@@ -117,6 +118,13 @@ def _scalar(v: Any) -> str:
     if isinstance(v, (dict, list)):
         return json.dumps(v, ensure_ascii=False, default=str)
     return str(v)
+
+
+def _name(v: Any) -> str:
+    """A target given as ``{"name", "fingerprint"}`` (findings schema) or a bare name."""
+    if isinstance(v, dict):
+        return _scalar(v.get("name"))
+    return _scalar(v)
 
 
 def _order(seen: list[str], preferred: Any) -> list[str]:
@@ -519,7 +527,7 @@ def _rate_cell(r: Any) -> dict[str, str]:
 
 
 def _inv_label(e: dict[str, Any]) -> str:
-    parts = [str(e.get("attack")), str(e.get("target"))]
+    parts = [str(e.get("attack")), _name(e.get("target"))]
     if e.get("variant"):
         parts.append(str(e["variant"]))
     if e.get("defense") not in (None, "none"):
@@ -535,7 +543,7 @@ def build_inversion(rd: ReportData) -> Section | None:
     for e in evals:
         budget = e.get("budget_per_class")
         rows.append({
-            "attack": _scalar(e.get("attack")), "variant": e.get("variant"), "target": _scalar(e.get("target")),
+            "attack": _scalar(e.get("attack")), "variant": e.get("variant"), "target": _name(e.get("target")),
             "defense": _scalar(e.get("defense")), "control": bool(e.get("control")),
             "threat_model": _scalar(e.get("threat_model")),
             "budget": "white-box (gradients)" if budget is None else f"{_int(budget)} queries/class",
@@ -657,7 +665,7 @@ def build_attribute_inference(rd: ReportData) -> Section | None:
     if not recs:
         return None
     rows = [{
-        "target": _scalar(r.get("target")), "control": bool(r.get("control")), "mode": _scalar(r.get("mode")),
+        "target": _name(r.get("target")), "control": bool(r.get("control")), "mode": _scalar(r.get("mode")),
         "records": _scalar(r.get("records")), "n": _int(r.get("n")),
         "acc": _rate_cell(r.get("accuracy")), "base": _rate_cell(r.get("baseline")),
         "advantage": "—" if r.get("advantage") is None else f"{100 * r['advantage']:+.1f} pts",

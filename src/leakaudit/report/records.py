@@ -2,10 +2,9 @@
 
 A report directory holds:
 
-- ``report.jsonl``: one JSON object per line, each with an ``entry_type``:
-  ``run`` (first line: versions, command, config, seeds, models), ``sample`` (one per generated
-  sample), ``eval`` (one per (sampler, ranking) precision measurement), ``canary`` (lab only: one
-  per inserted canary), ``pii`` (counts of PII kinds found in verified hits), ``summary`` (last line).
+- ``report.jsonl``: one JSON object per line in the findings schema (``leakaudit.findings``):
+  ``run`` first, then findings (``sample``, ``eval``, ``canary``, ``pii``, ``memorization``,
+  ``exposure``, ``membership``, ``inversion``, … each with the finding envelope), ``summary`` last.
 - ``hits.jsonl``: the ``sample`` records whose memorization was verified against the corpus.
 - ``report.html``: a self-contained page rendered from ``report.jsonl`` (``leakaudit report DIR``).
 
@@ -16,7 +15,6 @@ record as ``config.show_pii``). Every score is oriented "higher = more likely me
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -28,65 +26,19 @@ from typing import Any
 from leakaudit.atomic import atomic_open
 from leakaudit.errors import InputError
 
-#: Taxonomy tags carried by every finding of each attack family.
-TAXONOMY: dict[str, list[str]] = {
-    "extraction": ["owasp:LLM02:2025", "atlas:AML.T0057"],
-    "membership": ["owasp:LLM02:2025", "atlas:AML.T0024.000"],
-    "inversion": ["owasp:LLM02:2025", "atlas:AML.T0024.001"],
-}
+from leakaudit.findings import ENTRY_TYPES as _REGISTRY
+from leakaudit.findings import clean as _clean  # noqa: F401  (kept for callers)
+from leakaudit.findings import upgrade
+from leakaudit.report.writer import FindingsWriter
+from leakaudit.taxonomy import TAXONOMY, TAXONOMY_NAMES  # noqa: F401  (re-exported)
 
-TAXONOMY_NAMES: dict[str, str] = {
-    "owasp:LLM02:2025": "OWASP LLM02:2025 Sensitive Information Disclosure",
-    "atlas:AML.T0057": "MITRE ATLAS AML.T0057 LLM Data Leakage",
-    "atlas:AML.T0024.000": "MITRE ATLAS AML.T0024.000 Infer Training Data Membership",
-    "atlas:AML.T0024.001": "MITRE ATLAS AML.T0024.001 Invert AI Model",
-}
-
-ENTRY_TYPES = ("run", "sample", "eval", "canary", "pii", "summary",
-               # memorization and canary exposure
-               "memorization", "exposure",
-               # membership inference: one per (attack, target) evaluation; one per exposed record
-               "membership", "membership_record",
-               # model inversion: one per (attack, target, defense) evaluation; one per class image
-               "inversion", "inversion_record", "attribute_inference")
+#: The JSONL writer of every command (see leakaudit.report.writer); the old name stays.
+JsonlWriter = FindingsWriter
 
 
-def _clean(value: Any) -> Any:
-    """Make a value JSON-safe: numpy scalars/arrays to Python, non-finite floats to None."""
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        value = value.tolist()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-class JsonlWriter:
-    """Writes records one per line. Pass it explicitly; there is no global handle."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self._fh = open(self.path, "w", encoding="utf-8")
-        self.counts: dict[str, int] = {}
-
-    def write(self, entry_type: str, record: dict[str, Any]) -> None:
-        if entry_type not in ENTRY_TYPES:
-            raise ValueError(f"unknown entry_type {entry_type!r}; expected one of {ENTRY_TYPES}")
-        row = {"entry_type": entry_type, **_clean(record)}
-        self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self.counts[entry_type] = self.counts.get(entry_type, 0) + 1
-
-    def close(self) -> None:
-        self._fh.close()
-
-    def __enter__(self) -> "JsonlWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def entry_types() -> list[str]:
+    """Names of the registered entry types (the registry is open: leakaudit.findings)."""
+    return _REGISTRY.names()
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
@@ -111,8 +63,14 @@ def load_report(directory: str | Path) -> dict[str, list[dict[str, Any]]]:
     if not path.is_file():
         raise InputError("no report.jsonl in this directory (is it a leakaudit output folder?)",
                          path=str(directory))
-    grouped: dict[str, list[dict[str, Any]]] = {t: [] for t in ENTRY_TYPES}
-    for rec in read_jsonl(path):
+    grouped: dict[str, list[dict[str, Any]]] = {t: [] for t in entry_types()}
+    from leakaudit.findings import SchemaVersionError
+
+    try:
+        records = upgrade(list(read_jsonl(path)))
+    except SchemaVersionError as e:
+        raise InputError(str(e), path=str(path)) from None
+    for rec in records:
         grouped.setdefault(rec.get("entry_type", "unknown"), []).append(rec)
     if not grouped["run"]:
         raise InputError("report.jsonl has no run record", path=str(path))

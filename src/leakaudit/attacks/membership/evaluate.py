@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from leakaudit.metrics.roc import MembershipMetrics, evaluate_membership
-from leakaudit.report.records import TAXONOMY
+from leakaudit.taxonomy import TAXONOMY
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,10 @@ def exposed_records(ev: MembershipEvaluation, *, ids: list[str], texts: list[str
 
 def write_membership_report(out, *, run_record: dict[str, Any],
                             pairs: list[tuple[str, dict[str, Any]]], summary: dict[str, Any]) -> None:
-    """Write ``report.jsonl`` (run, membership records, summary) and ``summary.json`` into ``out``."""
-    from leakaudit.workflow import write_records_report
+    """Deprecated: use :func:`leakaudit.report.writer.write_report` (the one writer)."""
+    from leakaudit.report.writer import write_report
 
-    write_records_report(out, run_record=run_record, records=pairs, summary=summary)
+    write_report(out, run_record=run_record, records=pairs, summary=summary, formats=("jsonl",))
 
 
 def summarize(evaluations: list[MembershipEvaluation], *, world: str) -> dict[str, Any]:
