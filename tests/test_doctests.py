@@ -14,6 +14,7 @@ MODULES = [
     "leakaudit.attacks.canaries.spaces",
     "leakaudit.signals.lm",
     "leakaudit.targets.hf",
+    "leakaudit.triage.model",
 ]
 
 
