@@ -115,7 +115,7 @@ def extract(
     from leakaudit.attacks.extraction.samplers import SAMPLERS
     from leakaudit.corpus.index import CorpusIndex
     from leakaudit.corpus.load import load_corpus
-    from leakaudit.lab.run import versions
+    from leakaudit.versions import versions
     from leakaudit.report.records import staged_output
     from leakaudit.report.writer import write_report
     from leakaudit.targets.hf import HFCausalLM
@@ -208,7 +208,7 @@ def memorization(
     from leakaudit.attacks.memorization import PRESETS, MemorizationConfig
     from leakaudit.corpus.index import CorpusIndex
     from leakaudit.corpus.load import load_corpus
-    from leakaudit.lab.run import versions
+    from leakaudit.versions import versions
     from leakaudit.report.records import staged_output
     from leakaudit.report.writer import write_report
     from leakaudit.targets.base import SamplingConfig
@@ -322,7 +322,7 @@ def canaries_exposure(
     """Exposure of each canary by rank among reference candidates and by extrapolation."""
     import json
 
-    from leakaudit.lab.run import versions
+    from leakaudit.versions import versions
     from leakaudit.report.records import staged_output
     from leakaudit.report.writer import write_report
     from leakaudit.targets.hf import HFCausalLM
@@ -399,7 +399,7 @@ def invert(
 
     from leakaudit.attacks.inversion.audit import (inversion_summary, load_reference_data, make_attack,
                                                    run_inversion_audit)
-    from leakaudit.lab.run import versions
+    from leakaudit.versions import versions
     from leakaudit.report.records import staged_output
     from leakaudit.report.writer import write_report
 
@@ -510,7 +510,7 @@ def membership(
     fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", help=_clikit.FAIL_ON_HELP)] = None,
 ) -> None:
     """Membership inference, reported as TPR at low FPR with a model-free baseline next to LLM results."""
-    from leakaudit.lab.run import versions
+    from leakaudit.versions import versions
     from leakaudit.report.records import staged_output
     from leakaudit.report.writer import render, write_report
 
@@ -662,7 +662,7 @@ def report(directory: Annotated[Path, typer.Argument(help="A leakaudit output fo
            formats: Annotated[Optional[str], typer.Option("--format", help=_clikit.FORMAT_HELP + " Default: html.")] = None,
            fail_on: Annotated[Optional[list[str]], typer.Option("--fail-on", help=_clikit.FAIL_ON_HELP)] = None,
            ) -> None:
-    """Re-render a folder's report.jsonl (HTML, SARIF, JUnit) and evaluate --fail-on on it."""
+    """Re-render report.html (and report.sarif, junit.xml) from a folder's report.jsonl and evaluate --fail-on on it."""
     from leakaudit.report.writer import render
 
     fmts, thresholds = _clikit._outputs(formats or "html", fail_on)
@@ -678,7 +678,7 @@ def report(directory: Annotated[Path, typer.Argument(help="A leakaudit output fo
 @app.command()
 def version() -> None:
     """Print the versions of leakaudit and its main dependencies."""
-    from leakaudit.lab.run import versions
+    from leakaudit.versions import versions
 
     for k, v in versions().items():
         out_console.print(f"{k} {v}", highlight=False)

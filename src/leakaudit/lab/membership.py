@@ -183,7 +183,7 @@ def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig 
     """Run :func:`classifier_membership_experiment` and write ``report.jsonl``, ``summary.json``,
     the shadow models (``shadows/``) and ``report.html`` into ``out_dir`` (staged: all or nothing).
     Shadow models already in ``out_dir/shadows`` with the same setup are reused."""
-    from leakaudit.lab.run import versions
+    from leakaudit.versions import versions
     from leakaudit.report.records import staged_output
     from leakaudit.report.writer import write_report
 

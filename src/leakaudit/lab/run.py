@@ -17,18 +17,17 @@ never saw them either, its ratio is not biased towards calling them non-members.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from leakaudit import __version__
 from leakaudit.attacks.extraction.pipeline import ExtractionConfig
 from leakaudit.attacks.memorization.measure import MemorizationConfig
 from leakaudit.progress import null_progress
 from leakaudit.training.lm import LMSpec
+from leakaudit.versions import versions  # noqa: F401  (re-exported: leakaudit.lab.run.versions)
 
 
 #: The lab models have a 256-token context; prompts take up to 10 tokens, so samples get 240 new
@@ -97,17 +96,6 @@ class LabConfig:
     def with_seed(self, seed: int) -> "LabConfig":
         return replace(self, seed=seed, extraction=replace(self.extraction, seed=seed),
                        memorization=replace(self.memorization, seed=seed))
-
-
-def versions() -> dict[str, str]:
-    import numpy
-    import tokenizers
-    import torch
-    import transformers
-
-    return {"leakaudit": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
-            "numpy": numpy.__version__}
 
 
 def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, log=print,

@@ -97,7 +97,7 @@ def _count(suite_el: ET.Element, totals: dict[str, int], tc: ET.Element) -> None
 
 def write_junit(report_dir: str | Path, verdicts=None) -> Path:
     """Write ``junit.xml`` next to ``report.jsonl`` and return its path."""
-    from leakaudit.report.records import load_report
+    from leakaudit.report.reader import load_report
 
     report_dir = Path(report_dir)
     return atomic_write_text(report_dir / "junit.xml", junit_xml(load_report(report_dir), verdicts))

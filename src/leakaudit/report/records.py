@@ -24,57 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from leakaudit.atomic import atomic_open
-from leakaudit.errors import InputError
-
-from leakaudit.findings import ENTRY_TYPES as _REGISTRY
+from leakaudit.errors import InputError  # noqa: F401
 from leakaudit.findings import clean as _clean  # noqa: F401  (kept for callers)
-from leakaudit.findings import upgrade
+from leakaudit.report.reader import entry_types, load_report, read_jsonl  # noqa: F401  (re-exported)
 from leakaudit.report.writer import FindingsWriter
 from leakaudit.taxonomy import TAXONOMY, TAXONOMY_NAMES  # noqa: F401  (re-exported)
 
 #: The JSONL writer of every command (see leakaudit.report.writer); the old name stays.
 JsonlWriter = FindingsWriter
-
-
-def entry_types() -> list[str]:
-    """Names of the registered entry types (the registry is open: leakaudit.findings)."""
-    return _REGISTRY.names()
-
-
-def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield the records of a JSONL file; a malformed line raises InputError naming file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("no such file", path=str(path))
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise InputError(f"malformed report line: {e}", path=str(path), line=lineno) from None
-
-
-def load_report(directory: str | Path) -> dict[str, list[dict[str, Any]]]:
-    """Group the records of ``DIR/report.jsonl`` by entry_type."""
-    directory = Path(directory)
-    path = directory / "report.jsonl"
-    if not path.is_file():
-        raise InputError("no report.jsonl in this directory (is it a leakaudit output folder?)",
-                         path=str(directory))
-    grouped: dict[str, list[dict[str, Any]]] = {t: [] for t in entry_types()}
-    from leakaudit.findings import SchemaVersionError
-
-    try:
-        records = upgrade(list(read_jsonl(path)))
-    except SchemaVersionError as e:
-        raise InputError(str(e), path=str(path)) from None
-    for rec in records:
-        grouped.setdefault(rec.get("entry_type", "unknown"), []).append(rec)
-    if not grouped["run"]:
-        raise InputError("report.jsonl has no run record", path=str(path))
-    return grouped
 
 
 @contextmanager

@@ -189,7 +189,7 @@ def sarif_log(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 def write_sarif(report_dir: str | Path) -> Path:
     """Write ``report.sarif`` next to ``report.jsonl`` and return its path."""
-    from leakaudit.report.records import load_report
+    from leakaudit.report.reader import load_report
 
     report_dir = Path(report_dir)
     log = sarif_log(load_report(report_dir))

@@ -139,7 +139,7 @@ def render(out: str | Path, formats: Iterable[str], fail_on: list[str] | None = 
     files: dict[str, Path] = {}
     verdicts = []
     if fail_on:
-        from leakaudit.report.records import load_report
+        from leakaudit.report.reader import load_report
         from leakaudit.report.thresholds import check
 
         verdicts = check(load_report(out), fail_on)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from leakaudit.report.records import load_report
+from leakaudit.report.reader import load_report
 from leakaudit.report.thresholds import quantities
 
 

@@ -131,12 +131,3 @@ def inversion_summary(records: list[tuple[str, dict]]) -> dict[str, Any]:
             "mean_target_confidence": {f"{e['attack']}/{e.get('target')}/{e.get('defense')}":
                                        e.get("mean_target_confidence") for e in evals},
             "tags": TAXONOMY["inversion"]}
-
-
-def write_inversion_report(out: Path, *, run_record: dict[str, Any], records: list[tuple[str, dict]]) -> dict[str, Any]:
-    """Deprecated: use :func:`leakaudit.report.writer.write_report` with :func:`inversion_summary`."""
-    from leakaudit.report.writer import write_report
-
-    summary = inversion_summary(records)
-    write_report(out, run_record=run_record, records=records, summary=summary, formats=("jsonl",))
-    return summary

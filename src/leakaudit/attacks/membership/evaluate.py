@@ -1,5 +1,6 @@
 """Turn attack scores into report records: one ``membership`` record per (attack, subset)
-evaluation and ``membership_record`` rows for the most exposed records."""
+evaluation and ``membership_record`` rows for the most exposed records (written by
+``leakaudit.report.writer.write_report``)."""
 
 from __future__ import annotations
 
@@ -80,14 +81,6 @@ def exposed_records(ev: MembershipEvaluation, *, ids: list[str], texts: list[str
             rec["text"] = texts[i]
         out.append(rec)
     return out
-
-
-def write_membership_report(out, *, run_record: dict[str, Any],
-                            pairs: list[tuple[str, dict[str, Any]]], summary: dict[str, Any]) -> None:
-    """Deprecated: use :func:`leakaudit.report.writer.write_report` (the one writer)."""
-    from leakaudit.report.writer import write_report
-
-    write_report(out, run_record=run_record, records=pairs, summary=summary, formats=("jsonl",))
 
 
 def summarize(evaluations: list[MembershipEvaluation], *, world: str) -> dict[str, Any]:
