@@ -10,7 +10,7 @@ import sys
 import typer
 from rich.console import Console
 
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)
 out_console = Console()
 
 

@@ -123,7 +123,7 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
     from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import load_target
     from leakaudit.training.lm import train_causal_lm, train_tokenizer
     from leakaudit.workflow import exposure_records, memorization_records, write_extraction_report
 
@@ -168,9 +168,9 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
                               "data": "reference split" if role == "reference" else "training split"}
             log(f"trained {role}: {spec.n_layer} layers × {spec.n_embd}, final loss "
                 f"{last['loss']:.3f} ({time.perf_counter() - t0:.1f}s)")
-        target = HFCausalLM.load(stage / "models" / "target", name="target")
-        reference = HFCausalLM.load(stage / "models" / "reference", name="reference")
-        small = HFCausalLM.load(stage / "models" / "small", name="small")
+        target = load_target(stage / "models" / "target", name="target")
+        reference = load_target(stage / "models" / "reference", name="reference")
+        small = load_target(stage / "models" / "small", name="small")
 
         index = CorpusIndex.build(train_texts, [d["id"] for d in corpus.train])
         run_record = {

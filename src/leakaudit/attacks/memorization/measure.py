@@ -133,7 +133,8 @@ def select_sequences(model: LanguageModel, texts: list[str], doc_ids: list[str],
     config.validate()
     W, ell = config.window, config.suffix_length
     stride = config.stride or ell
-    all_ids = model.tokenize(texts)
+    all_ids = model.document_ids(texts)  # the tokenizer's default: start tokens, then the text
+    n_start = len(model.start_ids)
     cands: list[tuple[int, int]] = []
     skipped = 0
     for d, ids in enumerate(all_ids):
@@ -151,8 +152,8 @@ def select_sequences(model: LanguageModel, texts: list[str], doc_ids: list[str],
     offsets_cache: dict[int, list[tuple[int, int]]] = {}
 
     def window_text(d: int, o: int, start: int = 0) -> str:
-        if d not in offsets_cache:
-            offsets_cache[d] = model.token_offsets(texts[d])
+        if d not in offsets_cache:  # start tokens span no text
+            offsets_cache[d] = [(0, 0)] * n_start + model.token_offsets(texts[d])
         offs = offsets_cache[d]
         return texts[d][offs[o + start][0]: offs[o + W - 1][1]]
 
@@ -246,8 +247,8 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
                              "share a tokenizer")
     for name, m in models.items():
         ctx = getattr(m, "max_length", None)
-        if ctx is not None and W + 1 > ctx:
-            raise InputError(f"model {name!r} has a context of {ctx} tokens; k + ℓ = {W} plus BOS "
+        if ctx is not None and W > ctx:
+            raise InputError(f"model {name!r} has a context of {ctx} tokens; k + ℓ = {W} "
                              "does not fit")
 
     n_check = len(seqs.ids) if config.greedy_check < 0 else min(config.greedy_check, len(seqs.ids))
@@ -257,7 +258,8 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
     model_info: dict[str, dict[str, Any]] = {}
     for name in names:
         m = models[name]
-        model_info[name] = {"n_params": _n_params(m), "fingerprint": m.fingerprint()}
+        model_info[name] = {"n_params": _n_params(m), "fingerprint": m.fingerprint(),
+                            "token_convention": m.token_convention()}
         for k in sorted(config.prefix_lengths):
             windows = [ids[kmax - k:] for ids in seqs.ids]
             with progress(f"memorization {name} k={k}", len(windows)) as adv:
@@ -288,7 +290,7 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
             # slow path: real greedy decoding on the cross-check subset
             check: dict[str, Any] = {"model": name, "k": k, "n_checked": len(check_idx)}
             if check_idx:
-                prompts = [[m.bos_id] + windows[i][:k] for i in check_idx]
+                prompts = [windows[i][:k] for i in check_idx]  # the prefix is the whole context
                 with progress(f"greedy check {name} k={k}", len(prompts)) as adv:
                     gens = m.generate_ids(prompts, SamplingConfig(max_new_tokens=ell, greedy=True),
                                           seed=config.seed, batch_size=config.batch_size,
