@@ -549,7 +549,7 @@ def membership(
                     member_ids=[d.id for d in mdocs], nonmember_ids=[d.id for d in ndocs],
                     batch_size=batch_size, show_pii=show_pii, progress=_progress(), log=_log)
                 summary = {**summarize(audit.evaluations, world="llm"), "cost": audit.cost,
-                           "warnings": audit.warnings,
+                           "warnings": audit.warnings, "skipped": audit.skipped,
                            "blind_baseline_auc": next(iter(audit.baseline.values())).metrics.auc}
                 write_membership_report(stage, run_record=run_record, pairs=audit.records(),
                                         summary=summary)
@@ -560,6 +560,8 @@ def membership(
         tprs = "  ".join(f"TPR@{k_[4:]}FPR " + ("n/r" if v is None else f"{v:.2%}")
                          for k_, v in r.items() if k_.startswith("tpr@"))
         out_console.print(f"{name:48s} AUC {r['auc']:.3f}  {tprs}", highlight=False)
+    for sk in summary.get("skipped") or []:
+        out_console.print(f"{sk['label']:48s} skipped: {sk['reason']}", highlight=False)
     out_console.print(f"report: {out / 'report.html'}\nrecords: {out / 'report.jsonl'}", highlight=False)
 
 

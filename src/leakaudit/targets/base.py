@@ -270,3 +270,73 @@ class LanguageModel(ABC):
         """A string that changes whenever the model's weights or tokenizer change (hashed from
         content, never from a name or path: it keys the signal cache)."""
         raise NotImplementedError(f"{type(self).__name__} must hash its content")
+
+
+class RestrictedLM(LanguageModel):
+    """A target with some capabilities taken away (an API-only view of a local model, and the
+    contract tests' way to check that audits skip what a target cannot serve). Every call that
+    would need a removed capability raises :class:`CapabilityError`; nothing is faked."""
+
+    def __init__(self, inner: LanguageModel, *, without: Sequence[str]):
+        from dataclasses import replace
+
+        caps = inner.capabilities
+        caps.missing(*without)  # validates the names
+        self.inner = inner
+        self.name = inner.name
+        self.removed = tuple(without)
+        self.capabilities = replace(caps, **{n: (0 if n == "top_logprobs" else False)
+                                             for n in without})
+        self.max_length = getattr(inner, "max_length", None)
+
+    def _refuse(self, what: str, cap: str) -> None:
+        if not getattr(self.capabilities, cap):
+            raise CapabilityError(f"{what} needs {cap}, which this target does not provide")
+
+    def tokenize(self, texts):
+        return self.inner.tokenize(texts)
+
+    def token_offsets(self, text):
+        return self.inner.token_offsets(text)
+
+    def decode(self, ids):
+        return self.inner.decode(ids)
+
+    @property
+    def start_ids(self):
+        return self.inner.start_ids
+
+    def decode_special(self, ids):
+        return self.inner.decode_special(ids)
+
+    @property
+    def bos_id(self):
+        return self.inner.bos_id
+
+    def fingerprint(self):
+        return self.inner.fingerprint()
+
+    def score_ids(self, ids, *, batch_size=16, vocab_stats=False, sampling=None, last=None,
+                  progress=None):
+        self._refuse("scoring", "prompt_logprobs")
+        if vocab_stats:
+            self._refuse("vocabulary statistics", "vocab_stats")
+        if sampling is not None:
+            self._refuse("sampling log-probabilities", "sampling_logprobs")
+        out = self.inner.score_ids(ids, batch_size=batch_size, vocab_stats=vocab_stats,
+                                   sampling=sampling, last=last, progress=progress)
+        if not self.capabilities.argmax:
+            for s in out:
+                s.is_argmax = None  # not provided: an attack reading it fails loudly
+        return out
+
+    def generate_ids(self, prompts, sampling, *, seed, batch_size=32, progress=None):
+        self._refuse("sampling", "generation")
+        if sampling.decay is not None:
+            self._refuse("a decaying temperature", "logits_processors")
+        if not self.capabilities.seeded_generation:
+            import secrets
+
+            seed = secrets.randbits(31)  # an unseeded server: the seed is not honoured
+        return self.inner.generate_ids(prompts, sampling, seed=seed, batch_size=batch_size,
+                                       progress=progress)

@@ -247,8 +247,8 @@ class HFCausalLM(LanguageModel):
             or 2048
         )
         self.capabilities = Capabilities(
-            prompt_logprobs=True, vocab_stats=True, argmax=True, generation=True,
-            seeded_generation=True,
+            prompt_logprobs=True, vocab_stats=True, argmax=True, sampling_logprobs=True,
+            generation=True, seeded_generation=True, logits_processors=True, gradients=True,
         )
         self._fingerprint: str | None = None
         self._start_ids: list[int] | None = None
@@ -297,6 +297,9 @@ class HFCausalLM(LanguageModel):
         found by encoding a probe both ways; tokens it appends at the end are not included."""
         if self._start_ids is None:
             probe = "Hello world"
+            if not callable(self.tokenizer):  # a minimal id-only tokenizer (benchmarks, tests)
+                self._start_ids = []
+                return []
             plain = list(self.tokenizer(probe, add_special_tokens=False)["input_ids"])
             full = list(self.tokenizer(probe)["input_ids"])
             start: list[int] = []

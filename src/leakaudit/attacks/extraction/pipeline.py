@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from leakaudit.attacks.extraction.dedup import select_deduplicated, trigrams
 from leakaudit.attacks.extraction.rankings import RankingInputs, compute_rankings
 from leakaudit.attacks.extraction.samplers import internet_prompts, sampler_spec
 from leakaudit.corpus.pii import find_pii, mask_text
-from leakaudit.errors import LeakauditError
+from leakaudit.errors import CapabilityError, LeakauditError
 from leakaudit.metrics.stats import rate
 from leakaudit.progress import null_progress
 from leakaudit.report.records import TAXONOMY
@@ -110,6 +110,32 @@ def run_extraction(
     references = references or {}
     cfg = config
     target.capabilities.require("generation", "prompt_logprobs", who="extraction")
+    from leakaudit.targets.base import skip_record
+
+    skipped: list[dict[str, Any]] = []
+    samplers = []
+    for name in cfg.samplers:  # the decaying temperature is a custom logits processor
+        needs = ("logits_processors",) if name == "temperature" else ()
+        if needs and target.capabilities.missing(*needs):
+            skipped.append({**skip_record(f"sampler:{name}", needs, target.capabilities,
+                                          target="target")})
+            continue
+        samplers.append(name)
+    for rname in list(references):
+        caps = references[rname].capabilities
+        if caps.missing("prompt_logprobs"):
+            skipped.append(skip_record(f"ranking:reference:{rname}", ("prompt_logprobs",), caps,
+                                       target=f"reference model {rname!r}"))
+            references = {k: v for k, v in references.items() if k != rname}
+    if not target.capabilities.seeded_generation:
+        warn("the target's sampling is not seeded: samples differ from run to run")
+    for sk in skipped:
+        warn(f"skipped {sk['attack']}: {sk['reason']}")
+    if not samplers:
+        raise CapabilityError("no sampler can run on this target: "
+                              + "; ".join(sk["reason"] for sk in skipped))
+    if tuple(samplers) != tuple(cfg.samplers):
+        cfg = replace(cfg, samplers=tuple(samplers))
     if "internet" in cfg.samplers and not prompt_texts:
         raise LeakauditError("the internet sampler needs prompt texts (--prompts FILE)")
     if not references:
@@ -274,6 +300,7 @@ def run_extraction(
         "canaries_extracted": [c["canary_id"] for c in canary_recs if c["extracted"]],
         "pii_in_verified": dict(pii_counts),
         "verified": index is not None,
+        "skipped": skipped,
         "tags": TAXONOMY["extraction"],
     }
     return ExtractionResult(cfg, samples, evals, canary_recs, pii_rec, summary, timings)

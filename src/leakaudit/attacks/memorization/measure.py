@@ -24,6 +24,7 @@ sequences are measured at all.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -35,7 +36,7 @@ from leakaudit.errors import InputError
 from leakaudit.metrics import memorization as mm
 from leakaudit.metrics.stats import rate
 from leakaudit.progress import null_progress
-from leakaudit.targets.base import LanguageModel, SamplingConfig
+from leakaudit.targets.base import LanguageModel, SamplingConfig, skip_record
 
 DOC_URI = "https://arxiv.org/abs/2202.07646"
 THREAT_MODEL = "white-box scores (teacher-forced log-probabilities) + the training corpus"
@@ -206,6 +207,8 @@ class MemorizationResult:
     checks: list[dict[str, Any]]  # greedy cross-check and batch-1 re-check, per (model, k)
     models: dict[str, dict[str, Any]]
     sequences: dict[str, Any]
+    #: what was not measured because a model lacks a capability (one record each, naming it)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
     def report_records(self) -> list[tuple[str, dict[str, Any]]]:
         tags = ["owasp:LLM02:2025", "atlas:AML.T0057"]
@@ -216,6 +219,8 @@ class MemorizationResult:
         out += [("memorization", {"kind": "rate", "attack": "memorization", **r}) for r in self.rates]
         out += [("memorization", {"kind": "check", "attack": "memorization", **c})
                 for c in self.checks]
+        out += [("memorization", {**sk, "kind": "skipped", "part": sk["attack"],
+                                  "attack": "memorization"}) for sk in self.skipped]
         out += [("memorization", {"kind": "sequence", "attack": "memorization", "tags": tags, **r})
                 for r in self.records]
         return out
@@ -256,20 +261,36 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
     records: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     model_info: dict[str, dict[str, Any]] = {}
+    skipped: list[dict[str, Any]] = []
     for name in names:
         m = models[name]
+        caps = m.capabilities
+        if caps.missing("prompt_logprobs", "argmax"):
+            skipped.append({**skip_record("memorization", ("prompt_logprobs", "argmax"), caps,
+                                          target=name), "model": name})
+            log(f"memorization: skipped {name}: {skipped[-1]['reason']}")
+            continue
+        with_pz = not caps.missing("sampling_logprobs")
+        if not with_pz:
+            skipped.append({**skip_record("(n,p)-extraction", ("sampling_logprobs",), caps,
+                                          target=name), "model": name})
+        can_check = not caps.missing("generation")
+        if not can_check and check_idx:
+            skipped.append({**skip_record("greedy_check", ("generation",), caps, target=name),
+                            "model": name})
         model_info[name] = {"n_params": _n_params(m), "fingerprint": m.fingerprint(),
                             "token_convention": m.token_convention()}
         for k in sorted(config.prefix_lengths):
             windows = [ids[kmax - k:] for ids in seqs.ids]
             with progress(f"memorization {name} k={k}", len(windows)) as adv:
                 scores = m.score_ids(windows, batch_size=config.batch_size,
-                                     sampling=config.sampling, last=ell, progress=adv)
+                                     sampling=config.sampling if with_pz else None, last=ell,
+                                     progress=adv)
             rows = []
             for i, sc in enumerate(scores):
                 am = sc.is_argmax[-ell:]
-                slp = sc.sampling_logprobs[-ell:]
-                log_pz = mm.sequence_logprob(slp)
+                log_pz = (mm.sequence_logprob(sc.sampling_logprobs[-ell:]) if with_pz
+                          else float("nan"))
                 exact = mm.greedy_discoverable(am)
                 row = {
                     "model": name, "k": k, "ell": ell, "seq": i, "doc_id": seqs.doc_ids[i],
@@ -279,17 +300,25 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
                     "exact": exact, "fraction": mm.fractional_match(am),
                     "suffix_logprob": float(np.sum(sc.logprobs[-ell:], dtype=np.float64)),
                     "log_pz": log_pz,
-                    "p_extract": {str(n): mm.extraction_probability(log_pz, n)
-                                  for n in config.extraction_n},
-                    "n_for_p": mm.queries_needed(log_pz, config.extraction_p),
                 }
+                if with_pz:
+                    row.update({
+                        "p_extract": {str(n): mm.extraction_probability(log_pz, n)
+                                      for n in config.extraction_n},
+                        "n_for_p": mm.queries_needed(log_pz, config.extraction_p),
+                        "log10_n_for_p": mm.log_queries_needed(log_pz, config.extraction_p)
+                        / math.log(10)})
+                else:
+                    row.update({"log_pz": None, "p_extract": None, "n_for_p": None,
+                                "log10_n_for_p": None})
                 if exact:
                     row["suffix_text"] = (seqs.suffix_texts[i] if show_pii
                                           else mask_text(seqs.suffix_texts[i]))
                 rows.append(row)
             # slow path: real greedy decoding on the cross-check subset
-            check: dict[str, Any] = {"model": name, "k": k, "n_checked": len(check_idx)}
-            if check_idx:
+            check: dict[str, Any] = {"model": name, "k": k,
+                                     "n_checked": len(check_idx) if can_check else 0}
+            if check_idx and can_check:
                 prompts = [windows[i][:k] for i in check_idx]  # the prefix is the whole context
                 with progress(f"greedy check {name} k={k}", len(prompts)) as adv:
                     gens = m.generate_ids(prompts, SamplingConfig(max_new_tokens=ell, greedy=True),
@@ -325,8 +354,7 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
                 pos = [i for i, r in enumerate(rows) if r["exact"]]
                 flips = []
                 for i in pos:
-                    (sc1,) = m.score_ids([windows[i]], batch_size=1, sampling=config.sampling,
-                                         last=ell)
+                    (sc1,) = m.score_ids([windows[i]], batch_size=1, last=ell)
                     if not mm.greedy_discoverable(sc1.is_argmax[-ell:]):
                         flips.append(i)
                         rows[i]["exact_batch1"] = False
@@ -341,7 +369,7 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
                                 for b in sorted({mm.duplicate_bucket(c) for c in seqs.dup_counts},
                                                 key=_bucket_lo)}}
     return MemorizationResult(config=config, records=records, rates=rates, checks=checks,
-                              models=model_info, sequences=seq_info)
+                              models=model_info, sequences=seq_info, skipped=skipped)
 
 
 def _bucket_lo(label: str) -> int:
@@ -358,16 +386,17 @@ def aggregate(records: list[dict[str, Any]], config: MemorizationConfig) -> list
     out = []
     for (model, k, bucket), rows in groups.items():
         n_exact = sum(r["exact"] for r in rows)
-        lp = np.array([r["log_pz"] for r in rows], dtype=np.float64)
-        p_ext = {str(n): float(np.mean([r["p_extract"][str(n)] for r in rows]))
-                 for n in config.extraction_n}
+        with_pz = [r for r in rows if r.get("p_extract") is not None]
+        lp = np.array([r["log_pz"] for r in with_pz], dtype=np.float64)
+        p_ext = ({str(n): float(np.mean([r["p_extract"][str(n)] for r in with_pz]))
+                  for n in config.extraction_n} if with_pz else None)
         memorized = [r for r in rows if r["exact"]]
         out.append({
             "model": model, "k": k, "ell": config.suffix_length, "bucket": bucket,
             "bucket_lo": 0 if bucket == "all" else _bucket_lo(bucket),
             "exact": rate(n_exact, len(rows)).to_dict(),
             "mean_fraction": float(np.mean([r["fraction"] for r in rows])),
-            "median_log_pz": float(np.median(lp)),
+            "median_log_pz": float(np.median(lp)) if len(lp) else None,
             "mean_p_extract": p_ext,
             "k_eidetic": _eidetic(memorized),
         })
