@@ -117,6 +117,7 @@ def extract(
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
+    shard_samples: Annotated[int, typer.Option("--shard-samples", min=1, help="Generations per sampling shard: the unit that a rerun after a crash reuses (and of seeding: keep it fixed to reproduce a run).")] = 256,
 ) -> None:
     """Untargeted training-data extraction (Carlini et al. 2021) on your own causal LM and corpus."""
     from leakaudit.attacks.extraction.pipeline import ExtractionConfig
@@ -160,7 +161,8 @@ def extract(
         cfg = ExtractionConfig(samplers=tuple(samplers), n_samples=samples, select=select,
                                max_new_tokens=new_tokens, top_k=top_k, seed=seed,
                                generate_batch_size=batch_size,
-                               score_batch_size=max(1, batch_size // 2), show_pii=show_pii)
+                               score_batch_size=max(1, batch_size // 2), show_pii=show_pii,
+                               shard_samples=shard_samples)
         from dataclasses import asdict
 
         run_record = {
