@@ -57,7 +57,7 @@ def _extraction(lm):
 def _exposure(lm):
     from leakaudit.attacks.canaries.exposure import canary_exposure
 
-    c = {"id": "c0", "template": "my pin is {secret}", "secret": "1234", "space": "dddd",
+    c = {"id": "c0", "template": "my pin is {secret}", "secret": "1234", "secret_space": "dddd",
          "repeats": 1}
     return [], [r["canary_id"] for r in canary_exposure(lm, [c], n_references=10, seed=0,
                                                         batch_size=8)]

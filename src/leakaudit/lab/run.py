@@ -255,10 +255,13 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
             "config": {"lab": _jsonable(asdict(cfg)), **_jsonable(asdict(cfg.extraction))},
             "models": {
                 "target": {"path": "models/target", "fingerprint": target.fingerprint(),
+                           "token_convention": target.token_convention(),
                            "n_params": sum(p.numel() for p in target.model.parameters())},
                 "reference": {"path": "models/reference", "fingerprint": reference.fingerprint(),
+                              "token_convention": reference.token_convention(),
                               "n_params": sum(p.numel() for p in reference.model.parameters())},
                 "small": {"path": "models/small", "fingerprint": small.fingerprint(),
+                          "token_convention": small.token_convention(),
                           "n_params": sum(p.numel() for p in small.model.parameters())},
             },
             "corpus": {"path": "corpus/train.jsonl", "n_docs": len(train_texts),

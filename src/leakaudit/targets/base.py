@@ -155,6 +155,10 @@ class LanguageModel(ABC):
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, without special tokens (text in the middle of a document)."""
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """:meth:`tokenize` and :meth:`token_offsets` of one text (backends may do it in one call)."""
+        return self.tokenize([text])[0], self.token_offsets(text)
+
     @property
     def start_ids(self) -> list[int]:
         """The special tokens the tokenizer puts at the start of a document by default (BOS for
@@ -298,6 +302,9 @@ class RestrictedLM(LanguageModel):
 
     def token_offsets(self, text):
         return self.inner.token_offsets(text)
+
+    def encode_with_offsets(self, text):
+        return self.inner.encode_with_offsets(text)
 
     def decode(self, ids):
         return self.inner.decode(ids)

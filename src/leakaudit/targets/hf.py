@@ -207,7 +207,7 @@ def explicit_generation_config(sampling: SamplingConfig, *, max_new_tokens: int,
                    encoder_no_repeat_ngram_size=0, length_penalty=1.0, bad_words_ids=None,
                    force_words_ids=None, begin_suppress_tokens=None, suppress_tokens=None,
                    forced_bos_token_id=None, forced_eos_token_id=None, sequence_bias=None,
-                   exponential_decay_length_penalty=None, min_length=0, min_new_tokens=0,
+                   exponential_decay_length_penalty=None, min_new_tokens=0,
                    max_new_tokens=int(max_new_tokens), eos_token_id=None,
                    pad_token_id=int(pad_token_id), bos_token_id=int(bos_token_id),
                    typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0, min_p=None,
@@ -329,6 +329,10 @@ class HFCausalLM(LanguageModel):
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return [tuple(o) for o in enc["offset_mapping"]]
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)

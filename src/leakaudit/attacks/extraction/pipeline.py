@@ -133,28 +133,28 @@ def run_extraction(
     target.capabilities.require("generation", "prompt_logprobs", who="extraction")
     from leakaudit.targets.base import skip_record
 
-    skipped: list[dict[str, Any]] = []
+    cap_skipped: list[dict[str, Any]] = []
     samplers = []
     for name in cfg.samplers:  # the decaying temperature is a custom logits processor
         needs = ("logits_processors",) if name == "temperature" else ()
         if needs and target.capabilities.missing(*needs):
-            skipped.append({**skip_record(f"sampler:{name}", needs, target.capabilities,
+            cap_skipped.append({**skip_record(f"sampler:{name}", needs, target.capabilities,
                                           target="target")})
             continue
         samplers.append(name)
     for rname in list(references):
         caps = references[rname].capabilities
         if caps.missing("prompt_logprobs"):
-            skipped.append(skip_record(f"ranking:reference:{rname}", ("prompt_logprobs",), caps,
+            cap_skipped.append(skip_record(f"ranking:reference:{rname}", ("prompt_logprobs",), caps,
                                        target=f"reference model {rname!r}"))
             references = {k: v for k, v in references.items() if k != rname}
     if not target.capabilities.seeded_generation:
         warn("the target's sampling is not seeded: samples differ from run to run")
-    for sk in skipped:
+    for sk in cap_skipped:
         warn(f"skipped {sk['attack']}: {sk['reason']}")
     if not samplers:
         raise CapabilityError("no sampler can run on this target: "
-                              + "; ".join(sk["reason"] for sk in skipped))
+                              + "; ".join(sk["reason"] for sk in cap_skipped))
     if tuple(samplers) != tuple(cfg.samplers):
         cfg = replace(cfg, samplers=tuple(samplers))
     if "internet" in cfg.samplers and not prompt_texts:
@@ -344,7 +344,7 @@ def run_extraction(
         "canaries_extracted": [c["canary_id"] for c in canary_recs if c["extracted"]],
         "pii_in_verified": dict(pii_counts),
         "verified": index is not None,
-        "skipped": skipped,
+        "skipped": cap_skipped,
         "tags": TAXONOMY["extraction"],
     }
     return ExtractionResult(cfg, samples, evals, canary_recs, pii_rec, summary, timings)

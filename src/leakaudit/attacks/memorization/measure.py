@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from leakaudit.errors import InputError
+from leakaudit.errors import CapabilityError, InputError
 from leakaudit.metrics import memorization as mm
 from leakaudit.metrics.stats import rate
 from leakaudit.progress import null_progress
@@ -123,51 +125,131 @@ class Sequences:
     n_candidates: int
 
 
+#: Characters of one document tokenized at a time while windows are cut: peak memory grows with
+#: this and with the windows measured, never with the length of a document.
+CHUNK_CHARS = 1 << 20
+_PROBE_CHARS = 200
+_WS = re.compile(r"\s")
+
+
+def _joins_cleanly(model: LanguageModel, text: str, cut: int) -> bool:
+    """Whether tokenizing the text on either side of ``cut`` separately gives the same tokens as
+    tokenizing across it (checked on the ``_PROBE_CHARS`` characters each side)."""
+    left, right = text[max(0, cut - _PROBE_CHARS): cut], text[cut: cut + _PROBE_CHARS]
+    joint, a, b = model.tokenize([left + right, left, right])
+    return joint == a + b
+
+
+def _safe_cut(model: LanguageModel, text: str, pos: int, limit: int) -> int | None:
+    """A position at or after ``pos`` (before ``limit``) where the document can be tokenized in
+    two pieces without changing any token: first before whitespace, then anywhere."""
+    tries = 0
+    for m in _WS.finditer(text, pos, limit):
+        if tries >= 32:
+            break
+        tries += 1
+        if m.start() > 0 and _joins_cleanly(model, text, m.start()):
+            return m.start()
+    for cut in range(pos, min(limit, pos + 32)):
+        if _joins_cleanly(model, text, cut):
+            return cut
+    return None
+
+
+def iter_document_tokens(model: LanguageModel, text: str, *, chunk_chars: int = CHUNK_CHARS):
+    """The document's tokenization (:meth:`LanguageModel.document_ids`) in consecutive pieces:
+    ``(ids, char_start, char_end)`` int64 arrays; start tokens span no text. A long document is
+    cut at positions where cutting changes no token (checked), so the pieces concatenate to the
+    tokenization of the whole; memory is bounded by ``chunk_chars``."""
+    start = list(model.start_ids)
+    if start:
+        z = np.zeros(len(start), np.int64)
+        yield np.asarray(start, np.int64), z, z.copy()
+    pos, n = 0, len(text)
+    while pos < n:
+        end = n
+        if n - pos > chunk_chars + chunk_chars // 2:
+            end = _safe_cut(model, text, pos + chunk_chars, min(n, pos + 2 * chunk_chars)) or n
+        piece = text[pos:end]
+        ids, offs = model.encode_with_offsets(piece)
+        o = np.asarray(offs, np.int64).reshape(-1, 2) + pos
+        yield np.asarray(ids, np.int64), o[:, 0].copy(), o[:, 1].copy()
+        pos = end
+
+
+def _scan_windows(model: LanguageModel, texts: Sequence[str], W: int, stride: int,
+                  want: dict[int, set[int]] | None):
+    """Stream every document once, yielding ``("window", d, o, ids, starts, c1)`` for each candidate
+    window (token offset ``o`` a multiple of ``stride``; only those in ``want[d]`` when given)
+    and ``("end", d, n_tokens)`` after each document. Holds at most one piece plus W tokens."""
+    for d, text in enumerate(texts):
+        wd = None if want is None else want.get(d, set())
+        base, n_tok = 0, 0
+        ids = cs = ce = np.zeros(0, np.int64)
+        for pid, ps, pe in iter_document_tokens(model, text):
+            ids, cs, ce = (np.concatenate([ids, pid]), np.concatenate([cs, ps]),
+                           np.concatenate([ce, pe]))
+            n_tok += len(pid)
+            o = -(-base // stride) * stride  # first candidate offset not before base
+            while o + W <= base + len(ids):
+                if wd is None or o in wd:
+                    r = o - base
+                    yield "window", d, o, ids[r: r + W], cs[r: r + W].copy(), int(ce[r + W - 1])
+                o += stride
+            keep = min(o, base + len(ids)) - base  # drop tokens no later window needs
+            ids, cs, ce, base = ids[keep:], cs[keep:], ce[keep:], base + keep
+        yield "end", d, n_tok
+
+
 def select_sequences(model: LanguageModel, texts: list[str], doc_ids: list[str], index, *,
                      config: MemorizationConfig, log=print) -> Sequences:
     """Cut candidate windows from the training documents and pick the sample to measure.
 
-    ``index`` is a :class:`~leakaudit.corpus.index.CorpusIndex` over the same documents (it gives
-    duplicate and document counts). Documents shorter than ``max(k) + ℓ`` tokens are skipped and
-    counted.
+    Windows are cut from each document's own tokenization (:meth:`LanguageModel.document_ids`:
+    the tokenizer's start tokens, then the text) and nothing is inserted: a window's first k
+    tokens are its whole context. ``index`` is a :class:`~leakaudit.corpus.index.CorpusIndex`
+    over the same documents (it gives duplicate and document counts). Documents shorter than
+    ``max(k) + ℓ`` tokens are skipped and counted.
+
+    The corpus is streamed (:func:`iter_document_tokens`) twice — once to count (and, when
+    stratifying, bucket) the candidates, once to cut the chosen windows — so memory grows with
+    the windows measured, not with the length of a document.
     """
     config.validate()
     W, ell = config.window, config.suffix_length
     stride = config.stride or ell
-    all_ids = model.document_ids(texts)  # the tokenizer's default: start tokens, then the text
-    n_start = len(model.start_ids)
-    cands: list[tuple[int, int]] = []
+    n = config.n_sequences
+    per_doc: list[int] = []  # candidate windows per document
     skipped = 0
-    for d, ids in enumerate(all_ids):
-        if len(ids) < W:
-            skipped += 1
-            continue
-        cands.extend((d, o) for o in range(0, len(ids) - W + 1, stride))
+    by_bucket: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    stratify = config.stratify and n is not None
+    for ev in _scan_windows(model, texts, W, stride, None):
+        if ev[0] == "end":
+            _, d, n_tok = ev
+            per_doc.append(0 if n_tok < W else (n_tok - W) // stride + 1)
+            skipped += n_tok < W
+        elif stratify:
+            _, d, o, _ids, starts, c1 = ev
+            text = texts[d][int(starts[0]):c1]
+            by_bucket[mm.duplicate_bucket(max(1, index.count(text)))].append((d, o))
+    total = sum(per_doc)
     if skipped:
         log(f"memorization: skipped {skipped} of {len(texts)} documents shorter than "
             f"{W} tokens (k={max(config.prefix_lengths)} + ℓ={ell})")
-    if not cands:
+    if not total:
         raise InputError(f"no document has {W} tokens (k={max(config.prefix_lengths)} + ℓ={ell}); "
                          "use a shorter prefix or suffix")
     rng = random.Random(config.seed)
-    offsets_cache: dict[int, list[tuple[int, int]]] = {}
-
-    def window_text(d: int, o: int, start: int = 0) -> str:
-        if d not in offsets_cache:  # start tokens span no text
-            offsets_cache[d] = [(0, 0)] * n_start + model.token_offsets(texts[d])
-        offs = offsets_cache[d]
-        return texts[d][offs[o + start][0]: offs[o + W - 1][1]]
-
-    n = config.n_sequences
-    if n is None or n >= len(cands):
-        chosen = list(cands)
+    if n is None or n >= total:
+        chosen = None  # every candidate
     elif not config.stratify:
-        chosen = rng.sample(cands, n)
+        starts = np.cumsum([0] + per_doc)
+        chosen = []
+        for i in rng.sample(range(total), n):  # the same draw as sampling the candidate list
+            d = int(np.searchsorted(starts, i, side="right") - 1)
+            chosen.append((d, int(i - starts[d]) * stride))
     else:
-        # Count every candidate, bucket by duplicate count, then take buckets round-robin.
-        by_bucket: dict[str, list[tuple[int, int]]] = defaultdict(list)
-        for d, o in cands:
-            by_bucket[mm.duplicate_bucket(max(1, index.count(window_text(d, o))))].append((d, o))
+        # bucket by duplicate count, then take buckets round-robin
         for v in by_bucket.values():
             rng.shuffle(v)
         order = [b for b in (mm.duplicate_bucket(lo) for lo, _ in mm.DUPLICATE_BUCKETS)
@@ -182,16 +264,24 @@ def select_sequences(model: LanguageModel, texts: list[str], doc_ids: list[str],
                     progressed = True
             if not progressed:
                 break
-    chosen.sort()
+    by_bucket.clear()
+    want = None
+    if chosen is not None:
+        want = defaultdict(set)
+        for d, o in chosen:
+            want[d].add(o)
     seq = Sequences([], [], [], [], [], [], [], n_docs=len(texts), n_docs_skipped=skipped,
-                    n_candidates=len(cands))
-    for d, o in chosen:
-        text = window_text(d, o)
-        seq.ids.append(list(all_ids[d][o:o + W]))
+                    n_candidates=total)
+    for ev in _scan_windows(model, texts, W, stride, want):  # sorted by (document, offset)
+        if ev[0] != "window":
+            continue
+        _, d, o, ids, starts, c1 = ev
+        text = texts[d][int(starts[0]):c1]
+        seq.ids.append([int(t) for t in ids])
         seq.doc_ids.append(doc_ids[d])
         seq.offsets.append(o)
         seq.texts.append(text)
-        seq.suffix_texts.append(window_text(d, o, W - ell))
+        seq.suffix_texts.append(texts[d][int(starts[W - ell]):c1])
         seq.dup_counts.append(max(1, index.count(text)))
         seq.doc_counts.append(max(1, index.doc_count(text)))
     return seq
@@ -262,6 +352,10 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
     checks: list[dict[str, Any]] = []
     model_info: dict[str, dict[str, Any]] = {}
     skipped: list[dict[str, Any]] = []
+    core = {nm: models[nm].capabilities.missing("prompt_logprobs", "argmax") for nm in names}
+    if all(core.values()):
+        raise CapabilityError("memorization needs prompt_logprobs and argmax; "
+                              + "; ".join(f"{nm} lacks {', '.join(v)}" for nm, v in core.items()))
     for name in names:
         m = models[name]
         caps = m.capabilities
