@@ -280,7 +280,7 @@ def memorization(
             "models": {k: {"path": str(v.source), **describe_target(v)} for k, v in models.items()},
             "corpus": {"path": str(corpus), "n_docs": len(docs), "n_bytes": index.n_bytes},
         }
-        with staged_output(out) as stage:
+        with staged_output(out, produces=REPORT_OUTPUTS) as stage:
             write_records_report(stage, run_record=run_record, records=pairs,
                                  summary={"attack": "memorization", "memorization": msum})
             render_html(stage)
@@ -389,7 +389,7 @@ def canaries_exposure(
                       "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "models": {target.name: {"path": model, "fingerprint": target.fingerprint()}},
                       "manifest": str(manifest)}
-        with staged_output(out) as stage:
+        with staged_output(out, produces=REPORT_OUTPUTS) as stage:
             write_records_report(stage, run_record=run_record, records=pairs,
                                  summary={"attack": "canary_exposure", "by_repeats": by_rep})
             render_html(stage)
@@ -498,7 +498,7 @@ def invert(
                       "config": {"attack": attack, "params": atk.params(), "classes": cls, "budget_per_class": budget,
                                  "seed": seed, "start": start_desc, "reference_data": str(reference_data) if reference_data else None},
                       "models": {"target": source}}
-        with staged_output(out) as stage:
+        with staged_output(out, produces=REPORT_OUTPUTS) as stage:
             records = run_inversion_audit(target, attack=atk, classes=cls, seeds=[seed], start=start,
                                           start_description=start_desc, reference=reference,
                                           evaluator_epochs=60, context=context, progress=_progress(), log=_log)
@@ -575,6 +575,7 @@ def membership(
             from leakaudit.attacks.membership.audit_llm import audit_llm_membership
             from leakaudit.attacks.membership.evaluate import summarize, write_membership_report
             from leakaudit.corpus.load import load_corpus
+            from leakaudit.runs.store import RunStore
             from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
 
             if members is None or nonmembers is None:
@@ -590,11 +591,13 @@ def membership(
                                     **{n: {"path": str(v.source), **describe_target(v)}
                                        for n, v in refs.items()}}
             run_record["config"].update({"k": k, "members": str(members), "nonmembers": str(nonmembers)})
-            with staged_output(out) as stage:
+            with staged_output(out, produces=REPORT_OUTPUTS, log=_log) as stage:
+                store = RunStore.for_output(out, log=_log)
                 audit = audit_llm_membership(
                     target, refs, [d.text for d in mdocs], [d.text for d in ndocs], k=k,
                     member_ids=[d.id for d in mdocs], nonmember_ids=[d.id for d in ndocs],
-                    batch_size=batch_size, show_pii=show_pii, progress=_progress(), log=_log)
+                    batch_size=batch_size, show_pii=show_pii, progress=_progress(), log=_log,
+                    cache_dir=store.cache_dir)
                 summary = {**summarize(audit.evaluations, world="llm"), "cost": audit.cost,
                            "warnings": audit.warnings, "skipped": audit.skipped,
                            "blind_baseline_auc": next(iter(audit.baseline.values())).metrics.auc}
@@ -622,6 +625,7 @@ def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_re
     from leakaudit.attacks.membership.shadow import TorchMLPTrainer
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+    from leakaudit.runs.staged import REPORT_OUTPUTS
     from leakaudit.targets.classifier import TorchClassifier
     from leakaudit.training.classifier import TrainConfig, load_classifier
 
@@ -644,12 +648,23 @@ def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_re
     cfg = EvalConfig()
     run_record["config"].update({"classifier": str(folder), "data": str(data), "shadows": shadows if has_pop else 0,
                                  "epochs": epochs, "rmia_a": rmia_a})
-    with staged_output(out) as stage:
+    from leakaudit.runs.files import link_tree
+    from leakaudit.runs.store import RunStore, stage_key
+
+    trainer = TorchMLPTrainer(spec, TrainConfig(epochs=epochs, seed=seed))
+    with staged_output(out, produces=REPORT_OUTPUTS, log=_log) as stage:
+        # shadow models resume from the run store (each is saved when done)
+        import hashlib
+
+        store = RunStore.for_output(out, log=_log)
+        shadow_dir = store.workspace("shadows", stage_key(
+            "shadows", hashlib.sha256(data.read_bytes()).hexdigest(), trainer.describe(),
+            shadows if has_pop else 0, seed))
         evals = audit_classifier_membership(
             target, arrs["x_members"], arrs["y_members"], arrs["x_nonmembers"], arrs["y_nonmembers"],
             x_population=arrs.get("x_population"), y_population=arrs.get("y_population"),
-            trainer=TorchMLPTrainer(spec, TrainConfig(epochs=epochs, seed=seed)),
-            n_shadow=shadows if has_pop else 0, shadow_dir=stage / "shadows", rmia_a=rmia_a,
+            trainer=trainer,
+            n_shadow=shadows if has_pop else 0, shadow_dir=shadow_dir, rmia_a=rmia_a,
             seed=seed, eval_config=cfg, progress=_progress(), log=_log)
         if not has_pop:
             _log("warning: no x_population/y_population in --data: LOSS only; reference-model "
@@ -662,6 +677,10 @@ def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_re
         summary = summarize(evals, world="classifier")
         write_membership_report(stage, run_record=run_record, pairs=pairs, summary=summary)
         render_html(stage)
+        if has_pop:
+            link_tree(shadow_dir, stage / "shadows")
+            for tmp in (stage / "shadows").rglob("*.tmp.npy"):
+                tmp.unlink()
     return summary
 
 
@@ -671,6 +690,7 @@ def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
                                                        summarize, write_membership_report)
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+    from leakaudit.runs.staged import REPORT_OUTPUTS
     from leakaudit.targets.scores_file import load_outputs
 
     po = load_outputs(path)
@@ -690,7 +710,7 @@ def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
     summary = summarize([ev], world=ev.world)
     pairs = [("membership", ev.record())] + [("membership_record", r) for r in
                                             exposed_records(ev, ids=po.ids, texts=None, top_n=cfg.top_n)]
-    with staged_output(out) as stage:
+    with staged_output(out, produces=REPORT_OUTPUTS, inputs=[path]) as stage:
         write_membership_report(stage, run_record=run_record, pairs=pairs, summary=summary)
         render_html(stage)
     return summary
