@@ -166,3 +166,22 @@ def test_extract_with_formats_and_thresholds(tmp_path, tiny_model_dir):
         assert r.exit_code == 2 and not (tmp_path / "bad").exists()
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_skipped_attack_is_a_skipped_junit_case_and_a_valid_finding(tmp_path):
+    """A membership attack the target cannot serve (skip record from targets.base.skip_record)."""
+    from junitparser import JUnitXml, Skipped
+
+    from leakaudit.findings import validator
+
+    skip = {"world": "llm", "attack": "min_k_pp", "label": "min_k_pp(k=0.2)", "skipped": True,
+            "target": "target", "needs": ["vocab_stats"], "missing": ["vocab_stats"],
+            "reason": "target does not provide vocab_stats (vocabulary moments)"}
+    write_report(tmp_path, run_record=RUN, records=[("membership", skip)], summary=None,
+                 formats=("junit", "sarif"))
+    row = [json.loads(x) for x in (tmp_path / "report.jsonl").read_text().splitlines()][1]
+    assert not list(validator().iter_errors(row))
+    assert (row["attack"], row["severity"], row["metric"]["value"]) == ("min_k_pp", "info", None)
+    (case,) = [c for s in JUnitXml.fromfile(str(tmp_path / "junit.xml")) for c in s]
+    assert any(isinstance(r, Skipped) and "vocab_stats" in r.message for r in case.result)
+    assert json.loads((tmp_path / "report.sarif").read_text())["runs"][0]["results"] == []

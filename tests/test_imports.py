@@ -134,3 +134,16 @@ def test_every_module_imports_in_isolation():
         if r.returncode:
             failures.append((name, r.stderr.strip().splitlines()[-1:]))
     assert not failures, failures
+
+
+def test_cli_is_thin():
+    """cli.py parses arguments and calls audits: no function body over 40 lines, and no import of
+    attacks, corpus or workflow code (that lives in leakaudit.audits)."""
+    tree = ast.parse((PKG / "cli.py").read_text(encoding="utf-8"))
+    long = [(n.name, n.end_lineno - n.body[0].lineno + 1) for n in ast.walk(tree)
+            if isinstance(n, ast.FunctionDef) and n.end_lineno - n.body[0].lineno + 1 > 40]
+    assert not long, long
+    deps = _imports(PKG / "cli.py", module_level=False)
+    assert not [d for d in deps if any(_under(d, p) for p in (
+        "leakaudit.attacks", "leakaudit.corpus", "leakaudit.workflow", "leakaudit.signals",
+        "leakaudit.metrics"))], deps

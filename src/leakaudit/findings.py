@@ -83,16 +83,36 @@ class SchemaVersionError(InputError):
     """A report written by a newer (or unknown) leakaudit schema."""
 
 
+def restore(value: Any) -> Any:
+    """Inverse of :func:`clean` for infinities."""
+    if isinstance(value, str):
+        return float("inf") if value == INF else float("-inf") if value == NEG_INF else value
+    if isinstance(value, dict):
+        return {k: restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [restore(v) for v in value]
+    return value
+
+
 def severity_rank(severity: str) -> int:
     return SEVERITIES.index(severity)
 
 
+#: How infinities are spelled in JSONL (strings: JSON has no infinity).
+INF, NEG_INF = "Infinity", "-Infinity"
+
+
 def clean(value: Any) -> Any:
-    """Make a value JSON-safe: numpy scalars/arrays to Python, non-finite floats to None."""
+    """Make a value JSON-safe: numpy scalars/arrays to Python, ±inf to ``"Infinity"`` /
+    ``"-Infinity"``, NaN (missing) to None."""
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
         value = value.tolist()
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return INF if value > 0 else NEG_INF
+        return value
     if isinstance(value, dict):
         return {str(k): clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -455,7 +475,8 @@ def _membership(rec: dict[str, Any], ctx: RunContext) -> Finding:
     else:
         lo, hi = (rec.get("auc_ci") or [None, None])[:2]
         metric = Metric("auc", rec.get("auc"), lo, hi, None, rec.get("n_members"), "fraction")
-    return Finding("membership", "membership", str(rec.get("method") or "membership"),
+    attack = rec.get("method") or (rec.get("attack") if rec.get("attack") != "membership" else None)
+    return Finding("membership", "membership", str(attack or "membership"),
                    ctx.target(rec.get("model") or "target"), membership_severity(rec),
                    list(rec.get("tags") or TAXONOMY["membership"]), metric,
                    config={"params": rec.get("params") or {}, "subset": rec.get("subset"),
@@ -521,7 +542,8 @@ def _attribute(rec: dict[str, Any], ctx: RunContext) -> Finding:
                    seed=_seed(rec, ctx), data=_pop(rec, "tags"))
 
 
-_NUM = {"type": ["number", "null"]}
+#: a number, null (missing) or an infinity spelled as a string (see ``clean``)
+_NUM = {"anyOf": [{"type": ["number", "null"]}, {"enum": [INF, NEG_INF]}]}
 _CI_DICT = {"type": ["object", "null"]}
 
 for _et in (
@@ -544,7 +566,7 @@ for _et in (
               {"counts": {"type": "object"}}, ("counts",)),
     EntryType("memorization", "finding", "memorization",
               "Memorization (setup, rate, check or sequence; see 'kind').", _memorization,
-              {"kind": {"enum": ["setup", "rate", "check", "sequence"]}}, ("kind",)),
+              {"kind": {"enum": ["setup", "rate", "check", "sequence", "skipped"]}}, ("kind",)),
     EntryType("exposure", "finding", "exposure", "Canary exposure (per canary or by repetitions).",
               _exposure, {"kind": {"enum": ["canary", "by_repeats"]}, "repeats": {"type": "integer"}},
               ("kind", "repeats")),
@@ -601,7 +623,9 @@ def json_schema() -> dict[str, Any]:
     ]
     for et in ENTRY_TYPES.values():
         if et.payload or et.required:
-            rules.append({"if": {"properties": {"entry_type": {"const": et.name}}},
+            # a skip record (an attack not run: the target lacks a capability) has no payload
+            rules.append({"if": {"properties": {"entry_type": {"const": et.name},
+                                                "skipped": {"not": {"const": True}}}},
                           "then": {"required": list(et.required), "properties": et.payload}})
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

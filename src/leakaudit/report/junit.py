@@ -5,6 +5,7 @@ Checks:
 - one per (family, attack, target, defense) audited (test suite ``leakaudit.<family>``): it fails
   when a finding of that group has severity ``high`` or above (the failure message names the
   worst one and its metric), and passes otherwise;
+  an attack the audit skipped (the target lacks a capability it needs) is a skipped test case;
 - one per ``--fail-on`` expression (test suite ``leakaudit.thresholds``): failure when crossed,
   skipped when a quantity it needs was not measured.
 
@@ -58,7 +59,10 @@ def junit_xml(records: dict[str, list[dict[str, Any]]], verdicts=None) -> str:
         ET.SubElement(props, "property", name="tags", value=",".join(worst.get("tags") or []))
         ET.SubElement(props, "property", name="worst_severity", value=worst["severity"])
         ET.SubElement(props, "property", name="n_findings", value=str(len(fs)))
-        if severity_rank(worst["severity"]) >= severity_rank(FAIL_AT):
+        if all(f.get("skipped") for f in fs):  # not run: the target lacks a capability it needs
+            ET.SubElement(tc, "skipped", message="; ".join(sorted({str(f.get("reason", "skipped"))
+                                                                    for f in fs})))
+        elif severity_rank(worst["severity"]) >= severity_rank(FAIL_AT):
             n_bad = sum(1 for f in fs if severity_rank(f["severity"]) >= severity_rank(FAIL_AT))
             fail = ET.SubElement(tc, "failure", type=worst["severity"],
                                  message=f"{n_bad} finding(s) of severity {FAIL_AT} or above; worst: "

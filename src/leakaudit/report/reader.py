@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from leakaudit.errors import InputError
-from leakaudit.findings import ENTRY_TYPES, SchemaVersionError, upgrade
+from leakaudit.findings import ENTRY_TYPES, SchemaVersionError, restore, upgrade
 
 
 def entry_types() -> list[str]:
@@ -27,7 +27,7 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
             if not raw.strip():
                 continue
             try:
-                yield json.loads(raw.decode("utf-8"))
+                yield restore(json.loads(raw.decode("utf-8")))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
                 raise InputError(f"malformed report line: {e}", path=str(path), line=lineno) from None
 

@@ -10,56 +10,34 @@ A report directory holds:
 
 Text fields hold PII masked unless the run was made with ``show_pii=True`` (recorded in the run
 record as ``config.show_pii``). Every score is oriented "higher = more likely memorized".
+
+Non-finite numbers: JSON has none, so an infinity is written as the string ``"Infinity"`` or
+``"-Infinity"`` (as protobuf's JSON mapping does) and a missing or undefined value (NaN) as
+``null``; :func:`read_jsonl` turns the strings back into floats. An unreachable extraction
+(``n_for_p = ∞``) therefore never reads as a missing one.
+
+This module re-exports the pieces that used to live here: the writer (``leakaudit.report.writer``),
+the reader (``leakaudit.report.reader``), the taxonomy (``leakaudit.taxonomy``) and the staged
+output (``leakaudit.runs.staged``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from leakaudit.atomic import atomic_open
-from leakaudit.errors import InputError  # noqa: F401
+from leakaudit.findings import INF, NEG_INF  # noqa: F401  (re-exported)
 from leakaudit.findings import clean as _clean  # noqa: F401  (kept for callers)
 from leakaudit.report.reader import entry_types, load_report, read_jsonl  # noqa: F401  (re-exported)
 from leakaudit.report.writer import FindingsWriter
+from leakaudit.runs.staged import staged_output  # noqa: F401  (moved; re-exported)
 from leakaudit.taxonomy import TAXONOMY, TAXONOMY_NAMES  # noqa: F401  (re-exported)
 
 #: The JSONL writer of every command (see leakaudit.report.writer); the old name stays.
 JsonlWriter = FindingsWriter
-
-
-@contextmanager
-def staged_output(out_dir: str | Path) -> Iterator[Path]:
-    """Write a run's files into a staging folder and move them into ``out_dir`` only on success.
-
-    On any exception the staging folder is removed, and ``out_dir`` itself too if this run created
-    it, so a failed run leaves nothing half-written.
-    """
-    out_dir = Path(out_dir)
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".leakaudit-partial-", dir=out_dir))
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        if created:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-    for item in sorted(stage.iterdir()):
-        dest = out_dir / item.name
-        if dest.is_dir() and not dest.is_symlink():
-            shutil.rmtree(dest)
-        elif dest.exists():
-            dest.unlink()
-        os.replace(item, dest)
-    stage.rmdir()
 
 
 def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
