@@ -147,7 +147,8 @@ def test_report_command_fail_on_exit_codes(report):
 def test_extract_with_formats_and_thresholds(tmp_path, tiny_model_dir):
     import torch
 
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest on a busy machine; restored below
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(
         ["Dear customer, your order has shipped.", "Server log: disk usage at 91 percent."])))
@@ -166,6 +167,7 @@ def test_extract_with_formats_and_thresholds(tmp_path, tiny_model_dir):
         assert r.exit_code == 2 and not (tmp_path / "bad").exists()
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        torch.set_num_threads(threads)
 
 
 def test_skipped_attack_is_a_skipped_junit_case_and_a_valid_finding(tmp_path):
