@@ -14,7 +14,9 @@ from rich.console import Console
 
 from leakaudit.errors import InputError, LeakauditError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+from leakaudit.clikit import OneLineErrorGroup  # noqa: E402
+
+app = typer.Typer(cls=OneLineErrorGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure how much a trained model leaks its training data.")
 from leakaudit.clikit import (  # noqa: E402,F401  (re-exported for tests)
     _command, _fail, _log, _progress, _quiet_libraries, _terminate, console, out_console,
@@ -131,12 +133,14 @@ def extract(
     from leakaudit.workflow import write_extraction_report
 
     from leakaudit.runs.staged import EXTRACT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
     from leakaudit.runs.store import RunStore
 
     _quiet_libraries()
     try:
         check_output_location(out, produces=EXTRACT_OUTPUTS,
                               inputs=[corpus, prompts, model, cache, *(reference or [])])
+        check_device(device)
         samplers = list(sampler) if sampler else ["top_k", "temperature"] + (["internet"] if prompts else [])
         for s in samplers:
             try:
@@ -231,10 +235,12 @@ def memorization(
     from leakaudit.workflow import memorization_records, write_records_report
 
     from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
 
     _quiet_libraries()
     try:
         check_output_location(out, produces=REPORT_OUTPUTS, inputs=[corpus, *model])
+        check_device(device)
         if preset is not None and preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
         ks, ell = PRESETS[preset or "carlini2022"]
@@ -346,10 +352,12 @@ def canaries_exposure(
     from leakaudit.workflow import exposure_records, write_records_report
 
     from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
 
     _quiet_libraries()
     try:
         check_output_location(out, produces=REPORT_OUTPUTS, inputs=[manifest, model])
+        check_device(device)
         if not manifest.is_file():
             raise InputError("no such file", path=str(manifest))
         try:
@@ -359,8 +367,20 @@ def canaries_exposure(
         except UnicodeDecodeError:
             raise InputError("not UTF-8 text", path=str(manifest)) from None
         canaries = data.get("canaries") if isinstance(data, dict) else None
-        if not canaries:
+        if not canaries or not isinstance(canaries, list):
             raise InputError("the manifest has no canaries", path=str(manifest))
+        from leakaudit.attacks.canaries.spaces import space_of
+
+        for c in canaries:
+            if not isinstance(c, dict):
+                raise InputError("every canary must be a JSON object", path=str(manifest))
+            for key in ("secret", "template", "repeats"):
+                if key not in c:
+                    raise InputError(f"canary {c.get('id')!r} has no {key!r} field", path=str(manifest))
+            try:
+                space_of(c)
+            except ValueError as e:
+                raise InputError(str(e), path=str(manifest)) from None
         target = HFCausalLM.load(model, name=Path(model).name or "model", device=device)
         pairs, by_rep = exposure_records(target, canaries, n_references=references, seed=seed,
                                          batch_size=batch_size, show_pii=show_pii,
@@ -418,6 +438,7 @@ def invert(
     from leakaudit.report.records import staged_output
 
     from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
 
     _quiet_libraries()
     try:
@@ -451,10 +472,16 @@ def invert(
             img = shape[-2:]
         if img is not None and len(img) != 2:
             raise LeakauditError(f"--image-shape must have two dimensions, got {img}")
-        lo_hi = tuple(float(v) for v in clip.split(","))
-        if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1]:
+        try:
+            lo_hi = tuple(float(v) for v in clip.split(","))
+        except ValueError:
+            raise LeakauditError(f"--clip must be lo,hi with lo < hi, got {clip!r}") from None
+        if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1] or not all(np.isfinite(lo_hi)):
             raise LeakauditError(f"--clip must be lo,hi with lo < hi, got {clip!r}")
-        cls = list(range(target.n_classes)) if classes is None else [int(c) for c in classes.split(",") if c.strip()]
+        try:
+            cls = list(range(target.n_classes)) if classes is None else [int(c) for c in classes.split(",") if c.strip()]
+        except ValueError:
+            raise LeakauditError(f"--classes must be comma-separated integers, got {classes!r}") from None
         if not cls or min(cls) < 0 or max(cls) >= target.n_classes:
             raise LeakauditError(f"--classes must lie in 0..{target.n_classes - 1}, got {classes!r}")
         if attack == "mi_face" and budget is not None:
@@ -527,6 +554,7 @@ def membership(
     from leakaudit.report.records import staged_output
 
     from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
 
     _quiet_libraries()
     modes = [m for m, on in (("--model", model), ("--scores", scores), ("--lab", lab),
@@ -534,6 +562,9 @@ def membership(
     try:
         check_output_location(out, produces=REPORT_OUTPUTS + ("shadows",),
                               inputs=[model, members, nonmembers, scores, classifier, data, *(reference or [])])
+        check_device(device)
+        if not 0.0 < k <= 1.0:
+            raise InputError(f"--k must be in (0, 1] (a fraction of the tokens), got {k}")
         if len(modes) != 1:
             raise LeakauditError("give exactly one of --model (with --members and --nonmembers), "
                                  "--classifier DIR (with --data FILE.npz), --scores FILE, or --lab")
@@ -592,6 +623,34 @@ def membership(
     out_console.print(f"report: {out / 'report.html'}\nrecords: {out / 'report.jsonl'}", highlight=False)
 
 
+def _check_xy_arrays(arrs: dict, path: Path) -> None:
+    """x_* arrays: finite numbers; y_*: integer labels (never rounded); matching lengths."""
+    import numpy as np
+
+    for name in sorted(arrs):
+        a = arrs[name]
+        if name.startswith("x_"):
+            if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+                raise InputError(f"{name} must hold numbers, got dtype {a.dtype}", path=str(path))
+            bad = int(np.size(a) - np.isfinite(a).sum())
+            if bad:
+                raise InputError(f"{name} holds {bad} NaN or infinite values", path=str(path))
+        elif name.startswith("y_"):
+            if a.ndim != 1:
+                raise InputError(f"{name} must be 1-D labels, got shape {a.shape}", path=str(path))
+            if not np.issubdtype(a.dtype, np.integer):
+                if not np.issubdtype(a.dtype, np.floating) or not np.all(np.isfinite(a)) \
+                        or not np.all(a == np.round(a)):
+                    raise InputError(f"{name} must hold integer class labels, got {a.dtype} values "
+                                     "that are not whole numbers", path=str(path))
+            if len(a) and a.min() < 0:
+                raise InputError(f"{name} holds negative class labels", path=str(path))
+            x = arrs.get("x_" + name[2:])
+            if x is not None and len(x) != len(a):
+                raise InputError(f"x_{name[2:]} has {len(x)} rows but {name} has {len(a)}",
+                                 path=str(path))
+
+
 def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_record: dict, *,
                            shadows: int, epochs: int, rmia_a: float, seed: int) -> dict:
     import numpy as np
@@ -619,7 +678,18 @@ def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_re
     missing = [k for k in need if k not in arrs]
     if missing:
         raise InputError(f"missing arrays: {', '.join(missing)}", path=str(data))
+    _check_xy_arrays(arrs, data)
     module, spec, _ = load_classifier(folder)
+    for name in ("y_members", "y_nonmembers", "y_population"):
+        if name in arrs and len(arrs[name]) and arrs[name].max() >= spec.n_classes:
+            raise InputError(f"{name} holds label {int(arrs[name].max())}; the classifier has "
+                             f"{spec.n_classes} classes (0..{spec.n_classes - 1})", path=str(data))
+        if name in arrs:
+            arrs[name] = arrs[name].astype(np.int64)
+    for name in ("x_members", "x_nonmembers", "x_population"):
+        if name in arrs and arrs[name].reshape(len(arrs[name]), -1).shape[1] != spec.input_dim:
+            raise InputError(f"{name} rows have {arrs[name].reshape(len(arrs[name]), -1).shape[1]} "
+                             f"values; the classifier takes {spec.input_dim}", path=str(data))
     target = TorchClassifier(module, n_classes=spec.n_classes, input_shape=(spec.input_dim,))
     has_pop = "x_population" in arrs and "y_population" in arrs
     cfg = EvalConfig()

@@ -48,13 +48,57 @@ def _quiet_libraries() -> None:
 
 def _fail(e: Exception) -> None:
     """Print ``error: <message>`` (one line, verbatim) and exit with status 2."""
+    _error_line(str(e).split("\n")[0] if str(e).strip() else type(e).__name__)
+    raise typer.Exit(code=2)
+
+
+def _error_line(msg: str) -> None:
     from rich.text import Text
 
-    msg = " ".join(str(e).split("\n")[0].split()) if str(e).strip() else type(e).__name__
     line = Text("error:", style="bold red")
-    line.append(" " + msg, style="")
+    line.append(" " + " ".join(msg.split()), style="")
     console.print(line, highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+
+
+try:
+    from typer.core import TyperGroup as _TyperGroup
+except ImportError:  # pragma: no cover
+    _TyperGroup = object  # type: ignore[assignment,misc]
+
+
+class OneLineErrorGroup(_TyperGroup):
+    """The command group of the CLI: usage errors (an unknown option, a value out of range, an
+    unknown command) print as one line ``error: leakaudit CMD: what is wrong`` and exit with 2,
+    like every other bad input (click would print a usage block)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:  # typer >= 0.20 vendors click
+            from typer import _click as click
+        except ImportError:  # pragma: no cover
+            import click
+
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                              standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:
+            if not standalone_mode:
+                raise
+            e.show()
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            if not standalone_mode:
+                raise
+            where = getattr(getattr(e, "ctx", None), "command_path", None)
+            _error_line(f"{where}: {e.format_message()}" if where else e.format_message())
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            if not standalone_mode:
+                raise
+            _error_line("aborted")
+            sys.exit(1)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def _apply_global_options(*, share: bool, overwrite: bool) -> None:

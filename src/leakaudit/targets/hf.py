@@ -205,6 +205,10 @@ class HFCausalLM(LanguageModel):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path, gguf_file, is_local = _resolve(model)
+        if is_local and not gguf_file and Path(path).is_dir():
+            from leakaudit.targets.checks import check_hf_model_dir
+
+            check_hf_model_dir(path)  # safetensors only, complete; pickle refused
         kwargs: dict = {}
         if gguf_file:
             kwargs["gguf_file"] = gguf_file

@@ -42,10 +42,22 @@ class PrecomputedOutputs:
         return len(self.ids)
 
 
+def _integer(v, what, path, line) -> int:
+    """An integer given as 1, 1.0 or "1"; 0.5, 1.7 or "x" is an error, never rounded."""
+    if isinstance(v, (bool, np.bool_)):
+        return int(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    x = _float(v, what, path, line)
+    if x != int(x):
+        raise InputError(f"{what} must be an integer, got {v!r}", path=path, line=line)
+    return int(x)
+
+
 def _member(v, path, line) -> int:
     try:
-        m = int(float(v))
-    except (TypeError, ValueError):
+        m = _integer(v, "member", path, line)
+    except InputError:
         raise InputError(f"member must be 0 or 1, got {v!r}", path=path, line=line) from None
     if m not in (0, 1):
         raise InputError(f"member must be 0 or 1, got {v!r}", path=path, line=line)
@@ -83,7 +95,7 @@ def _row(d: dict, path: str, line: int, n_classes: list) -> tuple:
         raise InputError(f"{kind} has {len(v)} classes; earlier rows have {n_classes[0]}",
                          path=path, line=line)
     n_classes[:] = [len(v)]
-    label = int(_float(d["label"], "label", path, line))
+    label = _integer(d["label"], "label", path, line)
     if not 0 <= label < len(v):
         raise InputError(f"label {label} is outside 0..{len(v) - 1}", path=path, line=line)
     if kind == "logits":
@@ -154,6 +166,10 @@ def load_outputs(path: str | Path) -> PrecomputedOutputs:
     member = np.array([r[1] for r in rows], dtype=np.int64)
     if member.min() == member.max():
         raise InputError("needs both members (1) and non-members (0)", path=p)
+    n_mem, n_non = int(member.sum()), int(len(member) - member.sum())
+    if min(n_mem, n_non) < 2:
+        raise InputError(f"needs at least 2 members and 2 non-members to measure anything (got "
+                         f"{n_mem} members, {n_non} non-members)", path=p)
     if kinds == {"score"}:
         return PrecomputedOutputs(ids, member, score=np.array([r[2] for r in rows]), source=p)
     return PrecomputedOutputs(ids, member, label=np.array([r[3] for r in rows], dtype=np.int64),
