@@ -741,6 +741,10 @@ def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
     from leakaudit.targets.scores_file import load_outputs
 
     po = load_outputs(path)
+    n_mem = int(po.member.sum())
+    if min(n_mem, len(po.member) - n_mem) < 2:
+        raise InputError(f"needs at least 2 members and 2 non-members to measure anything (got "
+                         f"{n_mem} members, {len(po.member) - n_mem} non-members)", path=str(path))
     cfg = EvalConfig()
     if po.score is not None:
         ev = evaluate_scores(po.score, po.member, world="precomputed", method="precomputed",

@@ -166,10 +166,6 @@ def load_outputs(path: str | Path) -> PrecomputedOutputs:
     member = np.array([r[1] for r in rows], dtype=np.int64)
     if member.min() == member.max():
         raise InputError("needs both members (1) and non-members (0)", path=p)
-    n_mem, n_non = int(member.sum()), int(len(member) - member.sum())
-    if min(n_mem, n_non) < 2:
-        raise InputError(f"needs at least 2 members and 2 non-members to measure anything (got "
-                         f"{n_mem} members, {n_non} non-members)", path=p)
     if kinds == {"score"}:
         return PrecomputedOutputs(ids, member, score=np.array([r[2] for r in rows]), source=p)
     return PrecomputedOutputs(ids, member, label=np.array([r[3] for r in rows], dtype=np.int64),
