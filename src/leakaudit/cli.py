@@ -48,6 +48,29 @@ def main() -> None:
         raise
 
 
+def _check_out(out: Path, produces, inputs=()) -> None:
+    """The output location, checked first of all (a file, unwritable, a foreign file in the way,
+    one of the inputs)."""
+    from leakaudit.runs.staged import check_output_location
+
+    try:
+        check_output_location(out, produces=produces, inputs=inputs)
+    except LeakauditError as e:
+        _fail(e)
+
+
+def _check_specs(specs: list[str], allow_download: bool) -> None:
+    """Check target specs before anything heavy is imported: a missing path or an unknown
+    scheme fails in well under a second, with no network request."""
+    from leakaudit.targets import check_spec
+
+    try:
+        for spec in specs:
+            check_spec(spec, allow_download=allow_download)
+    except LeakauditError as e:
+        _fail(e)
+
+
 def _print_summary(out: Path, summary: dict) -> None:
     best = summary.get("best") or {}
     out_console.print(f"samples {summary['n_samples']}  candidates "
@@ -103,7 +126,7 @@ def lab(
 
 @app.command()
 def extract(
-    model: Annotated[str, typer.Option("--model", help="Target model: a local HF directory, a .gguf file, or a hub name.")],
+    model: Annotated[str, typer.Option("--model", help="Target model: a local HF directory, a .gguf file, or a hub name (hf:, gguf: or another registered scheme).")],
     corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Training corpus (JSONL, .txt, Parquet, or a folder) to verify candidates against.")] = None,
     reference: Annotated[Optional[list[str]], typer.Option("--reference", help="Reference model(s) for the ratio ranking; repeatable.")] = None,
     prompts: Annotated[Optional[Path], typer.Option("--prompts", help="Text source (not training data) for the 'internet' sampler's 5–10-token prefixes.")] = None,
@@ -118,10 +141,14 @@ def extract(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Generation batch size (scoring uses half).")] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
     shard_samples: Annotated[int, typer.Option("--shard-samples", min=1, help="Generations per sampling shard: the unit that a rerun after a crash reuses (and of seeding: keep it fixed to reproduce a run).")] = 256,
 ) -> None:
     """Untargeted training-data extraction (Carlini et al. 2021) on your own causal LM and corpus."""
+    _check_out(out, ("report.jsonl", "summary.json", "report.html", "hits.jsonl"),
+               [corpus, prompts, model, cache, *(reference or [])])
+    _check_specs([model, *(reference or [])], allow_download)  # a typo in a path answers at once
     from leakaudit.attacks.extraction.pipeline import ExtractionConfig
     from leakaudit.attacks.extraction.samplers import SAMPLERS
     from leakaudit.corpus.index import CorpusIndex
@@ -129,7 +156,7 @@ def extract(
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
     from leakaudit.workflow import write_extraction_report
 
     from leakaudit.runs.staged import EXTRACT_OUTPUTS, check_output_location
@@ -151,7 +178,7 @@ def extract(
             raise LeakauditError("the internet sampler needs --prompts FILE (text that is not training data)")
         docs = load_corpus(corpus, text_field=text_field) if corpus is not None else None
         prompt_docs = load_corpus(prompts, text_field=text_field) if prompts is not None else None
-        target = HFCausalLM.load(model, name="target", device=device)
+        target = load_target(model, name="target", device=device, allow_download=allow_download)
         if "internet" in samplers:  # fail here, naming the file, not mid-run
             lo, hi = ExtractionConfig.prompt_tokens
             if not any(len(t) >= lo for t in target.tokenize([d.text for d in prompt_docs])):
@@ -160,7 +187,7 @@ def extract(
         refs = {}
         for i, r in enumerate(reference or []):
             name = Path(r).name or f"ref{i}"
-            refs[name if name not in refs else f"{name}-{i}"] = HFCausalLM.load(r, name=name, device=device)
+            refs[name if name not in refs else f"{name}-{i}"] = load_target(r, name=name, device=device, allow_download=allow_download)
         index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs]) if docs else None
         cfg = ExtractionConfig(samplers=tuple(samplers), n_samples=samples, select=select,
                                max_new_tokens=new_tokens, top_k=top_k, seed=seed,
@@ -172,8 +199,8 @@ def extract(
         run_record = {
             **versions(), "command": _command(), "seed": seed, "config": asdict(cfg),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "models": {"target": {"path": model, "fingerprint": target.fingerprint()},
-                       **{k: {"path": str(v.source), "fingerprint": v.fingerprint()} for k, v in refs.items()}},
+            "models": {"target": {"path": model, **describe_target(target, model)},
+                       **{k: {"path": str(v.source), **describe_target(v)} for k, v in refs.items()}},
             "corpus": {"path": str(corpus), "n_docs": len(docs), "n_bytes": index.n_bytes} if docs else None,
         }
         with staged_output(out, produces=EXTRACT_OUTPUTS, log=_log) as stage:
@@ -222,8 +249,11 @@ def memorization(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
 ) -> None:
     """How much of the training corpus is memorized (Carlini et al. 2022; Pythia; Hayes et al. 2024)."""
+    _check_out(out, ("report.jsonl", "summary.json", "report.html"), [corpus, *model])
+    _check_specs(list(model), allow_download)  # a typo in a path answers at once
     from leakaudit.attacks.memorization import PRESETS, MemorizationConfig
     from leakaudit.corpus.index import CorpusIndex
     from leakaudit.corpus.load import load_corpus
@@ -231,7 +261,7 @@ def memorization(
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
     from leakaudit.targets.base import SamplingConfig
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
     from leakaudit.workflow import memorization_records, write_records_report
 
     from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
@@ -258,7 +288,7 @@ def memorization(
         for i, m in enumerate(model):
             name = Path(m).name or f"model{i}"
             name = name if name not in models else f"{name}-{i}"
-            models[name] = HFCausalLM.load(m, name=name, device=device)
+            models[name] = load_target(m, name=name, device=device, allow_download=allow_download)
         index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs])
         pairs, msum = memorization_records(models, texts=[d.text for d in docs],
                                            doc_ids=[d.id for d in docs], index=index, config=cfg,
@@ -267,7 +297,7 @@ def memorization(
             **versions(), "command": _command(), "seed": seed,
             "config": {"memorization": cfg.to_dict(), "show_pii": show_pii},
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "models": {k: {"path": str(v.source), "fingerprint": v.fingerprint()} for k, v in models.items()},
+            "models": {k: {"path": str(v.source), **describe_target(v)} for k, v in models.items()},
             "corpus": {"path": str(corpus), "n_docs": len(docs), "n_bytes": index.n_bytes},
         }
         with staged_output(out, produces=REPORT_OUTPUTS) as stage:
@@ -341,14 +371,17 @@ def canaries_exposure(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write the secrets into the report (masked by default).")] = False,
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
 ) -> None:
     """Exposure of each canary by rank among reference candidates and by extrapolation."""
+    _check_out(out, ("report.jsonl", "summary.json", "report.html"), [manifest, model])
+    _check_specs([model], allow_download)  # a typo in a path answers at once
     import json
 
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
     from leakaudit.workflow import exposure_records, write_records_report
 
     from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
@@ -381,7 +414,8 @@ def canaries_exposure(
                 space_of(c)
             except ValueError as e:
                 raise InputError(str(e), path=str(manifest)) from None
-        target = HFCausalLM.load(model, name=Path(model).name or "model", device=device)
+        target = load_target(model, name=default_name(model), device=device,
+                             allow_download=allow_download)
         pairs, by_rep = exposure_records(target, canaries, n_references=references, seed=seed,
                                          batch_size=batch_size, show_pii=show_pii,
                                          progress=_progress())
@@ -547,8 +581,12 @@ def membership(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
 ) -> None:
     """Membership inference, reported as TPR at low FPR with a model-free baseline next to LLM results."""
+    _check_out(out, ("report.jsonl", "summary.json", "report.html", "shadows"),
+               [model, members, nonmembers, scores, classifier, data, *(reference or [])])
+    _check_specs([m for m in [model, *(reference or [])] if m], allow_download)  # a typo in a path answers at once
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
@@ -586,19 +624,19 @@ def membership(
             from leakaudit.attacks.membership.evaluate import summarize, write_membership_report
             from leakaudit.corpus.load import load_corpus
             from leakaudit.runs.store import RunStore
-            from leakaudit.targets.hf import HFCausalLM
+            from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
 
             if members is None or nonmembers is None:
                 raise LeakauditError("--model needs --members FILE and --nonmembers FILE")
             mdocs = load_corpus(members, text_field=text_field)
             ndocs = load_corpus(nonmembers, text_field=text_field)
-            target = HFCausalLM.load(model, name="target", device=device)
+            target = load_target(model, name="target", device=device, allow_download=allow_download)
             refs = {}
             for i, r in enumerate(reference or []):
                 name = Path(r).name or f"ref{i}"
-                refs[name if name not in refs else f"{name}-{i}"] = HFCausalLM.load(r, name=name, device=device)
-            run_record["models"] = {"target": {"path": model, "fingerprint": target.fingerprint()},
-                                    **{n: {"path": str(v.source), "fingerprint": v.fingerprint()}
+                refs[name if name not in refs else f"{name}-{i}"] = load_target(r, name=name, device=device, allow_download=allow_download)
+            run_record["models"] = {"target": {"path": model, **describe_target(target, model)},
+                                    **{n: {"path": str(v.source), **describe_target(v)}
                                        for n, v in refs.items()}}
             run_record["config"].update({"k": k, "members": str(members), "nonmembers": str(nonmembers)})
             with staged_output(out, produces=REPORT_OUTPUTS, log=_log) as stage:
@@ -609,7 +647,7 @@ def membership(
                     batch_size=batch_size, show_pii=show_pii, progress=_progress(), log=_log,
                     cache_dir=store.cache_dir)
                 summary = {**summarize(audit.evaluations, world="llm"), "cost": audit.cost,
-                           "warnings": audit.warnings,
+                           "warnings": audit.warnings, "skipped": audit.skipped,
                            "blind_baseline_auc": next(iter(audit.baseline.values())).metrics.auc}
                 write_membership_report(stage, run_record=run_record, pairs=audit.records(),
                                         summary=summary)
@@ -620,6 +658,8 @@ def membership(
         tprs = "  ".join(f"TPR@{k_[4:]}FPR " + ("n/r" if v is None else f"{v:.2%}")
                          for k_, v in r.items() if k_.startswith("tpr@"))
         out_console.print(f"{name:48s} AUC {r['auc']:.3f}  {tprs}", highlight=False)
+    for sk in summary.get("skipped") or []:
+        out_console.print(f"{sk['label']:48s} skipped: {sk['reason']}", highlight=False)
     out_console.print(f"report: {out / 'report.html'}\nrecords: {out / 'report.jsonl'}", highlight=False)
 
 

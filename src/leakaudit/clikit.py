@@ -12,8 +12,8 @@ from rich.console import Console
 
 # markup=False: user text (paths, JSONL keys, an endpoint's error body) is printed verbatim, never
 # parsed as console markup ("[/]" in a file name must not crash, "[b]" must not vanish).
-console = Console(stderr=True, markup=False)
-out_console = Console(markup=False)
+console = Console(stderr=True, markup=False, emoji=False)
+out_console = Console(markup=False, emoji=False)
 
 #: the umask the process started with (``--share`` keeps it; by default outputs are private)
 _START_UMASK = os.umask(0o077)

@@ -172,7 +172,7 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
     from leakaudit.runs.files import link_tree
     from leakaudit.runs.staged import staged_output
     from leakaudit.runs.store import RunStore, stage_key, texts_key
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import load_target
     from leakaudit.training.lm import train_causal_lm, train_tokenizer
     from leakaudit.workflow import exposure_records, memorization_records, write_extraction_report
 
@@ -243,7 +243,7 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
                               "data": "reference split" if role == "reference" else "training split"}
             log(f"trained {role}: {spec.n_layer} layers × {spec.n_embd}, final loss "
                 f"{info['final_loss']:.3f} ({time.perf_counter() - t0:.1f}s)")
-            models[role] = HFCausalLM.load(mdir, name=role)
+            models[role] = load_target(mdir, name=role)
         target, reference, small = models["target"], models["reference"], models["small"]
 
         index = CorpusIndex.build(train_texts, [d["id"] for d in corpus.train])
@@ -255,10 +255,13 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
             "config": {"lab": _jsonable(asdict(cfg)), **_jsonable(asdict(cfg.extraction))},
             "models": {
                 "target": {"path": "models/target", "fingerprint": target.fingerprint(),
+                           "token_convention": target.token_convention(),
                            "n_params": sum(p.numel() for p in target.model.parameters())},
                 "reference": {"path": "models/reference", "fingerprint": reference.fingerprint(),
+                              "token_convention": reference.token_convention(),
                               "n_params": sum(p.numel() for p in reference.model.parameters())},
                 "small": {"path": "models/small", "fingerprint": small.fingerprint(),
+                          "token_convention": small.token_convention(),
                           "n_params": sum(p.numel() for p in small.model.parameters())},
             },
             "corpus": {"path": "corpus/train.jsonl", "n_docs": len(train_texts),

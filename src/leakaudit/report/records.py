@@ -11,6 +11,11 @@ A report directory holds:
 
 Text fields hold PII masked unless the run was made with ``show_pii=True`` (recorded in the run
 record as ``config.show_pii``). Every score is oriented "higher = more likely memorized".
+
+Non-finite numbers: JSON has none, so an infinity is written as the string ``"Infinity"`` or
+``"-Infinity"`` (as protobuf's JSON mapping does) and a missing or undefined value (NaN) as
+``null``; :func:`read_jsonl` turns the strings back into floats. An unreachable extraction
+(``n_for_p = ∞``) therefore never reads as a missing one.
 """
 
 from __future__ import annotations
@@ -48,12 +53,21 @@ ENTRY_TYPES = ("run", "sample", "eval", "canary", "pii", "summary",
                "inversion", "inversion_record", "attribute_inference")
 
 
+#: How infinities are spelled in JSONL (strings: JSON has no infinity).
+INF, NEG_INF = "Infinity", "-Infinity"
+
+
 def _clean(value: Any) -> Any:
-    """Make a value JSON-safe: numpy scalars/arrays to Python, non-finite floats to None."""
+    """Make a value JSON-safe: numpy scalars/arrays to Python, ±inf to ``"Infinity"`` /
+    ``"-Infinity"``, NaN (missing) to None."""
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
         value = value.tolist()
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return INF if value > 0 else NEG_INF
+        return value
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -90,6 +104,17 @@ class JsonlWriter:
         self.close()
 
 
+def _restore(value: Any) -> Any:
+    """Inverse of :func:`_clean` for infinities."""
+    if isinstance(value, str):
+        return float("inf") if value == INF else float("-inf") if value == NEG_INF else value
+    if isinstance(value, dict):
+        return {k: _restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore(v) for v in value]
+    return value
+
+
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     """Yield the records of a JSONL file; a malformed line raises InputError naming file and line."""
     path = Path(path)
@@ -100,7 +125,7 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
             if not raw.strip():
                 continue
             try:
-                rec = json.loads(raw.decode("utf-8"))
+                rec = _restore(json.loads(raw.decode("utf-8")))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
                 raise InputError(f"malformed report line: {e}", path=str(path), line=lineno) from None
             if not isinstance(rec, dict):

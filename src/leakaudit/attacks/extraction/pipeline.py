@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ from leakaudit.attacks.extraction.dedup import select_deduplicated, trigrams
 from leakaudit.attacks.extraction.rankings import RankingInputs, compute_rankings
 from leakaudit.attacks.extraction.samplers import internet_prompts, sampler_spec
 from leakaudit.corpus.pii import find_pii, mask_text
-from leakaudit.errors import LeakauditError
+from leakaudit.errors import CapabilityError, LeakauditError
 from leakaudit.metrics.stats import rate
 from leakaudit.progress import null_progress
 from leakaudit.report.records import TAXONOMY
@@ -131,6 +131,32 @@ def run_extraction(
     if cfg.shard_samples < 1:
         raise LeakauditError(f"shard_samples must be at least 1, got {cfg.shard_samples}")
     target.capabilities.require("generation", "prompt_logprobs", who="extraction")
+    from leakaudit.targets.base import skip_record
+
+    cap_skipped: list[dict[str, Any]] = []
+    samplers = []
+    for name in cfg.samplers:  # the decaying temperature is a custom logits processor
+        needs = ("logits_processors",) if name == "temperature" else ()
+        if needs and target.capabilities.missing(*needs):
+            cap_skipped.append({**skip_record(f"sampler:{name}", needs, target.capabilities,
+                                          target="target")})
+            continue
+        samplers.append(name)
+    for rname in list(references):
+        caps = references[rname].capabilities
+        if caps.missing("prompt_logprobs"):
+            cap_skipped.append(skip_record(f"ranking:reference:{rname}", ("prompt_logprobs",), caps,
+                                       target=f"reference model {rname!r}"))
+            references = {k: v for k, v in references.items() if k != rname}
+    if not target.capabilities.seeded_generation:
+        warn("the target's sampling is not seeded: samples differ from run to run")
+    for sk in cap_skipped:
+        warn(f"skipped {sk['attack']}: {sk['reason']}")
+    if not samplers:
+        raise CapabilityError("no sampler can run on this target: "
+                              + "; ".join(sk["reason"] for sk in cap_skipped))
+    if tuple(samplers) != tuple(cfg.samplers):
+        cfg = replace(cfg, samplers=tuple(samplers))
     if "internet" in cfg.samplers and not prompt_texts:
         raise LeakauditError("the internet sampler needs prompt texts (--prompts FILE)")
     if not references:
@@ -318,6 +344,7 @@ def run_extraction(
         "canaries_extracted": [c["canary_id"] for c in canary_recs if c["extracted"]],
         "pii_in_verified": dict(pii_counts),
         "verified": index is not None,
+        "skipped": cap_skipped,
         "tags": TAXONOMY["extraction"],
     }
     return ExtractionResult(cfg, samples, evals, canary_recs, pii_rec, summary, timings)
