@@ -161,7 +161,7 @@ CASES = [
     ("extract-missing-model", ["extract", "--model", "{d}/nope", "--out", "{out}"], "nope"),
     ("extract-missing-reference", ["extract", "--model", "{model}", "--reference", "{d}/nope", "--out", "{out}"], "nope"),
     ("extract-reference-pickle", ["extract", "--model", "{model}", "--reference", "{pickle_model}", "--out", "{out}"], "pickle"),
-    ("exposure-truncated-model", ["canaries", "exposure", "--model", "{trunc_model}", "--manifest", "{man_fields_json}", "--out", "{out}"], "canar"),
+    ("exposure-truncated-model", ["canaries", "exposure", "--model", "{trunc_model}", "--manifest", "{man_fields_json}", "--out", "{out}"], "model.safetensors"),
     ("membership-truncated-model", ["membership", "--model", "{trunc_model}", "--members", "{corpus_jsonl}", "--nonmembers", "{corpus_jsonl}", "--out", "{out}"], "model.safetensors"),
     ("classifier-truncated", ["membership", "--classifier", "{clf_trunc}", "--data", "{data_ok_npz}", "--out", "{out}"], "model.safetensors"),
     ("classifier-pickle-only", ["membership", "--classifier", "{clf_pickle}", "--data", "{data_ok_npz}", "--out", "{out}"], "pickle"),
