@@ -772,6 +772,8 @@ def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_re
 
 
 def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
+    import numpy as np
+
     from leakaudit.attacks.membership.classifier import ClassifierLossAttack, ClassifierSignals
     from leakaudit.attacks.membership.evaluate import (EvalConfig, evaluate_scores, exposed_records,
                                                        summarize, write_membership_report)
@@ -799,6 +801,12 @@ def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
                              subset=path.name, config=cfg)
     run_record["config"].update({"scores": str(path)})
     summary = summarize([ev], world=ev.world)
+    both = set(np.asarray(po.ids)[po.member == 1]) & set(np.asarray(po.ids)[po.member == 0])
+    if both:
+        msg = (f"{len(both)} id(s) appear as both member and non-member (e.g. {sorted(both)[0]!r}): "
+               "the labels contradict each other there")
+        _log(f"warning: {msg}")
+        summary.setdefault("warnings", []).append(msg)
     pairs = [("membership", ev.record())] + [("membership_record", r) for r in
                                             exposed_records(ev, ids=po.ids, texts=None, top_n=cfg.top_n)]
     with staged_output(out, produces=REPORT_OUTPUTS, inputs=[path]) as stage:

@@ -39,11 +39,31 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    # Warnings that change results (weights missing or newly initialised, truncation) are shown,
+    # one line each; only progress bars and the advisory noise listed below are silenced.
+    import logging
+
+    class _OneLineHandler(logging.Handler):
+        def emit(self, record):  # pragma: no cover - exercised through the CLI
+            _log(f"warning: transformers: {' '.join(record.getMessage().split())}")
+
+    tlog = transformers.utils.logging
+    tlog.set_verbosity_warning()
+    tlog.disable_default_handler()
+    root = tlog.get_logger()
+    if not any(isinstance(h, _OneLineHandler) or type(h).__name__ == "_OneLineHandler"
+               for h in root.handlers):
+        root.addHandler(_OneLineHandler())
+    tlog.disable_progress_bar()
     import warnings
 
-    warnings.filterwarnings("ignore", category=UserWarning)
+    def _one_line(message, category, filename, lineno, file=None, line=None):
+        _log(f"warning: {category.__name__}: {' '.join(str(message).split())}")
+
+    warnings.showwarning = _one_line
+    for pattern in (r".*TypedStorage is deprecated.*", r".*`resume_download` is deprecated.*",
+                    r".*torch\.utils\._pytree.*", r".*Secure RNG turned off.*"):
+        warnings.filterwarnings("ignore", message=pattern)
 
 
 def _fail(e: Exception) -> None:
