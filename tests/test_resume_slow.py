@@ -114,6 +114,8 @@ def test_lab_killed_five_times_resumes_to_the_uninterrupted_records(tmp_path):
                          text=True, timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
     assert_no_raw_pii(ref, res.stdout + res.stderr)
+    modes = {oct(os.lstat(p).st_mode & 0o777) for p in [ref, *ref.rglob("*")]}
+    assert modes == {"0o600", "0o700"}, modes  # every output of the lab is private
     n_stages = _finished_stages(ref)
     assert n_stages >= 15  # corpus, tokenizer, 3 models, memorization, 3 exposures, membership,
     # inversion, 9 sampling shards, verification

@@ -41,6 +41,7 @@ unless the user asks for them.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -208,29 +209,36 @@ def _street_addresses(text: str) -> list[tuple[int, int]]:
     """Spans of street addresses, tagged by ``usaddress`` line by line."""
     if not _HOUSE_NUMBER.search(text):
         return []
-    import usaddress
-
-    found = []
+    found: list[tuple[int, int]] = []
     # sentence by sentence: the CRF tags an address in a short context far better
     bounds = [0, *(m.end() for m in re.finditer(
         r"[\n!?;|]|(?<!Apt)(?<!Ste)(?<!St)(?<!Dr)(?<!Mr)(?<!Ms)(?<!Mrs)(?<!No)\.(?=\s)", text)), len(text)]
     for offset, stop in zip(bounds, bounds[1:]):
         line = text[offset:stop]
         if _HOUSE_NUMBER.search(line):
-            try:
-                spans = _token_spans(line, usaddress.parse(line))
-            except Exception:  # noqa: BLE001 - the parser's own errors on odd input: no finding
-                spans = []
-            run: list[tuple[int, int, str]] = []
-            for sp in [*spans, (0, 0, "")]:
-                if sp[2] in _ADDRESS_LABELS and not (sp[2] == "AddressNumber" and run):
-                    run.append(sp)
-                    continue
-                span = _address_in_run(line, run)
-                if span is not None:
-                    found.append((offset + span[0], offset + span[1]))
-                run = [sp] if sp[2] in _ADDRESS_LABELS else []
+            found += [(offset + a, offset + b) for a, b in _addresses_in_sentence(line)]
     return found
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _addresses_in_sentence(line: str) -> tuple[tuple[int, int], ...]:
+    import usaddress
+
+    try:
+        spans = _token_spans(line, usaddress.parse(line))
+    except Exception:  # noqa: BLE001 - the parser's own errors on odd input: no finding
+        spans = []
+    found = []
+    run: list[tuple[int, int, str]] = []
+    for sp in [*spans, (0, 0, "")]:
+        if sp[2] in _ADDRESS_LABELS and not (sp[2] == "AddressNumber" and run):
+            run.append(sp)
+            continue
+        span = _address_in_run(line, run)
+        if span is not None:
+            found.append(span)
+        run = [sp] if sp[2] in _ADDRESS_LABELS else []
+    return tuple(found)
 
 
 _NAME_WORD = r"[A-Z][a-z]+(?:[-'’][A-Z]?[a-z]+)?"
@@ -240,31 +248,37 @@ _NAME_PARTS = frozenset({"GivenName", "Surname", "MiddleName", "MiddleInitial", 
                          "LastInitial", "Nickname"})
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _person_span(cand: str) -> tuple[int, int] | None:
+    """The name inside a candidate phrase, if ``probablepeople`` parses it as a person with a
+    given name and a surname (cached: names repeat across documents and samples)."""
+    import probablepeople
+
+    try:
+        tagged, kind = probablepeople.tag(cand)
+    except Exception:  # noqa: BLE001 - RepeatedLabelError and the like: not a clean name
+        return None
+    if kind != "Person" or "GivenName" not in tagged or "Surname" not in tagged:
+        return None
+    parts = [v for k, v in tagged.items() if k in _NAME_PARTS]
+    starts = [cand.find(v) for v in parts]
+    if min(starts) < 0:
+        return None
+    start = min(starts)
+    end = max(st + len(v) for st, v in zip(starts, parts))
+    while end > start and cand[end - 1] in ",.;:":
+        end -= 1
+    return start, end
+
+
 def _persons(text: str) -> list[tuple[int, int]]:
     """Spans of person names: capitalised word runs that ``probablepeople`` parses as a person
     with a given name and a surname (the span covers the name parts only)."""
-    cands = list(_NAME_CAND.finditer(text))
-    if not cands:
-        return []
-    import probablepeople
-
     found = []
-    for m in cands:
-        cand = m.group()
-        try:
-            tokens = probablepeople.parse(cand)
-            _, kind = probablepeople.tag(cand)
-        except Exception:  # noqa: BLE001 - RepeatedLabelError and the like: not a clean name
-            continue
-        labels = [lab for _, lab in tokens]
-        if kind != "Person" or "GivenName" not in labels or "Surname" not in labels:
-            continue
-        spans = [sp for sp in _token_spans(cand, tokens) if sp[2] in _NAME_PARTS]
-        if spans:
-            start, end = spans[0][0], spans[-1][1]
-            while end > start and cand[end - 1] in ",.;:":
-                end -= 1
-            found.append((m.start() + start, m.start() + end))
+    for m in _NAME_CAND.finditer(text):
+        span = _person_span(m.group())
+        if span is not None:
+            found.append((m.start() + span[0], m.start() + span[1]))
     return found
 
 
