@@ -38,7 +38,7 @@ def test_pieces_concatenate_to_the_whole_tokenization(tiny_lm, monkeypatch):
 
 @pytest.mark.parametrize("stratify", [False, True])
 def test_streamed_windows_equal_windows_of_the_whole_document(tiny_lm, monkeypatch, stratify):
-    docs = [_doc(400, 1), _doc(5, 2), _doc(900, 3)]
+    docs = [_doc(400, 1), "Hello", _doc(900, 3)]
     ids = ["a", "b", "c"]
     index = CorpusIndex.build(docs, ids)
     cfg = MemorizationConfig(prefix_lengths=(8,), suffix_length=8, n_sequences=40, stride=5,
