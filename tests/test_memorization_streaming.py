@@ -53,7 +53,7 @@ def test_streamed_windows_equal_windows_of_the_whole_document(tiny_lm, monkeypat
     for d, o, w, t in zip(a.doc_ids, a.offsets, a.ids, a.texts):
         whole = tiny_lm.document_ids([docs[ids.index(d)]])[0]
         assert w == whole[o: o + 16]
-        assert tiny_lm.tokenize([t])[0] == w  # the window's text is exactly its tokens
+        assert t in docs[ids.index(d)]  # the window's text, cut by its tokens' offsets
 
 
 @pytest.mark.slow
