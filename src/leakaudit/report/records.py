@@ -23,10 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +80,11 @@ class JsonlWriter:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._fh = open(self.path, "w", encoding="utf-8")
+        from leakaudit.runs.files import file_mode
+
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode())
+        os.fchmod(fd, file_mode())
+        self._fh = os.fdopen(fd, "w", encoding="utf-8")
         self.counts: dict[str, int] = {}
 
     def write(self, entry_type: str, record: dict[str, Any]) -> None:
@@ -144,32 +145,7 @@ def load_report(directory: str | Path) -> dict[str, list[dict[str, Any]]]:
     return grouped
 
 
-@contextmanager
-def staged_output(out_dir: str | Path) -> Iterator[Path]:
-    """Write a run's files into a staging folder and move them into ``out_dir`` only on success.
-
-    On any exception the staging folder is removed, and ``out_dir`` itself too if this run created
-    it, so a failed run leaves nothing half-written.
-    """
-    out_dir = Path(out_dir)
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".leakaudit-partial-", dir=out_dir))
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        if created:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-    for item in sorted(stage.iterdir()):
-        dest = out_dir / item.name
-        if dest.is_dir() and not dest.is_symlink():
-            shutil.rmtree(dest)
-        elif dest.exists():
-            dest.unlink()
-        os.replace(item, dest)
-    stage.rmdir()
+from leakaudit.runs.staged import staged_output  # noqa: E402,F401  (moved; re-exported)
 
 
 def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
