@@ -71,8 +71,8 @@ def test_memorization_on_a_50mb_one_line_document_stays_under_2gb(tiny_model_dir
             "    print('PEAK_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
             " file=sys.stderr)\n")
     r = subprocess.run([sys.executable, "-c", code, "memorization", "--model", str(tiny_model_dir),
-                        "--corpus", str(corpus), "--out", str(tmp_path / "out"), "--prefix", "8",
-                        "--suffix", "8", "--sequences", "10", "--greedy-check", "2"],
+                        "--corpus", str(corpus), "--out", str(tmp_path / "out"),
+                        "--sequences", "10", "--greedy-check", "2"],
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stderr[-2000:]
     peak = float(r.stderr.split("PEAK_MB")[-1].split()[0])
