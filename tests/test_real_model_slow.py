@@ -81,7 +81,6 @@ def test_memorization_numbers_equal_a_plain_transformers_evaluation(smollm2, tmp
     from leakaudit.corpus.index import CorpusIndex
     from leakaudit.targets import load_target
 
-    torch.set_num_threads(2)
     gguf_path, hf_dir = smollm2
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text(json.dumps({"id": "constitution", "text": TEXT}) + "\n")
@@ -100,7 +99,7 @@ def test_memorization_numbers_equal_a_plain_transformers_evaluation(smollm2, tmp
     tok = AutoTokenizer.from_pretrained(hf_dir)
     doc = tok(TEXT)["input_ids"]  # the document's own tokenization
     assert doc[:2] == tok(TEXT, add_special_tokens=False)["input_ids"][:2]
-    assert len(rows) == (len(doc) - K - ELL) // 16 + 1 >= 10
+    assert len(rows) == (len(doc) - K - ELL) // 16 + 1 >= 8
     plain = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     want = {}
     for row in rows:

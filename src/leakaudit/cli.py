@@ -239,6 +239,7 @@ def memorization(
     suffix: Annotated[Optional[int], typer.Option("--suffix", min=1, help="Suffix length ℓ (default 50; pythia preset 32).")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="carlini2022 (50/50) or pythia (32/32).")] = None,
     sequences: Annotated[int, typer.Option("--sequences", min=0, help="Windows to measure (0: all).")] = 1000,
+    stride: Annotated[Optional[int], typer.Option("--stride", min=1, help="Tokens between candidate windows of a document (default: ℓ).")] = None,
     no_stratify: Annotated[bool, typer.Option("--no-stratify", help="Sample windows uniformly instead of evenly over duplicate-count buckets.")] = False,
     greedy_check: Annotated[int, typer.Option("--greedy-check", help="Windows cross-checked by real greedy decoding (-1: all, 0: none).")] = 500,
     recheck_batch1: Annotated[bool, typer.Option("--recheck-batch1", help="Re-score every exact positive alone (batch size 1).")] = False,
@@ -278,7 +279,7 @@ def memorization(
             ks = _parse_ints(prefix, what="--prefix")
         ell = suffix if suffix is not None else ell
         cfg = MemorizationConfig(
-            prefix_lengths=ks, suffix_length=ell, n_sequences=sequences or None,
+            prefix_lengths=ks, suffix_length=ell, n_sequences=sequences or None, stride=stride,
             stratify=not no_stratify, greedy_check=greedy_check, recheck_batch1=recheck_batch1,
             sampling=SamplingConfig(temperature=temperature, top_k=top_k or None),
             batch_size=batch_size, seed=seed)
