@@ -180,3 +180,30 @@ def test_corpus_larger_than_the_memory_allowed(tmp_path):
     assert res["answers"] == expect
     assert any(w[2] for w in expect["window"]) and not all(w[2] for w in expect["window"])
     assert any(c == 0 for c in expect["count"]) and any(c > 1 for c in expect["count"])
+
+
+def test_memorization_cli_same_findings_with_disk_index(tiny_model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+    from tests.conftest import TEXTS
+
+    corpus = tmp_path / "train.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n"
+                              for i, t in enumerate(TEXTS)))
+    runner = CliRunner()
+    recs = {}
+    for backend in ("memory", "disk"):
+        out = tmp_path / backend
+        r = runner.invoke(app, [str(a) for a in [
+            "memorization", "--model", tiny_model_dir, "--corpus", corpus, "--out", out,
+            "--prefix", "4", "--suffix", "4", "--sequences", "20", "--greedy-check", "0",
+            "--index", backend]])
+        assert r.exit_code == 0, r.output
+        recs[backend] = [x for x in map(json.loads, (out / "report.jsonl").read_text().splitlines())
+                         if x.get("kind") not in ("run", "setup") and x.get("entry_type") != "run"]
+    assert (tmp_path / "disk-index" / "index.json").is_file()
+    assert recs["memory"] == recs["disk"] and recs["disk"]
+    r = CliRunner().invoke(app, ["memorization", "--model", str(tiny_model_dir), "--corpus",
+                                 str(corpus), "--out", str(tmp_path / "z"), "--index", "sqlite"])
+    assert r.exit_code == 2 and "--index must be one of" in r.output

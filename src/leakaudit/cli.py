@@ -97,12 +97,14 @@ def extract(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Generation batch size (scoring uses half).")] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    index_backend: Annotated[str, typer.Option("--index", help="Corpus index: memory, disk (memory-mapped, for corpora larger than RAM) or auto (disk above 1 GiB).")] = "auto",
+    index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Folder of the on-disk index (default: OUT-index); reused when it indexes the same documents.")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
 ) -> None:
     """Untargeted training-data extraction (Carlini et al. 2021) on your own causal LM and corpus."""
     from leakaudit.attacks.extraction.pipeline import ExtractionConfig
     from leakaudit.attacks.extraction.samplers import SAMPLERS
-    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.corpus.index_disk import INDEX_BACKENDS, build_index
     from leakaudit.corpus.load import load_corpus
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
@@ -112,6 +114,8 @@ def extract(
 
     _quiet_libraries()
     try:
+        if index_backend not in INDEX_BACKENDS:
+            raise InputError(f"--index must be one of {', '.join(INDEX_BACKENDS)}, got {index_backend!r}")
         samplers = list(sampler) if sampler else ["top_k", "temperature"] + (["internet"] if prompts else [])
         for s in samplers:
             try:
@@ -132,7 +136,8 @@ def extract(
         for i, r in enumerate(reference or []):
             name = Path(r).name or f"ref{i}"
             refs[name if name not in refs else f"{name}-{i}"] = HFCausalLM.load(r, name=name, device=device)
-        index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs]) if docs else None
+        index = build_index([d.text for d in docs], [d.id for d in docs], backend=index_backend,
+                            directory=index_dir or Path(f"{out}-index")) if docs else None
         cfg = ExtractionConfig(samplers=tuple(samplers), n_samples=samples, select=select,
                                max_new_tokens=new_tokens, top_k=top_k, seed=seed,
                                generate_batch_size=batch_size,
@@ -186,11 +191,13 @@ def memorization(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    index_backend: Annotated[str, typer.Option("--index", help="Corpus index: memory, disk (memory-mapped, for corpora larger than RAM) or auto (disk above 1 GiB).")] = "auto",
+    index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Folder of the on-disk index (default: OUT-index); reused when it indexes the same documents.")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
 ) -> None:
     """How much of the training corpus is memorized (Carlini et al. 2022; Pythia; Hayes et al. 2024)."""
     from leakaudit.attacks.memorization import PRESETS, MemorizationConfig
-    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.corpus.index_disk import INDEX_BACKENDS, build_index
     from leakaudit.corpus.load import load_corpus
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
@@ -201,6 +208,8 @@ def memorization(
 
     _quiet_libraries()
     try:
+        if index_backend not in INDEX_BACKENDS:
+            raise InputError(f"--index must be one of {', '.join(INDEX_BACKENDS)}, got {index_backend!r}")
         if preset is not None and preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
         ks, ell = PRESETS[preset or "carlini2022"]
@@ -219,7 +228,8 @@ def memorization(
             name = Path(m).name or f"model{i}"
             name = name if name not in models else f"{name}-{i}"
             models[name] = HFCausalLM.load(m, name=name, device=device)
-        index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs])
+        index = build_index([d.text for d in docs], [d.id for d in docs], backend=index_backend,
+                            directory=index_dir or Path(f"{out}-index"))
         pairs, msum = memorization_records(models, texts=[d.text for d in docs],
                                            doc_ids=[d.id for d in docs], index=index, config=cfg,
                                            show_pii=show_pii, progress=_progress(), log=_log)
