@@ -59,7 +59,8 @@ INDEX_BACKENDS = ("auto", "memory", "disk")
 AUTO_DISK_BYTES = 1 << 30
 DEFAULT_SHARD_BYTES = 256 << 20
 _CHUNK = 16  # bytes compared per gather step
-_BATCH_CELLS = 1 << 19  # rows x chunk bytes gathered at once
+_BATCH_CELLS = 1 << 17  # rows x chunk bytes gathered at once
+_GATHER_CELLS = 1 << 16  # words gathered per step at most
 _SPAN_CHUNK = 4096
 _PAD = 8
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -236,7 +237,8 @@ class _Shard:
         qw_all = qs.words()
         width = 2
         while und.size:
-            width = min(width, int(((qlen[und] - off[und] + 7) // 8).max()))
+            width = min(width, int(((qlen[und] - off[und] + 7) // 8).max()),
+                        max(1, _GATHER_CELLS // und.size))  # bounded temporaries
             o = off[und, None] + 8 * np.arange(width, dtype=np.int64)
             rem = qlen[und, None] - o
             inq = rem > 0
@@ -287,7 +289,7 @@ class _Shard:
         width = _CHUNK
         while und.size:
             # rows still equal after a chunk are usually long matches: widen 8x per step
-            width = min(width, int((qlen[und] - off[und]).max()))
+            width = min(width, int((qlen[und] - off[und]).max()), max(1, _GATHER_CELLS // und.size))
             cols = np.arange(width, dtype=np.int64)
             o = off[und, None] + cols
             idx = pos[und, None] + o

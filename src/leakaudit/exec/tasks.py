@@ -79,10 +79,11 @@ def _test_hooks(task: str, shard: dict[str, Any]) -> None:
     stall inside the shard so a test can kill the worker mid-shard."""
     d = os.environ.get("LEAKAUDIT_EXEC_TEST_DIR")
     if d:
-        tag = f"{task}-{shard.get('shard', 0)}-{os.getpid()}"
-        Path(d, tag + ".start").touch()
+        sid = shard.get("shard", 0)
+        first = not any(Path(d).glob(f"{task}-{sid}-*.start"))
+        Path(d, f"{task}-{sid}-{os.getpid()}.start").touch()
         stall = float(os.environ.get("LEAKAUDIT_EXEC_TEST_STALL_S", "0"))
-        if stall and shard.get("shard", 0) == int(os.environ.get("LEAKAUDIT_EXEC_TEST_STALL_SHARD", "-1")):
+        if first and stall and f"{task}-{sid}" == os.environ.get("LEAKAUDIT_EXEC_TEST_STALL_SHARD"):
             time.sleep(stall)
 
 
