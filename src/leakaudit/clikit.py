@@ -42,7 +42,10 @@ def _quiet_libraries() -> None:
 
 def _fail(e: Exception) -> None:
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-    console.print(f"[bold red]error:[/] {msg}", highlight=False, markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    # the message is data: "[ray]" in pip install 'leakaudit[ray]' is not markup
+    console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code=2)
 
 

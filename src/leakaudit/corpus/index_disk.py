@@ -599,15 +599,18 @@ class DiskCorpusIndex:
             if b <= a:
                 continue
             count += b - a
-            pos = np.asarray(self._shards[si].sa[a:b], dtype=np.int64)
-            docs = sh.doc_of(pos)
-            n_docs += int(np.unique(docs).size)
-            if limit > 0 and len(locs) < limit:
-                if len(pos) > limit:
-                    pos = np.partition(pos, limit - 1)[:limit]
-                pos = np.sort(pos)
-                for p, di in zip(pos.tolist(), sh.doc_of(pos).tolist()):
-                    locs.append((sh.first_doc + di, si, p))
+            seen = np.zeros(len(sh.doc_starts), dtype=bool)  # bounded memory for any count
+            best = np.zeros(0, dtype=np.int64)
+            for c in range(a, b, _SPAN_CHUNK * 16):
+                pos = np.asarray(sh.sa[c : min(b, c + _SPAN_CHUNK * 16)], dtype=np.int64)
+                seen[sh.doc_of(pos)] = True
+                if limit > 0:
+                    best = np.concatenate([best, pos])
+                    if len(best) > limit:
+                        best = np.partition(best, limit - 1)[:limit]
+            n_docs += int(seen.sum())
+            for p, di in zip(np.sort(best).tolist(), sh.doc_of(np.sort(best)).tolist()):
+                locs.append((sh.first_doc + di, si, p))
         out = []
         for gdoc, si, p in sorted(locs)[: max(limit, 0)]:
             sh = self._shards[si]
