@@ -14,12 +14,23 @@ from rich.console import Console
 
 from leakaudit.errors import InputError, LeakauditError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+from leakaudit.clikit import OneLineErrorGroup  # noqa: E402
+
+app = typer.Typer(cls=OneLineErrorGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure how much a trained model leaks its training data.")
 from leakaudit.clikit import (  # noqa: E402,F401  (re-exported for tests)
     _command, _fail, _log, _progress, _quiet_libraries, _terminate, console, out_console,
 )
 import leakaudit.clikit as _clikit  # noqa: E402
+
+
+@app.callback()
+def _global_options(
+    share: Annotated[bool, typer.Option("--share", help="Write outputs with the usual umask modes instead of owner-only (0600 files, 0700 folders).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Let a run replace files in --out that leakaudit did not write (never its own inputs).")] = False,
+) -> None:
+    """Measure how much a trained model leaks its training data."""
+    _clikit._apply_global_options(share=share, overwrite=overwrite)
 
 
 def main() -> None:
@@ -37,10 +48,33 @@ def main() -> None:
         raise
 
 
+def _check_out(out: Path, produces, inputs=()) -> None:
+    """The output location, checked first of all (a file, unwritable, a foreign file in the way,
+    one of the inputs)."""
+    from leakaudit.runs.staged import check_output_location
+
+    try:
+        check_output_location(out, produces=produces, inputs=inputs)
+    except LeakauditError as e:
+        _fail(e)
+
+
+def _check_specs(specs: list[str], allow_download: bool) -> None:
+    """Check target specs before anything heavy is imported: a missing path or an unknown
+    scheme fails in well under a second, with no network request."""
+    from leakaudit.targets import check_spec
+
+    try:
+        for spec in specs:
+            check_spec(spec, allow_download=allow_download)
+    except LeakauditError as e:
+        _fail(e)
+
+
 def _print_summary(out: Path, summary: dict) -> None:
     best = summary.get("best") or {}
-    out_console.print(f"[bold]samples[/] {summary['n_samples']}  [bold]candidates[/] "
-                      f"{summary['n_candidates']}  [bold]verified memorized candidates[/] "
+    out_console.print(f"samples {summary['n_samples']}  candidates "
+                      f"{summary['n_candidates']}  verified memorized candidates "
                       f"{summary['n_verified_candidates']}", highlight=False)
     if best:
         out_console.print(f"best: {best['ranking']} on {best['sampler']} samples, precision "
@@ -61,6 +95,8 @@ def lab(
     seed: Annotated[int, typer.Option("--seed", help="Seed for the corpus, training and sampling.")] = 0,
     samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="Generations per sampler (default: 1000, quick: 100).")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
+    tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="The smallest lab that runs every stage (tests of crash and resume).")] = False,
 ) -> None:
     """Run the embedded lab: synthetic corpus → small target models → extraction, memorization,
     canary exposure, membership inference and classifier inversion → report."""
@@ -68,14 +104,21 @@ def lab(
 
     from leakaudit.lab.run import LabConfig, run_lab
 
+    from leakaudit.lab.run import LAB_OUTPUTS
+    from leakaudit.runs.staged import check_output_location
+
     _quiet_libraries()
-    cfg = LabConfig.quick(seed) if quick else LabConfig(seed=seed)
+    try:
+        check_output_location(out, produces=LAB_OUTPUTS, inputs=[cache])
+    except LeakauditError as e:
+        _fail(e)
+    cfg = LabConfig.tiny(seed) if tiny else LabConfig.quick(seed) if quick else LabConfig(seed=seed)
     ext = cfg.extraction
     if samples is not None:
         ext = replace(ext, n_samples=samples)
     cfg = replace(cfg, extraction=replace(ext, show_pii=show_pii))
     try:
-        summary = run_lab(out, cfg, progress=_progress(), log=_log, command=_command())
+        summary = run_lab(out, cfg, progress=_progress(), log=_log, command=_command(), cache_dir=cache)
     except LeakauditError as e:
         _fail(e)
     _print_summary(out, summary)
@@ -83,7 +126,7 @@ def lab(
 
 @app.command()
 def extract(
-    model: Annotated[str, typer.Option("--model", help="Target model: a local HF directory, a .gguf file, or a hub name.")],
+    model: Annotated[str, typer.Option("--model", help="Target model: a local HF directory, a .gguf file, or a hub name (hf:, gguf: or another registered scheme).")],
     corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Training corpus (JSONL, .txt, Parquet, or a folder) to verify candidates against.")] = None,
     reference: Annotated[Optional[list[str]], typer.Option("--reference", help="Reference model(s) for the ratio ranking; repeatable.")] = None,
     prompts: Annotated[Optional[Path], typer.Option("--prompts", help="Text source (not training data) for the 'internet' sampler's 5–10-token prefixes.")] = None,
@@ -100,8 +143,14 @@ def extract(
     index_backend: Annotated[str, typer.Option("--index", help="Corpus index: memory, disk (memory-mapped, for corpora larger than RAM) or auto (disk above 1 GiB).")] = "auto",
     index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Folder of the on-disk index (default: OUT-index); reused when it indexes the same documents.")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
+    shard_samples: Annotated[int, typer.Option("--shard-samples", min=1, help="Generations per sampling shard: the unit that a rerun after a crash reuses (and of seeding: keep it fixed to reproduce a run).")] = 256,
 ) -> None:
     """Untargeted training-data extraction (Carlini et al. 2021) on your own causal LM and corpus."""
+    _check_out(out, ("report.jsonl", "summary.json", "report.html", "hits.jsonl"),
+               [corpus, prompts, model, cache, *(reference or [])])
+    _check_specs([model, *(reference or [])], allow_download)  # a typo in a path answers at once
     from leakaudit.attacks.extraction.pipeline import ExtractionConfig
     from leakaudit.attacks.extraction.samplers import SAMPLERS
     from leakaudit.corpus.index_disk import INDEX_BACKENDS, build_index
@@ -109,13 +158,20 @@ def extract(
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
     from leakaudit.workflow import write_extraction_report
+
+    from leakaudit.runs.staged import EXTRACT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
+    from leakaudit.runs.store import RunStore
 
     _quiet_libraries()
     try:
         if index_backend not in INDEX_BACKENDS:
             raise InputError(f"--index must be one of {', '.join(INDEX_BACKENDS)}, got {index_backend!r}")
+        check_output_location(out, produces=EXTRACT_OUTPUTS,
+                              inputs=[corpus, prompts, model, cache, *(reference or [])])
+        check_device(device)
         samplers = list(sampler) if sampler else ["top_k", "temperature"] + (["internet"] if prompts else [])
         for s in samplers:
             try:
@@ -126,7 +182,7 @@ def extract(
             raise LeakauditError("the internet sampler needs --prompts FILE (text that is not training data)")
         docs = load_corpus(corpus, text_field=text_field) if corpus is not None else None
         prompt_docs = load_corpus(prompts, text_field=text_field) if prompts is not None else None
-        target = HFCausalLM.load(model, name="target", device=device)
+        target = load_target(model, name="target", device=device, allow_download=allow_download)
         if "internet" in samplers:  # fail here, naming the file, not mid-run
             lo, hi = ExtractionConfig.prompt_tokens
             if not any(len(t) >= lo for t in target.tokenize([d.text for d in prompt_docs])):
@@ -135,29 +191,35 @@ def extract(
         refs = {}
         for i, r in enumerate(reference or []):
             name = Path(r).name or f"ref{i}"
-            refs[name if name not in refs else f"{name}-{i}"] = HFCausalLM.load(r, name=name, device=device)
+            refs[name if name not in refs else f"{name}-{i}"] = load_target(r, name=name, device=device, allow_download=allow_download)
         index = build_index([d.text for d in docs], [d.id for d in docs], backend=index_backend,
                             directory=index_dir or Path(f"{out}-index")) if docs else None
         cfg = ExtractionConfig(samplers=tuple(samplers), n_samples=samples, select=select,
                                max_new_tokens=new_tokens, top_k=top_k, seed=seed,
                                generate_batch_size=batch_size,
-                               score_batch_size=max(1, batch_size // 2), show_pii=show_pii)
+                               score_batch_size=max(1, batch_size // 2), show_pii=show_pii,
+                               shard_samples=shard_samples)
         from dataclasses import asdict
 
         run_record = {
             **versions(), "command": _command(), "seed": seed, "config": asdict(cfg),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "models": {"target": {"path": model, "fingerprint": target.fingerprint()},
-                       **{k: {"path": str(v.source), "fingerprint": v.fingerprint()} for k, v in refs.items()}},
+            "models": {"target": {"path": model, **describe_target(target, model)},
+                       **{k: {"path": str(v.source), **describe_target(v)} for k, v in refs.items()}},
             "corpus": {"path": str(corpus), "n_docs": len(docs), "n_bytes": index.n_bytes} if docs else None,
         }
-        with staged_output(out) as stage:
+        with staged_output(out, produces=EXTRACT_OUTPUTS, log=_log) as stage:
+            store = RunStore.for_output(out, log=_log)
             summary = write_extraction_report(
                 stage, target=target, references=refs, index=index,
                 prompt_texts=[d.text for d in prompt_docs] if prompt_docs else None, canaries=None,
                 config=cfg, run_record=run_record, progress=_progress(), log=_log,
+                cache_dir=cache if cache is not None else store.cache_dir, store=store,
             )
             render_html(stage)
+            if store.reused:
+                _log(f"run store: reused {len(store.reused)} finished stages; computed "
+                     f"{len(store.computed)}")
     except LeakauditError as e:
         _fail(e)
     _print_summary(out, summary)
@@ -182,6 +244,7 @@ def memorization(
     suffix: Annotated[Optional[int], typer.Option("--suffix", min=1, help="Suffix length ℓ (default 50; pythia preset 32).")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="carlini2022 (50/50) or pythia (32/32).")] = None,
     sequences: Annotated[int, typer.Option("--sequences", min=0, help="Windows to measure (0: all).")] = 1000,
+    stride: Annotated[Optional[int], typer.Option("--stride", min=1, help="Tokens between candidate windows of a document (default: ℓ).")] = None,
     no_stratify: Annotated[bool, typer.Option("--no-stratify", help="Sample windows uniformly instead of evenly over duplicate-count buckets.")] = False,
     greedy_check: Annotated[int, typer.Option("--greedy-check", help="Windows cross-checked by real greedy decoding (-1: all, 0: none).")] = 500,
     recheck_batch1: Annotated[bool, typer.Option("--recheck-batch1", help="Re-score every exact positive alone (batch size 1).")] = False,
@@ -194,8 +257,11 @@ def memorization(
     index_backend: Annotated[str, typer.Option("--index", help="Corpus index: memory, disk (memory-mapped, for corpora larger than RAM) or auto (disk above 1 GiB).")] = "auto",
     index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Folder of the on-disk index (default: OUT-index); reused when it indexes the same documents.")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
 ) -> None:
     """How much of the training corpus is memorized (Carlini et al. 2022; Pythia; Hayes et al. 2024)."""
+    _check_out(out, ("report.jsonl", "summary.json", "report.html"), [corpus, *model])
+    _check_specs(list(model), allow_download)  # a typo in a path answers at once
     from leakaudit.attacks.memorization import PRESETS, MemorizationConfig
     from leakaudit.corpus.index_disk import INDEX_BACKENDS, build_index
     from leakaudit.corpus.load import load_corpus
@@ -203,13 +269,18 @@ def memorization(
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
     from leakaudit.targets.base import SamplingConfig
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
     from leakaudit.workflow import memorization_records, write_records_report
+
+    from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
 
     _quiet_libraries()
     try:
         if index_backend not in INDEX_BACKENDS:
             raise InputError(f"--index must be one of {', '.join(INDEX_BACKENDS)}, got {index_backend!r}")
+        check_output_location(out, produces=REPORT_OUTPUTS, inputs=[corpus, *model])
+        check_device(device)
         if preset is not None and preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
         ks, ell = PRESETS[preset or "carlini2022"]
@@ -217,7 +288,7 @@ def memorization(
             ks = _parse_ints(prefix, what="--prefix")
         ell = suffix if suffix is not None else ell
         cfg = MemorizationConfig(
-            prefix_lengths=ks, suffix_length=ell, n_sequences=sequences or None,
+            prefix_lengths=ks, suffix_length=ell, n_sequences=sequences or None, stride=stride,
             stratify=not no_stratify, greedy_check=greedy_check, recheck_batch1=recheck_batch1,
             sampling=SamplingConfig(temperature=temperature, top_k=top_k or None),
             batch_size=batch_size, seed=seed)
@@ -227,7 +298,7 @@ def memorization(
         for i, m in enumerate(model):
             name = Path(m).name or f"model{i}"
             name = name if name not in models else f"{name}-{i}"
-            models[name] = HFCausalLM.load(m, name=name, device=device)
+            models[name] = load_target(m, name=name, device=device, allow_download=allow_download)
         index = build_index([d.text for d in docs], [d.id for d in docs], backend=index_backend,
                             directory=index_dir or Path(f"{out}-index"))
         pairs, msum = memorization_records(models, texts=[d.text for d in docs],
@@ -237,10 +308,10 @@ def memorization(
             **versions(), "command": _command(), "seed": seed,
             "config": {"memorization": cfg.to_dict(), "show_pii": show_pii},
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "models": {k: {"path": str(v.source), "fingerprint": v.fingerprint()} for k, v in models.items()},
+            "models": {k: {"path": str(v.source), **describe_target(v)} for k, v in models.items()},
             "corpus": {"path": str(corpus), "n_docs": len(docs), "n_bytes": index.n_bytes},
         }
-        with staged_output(out) as stage:
+        with staged_output(out, produces=REPORT_OUTPUTS) as stage:
             write_records_report(stage, run_record=run_record, records=pairs,
                                  summary={"attack": "memorization", "memorization": msum})
             render_html(stage)
@@ -276,7 +347,10 @@ def canaries_insert(
     from leakaudit.corpus.load import load_corpus, save_jsonl
     from leakaudit.report.records import staged_output
 
+    from leakaudit.runs.staged import check_output_location
+
     try:
+        check_output_location(out, produces=("corpus.jsonl", "manifest.json"), inputs=[corpus])
         if len(space) not in (1, len(template)):
             raise InputError(f"give one --space for all templates or one per template "
                              f"({len(template)} templates, {len(space)} spaces)")
@@ -285,7 +359,7 @@ def canaries_insert(
         docs = load_corpus(corpus, text_field=text_field)
         new_docs, records = insert_canaries([{"id": d.id, "text": d.text} for d in docs], specs,
                                             counts, seed=seed)
-        with staged_output(out) as stage:
+        with staged_output(out, produces=("corpus.jsonl", "manifest.json"), inputs=[corpus]) as stage:
             save_jsonl([replace(d, text=n["text"]) for d, n in zip(docs, new_docs)],
                        stage / "corpus.jsonl")
             (stage / "manifest.json").write_text(json.dumps(
@@ -308,18 +382,26 @@ def canaries_exposure(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write the secrets into the report (masked by default).")] = False,
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
 ) -> None:
     """Exposure of each canary by rank among reference candidates and by extrapolation."""
+    _check_out(out, ("report.jsonl", "summary.json", "report.html"), [manifest, model])
+    _check_specs([model], allow_download)  # a typo in a path answers at once
     import json
 
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
     from leakaudit.workflow import exposure_records, write_records_report
+
+    from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
 
     _quiet_libraries()
     try:
+        check_output_location(out, produces=REPORT_OUTPUTS, inputs=[manifest, model])
+        check_device(device)
         if not manifest.is_file():
             raise InputError("no such file", path=str(manifest))
         try:
@@ -329,9 +411,22 @@ def canaries_exposure(
         except UnicodeDecodeError:
             raise InputError("not UTF-8 text", path=str(manifest)) from None
         canaries = data.get("canaries") if isinstance(data, dict) else None
-        if not canaries:
+        if not canaries or not isinstance(canaries, list):
             raise InputError("the manifest has no canaries", path=str(manifest))
-        target = HFCausalLM.load(model, name=Path(model).name or "model", device=device)
+        from leakaudit.attacks.canaries.spaces import space_of
+
+        for c in canaries:
+            if not isinstance(c, dict):
+                raise InputError("every canary must be a JSON object", path=str(manifest))
+            for key in ("secret", "template", "repeats"):
+                if key not in c:
+                    raise InputError(f"canary {c.get('id')!r} has no {key!r} field", path=str(manifest))
+            try:
+                space_of(c)
+            except ValueError as e:
+                raise InputError(str(e), path=str(manifest)) from None
+        target = load_target(model, name=default_name(model), device=device,
+                             allow_download=allow_download)
         pairs, by_rep = exposure_records(target, canaries, n_references=references, seed=seed,
                                          batch_size=batch_size, show_pii=show_pii,
                                          progress=_progress())
@@ -340,7 +435,7 @@ def canaries_exposure(
                       "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "models": {target.name: {"path": model, "fingerprint": target.fingerprint()}},
                       "manifest": str(manifest)}
-        with staged_output(out) as stage:
+        with staged_output(out, produces=REPORT_OUTPUTS) as stage:
             write_records_report(stage, run_record=run_record, records=pairs,
                                  summary={"attack": "canary_exposure", "by_repeats": by_rep})
             render_html(stage)
@@ -387,8 +482,12 @@ def invert(
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
 
+    from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
+
     _quiet_libraries()
     try:
+        check_output_location(out, produces=REPORT_OUTPUTS, inputs=[model, reference_data])
         if (model is None) == (endpoint is None):
             raise LeakauditError("give either a classifier folder or --endpoint URL (not both)")
         if model is not None:
@@ -418,10 +517,16 @@ def invert(
             img = shape[-2:]
         if img is not None and len(img) != 2:
             raise LeakauditError(f"--image-shape must have two dimensions, got {img}")
-        lo_hi = tuple(float(v) for v in clip.split(","))
-        if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1]:
+        try:
+            lo_hi = tuple(float(v) for v in clip.split(","))
+        except ValueError:
+            raise LeakauditError(f"--clip must be lo,hi with lo < hi, got {clip!r}") from None
+        if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1] or not all(np.isfinite(lo_hi)):
             raise LeakauditError(f"--clip must be lo,hi with lo < hi, got {clip!r}")
-        cls = list(range(target.n_classes)) if classes is None else [int(c) for c in classes.split(",") if c.strip()]
+        try:
+            cls = list(range(target.n_classes)) if classes is None else [int(c) for c in classes.split(",") if c.strip()]
+        except ValueError:
+            raise LeakauditError(f"--classes must be comma-separated integers, got {classes!r}") from None
         if not cls or min(cls) < 0 or max(cls) >= target.n_classes:
             raise LeakauditError(f"--classes must lie in 0..{target.n_classes - 1}, got {classes!r}")
         if attack == "mi_face" and budget is not None:
@@ -446,7 +551,7 @@ def invert(
                       "config": {"attack": attack, "params": atk.params(), "classes": cls, "budget_per_class": budget,
                                  "seed": seed, "start": start_desc, "reference_data": str(reference_data) if reference_data else None},
                       "models": {"target": source}}
-        with staged_output(out) as stage:
+        with staged_output(out, produces=REPORT_OUTPUTS) as stage:
             records = run_inversion_audit(target, attack=atk, classes=cls, seeds=[seed], start=start,
                                           start_description=start_desc, reference=reference,
                                           evaluator_epochs=60, context=context, progress=_progress(), log=_log)
@@ -456,7 +561,7 @@ def invert(
         _fail(e)
     ev = records[0][1]
     judged = ev.get("top1")
-    out_console.print(f"[bold]{attack}[/] on {len(cls)} classes: mean target confidence "
+    out_console.print(f"{attack} on {len(cls)} classes: mean target confidence "
                       f"{ev['mean_target_confidence']:.1%}, {ev['queries_total']} queries", highlight=False)
     if judged:
         out_console.print(f"evaluation classifier top-1: {judged['k']}/{judged['n']} "
@@ -487,16 +592,28 @@ def membership(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
 ) -> None:
     """Membership inference, reported as TPR at low FPR with a model-free baseline next to LLM results."""
+    _check_out(out, ("report.jsonl", "summary.json", "report.html", "shadows"),
+               [model, members, nonmembers, scores, classifier, data, *(reference or [])])
+    _check_specs([m for m in [model, *(reference or [])] if m], allow_download)  # a typo in a path answers at once
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+
+    from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
 
     _quiet_libraries()
     modes = [m for m, on in (("--model", model), ("--scores", scores), ("--lab", lab),
                              ("--classifier", classifier)) if on]
     try:
+        check_output_location(out, produces=REPORT_OUTPUTS + ("shadows",),
+                              inputs=[model, members, nonmembers, scores, classifier, data, *(reference or [])])
+        check_device(device)
+        if not 0.0 < k <= 1.0:
+            raise InputError(f"--k must be in (0, 1] (a fraction of the tokens), got {k}")
         if len(modes) != 1:
             raise LeakauditError("give exactly one of --model (with --members and --nonmembers), "
                                  "--classifier DIR (with --data FILE.npz), --scores FILE, or --lab")
@@ -517,28 +634,31 @@ def membership(
             from leakaudit.attacks.membership.audit_llm import audit_llm_membership
             from leakaudit.attacks.membership.evaluate import summarize, write_membership_report
             from leakaudit.corpus.load import load_corpus
-            from leakaudit.targets.hf import HFCausalLM
+            from leakaudit.runs.store import RunStore
+            from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
 
             if members is None or nonmembers is None:
                 raise LeakauditError("--model needs --members FILE and --nonmembers FILE")
             mdocs = load_corpus(members, text_field=text_field)
             ndocs = load_corpus(nonmembers, text_field=text_field)
-            target = HFCausalLM.load(model, name="target", device=device)
+            target = load_target(model, name="target", device=device, allow_download=allow_download)
             refs = {}
             for i, r in enumerate(reference or []):
                 name = Path(r).name or f"ref{i}"
-                refs[name if name not in refs else f"{name}-{i}"] = HFCausalLM.load(r, name=name, device=device)
-            run_record["models"] = {"target": {"path": model, "fingerprint": target.fingerprint()},
-                                    **{n: {"path": str(v.source), "fingerprint": v.fingerprint()}
+                refs[name if name not in refs else f"{name}-{i}"] = load_target(r, name=name, device=device, allow_download=allow_download)
+            run_record["models"] = {"target": {"path": model, **describe_target(target, model)},
+                                    **{n: {"path": str(v.source), **describe_target(v)}
                                        for n, v in refs.items()}}
             run_record["config"].update({"k": k, "members": str(members), "nonmembers": str(nonmembers)})
-            with staged_output(out) as stage:
+            with staged_output(out, produces=REPORT_OUTPUTS, log=_log) as stage:
+                store = RunStore.for_output(out, log=_log)
                 audit = audit_llm_membership(
                     target, refs, [d.text for d in mdocs], [d.text for d in ndocs], k=k,
                     member_ids=[d.id for d in mdocs], nonmember_ids=[d.id for d in ndocs],
-                    batch_size=batch_size, show_pii=show_pii, progress=_progress(), log=_log)
+                    batch_size=batch_size, show_pii=show_pii, progress=_progress(), log=_log,
+                    cache_dir=store.cache_dir)
                 summary = {**summarize(audit.evaluations, world="llm"), "cost": audit.cost,
-                           "warnings": audit.warnings,
+                           "warnings": audit.warnings, "skipped": audit.skipped,
                            "blind_baseline_auc": next(iter(audit.baseline.values())).metrics.auc}
                 write_membership_report(stage, run_record=run_record, pairs=audit.records(),
                                         summary=summary)
@@ -549,7 +669,37 @@ def membership(
         tprs = "  ".join(f"TPR@{k_[4:]}FPR " + ("n/r" if v is None else f"{v:.2%}")
                          for k_, v in r.items() if k_.startswith("tpr@"))
         out_console.print(f"{name:48s} AUC {r['auc']:.3f}  {tprs}", highlight=False)
+    for sk in summary.get("skipped") or []:
+        out_console.print(f"{sk['label']:48s} skipped: {sk['reason']}", highlight=False)
     out_console.print(f"report: {out / 'report.html'}\nrecords: {out / 'report.jsonl'}", highlight=False)
+
+
+def _check_xy_arrays(arrs: dict, path: Path) -> None:
+    """x_* arrays: finite numbers; y_*: integer labels (never rounded); matching lengths."""
+    import numpy as np
+
+    for name in sorted(arrs):
+        a = arrs[name]
+        if name.startswith("x_"):
+            if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+                raise InputError(f"{name} must hold numbers, got dtype {a.dtype}", path=str(path))
+            bad = int(np.size(a) - np.isfinite(a).sum())
+            if bad:
+                raise InputError(f"{name} holds {bad} NaN or infinite values", path=str(path))
+        elif name.startswith("y_"):
+            if a.ndim != 1:
+                raise InputError(f"{name} must be 1-D labels, got shape {a.shape}", path=str(path))
+            if not np.issubdtype(a.dtype, np.integer):
+                if not np.issubdtype(a.dtype, np.floating) or not np.all(np.isfinite(a)) \
+                        or not np.all(a == np.round(a)):
+                    raise InputError(f"{name} must hold integer class labels, got {a.dtype} values "
+                                     "that are not whole numbers", path=str(path))
+            if len(a) and a.min() < 0:
+                raise InputError(f"{name} holds negative class labels", path=str(path))
+            x = arrs.get("x_" + name[2:])
+            if x is not None and len(x) != len(a):
+                raise InputError(f"x_{name[2:]} has {len(x)} rows but {name} has {len(a)}",
+                                 path=str(path))
 
 
 def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_record: dict, *,
@@ -562,6 +712,7 @@ def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_re
     from leakaudit.attacks.membership.shadow import TorchMLPTrainer
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+    from leakaudit.runs.staged import REPORT_OUTPUTS
     from leakaudit.targets.classifier import TorchClassifier
     from leakaudit.training.classifier import TrainConfig, load_classifier
 
@@ -578,18 +729,40 @@ def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_re
     missing = [k for k in need if k not in arrs]
     if missing:
         raise InputError(f"missing arrays: {', '.join(missing)}", path=str(data))
+    _check_xy_arrays(arrs, data)
     module, spec, _ = load_classifier(folder)
+    for name in ("y_members", "y_nonmembers", "y_population"):
+        if name in arrs and len(arrs[name]) and arrs[name].max() >= spec.n_classes:
+            raise InputError(f"{name} holds label {int(arrs[name].max())}; the classifier has "
+                             f"{spec.n_classes} classes (0..{spec.n_classes - 1})", path=str(data))
+        if name in arrs:
+            arrs[name] = arrs[name].astype(np.int64)
+    for name in ("x_members", "x_nonmembers", "x_population"):
+        if name in arrs and arrs[name].reshape(len(arrs[name]), -1).shape[1] != spec.input_dim:
+            raise InputError(f"{name} rows have {arrs[name].reshape(len(arrs[name]), -1).shape[1]} "
+                             f"values; the classifier takes {spec.input_dim}", path=str(data))
     target = TorchClassifier(module, n_classes=spec.n_classes, input_shape=(spec.input_dim,))
     has_pop = "x_population" in arrs and "y_population" in arrs
     cfg = EvalConfig()
     run_record["config"].update({"classifier": str(folder), "data": str(data), "shadows": shadows if has_pop else 0,
                                  "epochs": epochs, "rmia_a": rmia_a})
-    with staged_output(out) as stage:
+    from leakaudit.runs.files import link_tree
+    from leakaudit.runs.store import RunStore, stage_key
+
+    trainer = TorchMLPTrainer(spec, TrainConfig(epochs=epochs, seed=seed))
+    with staged_output(out, produces=REPORT_OUTPUTS, log=_log) as stage:
+        # shadow models resume from the run store (each is saved when done)
+        import hashlib
+
+        store = RunStore.for_output(out, log=_log)
+        shadow_dir = store.workspace("shadows", stage_key(
+            "shadows", hashlib.sha256(data.read_bytes()).hexdigest(), trainer.describe(),
+            shadows if has_pop else 0, seed))
         evals = audit_classifier_membership(
             target, arrs["x_members"], arrs["y_members"], arrs["x_nonmembers"], arrs["y_nonmembers"],
             x_population=arrs.get("x_population"), y_population=arrs.get("y_population"),
-            trainer=TorchMLPTrainer(spec, TrainConfig(epochs=epochs, seed=seed)),
-            n_shadow=shadows if has_pop else 0, shadow_dir=stage / "shadows", rmia_a=rmia_a,
+            trainer=trainer,
+            n_shadow=shadows if has_pop else 0, shadow_dir=shadow_dir, rmia_a=rmia_a,
             seed=seed, eval_config=cfg, progress=_progress(), log=_log)
         if not has_pop:
             _log("warning: no x_population/y_population in --data: LOSS only; reference-model "
@@ -602,18 +775,29 @@ def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_re
         summary = summarize(evals, world="classifier")
         write_membership_report(stage, run_record=run_record, pairs=pairs, summary=summary)
         render_html(stage)
+        if has_pop:
+            link_tree(shadow_dir, stage / "shadows")
+            for tmp in (stage / "shadows").rglob("*.tmp.npy"):
+                tmp.unlink()
     return summary
 
 
 def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
+    import numpy as np
+
     from leakaudit.attacks.membership.classifier import ClassifierLossAttack, ClassifierSignals
     from leakaudit.attacks.membership.evaluate import (EvalConfig, evaluate_scores, exposed_records,
                                                        summarize, write_membership_report)
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+    from leakaudit.runs.staged import REPORT_OUTPUTS
     from leakaudit.targets.scores_file import load_outputs
 
     po = load_outputs(path)
+    n_mem = int(po.member.sum())
+    if min(n_mem, len(po.member) - n_mem) < 2:
+        raise InputError(f"needs at least 2 members and 2 non-members to measure anything (got "
+                         f"{n_mem} members, {len(po.member) - n_mem} non-members)", path=str(path))
     cfg = EvalConfig()
     if po.score is not None:
         ev = evaluate_scores(po.score, po.member, world="precomputed", method="precomputed",
@@ -628,9 +812,15 @@ def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
                              subset=path.name, config=cfg)
     run_record["config"].update({"scores": str(path)})
     summary = summarize([ev], world=ev.world)
+    both = set(np.asarray(po.ids)[po.member == 1]) & set(np.asarray(po.ids)[po.member == 0])
+    if both:
+        msg = (f"{len(both)} id(s) appear as both member and non-member (e.g. {sorted(both)[0]!r}): "
+               "the labels contradict each other there")
+        _log(f"warning: {msg}")
+        summary.setdefault("warnings", []).append(msg)
     pairs = [("membership", ev.record())] + [("membership_record", r) for r in
                                             exposed_records(ev, ids=po.ids, texts=None, top_n=cfg.top_n)]
-    with staged_output(out) as stage:
+    with staged_output(out, produces=REPORT_OUTPUTS, inputs=[path]) as stage:
         write_membership_report(stage, run_record=run_record, pairs=pairs, summary=summary)
         render_html(stage)
     return summary

@@ -44,13 +44,14 @@ def pick_device(requested: str = "auto") -> str:
 
 
 def worker_model(path: str, device: str = "auto"):
-    """The model at ``path``, loaded once per process."""
-    from leakaudit.targets.hf import HFCausalLM
+    """The target ``path`` names (a spec for :func:`~leakaudit.targets.load_target`), loaded once
+    per process."""
+    from leakaudit.targets import load_target
 
     key = (str(path), device)
     m = _MODELS.get(key)
     if m is None:
-        m = HFCausalLM.load(path, name=Path(path).name, device=pick_device(device))
+        m = load_target(str(path), name=Path(path).name, device=pick_device(device))
         _MODELS[key] = m
         LOADS["models"] += 1
     return m
