@@ -31,16 +31,11 @@ LOADS = {"models": 0, "indexes": 0}  # per process: how often a worker really lo
 
 
 def pick_device(requested: str = "auto") -> str:
-    """``auto``: ``cuda`` when this worker sees a GPU (Ray sets CUDA_VISIBLE_DEVICES to the GPU it
-    assigned), else ``cpu``."""
-    if requested != "auto":
-        return requested
-    try:
-        import torch
+    """``auto``: the CUDA device with the most free memory when this worker sees one (Ray sets
+    CUDA_VISIBLE_DEVICES to the GPU it assigned), else ``cpu``."""
+    from leakaudit.targets.gpu import select_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except Exception:  # noqa: BLE001 - no torch build with CUDA: CPU
-        return "cpu"
+    return select_device(requested)
 
 
 def worker_model(path: str, device: str = "auto"):
