@@ -140,6 +140,8 @@ def extract(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Generation batch size (scoring uses half).")] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    index_backend: Annotated[str, typer.Option("--index", help="Corpus index: memory, disk (memory-mapped, for corpora larger than RAM) or auto (disk above 1 GiB).")] = "auto",
+    index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Folder of the on-disk index (default: OUT-index); reused when it indexes the same documents.")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
@@ -151,7 +153,7 @@ def extract(
     _check_specs([model, *(reference or [])], allow_download)  # a typo in a path answers at once
     from leakaudit.attacks.extraction.pipeline import ExtractionConfig
     from leakaudit.attacks.extraction.samplers import SAMPLERS
-    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.corpus.index_disk import INDEX_BACKENDS, build_index
     from leakaudit.corpus.load import load_corpus
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
@@ -165,6 +167,8 @@ def extract(
 
     _quiet_libraries()
     try:
+        if index_backend not in INDEX_BACKENDS:
+            raise InputError(f"--index must be one of {', '.join(INDEX_BACKENDS)}, got {index_backend!r}")
         check_output_location(out, produces=EXTRACT_OUTPUTS,
                               inputs=[corpus, prompts, model, cache, *(reference or [])])
         check_device(device)
@@ -188,7 +192,8 @@ def extract(
         for i, r in enumerate(reference or []):
             name = Path(r).name or f"ref{i}"
             refs[name if name not in refs else f"{name}-{i}"] = load_target(r, name=name, device=device, allow_download=allow_download)
-        index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs]) if docs else None
+        index = build_index([d.text for d in docs], [d.id for d in docs], backend=index_backend,
+                            directory=index_dir or Path(f"{out}-index")) if docs else None
         cfg = ExtractionConfig(samplers=tuple(samplers), n_samples=samples, select=select,
                                max_new_tokens=new_tokens, top_k=top_k, seed=seed,
                                generate_batch_size=batch_size,
@@ -249,6 +254,8 @@ def memorization(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    index_backend: Annotated[str, typer.Option("--index", help="Corpus index: memory, disk (memory-mapped, for corpora larger than RAM) or auto (disk above 1 GiB).")] = "auto",
+    index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Folder of the on-disk index (default: OUT-index); reused when it indexes the same documents.")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
 ) -> None:
@@ -256,7 +263,7 @@ def memorization(
     _check_out(out, ("report.jsonl", "summary.json", "report.html"), [corpus, *model])
     _check_specs(list(model), allow_download)  # a typo in a path answers at once
     from leakaudit.attacks.memorization import PRESETS, MemorizationConfig
-    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.corpus.index_disk import INDEX_BACKENDS, build_index
     from leakaudit.corpus.load import load_corpus
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
@@ -270,6 +277,8 @@ def memorization(
 
     _quiet_libraries()
     try:
+        if index_backend not in INDEX_BACKENDS:
+            raise InputError(f"--index must be one of {', '.join(INDEX_BACKENDS)}, got {index_backend!r}")
         check_output_location(out, produces=REPORT_OUTPUTS, inputs=[corpus, *model])
         check_device(device)
         if preset is not None and preset not in PRESETS:
@@ -290,7 +299,8 @@ def memorization(
             name = Path(m).name or f"model{i}"
             name = name if name not in models else f"{name}-{i}"
             models[name] = load_target(m, name=name, device=device, allow_download=allow_download)
-        index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs])
+        index = build_index([d.text for d in docs], [d.id for d in docs], backend=index_backend,
+                            directory=index_dir or Path(f"{out}-index"))
         pairs, msum = memorization_records(models, texts=[d.text for d in docs],
                                            doc_ids=[d.id for d in docs], index=index, config=cfg,
                                            show_pii=show_pii, progress=_progress(), log=_log)
