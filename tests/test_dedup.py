@@ -78,6 +78,7 @@ def test_planted_duplicates_removed_exactly():
 
 
 def test_datasketch_backend_finds_the_same_near_duplicates():
+    pytest.importorskip("datasketch")
     texts, plan = planted()
     a = deduplicate(texts, config=DedupConfig(method="near"))
     b = deduplicate(texts, config=DedupConfig(method="near", backend="datasketch", num_perm=900,
@@ -119,3 +120,29 @@ def test_hf_tokenizer_spans():
         assert s not in res.texts[d]
     for i in range(5):
         assert res.texts[i] == texts[i]
+
+
+def test_cli_defend_dedup_and_scrub(tmp_path):
+    import json
+    import os
+
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    texts, plan = planted()
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts))
+                   + json.dumps({"id": "pii", "text": "mail jane.roe@example.org now"}) + "\n")
+    r = CliRunner().invoke(app, ["defend", "dedup", str(src), "--out", str(tmp_path / "dd")])
+    assert r.exit_code == 0, r.output
+    kept = [json.loads(x)["id"] for x in (tmp_path / "dd" / "corpus.jsonl").read_text().splitlines()]
+    assert len(kept) == len(texts) + 1 - len(plan["near"])
+    summary = json.loads((tmp_path / "dd" / "defense.json").read_text())
+    assert summary["removed_by_reason"] == {"near_duplicate_document": 3, "repeated_span": 4}
+    assert oct(os.stat(tmp_path / "dd" / "corpus.jsonl").st_mode & 0o777) == "0o600"
+    r = CliRunner().invoke(app, ["defend", "scrub", str(src), "--out", str(tmp_path / "sc")])
+    assert r.exit_code == 0, r.output
+    assert "[EMAIL]" in (tmp_path / "sc" / "corpus.jsonl").read_text()
+    r = CliRunner().invoke(app, ["defend", "dedup", str(src), "--out", str(tmp_path / "x"), "--bands", "7"])
+    assert r.exit_code == 2 and "bands" in r.output
