@@ -131,10 +131,12 @@ def _rate(k: int, n: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ the battery
 
 def _best_tpr(audit) -> dict[str, Any]:
-    """The attack (over subsets "all") with the highest TPR at 1% FPR; the blind baseline's AUC."""
+    """The attack with the highest TPR at 1% FPR on all members (the audit's first subset; the
+    others are member groups), and the blind baseline's AUC on the same subset."""
     best = None
+    main = audit.evaluations[0].subset if audit.evaluations else "all"
     for e in audit.evaluations:
-        if e.subset != "all":
+        if e.subset != main:
             continue
         t = e.metrics.tpr(0.01)
         if not t.resolvable:
@@ -142,7 +144,7 @@ def _best_tpr(audit) -> dict[str, Any]:
         if best is None or t.tpr > best["tpr"]:
             best = {"attack": e.label, "tpr": t.tpr, "ci_low": t.ci_low, "ci_high": t.ci_high,
                     "auc": e.metrics.auc, "n_pos": t.n_pos, "n_neg": t.n_neg}
-    b = audit.baseline.get("all")
+    b = audit.baseline.get(main)
     out = best or {"attack": None, "tpr": None, "ci_low": None, "ci_high": None}
     out["blind_auc"] = b.metrics.auc if b is not None else None
     return out
