@@ -232,7 +232,9 @@ def run_battery(models: dict[str, Any], *, reference, corpus, index, cfg: Defens
         ext = run_extraction(m, references={"reference": reference}, index=index, prompt_texts=heldout,
                              canaries=canaries, config=cfg.extraction, cache_dir=cache_dir,
                              progress=progress)
-        sample_text = "\x00".join(s["text"] for s in ext.samples)
+        # the generated continuations only (an internet prompt is held-out text, not the model's)
+        sample_text = "\x00".join(s["text"][len(s["prompt"]):] if s["text"].startswith(s["prompt"])
+                                  else s["text"] for s in ext.samples)
         extracted_canaries = [c for c in ext.canaries if c["extracted"]]
         best = ext.summary.get("best") or {}
         row["extraction"] = {
