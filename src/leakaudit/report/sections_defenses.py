@@ -60,7 +60,7 @@ def build_defenses(rd: ReportData) -> Section | None:
                     "canaries extracted", "corpus PII values in samples"],
         "rows": [[r["variant"], f"{r.get('n_params', 0):,}", _eps(r), _ci(r["utility"]["heldout_ppl"], pct=False),
                   _ci((r["memorization"] or {}).get("all")), _ci((r["memorization"] or {}).get("dup")),
-                  _ci(r["exposure"]["mean"], pct=False),
+                  _ci((r.get("exposure") or {}).get("mean"), pct=False),
                   _ci(r["membership"]["documents"], key="tpr") + (
                       f" ({r['membership']['documents']['attack']})" if r["membership"]["documents"].get("attack") else ""),
                   "—" if r["membership"]["documents"].get("blind_auc") is None
