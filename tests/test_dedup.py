@@ -97,6 +97,10 @@ def test_exact_substring_by_hand():
     # window positions by count: (2 3 4 5), (3 4 5 6), (4 5 6 7) twice each (doc 0 and 1), and
     # (60 61 62 63) twice in doc 2: 8 positions; once: doc 0 7-3, doc 1 5-3, doc 2 6-2
     assert hist == {"1": 4 + 2 + 4, "2": 8}
+    # a repeat that only exists across a document boundary (2 3 | 4 5) is not a repeated span
+    docs = [np.array([1, 2, 3]), np.array([4, 5, 6]), np.array([9, 1, 2, 3]), np.array([4, 5, 6, 8])]
+    spans, hist = exact_substring_spans(docs, min_tokens=4)
+    assert spans == [[], [], [], []] and hist == {"1": 2}
 
 
 def test_helpers_and_negative_control():
