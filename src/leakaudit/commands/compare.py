@@ -36,7 +36,7 @@ def compare(
     from leakaudit.errors import InputError, LeakauditError
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
-    from leakaudit.report.records import staged_output
+    from leakaudit.runs.staged import check_output_location, staged_output
     from leakaudit.workflow import write_records_report
 
     _quiet_libraries()
@@ -53,6 +53,8 @@ def compare(
             raise InputError("--model names must be distinct")
         if reference is not None and not reference.is_dir():
             raise InputError("no such model directory", path=str(reference))
+        outputs = ("report.jsonl", "summary.json", "report.html")
+        check_output_location(out, produces=outputs, inputs=[corpus, heldout])
         train = load_corpus(corpus, text_field=text_field)
         held = load_corpus(heldout, text_field=text_field)
         from leakaudit.targets.hf import HFCausalLM
@@ -63,7 +65,7 @@ def compare(
         cfg = replace(base, memorization=replace(base.memorization, n_sequences=windows, seed=seed),
                       extraction=replace(base.extraction, n_samples=samples, seed=seed))
         index = CorpusIndex.build([d.text for d in train], [d.id for d in train])
-        with staged_output(out) as stage:
+        with staged_output(out, produces=outputs, inputs=[corpus, heldout]) as stage:
             rows, mem = run_battery(models, reference=ref, train_texts=[d.text for d in train],
                                     train_ids=[d.id for d in train], heldout_texts=[d.text for d in held],
                                     index=index, config=cfg, cache_dir=stage / "cache",

@@ -45,6 +45,11 @@ from leakaudit.progress import null_progress
 from leakaudit.training.lm import LMSpec
 
 VARIANTS = ("undefended", "dedup", "scrubbed", "dp_eps8", "dp_eps1", "small", "tiny")
+#: what ``run_defense_lab`` writes (checked before any work)
+DEFENSE_LAB_OUTPUTS = (("report.jsonl", "summary.json", "report.html")
+                       + tuple(f"corpus/{n}" for n in ("train.jsonl", "heldout.jsonl", "reference.jsonl",
+                                                       "manifest.json"))
+                       + tuple(f"models/{v}/model.safetensors" for v in (*VARIANTS, "reference")))
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,7 @@ def run_defense_lab(out_dir: str | Path, config: DefenseLabConfig, *, progress=n
     from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus
     from leakaudit.lab.run import _jsonable, versions
     from leakaudit.report.html import render_html
-    from leakaudit.report.records import staged_output
+    from leakaudit.runs.staged import staged_output
     from leakaudit.targets.hf import HFCausalLM
     from leakaudit.training.dp_lm import DPLMConfig, train_causal_lm_dp
     from leakaudit.training.lm import train_causal_lm, train_tokenizer
@@ -121,7 +126,7 @@ def run_defense_lab(out_dir: str | Path, config: DefenseLabConfig, *, progress=n
     if unknown or "undefended" not in cfg.variants:
         raise ValueError(f"variants must include 'undefended' and come from {VARIANTS}; got {cfg.variants}")
     t_start = time.perf_counter()
-    with staged_output(out_dir) as stage:
+    with staged_output(out_dir, produces=DEFENSE_LAB_OUTPUTS) as stage:
         corpus = generate_lab_corpus(LabCorpusConfig(
             n_docs=cfg.n_docs, n_heldout=cfg.n_heldout, n_reference=cfg.n_reference, seed=cfg.seed,
             canary_repeats=cfg.canary_repeats, boilerplate_repeats=cfg.boilerplate_repeats))
