@@ -26,12 +26,12 @@ def test_heldout_perplexity_equals_exp_mean_nll(tiny_lm):
     texts = ["The quick brown fox jumps over the lazy dog.", "Hello there, general reader."]
     r = heldout_perplexity(tiny_lm, texts, n_boot=50, seed=0)
     nll, n = 0.0, 0
-    for ids in tiny_lm.tokenize(texts):
-        x = torch.tensor([[tiny_lm.bos_id, *ids]])
+    for ids in tiny_lm.document_ids(texts):  # tokens 2..n of each document, given the ones before
+        x = torch.tensor([ids])
         with torch.no_grad():
             lp = torch.log_softmax(tiny_lm.model(x).logits[0, :-1].float(), -1)
-        nll -= float(lp[torch.arange(len(ids)), torch.tensor(ids)].sum())
-        n += len(ids)
+        nll -= float(lp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])].sum())
+        n += len(ids) - 1
     assert r["n_tokens"] == n
     assert math.isclose(r["value"], math.exp(nll / n), rel_tol=1e-4)
     assert r["ci_low"] <= r["value"] <= r["ci_high"]

@@ -61,9 +61,10 @@ def bootstrap_mean_ci(x, *, n_boot: int, seed: int, alpha: float = 0.05, weights
 
 
 def heldout_perplexity(model, texts, *, n_boot: int, seed: int, batch_size: int = 32) -> dict[str, Any]:
-    """Token-level perplexity on ``texts`` (exp of the mean per-token NLL), with a bootstrap CI
-    over documents (each document weighted by its number of tokens)."""
-    ids = model.tokenize(list(texts))
+    """Token-level perplexity on ``texts`` (exp of the mean per-token NLL over the positions the
+    model's token convention scores: each document as the tokenizer encodes it, every token after
+    the first), with a bootstrap CI over documents (each weighted by its number of tokens)."""
+    ids = model.document_ids(list(texts)) if hasattr(model, "document_ids") else model.tokenize(list(texts))
     scores = model.score_ids(ids, batch_size=batch_size)
     nll = np.array([-float(np.mean(s.logprobs)) for s in scores if len(s.logprobs)])
     n = np.array([len(s.logprobs) for s in scores if len(s.logprobs)], dtype=np.float64)
