@@ -150,3 +150,28 @@ def test_cli_defend_dedup_and_scrub(tmp_path):
     assert "[EMAIL]" in (tmp_path / "sc" / "corpus.jsonl").read_text()
     r = CliRunner().invoke(app, ["defend", "dedup", str(src), "--out", str(tmp_path / "x"), "--bands", "7"])
     assert r.exit_code == 2 and "bands" in r.output
+
+
+def test_cli_defend_capacity(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    texts, _ = planted()
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)))
+    r = CliRunner().invoke(app, ["defend", "capacity", str(src), "--out", str(tmp_path / "cap"), "--width", "16",
+                                 "--width", "8", "--n-layer", "1", "--n-head", "2", "--n-ctx", "64",
+                                 "--epochs", "1", "--vocab-size", "300"])
+    assert r.exit_code == 0, r.output
+    sizes = {}
+    for w in (16, 8):
+        cfg = json.loads((tmp_path / "cap" / f"w{w}" / "config.json").read_text())
+        sizes[w] = json.loads((tmp_path / "cap" / f"w{w}" / "leakaudit_training.json").read_text())["n_params"]
+        assert cfg["n_embd"] == w
+    assert sizes[16] > sizes[8]
+    bad = CliRunner().invoke(app, ["defend", "capacity", str(src), "--out", str(tmp_path / "x"), "--width", "15",
+                                   "--n-head", "2"])
+    assert bad.exit_code == 2 and "multiple" in bad.output

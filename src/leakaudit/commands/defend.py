@@ -194,3 +194,48 @@ def dp_train_cmd(
                       f"C = {rec['max_grad_norm']}, q = {rec['sample_rate']:.5f}, steps = {rec['steps']} "
                       f"({rec['accountant']}); final loss {rec['final_loss']:.3f}\nmodel: {out}",
                       highlight=False, markup=False)
+
+
+@defend_app.command("capacity")
+def capacity_cmd(
+    corpus: Annotated[Path, typer.Argument(help="Training corpus: JSONL, .txt, Parquet, or a folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: one model directory per size (w<WIDTH>/), one tokenizer.")],
+    width: Annotated[list[int], typer.Option("--width", min=8, help="Model width (n_embd); repeatable. Depth, heads and schedule are shared.")],
+    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="Tokenizer directory (default: train a byte-level BPE on the corpus).")] = None,
+    vocab_size: Annotated[int, typer.Option("--vocab-size", min=64)] = 1024,
+    n_layer: Annotated[int, typer.Option("--n-layer", min=1)] = 2,
+    n_head: Annotated[int, typer.Option("--n-head", min=1)] = 4,
+    n_ctx: Annotated[int, typer.Option("--n-ctx", min=8)] = 256,
+    epochs: Annotated[float, typer.Option("--epochs")] = 10.0,
+    lr: Annotated[float, typer.Option("--lr")] = 3e-3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    text_field: Annotated[str, typer.Option("--text-field")] = "text",
+) -> None:
+    """Capacity sweep: the same corpus, tokenizer, seed and schedule at several model widths
+    (compare them with ``leakaudit compare``)."""
+    from leakaudit.errors import InputError, LeakauditError
+    from leakaudit.runs.staged import check_output_location, staged_output
+    from leakaudit.training.lm import LMSpec, train_causal_lm, train_tokenizer
+
+    _quiet_libraries()
+    widths = sorted(set(width), reverse=True)
+    produces = tuple(f"w{w}/model.safetensors" for w in widths)
+    try:
+        bad = [w for w in widths if w % n_head]
+        if bad:
+            raise InputError(f"--width must be a multiple of --n-head ({n_head}); got {bad[0]}")
+        check_output_location(out, produces=produces, inputs=[corpus, tokenizer])
+        texts = [d.text for d in _load(corpus, text_field)]
+        tok = _tokenizer(tokenizer) or train_tokenizer(texts, vocab_size=vocab_size)
+        with staged_output(out, produces=produces, inputs=[corpus, tokenizer]) as stage:
+            for w in widths:
+                spec = LMSpec(n_layer=n_layer, n_embd=w, n_head=n_head, n_ctx=n_ctx, epochs=epochs,
+                              lr=lr, batch_size=batch_size)
+                _log(f"training width {w}")
+                train_causal_lm(texts, tok, spec, seed=seed, out_dir=stage / f"w{w}")
+    except LeakauditError as e:
+        _fail(e)
+    models = " ".join(f"--model w{w}={out / f'w{w}'}" for w in widths)
+    out_console.print(f"{len(widths)} models in {out}\ncompare: leakaudit compare {models} --corpus {corpus} "
+                      f"--heldout HELDOUT", highlight=False, markup=False)
