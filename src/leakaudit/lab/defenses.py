@@ -84,17 +84,20 @@ class DefenseLabConfig:
 
     @classmethod
     def quick(cls, seed: int = 0) -> "DefenseLabConfig":
+        """CI-sized: 100 training documents, a 2×64 target with a 128-token context (so seven
+        variants train in minutes), 16+16-token memorization windows, 40 samples per sampler."""
         return cls(
-            n_docs=150, n_heldout=150, n_reference=150,
-            target=LMSpec(n_layer=2, n_embd=128, n_head=4, n_ctx=256, epochs=15, lr=3e-3, batch_size=8),
-            reference=LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=256, epochs=5, lr=3e-3, batch_size=8),
-            memorization=MemorizationConfig(prefix_lengths=(32,), suffix_length=32, n_sequences=200,
+            n_docs=100, n_heldout=100, n_reference=60, vocab_size=512,
+            target=LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=128, epochs=12, lr=3e-3, batch_size=8),
+            reference=LMSpec(n_layer=2, n_embd=32, n_head=4, n_ctx=128, epochs=4, lr=3e-3, batch_size=8),
+            small_widths=(32, 16),
+            memorization=MemorizationConfig(prefix_lengths=(16,), suffix_length=16, n_sequences=200,
                                             greedy_check=0),
-            extraction=ExtractionConfig(samplers=("top_k", "internet"), n_samples=50, select=25,
-                                        generate_batch_size=50, score_batch_size=32,
-                                        max_new_tokens=240, show_pii=True),
-            exposure_references=300, membership_reference_secrets=20, membership_boot=100,
-            n_boot=500, seed=seed)
+            extraction=ExtractionConfig(samplers=("top_k", "internet"), n_samples=40, select=20,
+                                        generate_batch_size=40, score_batch_size=32,
+                                        max_new_tokens=100, show_pii=True),
+            exposure_references=200, membership_reference_secrets=20, membership_boot=100,
+            n_boot=300, seed=seed)
 
     def with_seed(self, seed: int) -> "DefenseLabConfig":
         return replace(self, seed=seed, extraction=replace(self.extraction, seed=seed),
