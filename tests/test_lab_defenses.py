@@ -101,3 +101,11 @@ def test_quick_defenses_lab_end_to_end(tmp_path):
     summary = [x for x in recs if x["entry_type"] == "summary"][-1]
     assert set(summary["claims"]) == {"dedup_cuts_duplicated_memorization", "dp_eps8_cuts_mia_and_exposure",
                                       "scrub_removes_pii_keeps_other_memorization", "smaller_models_memorize_less"}
+
+
+def test_claims_not_resolvable_without_leakage_to_cut():
+    rows = {"undefended": _row(0.0, 0.0, 0.0, 1.0), "dedup": _row(0.0, 0.0, 0.0, 1.0),
+            "dp_eps8": _row(0.0, 0.0, 0.0, 1.0)}
+    c = evaluate_claims(rows)
+    assert c["dedup_cuts_duplicated_memorization"]["holds"] is None
+    assert c["dp_eps8_cuts_mia_and_exposure"]["holds"] is None

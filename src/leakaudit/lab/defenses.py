@@ -233,12 +233,13 @@ def evaluate_claims(rows: dict[str, dict]) -> dict[str, dict[str, Any]]:
             "claim": "deduplication cuts verbatim memorization of formerly duplicated content several-fold",
             "undefended": a, "dedup": b, "ratio": ratio,
             # several-fold (≥ 3×), and the intervals separate
-            "holds": None if a is None or b is None else bool(
+            # not resolvable when the undefended model memorizes none of them
+            "holds": None if a is None or b is None or not a["value"] else bool(
                 (ratio is not None and ratio >= 3) and a["ci_low"] > b["ci_high"])}
     if "dp_eps8" in rows:
         a, b = u["membership"]["documents"], rows["dp_eps8"]["membership"]["documents"]
         ea, eb = u["exposure"]["mean"], rows["dp_eps8"]["exposure"]["mean"]
-        ok = None if a["tpr"] is None or b["tpr"] is None else bool(b["tpr"] <= a["tpr"] / 3)
+        ok = None if a["tpr"] is None or b["tpr"] is None or not a["tpr"] else bool(b["tpr"] <= a["tpr"] / 3)
         out["dp_eps8_cuts_mia_and_exposure"] = {
             "claim": "DP-SGD at ε≈8 cuts the best membership attack's TPR at 1% FPR to at most a third "
                      "of the undefended model's, and canary exposure falls",
