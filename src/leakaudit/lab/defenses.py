@@ -54,16 +54,20 @@ DEFENSE_LAB_OUTPUTS = (("report.jsonl", "summary.json", "report.html")
 
 @dataclass(frozen=True)
 class DefenseLabConfig:
-    n_docs: int = 300
-    n_heldout: int = 300
-    n_reference: int = 300
+    """Sizes of the defenses lab. The default trains seven variants of the regular quick lab's
+    target (2×128, 256-token context, 15 epochs on 150 documents) plus a reference, so that it
+    stays near 15 minutes on 2 cores; ``quick()`` is CI-sized."""
+
+    n_docs: int = 150
+    n_heldout: int = 150
+    n_reference: int = 150
     vocab_size: int = 1024
     canary_repeats: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     boilerplate_repeats: tuple[int, ...] = (2, 8, 16, 32)
     target: LMSpec = field(default_factory=lambda: LMSpec(n_layer=2, n_embd=128, n_head=4, n_ctx=256,
-                                                          epochs=22, lr=3e-3, batch_size=8))
-    reference: LMSpec = field(default_factory=lambda: LMSpec(n_layer=2, n_embd=96, n_head=4, n_ctx=256,
-                                                             epochs=8, lr=3e-3, batch_size=8))
+                                                          epochs=15, lr=3e-3, batch_size=8))
+    reference: LMSpec = field(default_factory=lambda: LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=256,
+                                                             epochs=5, lr=3e-3, batch_size=8))
     #: widths of the capacity variants (same depth, heads and schedule as the target)
     small_widths: tuple[int, int] = (64, 32)
     dp_epsilons: tuple[float, float] = (8.0, 1.0)
@@ -71,13 +75,13 @@ class DefenseLabConfig:
     scrub_mode: str = "redact"
     variants: tuple[str, ...] = VARIANTS
     memorization: MemorizationConfig = field(default_factory=lambda: MemorizationConfig(
-        prefix_lengths=(32,), suffix_length=32, n_sequences=500, greedy_check=0))
+        prefix_lengths=(32,), suffix_length=32, n_sequences=300, greedy_check=0))
     extraction: ExtractionConfig = field(default_factory=lambda: ExtractionConfig(
-        samplers=("top_k", "internet"), n_samples=200, select=50, generate_batch_size=100,
+        samplers=("top_k", "internet"), n_samples=100, select=25, generate_batch_size=100,
         score_batch_size=32, max_new_tokens=240, show_pii=True))
-    exposure_references: int = 1000
+    exposure_references: int = 500
     membership_k: float = 0.2
-    membership_reference_secrets: int = 50
+    membership_reference_secrets: int = 20
     membership_boot: int = 200
     n_boot: int = 1000
     seed: int = 0
