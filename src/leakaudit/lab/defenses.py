@@ -91,8 +91,8 @@ class DefenseLabConfig:
         """CI-sized: 100 training documents, a 2×64 target with a 128-token context (so seven
         variants train in minutes), 16+16-token memorization windows, 40 samples per sampler."""
         return cls(
-            n_docs=100, n_heldout=100, n_reference=60, vocab_size=512,
-            target=LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=128, epochs=12, lr=3e-3, batch_size=8),
+            n_docs=100, n_heldout=100, n_reference=60, vocab_size=1024,
+            target=LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=128, epochs=10, lr=3e-3, batch_size=8),
             reference=LMSpec(n_layer=2, n_embd=32, n_head=4, n_ctx=128, epochs=4, lr=3e-3, batch_size=8),
             small_widths=(32, 16),
             memorization=MemorizationConfig(prefix_lengths=(16,), suffix_length=16, n_sequences=200,
