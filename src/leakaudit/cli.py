@@ -97,6 +97,7 @@ def lab(
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="The smallest lab that runs every stage (tests of crash and resume).")] = False,
+    defenses: Annotated[bool, typer.Option("--defenses", help="Instead: train the defense variants (dedup, scrubbed, DP-SGD at ε 8 and 1, two smaller sizes) on one corpus and re-run the same attacks on each.")] = False,
 ) -> None:
     """Run the embedded lab: synthetic corpus → small target models → extraction, memorization,
     canary exposure, membership inference and classifier inversion → report."""
@@ -108,6 +109,21 @@ def lab(
     from leakaudit.runs.staged import check_output_location
 
     _quiet_libraries()
+    if defenses:
+        from leakaudit.lab.defenses import DefenseLabConfig, run_defense_lab
+
+        dcfg = DefenseLabConfig.quick(seed) if quick else DefenseLabConfig(seed=seed)
+        if samples is not None:
+            dcfg = replace(dcfg, extraction=replace(dcfg.extraction, n_samples=samples))
+        try:
+            summary = run_defense_lab(out, dcfg, progress=_progress(), log=_log, command=_command())
+        except LeakauditError as e:
+            _fail(e)
+        for c in summary["claims"].values():
+            out_console.print(f"{c['claim']}: {dict([(True, 'holds'), (False, 'does not hold'), (None, 'not resolvable')])[c['holds']]}",
+                              highlight=False, markup=False)
+        out_console.print(f"report: {out / 'report.html'}", highlight=False, markup=False)
+        return
     try:
         check_output_location(out, produces=LAB_OUTPUTS, inputs=[cache])
     except LeakauditError as e:

@@ -50,7 +50,9 @@ ENTRY_TYPES = ("run", "sample", "eval", "canary", "pii", "summary",
                # membership inference: one per (attack, target) evaluation; one per exposed record
                "membership", "membership_record",
                # model inversion: one per (attack, target, defense) evaluation; one per class image
-               "inversion", "inversion_record", "attribute_inference")
+               "inversion", "inversion_record", "attribute_inference",
+               # defenses judged by re-running the attacks: one per variant (lab/defenses.py)
+               "defense_comparison")
 
 
 #: How infinities are spelled in JSONL (strings: JSON has no infinity).
