@@ -11,6 +11,7 @@ MODULES = [
     "leakaudit.metrics.stats",
     "leakaudit.metrics.memorization",
     "leakaudit.metrics.exposure",
+    "leakaudit.metrics.dp_audit",
     "leakaudit.attacks.canaries.spaces",
     "leakaudit.signals.lm",
     "leakaudit.targets.hf",
