@@ -12,6 +12,7 @@ MODULES = [
     "leakaudit.metrics.memorization",
     "leakaudit.metrics.exposure",
     "leakaudit.metrics.dp_audit",
+    "leakaudit.attacks.dp_audit.canaries",
     "leakaudit.attacks.canaries.spaces",
     "leakaudit.signals.lm",
     "leakaudit.targets.hf",

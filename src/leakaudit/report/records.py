@@ -48,7 +48,9 @@ ENTRY_TYPES = ("run", "sample", "eval", "canary", "pii", "summary",
                # membership inference: one per (attack, target) evaluation; one per exposed record
                "membership", "membership_record",
                # model inversion: one per (attack, target, defense) evaluation; one per class image
-               "inversion", "inversion_record", "attribute_inference")
+               "inversion", "inversion_record", "attribute_inference",
+               # empirical DP audit: one per audit (one-run or multi-run) of a training pipeline
+               "dp_audit")
 
 
 def _clean(value: Any) -> Any:
