@@ -13,6 +13,7 @@ MODULES = [
     "leakaudit.metrics.exposure",
     "leakaudit.metrics.dp_audit",
     "leakaudit.attacks.dp_audit.canaries",
+    "leakaudit.attacks.dp_audit.lm",
     "leakaudit.attacks.canaries.spaces",
     "leakaudit.signals.lm",
     "leakaudit.targets.hf",

@@ -404,3 +404,61 @@ def audit_dp_classifier(train_fn: Callable, data: ClassifierData, config: DPAudi
                          wall_s=round(time.time() - t0, 2), canary_kind=config.canary_kind,
                          n_canaries=n_canaries, training=info)
 
+
+
+# --------------------------------------------------------------------------------------------
+# LM world (one-run)
+# --------------------------------------------------------------------------------------------
+
+def audit_dp_lm_one_run(train_fn: Callable, base_texts: list[str], config: DPAuditConfig, *,
+                        store_dir: str | Path | None = None, n_digits: int = 4) -> DPAuditResult:
+    """One-run audit of a causal-LM training pipeline with random-secret canaries.
+
+    ``train_fn(texts, *, seed)`` (the LM hook) trains on ``base_texts`` plus the included canary
+    sentences (one document each, shuffled in) and returns ``(model, tokenizer)`` or
+    ``(model, tokenizer, info)``; ``model`` is a Hugging Face causal LM. Scores: the log-probability
+    of each canary's secret given its prompt (:mod:`leakaudit.attacks.dp_audit.lm`).
+    """
+    from leakaudit.attacks.dp_audit.lm import secret_canaries, secret_logprobs
+
+    config.validate()
+    if config.mode != "one-run":
+        raise InputError("the LM world supports --mode one-run only")
+    t0 = time.time()
+    store = ModelStore(store_dir)
+    stats = {"trained": 0, "reused": 0}
+    canaries = secret_canaries(config.n_canaries, seed=config.seed, n_digits=n_digits)
+    flips = coin_flips(len(canaries), seed=config.seed + 1)
+    key = store.key({"world": "lm", "trainer": trainer_id(train_fn),
+                     "data": hashlib.sha256("\n".join(base_texts).encode()).hexdigest()[:16],
+                     "canaries": canaries.fingerprint(), "include": _hash_arrays(flips.astype(np.int8)),
+                     "seed": config.seed})
+    rec = store.load(key)
+    if rec is not None:
+        stats["reused"] += 1
+        scores, info = np.asarray(rec["scores"], dtype=np.float64), rec.get("info", {})
+    else:
+        texts = list(base_texts) + [t for t, f in zip(canaries.texts(), flips) if f]
+        order = np.random.default_rng(config.seed).permutation(len(texts))
+        t1 = time.time()
+        out = train_fn([texts[i] for i in order], seed=config.seed)
+        if not isinstance(out, tuple) or len(out) not in (2, 3):
+            raise InputError(f"LM training entry point {trainer_id(train_fn)} must return "
+                             "(model, tokenizer) or (model, tokenizer, info)")
+        model, tok = out[0], out[1]
+        info = {k: v for k, v in (out[2] if len(out) == 3 else {}).items()
+                if isinstance(v, (int, float, str, bool, type(None)))}
+        train_s = time.time() - t1
+        scores = secret_logprobs(model, tok, canaries)
+        stats["trained"] += 1
+        store.save(key, {"trainer": trainer_id(train_fn), "seed": config.seed, "n_train": len(texts),
+                         "n_canaries_included": int(flips.sum()), "scores": scores.tolist(), "info": info,
+                         "train_s": round(train_s, 3)})
+    claimed, delta = _claim(info, config)
+    res = one_run_audit(scores, flips, delta=delta, beta=1 - config.confidence, seed=config.seed)
+    return DPAuditResult(world="lm", mode="one-run", trainer=trainer_id(train_fn), claimed_epsilon=claimed,
+                         delta=delta, confidence=config.confidence, epsilon_lb=float(res.epsilon),
+                         max_certifiable=float(res.max_certifiable), detail=res.to_dict(),
+                         models_trained=stats["trained"], models_reused=stats["reused"],
+                         wall_s=round(time.time() - t0, 2), canary_kind="secret", n_canaries=len(canaries),
+                         training=info)

@@ -188,3 +188,60 @@ def cost_table(results: list[DPAuditResult]) -> list[str]:
                      f"{r.epsilon_lb:>7.3f} {r.max_certifiable:>9.3f} {claim:>8}")
     return lines
 
+
+
+# --------------------------------------------------------------------------------------------
+# LM world
+# --------------------------------------------------------------------------------------------
+
+def lab_lm_texts(n: int, *, seed: int) -> list[str]:
+    """``n`` short synthetic records (the LM world's non-canary training data), seeded."""
+    import numpy as _np
+
+    rng = _np.random.default_rng(seed)
+    cities = ("Oslo", "Lima", "Pune", "Kiev", "Lyon", "Cork", "Fargo", "Perth")
+    return [f"Order {i} from {cities[rng.integers(len(cities))]} shipped {rng.integers(1, 28)} boxes "
+            f"on day {rng.integers(1, 365)}." for i in range(n)]
+
+
+@dataclass(frozen=True)
+class LabLMTrainer:
+    """DP-SGD for a tiny GPT-2 (:func:`leakaudit.training.dp_lm.train_causal_lm_dp`, document
+    packing: one canary = one privacy unit), honest (``dp``) or with the noise off (``no_noise``,
+    via :class:`~leakaudit.training.dp_lm.DPHooks`: σ and ε reported unchanged). The tokenizer is
+    trained once on ``tokenizer_texts`` (public text, independent of which canaries are in)."""
+
+    variant: str
+    target_epsilon: float
+    delta: float
+    n_layer: int = 1
+    n_embd: int = 64
+    epochs: float = 8.0
+    lr: float = 3e-3
+    batch_size: int = 32
+    n_ctx: int = 32
+    tokenizer_texts: tuple[str, ...] = ()
+
+    @property
+    def trainer_id(self) -> str:
+        d = asdict(self)
+        d["tokenizer_texts"] = len(self.tokenizer_texts)
+        return "lab.dp_audit.lm:" + json.dumps(d, sort_keys=True)
+
+    def label(self) -> str:
+        return f"lm {self.variant} ε={self.target_epsilon:g}"
+
+    def __call__(self, texts, *, seed: int):
+        from leakaudit.training.dp_lm import DPHooks, DPLMConfig, train_causal_lm_dp
+        from leakaudit.training.lm import LMSpec, train_tokenizer
+
+        tok = train_tokenizer(list(self.tokenizer_texts) + [" ".join("0123456789")], vocab_size=300)
+        spec = LMSpec(n_layer=self.n_layer, n_embd=self.n_embd, n_head=2, n_ctx=self.n_ctx, epochs=self.epochs,
+                      lr=self.lr, batch_size=self.batch_size, packing="document")
+        hooks = DPHooks(noise_multiplier_used=lambda s: 0.0) if self.variant == "no_noise" else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model, rec = train_causal_lm_dp(texts, tok, spec, DPLMConfig(target_epsilon=self.target_epsilon,
+                                                                         delta=self.delta), seed=seed, hooks=hooks)
+        return model, tok, {"epsilon": rec["epsilon"], "delta": rec["delta"], "variant": self.variant,
+                            "noise_multiplier": rec["noise_multiplier"], "steps": rec["steps"]}
