@@ -219,7 +219,7 @@ class LabLMTrainer:
     epochs: float = 8.0
     lr: float = 3e-3
     batch_size: int = 32
-    n_ctx: int = 32
+    n_ctx: int = 64
     tokenizer_texts: tuple[str, ...] = ()
 
     @property
