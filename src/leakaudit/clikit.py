@@ -10,8 +10,14 @@ import sys
 import typer
 from rich.console import Console
 
-console = Console(stderr=True)
-out_console = Console()
+# markup=False: user text (paths, JSONL keys, an endpoint's error body) is printed verbatim, never
+# parsed as console markup ("[/]" in a file name must not crash, "[b]" must not vanish).
+console = Console(stderr=True, markup=False, emoji=False)
+out_console = Console(markup=False, emoji=False)
+
+#: the umask the process started with (``--share`` keeps it; by default outputs are private)
+_START_UMASK = os.umask(0o077)
+os.umask(_START_UMASK)
 
 
 _terminated_by: int | None = None
@@ -41,9 +47,25 @@ def _quiet_libraries() -> None:
 
 
 def _fail(e: Exception) -> None:
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-    console.print(f"[bold red]error:[/] {msg}", highlight=False, markup=True, soft_wrap=True)
+    """Print ``error: <message>`` (one line, verbatim) and exit with status 2."""
+    from rich.text import Text
+
+    msg = " ".join(str(e).split("\n")[0].split()) if str(e).strip() else type(e).__name__
+    line = Text("error:", style="bold red")
+    line.append(" " + msg, style="")
+    console.print(line, highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def _apply_global_options(*, share: bool, overwrite: bool) -> None:
+    """``leakaudit --share`` / ``--overwrite``: file modes and replacement of foreign files for
+    every command of this process."""
+    from leakaudit.runs.files import set_share
+    from leakaudit.runs.staged import set_overwrite
+
+    set_share(share)
+    set_overwrite(overwrite)
+    os.umask(_START_UMASK if share else 0o077)
 
 
 def _log(msg: str) -> None:

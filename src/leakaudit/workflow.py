@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from leakaudit.atomic import atomic_write_text
 from leakaudit.attacks.extraction.pipeline import ExtractionConfig, run_extraction
 from leakaudit.progress import null_progress
 from leakaudit.report.records import JsonlWriter, write_jsonl_atomic
@@ -27,6 +28,7 @@ def write_extraction_report(
     cache_dir=None,
     extra_records=(),
     summary_extra: dict[str, Any] | None = None,
+    store=None,
 ) -> dict[str, Any]:
     """Run extraction and write report.jsonl, hits.jsonl and summary.json into ``out``.
 
@@ -41,7 +43,7 @@ def write_extraction_report(
 
     res = run_extraction(target, references=references, index=index, prompt_texts=prompt_texts,
                          canaries=canaries, config=config, cache_dir=cache_dir, progress=progress,
-                         warn=warn)
+                         warn=warn, store=store)
     summary = {**res.summary, "timings_s": {k: round(v, 2) for k, v in res.timings.items()},
                "warnings": warnings}
     summary.update(summary_extra or {})
@@ -58,7 +60,7 @@ def write_extraction_report(
             w.write(entry_type, rec)
         w.write("summary", summary)
     write_jsonl_atomic(out / "hits.jsonl", [s for s in res.samples if s.get("verified")])
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
     return summary
 
 
@@ -117,4 +119,4 @@ def write_records_report(out: Path, *, run_record: dict[str, Any],
         for entry_type, rec in records:
             w.write(entry_type, rec)
         w.write("summary", summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))

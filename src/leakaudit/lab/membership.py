@@ -182,6 +182,7 @@ def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig 
     """Run :func:`classifier_membership_experiment` and write ``report.jsonl``, ``summary.json``,
     the shadow models (``shadows/``) and ``report.html`` into ``out_dir`` (staged: all or nothing).
     Shadow models already in ``out_dir/shadows`` with the same setup are reused."""
+    from leakaudit.atomic import atomic_write_text
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import JsonlWriter, staged_output
@@ -189,12 +190,18 @@ def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig 
     out_dir = Path(out_dir)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
+    from leakaudit.runs.files import link_tree
+    from leakaudit.runs.store import RunStore, stage_key
+
     existing = out_dir / "shadows"
-    with staged_output(out_dir) as stage:
-        shadow_dir = stage / "shadows"
-        if existing.is_dir():  # reuse: move the finished models into the stage
-            import shutil
-            shutil.copytree(existing, shadow_dir)
+    with staged_output(out_dir, produces=("report.jsonl", "summary.json", "report.html"),
+                       log=log) as stage:
+        # the shadow models resume from the run store (each is saved when done)
+        store = RunStore.for_output(out_dir, log=log)
+        shadow_dir = store.workspace("membership-lab-shadows", stage_key(
+            "membership-lab", json.loads(json.dumps(asdict(cfg), default=str))))
+        if existing.is_dir() and not (shadow_dir / "manifest.json").exists():
+            link_tree(existing, shadow_dir)  # an earlier run's models, without a run store
         audit = classifier_membership_experiment(shadow_dir, cfg, progress=progress, log=log)
         audit.info["shadow_dir"] = "shadows"
         summary = {"attack": "membership", "world": "classifier",
@@ -208,8 +215,11 @@ def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig 
             for et, rec in audit.records(top_n=cfg.eval.top_n):
                 w.write(et, rec)
             w.write("summary", summary)
-        (stage / "summary.json").write_text(json.dumps(summary, indent=1))
+        atomic_write_text(stage / "summary.json", json.dumps(summary, indent=1))
         render_html(stage)
+        link_tree(shadow_dir, stage / "shadows")
+        for tmp in (stage / "shadows").rglob("*.tmp.npy"):
+            tmp.unlink()
     return summary
 
 

@@ -677,6 +677,8 @@ def _membership_groups(rd: ReportData) -> list[tuple[str, str, list[dict[str, An
     """Membership evaluations grouped by (world, subset), in report order."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rd.of("membership"):
+        if r.get("skipped"):  # listed separately (:func:`_membership_skipped`)
+            continue
         groups.setdefault((str(r.get("world", "")), str(r.get("subset", ""))), []).append(r)
     return [(w, sub, recs) for (w, sub), recs in groups.items()]
 
@@ -688,11 +690,21 @@ def _tpr_cell(t: dict[str, Any]) -> dict[str, Any]:
     return {"value": _pct(t.get("tpr"), 2), "ci": _ci(t.get("ci_low"), t.get("ci_high")), "nr": False}
 
 
+def _eps_cell(r: dict[str, Any]) -> str:
+    """The ROC-derived ε: a DP lower bound only for randomized member/non-member splits."""
+    v = r.get("epsilon_lb")
+    if v is None:
+        return "–"
+    if r.get("epsilon_lb_kind") == "dp_lower_bound":
+        return f"ε ≥ {v:.2f}"
+    return f"{v:.2f} (ROC statistic, not a DP statement: split not randomized)"
+
+
 def build_membership(rd: ReportData) -> Section | None:
     """One table per (world, subset): AUC with bootstrap CI, TPR at each low FPR with
     Clopper–Pearson CI or "not resolvable", advantage, ε lower bound; the blind baseline row."""
     groups = _membership_groups(rd)
-    if not groups:
+    if not groups and not any(r.get("skipped") for r in rd.of("membership")):
         return None
     tables = []
     for world, subset, recs in groups:
@@ -705,7 +717,7 @@ def build_membership(rd: ReportData) -> Section | None:
                 "auc_ci": _ci(*(r.get("auc_ci") or [None, None])),
                 "tpr": [_tpr_cell(t) for t in r.get("tpr_at_fpr") or []],
                 "advantage": f"{r['advantage']:.3f}" if r.get("advantage") is not None else "–",
-                "eps": f"{r['epsilon_lb']:.2f}" if r.get("epsilon_lb") is not None else "–",
+                "eps": _eps_cell(r),
                 "threat_model": r.get("threat_model", ""), "doc_uri": r.get("doc_uri", ""),
                 "warnings": list(r.get("warnings") or []),
                 "blind_auc": (f"{r['blind_baseline']['auc']:.3f}"
@@ -715,7 +727,10 @@ def build_membership(rd: ReportData) -> Section | None:
         tables.append({"world": world, "subset": subset, "fprs": [_pct(f, 2) for f in fprs],
                        "rows": rows, "n_members": _int(n_pos), "n_nonmembers": _int(n_neg),
                        "plot": _plot_membership_roc(recs, f"{world}: {subset}")})
-    return Section("membership", "Membership inference", "membership", {"tables": tables})
+    skipped = [{"label": r.get("label") or r.get("attack"), "reason": r.get("reason", "")}
+               for r in rd.of("membership") if r.get("skipped")]
+    return Section("membership", "Membership inference", "membership",
+                   {"tables": tables, "skipped": skipped})
 
 
 def _plot_membership_roc(recs: list[dict[str, Any]], title: str) -> str | None:

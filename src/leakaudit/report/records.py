@@ -11,6 +11,11 @@ A report directory holds:
 
 Text fields hold PII masked unless the run was made with ``show_pii=True`` (recorded in the run
 record as ``config.show_pii``). Every score is oriented "higher = more likely memorized".
+
+Non-finite numbers: JSON has none, so an infinity is written as the string ``"Infinity"`` or
+``"-Infinity"`` (as protobuf's JSON mapping does) and a missing or undefined value (NaN) as
+``null``; :func:`read_jsonl` turns the strings back into floats. An unreachable extraction
+(``n_for_p = ∞``) therefore never reads as a missing one.
 """
 
 from __future__ import annotations
@@ -18,10 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +55,21 @@ ENTRY_TYPES = ("run", "sample", "eval", "canary", "pii", "summary",
                "dp_audit")
 
 
+#: How infinities are spelled in JSONL (strings: JSON has no infinity).
+INF, NEG_INF = "Infinity", "-Infinity"
+
+
 def _clean(value: Any) -> Any:
-    """Make a value JSON-safe: numpy scalars/arrays to Python, non-finite floats to None."""
+    """Make a value JSON-safe: numpy scalars/arrays to Python, ±inf to ``"Infinity"`` /
+    ``"-Infinity"``, NaN (missing) to None."""
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
         value = value.tolist()
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return INF if value > 0 else NEG_INF
+        return value
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -71,7 +82,11 @@ class JsonlWriter:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._fh = open(self.path, "w", encoding="utf-8")
+        from leakaudit.runs.files import file_mode
+
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode())
+        os.fchmod(fd, file_mode())
+        self._fh = os.fdopen(fd, "w", encoding="utf-8")
         self.counts: dict[str, int] = {}
 
     def write(self, entry_type: str, record: dict[str, Any]) -> None:
@@ -91,6 +106,17 @@ class JsonlWriter:
         self.close()
 
 
+def _restore(value: Any) -> Any:
+    """Inverse of :func:`_clean` for infinities."""
+    if isinstance(value, str):
+        return float("inf") if value == INF else float("-inf") if value == NEG_INF else value
+    if isinstance(value, dict):
+        return {k: _restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore(v) for v in value]
+    return value
+
+
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     """Yield the records of a JSONL file; a malformed line raises InputError naming file and line."""
     path = Path(path)
@@ -101,7 +127,7 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
             if not raw.strip():
                 continue
             try:
-                yield json.loads(raw.decode("utf-8"))
+                yield _restore(json.loads(raw.decode("utf-8")))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
                 raise InputError(f"malformed report line: {e}", path=str(path), line=lineno) from None
 
@@ -121,32 +147,7 @@ def load_report(directory: str | Path) -> dict[str, list[dict[str, Any]]]:
     return grouped
 
 
-@contextmanager
-def staged_output(out_dir: str | Path) -> Iterator[Path]:
-    """Write a run's files into a staging folder and move them into ``out_dir`` only on success.
-
-    On any exception the staging folder is removed, and ``out_dir`` itself too if this run created
-    it, so a failed run leaves nothing half-written.
-    """
-    out_dir = Path(out_dir)
-    created = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".leakaudit-partial-", dir=out_dir))
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        if created:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
-    for item in sorted(stage.iterdir()):
-        dest = out_dir / item.name
-        if dest.is_dir() and not dest.is_symlink():
-            shutil.rmtree(dest)
-        elif dest.exists():
-            dest.unlink()
-        os.replace(item, dest)
-    stage.rmdir()
+from leakaudit.runs.staged import staged_output  # noqa: E402,F401  (moved; re-exported)
 
 
 def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
