@@ -24,3 +24,15 @@ def train_ignores_data(x, y, *, seed):
 
 def not_a_model(x, y, *, seed):
     return "a string"
+
+
+def lm_ignores_data(texts, *, seed):
+    """An LM pipeline that returns a fixed model whatever it is given (the tiny test GPT-2 whose
+    folder is in $LEAKAUDIT_TEST_LM_DIR). Claims ε = 2."""
+    import os
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    d = os.environ["LEAKAUDIT_TEST_LM_DIR"]
+    return (AutoModelForCausalLM.from_pretrained(d).eval(), AutoTokenizer.from_pretrained(d),
+            {"epsilon": 2.0, "delta": 1e-5, "n_texts": len(texts)})

@@ -91,7 +91,11 @@ def test_cli_user_hook_and_resume(data, tmp_path):
                                        (["--train", "nosuch_mod_q:f", "--data", "x.npz"], "cannot import"),
                                        (["--train", "tests.dp_hooks:train_knn"], "needs --data"),
                                        (["--confidence", "1.5"], "confidence"),
-                                       (["--world", "lm"], "only 'classifier'")])
+                                       (["--world", "image"], "must be classifier or lm"),
+                                       (["--world", "lm", "--mode", "multi-run"], "one-run only"),
+                                       (["--world", "lm", "--train", "tests.dp_hooks:lm_ignores_data"],
+                                        "one document per line"),
+                                       (["--world", "lm", "--lab-variant", "sample_rate"], "dp, no_noise or none")])
 def test_cli_bad_input_is_one_line_exit_2(extra, msg, tmp_path):
     from leakaudit.cli import app
 

@@ -411,15 +411,18 @@ def audit_dp_classifier(train_fn: Callable, data: ClassifierData, config: DPAudi
 # --------------------------------------------------------------------------------------------
 
 def audit_dp_lm_one_run(train_fn: Callable, base_texts: list[str], config: DPAuditConfig, *,
-                        store_dir: str | Path | None = None, n_digits: int = 4) -> DPAuditResult:
+                        store_dir: str | Path | None = None, secret_length: int = 8,
+                        n_reference: int = 4) -> DPAuditResult:
     """One-run audit of a causal-LM training pipeline with random-secret canaries.
 
     ``train_fn(texts, *, seed)`` (the LM hook) trains on ``base_texts`` plus the included canary
     sentences (one document each, shuffled in) and returns ``(model, tokenizer)`` or
-    ``(model, tokenizer, info)``; ``model`` is a Hugging Face causal LM. Scores: the log-probability
-    of each canary's secret given its prompt (:mod:`leakaudit.attacks.dp_audit.lm`).
+    ``(model, tokenizer, info)``; ``model`` is a Hugging Face causal LM. Canaries: secrets of
+    ``secret_length`` words of :data:`~leakaudit.attacks.dp_audit.lm.SECRET_WORDS`. Scores: each
+    secret's log-probability given its prompt minus the mean over ``n_reference`` reorderings of
+    its words (:func:`leakaudit.attacks.dp_audit.lm.secret_scores`).
     """
-    from leakaudit.attacks.dp_audit.lm import secret_canaries, secret_logprobs
+    from leakaudit.attacks.dp_audit.lm import secret_canaries, secret_scores
 
     config.validate()
     if config.mode != "one-run":
@@ -427,12 +430,12 @@ def audit_dp_lm_one_run(train_fn: Callable, base_texts: list[str], config: DPAud
     t0 = time.time()
     store = ModelStore(store_dir)
     stats = {"trained": 0, "reused": 0}
-    canaries = secret_canaries(config.n_canaries, seed=config.seed, n_digits=n_digits)
+    canaries = secret_canaries(config.n_canaries, seed=config.seed, length=secret_length)
     flips = coin_flips(len(canaries), seed=config.seed + 1)
     key = store.key({"world": "lm", "trainer": trainer_id(train_fn),
                      "data": hashlib.sha256("\n".join(base_texts).encode()).hexdigest()[:16],
                      "canaries": canaries.fingerprint(), "include": _hash_arrays(flips.astype(np.int8)),
-                     "seed": config.seed})
+                     "seed": config.seed, "n_reference": n_reference})
     rec = store.load(key)
     if rec is not None:
         stats["reused"] += 1
@@ -449,11 +452,13 @@ def audit_dp_lm_one_run(train_fn: Callable, base_texts: list[str], config: DPAud
         info = {k: v for k, v in (out[2] if len(out) == 3 else {}).items()
                 if isinstance(v, (int, float, str, bool, type(None)))}
         train_s = time.time() - t1
-        scores = secret_logprobs(model, tok, canaries)
+        scores, raw = secret_scores(model, tok, canaries, n_reference=n_reference, seed=config.seed)
+        if not np.all(np.isfinite(scores)):
+            raise InputError(f"the trained LM gave {int((~np.isfinite(scores)).sum())} non-finite canary scores")
         stats["trained"] += 1
         store.save(key, {"trainer": trainer_id(train_fn), "seed": config.seed, "n_train": len(texts),
-                         "n_canaries_included": int(flips.sum()), "scores": scores.tolist(), "info": info,
-                         "train_s": round(train_s, 3)})
+                         "n_canaries_included": int(flips.sum()), "scores": scores.tolist(),
+                         "secret_logprobs": raw.tolist(), "info": info, "train_s": round(train_s, 3)})
     claimed, delta = _claim(info, config)
     res = one_run_audit(scores, flips, delta=delta, beta=1 - config.confidence, seed=config.seed)
     return DPAuditResult(world="lm", mode="one-run", trainer=trainer_id(train_fn), claimed_epsilon=claimed,

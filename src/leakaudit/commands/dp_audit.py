@@ -5,6 +5,10 @@ The run budget is explicit: ``--mode one-run`` trains one model with ``--canarie
 canary and N without. The pipeline under audit is ``--train module:function`` (see
 :mod:`leakaudit.audits.dp_audit` for the contract), or one of the lab's trainers
 (``--lab-variant dp|no_noise|sample_rate|none`` with ``--epsilon``) on the lab's digits data.
+
+``--world lm`` audits a causal-LM pipeline one-run with random-secret canary sentences: the hook
+is ``train(texts, *, seed) -> (model, tokenizer[, info])`` on ``--data`` (a UTF-8 text file, one
+document per line), or the lab's tiny GPT-2 DP-SGD trainer (``--lab-variant dp|no_noise|none``).
 Trained models are kept under ``OUT/models/`` and reused when the same command runs again.
 """
 
@@ -42,13 +46,28 @@ def _load_npz(path: Path):
     return ClassifierData(x=x, y=y, n_classes=int(y.max()) + 1, pool_x=pool[0], pool_y=pool[1])
 
 
+def _load_texts(path: Path) -> list[str]:
+    from leakaudit.errors import InputError
+
+    if not path.is_file():
+        raise InputError("no such file", path=str(path))
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise InputError(f"not UTF-8 text: {e.reason} at byte {e.start}", path=str(path)) from None
+    texts = [t for t in lines if t.strip()]
+    if not texts:
+        raise InputError("no documents (one per line expected)", path=str(path))
+    return texts
+
+
 def register(app: typer.Typer) -> None:
     @app.command("dp-audit")
     def dp_audit(
         mode: Annotated[str, typer.Option("--mode", help="one-run (m canaries, 1 training) or multi-run (2·N trainings).")] = "one-run",
-        world: Annotated[str, typer.Option("--world", help="classifier (the LM world is not wired to the CLI yet).")] = "classifier",
-        train: Annotated[Optional[str], typer.Option("--train", help="Your training entry point, module:function; train(x, y, *, seed) -> model or (model, {'epsilon':…, 'delta':…}).")] = None,
-        data: Annotated[Optional[Path], typer.Option("--data", help="Training data for --train: .npz with arrays x, y (and pool_x, pool_y for mislabelled canaries). Default: the lab's digits.")] = None,
+        world: Annotated[str, typer.Option("--world", help="classifier or lm (causal LM, one-run, secret canaries).")] = "classifier",
+        train: Annotated[Optional[str], typer.Option("--train", help="Your training entry point, module:function. classifier: train(x, y, *, seed) -> model or (model, {'epsilon':…, 'delta':…}); lm: train(texts, *, seed) -> (model, tokenizer[, info]).")] = None,
+        data: Annotated[Optional[Path], typer.Option("--data", help="Training data for --train. classifier: .npz with arrays x, y (and pool_x, pool_y for mislabelled canaries); lm: UTF-8 text, one document per line. Default: the lab's data.")] = None,
         lab_variant: Annotated[str, typer.Option("--lab-variant", help="Without --train: the lab trainer to audit: dp, no_noise (broken), sample_rate (broken), none.")] = "dp",
         epsilon: Annotated[float, typer.Option("--epsilon", min=0.0, help="Without --train: the lab trainer's target ε.")] = 1.0,
         canaries: Annotated[int, typer.Option("--canaries", min=2, help="One-run: number of canaries m.")] = 1000,
@@ -66,20 +85,45 @@ def register(app: typer.Typer) -> None:
 
         from leakaudit import __version__
         from leakaudit.atomic import atomic_open
-        from leakaudit.audits.dp_audit import DPAuditConfig, audit_dp_classifier, load_hook, trainer_id
+        from leakaudit.audits.dp_audit import (
+            DPAuditConfig,
+            audit_dp_classifier,
+            audit_dp_lm_one_run,
+            load_hook,
+            trainer_id,
+        )
         from leakaudit.errors import InputError, LeakauditError
         from leakaudit.metrics.dp_audit import NOT_A_PROOF
         from leakaudit.report.records import _clean
 
         try:
-            if world != "classifier":
-                raise InputError(f"--world {world!r}: only 'classifier' is available from the command line")
+            if world not in ("classifier", "lm"):
+                raise InputError(f"--world must be classifier or lm; got {world!r}")
+            if world == "lm" and mode != "one-run":
+                raise InputError("--world lm supports --mode one-run only")
             if out.exists() and not out.is_dir():
                 raise InputError("exists and is not a folder", path=str(out))
             cfg = DPAuditConfig(mode=mode, n_canaries=canaries, n_models=models, confidence=confidence,
                                 delta=delta, canary_kind=canary_kind, seed=seed)
             cfg.validate()
-            if train is not None:
+            if world == "lm":
+                if train is not None:
+                    fn = load_hook(train)
+                    if data is None:
+                        raise InputError("--train needs --data (a text file, one document per line)")
+                    texts = _load_texts(data)
+                else:
+                    from leakaudit.lab.dp_audit import lab_lm_trainer
+
+                    if lab_variant not in ("dp", "no_noise", "none"):
+                        raise InputError(f"--world lm --lab-variant must be dp, no_noise or none; got {lab_variant!r}")
+                    if lab_variant != "none" and epsilon <= 0:
+                        raise InputError("--epsilon must be > 0")
+                    fn, texts = lab_lm_trainer(lab_variant, None if lab_variant == "none" else epsilon,
+                                               delta=delta if delta is not None else 1e-5, seed=seed)
+                    if data is not None:
+                        texts = _load_texts(data)
+            elif train is not None:
                 fn = load_hook(train)
                 if data is None:
                     raise InputError("--train needs --data (an .npz with x and y)")
@@ -103,7 +147,10 @@ def register(app: typer.Typer) -> None:
             def progress(done, total):
                 _log(f"  model {done}/{total}")
 
-            res = audit_dp_classifier(fn, d, cfg, store_dir=out / "models", progress=progress)
+            if world == "lm":
+                res = audit_dp_lm_one_run(fn, texts, cfg, store_dir=out / "models")
+            else:
+                res = audit_dp_classifier(fn, d, cfg, store_dir=out / "models", progress=progress)
         except LeakauditError as e:
             _fail(e)
         if train is None:

@@ -18,6 +18,7 @@ stay below ε for the correct ones — while saying that the latter proves nothi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import warnings
@@ -220,40 +221,67 @@ def lab_lm_texts(n: int, *, seed: int) -> list[str]:
 class LabLMTrainer:
     """DP-SGD for a tiny GPT-2 (:func:`leakaudit.training.dp_lm.train_causal_lm_dp`, document
     packing: one canary = one privacy unit), honest (``dp``) or with the noise off (``no_noise``,
-    via :class:`~leakaudit.training.dp_lm.DPHooks`: σ and ε reported unchanged). The tokenizer is
-    trained once on ``tokenizer_texts`` (public text, independent of which canaries are in)."""
+    via :class:`~leakaudit.training.dp_lm.DPHooks`: σ and ε reported unchanged), or plain
+    (``none``: the same loop without clipping or noise, no claim). Every epoch passes over every
+    document (canaries included), which the accountant counts. The tokenizer is trained on
+    ``tokenizer_texts`` (public text) and the public canary template (prompt, secret words),
+    never on which canaries are in."""
 
     variant: str
-    target_epsilon: float
+    target_epsilon: float | None
     delta: float
     n_layer: int = 1
     n_embd: int = 64
-    epochs: float = 8.0
-    lr: float = 3e-3
+    epochs: float = 10.0
+    lr: float = 1e-2
     batch_size: int = 32
-    n_ctx: int = 64
+    n_ctx: int = 32
+    vocab_size: int = 1024
     tokenizer_texts: tuple[str, ...] = ()
 
     @property
     def trainer_id(self) -> str:
         d = asdict(self)
-        d["tokenizer_texts"] = len(self.tokenizer_texts)
+        d["tokenizer_texts"] = hashlib.sha256("\n".join(self.tokenizer_texts).encode()).hexdigest()[:16]
         return "lab.dp_audit.lm:" + json.dumps(d, sort_keys=True)
 
     def label(self) -> str:
-        return f"lm {self.variant} ε={self.target_epsilon:g}"
+        return "lm none" if self.target_epsilon is None else f"lm {self.variant} ε={self.target_epsilon:g}"
+
+    def tokenizer(self):
+        from leakaudit.attacks.dp_audit.lm import SECRET_WORDS
+        from leakaudit.training.lm import train_tokenizer
+
+        public = [" ".join(SECRET_WORDS)] * 4 + [f"The access code of account {i} is" for i in range(10)]
+        return train_tokenizer(list(self.tokenizer_texts) + public, vocab_size=self.vocab_size)
 
     def __call__(self, texts, *, seed: int):
         from leakaudit.training.dp_lm import DPHooks, DPLMConfig, train_causal_lm_dp
-        from leakaudit.training.lm import LMSpec, train_tokenizer
+        from leakaudit.training.lm import LMSpec
 
-        tok = train_tokenizer(list(self.tokenizer_texts) + [" ".join("0123456789")], vocab_size=300)
+        tok = self.tokenizer()
         spec = LMSpec(n_layer=self.n_layer, n_embd=self.n_embd, n_head=2, n_ctx=self.n_ctx, epochs=self.epochs,
                       lr=self.lr, batch_size=self.batch_size, packing="document")
-        hooks = DPHooks(noise_multiplier_used=lambda s: 0.0) if self.variant == "no_noise" else None
+        if self.variant == "none":  # no clipping, no noise: σ = 0 and a clip bound nothing reaches
+            hooks = DPHooks(noise_multiplier_used=lambda s: 0.0, max_grad_norm_used=lambda c: 1e6)
+            dp = DPLMConfig(noise_multiplier=1.0, delta=self.delta)
+        else:
+            hooks = DPHooks(noise_multiplier_used=lambda s: 0.0) if self.variant == "no_noise" else None
+            dp = DPLMConfig(target_epsilon=self.target_epsilon, delta=self.delta)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model, rec = train_causal_lm_dp(texts, tok, spec, DPLMConfig(target_epsilon=self.target_epsilon,
-                                                                         delta=self.delta), seed=seed, hooks=hooks)
-        return model, tok, {"epsilon": rec["epsilon"], "delta": rec["delta"], "variant": self.variant,
-                            "noise_multiplier": rec["noise_multiplier"], "steps": rec["steps"]}
+            model, rec = train_causal_lm_dp(texts, tok, spec, dp, seed=seed, hooks=hooks)
+        claim = None if self.variant == "none" else rec["epsilon"]
+        return model, tok, {"epsilon": claim, "delta": rec["delta"], "variant": self.variant,
+                            "noise_multiplier": rec["noise_multiplier"], "steps": rec["steps"],
+                            "sample_rate": rec.get("sample_rate")}
+
+
+def lab_lm_trainer(variant: str, epsilon: float | None, *, delta: float = 1e-5, n_texts: int = 100,
+                   seed: int = 0, **kw) -> tuple[LabLMTrainer, list[str]]:
+    """The lab LM trainer and its base texts (``n_texts`` synthetic records)."""
+    if variant not in ("dp", "no_noise", "none"):
+        raise ValueError(f"LM variant must be dp, no_noise or none; got {variant!r}")
+    texts = lab_lm_texts(n_texts, seed=seed)
+    return LabLMTrainer(variant=variant, target_epsilon=epsilon, delta=delta, tokenizer_texts=tuple(texts),
+                        **kw), texts
