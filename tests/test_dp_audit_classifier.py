@@ -83,6 +83,9 @@ def test_cli_user_hook_and_resume(data, tmp_path):
     recs = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
     assert [x["entry_type"] for x in recs] == ["run", "dp_audit"]
     assert recs[1]["epsilon_lb"] > 1 and recs[1]["refuted"] and recs[1]["detail"]["m"] == 300
+    stage = next(out.glob(".leakaudit/store/dp-audit-model-*"))  # the model is a run-store stage
+    assert stat.S_IMODE((stage / "run.json").stat().st_mode) == 0o600 and (stage / "stage.json").is_file()
+    assert stat.S_IMODE((out / "report.jsonl").stat().st_mode) == 0o600
     r2 = CliRunner().invoke(app, args)
     assert r2.exit_code == 0 and "0 model(s) trained, 1 reused" in r2.output
 

@@ -20,11 +20,10 @@ Two audit designs (statistics in :mod:`leakaudit.metrics.dp_audit`):
   it and ``n_models`` without; ε̂ from Clopper–Pearson bounds on the threshold test's FPR/FNR,
   the threshold chosen on a separate half of the runs.
 
-Every trained model is saved (``model.safetensors`` + ``run.json``, mode 0600) under
-``store/<key>/``, the key being a hash of everything that determines the training (trainer,
+Every trained model is a stage of the run store (:mod:`leakaudit.runs`; ``model.safetensors`` +
+``run.json``, mode 0600), keyed by a hash of everything that determines the training (trainer,
 data, canaries, inclusion, seed); a rerun reuses finished models, so a long multi-run audit
-survives interruption. The per-model folders are self-contained so they can move to the shared
-run store (``leakaudit.runs``) unchanged.
+survives interruption (even ``kill -9``: a stage appears only when complete).
 """
 
 from __future__ import annotations
@@ -217,51 +216,49 @@ def _hash_arrays(*arrays) -> str:
     return h.hexdigest()[:16]
 
 
-def _private(path: Path) -> None:
-    os.chmod(path, 0o600)
+#: the run-store stage name of one trained model
+STAGE = "dp-audit-model"
 
 
 class ModelStore:
-    """One folder per trained model: ``<root>/<key>/run.json`` (+ ``model.safetensors``)."""
+    """Trained models as stages of the run store (:class:`leakaudit.runs.RunStore`): one folder
+    per model, ``<root>/dp-audit-model-<key>/`` with ``run.json`` (+ ``model.safetensors``),
+    written into a temporary folder that becomes the stage atomically (a killed run leaves no
+    half-written model; the next run removes its leftovers). Files 0600, folders 0700."""
 
     def __init__(self, root: str | Path | None):
-        self.root = None if root is None else Path(root)
+        from leakaudit.runs.store import RunStore
+
+        self.store = None if root is None else RunStore(root)
 
     @staticmethod
     def key(parts: dict) -> str:
-        return hashlib.sha256(json.dumps({"v": STORE_VERSION, **parts}, sort_keys=True).encode()).hexdigest()[:20]
+        return hashlib.sha256(json.dumps({"v": STORE_VERSION, **parts}, sort_keys=True).encode()).hexdigest()[:24]
 
     def load(self, key: str) -> dict | None:
-        if self.root is None:
+        if self.store is None or not self.store.is_done(STAGE, key):
             return None
-        p = self.root / key / "run.json"
-        if not p.is_file():
-            return None
-        try:
-            return json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            return None  # a torn write: train again
+        self.store.reused.append(STAGE)
+        return json.loads((self.store.path(STAGE, key) / "run.json").read_text(encoding="utf-8"))
 
     def save(self, key: str, record: dict, model: Any = None) -> None:
-        if self.root is None:
+        if self.store is None:
             return
-        from leakaudit.atomic import atomic_open
 
-        d = self.root / key
-        d.mkdir(parents=True, exist_ok=True)
-        os.chmod(d, 0o700)
-        state = getattr(model, "state_dict", None)
-        if callable(state):
-            from safetensors.torch import save as save_bytes
+        def build(d: Path) -> None:
+            rec = dict(record)
+            if callable(getattr(model, "state_dict", None)):
+                from safetensors.torch import save_file
 
-            blob = save_bytes({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()})
-            with atomic_open(d / "model.safetensors", binary=True) as fh:
-                fh.write(blob)
-            _private(d / "model.safetensors")
-            record = {**record, "weights": "model.safetensors"}
-        with atomic_open(d / "run.json") as fh:  # written last: its presence marks completion
-            fh.write(json.dumps(record, indent=1, default=_json_default))
-        _private(d / "run.json")
+                save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
+                          str(d / "model.safetensors"))
+                os.chmod(d / "model.safetensors", 0o600)
+                rec["weights"] = "model.safetensors"
+            (d / "run.json").write_text(json.dumps(rec, indent=1, default=_json_default), encoding="utf-8")
+            os.chmod(d / "run.json", 0o600)
+
+        self.store.directory(STAGE, key, build, describe={"trainer": record.get("trainer"),
+                                                          "seed": record.get("seed")})
 
 
 def _json_default(o):

@@ -9,7 +9,8 @@ canary and N without. The pipeline under audit is ``--train module:function`` (s
 ``--world lm`` audits a causal-LM pipeline one-run with random-secret canary sentences: the hook
 is ``train(texts, *, seed) -> (model, tokenizer[, info])`` on ``--data`` (a UTF-8 text file, one
 document per line), or the lab's tiny GPT-2 DP-SGD trainer (``--lab-variant dp|no_noise|none``).
-Trained models are kept under ``OUT/models/`` and reused when the same command runs again.
+Trained models are kept in the run store (``OUT/.leakaudit/store/``) and reused when the same
+command runs again, also after ``kill -9``.
 """
 
 from __future__ import annotations
@@ -72,10 +73,11 @@ def register(app: typer.Typer) -> None:
         epsilon: Annotated[float, typer.Option("--epsilon", min=0.0, help="Without --train: the lab trainer's target ε.")] = 1.0,
         canaries: Annotated[int, typer.Option("--canaries", min=2, help="One-run: number of canaries m.")] = 1000,
         models: Annotated[int, typer.Option("--models", min=2, help="Multi-run: models per side (2·N trained in all).")] = 32,
+        select_fraction: Annotated[float, typer.Option("--select-fraction", help="Multi-run: share of the runs (per side) that choose the threshold; the rest certify. Smaller = more power when the separation is clear.")] = 0.5,
         confidence: Annotated[float, typer.Option("--confidence", help="Confidence of the lower bound (e.g. 0.95).")] = 0.95,
         delta: Annotated[Optional[float], typer.Option("--delta", help="δ of the bound (default: the pipeline's claimed δ).")] = None,
         canary_kind: Annotated[str, typer.Option("--canary-kind", help="crafted (random patterns, random labels) or mislabelled (pool records, wrong labels).")] = "crafted",
-        out: Annotated[Path, typer.Option("--out", help="Output folder: report.jsonl and models/ (reused on rerun).")] = Path("leakaudit-dp-audit"),
+        out: Annotated[Path, typer.Option("--out", help="Output folder: report.jsonl, and the trained models in its run store (reused on rerun).")] = Path("leakaudit-dp-audit"),
         seed: Annotated[int, typer.Option("--seed")] = 0,
     ) -> None:
         """Audit a DP training claim: a lower bound ε̂ next to the claimed ε and the maximum ε the
@@ -84,7 +86,8 @@ def register(app: typer.Typer) -> None:
         import platform
 
         from leakaudit import __version__
-        from leakaudit.atomic import atomic_open
+        from leakaudit.runs.staged import check_output_location, staged_output
+        from leakaudit.runs.store import RunStore
         from leakaudit.audits.dp_audit import (
             DPAuditConfig,
             audit_dp_classifier,
@@ -101,10 +104,9 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"--world must be classifier or lm; got {world!r}")
             if world == "lm" and mode != "one-run":
                 raise InputError("--world lm supports --mode one-run only")
-            if out.exists() and not out.is_dir():
-                raise InputError("exists and is not a folder", path=str(out))
+            check_output_location(out, produces=("report.jsonl",), inputs=[data])
             cfg = DPAuditConfig(mode=mode, n_canaries=canaries, n_models=models, confidence=confidence,
-                                delta=delta, canary_kind=canary_kind, seed=seed)
+                                delta=delta, canary_kind=canary_kind, seed=seed, select_fraction=select_fraction)
             cfg.validate()
             if world == "lm":
                 if train is not None:
@@ -141,16 +143,16 @@ def register(app: typer.Typer) -> None:
             _quiet_libraries()
             _log(f"dp-audit: {mode}, {cfg.models_to_train()} model(s) to train, "
                  f"{canaries if mode == 'one-run' else 1} canar{'ies' if mode == 'one-run' else 'y'}, "
-                 f"confidence {confidence:g}; models kept in {out / 'models'}")
-            out.mkdir(parents=True, exist_ok=True)
+                 f"confidence {confidence:g}; models kept in the run store of {out}")
+            store_dir = RunStore.for_output(out).root
 
             def progress(done, total):
                 _log(f"  model {done}/{total}")
 
             if world == "lm":
-                res = audit_dp_lm_one_run(fn, texts, cfg, store_dir=out / "models")
+                res = audit_dp_lm_one_run(fn, texts, cfg, store_dir=store_dir)
             else:
-                res = audit_dp_classifier(fn, d, cfg, store_dir=out / "models", progress=progress)
+                res = audit_dp_classifier(fn, d, cfg, store_dir=store_dir, progress=progress)
         except LeakauditError as e:
             _fail(e)
         if train is None:
@@ -158,10 +160,13 @@ def register(app: typer.Typer) -> None:
         run = {"entry_type": "run", "version": __version__, "command": _command(),
                "python": platform.python_version(), "config": {**cfg.__dict__, "world": world,
                                                                 "trainer": trainer_id(fn)}}
-        with atomic_open(out / "report.jsonl") as fh:
-            for rec in (run, {"entry_type": "dp_audit", **res.to_record()}):
-                fh.write(json.dumps(_clean(rec), ensure_ascii=False) + "\n")
-        (out / "report.jsonl").chmod(0o600)
+        try:
+            with staged_output(out, produces=("report.jsonl",), inputs=[data], log=_log) as stage:
+                with open(stage / "report.jsonl", "w", encoding="utf-8") as fh:
+                    for rec in (run, {"entry_type": "dp_audit", **res.to_record()}):
+                        fh.write(json.dumps(_clean(rec), ensure_ascii=False) + "\n")
+        except LeakauditError as e:
+            _fail(e)
         claim = "none" if res.claimed_epsilon is None else f"{res.claimed_epsilon:.3f}"
         out_console.print(f"ε̂ = {res.epsilon_lb:.3f}   max certifiable ε = {res.max_certifiable:.3f}   "
                           f"claimed ε = {claim}   (δ = {res.delta:g}, confidence {res.confidence:g})",
