@@ -52,7 +52,9 @@ ENTRY_TYPES = ("run", "sample", "eval", "canary", "pii", "summary",
                # model inversion: one per (attack, target, defense) evaluation; one per class image
                "inversion", "inversion_record", "attribute_inference",
                # defenses judged by re-running the attacks: one per variant (lab/defenses.py)
-               "defense_comparison")
+               "defense_comparison",
+               # empirical DP audit: one per audit (one-run or multi-run) of a training pipeline
+               "dp_audit")
 
 
 #: How infinities are spelled in JSONL (strings: JSON has no infinity).
