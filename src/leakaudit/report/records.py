@@ -48,7 +48,11 @@ ENTRY_TYPES = ("run", "sample", "eval", "canary", "pii", "summary",
                # membership inference: one per (attack, target) evaluation; one per exposed record
                "membership", "membership_record",
                # model inversion: one per (attack, target, defense) evaluation; one per class image
-               "inversion", "inversion_record", "attribute_inference")
+               "inversion", "inversion_record", "attribute_inference",
+               # endpoint audits: probed capabilities, one per HTTP request, the request
+               # summary, attacks skipped for a missing capability, divergence, PII probes
+               "capabilities", "api_request", "api_summary", "skipped", "divergence",
+               "pii_probe")
 
 
 def _clean(value: Any) -> Any:
