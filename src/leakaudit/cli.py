@@ -61,6 +61,8 @@ def lab(
     seed: Annotated[int, typer.Option("--seed", help="Seed for the corpus, training and sampling.")] = 0,
     samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="Generations per sampler (default: 1000, quick: 100).")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
+    endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="Audit the lab target served at this OpenAI-compatible URL (openai-completions:URL, openai-chat:URL or a bare .../v1 URL) against the finished lab in --out; report in OUT/endpoint.")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", help="With --endpoint: environment variable holding the API key.")] = None,
 ) -> None:
     """Run the embedded lab: synthetic corpus → small target models → extraction, memorization,
     canary exposure, membership inference and classifier inversion → report."""
@@ -69,6 +71,22 @@ def lab(
     from leakaudit.lab.run import LabConfig, run_lab
 
     _quiet_libraries()
+    if endpoint is not None:
+        from leakaudit.endpoint_audit import EndpointAuditConfig
+        from leakaudit.lab.endpoint import run_endpoint_lab
+
+        try:
+            s = run_endpoint_lab(out, endpoint, api_key_env=api_key_env,
+                                 config=EndpointAuditConfig(show_pii=show_pii, seed=seed),
+                                 progress=_progress(), log=_log, command=_command())
+        except LeakauditError as e:
+            _fail(e)
+        r = s["requests"]
+        out_console.print(f"endpoint audit: {len(s['attacks'])} attacks run, {len(s['skipped'])} "
+                          f"skipped; {r['requests']} requests ({r['sent']} sent, {r['cached']} "
+                          f"cached, {r['failed']} failed); report in {out / 'endpoint'}",
+                          highlight=False)
+        return
     cfg = LabConfig.quick(seed) if quick else LabConfig(seed=seed)
     ext = cfg.extraction
     if samples is not None:

@@ -118,9 +118,9 @@ class _Endpoint:
                 raise InputError(f"the server serves {len(ids)} models ({', '.join(map(str, ids))});"
                                  " name one with --model")
             model = ids[0]
-        self.model = str(model)
+        self.model_id = str(model)
         self.tokenizer = tokenizer
-        self.name = name or self.model
+        self.name = name or self.model_id
         self.probe_answers: dict[str, Any] = {}
         self.warnings: list[str] = []
         #: never ask for more top log-probs than this (a hosted API's limit, or cost); None: any
@@ -144,10 +144,30 @@ class _Endpoint:
             obj.probe()
         return obj
 
+    # ------------------------------------------------------------------ tokens
+    def _need_tokenizer(self):
+        if self.tokenizer is None:
+            raise CapabilityError("token-level access needs a local tokenizer matching the "
+                                  "served model (--tokenizer)")
+        return self.tokenizer
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        enc = self._need_tokenizer()(list(texts), add_special_tokens=False)
+        return [list(x) for x in enc["input_ids"]]
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        enc = self._need_tokenizer()(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [tuple(o) for o in enc["offset_mapping"]]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._need_tokenizer().decode(list(ids), skip_special_tokens=True)
+
     # -- plumbing
     def _post(self, payloads: Sequence[dict[str, Any]], progress: Progress | None = None):
         path = "/completions" if self.kind == "completions" else "/chat/completions"
-        return self.client.post_many(path, [{"model": self.model, **p} for p in payloads],
+        return self.client.post_many(path, [{"model": self.model_id, **p} for p in payloads],
                                      progress=progress)
 
     def _one(self, payload: dict[str, Any]) -> dict[str, Any] | None:
@@ -156,7 +176,7 @@ class _Endpoint:
 
     def fingerprint(self) -> str:
         """The model id plus the probe answers (a remote model's weights are not visible)."""
-        h = hashlib.sha256(json.dumps({"model": self.model, "url": self.client.base_url,
+        h = hashlib.sha256(json.dumps({"model": self.model_id, "url": self.client.base_url,
                                        "probe": self.probe_answers}, sort_keys=True,
                                       default=str).encode())
         return h.hexdigest()[:16]
@@ -351,13 +371,6 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         top = r["choices"][0]["logprobs"]["top_logprobs"][0]
         return dict(top) if top else None
 
-    # ------------------------------------------------------------------ tokens
-    def _need_tokenizer(self):
-        if self.tokenizer is None:
-            raise CapabilityError("token-level access needs a local tokenizer matching the "
-                                  "served model (--tokenizer)")
-        return self.tokenizer
-
     @property
     def bos_id(self) -> int:
         t = self._need_tokenizer()
@@ -365,19 +378,6 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             if c is not None:
                 return int(c)
         return 0
-
-    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        enc = self._need_tokenizer()(list(texts), add_special_tokens=False)
-        return [list(x) for x in enc["input_ids"]]
-
-    def token_offsets(self, text: str) -> list[tuple[int, int]]:
-        enc = self._need_tokenizer()(text, add_special_tokens=False, return_offsets_mapping=True)
-        return [tuple(o) for o in enc["offset_mapping"]]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self._need_tokenizer().decode(list(ids), skip_special_tokens=True)
 
     # ------------------------------------------------------------------ scoring
     def score_ids(self, ids, *, batch_size: int = 16, vocab_stats: bool = False,
