@@ -4,6 +4,7 @@ on 127.0.0.1 for the endpoint tests, and a loopback proxy that injects faults in
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import socket
 import subprocess
@@ -73,8 +74,8 @@ class LlamaServer:
 class FaultProxy:
     """A threaded loopback HTTP proxy in front of ``upstream`` that injects faults.
 
-    ``plan(key, attempt) -> fault or None`` decides per request (``key``: the request body's
-    hash, ``attempt``: how many times this body was seen, from 0). Faults: ``"429"`` (with
+    ``plan(body, attempt) -> fault or None`` decides per request (``body``: the parsed JSON
+    request, ``attempt``: how many times this exact body was seen before, from 0). Faults: ``"429"`` (with
     ``Retry-After: 0``), ``"500"``, ``"502"``, ``"503"``, ``"timeout"`` (sleeps past the client's
     timeout, then answers nothing), ``"drop"`` (closes the connection without a response),
     ``"malformed"`` (HTTP 200 with truncated JSON). ``forwarded`` counts bodies sent upstream.
@@ -118,7 +119,7 @@ class FaultProxy:
                 with proxy.lock:
                     attempt = proxy.seen.get(key, 0)
                     proxy.seen[key] = attempt + 1
-                fault = proxy.plan(key, attempt)
+                fault = proxy.plan(json.loads(body), attempt)
                 if fault is not None:
                     with proxy.lock:
                         proxy.faults[fault] = proxy.faults.get(fault, 0) + 1

@@ -296,11 +296,13 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
     def _check_alignment(self, ans: dict[str, Any]) -> None:
         """Compare the echoed log-prob of the probe's last token with the generation path's."""
         ids = self.tokenize([PROBE_TEXT])[0]
-        offs = self.token_offsets(PROBE_TEXT)
-        k = max(1, min(self.capabilities.top_logprobs_max, 20))
+        V = len(self.tokenizer)
+        kmax = self.capabilities.top_logprobs_max
+        # the full distribution when the server gives it (realignment needs it), else 20 at most
+        k = V if kmax >= V else max(1, min(kmax, 20))
         echo = self._one({"prompt": PROBE_TEXT, "max_tokens": 1, "temperature": 0, "logprobs": k,
                           "echo": True})
-        head = PROBE_TEXT[: offs[-1][0]]
+        head = self.decode(ids[:-1])
         gen = self._one({"prompt": head, "max_tokens": 1, "temperature": 0, "logprobs": k})
         replace_caps = {}
         if echo is None or gen is None:
@@ -349,7 +351,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                         "probe's last token) and cannot be realigned: prompt log-prob attacks "
                         "are refused")
         first = None
-        if replace_caps.get("aligned") in ("ok", "realigned"):
+        if replace_caps.get("aligned") == "ok":  # a realigned server has no BOS to condition on
             first = self._first_token_logprob_dist()
         replace_caps["first_token_logprob"] = first is not None
         self._first_dist = first
@@ -415,6 +417,8 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             lp, am = self._parse_echo(x, text, r)
             n = len(x)
             truncated = False
+            if n and np.isnan(lp[0]):  # no log-prob for the first token: leave it out
+                lp, am, x, truncated = lp[1:], am[1:], x[1:], True
             if last is not None:
                 lp, am, x = lp[-last:], am[-last:], x[-last:]
             slp = lp.copy() if sampling is not None else None
@@ -431,7 +435,9 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             return lp, am
         L = resp["choices"][0]["logprobs"]
         toks, tlp, top = L["tokens"], L["token_logprobs"], L["top_logprobs"]
-        if len(toks) < n or "".join(toks[:n]) != text:
+        # n prompt tokens, then at most the one generated token (none when it was EOS); the
+        # text check is exact only for ASCII (a token cut inside a UTF-8 character echoes as "")
+        if len(toks) not in (n, n + 1) or (text.isascii() and "".join(toks[:n]) != text):
             raise LeakauditError(
                 f"the server tokenized a text into {len(toks) - 1} tokens where the local "
                 f"tokenizer has {n} (text starting {text[:30]!r}): the tokenizer does not match "
