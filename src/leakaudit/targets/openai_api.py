@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -503,7 +502,8 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                 continue
             comp = _choice_text(r)
             full = self.tokenize([t + comp])[0]
-            new = full[len(p):] if full[: len(p)] == p else self.tokenize([comp])[0]
+            core = p[1:] if p and p[0] == self.bos_id else p  # the server adds BOS itself
+            new = full[len(core):] if full[: len(core)] == core else self.tokenize([comp])[0]
             out.append(Generation(prompt_ids=p, new_ids=new, text=t + comp, prompt_text=t,
                                   meta={"finish_reason": r["choices"][0].get("finish_reason"),
                                         "truncated": len(new) < sampling.max_new_tokens}))
