@@ -314,3 +314,36 @@ def test_killed_run_resumes_sending_each_request_once(server, tiny_model_dir, tm
         twice = [k for k, v in proxy.forwarded.items() if v > 1]
         assert len(twice) <= 1  # at most the one request in flight when the child was killed
         assert len(proxy.forwarded) == total_unique and sum(before.values()) >= done
+
+
+def test_cli_endpoint_audit_budget_resume_and_no_key_anywhere(server, tiny_model_dir, tmp_path,
+                                                              key_env):
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    corpus = tmp_path / "train.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n"
+                              for i, t in enumerate(UNIQUE)))
+    out = tmp_path / "out"
+    argv = ["endpoint", "audit", f"openai-completions:{server.url}", "--api-key-env", key_env,
+            "--tokenizer", str(tiny_model_dir), "--corpus", str(corpus), "--out", str(out),
+            "--attack", "divergence", "--attack", "membership", "--concurrency", "2"]
+    r1 = CliRunner().invoke(app, argv + ["--max-requests", "25"])
+    assert r1.exit_code == 3, r1.output  # the budget stopped it cleanly
+    assert "request budget reached" in r1.output
+    r2 = CliRunner().invoke(app, argv)
+    assert r2.exit_code == 0, r2.output
+    assert "membership: skipped (needs data nonmembers)" in r2.output
+    summary = json.loads((out / "summary.json").read_text())
+    req = summary["requests"]
+    assert req["cached"] >= 25 - 1 and req["failed"] == 0  # the first run's requests, not resent
+    assert summary["attacks"]["divergence"]["n_queries"] == 40
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert KEY.encode() not in f.read_bytes(), f
+    assert KEY not in r1.output and KEY not in r2.output
+    r3 = CliRunner().invoke(app, ["endpoint", "audit", "openai-chat:ftp://x", "--out", str(out)])
+    assert r3.exit_code == 2 and "error:" in r3.output
+    r4 = CliRunner().invoke(app, ["lab", "--out", str(tmp_path / "nolab"), "--endpoint", server.url])
+    assert r4.exit_code == 2 and "not a finished lab folder" in r4.output
