@@ -104,6 +104,25 @@ class ClientConfig:
                 raise InputError(f"{name} must be >= 0, got {v}")
 
 
+class Secret:
+    """A string that does not print: ``repr``/``str`` show ``[REDACTED]``; ``.value`` is the key.
+    So a key held in an object never reaches a log through ``repr(obj)`` or ``vars(obj)``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    @property
+    def value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "[REDACTED]"
+
+    __str__ = __repr__
+
+
 def read_api_key(*, env: str | None = None, file: str | os.PathLike | None = None) -> str | None:
     """The API key from the environment variable ``env`` or the first line of ``file``."""
     if env and file:
@@ -249,7 +268,7 @@ class ApiClient:
             raise InputError(f"endpoint URL must start with http:// or https://, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.config = config
-        self.__key = api_key
+        self.__key = Secret(api_key) if api_key else None
         self.ledger = RequestLedger(ledger)
         self.stats = RequestStats()
         self.log = log
@@ -266,7 +285,7 @@ class ApiClient:
     def redact(self, text: str) -> str:
         """``text`` with the API key replaced (error bodies may echo request headers)."""
         if self.__key:
-            text = text.replace(self.__key, "[REDACTED]")
+            text = text.replace(self.__key.value, "[REDACTED]")
         return text
 
     def close(self) -> None:
@@ -277,7 +296,7 @@ class ApiClient:
     def _headers(self) -> dict[str, str]:
         h = {"Content-Type": "application/json"}
         if self.__key:
-            h["Authorization"] = f"Bearer {self.__key}"
+            h["Authorization"] = f"Bearer {self.__key.value}"
         return h
 
     def get(self, path: str) -> dict[str, Any]:
