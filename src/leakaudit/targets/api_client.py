@@ -177,11 +177,16 @@ class RequestLedger:
         self._lock = threading.Lock()
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The stored answer of a request that succeeded, ``{"rejected": error}`` for one the
+        server refused (a 4xx other than 408/409/425/429: the same request is refused again),
+        None for a request never answered (or that failed transiently: it is sent again)."""
         with self._lock:
-            row = self._db.execute("SELECT status, response FROM requests WHERE key = ?",
-                                   (key,)).fetchone()
-        if row is None or row[0] != "ok":
+            row = self._db.execute("SELECT status, response, error, http_status FROM requests "
+                                   "WHERE key = ?", (key,)).fetchone()
+        if row is None or row[0] not in ("ok", "rejected"):
             return None
+        if row[0] == "rejected":
+            return {"rejected": row[2], "http_status": row[3]}
         return json.loads(row[1])
 
     def put(self, key: str, *, path: str, status: str, http_status: int | None, attempts: int,
@@ -386,7 +391,10 @@ class ApiClient:
     def _fail(self, key, path, exc, attempts, latency) -> ApiFailure:
         msg = self.redact(str(exc))
         status = getattr(exc, "status", None)
-        self.ledger.put(key, path=path, status="failed", http_status=status, attempts=attempts,
+        rejected = isinstance(exc, PermanentError) and status is not None and 400 <= status < 500 \
+            and status not in (401, 403)  # a bad key is not the request's fault: retry next run
+        self.ledger.put(key, path=path, status="rejected" if rejected else "failed",
+                        http_status=status, attempts=attempts,
                         latency_s=latency, prompt_tokens=None, completion_tokens=None, error=msg,
                         response=None)
         with self._lock:
@@ -430,7 +438,11 @@ class ApiClient:
             with self._lock:
                 self.stats.requests += 1
             if hit is not None:
-                out[i] = hit
+                if "rejected" in hit:  # refused before: the same request is refused again
+                    out[i] = ApiFailure(key=k, error=hit["rejected"], status=hit["http_status"],
+                                        attempts=0)
+                else:
+                    out[i] = hit
                 with self._lock:
                     self.stats.cached += 1
                     self.stats.records.append({"key": k[:16], "path": path, "status": "cached"})

@@ -235,8 +235,11 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                 continue
             r = self._one({"prompt": PROBE_TEXT, "max_tokens": 1, "temperature": 0, "logprobs": k})
             lp = (r or {}).get("choices", [{}])[0].get("logprobs") if r else None
-            if lp and lp.get("top_logprobs") and lp["top_logprobs"][0]:
-                kmax = min(k, len(lp["top_logprobs"][0]))
+            top = (lp or {}).get("top_logprobs") or [None]
+            # honoured if about k entries came back (tokens that decode to the same text, such
+            # as byte pieces of one UTF-8 character, share one key, so a full answer is < k)
+            if top[0] and len(top[0]) >= min(k, 20) // 2:
+                kmax = k if len(top[0]) >= k // 2 else len(top[0])
                 break
         ans["top_logprobs_max"] = kmax
         echo = self._one({"prompt": PROBE_TEXT, "max_tokens": 1, "temperature": 0, "logprobs": 1,
