@@ -51,7 +51,7 @@ def write_gpt2_gguf(model, tokenizer, path: str | Path, *, add_bos: bool = False
         tokens[i] = t
     merges = [m if isinstance(m, str) else " ".join(m) for m in tj["model"]["merges"]]
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
+    w.add_tokenizer_pre("gpt-2")  # GPT-2's split regex (digits stay together), as HF's ByteLevel
     w.add_token_list(tokens)
     w.add_token_merges(merges)
     special = set(tokenizer.all_special_tokens)

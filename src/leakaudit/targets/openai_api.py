@@ -20,7 +20,9 @@ last token (a different code path whose answer is known). A server that reports 
 log-prob one token late (llama.cpp-based servers do when the model adds no BOS token) is caught;
 with enough top log-probs the scores are realigned (with a warning), otherwise the backend refuses
 to score. The first prompt token of llama.cpp's echo is always ``null`` (the OpenAI convention); its
-log-prob is taken from the server's unconditional next-token distribution (one request, cached).
+log-prob is taken from the server's unconditional next-token distribution (one request, cached)
+when the server returns one; llama-cpp-python's does not (an empty prompt returns no log-probs),
+so there the first token of each text is left out and ``TokenScores.truncated`` says so.
 
 All HTTP goes through :class:`~leakaudit.targets.api_client.ApiClient`: cached, counted, retried,
 budgeted; the API key never reaches a log or a file.
@@ -191,6 +193,21 @@ class _Endpoint:
         self.client.close()
 
 
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte → printable-character map that byte-level BPE vocabularies are written in
+    (Radford et al. 2019, ``encoder.py``)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
 def _choice_text(resp: dict[str, Any]) -> str:
     c = resp["choices"][0]
     if "message" in c:
@@ -359,8 +376,8 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         self._first_dist = first
         if first is None and replace_caps.get("aligned") in ("ok", "realigned"):
             self.warnings.append("the server gives no log-prob for the first prompt token and "
-                                 "no full unconditional distribution: the first token of every "
-                                 "text is scored as NaN and left out of means")
+                                 "no unconditional next-token distribution: the first token of "
+                                 "every text is left out (its other tokens are scored)")
         self.capabilities = ApiCapabilities(**{**self.capabilities.to_dict(), **replace_caps})
 
     def _first_token_logprob_dist(self) -> dict[str, float] | None:
@@ -372,7 +389,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         r = self._one({"prompt": "", "max_tokens": 1, "temperature": 0, "logprobs": V})
         if r is None:
             return None
-        top = r["choices"][0]["logprobs"]["top_logprobs"][0]
+        top = ((r["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None])[0]
         return dict(top) if top else None
 
     @property
@@ -486,6 +503,8 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         for i, t in enumerate(texts):
             p: dict[str, Any] = {"prompt": t, "max_tokens": int(sampling.max_new_tokens),
                                  **self._neutral}
+            if self.capabilities.generated_logprobs:
+                p["logprobs"] = 1  # the generated tokens, to recover their ids exactly
             if sampling.greedy:
                 p["temperature"] = 0
             else:
@@ -504,12 +523,33 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                                       meta={"failed": True, "error": r.error}))
                 continue
             comp = _choice_text(r)
-            full = self.tokenize([t + comp])[0]
-            core = p[1:] if p and p[0] == self.bos_id else p  # the server adds BOS itself
-            new = full[len(core):] if full[: len(core)] == core else self.tokenize([comp])[0]
+            new = self._generated_ids(r, comp)
+            if new is None:  # no token strings to map: re-tokenize the text
+                full = self.tokenize([t + comp])[0]
+                core = p[1:] if p and p[0] == self.bos_id else p  # the server adds BOS itself
+                new = full[len(core):] if full[: len(core)] == core else self.tokenize([comp])[0]
             out.append(Generation(prompt_ids=p, new_ids=new, text=t + comp, prompt_text=t,
                                   meta={"finish_reason": r["choices"][0].get("finish_reason"),
                                         "truncated": len(new) < sampling.max_new_tokens}))
+        return out
+
+    def _generated_ids(self, resp: dict[str, Any], comp: str) -> list[int] | None:
+        """Ids of the generated tokens from their strings in ``logprobs.tokens``: re-tokenizing
+        the text would merge a non-canonical token sequence (which a model may well generate).
+        Works for byte-level BPE vocabularies (GPT-2 style); None when a string does not map."""
+        lp = resp["choices"][0].get("logprobs") or {}
+        toks = lp.get("tokens")
+        if not toks or "".join(toks) != comp:
+            return None
+        if not hasattr(self, "_byte_encoder"):
+            self._byte_encoder = _bytes_to_unicode()
+            self._vocab = self.tokenizer.get_vocab()
+        out = []
+        for t in toks:
+            i = self._vocab.get("".join(self._byte_encoder[b] for b in t.encode("utf-8")))
+            if i is None:
+                return None
+            out.append(int(i))
         return out
 
     def complete(self, prompts: Sequence[str], *, max_tokens: int, temperature: float = 0.0,
