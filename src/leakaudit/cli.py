@@ -98,6 +98,8 @@ def lab(
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="The smallest lab that runs every stage (tests of crash and resume).")] = False,
     defenses: Annotated[bool, typer.Option("--defenses", help="Instead: train the defense variants (dedup, scrubbed, DP-SGD at ε 8 and 1, two smaller sizes) on one corpus and re-run the same attacks on each.")] = False,
+    endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="Audit the lab target served at this OpenAI-compatible URL (openai-completions:URL, openai-chat:URL or a bare .../v1 URL) against the finished lab in --out; report in OUT/endpoint.")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", help="With --endpoint: environment variable holding the API key.")] = None,
 ) -> None:
     """Run the embedded lab: synthetic corpus → small target models → extraction, memorization,
     canary exposure, membership inference and classifier inversion → report."""
@@ -109,6 +111,22 @@ def lab(
     from leakaudit.runs.staged import check_output_location
 
     _quiet_libraries()
+    if endpoint is not None:
+        from leakaudit.endpoint_audit import EndpointAuditConfig
+        from leakaudit.lab.endpoint import run_endpoint_lab
+
+        try:
+            s = run_endpoint_lab(out, endpoint, api_key_env=api_key_env,
+                                 config=EndpointAuditConfig(show_pii=show_pii, seed=seed),
+                                 progress=_progress(), log=_log, command=_command())
+        except LeakauditError as e:
+            _fail(e)
+        r = s["requests"]
+        out_console.print(f"endpoint audit: {len(s['attacks'])} attacks run, {len(s['skipped'])} "
+                          f"skipped; {r['requests']} requests ({r['sent']} sent, {r['cached']} "
+                          f"cached, {r['failed']} failed); report in {out / 'endpoint'}",
+                          highlight=False)
+        return
     if defenses:
         from leakaudit.lab.defenses import DefenseLabConfig, run_defense_lab
 

@@ -54,7 +54,11 @@ ENTRY_TYPES = ("run", "sample", "eval", "canary", "pii", "summary",
                # defenses judged by re-running the attacks: one per variant (lab/defenses.py)
                "defense_comparison",
                # empirical DP audit: one per audit (one-run or multi-run) of a training pipeline
-               "dp_audit")
+               "dp_audit",
+               # endpoint audits: probed capabilities, one per HTTP request, the request
+               # summary, attacks skipped for a missing capability, divergence, PII probes
+               "capabilities", "api_request", "api_summary", "skipped", "divergence",
+               "pii_probe")
 
 
 #: How infinities are spelled in JSONL (strings: JSON has no infinity).
