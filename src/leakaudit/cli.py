@@ -9,7 +9,9 @@ import typer
 
 from leakaudit.errors import InputError, LeakauditError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+from leakaudit.clikit import OneLineErrorGroup  # noqa: E402
+
+app = typer.Typer(cls=OneLineErrorGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure how much a trained model leaks its training data.")
 from leakaudit.clikit import (  # noqa: E402,F401  (re-exported for tests)
     _command, _fail, _log, _progress, _quiet_libraries, _terminate, console, out_console,
@@ -43,6 +45,17 @@ def main() -> None:
         if _clikit._terminated_by is not None:
             raise SystemExit(128 + _clikit._terminated_by) from None
         raise
+
+
+def _check_out(out: Path, produces, inputs=()) -> None:
+    """The output location, checked first of all (a file, unwritable, a foreign file in the way,
+    one of the inputs)."""
+    from leakaudit.runs.staged import check_output_location
+
+    try:
+        check_output_location(out, produces=produces, inputs=inputs)
+    except LeakauditError as e:
+        _fail(e)
 
 
 def _check_specs(specs: list[str], allow_download: bool) -> None:
@@ -102,6 +115,9 @@ def lab(
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="The smallest lab that runs every stage (tests of crash and resume).")] = False,
+    defenses: Annotated[bool, typer.Option("--defenses", help="Instead: train the defense variants (dedup, scrubbed, DP-SGD at ε 8 and 1, two smaller sizes) on one corpus and re-run the same attacks on each.")] = False,
+    endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="Audit the lab target served at this OpenAI-compatible URL (openai-completions:URL, openai-chat:URL or a bare .../v1 URL) against the finished lab in --out; report in OUT/endpoint.")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", help="With --endpoint: environment variable holding the API key.")] = None,
     formats: FORMAT = None,
     fail_on: FAIL_ON = None,
 ) -> None:
@@ -114,6 +130,10 @@ def lab(
 
     fmts, thresholds = _clikit._outputs(formats, fail_on)
     _quiet_libraries()
+    if endpoint is not None:
+        return _lab_endpoint(out, endpoint, api_key_env=api_key_env, show_pii=show_pii, seed=seed)
+    if defenses:
+        return _lab_defenses(out, quick=quick, seed=seed, samples=samples)
     cfg = LabConfig.tiny(seed) if tiny else LabConfig.quick(seed) if quick else LabConfig(seed=seed)
     cfg = replace(cfg, extraction=replace(cfg.extraction, show_pii=show_pii,
                                           **({"n_samples": samples} if samples is not None else {})))
@@ -125,6 +145,42 @@ def lab(
         _fail(e)
     _print_summary(out, summary)
     _clikit._verdicts(summary.pop("written"), out)
+
+
+def _lab_endpoint(out: Path, endpoint: str, *, api_key_env, show_pii: bool, seed: int) -> None:
+    """``lab --endpoint``: audit the finished lab's target served behind an OpenAI-compatible URL."""
+    from leakaudit.endpoint_audit import EndpointAuditConfig
+    from leakaudit.lab.endpoint import run_endpoint_lab
+
+    try:
+        s = run_endpoint_lab(out, endpoint, api_key_env=api_key_env,
+                             config=EndpointAuditConfig(show_pii=show_pii, seed=seed),
+                             progress=_progress(), log=_log, command=_command())
+    except LeakauditError as e:
+        _fail(e)
+    r = s["requests"]
+    out_console.print(f"endpoint audit: {len(s['attacks'])} attacks run, {len(s['skipped'])} "
+                      f"skipped; {r['requests']} requests ({r['sent']} sent, {r['cached']} "
+                      f"cached, {r['failed']} failed); report in {out / 'endpoint'}", highlight=False)
+
+
+def _lab_defenses(out: Path, *, quick: bool, seed: int, samples) -> None:
+    """``lab --defenses``: every defense variant on one corpus, the same attacks on each."""
+    from dataclasses import replace
+
+    from leakaudit.lab.defenses import DefenseLabConfig, run_defense_lab
+
+    dcfg = DefenseLabConfig.quick(seed) if quick else DefenseLabConfig(seed=seed)
+    if samples is not None:
+        dcfg = replace(dcfg, extraction=replace(dcfg.extraction, n_samples=samples))
+    try:
+        summary = run_defense_lab(out, dcfg, progress=_progress(), log=_log, command=_command())
+    except LeakauditError as e:
+        _fail(e)
+    for c in summary["claims"].values():
+        out_console.print(f"{c['claim']}: {dict([(True, 'holds'), (False, 'does not hold'), (None, 'not resolvable')])[c['holds']]}",
+                          highlight=False, markup=False)
+    out_console.print(f"report: {out / 'report.html'}", highlight=False, markup=False)
 
 
 @app.command()
@@ -143,6 +199,8 @@ def extract(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Generation batch size (scoring uses half).")] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    index_backend: Annotated[str, typer.Option("--index", help="Corpus index: memory, disk (memory-mapped, for corpora larger than RAM) or auto (disk above 1 GiB).")] = "auto",
+    index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Folder of the on-disk index (default: OUT-index); reused when it indexes the same documents.")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
@@ -151,15 +209,18 @@ def extract(
     fail_on: FAIL_ON = None,
 ) -> None:
     """Untargeted training-data extraction (Carlini et al. 2021) on your own causal LM and corpus."""
+    from leakaudit.runs.staged import EXTRACT_OUTPUTS
+
+    _check_out(out, EXTRACT_OUTPUTS, [corpus, prompts, model, cache, *(reference or [])])
     _check_specs([model, *(reference or [])], allow_download)  # a typo in a path answers at once
     from leakaudit.audits import extraction
-    from leakaudit.runs.staged import EXTRACT_OUTPUTS
 
     req = extraction.ExtractionRequest(
         model=model, corpus=corpus, references=tuple(reference or ()), prompts=prompts,
         samplers=tuple(sampler or ()), n_samples=samples, select=select, new_tokens=new_tokens,
         top_k=top_k, text_field=text_field, seed=seed, batch_size=batch_size, device=device,
-        show_pii=show_pii, allow_download=allow_download, cache=cache, shard_samples=shard_samples)
+        show_pii=show_pii, allow_download=allow_download, cache=cache, shard_samples=shard_samples,
+        index_backend=index_backend, index_dir=index_dir, out=out)
     result, written = _audit(extraction, req, out, produces=EXTRACT_OUTPUTS, formats=formats,
                              fail_on=fail_on, inputs=[corpus, prompts, model, cache, *(reference or [])])
     _print_summary(out, result.summary)
@@ -185,6 +246,7 @@ def memorization(
     suffix: Annotated[Optional[int], typer.Option("--suffix", min=1, help="Suffix length ℓ (default 50; pythia preset 32).")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="carlini2022 (50/50) or pythia (32/32).")] = None,
     sequences: Annotated[int, typer.Option("--sequences", min=0, help="Windows to measure (0: all).")] = 1000,
+    stride: Annotated[Optional[int], typer.Option("--stride", min=1, help="Tokens between candidate windows of a document (default: ℓ).")] = None,
     no_stratify: Annotated[bool, typer.Option("--no-stratify", help="Sample windows uniformly instead of evenly over duplicate-count buckets.")] = False,
     greedy_check: Annotated[int, typer.Option("--greedy-check", help="Windows cross-checked by real greedy decoding (-1: all, 0: none).")] = 500,
     recheck_batch1: Annotated[bool, typer.Option("--recheck-batch1", help="Re-score every exact positive alone (batch size 1).")] = False,
@@ -194,15 +256,19 @@ def memorization(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    index_backend: Annotated[str, typer.Option("--index", help="Corpus index: memory, disk (memory-mapped, for corpora larger than RAM) or auto (disk above 1 GiB).")] = "auto",
+    index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Folder of the on-disk index (default: OUT-index); reused when it indexes the same documents.")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
     formats: FORMAT = None,
     fail_on: FAIL_ON = None,
 ) -> None:
     """How much of the training corpus is memorized (Carlini et al. 2022; Pythia; Hayes et al. 2024)."""
+    from leakaudit.runs.staged import REPORT_OUTPUTS
+
+    _check_out(out, REPORT_OUTPUTS, [corpus, *model])
     _check_specs(list(model), allow_download)  # a typo in a path answers at once
     from leakaudit.audits import memorization as audit
-    from leakaudit.runs.staged import REPORT_OUTPUTS
 
     try:
         ks = _parse_ints(prefix, what="--prefix") if prefix is not None else None
@@ -210,9 +276,10 @@ def memorization(
         _fail(e)
     req = audit.MemorizationRequest(
         models=tuple(model), corpus=corpus, prefix=ks, suffix=suffix, preset=preset,
-        sequences=sequences, stratify=not no_stratify, greedy_check=greedy_check,
+        sequences=sequences, stride=stride, stratify=not no_stratify, greedy_check=greedy_check,
         recheck_batch1=recheck_batch1, temperature=temperature, top_k=top_k, text_field=text_field,
-        seed=seed, batch_size=batch_size, device=device, show_pii=show_pii, allow_download=allow_download)
+        seed=seed, batch_size=batch_size, device=device, show_pii=show_pii, allow_download=allow_download,
+        index_backend=index_backend, index_dir=index_dir, out=out)
     result, written = _audit(audit, req, out, produces=REPORT_OUTPUTS, inputs=[corpus, *model],
                              formats=formats, fail_on=fail_on)
     msum, cfg = result.summary["memorization"], result.run_record["config"]["memorization"]
@@ -266,9 +333,11 @@ def canaries_exposure(
     fail_on: FAIL_ON = None,
 ) -> None:
     """Exposure of each canary by rank among reference candidates and by extrapolation."""
+    from leakaudit.runs.staged import REPORT_OUTPUTS
+
+    _check_out(out, REPORT_OUTPUTS, [manifest, model])
     _check_specs([model], allow_download)  # a typo in a path answers at once
     from leakaudit.audits import exposure
-    from leakaudit.runs.staged import REPORT_OUTPUTS
 
     req = exposure.ExposureRequest(model=model, manifest=manifest, references=references, seed=seed,
                                    batch_size=batch_size, device=device, show_pii=show_pii,
@@ -356,9 +425,12 @@ def membership(
     fail_on: FAIL_ON = None,
 ) -> None:
     """Membership inference, reported as TPR at low FPR with a model-free baseline next to LLM results."""
+    from leakaudit.runs.staged import REPORT_OUTPUTS
+
+    _check_out(out, REPORT_OUTPUTS + ("shadows",),
+               [model, members, nonmembers, scores, classifier, data, *(reference or [])])
     _check_specs([m for m in [model, *(reference or [])] if m], allow_download)  # a typo in a path answers at once
     from leakaudit.audits import membership as audit
-    from leakaudit.runs.staged import REPORT_OUTPUTS
 
     modes = [m for m, on in (("--model", model), ("--scores", scores), ("--lab", lab),
                              ("--classifier", classifier)) if on]

@@ -5,6 +5,8 @@ There are three kinds of entry types:
 
 - ``run`` (first line): versions, command, config, seed, the models with their fingerprints;
 - ``summary`` (last line of a command; a lab writes one): the command's headline numbers;
+- ``meta`` records that describe the run rather than measure anything (an endpoint's probed
+  ``capabilities``, its ``api_request`` log and ``api_summary``);
 - **findings** (every other line): one measured fact, with this envelope at the top level
 
   ============== ===========================================================================
@@ -74,7 +76,7 @@ SCHEMA_VERSION = 2
 LEGACY_VERSION = 1
 SUPPORTED_VERSIONS = (LEGACY_VERSION, SCHEMA_VERSION)
 SEVERITIES = ("info", "low", "medium", "high", "critical")
-KINDS = ("run", "finding", "summary")
+KINDS = ("run", "finding", "summary", "meta")
 ENVELOPE_KEYS = ("entry_type", "schema_version", "family", "attack", "target", "defense", "tags",
                  "severity", "metric", "config", "seed")
 
@@ -540,6 +542,94 @@ def _attribute(rec: dict[str, Any], ctx: RunContext) -> Finding:
                    defense=_defense(rec),
                    config=rec.get("params") if isinstance(rec.get("params"), dict) else {},
                    seed=_seed(rec, ctx), data=_pop(rec, "tags"))
+
+
+def _defense_comparison(rec: dict[str, Any], ctx: RunContext) -> Finding:
+    """One defense variant re-audited (``compare`` / ``lab --defenses``): headline = the exact
+    memorization rate; severity from verified extraction and memorization."""
+    mem = (rec.get("memorization") or {}).get("all")
+    metric = _ci_metric("exact_rate", mem) if isinstance(mem, dict) else None
+    ext = rec.get("extraction") or {}
+    sev = "info"
+    if (ext.get("verified_samples") or 0) > 0:
+        sev = "high"
+    elif metric and (metric.ci_low or 0) > 0:
+        sev = "medium"
+    name = str(rec.get("defense") or "variant")
+    return Finding("defense_comparison", "defense", "defense_battery", ctx.target(name), sev,
+                   list(rec.get("tags") or TAXONOMY["extraction"]), metric,
+                   defense=None if name in ("undefended", "none") else name,
+                   config={"variant": name}, seed=_seed(rec, ctx), data=_pop(rec, "tags"))
+
+
+def _dp_audit(rec: dict[str, Any], ctx: RunContext) -> Finding:
+    """An empirical DP audit: headline = the ε lower bound; a refuted claim is critical."""
+    lb = rec.get("epsilon_lb")
+    sev = "critical" if rec.get("refuted") else ("low" if (lb or 0) > 0 else "info")
+    return Finding("dp_audit", "dp_audit", f"dp_audit_{rec.get('mode', 'audit')}",
+                   ctx.target(rec.get("model") or "target"), sev,
+                   list(rec.get("tags") or TAXONOMY["membership"]),
+                   Metric("epsilon_lb", lb, unit="epsilon", ci_level=rec.get("confidence")),
+                   config={"mode": rec.get("mode"), "canary_kind": rec.get("canary_kind"),
+                           "n_canaries": rec.get("n_canaries")},
+                   seed=_seed(rec, ctx), data=_pop(rec, "tags"))
+
+
+def _skipped(rec: dict[str, Any], ctx: RunContext) -> Finding:
+    """An attack an audit did not run (a capability or the request budget missing)."""
+    attack = str(rec.get("attack") or "skipped")
+    family = attack.split(":", 1)[0] if ":" in attack else "endpoint"
+    return Finding("skipped", family, attack, _target_of(rec, ctx), "info",
+                   list(rec.get("tags") or TAXONOMY["extraction"]), None,
+                   config={"missing": rec.get("missing")}, seed=_seed(rec, ctx),
+                   data={**_pop(rec, "tags"), "skipped": True})
+
+
+def _divergence(rec: dict[str, Any], ctx: RunContext) -> Finding:
+    """Divergence attack (Nasr et al. 2023): headline = memorized replies per query."""
+    if rec.get("kind") == "summary":
+        metric = _ci_metric("memorized_rate", rec.get("memorized"))
+        sev = "high" if metric and (metric.value or 0) > 0 else "info"
+    else:
+        metric = Metric("memorized", float(bool(rec.get("memorized"))), unit="flag")
+        sev = "high" if rec.get("memorized") else "info"
+    return Finding("divergence", "extraction", "divergence", _target_of(rec, ctx), sev,
+                   list(rec.get("tags") or TAXONOMY["extraction"]), metric,
+                   config=rec.get("config") if isinstance(rec.get("config"), dict) else {},
+                   seed=_seed(rec, ctx), data=_pop(rec, "tags"))
+
+
+def _pii_probe(rec: dict[str, Any], ctx: RunContext) -> Finding:
+    """PII probes (ProPILE-style): headline = exact-match rate of the probed attribute."""
+    metric, sev = None, "info"
+    if rec.get("kind") == "rate":
+        metric = _ci_metric("exact_rate", rec.get("exact"))
+        if metric and (metric.ci_low or 0) > 0 and rec.get("group") != "heldout":
+            sev = "high"
+    elif rec.get("kind") == "probe":
+        metric = Metric("exact", float(bool(rec.get("exact"))), unit="flag")
+    return Finding("pii_probe", "extraction", "pii_probe", _target_of(rec, ctx), sev,
+                   list(rec.get("tags") or TAXONOMY["extraction"]), metric,
+                   config=rec.get("config") if isinstance(rec.get("config"), dict) else {},
+                   seed=_seed(rec, ctx), data=_pop(rec, "tags"))
+
+
+for _et in (
+    EntryType("defense_comparison", "finding", "defense",
+              "One defense variant with the same attacks re-run (leakage next to utility).",
+              _defense_comparison),
+    EntryType("dp_audit", "finding", "dp_audit",
+              "An empirical DP audit: ε lower bound next to the claim and the maximum certifiable.",
+              _dp_audit, {"epsilon_lb": {"anyOf": [{"type": ["number", "null"]}, {"enum": [INF, NEG_INF]}]}}, ("epsilon_lb",)),
+    EntryType("skipped", "finding", None, "An attack not run, with the capability it needs.", _skipped),
+    EntryType("divergence", "finding", "extraction", "Divergence attack (summary or one query).",
+              _divergence),
+    EntryType("pii_probe", "finding", "extraction", "PII probes (setup, rate or one probe).", _pii_probe),
+    EntryType("capabilities", "meta", None, "What an endpoint was found to provide."),
+    EntryType("api_request", "meta", None, "One HTTP request to an endpoint (key, status, latency)."),
+    EntryType("api_summary", "meta", None, "Requests sent, cached and failed."),
+):
+    register_entry_type(_et)
 
 
 #: a number, null (missing) or an infinity spelled as a string (see ``clean``)

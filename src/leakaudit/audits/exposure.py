@@ -40,14 +40,28 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", path=str(path)) from None
     canaries = data.get("canaries") if isinstance(data, dict) else None
-    if not canaries:
+    if not canaries or not isinstance(canaries, list):
         raise InputError("the manifest has no canaries", path=str(path))
+    from leakaudit.attacks.canaries.spaces import space_of
+
+    for c in canaries:
+        if not isinstance(c, dict):
+            raise InputError("every canary must be a JSON object", path=str(path))
+        for key in ("secret", "template", "repeats"):
+            if key not in c:
+                raise InputError(f"canary {c.get('id')!r} has no {key!r} field", path=str(path))
+        try:
+            space_of(c)
+        except ValueError as e:
+            raise InputError(str(e), path=str(path)) from None
     return canaries
 
 
 def prepare(req: ExposureRequest) -> ExposureTargets:
     from leakaudit.targets import default_name, load_target
+    from leakaudit.targets.checks import check_device
 
+    check_device(req.device)
     canaries = read_manifest(req.manifest)
     target = load_target(req.model, name=default_name(req.model), device=req.device,
                          allow_download=req.allow_download)

@@ -34,6 +34,9 @@ class ExtractionRequest:
     allow_download: bool = False
     cache: Path | None = None
     shard_samples: int = 256
+    index_backend: str = "auto"  #: memory, disk (memory-mapped) or auto (disk above 1 GiB)
+    index_dir: Path | None = None  #: on-disk index folder (default: OUT-index)
+    out: Path | None = None  #: the output folder (for the default index folder)
 
 
 @dataclass
@@ -51,10 +54,12 @@ def prepare(req: ExtractionRequest) -> ExtractionTargets:
     """Check the inputs and load the target, references, corpus and prompts."""
     from leakaudit.attacks.extraction.pipeline import ExtractionConfig
     from leakaudit.attacks.extraction.samplers import SAMPLERS
-    from leakaudit.corpus.index import CorpusIndex
     from leakaudit.corpus.load import load_corpus
     from leakaudit.targets import load_target
+    from leakaudit.targets.checks import check_device
 
+    check_index_backend(req.index_backend)
+    check_device(req.device)
     samplers = list(req.samplers) or ["top_k", "temperature"] + (["internet"] if req.prompts else [])
     for s in samplers:
         try:
@@ -72,13 +77,28 @@ def prepare(req: ExtractionRequest) -> ExtractionTargets:
             raise InputError(f"no text has at least {lo} tokens (the internet sampler cuts "
                              f"{lo}–{hi}-token prefixes from it)", path=str(req.prompts))
     refs = load_references(req.references, device=req.device, allow_download=req.allow_download)
-    index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs]) if docs else None
+    index = build_corpus_index(docs, req.index_backend, req.index_dir, req.out) if docs else None
     cfg = ExtractionConfig(samplers=tuple(samplers), n_samples=req.n_samples, select=req.select,
                            max_new_tokens=req.new_tokens, top_k=req.top_k, seed=req.seed,
                            generate_batch_size=req.batch_size,
                            score_batch_size=max(1, req.batch_size // 2), show_pii=req.show_pii,
                            shard_samples=req.shard_samples)
     return ExtractionTargets(target, refs, docs, prompt_docs, index, cfg)
+
+
+def check_index_backend(backend: str) -> None:
+    from leakaudit.corpus.index_disk import INDEX_BACKENDS
+
+    if backend not in INDEX_BACKENDS:
+        raise InputError(f"--index must be one of {', '.join(INDEX_BACKENDS)}, got {backend!r}")
+
+
+def build_corpus_index(docs, backend: str, directory: Path | None, out: Path | None):
+    """The corpus index (in memory, or memory-mapped on disk for corpora larger than RAM)."""
+    from leakaudit.corpus.index_disk import build_index
+
+    return build_index([d.text for d in docs], [d.id for d in docs], backend=backend,
+                       directory=directory or Path(f"{out}-index"))
 
 
 def load_references(specs, *, device: str, allow_download: bool) -> dict[str, Any]:
@@ -135,6 +155,10 @@ def extraction_records(*, target, references, index, prompt_texts, canaries, con
     res = run_extraction(target, references=references, index=index, prompt_texts=prompt_texts,
                          canaries=canaries, config=config, cache_dir=cache_dir, progress=progress,
                          warn=warn, store=store)
+    n_trunc = res.summary.get("n_truncated_samples") or 0
+    if n_trunc:
+        warn(f"{n_trunc} of {res.summary['n_samples']} samples got fewer than "
+             f"{config.max_new_tokens} new tokens: the model's context capped them")
     summary = {**res.summary, "timings_s": {k: round(v, 2) for k, v in res.timings.items()},
                "warnings": warnings}
     samples = res.samples

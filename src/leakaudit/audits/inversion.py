@@ -85,11 +85,17 @@ def prepare(req: InversionRequest) -> InversionTargets:
         img = shape[-2:]
     if img is not None and len(img) != 2:
         raise LeakauditError(f"--image-shape must have two dimensions, got {img}")
-    lo_hi = tuple(float(v) for v in req.clip.split(","))
-    if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1]:
+    try:
+        lo_hi = tuple(float(v) for v in req.clip.split(","))
+    except ValueError:
+        raise LeakauditError(f"--clip must be lo,hi with lo < hi, got {req.clip!r}") from None
+    if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1] or not all(np.isfinite(lo_hi)):
         raise LeakauditError(f"--clip must be lo,hi with lo < hi, got {req.clip!r}")
     n = target.n_classes
-    cls = list(range(n)) if req.classes is None else [int(c) for c in req.classes.split(",") if c.strip()]
+    try:
+        cls = list(range(n)) if req.classes is None else [int(c) for c in req.classes.split(",") if c.strip()]
+    except ValueError:
+        raise LeakauditError(f"--classes must be comma-separated integers, got {req.classes!r}") from None
     if not cls or min(cls) < 0 or max(cls) >= n:
         raise LeakauditError(f"--classes must lie in 0..{n - 1}, got {req.classes!r}")
     if attack == "mi_face" and req.budget is not None:

@@ -40,10 +40,20 @@ class Prepared:
 
 
 def prepare(req: MembershipRequest) -> Prepared:
+    from leakaudit.targets.checks import check_device
+
+    check_device(req.device)
+    if not 0.0 < req.k <= 1.0:
+        raise InputError(f"--k must be in (0, 1] (a fraction of the tokens), got {req.k}")
     if req.scores is not None:
         from leakaudit.targets.scores_file import load_outputs
 
-        return Prepared("scores", {"outputs": load_outputs(req.scores)})
+        po = load_outputs(req.scores)
+        n_mem = int(po.member.sum())
+        if min(n_mem, len(po.member) - n_mem) < 2:
+            raise InputError(f"needs at least 2 members and 2 non-members to measure anything (got "
+                             f"{n_mem} members, {len(po.member) - n_mem} non-members)", path=str(req.scores))
+        return Prepared("scores", {"outputs": po})
     if req.classifier is not None:
         return Prepared("classifier", _prepare_classifier(req))
     from leakaudit.corpus.load import load_corpus
@@ -105,9 +115,48 @@ def _prepare_classifier(req: MembershipRequest) -> dict[str, Any]:
     missing = [k for k in need if k not in arrs]
     if missing:
         raise InputError(f"missing arrays: {', '.join(missing)}", path=str(data))
+    check_xy_arrays(arrs, data)
     module, spec, _ = load_classifier(req.classifier)
+    for name in ("y_members", "y_nonmembers", "y_population"):
+        if name in arrs and len(arrs[name]) and arrs[name].max() >= spec.n_classes:
+            raise InputError(f"{name} holds label {int(arrs[name].max())}; the classifier has "
+                             f"{spec.n_classes} classes (0..{spec.n_classes - 1})", path=str(data))
+        if name in arrs:
+            arrs[name] = arrs[name].astype(np.int64)
+    for name in ("x_members", "x_nonmembers", "x_population"):
+        if name in arrs and arrs[name].reshape(len(arrs[name]), -1).shape[1] != spec.input_dim:
+            raise InputError(f"{name} rows have {arrs[name].reshape(len(arrs[name]), -1).shape[1]} "
+                             f"values; the classifier takes {spec.input_dim}", path=str(data))
     target = TorchClassifier(module, n_classes=spec.n_classes, input_shape=(spec.input_dim,))
     return {"arrs": arrs, "spec": spec, "target": target}
+
+
+def check_xy_arrays(arrs: dict, path: Path) -> None:
+    """x_* arrays: finite numbers; y_*: integer labels (never rounded); matching lengths."""
+    import numpy as np
+
+    for name in sorted(arrs):
+        a = arrs[name]
+        if name.startswith("x_"):
+            if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+                raise InputError(f"{name} must hold numbers, got dtype {a.dtype}", path=str(path))
+            bad = int(np.size(a) - np.isfinite(a).sum())
+            if bad:
+                raise InputError(f"{name} holds {bad} NaN or infinite values", path=str(path))
+        elif name.startswith("y_"):
+            if a.ndim != 1:
+                raise InputError(f"{name} must be 1-D labels, got shape {a.shape}", path=str(path))
+            if not np.issubdtype(a.dtype, np.integer):
+                if not np.issubdtype(a.dtype, np.floating) or not np.all(np.isfinite(a)) \
+                        or not np.all(a == np.round(a)):
+                    raise InputError(f"{name} must hold integer class labels, got {a.dtype} values "
+                                     "that are not whole numbers", path=str(path))
+            if len(a) and a.min() < 0:
+                raise InputError(f"{name} holds negative class labels", path=str(path))
+            x = arrs.get("x_" + name[2:])
+            if x is not None and len(x) != len(a):
+                raise InputError(f"x_{name[2:]} has {len(x)} rows but {name} has {len(a)}",
+                                 path=str(path))
 
 
 def _run_classifier(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict) -> AuditResult:
@@ -154,6 +203,8 @@ def _run_classifier(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict
 
 
 def _run_scores(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict) -> AuditResult:
+    import numpy as np
+
     from leakaudit.attacks.membership.classifier import ClassifierLossAttack, ClassifierSignals
     from leakaudit.attacks.membership.evaluate import (EvalConfig, evaluate_scores, exposed_records,
                                                        summarize)
@@ -172,6 +223,13 @@ def _run_scores(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict) ->
                              params={}, threat_model=atk.threat_model, doc_uri=atk.doc_uri,
                              subset=path.name, config=cfg)
     rr["config"].update({"scores": str(path)})
+    summary = summarize([ev], world=ev.world)
+    both = set(np.asarray(po.ids)[po.member == 1]) & set(np.asarray(po.ids)[po.member == 0])
+    if both:
+        msg = (f"{len(both)} id(s) appear as both member and non-member (e.g. {sorted(both)[0]!r}): "
+               "the labels contradict each other there")
+        env.log(f"warning: {msg}")
+        summary.setdefault("warnings", []).append(msg)
     pairs = [("membership", ev.record())] + [("membership_record", r) for r in
                                             exposed_records(ev, ids=po.ids, texts=None, top_n=cfg.top_n)]
-    return AuditResult(rr, pairs, summarize([ev], world=ev.world))
+    return AuditResult(rr, pairs, summary)

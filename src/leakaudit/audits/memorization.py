@@ -19,6 +19,7 @@ class MemorizationRequest:
     suffix: int | None = None
     preset: str | None = None
     sequences: int = 1000
+    stride: int | None = None
     stratify: bool = True
     greedy_check: int = 500
     recheck_batch1: bool = False
@@ -30,6 +31,9 @@ class MemorizationRequest:
     device: str = "cpu"
     show_pii: bool = False
     allow_download: bool = False
+    index_backend: str = "auto"
+    index_dir: Path | None = None
+    out: Path | None = None
 
 
 @dataclass
@@ -42,18 +46,21 @@ class MemorizationTargets:
 
 def prepare(req: MemorizationRequest) -> MemorizationTargets:
     from leakaudit.attacks.memorization import PRESETS, MemorizationConfig
-    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.audits.extraction import build_corpus_index, check_index_backend
     from leakaudit.corpus.load import load_corpus
     from leakaudit.targets import load_target
     from leakaudit.targets.base import SamplingConfig
+    from leakaudit.targets.checks import check_device
 
+    check_index_backend(req.index_backend)
+    check_device(req.device)
     if req.preset is not None and req.preset not in PRESETS:
         raise InputError(f"unknown preset {req.preset!r}; known: {', '.join(PRESETS)}")
     ks, ell = PRESETS[req.preset or "carlini2022"]
     ks = req.prefix or ks
     ell = req.suffix if req.suffix is not None else ell
     cfg = MemorizationConfig(
-        prefix_lengths=ks, suffix_length=ell, n_sequences=req.sequences or None,
+        prefix_lengths=ks, suffix_length=ell, n_sequences=req.sequences or None, stride=req.stride,
         stratify=req.stratify, greedy_check=req.greedy_check, recheck_batch1=req.recheck_batch1,
         sampling=SamplingConfig(temperature=req.temperature, top_k=req.top_k or None),
         batch_size=req.batch_size, seed=req.seed)
@@ -64,7 +71,7 @@ def prepare(req: MemorizationRequest) -> MemorizationTargets:
         name = Path(m).name or f"model{i}"
         name = name if name not in models else f"{name}-{i}"
         models[name] = load_target(m, name=name, device=req.device, allow_download=req.allow_download)
-    index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs])
+    index = build_corpus_index(docs, req.index_backend, req.index_dir, req.out)
     return MemorizationTargets(models, docs, index, cfg)
 
 

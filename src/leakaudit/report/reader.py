@@ -27,9 +27,15 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
             if not raw.strip():
                 continue
             try:
-                yield restore(json.loads(raw.decode("utf-8")))
+                rec = restore(json.loads(raw.decode("utf-8")))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
                 raise InputError(f"malformed report line: {e}", path=str(path), line=lineno) from None
+            if not isinstance(rec, dict):
+                raise InputError(f"a report line must be a JSON object, got {type(rec).__name__}",
+                                 path=str(path), line=lineno)
+            if not isinstance(rec.get("entry_type", ""), str):
+                raise InputError("entry_type must be a string", path=str(path), line=lineno)
+            yield rec
 
 
 def load_report(directory: str | Path) -> dict[str, list[dict[str, Any]]]:
