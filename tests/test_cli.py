@@ -107,8 +107,9 @@ def test_extract_writes_a_complete_report(basic_run, tiny_model_dir):
     for name in ("report.jsonl", "hits.jsonl", "report.html", "summary.json"):
         assert (out / name).is_file(), name
     assert not list(out.glob(".leakaudit-partial-*"))
-    assert sorted(p.name for p in out.iterdir()) == ["hits.jsonl", "report.html", "report.jsonl",
-                                                     "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".leakaudit", "hits.jsonl", "report.html",
+                                                     "report.jsonl", "summary.json"]
+    assert (out / ".leakaudit" / "store").is_dir()  # the run store: a rerun reuses its stages
     recs = records(out)
     assert recs[0]["entry_type"] == "run"
     assert recs[-1]["entry_type"] == "summary"

@@ -97,6 +97,10 @@ def test_exact_substring_by_hand():
     # window positions by count: (2 3 4 5), (3 4 5 6), (4 5 6 7) twice each (doc 0 and 1), and
     # (60 61 62 63) twice in doc 2: 8 positions; once: doc 0 7-3, doc 1 5-3, doc 2 6-2
     assert hist == {"1": 4 + 2 + 4, "2": 8}
+    # a repeat that only exists across a document boundary (2 3 | 4 5) is not a repeated span
+    docs = [np.array([1, 2, 3]), np.array([4, 5, 6]), np.array([9, 1, 2, 3]), np.array([4, 5, 6, 8])]
+    spans, hist = exact_substring_spans(docs, min_tokens=4)
+    assert spans == [[], [], [], []] and hist == {"1": 2}
 
 
 def test_helpers_and_negative_control():
@@ -146,3 +150,28 @@ def test_cli_defend_dedup_and_scrub(tmp_path):
     assert "[EMAIL]" in (tmp_path / "sc" / "corpus.jsonl").read_text()
     r = CliRunner().invoke(app, ["defend", "dedup", str(src), "--out", str(tmp_path / "x"), "--bands", "7"])
     assert r.exit_code == 2 and "bands" in r.output
+
+
+def test_cli_defend_capacity(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    texts, _ = planted()
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)))
+    r = CliRunner().invoke(app, ["defend", "capacity", str(src), "--out", str(tmp_path / "cap"), "--width", "16",
+                                 "--width", "8", "--n-layer", "1", "--n-head", "2", "--n-ctx", "64",
+                                 "--epochs", "1", "--vocab-size", "300"])
+    assert r.exit_code == 0, r.output
+    sizes = {}
+    for w in (16, 8):
+        cfg = json.loads((tmp_path / "cap" / f"w{w}" / "config.json").read_text())
+        sizes[w] = json.loads((tmp_path / "cap" / f"w{w}" / "leakaudit_training.json").read_text())["n_params"]
+        assert cfg["n_embd"] == w
+    assert sizes[16] > sizes[8]
+    bad = CliRunner().invoke(app, ["defend", "capacity", str(src), "--out", str(tmp_path / "x"), "--width", "15",
+                                   "--n-head", "2"])
+    assert bad.exit_code == 2 and "multiple" in bad.output

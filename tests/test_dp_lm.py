@@ -142,3 +142,25 @@ def test_bad_input_fails_before_training(tok):
         train_causal_lm_dp(TEXTS, tok, SPEC, DPLMConfig(noise_multiplier=1.0, delta=0.5), seed=0)
     with pytest.raises(InputError, match="accountant"):
         train_causal_lm_dp(TEXTS, tok, SPEC, DPLMConfig(noise_multiplier=1.0, accountant="gdp"), seed=0)
+
+
+def test_cli_dp_train(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    src = tmp_path / "c.jsonl"
+    src.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(TEXTS)))
+    out = tmp_path / "m"
+    r = CliRunner().invoke(app, ["defend", "dp-train", str(src), "--out", str(out), "--epsilon", "4",
+                                 "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--n-ctx", "32",
+                                 "--epochs", "1", "--batch-size", "8", "--vocab-size", "300"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((out / "defense.json").read_text())
+    assert rec["epsilon"] == epsilon_from_record(rec) <= 4.0
+    assert f"ε = {rec['epsilon']:.3f}" in r.output
+    assert (out / "model.safetensors").exists()
+    bad = CliRunner().invoke(app, ["defend", "dp-train", str(src), "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "exactly one" in bad.output

@@ -14,7 +14,9 @@ from rich.console import Console
 
 from leakaudit.errors import InputError, LeakauditError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+from leakaudit.clikit import OneLineErrorGroup  # noqa: E402
+
+app = typer.Typer(cls=OneLineErrorGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure how much a trained model leaks its training data.")
 from leakaudit.clikit import (  # noqa: E402,F401  (re-exported for tests)
     _command, _fail, _log, _progress, _quiet_libraries, _terminate, console, out_console,
@@ -44,6 +46,17 @@ def main() -> None:
         if _clikit._terminated_by is not None:
             raise SystemExit(128 + _clikit._terminated_by) from None
         raise
+
+
+def _check_out(out: Path, produces, inputs=()) -> None:
+    """The output location, checked first of all (a file, unwritable, a foreign file in the way,
+    one of the inputs)."""
+    from leakaudit.runs.staged import check_output_location
+
+    try:
+        check_output_location(out, produces=produces, inputs=inputs)
+    except LeakauditError as e:
+        _fail(e)
 
 
 def _check_specs(specs: list[str], allow_download: bool) -> None:
@@ -84,6 +97,9 @@ def lab(
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="The smallest lab that runs every stage (tests of crash and resume).")] = False,
+    defenses: Annotated[bool, typer.Option("--defenses", help="Instead: train the defense variants (dedup, scrubbed, DP-SGD at ε 8 and 1, two smaller sizes) on one corpus and re-run the same attacks on each.")] = False,
+    endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="Audit the lab target served at this OpenAI-compatible URL (openai-completions:URL, openai-chat:URL or a bare .../v1 URL) against the finished lab in --out; report in OUT/endpoint.")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", help="With --endpoint: environment variable holding the API key.")] = None,
 ) -> None:
     """Run the embedded lab: synthetic corpus → small target models → extraction, memorization,
     canary exposure, membership inference and classifier inversion → report."""
@@ -95,6 +111,37 @@ def lab(
     from leakaudit.runs.staged import check_output_location
 
     _quiet_libraries()
+    if endpoint is not None:
+        from leakaudit.endpoint_audit import EndpointAuditConfig
+        from leakaudit.lab.endpoint import run_endpoint_lab
+
+        try:
+            s = run_endpoint_lab(out, endpoint, api_key_env=api_key_env,
+                                 config=EndpointAuditConfig(show_pii=show_pii, seed=seed),
+                                 progress=_progress(), log=_log, command=_command())
+        except LeakauditError as e:
+            _fail(e)
+        r = s["requests"]
+        out_console.print(f"endpoint audit: {len(s['attacks'])} attacks run, {len(s['skipped'])} "
+                          f"skipped; {r['requests']} requests ({r['sent']} sent, {r['cached']} "
+                          f"cached, {r['failed']} failed); report in {out / 'endpoint'}",
+                          highlight=False)
+        return
+    if defenses:
+        from leakaudit.lab.defenses import DefenseLabConfig, run_defense_lab
+
+        dcfg = DefenseLabConfig.quick(seed) if quick else DefenseLabConfig(seed=seed)
+        if samples is not None:
+            dcfg = replace(dcfg, extraction=replace(dcfg.extraction, n_samples=samples))
+        try:
+            summary = run_defense_lab(out, dcfg, progress=_progress(), log=_log, command=_command())
+        except LeakauditError as e:
+            _fail(e)
+        for c in summary["claims"].values():
+            out_console.print(f"{c['claim']}: {dict([(True, 'holds'), (False, 'does not hold'), (None, 'not resolvable')])[c['holds']]}",
+                              highlight=False, markup=False)
+        out_console.print(f"report: {out / 'report.html'}", highlight=False, markup=False)
+        return
     try:
         check_output_location(out, produces=LAB_OUTPUTS, inputs=[cache])
     except LeakauditError as e:
@@ -127,16 +174,20 @@ def extract(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Generation batch size (scoring uses half).")] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    index_backend: Annotated[str, typer.Option("--index", help="Corpus index: memory, disk (memory-mapped, for corpora larger than RAM) or auto (disk above 1 GiB).")] = "auto",
+    index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Folder of the on-disk index (default: OUT-index); reused when it indexes the same documents.")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
     shard_samples: Annotated[int, typer.Option("--shard-samples", min=1, help="Generations per sampling shard: the unit that a rerun after a crash reuses (and of seeding: keep it fixed to reproduce a run).")] = 256,
 ) -> None:
     """Untargeted training-data extraction (Carlini et al. 2021) on your own causal LM and corpus."""
+    _check_out(out, ("report.jsonl", "summary.json", "report.html", "hits.jsonl"),
+               [corpus, prompts, model, cache, *(reference or [])])
     _check_specs([model, *(reference or [])], allow_download)  # a typo in a path answers at once
     from leakaudit.attacks.extraction.pipeline import ExtractionConfig
     from leakaudit.attacks.extraction.samplers import SAMPLERS
-    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.corpus.index_disk import INDEX_BACKENDS, build_index
     from leakaudit.corpus.load import load_corpus
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
@@ -145,12 +196,16 @@ def extract(
     from leakaudit.workflow import write_extraction_report
 
     from leakaudit.runs.staged import EXTRACT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
     from leakaudit.runs.store import RunStore
 
     _quiet_libraries()
     try:
+        if index_backend not in INDEX_BACKENDS:
+            raise InputError(f"--index must be one of {', '.join(INDEX_BACKENDS)}, got {index_backend!r}")
         check_output_location(out, produces=EXTRACT_OUTPUTS,
                               inputs=[corpus, prompts, model, cache, *(reference or [])])
+        check_device(device)
         samplers = list(sampler) if sampler else ["top_k", "temperature"] + (["internet"] if prompts else [])
         for s in samplers:
             try:
@@ -171,7 +226,8 @@ def extract(
         for i, r in enumerate(reference or []):
             name = Path(r).name or f"ref{i}"
             refs[name if name not in refs else f"{name}-{i}"] = load_target(r, name=name, device=device, allow_download=allow_download)
-        index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs]) if docs else None
+        index = build_index([d.text for d in docs], [d.id for d in docs], backend=index_backend,
+                            directory=index_dir or Path(f"{out}-index")) if docs else None
         cfg = ExtractionConfig(samplers=tuple(samplers), n_samples=samples, select=select,
                                max_new_tokens=new_tokens, top_k=top_k, seed=seed,
                                generate_batch_size=batch_size,
@@ -222,6 +278,7 @@ def memorization(
     suffix: Annotated[Optional[int], typer.Option("--suffix", min=1, help="Suffix length ℓ (default 50; pythia preset 32).")] = None,
     preset: Annotated[Optional[str], typer.Option("--preset", help="carlini2022 (50/50) or pythia (32/32).")] = None,
     sequences: Annotated[int, typer.Option("--sequences", min=0, help="Windows to measure (0: all).")] = 1000,
+    stride: Annotated[Optional[int], typer.Option("--stride", min=1, help="Tokens between candidate windows of a document (default: ℓ).")] = None,
     no_stratify: Annotated[bool, typer.Option("--no-stratify", help="Sample windows uniformly instead of evenly over duplicate-count buckets.")] = False,
     greedy_check: Annotated[int, typer.Option("--greedy-check", help="Windows cross-checked by real greedy decoding (-1: all, 0: none).")] = 500,
     recheck_batch1: Annotated[bool, typer.Option("--recheck-batch1", help="Re-score every exact positive alone (batch size 1).")] = False,
@@ -231,13 +288,16 @@ def memorization(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    index_backend: Annotated[str, typer.Option("--index", help="Corpus index: memory, disk (memory-mapped, for corpora larger than RAM) or auto (disk above 1 GiB).")] = "auto",
+    index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Folder of the on-disk index (default: OUT-index); reused when it indexes the same documents.")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
 ) -> None:
     """How much of the training corpus is memorized (Carlini et al. 2022; Pythia; Hayes et al. 2024)."""
+    _check_out(out, ("report.jsonl", "summary.json", "report.html"), [corpus, *model])
     _check_specs(list(model), allow_download)  # a typo in a path answers at once
     from leakaudit.attacks.memorization import PRESETS, MemorizationConfig
-    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.corpus.index_disk import INDEX_BACKENDS, build_index
     from leakaudit.corpus.load import load_corpus
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
@@ -247,10 +307,14 @@ def memorization(
     from leakaudit.workflow import memorization_records, write_records_report
 
     from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
 
     _quiet_libraries()
     try:
+        if index_backend not in INDEX_BACKENDS:
+            raise InputError(f"--index must be one of {', '.join(INDEX_BACKENDS)}, got {index_backend!r}")
         check_output_location(out, produces=REPORT_OUTPUTS, inputs=[corpus, *model])
+        check_device(device)
         if preset is not None and preset not in PRESETS:
             raise InputError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
         ks, ell = PRESETS[preset or "carlini2022"]
@@ -258,7 +322,7 @@ def memorization(
             ks = _parse_ints(prefix, what="--prefix")
         ell = suffix if suffix is not None else ell
         cfg = MemorizationConfig(
-            prefix_lengths=ks, suffix_length=ell, n_sequences=sequences or None,
+            prefix_lengths=ks, suffix_length=ell, n_sequences=sequences or None, stride=stride,
             stratify=not no_stratify, greedy_check=greedy_check, recheck_batch1=recheck_batch1,
             sampling=SamplingConfig(temperature=temperature, top_k=top_k or None),
             batch_size=batch_size, seed=seed)
@@ -269,7 +333,8 @@ def memorization(
             name = Path(m).name or f"model{i}"
             name = name if name not in models else f"{name}-{i}"
             models[name] = load_target(m, name=name, device=device, allow_download=allow_download)
-        index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs])
+        index = build_index([d.text for d in docs], [d.id for d in docs], backend=index_backend,
+                            directory=index_dir or Path(f"{out}-index"))
         pairs, msum = memorization_records(models, texts=[d.text for d in docs],
                                            doc_ids=[d.id for d in docs], index=index, config=cfg,
                                            show_pii=show_pii, progress=_progress(), log=_log)
@@ -354,6 +419,7 @@ def canaries_exposure(
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
 ) -> None:
     """Exposure of each canary by rank among reference candidates and by extrapolation."""
+    _check_out(out, ("report.jsonl", "summary.json", "report.html"), [manifest, model])
     _check_specs([model], allow_download)  # a typo in a path answers at once
     import json
 
@@ -364,10 +430,12 @@ def canaries_exposure(
     from leakaudit.workflow import exposure_records, write_records_report
 
     from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
 
     _quiet_libraries()
     try:
         check_output_location(out, produces=REPORT_OUTPUTS, inputs=[manifest, model])
+        check_device(device)
         if not manifest.is_file():
             raise InputError("no such file", path=str(manifest))
         try:
@@ -377,8 +445,20 @@ def canaries_exposure(
         except UnicodeDecodeError:
             raise InputError("not UTF-8 text", path=str(manifest)) from None
         canaries = data.get("canaries") if isinstance(data, dict) else None
-        if not canaries:
+        if not canaries or not isinstance(canaries, list):
             raise InputError("the manifest has no canaries", path=str(manifest))
+        from leakaudit.attacks.canaries.spaces import space_of
+
+        for c in canaries:
+            if not isinstance(c, dict):
+                raise InputError("every canary must be a JSON object", path=str(manifest))
+            for key in ("secret", "template", "repeats"):
+                if key not in c:
+                    raise InputError(f"canary {c.get('id')!r} has no {key!r} field", path=str(manifest))
+            try:
+                space_of(c)
+            except ValueError as e:
+                raise InputError(str(e), path=str(manifest)) from None
         target = load_target(model, name=default_name(model), device=device,
                              allow_download=allow_download)
         pairs, by_rep = exposure_records(target, canaries, n_references=references, seed=seed,
@@ -437,6 +517,7 @@ def invert(
     from leakaudit.report.records import staged_output
 
     from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
 
     _quiet_libraries()
     try:
@@ -470,10 +551,16 @@ def invert(
             img = shape[-2:]
         if img is not None and len(img) != 2:
             raise LeakauditError(f"--image-shape must have two dimensions, got {img}")
-        lo_hi = tuple(float(v) for v in clip.split(","))
-        if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1]:
+        try:
+            lo_hi = tuple(float(v) for v in clip.split(","))
+        except ValueError:
+            raise LeakauditError(f"--clip must be lo,hi with lo < hi, got {clip!r}") from None
+        if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1] or not all(np.isfinite(lo_hi)):
             raise LeakauditError(f"--clip must be lo,hi with lo < hi, got {clip!r}")
-        cls = list(range(target.n_classes)) if classes is None else [int(c) for c in classes.split(",") if c.strip()]
+        try:
+            cls = list(range(target.n_classes)) if classes is None else [int(c) for c in classes.split(",") if c.strip()]
+        except ValueError:
+            raise LeakauditError(f"--classes must be comma-separated integers, got {classes!r}") from None
         if not cls or min(cls) < 0 or max(cls) >= target.n_classes:
             raise LeakauditError(f"--classes must lie in 0..{target.n_classes - 1}, got {classes!r}")
         if attack == "mi_face" and budget is not None:
@@ -542,12 +629,15 @@ def membership(
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
 ) -> None:
     """Membership inference, reported as TPR at low FPR with a model-free baseline next to LLM results."""
+    _check_out(out, ("report.jsonl", "summary.json", "report.html", "shadows"),
+               [model, members, nonmembers, scores, classifier, data, *(reference or [])])
     _check_specs([m for m in [model, *(reference or [])] if m], allow_download)  # a typo in a path answers at once
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
 
     from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
+    from leakaudit.targets.checks import check_device
 
     _quiet_libraries()
     modes = [m for m, on in (("--model", model), ("--scores", scores), ("--lab", lab),
@@ -555,6 +645,9 @@ def membership(
     try:
         check_output_location(out, produces=REPORT_OUTPUTS + ("shadows",),
                               inputs=[model, members, nonmembers, scores, classifier, data, *(reference or [])])
+        check_device(device)
+        if not 0.0 < k <= 1.0:
+            raise InputError(f"--k must be in (0, 1] (a fraction of the tokens), got {k}")
         if len(modes) != 1:
             raise LeakauditError("give exactly one of --model (with --members and --nonmembers), "
                                  "--classifier DIR (with --data FILE.npz), --scores FILE, or --lab")
@@ -615,6 +708,34 @@ def membership(
     out_console.print(f"report: {out / 'report.html'}\nrecords: {out / 'report.jsonl'}", highlight=False)
 
 
+def _check_xy_arrays(arrs: dict, path: Path) -> None:
+    """x_* arrays: finite numbers; y_*: integer labels (never rounded); matching lengths."""
+    import numpy as np
+
+    for name in sorted(arrs):
+        a = arrs[name]
+        if name.startswith("x_"):
+            if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+                raise InputError(f"{name} must hold numbers, got dtype {a.dtype}", path=str(path))
+            bad = int(np.size(a) - np.isfinite(a).sum())
+            if bad:
+                raise InputError(f"{name} holds {bad} NaN or infinite values", path=str(path))
+        elif name.startswith("y_"):
+            if a.ndim != 1:
+                raise InputError(f"{name} must be 1-D labels, got shape {a.shape}", path=str(path))
+            if not np.issubdtype(a.dtype, np.integer):
+                if not np.issubdtype(a.dtype, np.floating) or not np.all(np.isfinite(a)) \
+                        or not np.all(a == np.round(a)):
+                    raise InputError(f"{name} must hold integer class labels, got {a.dtype} values "
+                                     "that are not whole numbers", path=str(path))
+            if len(a) and a.min() < 0:
+                raise InputError(f"{name} holds negative class labels", path=str(path))
+            x = arrs.get("x_" + name[2:])
+            if x is not None and len(x) != len(a):
+                raise InputError(f"x_{name[2:]} has {len(x)} rows but {name} has {len(a)}",
+                                 path=str(path))
+
+
 def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_record: dict, *,
                            shadows: int, epochs: int, rmia_a: float, seed: int) -> dict:
     import numpy as np
@@ -642,7 +763,18 @@ def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_re
     missing = [k for k in need if k not in arrs]
     if missing:
         raise InputError(f"missing arrays: {', '.join(missing)}", path=str(data))
+    _check_xy_arrays(arrs, data)
     module, spec, _ = load_classifier(folder)
+    for name in ("y_members", "y_nonmembers", "y_population"):
+        if name in arrs and len(arrs[name]) and arrs[name].max() >= spec.n_classes:
+            raise InputError(f"{name} holds label {int(arrs[name].max())}; the classifier has "
+                             f"{spec.n_classes} classes (0..{spec.n_classes - 1})", path=str(data))
+        if name in arrs:
+            arrs[name] = arrs[name].astype(np.int64)
+    for name in ("x_members", "x_nonmembers", "x_population"):
+        if name in arrs and arrs[name].reshape(len(arrs[name]), -1).shape[1] != spec.input_dim:
+            raise InputError(f"{name} rows have {arrs[name].reshape(len(arrs[name]), -1).shape[1]} "
+                             f"values; the classifier takes {spec.input_dim}", path=str(data))
     target = TorchClassifier(module, n_classes=spec.n_classes, input_shape=(spec.input_dim,))
     has_pop = "x_population" in arrs and "y_population" in arrs
     cfg = EvalConfig()
@@ -685,6 +817,8 @@ def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_re
 
 
 def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
+    import numpy as np
+
     from leakaudit.attacks.membership.classifier import ClassifierLossAttack, ClassifierSignals
     from leakaudit.attacks.membership.evaluate import (EvalConfig, evaluate_scores, exposed_records,
                                                        summarize, write_membership_report)
@@ -694,6 +828,10 @@ def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
     from leakaudit.targets.scores_file import load_outputs
 
     po = load_outputs(path)
+    n_mem = int(po.member.sum())
+    if min(n_mem, len(po.member) - n_mem) < 2:
+        raise InputError(f"needs at least 2 members and 2 non-members to measure anything (got "
+                         f"{n_mem} members, {len(po.member) - n_mem} non-members)", path=str(path))
     cfg = EvalConfig()
     if po.score is not None:
         ev = evaluate_scores(po.score, po.member, world="precomputed", method="precomputed",
@@ -708,6 +846,12 @@ def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
                              subset=path.name, config=cfg)
     run_record["config"].update({"scores": str(path)})
     summary = summarize([ev], world=ev.world)
+    both = set(np.asarray(po.ids)[po.member == 1]) & set(np.asarray(po.ids)[po.member == 0])
+    if both:
+        msg = (f"{len(both)} id(s) appear as both member and non-member (e.g. {sorted(both)[0]!r}): "
+               "the labels contradict each other there")
+        _log(f"warning: {msg}")
+        summary.setdefault("warnings", []).append(msg)
     pairs = [("membership", ev.record())] + [("membership_record", r) for r in
                                             exposed_records(ev, ids=po.ids, texts=None, top_n=cfg.top_n)]
     with staged_output(out, produces=REPORT_OUTPUTS, inputs=[path]) as stage:

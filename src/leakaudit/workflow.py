@@ -44,6 +44,10 @@ def write_extraction_report(
     res = run_extraction(target, references=references, index=index, prompt_texts=prompt_texts,
                          canaries=canaries, config=config, cache_dir=cache_dir, progress=progress,
                          warn=warn, store=store)
+    n_trunc = res.summary.get("n_truncated_samples") or 0
+    if n_trunc:
+        warn(f"{n_trunc} of {res.summary['n_samples']} samples got fewer than "
+             f"{config.max_new_tokens} new tokens: the model's context capped them")
     summary = {**res.summary, "timings_s": {k: round(v, 2) for k, v in res.timings.items()},
                "warnings": warnings}
     summary.update(summary_extra or {})

@@ -32,6 +32,14 @@ def _write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, ensure_ascii=False, default=str) + "\n")
 
 
+def _write_jsonl(path: Path, rows) -> None:
+    from leakaudit.atomic import atomic_open
+
+    with atomic_open(path) as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
 def _load(corpus: Path, text_field: str):
     from leakaudit.corpus.load import load_corpus
 
@@ -66,11 +74,13 @@ def dedup_cmd(
     text_field: Annotated[str, typer.Option("--text-field")] = "text",
 ) -> None:
     """Deduplicate a corpus (Lee et al. 2022): near-duplicate documents and repeated spans."""
-    from leakaudit.atomic import atomic_open
     from leakaudit.defenses.dedup import DedupConfig, deduplicate
     from leakaudit.errors import LeakauditError
+    from leakaudit.runs.staged import check_output_location, staged_output
 
+    produces = ("corpus.jsonl", "removed.jsonl", "defense.json")
     try:
+        check_output_location(out, produces=produces, inputs=[corpus])
         cfg = DedupConfig(method=method, min_tokens=min_tokens, num_perm=num_perm, bands=bands,
                           rows=rows, jaccard=jaccard, edit_similarity=edit_sim, backend=backend)
         cfg.validate()
@@ -79,17 +89,12 @@ def dedup_cmd(
         tok = _tokenizer(tokenizer)
         docs = _load(corpus, text_field)
         res = deduplicate([d.text for d in docs], [d.id for d in docs], tokenizer=tok, config=cfg)
+        with staged_output(out, produces=produces, inputs=[corpus]) as stage:
+            _write_jsonl(stage / "corpus.jsonl", res.documents([d.id for d in docs]))
+            _write_jsonl(stage / "removed.jsonl", res.removals)
+            _write_json(stage / "defense.json", {"defense": "dedup", "input": str(corpus), **res.summary()})
     except LeakauditError as e:
         _fail(e)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_open(out / "corpus.jsonl") as fh:
-        for d in res.documents([d.id for d in docs]):
-            fh.write(json.dumps(d, ensure_ascii=False) + "\n")
-    with atomic_open(out / "removed.jsonl") as fh:
-        for r in res.removals:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    summary = {"defense": "dedup", "input": str(corpus), **res.summary()}
-    _write_json(out / "defense.json", summary)
     s = res.stats
     out_console.print(
         f"{s['n_docs']} documents → {s['n_docs_kept']} kept; {s['n_near_duplicate_docs']} near-duplicate "
@@ -109,22 +114,22 @@ def scrub_cmd(
     text_field: Annotated[str, typer.Option("--text-field")] = "text",
 ) -> None:
     """Scrub the PII the detector finds; counts per kind and the residual after re-detection."""
-    from leakaudit.atomic import atomic_open
     from leakaudit.defenses.scrub import ScrubConfig, scrub_texts
     from leakaudit.errors import LeakauditError
+    from leakaudit.runs.staged import check_output_location, staged_output
 
+    produces = ("corpus.jsonl", "defense.json")
     try:
+        check_output_location(out, produces=produces, inputs=[corpus])
         cfg = ScrubConfig(mode=mode, kinds=tuple(kind) if kind else None, seed=seed)
         cfg.validate()
         docs = _load(corpus, text_field)
         res = scrub_texts([d.text for d in docs], cfg)
+        with staged_output(out, produces=produces, inputs=[corpus]) as stage:
+            _write_jsonl(stage / "corpus.jsonl", ({"id": d.id, "text": t} for d, t in zip(docs, res.texts)))
+            _write_json(stage / "defense.json", {"input": str(corpus), **res.summary()})
     except LeakauditError as e:
         _fail(e)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_open(out / "corpus.jsonl") as fh:
-        for d, t in zip(docs, res.texts):
-            fh.write(json.dumps({"id": d.id, "text": t}, ensure_ascii=False) + "\n")
-    _write_json(out / "defense.json", {"input": str(corpus), **res.summary()})
     out_console.print(f"{res.n_docs_changed} of {len(docs)} documents changed; replaced: {res.counts}; "
                       f"residual after re-detection: {res.residual}\ncorpus: {out / 'corpus.jsonl'}",
                       highlight=False, markup=False)
@@ -155,6 +160,7 @@ def dp_train_cmd(
 ) -> None:
     """Train or fine-tune a causal LM with DP-SGD; prints ε at δ, σ, C, q, steps."""
     from leakaudit.errors import InputError, LeakauditError
+    from leakaudit.runs.staged import check_output_location, staged_output
     from leakaudit.training.dp_lm import DPLMConfig, _check, train_causal_lm_dp
     from leakaudit.training.lm import LMSpec, train_tokenizer
 
@@ -167,6 +173,8 @@ def dp_train_cmd(
         _check(dp, spec)
         if model is not None and not model.is_dir():
             raise InputError("no such model directory", path=str(model))
+        produces = ("model.safetensors", "config.json", "leakaudit_training.json", "defense.json")
+        check_output_location(out, produces=produces, inputs=[corpus, model, tokenizer])
         texts = [d.text for d in _load(corpus, text_field)]
         base = None
         if model is not None:
@@ -177,11 +185,57 @@ def dp_train_cmd(
         else:
             tok = _tokenizer(tokenizer) or train_tokenizer(texts, vocab_size=vocab_size)
         _log(f"DP-SGD on {len(texts)} documents ({clipping} clipping, {accountant} accountant)")
-        _, rec = train_causal_lm_dp(texts, tok, spec, dp, seed=seed, out_dir=out, model=base)
+        with staged_output(out, produces=produces, inputs=[corpus, model, tokenizer]) as stage:
+            _, rec = train_causal_lm_dp(texts, tok, spec, dp, seed=seed, out_dir=stage, model=base)
+            _write_json(stage / "defense.json", rec)
     except LeakauditError as e:
         _fail(e)
-    _write_json(out / "defense.json", rec)
     out_console.print(f"ε = {rec['epsilon']:.3f} at δ = {rec['delta']:.3g}; σ = {rec['noise_multiplier']:.4f}, "
                       f"C = {rec['max_grad_norm']}, q = {rec['sample_rate']:.5f}, steps = {rec['steps']} "
                       f"({rec['accountant']}); final loss {rec['final_loss']:.3f}\nmodel: {out}",
                       highlight=False, markup=False)
+
+
+@defend_app.command("capacity")
+def capacity_cmd(
+    corpus: Annotated[Path, typer.Argument(help="Training corpus: JSONL, .txt, Parquet, or a folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: one model directory per size (w<WIDTH>/), one tokenizer.")],
+    width: Annotated[list[int], typer.Option("--width", min=8, help="Model width (n_embd); repeatable. Depth, heads and schedule are shared.")],
+    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="Tokenizer directory (default: train a byte-level BPE on the corpus).")] = None,
+    vocab_size: Annotated[int, typer.Option("--vocab-size", min=64)] = 1024,
+    n_layer: Annotated[int, typer.Option("--n-layer", min=1)] = 2,
+    n_head: Annotated[int, typer.Option("--n-head", min=1)] = 4,
+    n_ctx: Annotated[int, typer.Option("--n-ctx", min=8)] = 256,
+    epochs: Annotated[float, typer.Option("--epochs")] = 10.0,
+    lr: Annotated[float, typer.Option("--lr")] = 3e-3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    text_field: Annotated[str, typer.Option("--text-field")] = "text",
+) -> None:
+    """Capacity sweep: the same corpus, tokenizer, seed and schedule at several model widths
+    (compare them with ``leakaudit compare``)."""
+    from leakaudit.errors import InputError, LeakauditError
+    from leakaudit.runs.staged import check_output_location, staged_output
+    from leakaudit.training.lm import LMSpec, train_causal_lm, train_tokenizer
+
+    _quiet_libraries()
+    widths = sorted(set(width), reverse=True)
+    produces = tuple(f"w{w}/model.safetensors" for w in widths)
+    try:
+        bad = [w for w in widths if w % n_head]
+        if bad:
+            raise InputError(f"--width must be a multiple of --n-head ({n_head}); got {bad[0]}")
+        check_output_location(out, produces=produces, inputs=[corpus, tokenizer])
+        texts = [d.text for d in _load(corpus, text_field)]
+        tok = _tokenizer(tokenizer) or train_tokenizer(texts, vocab_size=vocab_size)
+        with staged_output(out, produces=produces, inputs=[corpus, tokenizer]) as stage:
+            for w in widths:
+                spec = LMSpec(n_layer=n_layer, n_embd=w, n_head=n_head, n_ctx=n_ctx, epochs=epochs,
+                              lr=lr, batch_size=batch_size)
+                _log(f"training width {w}")
+                train_causal_lm(texts, tok, spec, seed=seed, out_dir=stage / f"w{w}")
+    except LeakauditError as e:
+        _fail(e)
+    models = " ".join(f"--model w{w}={out / f'w{w}'}" for w in widths)
+    out_console.print(f"{len(widths)} models in {out}\ncompare: leakaudit compare {models} --corpus {corpus} "
+                      f"--heldout HELDOUT", highlight=False, markup=False)

@@ -92,38 +92,60 @@ class DedupResult:
 
 # --------------------------------------------------------------------------- tokenization
 
-def tokenize(texts: Sequence[str], tokenizer=None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per document: token ids (int64) and their character offsets, shape (n, 2). With no
-    tokenizer, tokens are whitespace-separated words (ids from a vocabulary built on the fly)."""
-    out: list[tuple[np.ndarray, np.ndarray]] = []
+def tokenize(texts: Sequence[str], tokenizer=None, *, offsets: bool = True
+             ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Per document: token ids (int64) and, with ``offsets``, their character offsets, shape
+    (n, 2). With no tokenizer, tokens are whitespace-separated words (ids from a vocabulary built
+    on the fly; offsets from the same split)."""
+    out: list[tuple[np.ndarray, np.ndarray | None]] = []
     if tokenizer is None:
         vocab: dict[str, int] = {}
+        get = vocab.setdefault
         for t in texts:
-            ms = list(_WORD.finditer(t))
-            ids = np.array([vocab.setdefault(m.group(), len(vocab)) for m in ms], dtype=np.int64)
-            offs = np.array([(m.start(), m.end()) for m in ms], dtype=np.int64).reshape(-1, 2)
+            if offsets:
+                ms = list(_WORD.finditer(t))
+                ids = np.fromiter((get(m.group(), len(vocab)) for m in ms), dtype=np.int64, count=len(ms))
+                offs = np.array([(m.start(), m.end()) for m in ms], dtype=np.int64).reshape(-1, 2)
+            else:
+                ws = t.split()
+                ids = np.fromiter((get(w, len(vocab)) for w in ws), dtype=np.int64, count=len(ws))
+                offs = None
             out.append((ids, offs))
         return out
-    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
-    for ids, offs in zip(enc["input_ids"], enc["offset_mapping"]):
-        out.append((np.asarray(ids, dtype=np.int64), np.asarray(offs, dtype=np.int64).reshape(-1, 2)))
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=offsets)
+    for i, ids in enumerate(enc["input_ids"]):
+        offs = np.asarray(enc["offset_mapping"][i], dtype=np.int64).reshape(-1, 2) if offsets else None
+        out.append((np.asarray(ids, dtype=np.int64), offs))
     return out
+
+
+def _word_offsets(text: str) -> np.ndarray:
+    return np.array([(m.start(), m.end()) for m in _WORD.finditer(text)], dtype=np.int64).reshape(-1, 2)
 
 
 # --------------------------------------------------------------------------- ExactSubstr
 
 def _stream(tokens: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenate documents, each followed by a separator id unique to it (so no match crosses
-    a document boundary). Returns the uint32/uint64 stream and the start offset of each document."""
+    """Concatenate documents, each followed by one separator id (the vocabulary size). Returns
+    the stream (uint16 when the ids fit, as Lee et al.'s 2-byte tokens; else uint32) and the start
+    offset of each document. Windows that contain a separator are discarded by the callers
+    (:func:`_fits`): a window without one shares its first ``L`` tokens only with windows
+    without one, so groups are pure."""
     vocab = max((int(t.max()) for t in tokens if len(t)), default=-1) + 1
     lens = np.array([len(t) + 1 for t in tokens], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
-    dtype = np.uint32 if vocab + len(tokens) < 2 ** 32 else np.uint64
-    s = np.empty(int(lens.sum()), dtype=dtype)
+    dtype = np.uint16 if vocab < 2 ** 16 - 1 else np.uint32
+    s = np.full(int(lens.sum()), vocab, dtype=dtype)
     for i, t in enumerate(tokens):
         s[starts[i]: starts[i] + len(t)] = t
-        s[starts[i] + len(t)] = vocab + i
     return s, starts
+
+
+def _fits(sa: np.ndarray, starts: np.ndarray, tokens, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """Document of each suffix and whether its first ``L`` tokens lie inside that document."""
+    lens = np.array([len(t) for t in tokens], dtype=np.int64)
+    doc_of = np.searchsorted(starts, sa, side="right") - 1
+    return doc_of, (sa - starts[doc_of] + L) <= lens[doc_of]
 
 
 def window_groups(stream: np.ndarray, L: int):
@@ -150,18 +172,13 @@ def exact_substring_spans(tokens: Sequence[np.ndarray], min_tokens: int = 50):
     stream, starts = _stream(tokens)
     sa, gid, new = window_groups(stream, L)
     n_groups = int(gid[-1]) + 1 if len(gid) else 0
-    first = np.full(n_groups, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first, gid, sa)
+    first = np.minimum.reduceat(sa, np.flatnonzero(new)) if len(sa) else sa  # groups are contiguous
     size = np.bincount(gid, minlength=n_groups)
-    later = sa != first[gid]
-    # only windows that fit inside their document (no separator within L tokens) count; a group
-    # of size > 1 shares L tokens, so it cannot contain a separator (separators are unique) —
-    # but a singleton may be shorter than L, which is irrelevant since it is never "later".
-    doc_of = np.searchsorted(starts, sa, side="right") - 1
-    cover = np.zeros(len(stream) + 1, dtype=np.int64)
+    # only windows that fit inside their document (no separator within L tokens) count
+    _, fits = _fits(sa, starts, tokens, L)
+    later = (sa != first[gid]) & fits
     pos = sa[later]
-    np.add.at(cover, pos, 1)
-    np.add.at(cover, pos + L, -1)
+    cover = np.bincount(pos, minlength=len(stream) + 1) - np.bincount(pos + L, minlength=len(stream) + 1)
     removed = np.cumsum(cover[:-1]) > 0
     origin = np.full(len(stream), -1, dtype=np.int64)
     origin[pos] = first[gid[later]]
@@ -174,7 +191,7 @@ def exact_substring_spans(tokens: Sequence[np.ndarray], min_tokens: int = 50):
             od = int(np.searchsorted(starts, o, side="right") - 1)
             doc_spans.append((a, b, (od, o - int(starts[od]))))
         spans.append(doc_spans)
-    hist = window_histogram(sa, gid, size, doc_of, starts, tokens, L)
+    hist = window_histogram(sa, gid, size, fits)
     return spans, hist
 
 
@@ -195,10 +212,8 @@ def _bin(c: int) -> str:
     return "0"
 
 
-def window_histogram(sa, gid, size, doc_of, starts, tokens, L) -> dict[str, int]:
+def window_histogram(sa, gid, size, fits) -> dict[str, int]:
     """Number of ``L``-token window *positions* by how often their window occurs in the corpus."""
-    lens = np.array([len(t) for t in tokens], dtype=np.int64)
-    fits = (sa - starts[doc_of] + L) <= lens[doc_of]
     counts = size[gid[fits]]
     out: dict[str, int] = {}
     for c, k in zip(*np.unique(counts, return_counts=True)):
@@ -210,14 +225,7 @@ def window_histogram(sa, gid, size, doc_of, starts, tokens, L) -> dict[str, int]
 
 def duplicate_window_histogram(texts: Sequence[str], tokenizer=None, min_tokens: int = 50) -> dict[str, int]:
     """The window-count histogram of a corpus (see :func:`window_histogram`)."""
-    tokens = [t for t, _ in tokenize(texts, tokenizer)]
-    if not any(len(t) for t in tokens):
-        return {}
-    stream, starts = _stream(tokens)
-    sa, gid, _ = window_groups(stream, min_tokens)
-    size = np.bincount(gid)
-    doc_of = np.searchsorted(starts, sa, side="right") - 1
-    return window_histogram(sa, gid, size, doc_of, starts, tokens, min_tokens)
+    return _hist([t for t, _ in tokenize(texts, tokenizer, offsets=False)], min_tokens)
 
 
 # --------------------------------------------------------------------------- NearDup
@@ -341,7 +349,7 @@ def deduplicate(texts: Sequence[str], doc_ids: Sequence[str] | None = None, *, t
                              "edit_similarity": round(es, 4), "n_chars": len(texts[j])})
     t_near = time.perf_counter() - t0
     out = [t if k else "" for t, k in zip(texts, kept)]
-    toks = tokenize(texts, tokenizer)
+    toks = tokenize(texts, tokenizer, offsets=False)
     before = _hist([toks[i][0] for i in range(len(texts))], config.min_tokens)
     n_span_tokens = 0
     if config.method in ("both", "exact"):
@@ -350,7 +358,8 @@ def deduplicate(texts: Sequence[str], doc_ids: Sequence[str] | None = None, *, t
         for k, i in enumerate(live):
             if not spans[k]:
                 continue
-            offs = toks[i][1]
+            offs = (_word_offsets(texts[i]) if tokenizer is None
+                    else tokenize([texts[i]], tokenizer)[0][1])
             cut: list[tuple[int, int]] = []
             for a, b, (od, ot) in spans[k]:
                 c0, c1 = int(offs[a][0]), int(offs[b - 1][1])
@@ -365,7 +374,8 @@ def deduplicate(texts: Sequence[str], doc_ids: Sequence[str] | None = None, *, t
             if not out[i].strip():
                 kept[i] = False
     t_total = time.perf_counter() - t0
-    after = _hist([t for t, _ in tokenize([o for o, k in zip(out, kept) if k], tokenizer)], config.min_tokens)
+    after = _hist([t for t, _ in tokenize([o for o, k in zip(out, kept) if k], tokenizer, offsets=False)],
+                  config.min_tokens)
     n_tok = sum(len(t) for t, _ in toks)
     stats = {"config": asdict(config), "tokenizer": "words" if tokenizer is None else type(tokenizer).__name__,
              "n_docs": len(texts), "n_docs_kept": sum(kept), "n_tokens": n_tok,
@@ -382,9 +392,7 @@ def _hist(tokens: list[np.ndarray], L: int) -> dict[str, int]:
         return {}
     stream, starts = _stream(tokens)
     sa, gid, _ = window_groups(stream, L)
-    size = np.bincount(gid)
-    doc_of = np.searchsorted(starts, sa, side="right") - 1
-    return window_histogram(sa, gid, size, doc_of, starts, tokens, L)
+    return window_histogram(sa, gid, np.bincount(gid), _fits(sa, starts, tokens, L)[1])
 
 
 def _cut(text: str, ranges: list[tuple[int, int]]) -> str:

@@ -804,9 +804,10 @@ SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
 
 def _late_builders() -> list[Callable[[ReportData], Section | None]]:
     # Sections that live in their own modules (they import this one).
+    from leakaudit.report.sections_defenses import build_defenses
     from leakaudit.report.sections_memorization import build_exposure, build_memorization
 
-    return [build_memorization, build_exposure]
+    return [build_defenses, build_memorization, build_exposure]
 
 
 def build_context(report_dir: str | Path) -> dict[str, Any]:

@@ -51,8 +51,14 @@ ENTRY_TYPES = ("run", "sample", "eval", "canary", "pii", "summary",
                "membership", "membership_record",
                # model inversion: one per (attack, target, defense) evaluation; one per class image
                "inversion", "inversion_record", "attribute_inference",
+               # defenses judged by re-running the attacks: one per variant (lab/defenses.py)
+               "defense_comparison",
                # empirical DP audit: one per audit (one-run or multi-run) of a training pipeline
-               "dp_audit")
+               "dp_audit",
+               # endpoint audits: probed capabilities, one per HTTP request, the request
+               # summary, attacks skipped for a missing capability, divergence, PII probes
+               "capabilities", "api_request", "api_summary", "skipped", "divergence",
+               "pii_probe")
 
 
 #: How infinities are spelled in JSONL (strings: JSON has no infinity).
@@ -127,9 +133,15 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
             if not raw.strip():
                 continue
             try:
-                yield _restore(json.loads(raw.decode("utf-8")))
+                rec = _restore(json.loads(raw.decode("utf-8")))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
                 raise InputError(f"malformed report line: {e}", path=str(path), line=lineno) from None
+            if not isinstance(rec, dict):
+                raise InputError(f"a report line must be a JSON object, got {type(rec).__name__}",
+                                 path=str(path), line=lineno)
+            if not isinstance(rec.get("entry_type", ""), str):
+                raise InputError("entry_type must be a string", path=str(path), line=lineno)
+            yield rec
 
 
 def load_report(directory: str | Path) -> dict[str, list[dict[str, Any]]]:

@@ -114,7 +114,12 @@ def check_spec(spec: str | os.PathLike, *, allow_download: bool = False) -> tupl
     if scheme in ("hf", "gguf"):
         from leakaudit.targets.hf import resolve_local
 
-        resolve_local(rest, gguf=scheme == "gguf", allow_download=allow_download)
+        path, gguf_file, is_local = resolve_local(rest, gguf=scheme == "gguf",
+                                                  allow_download=allow_download)
+        if is_local and not gguf_file and os.path.isdir(path):
+            from leakaudit.targets.checks import check_hf_model_dir
+
+            check_hf_model_dir(path)  # complete safetensors weights; pickle-only refused
     return scheme, rest
 
 

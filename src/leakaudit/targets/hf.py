@@ -207,7 +207,7 @@ def explicit_generation_config(sampling: SamplingConfig, *, max_new_tokens: int,
                    encoder_no_repeat_ngram_size=0, length_penalty=1.0, bad_words_ids=None,
                    force_words_ids=None, begin_suppress_tokens=None, suppress_tokens=None,
                    forced_bos_token_id=None, forced_eos_token_id=None, sequence_bias=None,
-                   exponential_decay_length_penalty=None, min_new_tokens=0,
+                   exponential_decay_length_penalty=None, min_length=0,
                    max_new_tokens=int(max_new_tokens), eos_token_id=None,
                    pad_token_id=int(pad_token_id), bos_token_id=int(bos_token_id),
                    typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0, min_p=None,
@@ -272,6 +272,10 @@ class HFCausalLM(LanguageModel):
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if is_local and not gguf_file and Path(path).is_dir():
+            from leakaudit.targets.checks import check_hf_model_dir
+
+            check_hf_model_dir(path)  # safetensors only, complete; pickle refused
         kwargs: dict = {"local_files_only": not allow_download}
         if gguf_file:
             kwargs["gguf_file"] = gguf_file

@@ -323,7 +323,10 @@ def run_extraction(
     for i in verified_ids:
         for p in find_pii(texts[i]):
             pii_counts[p.kind] += 1
+    from leakaudit.corpus.pii import PII_KINDS
+
     pii_rec = {"scope": "verified samples", "counts": dict(pii_counts),
+               "masked_kinds": [] if cfg.show_pii else list(PII_KINDS),
                "n_samples_with_pii": sum(1 for i in verified_ids if samples[i]["pii_kinds"])}
 
     unique_selected_memorized = [i for i in selected_any if verification.get(i, {}).get("verified")]

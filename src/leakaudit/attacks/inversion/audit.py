@@ -48,6 +48,11 @@ def load_reference_data(path: str | Path, *, input_shape: tuple[int, ...], n_cla
     if x.shape[1:] != tuple(input_shape) or len(x) != len(y):
         raise InputError(f"x has shape {x.shape} and y {y.shape}; expected (n, {', '.join(map(str, input_shape))}) "
                          "and (n,)", path=str(path))
+    if not np.all(np.isfinite(x)):
+        raise InputError(f"x holds {int(x.size - np.isfinite(x).sum())} NaN or infinite values",
+                         path=str(path))
+    if len(y) == 0:
+        raise InputError("no examples", path=str(path))
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
         raise InputError(f"y must hold integer labels 0..{n_classes - 1}", path=str(path))
     return x, y.astype(np.int64)
