@@ -55,6 +55,21 @@ def test_mislabelled_canaries_multi_run(data):
     assert res.canary_kind == "mislabelled" and res.n_canaries == 1
 
 
+def test_clipbkd_canary_multi_run_and_its_limit(data):
+    from leakaudit.attacks.dp_audit.canaries import clipbkd_canaries
+
+    c = clipbkd_canaries(data.x, 2, n_classes=10, seed=0)
+    x = np.asarray(data.x, np.float64).reshape(len(data.x), -1)
+    # on the data's least-variance directions: the data barely varies along them
+    assert np.var((x - x.mean(0)) @ (c.x[0] / np.linalg.norm(c.x[0]))) < 1e-3 * np.var(x, 0).sum()
+    res = audit_dp_classifier(dp_hooks.train_knn, data, _cfg("multi-run", canary_kind="clipbkd"))
+    assert res.epsilon_lb == pytest.approx(res.max_certifiable) and res.canary_kind == "clipbkd"
+    ctrl = audit_dp_classifier(dp_hooks.train_ignores_data, data, _cfg("multi-run", canary_kind="clipbkd"))
+    assert ctrl.epsilon_lb == 0.0  # negative control: same score in and out
+    with pytest.raises(InputError, match="principal directions"):
+        audit_dp_classifier(dp_hooks.train_knn, data, _cfg("one-run", canary_kind="clipbkd"))
+
+
 def test_bad_hooks_and_config(data):
     with pytest.raises(InputError, match="module:function"):
         load_hook("no_colon")

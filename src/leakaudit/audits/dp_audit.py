@@ -43,6 +43,7 @@ import numpy as np
 from leakaudit.attacks.dp_audit.canaries import (
     CANARY_KINDS,
     ClassifierCanaries,
+    clipbkd_canaries,
     coin_flips,
     crafted_canaries,
     mislabelled_canaries,
@@ -293,6 +294,11 @@ class ClassifierData:
 def make_canaries(data: ClassifierData, m: int, *, kind: str, seed: int) -> ClassifierCanaries:
     if kind == "crafted":
         return crafted_canaries(m, input_dim=data.input_dim, n_classes=data.n_classes, seed=seed)
+    if kind == "clipbkd":
+        if m > data.input_dim:
+            raise InputError(f"clipbkd canaries lie on the data's {data.input_dim} principal directions; "
+                             f"{m} requested (use them with --mode multi-run, or fewer canaries)")
+        return clipbkd_canaries(data.x, m, n_classes=data.n_classes, seed=seed)
     if data.pool_x is None or data.pool_y is None:
         raise InputError("mislabelled canaries need a pool of records outside the training set")
     if m > len(data.pool_x):

@@ -25,7 +25,13 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from leakaudit.audits.dp_audit import ClassifierData, DPAuditConfig, DPAuditResult, audit_dp_classifier
+from leakaudit.audits.dp_audit import (
+    ClassifierData,
+    DPAuditConfig,
+    DPAuditResult,
+    audit_dp_classifier,
+    audit_dp_lm_one_run,
+)
 from leakaudit.training.classifier import MLPSpec, TrainConfig
 
 VARIANTS = ("dp", "no_noise", "sample_rate", "none")
@@ -147,6 +153,9 @@ class DPAuditLabConfig:
     dp_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, lr=8.0, batch_size=256))
     plain_train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, lr=1e-2, batch_size=128))
     multi_run_variants: tuple[str, ...] = ("dp", "no_noise")
+    select_fraction: float = 0.2  # multi-run: runs per side that choose the threshold
+    lm_canaries: int = 200  # LM world (one-run): canaries, and LM variants audited
+    lm_variants: tuple[str, ...] = ()
     seed: int = 0
 
 
@@ -179,9 +188,22 @@ def run_dp_audit_lab(cfg: DPAuditLabConfig, *, store_dir: str | Path | None, wri
     for v in cfg.multi_run_variants:
         jobs.append(("multi-run", lab_trainer(v, 1.0, cfg)))
     results = []
+    for variant in cfg.lm_variants:  # "dp" at every ε, "no_noise" at ε = 1, "none"
+        for eps in (cfg.epsilons if variant == "dp" else (None,) if variant == "none" else (1.0,)):
+            trainer, texts = lab_lm_trainer(variant, eps, delta=cfg.delta, seed=cfg.seed)
+            conf = DPAuditConfig(mode="one-run", n_canaries=cfg.lm_canaries, n_models=2, confidence=cfg.confidence,
+                                 delta=cfg.delta, canary_kind="crafted", seed=cfg.seed)
+            res = audit_dp_lm_one_run(trainer, texts, conf, store_dir=store_dir)
+            res.trainer = trainer.label()
+            log(res.summary_line())
+            if writer is not None:
+                writer.write("dp_audit", res.to_record())
+            results.append(res)
     for mode, trainer in jobs:
         conf = DPAuditConfig(mode=mode, n_canaries=cfg.n_canaries, n_models=cfg.n_models,
-                             confidence=cfg.confidence, delta=cfg.delta, canary_kind="crafted", seed=cfg.seed)
+                             confidence=cfg.confidence, delta=cfg.delta,
+                             canary_kind="crafted" if mode == "one-run" else "clipbkd", seed=cfg.seed,
+                             select_fraction=cfg.select_fraction)
         t0 = time.time()
         res = audit_dp_classifier(trainer, data, conf, store_dir=store_dir)
         res.trainer = trainer.label()

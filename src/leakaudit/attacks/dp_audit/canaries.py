@@ -8,6 +8,12 @@ Two kinds of classifier canaries, following the DP-auditing literature:
 - ``mislabelled`` (Steinke et al. 2023, §6; ml_privacy_meter's DP audit): real records from a
   pool the model is not otherwise trained on, each relabelled to a random *different* class.
 
+- ``clipbkd`` (Jagielski, Ullman & Oprea 2020, "ClipBKD"): the direction of least variance of
+  the training data (its last principal component) scaled to the largest record norm, with a
+  random label. Gradients of the data barely touch that direction, so the canary's own (clipped)
+  gradient is not washed out: the strongest input-space canary of the multi-run audit. There
+  are only d such directions, so at most d canaries (the d smallest components).
+
 Inclusion (Steinke et al. 2023): each of m canaries enters training independently with
 probability ½ (:func:`coin_flips`). Every array here is drawn from ``numpy.random.default_rng``
 seeded by the caller, so a canary set is reproducible from (kind, m, seed).
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CANARY_KINDS = ("crafted", "mislabelled")
+CANARY_KINDS = ("crafted", "mislabelled", "clipbkd")
 
 
 @dataclass(frozen=True)
@@ -82,3 +88,23 @@ def coin_flips(m: int, *, seed: int) -> np.ndarray:
     [1, 1, 1, 0, 0, 0, 0, 0]
     """
     return np.random.default_rng(seed).integers(0, 2, m).astype(np.int64)
+
+
+def clipbkd_canaries(x_data: np.ndarray, m: int, *, n_classes: int, seed: int) -> ClassifierCanaries:
+    """m ClipBKD canaries: the m principal directions of least variance of ``x_data`` (centred),
+    each scaled to the largest L2 norm of a record, with uniform random labels.
+
+    >>> x = np.c_[np.random.default_rng(0).normal(size=(50, 2)), np.zeros(50)]   # 3rd coordinate constant
+    >>> c = clipbkd_canaries(x, 1, n_classes=3, seed=0)
+    >>> bool(np.allclose(np.abs(c.x[0]), [0, 0, np.linalg.norm(x, axis=1).max()], atol=1e-5)), c.kind
+    (True, 'clipbkd')
+    """
+    x = np.asarray(x_data, dtype=np.float64).reshape(len(x_data), -1)
+    if not 1 <= m <= x.shape[1]:
+        raise ValueError(f"ClipBKD canaries: need 1 <= m <= input dimension {x.shape[1]}; got m={m}")
+    _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=True)
+    scale = float(np.linalg.norm(x, axis=1).max())
+    rng = np.random.default_rng(seed)
+    dirs = vt[::-1][:m] * scale  # least variance first
+    return ClassifierCanaries(x=dirs.astype(np.float32), y=rng.integers(0, n_classes, m).astype(np.int64),
+                              kind="clipbkd")
