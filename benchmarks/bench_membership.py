@@ -21,7 +21,11 @@ Model weights do not change the cost, so the models are randomly initialized, wi
 fitted on the documents. ``--shape lab`` (default): GPT-2s of the lab target's size (2 layers ×
 128, vocabulary 1,024, 256-token context). ``--shape pythia-70m``: GPT-NeoX models of Pythia-70m's
 shape (6 layers × 512, 8 heads, vocabulary 50,304), the size of a real small audit target, where
-the LM head and the vocabulary-wide softmax dominate a pass.
+the LM head and the vocabulary-wide softmax dominate a pass. ``--model PATH``: a real model (an
+HF directory or a ``.gguf`` file, e.g. the SmolLM2-135M of ``scripts/get_real_model.py``) as the
+target and, for the reference ratio, as its own reference (no second real model ships offline).
+
+    python benchmarks/bench_membership.py --model .cache/real-models/smollm2-135m/hf --docs 100
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=200)
     ap.add_argument("--shape", choices=["lab", "pythia-70m"], default="lab")
+    ap.add_argument("--model", help="a real model (HF directory or .gguf file)")
     args = ap.parse_args()
 
     import torch
@@ -55,7 +60,11 @@ def main() -> None:
     tok = train_tokenizer(texts, vocab_size=1024)
     tmp = Path(tempfile.mkdtemp())
     models = {}
-    for name, emb in (("target", 128), ("reference", 96)):
+    if args.model:
+        from leakaudit.targets import load_target
+
+        models["target"] = models["reference"] = load_target(args.model, name="target")
+    for name, emb in (() if args.model else (("target", 128), ("reference", 96))):
         torch.manual_seed(0)
         if args.shape == "lab":
             m = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=emb,
@@ -115,7 +124,7 @@ def main() -> None:
     t_cached = time.perf_counter() - t0
 
     n = len(texts)
-    print(f"model shape: {args.shape}, vocabulary {target.vocab_size}")
+    print(f"model shape: {args.model or args.shape}, vocabulary {target.vocab_size}")
     print(f"documents: {n}, attacks: {len(attacks)} ({', '.join(a.label for a in attacks)})")
     print(f"shared signals : {shared_passes} document passes = {shared_passes / n:.1f} per document, "
           f"{t_shared:.2f}s")
@@ -132,8 +141,9 @@ def main() -> None:
 
 def reference_pattern(attacks, texts, target, ref):
     """Every attack recomputes what it needs, one document at a time, as the official Min-K%
-    and Min-K%++ scripts do: BOS + tokens (truncated to the model's context like leakaudit),
-    one forward pass, full-vocabulary log-softmax, gather. Returns (scores per attack, passes)."""
+    and Min-K%++ scripts do: the tokenizer's default encoding (truncated to the model's context like leakaudit),
+    one forward pass, full-vocabulary log-softmax, gather. Returns (scores per attack, passes).
+    (The official scripts tokenize with the tokenizer's default, as leakaudit now does.)"""
     import zlib
 
     import numpy as np
@@ -141,7 +151,7 @@ def reference_pattern(attacks, texts, target, ref):
     import torch.nn.functional as F
 
     def token_stats(lm, text, moments=False):
-        ids = [lm.bos_id] + lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = lm.tokenizer(text)["input_ids"]  # the tokenizer's default, as the official code
         ids = torch.tensor(ids[: lm.max_length]).unsqueeze(0)
         with torch.inference_mode():
             logits = lm.model(ids).logits[0, :-1].float()
@@ -155,7 +165,7 @@ def reference_pattern(attacks, texts, target, ref):
             return tok.numpy().astype(np.float64), mu.numpy(), var.numpy()
 
     def min_k(lp, k):
-        return np.sort(lp)[: max(1, int(np.ceil(k * len(lp))))].mean()
+        return np.sort(lp)[: max(1, int(len(lp) * k))].mean()  # the official k_length
 
     passes = 0
     out = []
@@ -176,7 +186,8 @@ def reference_pattern(attacks, texts, target, ref):
                 scores.append(lp.mean() / len(zlib.compress(text.encode("utf-8"))))
             elif a.name == "lowercase":
                 passes += 1
-                scores.append(lp.mean() - token_stats(target, text.lower())[0].mean())
+                low = token_stats(target, text.lower())[0].mean()  # log PPL ratio (Carlini 2021)
+                scores.append(max(-low, 0.0) / max(-lp.mean(), 1e-6))
             elif a.name == "reference":
                 passes += 1
                 scores.append(lp.mean() - token_stats(ref, text)[0].mean())

@@ -8,7 +8,7 @@
   ``HFCausalLM.generate_ids``, works this way). Printed so the comparison is not only against
   the weaker pattern.
 - **teacher forcing, leakaudit's path**: ``HFCausalLM.score_ids`` exactly as
-  ``measure_memorization`` calls it (one batched forward pass over BOS + prefix + suffix that also
+  ``measure_memorization`` calls it (one batched forward pass over prefix + suffix that also
   yields, for the ℓ suffix positions, the log-probabilities, the argmax flags and the top-k
   sampling log-probabilities for p_z);
   memorized iff the true token is the argmax at every suffix position.
@@ -19,7 +19,11 @@ the same random windows, with the same batch size; the answers are compared wind
 Methods alternate within each round so drift on a noisy machine hits all of them. Prints rates
 (sequences/s), the ratios and the agreement.
 
+With ``--model PATH`` (an HF directory or a ``.gguf`` file, e.g. the SmolLM2-135M that
+``scripts/get_real_model.py`` saves) the same comparison runs on that real model instead.
+
     python benchmarks/bench_memorization.py [--sequences 256] [--k 32] [--ell 32] [--batch 64]
+    python benchmarks/bench_memorization.py --model .cache/real-models/smollm2-135m/hf --batch 16
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--vocab", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=2, help="alternating rounds of each method")
+    ap.add_argument("--model", help="a real model (HF directory or .gguf file) instead of the "
+                                    "random lab-sized one")
     args = ap.parse_args()
 
     import numpy as np
@@ -53,34 +59,45 @@ def main() -> None:
 
     k, ell = args.k, args.ell
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=args.layers, n_embd=args.width, n_head=4,
-                                       vocab_size=args.vocab, n_positions=256, bos_token_id=0,
-                                       eos_token_id=0)).eval()
-    tmp = Path(tempfile.mkdtemp())
-    model.save_pretrained(tmp / "m")
-    vocab = {f"t{i}": i for i in range(args.vocab)}
-    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="t1")),
-                            bos_token="t0", eos_token="t0").save_pretrained(tmp / "m")
-    lm = HFCausalLM.load(tmp / "m", name="bench")
+    if args.model:
+        from leakaudit.targets import load_target
+
+        lm = load_target(args.model, name="bench")
+        model, vocab_n, first = lm.model, lm.vocab_size, lm.bos_id
+        model.generation_config = GenerationConfig()  # the methods set every option themselves
+        shape = f"{args.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.0f}M params)"
+    else:
+        model = GPT2LMHeadModel(GPT2Config(n_layer=args.layers, n_embd=args.width, n_head=4,
+                                           vocab_size=args.vocab, n_positions=256, bos_token_id=0,
+                                           eos_token_id=0)).eval()
+        tmp = Path(tempfile.mkdtemp())
+        model.save_pretrained(tmp / "m")
+        vocab = {f"t{i}": i for i in range(args.vocab)}
+        PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="t1")),
+                                bos_token="t0", eos_token="t0").save_pretrained(tmp / "m")
+        lm = HFCausalLM.load(tmp / "m", name="bench")
+        vocab_n, first = args.vocab, 0
+        shape = f"model {args.layers}×{args.width}, vocab {args.vocab}"
     sampling = MemorizationConfig().sampling  # what measure_memorization scores p_z under
 
     rng = np.random.default_rng(0)
-    W = 1 + k + ell  # BOS + prefix + suffix, as measure_memorization scores a window
-    windows = torch.from_numpy(rng.integers(1, args.vocab, size=(args.sequences, W)))
-    windows[:, 0] = 0
+    # one context token + prefix + suffix: every method sees the same 1 + k context tokens
+    W = 1 + k + ell
+    windows = torch.from_numpy(rng.integers(1, vocab_n, size=(args.sequences, W)))
+    windows[:, 0] = first
     # make a quarter of the windows "memorized" for this model: their suffix is its own greedy
     # continuation, so every method has positives to find
     with torch.inference_mode():
         q = args.sequences // 4
         out = model.generate(windows[:q, :1 + k], attention_mask=torch.ones_like(windows[:q, :1 + k]),
                              generation_config=GenerationConfig(do_sample=False, max_new_tokens=ell,
-                                                                min_new_tokens=ell, pad_token_id=0,
+                                                                min_new_tokens=ell, pad_token_id=first,
                                                                 eos_token_id=None))
         windows[:q] = out[:, :W]
 
     def by_generate(use_cache: bool) -> list[bool]:
         res = []
-        cfg = GenerationConfig(do_sample=False, max_length=W, min_length=W, pad_token_id=0,
+        cfg = GenerationConfig(do_sample=False, max_length=W, min_length=W, pad_token_id=first,
                                eos_token_id=None, use_cache=use_cache)
         with torch.inference_mode():
             for s in range(0, args.sequences, args.batch):
@@ -90,7 +107,7 @@ def main() -> None:
                 res.extend(bool(x) for x in (g[:, 1 + k:] == w[:, 1 + k:]).all(dim=1))
         return res
 
-    ids = [w[1:].tolist() for w in windows]  # score_ids prepends BOS itself
+    ids = [w.tolist() for w in windows]  # score_ids inserts nothing: the window is the context
 
     def by_teacher_forcing() -> list[bool]:
         scores = lm.score_ids(ids, batch_size=args.batch, sampling=sampling, last=ell)
@@ -108,7 +125,7 @@ def main() -> None:
             times[name] += time.perf_counter() - t0
     n = args.sequences * args.repeats
     print(f"windows: {args.sequences} × {args.repeats} rounds, k={k}, ℓ={ell}, batch {args.batch}, "
-          f"model {args.layers}×{args.width}, vocab {args.vocab}, threads {torch.get_num_threads()}")
+          f"{shape}, threads {torch.get_num_threads()}")
     tf = "teacher forcing (leakaudit score_ids)"
     for name in methods:
         print(f"{name:44s} {n / times[name]:9.1f} sequences/s   memorized "

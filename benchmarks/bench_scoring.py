@@ -10,7 +10,12 @@ initialized: the cost does not depend on the weights; nothing can be downloaded 
 and the script prints both rates, their ratio, the achieved model FLOP rate as a fraction of the
 fp32 matmul rate measured in the same run, and each path's peak memory (in a fresh subprocess).
 
+With ``--model PATH`` (an HF directory or a ``.gguf`` file, e.g. the SmolLM2-135M that
+``scripts/get_real_model.py`` saves) both paths score with that real model as target and as its
+own reference (no second real model ships offline); token ids are drawn from its vocabulary.
+
     python benchmarks/bench_scoring.py [--samples 24] [--tokens 256] [--batch 8]
+    python benchmarks/bench_scoring.py --model .cache/real-models/smollm2-135m/hf --batch 4
 """
 
 from __future__ import annotations
@@ -23,11 +28,19 @@ import sys
 import time
 
 
+MODEL: str | None = None  #: --model: a real model instead of the random GPT-2 pair
+
+
 def build_models(seed: int = 0):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
+    if MODEL:
+        from leakaudit.targets import load_target
+
+        lm = load_target(MODEL, name="target")
+        return lm.model, lm.model
     target = GPT2LMHeadModel(GPT2Config(n_layer=12, n_embd=768, n_head=12, vocab_size=50257,
                                         n_positions=1024)).eval()
     ref = GPT2LMHeadModel(GPT2Config(n_layer=6, n_embd=768, n_head=12, vocab_size=50257,
@@ -39,8 +52,12 @@ def forward_flops(model, n_tokens: int, seq_len: int) -> float:
     """2·(non-embedding parameters) + LM head (2·d·V) + attention (2·2·L·T·d, causal ~half counted
     as full, as is conventional) per token."""
     cfg = model.config
-    params = sum(p.numel() for n, p in model.named_parameters() if "wte" not in n and "wpe" not in n)
-    per_token = 2 * params + 2 * cfg.n_embd * cfg.vocab_size + 4 * cfg.n_layer * seq_len * cfg.n_embd
+    d = getattr(cfg, "n_embd", None) or cfg.hidden_size
+    layers = getattr(cfg, "n_layer", None) or cfg.num_hidden_layers
+    emb = model.get_input_embeddings().weight
+    params = sum(p.numel() for n, p in model.named_parameters()
+                 if p is not emb and "wpe" not in n and "lm_head" not in n)
+    per_token = 2 * params + 2 * d * cfg.vocab_size + 4 * layers * seq_len * d
     return per_token * n_tokens
 
 
@@ -58,12 +75,12 @@ def matmul_rate(seconds: float = 3.0) -> float:
     return n * 2 * 2048 ** 3 / (time.perf_counter() - t0)
 
 
-def make_inputs(n: int, tokens: int, seed: int = 1):
+def make_inputs(n: int, tokens: int, seed: int = 1, vocab: int = 50257):
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    orig = rng.integers(1, 50257, size=(n, tokens)).tolist()
-    lower = rng.integers(1, 50257, size=(n, tokens)).tolist()  # stand-in for the lowercased text
+    orig = rng.integers(1, vocab, size=(n, tokens)).tolist()
+    lower = rng.integers(1, vocab, size=(n, tokens)).tolist()  # stand-in for the lowercased text
     return orig, lower
 
 
@@ -87,12 +104,10 @@ def batched_path(target, ref, orig, lower, batch, chunk_mb=256):
     from leakaudit.targets.hf import HFCausalLM
 
     class _Tok:  # token ids are given directly; only pad/bos/len are read
-        pad_token_id = 50256
-        bos_token_id = 50256
-        eos_token_id = 50256
+        pad_token_id = bos_token_id = eos_token_id = target.config.vocab_size - 1
 
         def __len__(self):
-            return 50257
+            return target.config.vocab_size
 
     t = HFCausalLM(target, _Tok(), name="target", chunk_bytes=chunk_mb * 2**20)
     r = HFCausalLM(ref, _Tok(), name="ref", chunk_bytes=chunk_mb * 2**20)
@@ -123,7 +138,7 @@ def run_one(path: str, samples: int, tokens: int, batch: int, chunk_mb: int = 25
 
     torch.manual_seed(0)
     target, ref = build_models()
-    orig, lower = make_inputs(samples, tokens)
+    orig, lower = make_inputs(samples, tokens, vocab=target.config.vocab_size)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # warm-up on one sample so first-call overheads do not count
     if path == "reference":
@@ -142,7 +157,7 @@ def run_one(path: str, samples: int, tokens: int, batch: int, chunk_mb: int = 25
              + forward_flops(ref, samples * tokens, tokens))
     return {"path": path, "seconds": dt, "samples_per_s": samples / dt, "flops_per_s": flops / dt,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "rss_before_mb": rss0 / 1024}
+            "rss_before_mb": rss0 / 1024, "vocab": target.config.vocab_size}
 
 
 def main() -> None:
@@ -153,21 +168,27 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--memory", action="store_true", help="also print peak memory at batch 1/8/32")
     ap.add_argument("--chunk-mb", type=int, default=256, help="LM-head chunk budget (MiB)")
+    ap.add_argument("--model", help="a real model (HF directory or .gguf file)")
     ap.add_argument("--one", choices=["reference", "batched", "naive"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global MODEL
+    MODEL = args.model
     if args.one:
         print(json.dumps(run_one(args.one, args.samples, args.tokens, args.batch, args.chunk_mb)))
         return
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{args.samples} samples × {args.tokens} tokens; GPT-2 small target + 6-layer reference")
+          f"{args.samples} samples × {args.tokens} tokens; "
+          + (f"{args.model} as target and reference" if args.model
+             else "GPT-2 small target + 6-layer reference"))
     mm = matmul_rate()
 
     def one(path, batch, samples=args.samples):
         out = subprocess.run([sys.executable, __file__, "--one", path, "--samples", str(samples),
                               "--tokens", str(args.tokens), "--batch", str(batch),
-                              "--chunk-mb", str(args.chunk_mb)],
+                              "--chunk-mb", str(args.chunk_mb)]
+                             + (["--model", args.model] if args.model else []),
                              check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
 
@@ -192,7 +213,7 @@ def main() -> None:
             a = one("batched", b, samples=b)
             n = one("naive", b, samples=b)
             print(f"{b:>6} {a['peak_rss_mb'] - a['rss_before_mb']:>10.0f} "
-                  f"{n['peak_rss_mb'] - n['rss_before_mb']:>18.0f} {b * args.tokens * 50257 * 4 / 2**20:>14.0f}")
+                  f"{n['peak_rss_mb'] - n['rss_before_mb']:>18.0f} {b * args.tokens * (a.get('vocab') or 50257) * 4 / 2**20:>14.0f}")
 
 if __name__ == "__main__":
     main()

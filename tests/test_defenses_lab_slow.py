@@ -34,7 +34,7 @@ def small_lab(tmp_path_factory):
 
 def test_filter_blocks_verbatim_and_reports_what_still_leaks(small_lab, tmp_path):
     from leakaudit.defenses.output_filter_eval import BypassConfig, leak_table
-    from leakaudit.lab.defenses import lab_output_filter
+    from leakaudit.lab.after_training import lab_output_filter
 
     d, corpus = small_lab
     cfg = BypassConfig(n_docs=30, prefix_tokens=32, suffix_tokens=32, seed=0)
@@ -63,7 +63,7 @@ def test_erasure_of_one_subject(small_lab, tmp_path):
     from typer.testing import CliRunner
 
     from leakaudit.cli import app
-    from leakaudit.lab.defenses import pick_subject
+    from leakaudit.lab.after_training import pick_subject
 
     d, corpus = small_lab
     subj = pick_subject(corpus.canaries, corpus.train, n_shards=2, max_repeats=8)

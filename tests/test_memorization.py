@@ -59,12 +59,12 @@ def test_sampling_logprobs_match_the_full_distribution(tiny_lm):
     ids = tiny_lm.tokenize(["Patient John Doe, DOB 1970-01-01, presented with a mild cough."])
     scheme = SamplingConfig(temperature=0.7, top_k=5)
     (sc,) = tiny_lm.score_ids(ids, sampling=scheme)
-    full = [tiny_lm.bos_id] + ids[0]
+    full = ids[0]  # nothing inserted: the first token is context only
     with torch.no_grad():
         logits = tiny_lm.model(torch.tensor([full])).logits[0, :-1].double() / 0.7
     kth = torch.topk(logits, 5, dim=-1).values[:, -1:]
     z = logits.masked_fill(logits < kth, float("-inf"))
-    want = torch.log_softmax(z, -1).gather(1, torch.tensor(ids[0])[:, None])[:, 0].numpy()
+    want = torch.log_softmax(z, -1).gather(1, torch.tensor(ids[0][1:])[:, None])[:, 0].numpy()
     finite = np.isfinite(want)
     assert np.array_equal(finite, np.isfinite(sc.sampling_logprobs))
     np.testing.assert_allclose(sc.sampling_logprobs[finite], want[finite], atol=1e-4)
@@ -107,8 +107,8 @@ def test_greedy_generation_is_the_teacher_forced_argmax(tiny_lm):
     prompts = [[tiny_lm.bos_id] + p for p in tiny_lm.tokenize(["The quick brown", "Order 5521 ship"])]
     gens = tiny_lm.generate_ids(prompts, SamplingConfig(max_new_tokens=12, greedy=True), seed=0)
     for p, g in zip(prompts, gens):
-        (sc,) = tiny_lm.score_ids([p[1:] + g.new_ids])
-        assert sc.is_argmax[-12:].all()
+        (sc,) = tiny_lm.score_ids([p + g.new_ids], last=12)
+        assert sc.is_argmax.all()
 
 
 # ----------------------------------------------------------------------------- memorization

@@ -10,7 +10,7 @@ from .conftest import TEXTS
 
 
 def _full_logprobs(lm, text):
-    ids = [lm.bos_id] + lm.tokenize([text])[0]
+    ids = lm.document_ids([text])[0]  # the tokenizer's default; nothing inserted
     with torch.no_grad():
         logits = lm.model(torch.tensor([ids])).logits[0, :-1].double()
     lp = torch.log_softmax(logits, -1)
@@ -103,8 +103,8 @@ def test_top_k_restricts_support(tiny_lm):
     """With top_k=1 sampling is greedy: the sample equals the argmax path."""
     sc = SamplingConfig(max_new_tokens=8, top_k=1)
     g = tiny_lm.generate_ids([[tiny_lm.bos_id]], sc, seed=0)[0]
-    (s,) = tiny_lm.score_ids([g.new_ids])
-    assert s.is_argmax.all()
+    (s,) = tiny_lm.score_ids([g.prompt_ids + g.new_ids], last=8)
+    assert len(s) == 8 and s.is_argmax.all()
 
 
 def test_missing_model_dir_is_a_clear_error(tmp_path):

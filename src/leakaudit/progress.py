@@ -30,7 +30,7 @@ def make_rich_progress(console=None):
 
     @contextmanager
     def factory(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-        with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+        with Progress(TextColumn("{task.description:<28}", markup=False), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), TimeRemainingColumn(), console=console,
                       transient=False) as prog:
             task = prog.add_task(description, total=total)

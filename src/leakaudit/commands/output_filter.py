@@ -43,6 +43,7 @@ def run_output_filter(*, model, docs, canaries, n: int, fp_rate: float, config, 
     for r in res["rates"]:
         rr = dict(r)
         rr["probe_kind"] = rr.pop("kind")
+        rr["variant"] = rr.pop("target")
         records.append(("output_filter", {"kind": "rate", **rr}))
     run_record = {**versions(), "command": _command(), "seed": config.seed,
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -3,7 +3,8 @@
 
 Per-example gradients are clipped to L2 norm ``max_grad_norm`` (C) and Gaussian noise of standard
 deviation ``noise_multiplier · C`` (σ·C) is added to their sum; batches are Poisson-sampled with
-rate q = batch_size / n. The privacy spent is accounted with Rényi DP (Mironov 2017) and reported
+rate q = 1 / len(data loader) = 1 / ⌈n / batch_size⌉ (Opacus' rule, which differs from
+batch_size / n unless batch_size divides n). The privacy spent is accounted with Rényi DP (Mironov 2017) and reported
 as (ε, δ) for the given δ. The returned record holds everything needed to reproduce the claim:
 ε, δ, σ, C, q, steps, epochs, accountant.
 """
@@ -91,8 +92,15 @@ def _train(torch, PrivacyEngine, model, x, y, spec, config, dp):
     eps = float(engine.get_epsilon(dp.delta))
     plain = build_mlp(spec)
     plain.load_state_dict({k.removeprefix("_module."): v for k, v in model.state_dict().items()})
-    record = {"defense": "dp_sgd", **asdict(dp), "epsilon": eps, "sample_rate": config.batch_size / len(x),
-              "steps": steps, "epochs": config.epochs, "lr": config.lr, "batch_size": config.batch_size,
+    # The sampling rate and step count the accountant actually used (Opacus: q = 1/len(loader)),
+    # so ε recomputed from the record equals the ε reported.
+    history = list(engine.accountant.history)
+    rates = {float(h[1]) for h in history}
+    if len(rates) != 1 or any(float(h[0]) != dp.noise_multiplier for h in history):
+        raise RuntimeError(f"unexpected accountant history {history}")
+    record = {"defense": "dp_sgd", **asdict(dp), "epsilon": eps, "sample_rate": rates.pop(),
+              "nominal_sample_rate": config.batch_size / len(x),
+              "accounted_steps": int(sum(int(h[2]) for h in history)), "steps": steps, "epochs": config.epochs, "lr": config.lr, "batch_size": config.batch_size,
               "seed": config.seed, "final_loss": last, "wall_s": round(time.time() - t0, 2),
               "secure_mode": False}
     return plain.eval(), record

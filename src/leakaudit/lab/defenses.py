@@ -1,100 +1,276 @@
-"""Lab experiments for defenses applied after training: the MemFree output filter against its
-bypasses, and the erasure of one data subject (unlearning and its verification).
+"""``leakaudit lab --defenses``: every training-side defense judged by re-running the same attacks.
 
-The data subject is the owner of one canary secret (an SSN, a phone number, ...) that the lab
-corpus copies into several training documents: their forget set is every training document that
-holds the secret, found by searching the corpus for it, as an operator answering a GDPR request
-would search for the subject's identifiers.
+One seeded lab corpus (:mod:`leakaudit.lab.corpus`), one tokenizer (trained on the undefended
+training split, so per-token perplexities compare), one seed, the target's training schedule;
+the variants differ only in the defense:
+
+- ``undefended``: the lab target;
+- ``dedup``: trained on the training split after NearDup + ExactSubstr (:mod:`leakaudit.defenses.dedup`,
+  Lee et al.'s parameters, tokens of the lab tokenizer);
+- ``scrubbed``: trained on the training split with every detected PII value redacted
+  (:mod:`leakaudit.defenses.scrub`);
+- ``dp_eps8``, ``dp_eps1``: DP-SGD (:mod:`leakaudit.training.dp_lm`, ghost clipping, C = 1,
+  δ = 1/(10·n)) calibrated to ε = 8 and ε = 1;
+- ``small``, ``tiny``: the target's schedule at two smaller widths (capacity).
+
+The battery, the same for every variant and always against the *original* training split (the
+question is what each model gives away of the data the owner holds): held-out perplexity
+(utility, bootstrap CI over documents); exact memorization of training windows (Carlini et al.
+2022) overall and by duplicate count, for formerly duplicated windows (count ≥ 2) and for windows
+without PII; canary exposure (Secret Sharer; bootstrap CI over canaries); LLM membership inference
+(documents vs held-out and canaries vs same-template secrets, the best attack's TPR at 1% FPR with
+its Clopper–Pearson interval, next to the model-free baseline's AUC); untargeted extraction
+(best ranking's precision with CI, verified samples, canaries whose secret appears in a sample,
+distinct training-corpus PII values that appear in a sample, by kind).
+
+Every variant gives one ``defense_comparison`` record; the HTML report draws the table and the
+privacy–utility plot (:mod:`leakaudit.report.sections_defenses`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from leakaudit.defenses.unlearning import shard_of
+import numpy as np
+
+from leakaudit.attacks.extraction.pipeline import ExtractionConfig
+from leakaudit.attacks.memorization.measure import MemorizationConfig
+from leakaudit.compare import (  # noqa: F401  (re-exported)
+    bootstrap_mean_ci, heldout_perplexity, run_battery)
+from leakaudit.progress import null_progress
+from leakaudit.training.lm import LMSpec
+
+VARIANTS = ("undefended", "dedup", "scrubbed", "dp_eps8", "dp_eps1", "small", "tiny")
+#: what ``run_defense_lab`` writes (checked before any work)
+DEFENSE_LAB_OUTPUTS = (("report.jsonl", "summary.json", "report.html")
+                       + tuple(f"corpus/{n}" for n in ("train.jsonl", "heldout.jsonl", "reference.jsonl",
+                                                       "manifest.json"))
+                       + tuple(f"models/{v}/model.safetensors" for v in (*VARIANTS, "reference")))
 
 
-def pick_subject(canaries: Sequence[Mapping[str, Any]], train: Sequence[Mapping[str, str]], *,
-                 n_shards: int, max_repeats: int) -> dict[str, Any]:
-    """The canary (data subject) with the most repeats, at most ``max_repeats``, whose documents
-    all sit in one SISA shard (so its deletion retrains one shard; the lab reports how many
-    shards a deletion touches in general). Its forget set is every training document containing
-    the secret."""
-    best = None
-    for c in canaries:
-        if c["repeats"] > max_repeats:
-            continue
-        docs = [d["id"] for d in train if c["secret"] in d["text"]]
-        if len({shard_of(i, n_shards) for i in docs}) == 1 and \
-                (best is None or c["repeats"] > best[0]["repeats"]):
-            best = (c, docs)
-    if best is None:
-        raise ValueError(f"no canary with <= {max_repeats} repeats lies in one of {n_shards} shards")
-    c, docs = best
-    return {"canary": c, "forget_ids": sorted(docs)}
+@dataclass(frozen=True)
+class DefenseLabConfig:
+    """Sizes of the defenses lab. The default trains seven variants of the regular quick lab's
+    target (2×128, 256-token context, 15 epochs on 150 documents) plus a reference, so that it
+    stays near 15 minutes on 2 cores; ``quick()`` is CI-sized."""
+
+    n_docs: int = 150
+    n_heldout: int = 150
+    n_reference: int = 150
+    vocab_size: int = 1024
+    canary_repeats: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    boilerplate_repeats: tuple[int, ...] = (2, 8, 16, 32)
+    target: LMSpec = field(default_factory=lambda: LMSpec(n_layer=2, n_embd=128, n_head=4, n_ctx=256,
+                                                          epochs=15, lr=3e-3, batch_size=8))
+    reference: LMSpec = field(default_factory=lambda: LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=256,
+                                                             epochs=5, lr=3e-3, batch_size=8))
+    #: widths of the capacity variants (same depth, heads and schedule as the target)
+    small_widths: tuple[int, int] = (64, 32)
+    dp_epsilons: tuple[float, float] = (8.0, 1.0)
+    dp_max_grad_norm: float = 1.0
+    scrub_mode: str = "redact"
+    variants: tuple[str, ...] = VARIANTS
+    memorization: MemorizationConfig = field(default_factory=lambda: MemorizationConfig(
+        prefix_lengths=(32,), suffix_length=32, n_sequences=300, greedy_check=0))
+    extraction: ExtractionConfig = field(default_factory=lambda: ExtractionConfig(
+        samplers=("top_k", "internet"), n_samples=100, select=25, generate_batch_size=100,
+        score_batch_size=32, max_new_tokens=240, show_pii=True))
+    exposure_references: int = 500
+    membership_k: float = 0.2
+    membership_reference_secrets: int = 20
+    membership_boot: int = 200
+    n_boot: int = 1000
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> "DefenseLabConfig":
+        """CI-sized: 100 training documents, a 2×64 target with a 128-token context (so seven
+        variants train in minutes), 16+16-token memorization windows, 40 samples per sampler."""
+        return cls(
+            n_docs=100, n_heldout=100, n_reference=60, vocab_size=1024,
+            target=LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=128, epochs=10, lr=3e-3, batch_size=8),
+            reference=LMSpec(n_layer=2, n_embd=32, n_head=4, n_ctx=128, epochs=4, lr=3e-3, batch_size=8),
+            small_widths=(32, 16),
+            memorization=MemorizationConfig(prefix_lengths=(16,), suffix_length=16, n_sequences=200,
+                                            greedy_check=0),
+            extraction=ExtractionConfig(samplers=("top_k", "internet"), n_samples=40, select=20,
+                                        generate_batch_size=40, score_batch_size=32,
+                                        max_new_tokens=100, show_pii=True),
+            exposure_references=200, membership_reference_secrets=20, membership_boot=100,
+            n_boot=300, seed=seed)
+
+    def with_seed(self, seed: int) -> "DefenseLabConfig":
+        return replace(self, seed=seed, extraction=replace(self.extraction, seed=seed),
+                       memorization=replace(self.memorization, seed=seed))
 
 
-def lab_output_filter(target_dir: Path, corpus, out: Path, *, n: int, fp_rate: float, config,
-                      log=print) -> dict:
-    """Run the output-filter evaluation on a lab target and its corpus (report in ``out``)."""
-    from leakaudit.commands.output_filter import run_output_filter
-    from leakaudit.targets.hf import HFCausalLM
+# ------------------------------------------------------------------------------ the lab
 
-    model = HFCausalLM.load(target_dir, name="target")
-    return run_output_filter(model=model, docs=corpus.train, canaries=corpus.canaries, n=n,
-                             fp_rate=fp_rate, config=config, out=out,
-                             repeated=[b["text"] for b in corpus.boilerplate],
-                             run_extra={"models": {"target": {"path": str(target_dir)}},
-                                        "corpus": {"n_docs": len(corpus.train)}}, log=log)
+def run_defense_lab(out_dir: str | Path, config: DefenseLabConfig, *, progress=null_progress, log=print,
+                    command: str = "leakaudit lab --defenses") -> dict[str, Any]:
+    """Corpus → variants → the battery → ``report.jsonl`` (one ``defense_comparison`` record per
+    variant), ``summary.json`` and ``report.html`` in ``out_dir``."""
+    import torch
 
-
-def run_defenses_lab(stage: Path, corpus, *, target_dir: Path, reference_dir: Path, n_shards: int,
-                     seed: int, filter_n: int, log=print) -> list[tuple[str, dict]]:
-    """Both experiments on a lab run's target; returns ``output_filter`` and ``erasure`` records
-    for the lab report. Models of the erasure go to ``stage/erasure``."""
-    from types import SimpleNamespace
-
-    from leakaudit.commands.unlearn import erasure_records, run_unlearn, summary_lines
     from leakaudit.corpus.index import CorpusIndex
-    from leakaudit.defenses.erasure import VerifyConfig
-    from leakaudit.defenses.output_filter import MemFreeLM, NgramFilter
-    from leakaudit.defenses.output_filter_eval import BypassConfig, evaluate_bypass
-    from leakaudit.defenses.unlearning import training_spec
+    from leakaudit.defenses.dedup import DedupConfig, deduplicate
+    from leakaudit.defenses.scrub import ScrubConfig, residual_secrets, scrub_texts
+    from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus
+    from leakaudit.lab.run import _jsonable, versions
+    from leakaudit.report.html import render_html
+    from leakaudit.runs.staged import staged_output
     from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.training.dp_lm import DPLMConfig, train_causal_lm_dp
+    from leakaudit.training.lm import train_causal_lm, train_tokenizer
+    from leakaudit.workflow import write_records_report
 
-    texts = [d["text"] for d in corpus.train]
-    target = HFCausalLM.load(target_dir, name="target")
-    filt = NgramFilter.from_texts(texts, target, n=filter_n, fp_rate=1e-4)
-    fp = filt.measure_fp_rate(vocab_size=target.vocab_size, n_probes=20_000, seed=seed)
-    bcfg = BypassConfig(n_docs=30, seed=seed)
-    res = evaluate_bypass({"unfiltered": target, "memfree": MemFreeLM(target, filt, name="memfree")},
-                          texts, CorpusIndex.build(texts), n=filter_n, canaries=corpus.canaries,
-                          config=bcfg, repeated=[b["text"] for b in corpus.boilerplate])
-    out: list[tuple[str, dict]] = [("output_filter", {
-        "kind": "setup", "filter": filt.describe(), "fp_rate": fp, "config": res["config"],
-        "n_probes": res["n_probes"], "filter_stats": res["filter_stats"]})]
-    for r in res["rates"]:
-        rr = dict(r)
-        rr["probe_kind"] = rr.pop("kind")
-        out.append(("output_filter", {"kind": "rate", **rr}))
-    log("output filter: " + ", ".join(
-        f"{r['target']} {r['probe_kind'] if 'probe_kind' in r else r['kind']} exact {r['k']}/{r['n']}"
-        for r in res["rates"] if r["style"] == "plain" and r["measure"] == "exact"))
+    cfg = config.with_seed(config.seed)
+    unknown = [v for v in cfg.variants if v not in VARIANTS]
+    if unknown or "undefended" not in cfg.variants:
+        raise ValueError(f"variants must include 'undefended' and come from {VARIANTS}; got {cfg.variants}")
+    t_start = time.perf_counter()
+    with staged_output(out_dir, produces=DEFENSE_LAB_OUTPUTS) as stage:
+        corpus = generate_lab_corpus(LabCorpusConfig(
+            n_docs=cfg.n_docs, n_heldout=cfg.n_heldout, n_reference=cfg.n_reference, seed=cfg.seed,
+            canary_repeats=cfg.canary_repeats, boilerplate_repeats=cfg.boilerplate_repeats))
+        corpus.write(stage / "corpus")
+        train_texts = [d["text"] for d in corpus.train]
+        tok = train_tokenizer(train_texts, vocab_size=cfg.vocab_size)
+        defenses: dict[str, dict[str, Any]] = {}
+        data: dict[str, list[str]] = {"undefended": train_texts}
+        if "dedup" in cfg.variants:
+            dd = deduplicate(train_texts, [d["id"] for d in corpus.train], tokenizer=tok, config=DedupConfig())
+            data["dedup"] = [t for t, k in zip(dd.texts, dd.kept) if k]
+            defenses["dedup"] = dd.summary()
+            log(f"dedup: {dd.stats['n_near_duplicate_docs']} near-duplicate documents, "
+                f"{dd.stats['n_repeated_spans']} repeated spans ({dd.stats['n_repeated_span_tokens']} tokens) "
+                f"removed; windows before {dd.windows_before}, after {dd.windows_after}")
+        if "scrubbed" in cfg.variants:
+            sc = scrub_texts(train_texts, ScrubConfig(mode=cfg.scrub_mode))
+            data["scrubbed"] = sc.texts
+            truth = [(c["kind"], c["secret"]) for c in corpus.manifest["canaries"]]
+            defenses["scrubbed"] = {**sc.summary(), "canary_secrets_left": residual_secrets(sc.texts, truth)}
+            log(f"scrub: replaced {sc.counts}; residual {sc.residual}; canary secrets left "
+                f"{defenses['scrubbed']['canary_secrets_left']}")
+        training: dict[str, Any] = {}
+        models: dict[str, HFCausalLM] = {}
+        specs: dict[str, LMSpec] = {}
 
-    subj = pick_subject(corpus.canaries, corpus.train, n_shards=n_shards, max_repeats=8)
-    docs = [SimpleNamespace(id=d["id"], text=d["text"]) for d in corpus.train]
-    spec = training_spec(target_dir)
-    run_unlearn(model=target_dir, docs=docs, forget_ids=subj["forget_ids"],
-                methods=["ga", "gd", "npo", "oracle", "sisa"], out=stage / "erasure", steps=15,
-                lr=5e-4, batch_size=8, beta=0.1, retain_weight=1.0, shards=n_shards,
-                train_spec=spec, seed=seed, log=log)
-    reference = HFCausalLM.load(reference_dir, name="reference")
-    recs = erasure_records(stage / "erasure", docs=docs,
-                           unseen=[d["text"] for d in corpus.heldout], reference=reference,
-                           manifest=corpus.manifest, relapse=["ga", "gd", "npo"],
-                           cfg=VerifyConfig(exposure_references=100, seed=seed), log=log)
-    for line in summary_lines(recs):
-        log("erasure: " + line)
-    return out + [("erasure", r) for r in recs]
+        def fit(name: str, texts, spec: LMSpec, seed_off: int, dp: DPLMConfig | None = None):
+            mdir = stage / "models" / name
+            t0 = time.perf_counter()
+            with progress(f"training {name}", None) as adv:
+                cb = lambda s, total, loss, _a=adv: _a(1)  # noqa: E731
+                if dp is None:
+                    train_causal_lm(texts, tok, spec, seed=cfg.seed * 101 + seed_off, out_dir=mdir, progress=cb)
+                    rec = None
+                else:
+                    _, rec = train_causal_lm_dp(texts, tok, spec, dp, seed=cfg.seed * 101 + seed_off,
+                                                out_dir=mdir, progress=cb)
+            training[name] = {"wall_s": round(time.perf_counter() - t0, 1), "spec": asdict(spec),
+                              "n_docs": len(texts), **({"dp": rec} if rec else {})}
+            specs[name] = spec
+            log(f"trained {name}: {spec.n_layer}×{spec.n_embd}"
+                + (f", ε = {rec['epsilon']:.2f} (σ = {rec['noise_multiplier']:.3f}, q = {rec['sample_rate']:.4f}, "
+                   f"{rec['steps']} steps)" if rec else "") + f" ({training[name]['wall_s']}s)")
+            return HFCausalLM.load(mdir, name=name)
+
+        models["undefended"] = fit("undefended", train_texts, cfg.target, 0)
+        for v in ("dedup", "scrubbed"):
+            if v in cfg.variants:
+                models[v] = fit(v, data[v], cfg.target, 0)
+        for v, eps in zip(("dp_eps8", "dp_eps1"), cfg.dp_epsilons):
+            if v in cfg.variants:
+                models[v] = fit(v, train_texts, cfg.target, 0,
+                                DPLMConfig(target_epsilon=eps, max_grad_norm=cfg.dp_max_grad_norm))
+        for v, w in zip(("small", "tiny"), cfg.small_widths):
+            if v in cfg.variants:
+                models[v] = fit(v, train_texts, replace(cfg.target, n_embd=w), 0)
+        reference = fit("reference", [d["text"] for d in corpus.reference], cfg.reference, 1)
+        index = CorpusIndex.build(train_texts, [d["id"] for d in corpus.train])
+        rows, mem_records = run_battery(
+            models, reference=reference, train_texts=train_texts, train_ids=[d["id"] for d in corpus.train],
+            heldout_texts=[d["text"] for d in corpus.heldout], index=index, config=cfg, lab_corpus=corpus,
+            cache_dir=stage / "cache", progress=progress, log=log)
+        records = []
+        for name in models:
+            row = rows[name]
+            row.update({"defense": name, "n_params": sum(p.numel() for p in models[name].model.parameters()),
+                        "training": training[name], "defense_record": defenses.get(name)})
+            records.append(("defense_comparison", row))
+        claims = evaluate_claims(rows)
+        summary = {"attack": "defense_comparison", "variants": list(models), "claims": claims,
+                   "wall_s": round(time.perf_counter() - t_start, 1)}
+        run_record = {**versions(), "command": command, "seed": cfg.seed, "threads": torch.get_num_threads(),
+                      "config": {"defense_lab": _jsonable(asdict(cfg))},
+                      "models": {n: {"path": f"models/{n}", "fingerprint": m.fingerprint(),
+                                     "n_params": rows[n]["n_params"]} for n, m in models.items()},
+                      "corpus": {"path": "corpus/train.jsonl", "n_docs": len(train_texts)},
+                      "training": training}
+        write_records_report(stage, run_record=run_record, records=records + mem_records, summary=summary)
+        import shutil
+
+        shutil.rmtree(stage / "cache", ignore_errors=True)
+        render_html(stage)
+    return summary
+
+
+def _v(r: dict | None):
+    return None if not r else r.get("value", r.get("tpr"))
+
+
+def evaluate_claims(rows: dict[str, dict]) -> dict[str, dict[str, Any]]:
+    """The seeds' four claims, each as measured numbers and a verdict (True / False / None when a
+    variant is missing or a number is not resolvable). Intervals are 95%."""
+    out: dict[str, dict[str, Any]] = {}
+    u = rows.get("undefended")
+    if u is None:
+        return out
+    if "dedup" in rows:
+        a, b = u["memorization"].get("dup"), rows["dedup"]["memorization"].get("dup")
+        ratio = (a["value"] / b["value"]) if a and b and b["value"] else (math.inf if a and a["value"] else None)
+        out["dedup_cuts_duplicated_memorization"] = {
+            "claim": "deduplication cuts verbatim memorization of formerly duplicated content several-fold",
+            "undefended": a, "dedup": b, "ratio": ratio,
+            # several-fold (≥ 3×), and the intervals separate
+            # not resolvable when the undefended model memorizes none of them
+            "holds": None if a is None or b is None or not a["value"] else bool(
+                (ratio is not None and ratio >= 3) and a["ci_low"] > b["ci_high"])}
+    if "dp_eps8" in rows:
+        a, b = u["membership"]["documents"], rows["dp_eps8"]["membership"]["documents"]
+        ea, eb = u["exposure"]["mean"], rows["dp_eps8"]["exposure"]["mean"]
+        ok = None if a["tpr"] is None or b["tpr"] is None or not a["tpr"] else bool(b["tpr"] <= a["tpr"] / 3)
+        out["dp_eps8_cuts_mia_and_exposure"] = {
+            "claim": "DP-SGD at ε≈8 cuts the best membership attack's TPR at 1% FPR to at most a third "
+                     "of the undefended model's, and canary exposure falls",
+            "undefended_tpr": a, "dp_tpr": b, "undefended_exposure": ea, "dp_exposure": eb,
+            "holds": None if ok is None else bool(ok and eb["ci_high"] < ea["ci_low"])}
+    if "scrubbed" in rows:
+        a, b = u["extraction"], rows["scrubbed"]["extraction"]
+        ma, mb = u["memorization"].get("nonpii"), rows["scrubbed"]["memorization"].get("nonpii")
+        pii_b = sum(b["corpus_pii_in_samples"].values())
+        out["scrub_removes_pii_keeps_other_memorization"] = {
+            "claim": "scrubbing removes the scrubbed PII kinds from what can be extracted while "
+                     "memorization of non-PII text stays",
+            "undefended_pii_in_samples": a["corpus_pii_in_samples"], "scrubbed_pii_in_samples": b["corpus_pii_in_samples"],
+            "undefended_canaries_extracted": a["canaries_extracted"], "scrubbed_canaries_extracted": b["canaries_extracted"],
+            "undefended_nonpii_memorization": ma, "scrubbed_nonpii_memorization": mb,
+            # no training-corpus PII value and no canary secret in any sample, and the non-PII
+            # memorization intervals overlap
+            "holds": None if ma is None or mb is None else bool(
+                pii_b == 0 and b["canaries_extracted"] == 0
+                and mb["ci_high"] >= ma["ci_low"] and ma["ci_high"] >= mb["ci_low"])}
+    sizes = [n for n in ("undefended", "small", "tiny") if n in rows]
+    if len(sizes) > 1:
+        rs = [rows[n]["memorization"].get("all") for n in sizes]
+        out["smaller_models_memorize_less"] = {
+            "claim": "smaller models memorize less",
+            "by_size": {n: {"n_params": rows[n].get("n_params"), "exact": r} for n, r in zip(sizes, rs)},
+            "holds": None if any(r is None for r in rs) else bool(
+                all(rs[i]["value"] > rs[i + 1]["value"] for i in range(len(rs) - 1))
+                and rs[0]["ci_low"] > rs[-1]["ci_high"])}
+    return out

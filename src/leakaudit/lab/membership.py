@@ -178,23 +178,30 @@ def classifier_membership_experiment(shadow_dir: str | Path, cfg: ClassifierLabC
 
 def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig = ClassifierLabConfig(),
                                   *, progress=null_progress, log=print,
-                                  command: str = "leakaudit membership --lab") -> dict[str, Any]:
+                                  command: str = "leakaudit membership --lab",
+                                  formats=("jsonl", "html")) -> dict[str, Any]:
     """Run :func:`classifier_membership_experiment` and write ``report.jsonl``, ``summary.json``,
     the shadow models (``shadows/``) and ``report.html`` into ``out_dir`` (staged: all or nothing).
     Shadow models already in ``out_dir/shadows`` with the same setup are reused."""
-    from leakaudit.lab.run import versions
-    from leakaudit.report.html import render_html
-    from leakaudit.report.records import JsonlWriter, staged_output
+    from leakaudit.report.records import staged_output
+    from leakaudit.report.writer import write_report
+    from leakaudit.versions import versions
 
     out_dir = Path(out_dir)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
+    from leakaudit.runs.files import link_tree
+    from leakaudit.runs.store import RunStore, stage_key
+
     existing = out_dir / "shadows"
-    with staged_output(out_dir) as stage:
-        shadow_dir = stage / "shadows"
-        if existing.is_dir():  # reuse: move the finished models into the stage
-            import shutil
-            shutil.copytree(existing, shadow_dir)
+    with staged_output(out_dir, produces=("report.jsonl", "summary.json", "report.html"),
+                       log=log) as stage:
+        # the shadow models resume from the run store (each is saved when done)
+        store = RunStore.for_output(out_dir, log=log)
+        shadow_dir = store.workspace("membership-lab-shadows", stage_key(
+            "membership-lab", json.loads(json.dumps(asdict(cfg), default=str))))
+        if existing.is_dir() and not (shadow_dir / "manifest.json").exists():
+            link_tree(existing, shadow_dir)  # an earlier run's models, without a run store
         audit = classifier_membership_experiment(shadow_dir, cfg, progress=progress, log=log)
         audit.info["shadow_dir"] = "shadows"
         summary = {"attack": "membership", "world": "classifier",
@@ -202,14 +209,13 @@ def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig 
                    "results": {e.label: {"auc": e.metrics.auc,
                                          **{f"tpr@{r.fpr:g}": r.tpr for r in e.metrics.tpr_at}}
                                for e in audit.evaluations}}
-        with JsonlWriter(stage / "report.jsonl") as w:
-            w.write("run", {**versions(), "command": command, "started": started, "seed": cfg.seed,
-                            "config": {"membership_lab": json.loads(json.dumps(asdict(cfg), default=str))}})
-            for et, rec in audit.records(top_n=cfg.eval.top_n):
-                w.write(et, rec)
-            w.write("summary", summary)
-        (stage / "summary.json").write_text(json.dumps(summary, indent=1))
-        render_html(stage)
+        write_report(stage, run_record={
+            **versions(), "command": command, "started": started, "seed": cfg.seed,
+            "config": {"membership_lab": json.loads(json.dumps(asdict(cfg), default=str))}},
+            records=audit.records(top_n=cfg.eval.top_n), summary=summary, formats=formats)
+        link_tree(shadow_dir, stage / "shadows")
+        for tmp in (stage / "shadows").rglob("*.tmp.npy"):
+            tmp.unlink()
     return summary
 
 

@@ -17,18 +17,17 @@ never saw them either, its ratio is not biased towards calling them non-members.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from leakaudit import __version__
 from leakaudit.attacks.extraction.pipeline import ExtractionConfig
 from leakaudit.attacks.memorization.measure import MemorizationConfig
 from leakaudit.progress import null_progress
 from leakaudit.training.lm import LMSpec
+from leakaudit.versions import versions  # noqa: F401  (re-exported: leakaudit.lab.run.versions)
 
 
 #: The lab models have a 256-token context; prompts take up to 10 tokens, so samples get 240 new
@@ -72,9 +71,8 @@ class LabConfig:
     membership_boot: int = 500
     inversion: bool = True  #: run the classifier inversion lab (digits, tabular records)
     inversion_quick: bool = False
-    #: run the output-filter bypass and erasure experiments (lab/defenses.py; trains an oracle
-    #: and SISA shards, so off by default)
-    defenses: bool = False
+    #: an explicit inversion-lab config (``tiny()``); None: quick or full as ``inversion_quick``
+    inversion_config: Any = None
     seed: int = 0
 
     @classmethod
@@ -97,83 +95,152 @@ class LabConfig:
             seed=seed,
         )
 
+    @classmethod
+    def tiny(cls, seed: int = 0) -> "LabConfig":
+        """The smallest lab that runs every stage of :func:`run_lab` (the same code paths as
+        ``quick``; sizes only): for the crash-and-resume tests. Its numbers mean nothing."""
+        from leakaudit.attacks.inversion.mi_face import MIFaceParams
+        from leakaudit.attacks.inversion.nes import NESParams
+        from leakaudit.lab.inversion import InversionLabConfig, TabularParams
+        from leakaudit.training.classifier import TrainConfig
+
+        tiny_lm = LMSpec(n_layer=1, n_embd=32, n_head=2, n_ctx=128, epochs=1, lr=3e-3, batch_size=8)
+        inv = InversionLabConfig(
+            seed=seed, target_train=TrainConfig(epochs=2, lr=1e-2, batch_size=64, seed=0),
+            mlp_hidden=(8,), mlp_train=TrainConfig(epochs=2, lr=1e-3, batch_size=64, seed=0),
+            evaluator_hidden=(8,), evaluator_train=TrainConfig(epochs=2, lr=1e-3, batch_size=64, seed=1),
+            dp_train=TrainConfig(epochs=1, lr=0.5, batch_size=64, seed=0),
+            mi_face=MIFaceParams(max_iter=40, patience=10), nes=NESParams(budget=63), nes_seeds=(0,),
+            budgets=(63,),
+            tabular=TabularParams(n_records=300))
+        return cls(
+            n_docs=40, n_heldout=30, n_reference=30, vocab_size=400,
+            canary_repeats=(1, 4), boilerplate_repeats=(2, 4),
+            target=tiny_lm, reference=tiny_lm, small=tiny_lm,
+            extraction=ExtractionConfig(n_samples=12, select=4, generate_batch_size=4,
+                                        score_batch_size=8, max_new_tokens=24, match_tokens=16,
+                                        shard_samples=4),
+            memorization=MemorizationConfig(prefix_lengths=(8,), suffix_length=8,
+                                            n_sequences=12, greedy_check=12),
+            exposure_references=20, membership_reference_secrets=4, membership_boot=20,
+            inversion_config=inv, seed=seed)
+
     def with_seed(self, seed: int) -> "LabConfig":
         return replace(self, seed=seed, extraction=replace(self.extraction, seed=seed),
                        memorization=replace(self.memorization, seed=seed))
 
 
-def versions() -> dict[str, str]:
-    import numpy
-    import tokenizers
-    import torch
-    import transformers
-
-    return {"leakaudit": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
-            "numpy": numpy.__version__}
+#: Files the lab writes into ``--out`` (checked for conflicts before any work).
+LAB_OUTPUTS = (("report.jsonl", "summary.json", "report.html", "hits.jsonl")
+               + tuple(f"corpus/{n}" for n in ("train.jsonl", "heldout.jsonl", "reference.jsonl",
+                                               "manifest.json"))
+               + tuple(f"models/{r}/{n}" for r in ("target", "reference", "small")
+                       for n in ("config.json", "model.safetensors", "generation_config.json",
+                                 "tokenizer.json", "tokenizer_config.json",
+                                 "special_tokens_map.json", "leakaudit_training.json")))
 
 
 def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, log=print,
-            command: str = "leakaudit lab") -> dict[str, Any]:
+            command: str = "leakaudit lab", cache_dir: str | Path | None = None,
+            formats=("jsonl", "html"), fail_on: list[str] | None = None) -> dict[str, Any]:
     """Build the corpus, train the models, run extraction and write the report into ``out_dir``.
 
-    Everything is written into a staging folder first and moved into ``out_dir`` at the end, so a
-    failed or interrupted run leaves nothing half-written. Returns the summary record.
+    Every stage (corpus, tokenizer, each model's training, memorization, each model's exposure
+    references, membership, inversion, extraction's sampling shards, scoring passes and
+    verification) is recorded in the run store of ``out_dir`` (``.leakaudit/store``) under a key
+    of its inputs and config, so rerunning after a crash or ``kill -9`` reuses what finished and
+    gives the same records. The outputs are written into a staging folder and merged into
+    ``out_dir`` at the end (never replacing files leakaudit did not write). The LLM signal cache
+    lives in the run store unless ``cache_dir`` shares another. Returns the summary record, with
+    ``written`` (a :class:`leakaudit.report.writer.Written`: files by ``formats`` and the verdicts
+    of the ``fail_on`` thresholds) added (not in summary.json).
     """
     import torch
 
     from leakaudit.corpus.index import CorpusIndex
-    from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus
-    from leakaudit.report.html import render_html
-    from leakaudit.report.records import staged_output
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.lab.corpus import LabCorpus, LabCorpusConfig, generate_lab_corpus
+    from leakaudit.report.writer import write_report
+    from leakaudit.runs.files import link_tree
+    from leakaudit.runs.staged import staged_output
+    from leakaudit.runs.store import RunStore, stage_key, texts_key
+    from leakaudit.targets import load_target
     from leakaudit.training.lm import train_causal_lm, train_tokenizer
-    from leakaudit.workflow import exposure_records, memorization_records, write_extraction_report
+    from leakaudit.audits.exposure import exposure_records
+    from leakaudit.audits.extraction import extraction_records
+    from leakaudit.audits.memorization import memorization_records
 
     cfg = config.with_seed(config.seed)
     if cfg.n_reference < 1:
         raise ValueError("the lab needs n_reference >= 1 documents to train its reference model")
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t_start = time.perf_counter()
-    with staged_output(out_dir) as stage:
+    from leakaudit.report.writer import FORMAT_FILES
+
+    extra = tuple(FORMAT_FILES[f] for f in formats if f in ("sarif", "junit"))
+    with staged_output(out_dir, produces=LAB_OUTPUTS + extra, log=log) as stage:
+        store = RunStore.for_output(out_dir, log=log)
+        cache = Path(cache_dir) if cache_dir is not None else store.cache_dir
+        threads = torch.get_num_threads()
         # corpus
         t0 = time.perf_counter()
         ccfg = LabCorpusConfig(n_docs=cfg.n_docs, n_heldout=cfg.n_heldout,
                                n_reference=cfg.n_reference, seed=cfg.seed,
                                canary_repeats=cfg.canary_repeats,
                                boilerplate_repeats=cfg.boilerplate_repeats)
-        corpus = generate_lab_corpus(ccfg)
-        corpus.write(stage / "corpus")
+        ckey = stage_key("lab-corpus", ccfg)
+        cdir = store.directory("corpus", ckey, lambda d: generate_lab_corpus(ccfg).write(d))
+        corpus = LabCorpus.read(cdir)
+        link_tree(cdir, stage / "corpus")
+        (stage / "corpus" / "stage.json").unlink(missing_ok=True)
         train_texts = [d["text"] for d in corpus.train]
         log(f"corpus: {len(train_texts)} training documents, {len(corpus.heldout)} held-out, "
             f"{len(corpus.reference)} reference, {len(corpus.manifest['canaries'])} canaries ({time.perf_counter() - t0:.1f}s)")
 
         # tokenizer + models
-        tok = train_tokenizer(train_texts, vocab_size=cfg.vocab_size)
+        tkey = stage_key("tokenizer", ckey, cfg.vocab_size)
+        tdir = store.directory("tokenizer", tkey, lambda d: train_tokenizer(
+            train_texts, vocab_size=cfg.vocab_size, out_dir=d))
+        tok = None
         training: dict[str, Any] = {}
         heldout_texts = [d["text"] for d in corpus.heldout]
         reference_texts = [d["text"] for d in corpus.reference]
+        models: dict[str, Any] = {}
         for role, spec, seed_off, texts in (("target", cfg.target, 0, train_texts),
                                             ("reference", cfg.reference, 1, reference_texts),
                                             ("small", cfg.small, 2, train_texts)):
-            mdir = stage / "models" / role
             t0 = time.perf_counter()
-            last = {"loss": float("nan")}
-            with progress(f"training {role}", None) as adv:
-                def cb(step, total, loss, _adv=adv):
-                    last["loss"] = loss
-                    _adv(1)
+            mkey = stage_key("lm", tkey, texts_key(texts), spec, cfg.seed * 101 + seed_off, threads)
 
-                train_causal_lm(texts, tok, spec, seed=cfg.seed * 101 + seed_off,
-                                out_dir=mdir, progress=cb)
-            training[role] = {"final_loss": last["loss"], "wall_s": round(time.perf_counter() - t0, 1),
+            def train(d: Path, *, _role=role, _spec=spec, _seed=cfg.seed * 101 + seed_off,
+                      _texts=texts) -> None:
+                nonlocal tok
+                if tok is None:
+                    from transformers import PreTrainedTokenizerFast
+
+                    tok = PreTrainedTokenizerFast.from_pretrained(str(tdir))
+                last = {"loss": float("nan")}
+                t1 = time.perf_counter()
+                with progress(f"training {_role}", None) as adv:
+                    def cb(step, total, loss, _adv=adv):
+                        last["loss"] = loss
+                        _adv(1)
+
+                    train_causal_lm(_texts, tok, _spec, seed=_seed, out_dir=d, progress=cb)
+                (d / "lab_training.json").write_text(json.dumps(
+                    {"final_loss": last["loss"], "wall_s": round(time.perf_counter() - t1, 1)}))
+
+            mdir = store.directory(f"train-{role}", mkey, train)
+            info = json.loads((mdir / "lab_training.json").read_text())
+            link_tree(mdir, stage / "models" / role)
+            for extra in ("stage.json", "lab_training.json"):
+                (stage / "models" / role / extra).unlink(missing_ok=True)
+            training[role] = {"final_loss": info["final_loss"], "wall_s": info["wall_s"],
                               "spec": asdict(spec), "n_docs": len(texts),
                               "data": "reference split" if role == "reference" else "training split"}
             log(f"trained {role}: {spec.n_layer} layers × {spec.n_embd}, final loss "
-                f"{last['loss']:.3f} ({time.perf_counter() - t0:.1f}s)")
-        target = HFCausalLM.load(stage / "models" / "target", name="target")
-        reference = HFCausalLM.load(stage / "models" / "reference", name="reference")
-        small = HFCausalLM.load(stage / "models" / "small", name="small")
+                f"{info['final_loss']:.3f} ({time.perf_counter() - t0:.1f}s)")
+            models[role] = load_target(mdir, name=role)
+        target, reference, small = models["target"], models["reference"], models["small"]
 
         index = CorpusIndex.build(train_texts, [d["id"] for d in corpus.train])
         run_record = {
@@ -184,10 +251,13 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
             "config": {"lab": _jsonable(asdict(cfg)), **_jsonable(asdict(cfg.extraction))},
             "models": {
                 "target": {"path": "models/target", "fingerprint": target.fingerprint(),
+                           "token_convention": target.token_convention(),
                            "n_params": sum(p.numel() for p in target.model.parameters())},
                 "reference": {"path": "models/reference", "fingerprint": reference.fingerprint(),
+                              "token_convention": reference.token_convention(),
                               "n_params": sum(p.numel() for p in reference.model.parameters())},
                 "small": {"path": "models/small", "fingerprint": small.fingerprint(),
+                          "token_convention": small.token_convention(),
                           "n_params": sum(p.numel() for p in small.model.parameters())},
             },
             "corpus": {"path": "corpus/train.jsonl", "n_docs": len(train_texts),
@@ -195,28 +265,35 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
             "lab": {"manifest": "corpus/manifest.json",
                     "genre_counts": corpus.manifest.get("genre_counts")},
             "training": training,
-            "threads": torch.get_num_threads(),
+            "threads": threads,
         }
+        fps = {m: models[m].fingerprint() for m in models}
         # memorization of training windows (target, smaller model, and the reference as a negative
         # control: it never saw the training split) and canary exposure
         t0 = time.perf_counter()
-        mem_pairs, mem_summary = memorization_records(
-            {"target": target, "small": small, "reference": reference}, texts=train_texts,
-            doc_ids=[d["id"] for d in corpus.train], index=index, config=cfg.memorization,
-            show_pii=cfg.extraction.show_pii, progress=progress, log=log,
-            trained_on={"target": "training split", "small": "training split",
-                        "reference": "reference split"})
+        mem = store.json("memorization", stage_key("memorization", fps, ckey, cfg.memorization,
+                                                    cfg.extraction.show_pii), lambda: _jsonable(
+            memorization_records(
+                {"target": target, "small": small, "reference": reference}, texts=train_texts,
+                doc_ids=[d["id"] for d in corpus.train], index=index, config=cfg.memorization,
+                show_pii=cfg.extraction.show_pii, progress=progress, log=log,
+                trained_on={"target": "training split", "small": "training split",
+                            "reference": "reference split"})))
+        mem_pairs, mem_summary = [tuple(p) for p in mem[0]], mem[1]
         log(f"memorization: exact at k={max(cfg.memorization.prefix_lengths)}: " + ", ".join(
             f"{m} {v:.1%}" for m, v in mem_summary["exact_rate"].items())
             + f" ({time.perf_counter() - t0:.1f}s)")
         t0 = time.perf_counter()
         exp_pairs: list = []
         for m in (target, small, reference):
-            pairs, by_rep = exposure_records(m, corpus.manifest["canaries"],
-                                             n_references=cfg.exposure_references, seed=cfg.seed,
-                                             batch_size=cfg.extraction.score_batch_size,
-                                             show_pii=cfg.extraction.show_pii, progress=progress)
-            exp_pairs += pairs
+            ek = stage_key("exposure", fps[m.name], corpus.manifest["canaries"],
+                           cfg.exposure_references, cfg.seed, cfg.extraction.score_batch_size,
+                           cfg.extraction.show_pii)
+            pairs, by_rep = store.json(f"exposure-{m.name}", ek, lambda _m=m: _jsonable(exposure_records(
+                _m, corpus.manifest["canaries"], n_references=cfg.exposure_references,
+                seed=cfg.seed, batch_size=cfg.extraction.score_batch_size,
+                show_pii=cfg.extraction.show_pii, progress=progress)))
+            exp_pairs += [tuple(p) for p in pairs]
             log(f"exposure ({m.name}): " + ", ".join(
                 f"r{r['repeats']} {r['mean_exposure_rank']:.1f}" for r in by_rep) + " bits")
         log(f"exposure: {time.perf_counter() - t0:.1f}s")
@@ -227,15 +304,24 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
             from leakaudit.lab.membership import llm_lab_membership
 
             t0 = time.perf_counter()
-            mia = llm_lab_membership(
-                target, {"reference": reference}, corpus, k=cfg.membership_k,
-                n_reference_secrets=cfg.membership_reference_secrets,
-                heavy_repeats=cfg.membership_heavy_repeats, seed=cfg.seed,
-                eval_config=EvalConfig(n_boot=cfg.membership_boot, seed=cfg.seed),
-                cache_dir=stage / "cache", batch_size=cfg.extraction.score_batch_size,
-                show_pii=cfg.extraction.show_pii, progress=progress, log=log)
-            mem_inf_pairs = mia.records()
-            summary_extra["membership"] = mia_summary = mia.summary()
+
+            def membership() -> Any:
+                mia = llm_lab_membership(
+                    target, {"reference": reference}, corpus, k=cfg.membership_k,
+                    n_reference_secrets=cfg.membership_reference_secrets,
+                    heavy_repeats=cfg.membership_heavy_repeats, seed=cfg.seed,
+                    eval_config=EvalConfig(n_boot=cfg.membership_boot, seed=cfg.seed),
+                    cache_dir=cache, batch_size=cfg.extraction.score_batch_size,
+                    show_pii=cfg.extraction.show_pii, progress=progress, log=log)
+                return _jsonable([mia.records(), mia.summary()])
+
+            mk = stage_key("membership", fps["target"], fps["reference"], ckey, cfg.membership_k,
+                           cfg.membership_reference_secrets, cfg.membership_heavy_repeats,
+                           cfg.membership_boot, cfg.seed, cfg.extraction.score_batch_size,
+                           cfg.extraction.show_pii)
+            mia_records, mia_summary = store.json("membership", mk, membership)
+            mem_inf_pairs = [tuple(p) for p in mia_records]
+            summary_extra["membership"] = mia_summary
             for audit in mia_summary.values():
                 for sub, r in audit.items():
                     best = max(r["attacks"], key=lambda a: r["attacks"][a]["auc"])
@@ -250,30 +336,30 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
         inv_pairs: list = []
         if cfg.inversion:
             t0 = time.perf_counter()
-            inv_cfg = (InversionLabConfig.quick(cfg.seed) if cfg.inversion_quick
-                       else InversionLabConfig(seed=cfg.seed))
-            inv_pairs = run_inversion_lab(inv_cfg, progress=progress, log=log)
+            inv_cfg = cfg.inversion_config or (
+                InversionLabConfig.quick(cfg.seed) if cfg.inversion_quick
+                else InversionLabConfig(seed=cfg.seed))
+            inv_pairs = [tuple(p) for p in store.json(
+                "inversion", stage_key("inversion", inv_cfg, threads),
+                lambda: _jsonable(run_inversion_lab(inv_cfg, progress=progress, log=log)))]
             run_record["config"]["inversion"] = _jsonable(inv_cfg.to_dict())
             log(f"inversion: {time.perf_counter() - t0:.1f}s")
-        def_pairs: list = []
-        if cfg.defenses:
-            from leakaudit.lab.defenses import run_defenses_lab
-
-            t0 = time.perf_counter()
-            def_pairs = run_defenses_lab(stage, corpus, target_dir=stage / "models" / "target",
-                                         reference_dir=stage / "models" / "reference",
-                                         n_shards=2, seed=cfg.seed, filter_n=8, log=log)
-            log(f"defenses: {time.perf_counter() - t0:.1f}s")
-        summary = write_extraction_report(
-            stage, target=target, references={"reference": reference}, index=index,
+        ext_pairs, summary = extraction_records(
+            target=target, references={"reference": reference}, index=index,
             prompt_texts=heldout_texts,
-            canaries=corpus.manifest["canaries"], config=cfg.extraction, run_record=run_record,
-            progress=progress, log=log, cache_dir=stage / "cache",
-            extra_records=mem_pairs + exp_pairs + mem_inf_pairs + inv_pairs + def_pairs,
-            summary_extra=summary_extra,
-        )
-        render_html(stage)
+            canaries=corpus.manifest["canaries"], config=cfg.extraction,
+            progress=progress, log=log, cache_dir=cache, store=store,
+            doc_locations={d["id"]: {"file": "corpus/train.jsonl", "line": i + 1}
+                           for i, d in enumerate(corpus.train)})
+        summary.update(summary_extra)
+        written = write_report(stage, run_record=run_record,
+                               records=ext_pairs + mem_pairs + exp_pairs + mem_inf_pairs + inv_pairs,
+                               summary=summary, formats=formats, fail_on=fail_on)
         summary["wall_s"] = round(time.perf_counter() - t_start, 1)
+        if store.reused:
+            log(f"run store: reused {len(store.reused)} finished stages "
+                f"({', '.join(dict.fromkeys(store.reused))}); computed {len(store.computed)}")
+    summary["written"] = written  # files (by format) and --fail-on verdicts; not in summary.json
     return summary
 
 

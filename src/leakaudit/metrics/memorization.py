@@ -42,7 +42,9 @@ def fractional_match(is_argmax: np.ndarray) -> float:
     whose true token is the argmax given the true context.
 
     (Pythia's script compares a greedy *generation* token by token; after the first divergence
-    the two differ. The teacher-forced score is an upper bound on it and equal when it is 1.)
+    the two condition on different contexts, so neither score bounds the other in general. They
+    agree when either is 1: all suffix tokens argmax under teacher forcing ⇔ greedy reproduces
+    the suffix.)
 
     >>> fractional_match(np.array([True, False, True, True]))
     0.75
@@ -79,26 +81,57 @@ def extraction_probability(log_pz: float, n: int) -> float:
     return float(-math.expm1(n * math.log1p(-pz)))
 
 
-def queries_needed(log_pz: float, p: float) -> float:
-    """Smallest ``n`` with ``1 − (1 − p_z)^n ≥ p``: ``⌈log(1 − p) / log(1 − p_z)⌉``.
+def _log_neg_log1m(log_pz: float) -> float:
+    """log(−log(1 − p_z)) from log p_z, stable for p_z as small as a float's log can say."""
+    if log_pz < -30.0:  # −log(1 − p) = p + p²/2 + …; the correction is below 1e-13 relative
+        return log_pz + math.log1p(math.exp(log_pz) / 2)
+    return math.log(-math.log1p(-math.exp(log_pz)))
 
-    ``inf`` when ``p_z = 0`` (the suffix is outside the sampling support).
+
+def log_queries_needed(log_pz: float, p: float) -> float:
+    """Natural log of the real-valued ``n`` solving ``1 − (1 − p_z)^n = p``, computed in log
+    space: finite for every finite ``log p_z`` (p_z itself may underflow, e.g. below e^−745),
+    ``inf`` when ``p_z = 0``.
+
+    >>> round(log_queries_needed(-1000.0, 0.5), 4)  # n = log 2 · e^1000
+    999.6335
+    """
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must lie in (0, 1), got {p}")
+    if math.isnan(log_pz):
+        raise ValueError("log_pz is NaN")
+    if log_pz == float("-inf"):
+        return float("inf")
+    if log_pz >= 0.0:
+        return 0.0
+    return math.log(-math.log1p(-p)) - _log_neg_log1m(log_pz)
+
+
+def queries_needed(log_pz: float, p: float) -> float:
+    """Smallest ``n`` with ``1 − (1 − p_z)^n ≥ p``: ``⌈log(1 − p) / log(1 − p_z)⌉``, computed in
+    log space (:func:`log_queries_needed`).
+
+    ``inf`` only when ``p_z = 0`` (the suffix is outside the sampling support) or when ``n`` is
+    too large for a float (above ~1.8e308; its logarithm is still finite there: see
+    :func:`log_queries_needed`).
 
     >>> queries_needed(math.log(0.5), 0.75)
     2
     >>> queries_needed(math.log(0.1), 0.9)
     22
+    >>> queries_needed(-800.0, 0.5)  # p_z underflows to 0.0 as a float; n does not
+    inf
+    >>> round(math.log10(queries_needed(-700.0, 0.5)), 3)
+    303.847
     """
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p must lie in (0, 1), got {p}")
-    if log_pz == float("-inf"):
+    ln = log_queries_needed(log_pz, p)
+    if ln == float("inf") or ln > math.log(1.7976931348623157e308):
         return float("inf")
-    pz = math.exp(log_pz)
-    if pz >= 1.0:
+    if log_pz >= 0.0:
         return 1
-    n = math.log1p(-p) / math.log1p(-pz)
+    n = math.exp(ln)
     # guard against n landing a hair above an integer through rounding
-    return max(1, math.ceil(n - 1e-9))
+    return max(1, math.ceil(n - 1e-9 * max(1.0, n)))
 
 
 def token_edit_distance(a: Sequence[int], b: Sequence[int]) -> int:

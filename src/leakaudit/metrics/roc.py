@@ -257,6 +257,14 @@ class MembershipMetrics:
     epsilon_lb: float
     alpha: float
     roc: tuple[np.ndarray, np.ndarray] = field(repr=False, default=None)  # (fpr, tpr), thinned
+    #: members and non-members were assigned at random (canaries, a randomized lab split): only
+    #: then is ``epsilon_lb`` a lower bound on the ε of a DP guarantee (Jagielski et al. 2020).
+    randomized_split: bool = False
+
+    @property
+    def epsilon_lb_kind(self) -> str:
+        """``"dp_lower_bound"`` for randomized splits, else ``"roc_statistic_not_dp"``."""
+        return "dp_lower_bound" if self.randomized_split else "roc_statistic_not_dp"
 
     def tpr(self, fpr: float) -> TprAtFpr:
         for r in self.tpr_at:
@@ -268,7 +276,8 @@ class MembershipMetrics:
         fpr, tpr = self.roc
         return {"n_members": self.n_members, "n_nonmembers": self.n_nonmembers, "auc": self.auc,
                 "auc_ci": list(self.auc_ci), "tpr_at_fpr": [r.to_dict() for r in self.tpr_at],
-                "advantage": self.advantage, "epsilon_lb": self.epsilon_lb, "alpha": self.alpha,
+                "advantage": self.advantage, "epsilon_lb": self.epsilon_lb,
+                "epsilon_lb_kind": self.epsilon_lb_kind, "alpha": self.alpha,
                 "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()}}
 
 
@@ -284,9 +293,11 @@ def thin_roc(fpr: np.ndarray, tpr: np.ndarray, *, max_points: int) -> tuple[np.n
 
 
 def evaluate_membership(scores, labels, *, fprs=DEFAULT_FPRS, alpha: float = 0.05,
-                        n_boot: int = 1000, seed: int = 0, max_roc_points: int = 400
-                        ) -> MembershipMetrics:
-    """All membership metrics of one score vector (higher = member) against 0/1 labels."""
+                        n_boot: int = 1000, seed: int = 0, max_roc_points: int = 400,
+                        randomized_split: bool = False) -> MembershipMetrics:
+    """All membership metrics of one score vector (higher = member) against 0/1 labels.
+    ``randomized_split`` says whether membership was assigned at random (see
+    :attr:`MembershipMetrics.randomized_split`)."""
     s, y = _check(scores, labels)
     fpr, tpr, _ = roc_curve(s, y)
     return MembershipMetrics(
@@ -294,4 +305,5 @@ def evaluate_membership(scores, labels, *, fprs=DEFAULT_FPRS, alpha: float = 0.0
         auc_ci=auc_bootstrap_ci(s, y, n_boot=n_boot, alpha=alpha, seed=seed),
         tpr_at=[tpr_at_fpr(s, y, f, alpha=alpha) for f in fprs],
         advantage=membership_advantage(s, y), epsilon_lb=epsilon_lower_bound(s, y, alpha=alpha),
-        alpha=alpha, roc=thin_roc(fpr, tpr, max_points=max_roc_points))
+        alpha=alpha, roc=thin_roc(fpr, tpr, max_points=max_roc_points),
+        randomized_split=bool(randomized_split))

@@ -10,7 +10,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from leakaudit.report.html import ReportData, Section, _new_figure, _png
+from leakaudit.report.html_base import ReportData, Section, _new_figure, _png
 
 
 def _pct(r: dict | None) -> str:
@@ -20,7 +20,12 @@ def _pct(r: dict | None) -> str:
 
 
 def _f(x: Any, fmt: str = "{:.2f}") -> str:
-    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
+    """A number for the page: "—" when missing, "∞" / "−∞" when infinite."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    return fmt.format(x)
 
 
 def _mem(rd: ReportData, kind: str) -> list[dict[str, Any]]:

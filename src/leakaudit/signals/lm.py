@@ -34,7 +34,8 @@ def _pack(scores: list[TokenScores]) -> dict[str, np.ndarray]:
         "lengths": lengths,
         "token_ids": np.concatenate([s.token_ids for s in scores]) if scores else np.zeros(0, np.int64),
         "logprobs": np.concatenate([s.logprobs for s in scores]) if scores else np.zeros(0, np.float32),
-        "is_argmax": np.concatenate([s.is_argmax for s in scores]) if scores else np.zeros(0, bool),
+        "is_argmax": (np.concatenate([s.is_argmax for s in scores])
+                      if scores and scores[0].is_argmax is not None else np.zeros(0, bool)),
         "truncated": np.array([s.truncated for s in scores], dtype=bool),
     }
     if scores and scores[0].vocab_mean is not None:
@@ -51,7 +52,8 @@ def _unpack(arrs) -> list[TokenScores]:
         a, b = bounds[i], bounds[i + 1]
         res.append(TokenScores(
             token_ids=arrs["token_ids"][a:b], logprobs=arrs["logprobs"][a:b],
-            is_argmax=arrs["is_argmax"][a:b],
+            is_argmax=(arrs["is_argmax"][a:b] if len(arrs["is_argmax"]) == len(arrs["logprobs"])
+                       else None),  # a target without the argmax capability
             vocab_mean=arrs["vocab_mean"][a:b] if has_vs else None,
             vocab_var=arrs["vocab_var"][a:b] if has_vs else None,
             truncated=bool(arrs["truncated"][i]),
@@ -113,10 +115,35 @@ def max_window_mean_logprob(scores: Sequence[TokenScores], *, window: int) -> np
     return out
 
 
+def n_lowest(n: int, k: float) -> int:
+    """How many of ``n`` token scores Min-K% and Min-K%++ average: ``int(n·k)``, at least one —
+    the official code's ``k_length = int(len(token_probs) * ratio)`` (swj0419/detect-pretrain-code,
+    zjysteven/mink-plus-plus), which would average nothing below 1/k tokens.
+
+    >>> [n_lowest(n, 0.2) for n in (1, 4, 5, 9, 10, 32)]
+    [1, 1, 1, 1, 2, 6]
+    """
+    return max(1, int(n * k))
+
+
 def _lowest_fraction_mean(values: np.ndarray, k: float) -> float:
-    """Mean of the lowest ``ceil(k·n)`` of ``values`` (at least one)."""
-    m = max(1, int(np.ceil(k * len(values))))
-    return float(np.sort(values)[:m].mean())
+    """Mean of the lowest :func:`n_lowest` ``(n, k)`` of ``values``."""
+    return float(np.sort(values)[: n_lowest(len(values), k)].mean())
+
+
+def log_ppl_ratio(numerator: Sequence[TokenScores], denominator: Sequence[TokenScores]
+                  ) -> np.ndarray:
+    """Carlini et al. 2021's ratio ``log PPL(numerator) / log PPL(denominator)`` per text (e.g.
+    lowercased text over text; reference model over target). The numerator is floored at 0 and
+    the denominator at 1e-6 (a text the model predicts perfectly), so the ratio stays finite.
+
+    >>> mk = lambda lp: TokenScores(np.arange(len(lp)), np.array(lp, np.float32), np.zeros(len(lp), bool))
+    >>> log_ppl_ratio([mk([-3.0, -3.0])], [mk([-1.0, -2.0])]).round(4).tolist()  # 3 / 1.5
+    [2.0]
+    """
+    num = np.maximum(log_perplexity(numerator), 0.0)
+    den = np.maximum(log_perplexity(denominator), 1e-6)
+    return num / den
 
 
 def _check_k(k: float) -> None:
@@ -125,13 +152,14 @@ def _check_k(k: float) -> None:
 
 
 def min_k_mean(scores: Sequence[TokenScores], *, k: float) -> np.ndarray:
-    """Min-K% Prob (Shi et al. 2024): mean of the lowest ``ceil(k·n)`` token log-probs."""
+    """Min-K% Prob (Shi et al. 2024): mean of the lowest ``int(k·n)`` (at least one) token
+    log-probs, as the official code selects them (:func:`n_lowest`)."""
     _check_k(k)
     return np.array([_lowest_fraction_mean(s.logprobs, k) if len(s) else np.nan for s in scores])
 
 
 def min_k_pp_mean(scores: Sequence[TokenScores], *, k: float) -> np.ndarray:
-    """Min-K%++ (Zhang et al. 2025): mean of the lowest ``ceil(k·n)`` of (log p(x_t) − μ_t) / σ_t,
+    """Min-K%++ (Zhang et al. 2025): mean of the lowest ``int(k·n)`` (at least one) of (log p(x_t) − μ_t) / σ_t,
     with μ_t, σ_t² the mean and variance of log p over the vocabulary at position t (the
     ``vocab_mean``/``vocab_var`` of the same forward pass). NaN for an empty text.
 

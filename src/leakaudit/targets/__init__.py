@@ -1,0 +1,144 @@
+"""Targets: the model under audit, created from a string spec by :func:`load_target`.
+
+A spec is ``scheme:rest`` or a bare path / hub name::
+
+    hf:./my-model          a transformers model directory (safetensors, ...)
+    hf:EleutherAI/pythia-70m   a hub name: from the local Hugging Face cache, or fetched when
+                           downloads are allowed (``--allow-download``)
+    gguf:./model.gguf      a GGUF file (transformers dequantizes it; ``pip install 'leakaudit[gguf]'``)
+    ./my-model, x.gguf     no scheme: ``gguf`` for a ``.gguf`` file, else ``hf``
+
+Backends live in a registry of lazily imported loaders (``"package.module:function"``), so a
+backend's heavy dependencies load only when it is chosen; :func:`register_backend` adds one
+(e.g. ``openai-completions:`` and ``openai-chat:`` for OpenAI-compatible servers). An unknown
+scheme answers with the closest known ones.
+
+**Offline by default.** Something that looks like a local path (it exists, starts with ``.``,
+``/`` or ``~``, or has more than one ``/``) is never sent to the hub: a typo answers at once,
+naming the path, before torch or transformers are imported. A hub name is looked up in the
+local cache only, unless ``allow_download=True``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from leakaudit.errors import InputError, LeakauditError
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+._-]*):(.*)$", re.S)
+
+
+@dataclass(frozen=True)
+class Backend:
+    scheme: str
+    loader: str | Callable[..., Any]  #: "module:function" (imported on first use) or a callable
+    help: str
+    extra: str | None = None  #: the pip extra that provides its dependencies
+    needs: tuple[str, ...] = ()  #: importable modules it needs (checked before loading)
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(scheme: str, loader: str | Callable[..., Any], *, help: str,
+                     extra: str | None = None, needs: tuple[str, ...] = ()) -> None:
+    """Register a target backend. ``loader(rest, *, name, device, dtype, allow_download)``
+    returns the target; ``rest`` is the spec after ``scheme:``."""
+    _BACKENDS[scheme] = Backend(scheme, loader, help, extra, tuple(needs))
+
+
+def backends() -> dict[str, Backend]:
+    return dict(_BACKENDS)
+
+
+register_backend("hf", "leakaudit.targets.hf:load_hf",
+                 help="a transformers model directory, or a hub name (cache; --allow-download)")
+register_backend("gguf", "leakaudit.targets.hf:load_gguf", help="a GGUF file", extra="gguf",
+                 needs=("gguf",))
+
+
+from leakaudit.targets.base import looks_local  # noqa: E402,F401  (re-exported)
+
+
+def parse_spec(spec: str | os.PathLike) -> tuple[str, str]:
+    """``(scheme, rest)`` of a spec; a bare path or name gets ``gguf`` or ``hf``."""
+    s = str(spec).strip()
+    m = _SCHEME.match(s)
+    if m and not os.path.exists(os.path.expanduser(s)) and len(m.group(1)) > 1:
+        scheme, rest = m.group(1).lower(), m.group(2)
+        if scheme not in _BACKENDS:
+            close = difflib.get_close_matches(scheme, list(_BACKENDS), n=3, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(c + ':' for c in close)}?" if close else ""
+            raise InputError(f"unknown target scheme {scheme + ':'!r}.{hint} "
+                             f"Known: {', '.join(k + ':' for k in sorted(_BACKENDS))}", path=s)
+        return scheme, rest
+    return ("gguf" if s.lower().endswith(".gguf") else "hf"), s
+
+
+def _import_loader(b: Backend) -> Callable[..., Any]:
+    for mod in b.needs:
+        if importlib.util.find_spec(mod) is None:
+            extra = f"pip install 'leakaudit[{b.extra}]'" if b.extra else f"pip install {mod}"
+            raise LeakauditError(f"the {b.scheme}: backend needs the {mod!r} package, which is "
+                                 f"not installed: {extra}")
+    if callable(b.loader):
+        return b.loader
+    mod, _, fn = b.loader.partition(":")
+    try:
+        return getattr(importlib.import_module(mod), fn)
+    except ImportError as e:
+        extra = f"pip install 'leakaudit[{b.extra}]'" if b.extra else "pip install leakaudit"
+        raise LeakauditError(f"the {b.scheme}: backend could not be imported ({e}); {extra}") \
+            from None
+
+
+def check_spec(spec: str | os.PathLike, *, allow_download: bool = False) -> tuple[str, str]:
+    """Everything about a spec that can be checked without loading it: the scheme exists, a
+    local path exists, a hub name is allowed. Cheap (no torch import); raises InputError."""
+    scheme, rest = parse_spec(spec)
+    if scheme in ("hf", "gguf"):
+        from leakaudit.targets.hf import resolve_local
+
+        path, gguf_file, is_local = resolve_local(rest, gguf=scheme == "gguf",
+                                                  allow_download=allow_download)
+        if is_local and not gguf_file and os.path.isdir(path):
+            from leakaudit.targets.checks import check_hf_model_dir
+
+            check_hf_model_dir(path)  # complete safetensors weights; pickle-only refused
+    return scheme, rest
+
+
+def load_target(spec: str | os.PathLike, *, name: str | None = None, device: str = "cpu",
+                dtype: str = "float32", allow_download: bool = False):
+    """The target a spec names (see the module docstring). Bad specs raise :class:`InputError`
+    naming the spec before anything heavy is imported."""
+    scheme, rest = check_spec(spec, allow_download=allow_download)
+    loader = _import_loader(_BACKENDS[scheme])
+    return loader(rest, name=name, device=device, dtype=dtype, allow_download=allow_download)
+
+
+def describe_target(target, spec: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What a run record says about a target: spec, content fingerprint, capabilities and the
+    token convention in force."""
+    out: dict[str, Any] = {"spec": str(spec if spec is not None else getattr(target, "source", "")),
+                           "name": getattr(target, "name", None),
+                           "fingerprint": target.fingerprint()}
+    caps = getattr(target, "capabilities", None)
+    if caps is not None and hasattr(caps, "to_dict"):
+        out["capabilities"] = caps.to_dict()
+    if hasattr(target, "token_convention"):
+        out["token_convention"] = target.token_convention()
+    return out
+
+
+def default_name(spec: str | os.PathLike) -> str:
+    """A short label for a spec: the last path component."""
+    _, rest = parse_spec(spec) if not isinstance(spec, Path) else ("hf", str(spec))
+    return Path(rest).name or rest or "model"

@@ -10,6 +10,7 @@ positions and only per-token statistics are kept. Sampling is batched, seeded an
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -100,11 +101,16 @@ def _sampling_logprob(logits, targets, sampling: SamplingConfig):
     return torch.where(z_t >= kth, z_t - lse, torch.full_like(z_t, float("-inf")))
 
 
-def _resolve(model: str | os.PathLike) -> tuple[str, str | None, bool]:
-    """Return (path or hub name, gguf file name or None, is_local)."""
+def resolve_local(model: str | os.PathLike, *, gguf: bool = False,
+                  allow_download: bool = False) -> tuple[str, str | None, bool]:
+    """Return (directory or hub name, gguf file name or None, is_local), checking only the file
+    system: a local-looking path that does not exist is an error naming it, never a hub request;
+    a hub name needs ``allow_download`` unless it is in the local Hugging Face cache."""
+    from leakaudit.targets.base import looks_local
+
     s = str(model)
     p = Path(s).expanduser()
-    if p.suffix == ".gguf":
+    if p.suffix == ".gguf" or (gguf and not p.is_dir()):
         if not p.is_file():
             raise InputError("GGUF file not found", path=s)
         return str(p.parent), p.name, True
@@ -115,12 +121,42 @@ def _resolve(model: str | os.PathLike) -> tuple[str, str | None, bool]:
                 return str(p), ggufs[0].name, True
             raise InputError("not a model directory: no config.json (nor a single .gguf file)",
                              path=s)
+        if gguf:
+            raise InputError("a gguf: target must be a .gguf file", path=s)
         return str(p), None, True
     if p.exists():
         raise InputError("not a model directory or .gguf file", path=s)
-    if not _HUB_NAME.fullmatch(s):
+    if looks_local(s) or not _HUB_NAME.fullmatch(s):
         raise InputError("model directory not found", path=s)
+    if not allow_download and not _in_hub_cache(s):
+        raise InputError("no such local directory, and not in the local Hugging Face cache; "
+                         "leakaudit works offline: pass --allow-download to fetch it from the "
+                         "hub", path=s)
     return s, None, False  # a hub name such as "gpt2" or "EleutherAI/pythia-70m"
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether a hub model's config is in the local cache (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        got = try_to_load_from_cache(name, "config.json")
+    except Exception:  # an invalid repo id
+        return False
+    return isinstance(got, str)
+
+
+def _tokenizer_definition(tok) -> str:
+    """A string that changes whenever the tokenizer's behaviour can change."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None:
+        body = backend.to_str()
+    else:  # a slow tokenizer: its vocabulary and special tokens
+        body = json.dumps(tok.get_vocab(), sort_keys=True)
+    special = json.dumps({k: str(v) for k, v in sorted(tok.special_tokens_map.items())})
+    return body + special
 
 
 #: Most padding a scoring batch may carry, as a fraction of its padded tokens.
@@ -159,6 +195,32 @@ def length_batches(lengths: Sequence[int], batch_size: int,
     return batches
 
 
+def explicit_generation_config(sampling: SamplingConfig, *, max_new_tokens: int,
+                               pad_token_id: int, bos_token_id: int):
+    """A ``GenerationConfig`` with every setting that changes which token is drawn written out:
+    nothing is left for a model's shipped ``generation_config.json`` to fill in. EOS never stops
+    a sample (``eos_token_id=None``, as the papers sample a fixed number of tokens)."""
+    from transformers import GenerationConfig
+
+    neutral = dict(num_beams=1, num_beam_groups=1, penalty_alpha=None, repetition_penalty=1.0,
+                   encoder_repetition_penalty=1.0, no_repeat_ngram_size=0,
+                   encoder_no_repeat_ngram_size=0, length_penalty=1.0, bad_words_ids=None,
+                   force_words_ids=None, begin_suppress_tokens=None, suppress_tokens=None,
+                   forced_bos_token_id=None, forced_eos_token_id=None, sequence_bias=None,
+                   exponential_decay_length_penalty=None, min_length=0,
+                   max_new_tokens=int(max_new_tokens), eos_token_id=None,
+                   pad_token_id=int(pad_token_id), bos_token_id=int(bos_token_id),
+                   typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0, min_p=None,
+                   renormalize_logits=False, guidance_scale=None, watermarking_config=None,
+                   use_cache=True)
+    if sampling.greedy:
+        return GenerationConfig(do_sample=False, temperature=1.0, top_k=0, top_p=1.0, **neutral)
+    return GenerationConfig(
+        do_sample=True, top_k=int(sampling.top_k) if sampling.top_k else 0,
+        top_p=float(sampling.top_p) if sampling.top_p is not None else 1.0,
+        temperature=float(sampling.temperature), **neutral)
+
+
 class HFCausalLM(LanguageModel):
     """A transformers causal LM (``AutoModelForCausalLM``) on the CPU or a CUDA device."""
 
@@ -185,40 +247,46 @@ class HFCausalLM(LanguageModel):
             or 2048
         )
         self.capabilities = Capabilities(
-            prompt_logprobs=True, vocab_stats=True, argmax=True, generation=True,
-            seeded_generation=True,
+            prompt_logprobs=True, vocab_stats=True, argmax=True, sampling_logprobs=True,
+            generation=True, seeded_generation=True, logits_processors=True, gradients=True,
         )
         self._fingerprint: str | None = None
+        self._start_ids: list[int] | None = None
         with torch.inference_mode():
             self._chunked_head = self._check_chunked_head()
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, model: str | os.PathLike, *, name: str | None = None, device: str = "cpu",
-             dtype: str = "float32", local_files_only: bool | None = None) -> "HFCausalLM":
-        """Load a model directory, a ``.gguf`` file, or a hub name.
+             dtype: str = "float32", allow_download: bool = False,
+             gguf: bool = False) -> "HFCausalLM":
+        """Load a model directory, a ``.gguf`` file, or a hub name (from the local cache, or
+        fetched when ``allow_download``). Prefer :func:`leakaudit.targets.load_target`.
 
-        A missing path raises :class:`InputError`; a hub name that cannot be fetched raises one
-        that says so (this machine may be offline: pass a local directory).
+        A missing path raises :class:`InputError` naming it, before torch is imported.
         """
+        path, gguf_file, is_local = resolve_local(model, gguf=gguf, allow_download=allow_download)
+        if gguf_file and importlib.util.find_spec("gguf") is None:
+            raise LeakauditError("loading a GGUF file needs the 'gguf' package: "
+                                 "pip install 'leakaudit[gguf]'")
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path, gguf_file, is_local = _resolve(model)
-        kwargs: dict = {}
+        if is_local and not gguf_file and Path(path).is_dir():
+            from leakaudit.targets.checks import check_hf_model_dir
+
+            check_hf_model_dir(path)  # safetensors only, complete; pickle refused
+        kwargs: dict = {"local_files_only": not allow_download}
         if gguf_file:
             kwargs["gguf_file"] = gguf_file
-        if local_files_only is None:
-            local_files_only = is_local
+        if not hasattr(torch, str(dtype)) or not isinstance(getattr(torch, str(dtype)), torch.dtype):
+            raise InputError(f"unknown dtype {dtype!r} (float32, bfloat16, float16)")
         try:
-            tok = AutoTokenizer.from_pretrained(path, local_files_only=local_files_only, **kwargs)
-            mdl = AutoModelForCausalLM.from_pretrained(
-                path, dtype=getattr(torch, dtype), local_files_only=local_files_only, **kwargs
-            )
+            tok = AutoTokenizer.from_pretrained(path, **kwargs)
+            mdl = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
         except (OSError, ValueError, ImportError) as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            where = "" if is_local else (" (no such local directory, and it could not be fetched"
-                                         " as a hub name; offline? pass a local directory)")
+            where = "" if is_local else " (hub name; offline? pass a local directory)"
             raise InputError(f"could not load the model{where}: {msg}", path=str(model)) from None
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
@@ -228,7 +296,28 @@ class HFCausalLM(LanguageModel):
 
     # ------------------------------------------------------------------ tokens
     @property
+    def start_ids(self) -> list[int]:
+        """The tokens the tokenizer puts before a text by default (``add_special_tokens=True``),
+        found by encoding a probe both ways; tokens it appends at the end are not included."""
+        if self._start_ids is None:
+            probe = "Hello world"
+            if not callable(self.tokenizer):  # a minimal id-only tokenizer (benchmarks, tests)
+                self._start_ids = []
+                return []
+            plain = list(self.tokenizer(probe, add_special_tokens=False)["input_ids"])
+            full = list(self.tokenizer(probe)["input_ids"])
+            start: list[int] = []
+            for i in range(len(full) - len(plain) + 1):
+                if full[i: i + len(plain)] == plain:
+                    start = full[:i]
+                    break
+            self._start_ids = [int(t) for t in start]
+        return list(self._start_ids)
+
+    @property
     def bos_id(self) -> int:
+        if self.start_ids:
+            return self.start_ids[-1]
         t = self.tokenizer
         for cand in (t.bos_token_id, t.eos_token_id, t.pad_token_id):
             if cand is not None:
@@ -245,20 +334,32 @@ class HFCausalLM(LanguageModel):
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         return [tuple(o) for o in enc["offset_mapping"]]
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
+    def decode_special(self, ids: Sequence[int]) -> list[str]:
+        return [str(t) for t in self.tokenizer.convert_ids_to_tokens(list(ids))]
+
     def fingerprint(self) -> str:
-        """sha256 over the config and every parameter's bytes (cached after the first call)."""
+        """sha256 over the config, the tokenizer (its full definition: vocabulary, merges,
+        normalizer, pre- and post-processor) and every parameter's bytes in its own dtype
+        (bf16 included), cached after the first call. Where the model was loaded from does not
+        enter: the same weights anywhere give the same fingerprint."""
         if self._fingerprint is None:
+            torch = _torch()
             h = hashlib.sha256()
             cfg = {k: v for k, v in self.model.config.to_dict().items()
-                   if k not in ("_name_or_path", "_commit_hash")}  # where it was loaded from
+                   if k not in ("_name_or_path", "_commit_hash", "transformers_version")}
             h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
-            h.update(json.dumps(self.tokenizer.get_vocab(), sort_keys=True).encode())
+            h.update(_tokenizer_definition(self.tokenizer).encode())
             for k, v in sorted(self.model.state_dict().items()):
-                h.update(k.encode())
-                h.update(v.detach().cpu().contiguous().numpy().tobytes())
+                t = v.detach().cpu().contiguous().reshape(-1)
+                h.update(f"{k}:{t.dtype}:{tuple(v.shape)}".encode())
+                h.update(t.view(torch.uint8).numpy().tobytes())
             self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
 
@@ -299,9 +400,10 @@ class HFCausalLM(LanguageModel):
         b, t = input_ids.shape
         # Positions 0..L-2 of each row predict tokens 1..L-1.
         pos_mask = torch.zeros(b, t, dtype=torch.bool, device=self.device)
-        counts = [L - 1 if last is None else min(L - 1, last) for L in lengths]
+        counts = [max(0, L - 1 if last is None else min(L - 1, last)) for L in lengths]
         for r, L in enumerate(lengths):
-            pos_mask[r, L - 1 - counts[r]: L - 1] = True
+            if counts[r]:
+                pos_mask[r, L - 1 - counts[r]: L - 1] = True
         targets = input_ids[:, 1:][pos_mask[:, :-1]]
         if self._chunked_head:
             base, head = self._head_weight_path()
@@ -365,12 +467,11 @@ class HFCausalLM(LanguageModel):
         if sampling is not None and (sampling.top_p is not None or sampling.decay is not None):
             raise InputError("sampling log-probabilities support temperature and top-k only "
                              "(not top-p or a decaying temperature)")
-        bos = self.bos_id
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else bos
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.bos_id
         seqs = []
         truncated = []
-        for x in ids:
-            x = [bos] + [int(v) for v in x]
+        for x in ids:  # nothing inserted: the first token is context only
+            x = [int(v) for v in x]
             truncated.append(len(x) > self.max_length)
             seqs.append(x[: self.max_length])
         results: list[TokenScores | None] = [None] * len(seqs)
@@ -384,7 +485,7 @@ class HFCausalLM(LanguageModel):
                     inp[r, : lengths[r]] = torch.tensor(seqs[i])
                     att[r, : lengths[r]] = 1
                 inp, att = inp.to(self.device), att.to(self.device)
-                if T < 2:  # nothing to score in this batch (empty texts)
+                if T < 2:  # nothing to score in this batch (texts of at most one token)
                     stats = [(np.zeros(0, np.float32), np.zeros(0, bool),
                               np.zeros(0, np.float32) if vocab_stats else None,
                               np.zeros(0, np.float32) if vocab_stats else None,
@@ -439,30 +540,22 @@ class HFCausalLM(LanguageModel):
                     procs.append(decaying_temperature_processor(*sampling.decay, prompt_length=plen))
                 for make in processors:
                     procs.append(make(sampling, plen))
-                if sampling.greedy:
-                    cfg = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=new,
-                                           min_new_tokens=0, pad_token_id=pad, eos_token_id=None,
-                                           bos_token_id=self.bos_id, use_cache=True)
-                else:
-                    cfg = GenerationConfig(
-                        do_sample=True, max_new_tokens=new, min_new_tokens=0,
-                        top_k=sampling.top_k if sampling.top_k else 0,
-                        top_p=sampling.top_p if sampling.top_p is not None else 1.0,
-                        temperature=sampling.temperature, pad_token_id=pad, eos_token_id=None,
-                        bos_token_id=self.bos_id, use_cache=True,
-                    )
+                cfg = explicit_generation_config(sampling, max_new_tokens=new, pad_token_id=pad,
+                                                 bos_token_id=self.bos_id)
                 torch.manual_seed(int(seed) * 1_000_003 + b)
-                # generate() fills an unset eos_token_id from the model's own generation config
-                # and would then stop at EOS and pad the rest; unset it there for the call.
-                saved_eos = self.model.generation_config.eos_token_id
-                self.model.generation_config.eos_token_id = None
+                # generate() fills every field left at its default from the model's own
+                # generation_config (a shipped generation_config.json: repetition_penalty,
+                # no_repeat_ngram_size, eos_token_id, ...). Swap in a blank one for the call so
+                # the sampler is exactly the one asked for.
+                shipped = self.model.generation_config
+                self.model.generation_config = GenerationConfig()
                 try:
                     out = self.model.generate(
                         input_ids=inp, attention_mask=torch.ones_like(inp), generation_config=cfg,
                         logits_processor=procs,
                     )
                 finally:
-                    self.model.generation_config.eos_token_id = saved_eos
+                    self.model.generation_config = shipped
                 for r, i in enumerate(idx):
                     new_ids = out[r, plen:].tolist()
                     results[i] = Generation(
@@ -474,3 +567,17 @@ class HFCausalLM(LanguageModel):
                 if progress is not None:
                     progress(len(idx))
         return results  # type: ignore[return-value]
+
+
+def load_hf(rest: str, *, name: str | None = None, device: str = "cpu", dtype: str = "float32",
+            allow_download: bool = False) -> HFCausalLM:
+    """The ``hf:`` backend of :func:`leakaudit.targets.load_target`."""
+    return HFCausalLM.load(rest, name=name, device=device, dtype=dtype,
+                           allow_download=allow_download)
+
+
+def load_gguf(rest: str, *, name: str | None = None, device: str = "cpu", dtype: str = "float32",
+              allow_download: bool = False) -> HFCausalLM:
+    """The ``gguf:`` backend: a GGUF file, dequantized by transformers (``leakaudit[gguf]``)."""
+    return HFCausalLM.load(rest, name=name, device=device, dtype=dtype,
+                           allow_download=allow_download, gguf=True)

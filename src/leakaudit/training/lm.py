@@ -37,13 +37,21 @@ class LMSpec:
 
 def train_tokenizer(texts: Sequence[str], *, vocab_size: int, out_dir: str | Path | None = None):
     """Train a byte-level BPE tokenizer with one special token, ``<|endoftext|>``, used as BOS,
-    EOS and padding (as GPT-2 does). Returns a ``PreTrainedTokenizerFast``."""
+    EOS and padding (as GPT-2 does). Returns a ``PreTrainedTokenizerFast``.
+
+    The tokenizer declares its document convention: by default it starts every document with
+    ``<|endoftext|>`` (a post-processor), which is how :func:`pack_blocks` trains and how every
+    audit tokenizes a document, so the lab trains with the packing it audits with."""
     from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import TemplateProcessing
     from transformers import PreTrainedTokenizerFast
 
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
     bpe.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=2,
                             special_tokens=[SPECIAL], show_progress=False)
+    sid = bpe.token_to_id(SPECIAL)
+    bpe._tokenizer.post_processor = TemplateProcessing(
+        single=f"{SPECIAL} $A", pair=f"{SPECIAL} $A {SPECIAL} $B", special_tokens=[(SPECIAL, sid)])
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=SPECIAL,
                                   eos_token=SPECIAL, pad_token=SPECIAL, unk_token=SPECIAL)
     if out_dir is not None:
@@ -51,25 +59,39 @@ def train_tokenizer(texts: Sequence[str], *, vocab_size: int, out_dir: str | Pat
     return tok
 
 
+def document_tokens(texts: Sequence[str], tokenizer) -> list[list[int]]:
+    """Each text as a document under the audit's token convention: the tokenizer's default
+    encoding with its start tokens (``<|endoftext|>`` for :func:`train_tokenizer`), and no end
+    tokens (see :mod:`leakaudit.targets.base`). A tokenizer that adds no start token gets the EOS
+    token as document separator, as GPT-2's pretraining did."""
+    plain = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    probe_plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    probe = tokenizer("a")["input_ids"]
+    n_start = next((i for i in range(len(probe) - len(probe_plain) + 1)
+                    if probe[i: i + len(probe_plain)] == probe_plain), 0)
+    start = list(probe[:n_start]) or [tokenizer.eos_token_id]
+    return [start + list(ids) for ids in plain]
+
+
 def pack_blocks(texts: Sequence[str], tokenizer, n_ctx: int) -> list[list[int]]:
-    """Concatenate documents separated by EOS and cut into blocks of ``n_ctx`` tokens
-    (standard GPT pretraining packing; the tail shorter than a block is kept, padded later)."""
+    """Concatenate documents (each with its start token, :func:`document_tokens`), end with EOS
+    and cut into blocks of ``n_ctx`` tokens (standard GPT pretraining packing; the tail shorter
+    than a block is kept, padded later)."""
     eos = tokenizer.eos_token_id
     stream: list[int] = []
-    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
-        stream.append(eos)
+    for ids in document_tokens(texts, tokenizer):
         stream.extend(ids)
     stream.append(eos)
     return [stream[i: i + n_ctx] for i in range(0, len(stream), n_ctx) if len(stream[i: i + n_ctx]) > 1]
 
 
 def document_blocks(texts: Sequence[str], tokenizer, n_ctx: int) -> list[list[int]]:
-    """One block per document, ``[EOS] + tokens + [EOS]``; a document longer than the context is
-    cut into consecutive blocks."""
+    """One block per document, ``start + tokens + [EOS]`` (:func:`document_tokens`); a document
+    longer than the context is cut into consecutive blocks."""
     eos = tokenizer.eos_token_id
     out: list[list[int]] = []
-    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
-        seq = [eos, *ids, eos]
+    for ids in document_tokens(texts, tokenizer):
+        seq = [*ids, eos]
         out.extend(seq[i: i + n_ctx] for i in range(0, len(seq), n_ctx) if len(seq[i: i + n_ctx]) > 1)
     return out
 

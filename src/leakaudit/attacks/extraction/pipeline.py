@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,10 +20,10 @@ from leakaudit.attacks.extraction.dedup import select_deduplicated, trigrams
 from leakaudit.attacks.extraction.rankings import RankingInputs, compute_rankings
 from leakaudit.attacks.extraction.samplers import internet_prompts, sampler_spec
 from leakaudit.corpus.pii import find_pii, mask_text
-from leakaudit.errors import LeakauditError
+from leakaudit.errors import CapabilityError, LeakauditError
 from leakaudit.metrics.stats import rate
 from leakaudit.progress import null_progress
-from leakaudit.report.records import TAXONOMY
+from leakaudit.taxonomy import TAXONOMY
 from leakaudit.signals.lm import score_cached
 from leakaudit.targets.base import Generation, LanguageModel
 
@@ -48,6 +48,10 @@ class ExtractionConfig:
     generate_batch_size: int = 32
     score_batch_size: int = 16
     verify_all: bool = True  #: verify every sample (gives a random-selection baseline), not only the selected
+    #: generations per sampling shard: the unit of resume (a shard is a stage of the run store)
+    #: and of seeding (shard j of sampler i draws from its own seed), so results do not depend on
+    #: where a run was interrupted
+    shard_samples: int = 256
     seed: int = 0
     show_pii: bool = False
 
@@ -83,6 +87,15 @@ def _verify(text: str, model: LanguageModel, index, match_tokens: int) -> dict[s
     return out
 
 
+def index_key(index) -> str:
+    """A hash of an exact-match index's content (its texts and document ids)."""
+    import hashlib
+
+    h = hashlib.sha256(bytes(index._data))
+    h.update("\x00".join(index._doc_ids).encode("utf-8"))
+    return h.hexdigest()
+
+
 def _shown_secret(secret: str, show_pii: bool) -> str:
     """The secret as reports show it: masked like PII, or cut to two characters when the PII
     detector does not recognise its shape."""
@@ -103,13 +116,47 @@ def run_extraction(
     cache_dir=None,
     progress=null_progress,
     warn=lambda msg: None,
+    store=None,
 ) -> ExtractionResult:
     """Run the pipeline. ``index`` is a :class:`~leakaudit.corpus.index.CorpusIndex` (without it
     nothing is verified and every hit is labelled unverified). ``canaries`` (lab manifests) are
-    dicts with ``id``, ``kind``, ``secret``, ``repeats``."""
+    dicts with ``id``, ``kind``, ``secret``, ``repeats``. ``store``: a
+    :class:`~leakaudit.runs.store.RunStore`; each sampling shard and the verification are stages
+    of it (reused after a crash); without one everything is computed."""
+    from leakaudit.runs.store import NullStore, stage_key, texts_key
+
+    store = store if store is not None else NullStore()
     references = references or {}
     cfg = config
+    if cfg.shard_samples < 1:
+        raise LeakauditError(f"shard_samples must be at least 1, got {cfg.shard_samples}")
     target.capabilities.require("generation", "prompt_logprobs", who="extraction")
+    from leakaudit.targets.base import skip_record
+
+    cap_skipped: list[dict[str, Any]] = []
+    samplers = []
+    for name in cfg.samplers:  # the decaying temperature is a custom logits processor
+        needs = ("logits_processors",) if name == "temperature" else ()
+        if needs and target.capabilities.missing(*needs):
+            cap_skipped.append({**skip_record(f"sampler:{name}", needs, target.capabilities,
+                                          target="target")})
+            continue
+        samplers.append(name)
+    for rname in list(references):
+        caps = references[rname].capabilities
+        if caps.missing("prompt_logprobs"):
+            cap_skipped.append(skip_record(f"ranking:reference:{rname}", ("prompt_logprobs",), caps,
+                                       target=f"reference model {rname!r}"))
+            references = {k: v for k, v in references.items() if k != rname}
+    if not target.capabilities.seeded_generation:
+        warn("the target's sampling is not seeded: samples differ from run to run")
+    for sk in cap_skipped:
+        warn(f"skipped {sk['attack']}: {sk['reason']}")
+    if not samplers:
+        raise CapabilityError("no sampler can run on this target: "
+                              + "; ".join(sk["reason"] for sk in cap_skipped))
+    if tuple(samplers) != tuple(cfg.samplers):
+        cfg = replace(cfg, samplers=tuple(samplers))
     if "internet" in cfg.samplers and not prompt_texts:
         raise LeakauditError("the internet sampler needs prompt texts (--prompts FILE)")
     if not references:
@@ -130,9 +177,24 @@ def run_extraction(
                                        min_tokens=cfg.prompt_tokens[0], max_tokens=cfg.prompt_tokens[1])
         else:
             prompts = [[target.bos_id]] * cfg.n_samples
+        out = []
         with progress(f"sampling ({name})", cfg.n_samples) as adv:
-            out = target.generate_ids(prompts, spec.sampling, seed=cfg.seed * 31 + si,
-                                      batch_size=cfg.generate_batch_size, progress=adv)
+            for sh, lo in enumerate(range(0, len(prompts), cfg.shard_samples)):
+                part = prompts[lo: lo + cfg.shard_samples]
+                seed = cfg.seed * 31 + si + 7_777_777 * sh  # shard 0: the unsharded seed
+                key = stage_key("samples", target.fingerprint(), name, spec.sampling, part, seed,
+                                cfg.generate_batch_size)
+
+                def generate(_part=part, _seed=seed):
+                    return [asdict(g) for g in target.generate_ids(
+                        _part, spec.sampling, seed=_seed, batch_size=cfg.generate_batch_size,
+                        progress=adv)]
+
+                n_before = len(store.reused)
+                shard = store.json(f"samples-{name}-{sh}", key, generate)
+                if len(store.reused) > n_before:
+                    adv(len(part))
+                out.extend(Generation(**g) for g in shard)
         gens.extend(out)
         sampler_of.extend([name] * len(out))
     timings["generate_s"] = time.perf_counter() - t0
@@ -180,9 +242,17 @@ def run_extraction(
     to_verify = range(n) if (cfg.verify_all and index is not None) else (selected_any if index is not None else [])
     verification: dict[int, dict[str, Any]] = {}
     with progress("verifying vs corpus", len(to_verify)) as adv:
-        for i in to_verify:
-            verification[i] = _verify(texts[i], target, index, cfg.match_tokens)
-            adv(1)
+        def verify_all():
+            res = {}
+            for i in to_verify:
+                res[str(i)] = _verify(texts[i], target, index, cfg.match_tokens)
+                adv(1)
+            return res
+
+        if to_verify:
+            vkey = stage_key("verify", target.fingerprint(), texts_key(texts), list(to_verify),
+                             index_key(index), cfg.match_tokens)
+            verification = {int(i): v for i, v in store.json("verify", vkey, verify_all).items()}
     timings["verify_s"] = time.perf_counter() - t0
 
     # 5. records
@@ -253,7 +323,10 @@ def run_extraction(
     for i in verified_ids:
         for p in find_pii(texts[i]):
             pii_counts[p.kind] += 1
+    from leakaudit.corpus.pii import PII_KINDS
+
     pii_rec = {"scope": "verified samples", "counts": dict(pii_counts),
+               "masked_kinds": [] if cfg.show_pii else list(PII_KINDS),
                "n_samples_with_pii": sum(1 for i in verified_ids if samples[i]["pii_kinds"])}
 
     unique_selected_memorized = [i for i in selected_any if verification.get(i, {}).get("verified")]
@@ -274,6 +347,7 @@ def run_extraction(
         "canaries_extracted": [c["canary_id"] for c in canary_recs if c["extracted"]],
         "pii_in_verified": dict(pii_counts),
         "verified": index is not None,
+        "skipped": cap_skipped,
         "tags": TAXONOMY["extraction"],
     }
     return ExtractionResult(cfg, samples, evals, canary_recs, pii_rec, summary, timings)

@@ -27,6 +27,7 @@ import numpy as np
 from leakaudit.attacks.registry import Registry
 from leakaudit.signals.lm import (
     log_perplexity,
+    log_ppl_ratio,
     max_window_mean_logprob,
     mean_logprob,
     min_k_mean,
@@ -90,7 +91,7 @@ def zlib_score(inp: RankingInputs, **_) -> np.ndarray:
 def lowercase_score(inp: RankingInputs, **_) -> np.ndarray:
     if inp.lowercase is None:
         raise ValueError("the lowercase ranking needs a pass over the lowercased texts")
-    return np.maximum(log_perplexity(inp.lowercase), 0.0) / _logppl(inp.target)
+    return log_ppl_ratio(inp.lowercase, inp.target)  # the membership attack's statistic too
 
 
 @_register("window", (), "−min log PPL over sliding windows of 50 tokens")

@@ -4,9 +4,16 @@ For each target class ``t`` (all classes in one batch), start at ``x0`` and iter
 
     x ← clip(x − lr · ∇c(x), lo, hi),   c(x) = 1 − p(t | x) + prior(x)
 
-with ``∇(1 − p) = −p · ∇log p`` from :meth:`Classifier.input_gradient`. Each class stops on its own
-by :class:`PlateauStop` (cost < ``gamma``, or no improvement for ``patience`` steps) or after
-``max_iter`` steps, and returns the iterate with the lowest cost.
+with ``∇(1 − p) = −p · ∇log p`` from :meth:`Classifier.input_gradient`.
+
+**Stopping rule implemented** (per class, :class:`PlateauStop`): stop at the first step ``i``
+where ``c(x_i) < gamma``, or where the lowest cost seen so far has not fallen by more than
+``min_delta`` for ``patience`` consecutive steps, or after ``max_iter`` steps; return the iterate
+with the lowest cost seen (not the last one). This is *not* the paper's plateau test verbatim:
+Algorithm 1 stops when ``c(x_i) ≥ max(c(x_{i−1}), …, c(x_{i−β}))`` (the cost fails to go below
+the maximum of the last β costs) and returns the last iterate; ours tracks the best cost with a
+tolerance, which does not stop on one noisy uptick. The threshold test ``c ≤ γ`` is the paper's
+(strict ``<`` here). Each class's stop reason (``gamma``, ``plateau``, ``max_iter``) is recorded.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from leakaudit.attacks.inversion.base import (FREDRIKSON_2015, INVERSION_ATTACKS
                                               PlateauStop, Prior, image_shape_for, starting_points)
 from leakaudit.errors import CapabilityError
 from leakaudit.progress import null_progress
-from leakaudit.report.records import TAXONOMY
+from leakaudit.taxonomy import TAXONOMY
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,16 @@ class LLMMembershipAudit:
     signals: LMSignals = field(repr=False)
     cost: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: attacks not run because a model lacks a capability they need (one record each, with it)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
     def records(self) -> list[tuple[str, dict[str, Any]]]:
         """``(entry_type, record)`` pairs for a report: one ``membership`` per evaluation (the
-        baselines included, ``method == "blind_baseline"``), then the ``membership_record`` rows."""
+        baselines included, ``method == "blind_baseline"``), one ``membership`` record with
+        ``skipped: true`` per skipped attack, then the ``membership_record`` rows."""
         out = [("membership", {**b.record(), "baseline": True}) for b in self.baseline.values()]
         out += [("membership", {**e.record(), "cost": self.cost}) for e in self.evaluations]
+        out += [("membership", {"world": "llm", **s}) for s in self.skipped]
         out += [("membership_record", r) for r in self.exposed]
         return out
 
@@ -99,6 +103,14 @@ def audit_llm_membership(
     ids += ([str(x) for x in nonmember_ids] if nonmember_ids is not None
             else [f"nonmember-{i}" for i in range(len(nonmembers))])
     attacks = list(attacks) if attacks is not None else default_llm_attacks(list(references), k=k)
+    attacks, skipped = _servable(attacks, target, references)
+    for sk in skipped:
+        log(f"membership: skipped {sk['label']}: {sk['reason']}")
+    if not attacks:
+        from leakaudit.errors import CapabilityError
+
+        raise CapabilityError("no membership attack can run on this target: "
+                              + "; ".join(f"{s['label']}: {s['reason']}" for s in skipped))
     need_lower = any("lowercase" in a.needs for a in attacks)
 
     t0 = time.perf_counter()
@@ -129,6 +141,18 @@ def audit_llm_membership(
     t_blind = time.perf_counter() - t1
 
     warnings: list[str] = []
+    overlap = set(members) & set(nonmembers)
+    if overlap:
+        msg = (f"{len(overlap)} text(s) are both members and non-members ({subset_name}): the "
+               "labels contradict each other there, and no attack can separate them")
+        warnings.append(msg)
+        log(f"warning: {msg}")
+    n_trunc = sum(1 for t in sig.target if getattr(t, "truncated", False))
+    if n_trunc:
+        msg = (f"{n_trunc} of {len(texts)} documents ({subset_name}) are longer than the model's "
+               "context and were scored on their first tokens only")
+        warnings.append(msg)
+        log(f"warning: {msg}")
     evals: list[MembershipEvaluation] = []
     exposed: list[dict[str, Any]] = []
     masked = texts if show_pii else [mask_text(t) for t in texts]
@@ -168,4 +192,32 @@ def audit_llm_membership(
             "signals_s": round(t_signals, 3), "blind_baseline_s": round(t_blind, 3),
             "attacks_s": round(time.perf_counter() - t2, 3), "n_attacks": len(attacks)}
     return LLMMembershipAudit(evaluations=evals, baseline=baseline, exposed=exposed, signals=sig,
-                              cost=cost, warnings=warnings)
+                              cost=cost, warnings=warnings, skipped=skipped)
+
+
+def _servable(attacks: Sequence[MembershipAttack], target, references: dict
+              ) -> tuple[list[MembershipAttack], list[dict[str, Any]]]:
+    """Split ``attacks`` into those the target (and, for a reference attack, its reference model)
+    can serve and skip records, each naming the capability missing. One missing capability never
+    stops the audit."""
+    from leakaudit.targets.base import skip_record
+
+    run, skipped = [], []
+    for atk in attacks:
+        needs = tuple(atk.capabilities)
+        models = [("target", target)]
+        ref = getattr(atk, "reference", None)
+        if ref is not None and ref in references:
+            models.append((f"reference model {ref!r}", references[ref]))
+        rec = None
+        for who, m in models:
+            caps = getattr(m, "capabilities", None)
+            if caps is not None and needs and caps.missing(*needs):
+                rec = skip_record(atk.name, needs, caps, target=who)
+                break
+        if rec is None:
+            run.append(atk)
+        else:
+            skipped.append({**rec, "label": atk.label, "method": atk.name,
+                            "doc_uri": atk.doc_uri, "threat_model": atk.threat_model})
+    return run, skipped

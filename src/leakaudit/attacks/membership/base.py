@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from leakaudit.attacks.registry import Registry
-from leakaudit.report.records import TAXONOMY
+from leakaudit.taxonomy import TAXONOMY
 
 #: Every membership attack class, by name (``MEMBERSHIP_ATTACKS.get("min_k")``).
 MEMBERSHIP_ATTACKS: Registry[type] = Registry("membership attack")
@@ -34,6 +34,9 @@ class MembershipAttack:
     tags: ClassVar[list[str]] = TAXONOMY["membership"]
     #: the signals an attack reads beyond the target pass ("lowercase", "reference", "shadow_in", ...)
     needs: ClassVar[tuple[str, ...]] = ()
+    #: the target capabilities it needs (:class:`leakaudit.targets.base.Capabilities` fields); an
+    #: audit skips the attack, naming them, on a target without them
+    capabilities: ClassVar[tuple[str, ...]] = ()
 
     def params(self) -> dict[str, Any]:
         """Hyper-parameters as given to the constructor."""

@@ -178,6 +178,13 @@ class LiRAAttack(ClassifierAttack):
         keep = s.ref_keep.astype(bool)
         mu_out, sd_out, n_out = _masked_mean_std(phi, ~keep)
         mu_in, sd_in, n_in = _masked_mean_std(phi, keep)
+        for side, n_side in (("OUT", n_out), ("IN", n_in)) if self.online else (("OUT", n_out),):
+            if not (n_side >= 2).any():  # no variance can be estimated, pooled or per record
+                raise InputError(
+                    f"LiRA needs at least two {side} reference models for some record to estimate "
+                    f"a variance; here every record has at most {int(n_side.max())} "
+                    f"({phi.shape[0]} reference models). Train more reference models (the paper "
+                    "uses 16-256), each on a random half of the records")
         both = (n_in > 0) & (n_out > 0)
         if (n_out == 0).any() or (self.online and (n_in == 0).any()):
             if not both.any():

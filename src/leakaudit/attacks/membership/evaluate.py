@@ -1,5 +1,6 @@
 """Turn attack scores into report records: one ``membership`` record per (attack, subset)
-evaluation and ``membership_record`` rows for the most exposed records."""
+evaluation and ``membership_record`` rows for the most exposed records (written by
+``leakaudit.report.writer.write_report``)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,24 @@ from typing import Any
 import numpy as np
 
 from leakaudit.metrics.roc import MembershipMetrics, evaluate_membership
-from leakaudit.report.records import TAXONOMY
+from leakaudit.taxonomy import TAXONOMY
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     """How every membership result is evaluated: ``fprs`` for TPR, ``alpha`` for all intervals
     (Clopper–Pearson, bootstrap, ε bound), ``n_boot`` bootstrap resamples for the AUC, ``seed``,
-    and ``top_n`` most exposed records kept per attack."""
+    and ``top_n`` most exposed records kept per attack. ``randomized_split``: members and
+    non-members were assigned by independent coin flips (canaries, a lab split), the condition
+    under which the ROC-derived ε bound is a DP lower bound (Jagielski et al. 2020); otherwise
+    it is reported as a ROC statistic that is not a DP statement."""
 
     fprs: tuple[float, ...] = (0.1, 0.01, 0.001, 0.0001)
     alpha: float = 0.05
     n_boot: int = 1000
     seed: int = 0
     top_n: int = 20
+    randomized_split: bool = False
 
 
 @dataclass
@@ -55,7 +60,8 @@ def evaluate_scores(scores, labels, *, world: str, method: str, label: str, para
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     m = evaluate_membership(scores, labels, fprs=config.fprs, alpha=config.alpha,
-                            n_boot=config.n_boot, seed=config.seed)
+                            n_boot=config.n_boot, seed=config.seed,
+                            randomized_split=config.randomized_split)
     return MembershipEvaluation(world=world, method=method, label=label, params=params,
                                 threat_model=threat_model, doc_uri=doc_uri, subset=subset,
                                 metrics=m, scores=scores, labels=labels, extra=extra or {})
@@ -80,14 +86,6 @@ def exposed_records(ev: MembershipEvaluation, *, ids: list[str], texts: list[str
             rec["text"] = texts[i]
         out.append(rec)
     return out
-
-
-def write_membership_report(out, *, run_record: dict[str, Any],
-                            pairs: list[tuple[str, dict[str, Any]]], summary: dict[str, Any]) -> None:
-    """Write ``report.jsonl`` (run, membership records, summary) and ``summary.json`` into ``out``."""
-    from leakaudit.workflow import write_records_report
-
-    write_records_report(out, run_record=run_record, records=pairs, summary=summary)
 
 
 def summarize(evaluations: list[MembershipEvaluation], *, world: str) -> dict[str, Any]:

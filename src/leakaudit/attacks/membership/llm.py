@@ -5,14 +5,16 @@ name           score (higher = member)                                          
 =============  ======================================================================  ===========
 loss           mean token log-prob = −LOSS (Yeom et al. 2018)                          target
 zlib           −(mean token NLL) / zlib bytes (Carlini et al. 2021)                     target
-lowercase      mean log p(text) − mean log p(lowercased text) (Carlini et al. 2021)     + lowercase
+lowercase      log PPL(lowercased text) / log PPL(text) (Carlini et al. 2021's ratio)   + lowercase
 reference      mean log p_target − mean log p_reference (Carlini 2021; Mireshghallah)   + reference
-min_k          mean of the lowest ⌈k·n⌉ token log-probs (Shi et al. 2024)               target
-min_k_pp       mean of the lowest ⌈k·n⌉ of (log p − μ)/σ (Zhang et al. 2025)            target (+vocab stats)
+min_k          mean of the lowest int(k·n) (≥ 1) token log-probs (Shi et al. 2024)      target
+min_k_pp       mean of the lowest int(k·n) (≥ 1) of (log p − μ)/σ (Zhang et al. 2025)   target (+vocab stats)
 =============  ======================================================================  ===========
 
 μ_t = E_{z∼p(·|x<t)}[log p(z)] and σ_t² = Var_{z∼p(·|x<t)}[log p(z)] come from the target's same
-forward pass (``TokenScores.vocab_mean``/``vocab_var``).
+forward pass (``TokenScores.vocab_mean``/``vocab_var``). Min-K% and Min-K%++ select as many
+tokens as the official code (``int(k·n)``, here at least one; :func:`leakaudit.signals.lm.n_lowest`).
+The lowercase statistic is the same as the extraction ranking of the same name.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from leakaudit.attacks.membership.base import MembershipAttack, _finite, register
 from leakaudit.errors import CapabilityError
-from leakaudit.signals.lm import mean_logprob, min_k_mean, min_k_pp_mean
+from leakaudit.signals.lm import log_ppl_ratio, mean_logprob, min_k_mean, min_k_pp_mean
 from leakaudit.signals.membership_lm import LMSignals
 
 _LOW = -1e9  # score of an empty document: least member-like
@@ -30,6 +32,7 @@ _LOW = -1e9  # score of an empty document: least member-like
 class LLMAttack(MembershipAttack):
     kind = "llm"
     threat_model = "grey-box: per-token log-probs of given texts"
+    capabilities = ("prompt_logprobs",)
 
 
 @register
@@ -60,7 +63,7 @@ class LowercaseAttack(LLMAttack):
         if signals.lowercase is None:
             raise CapabilityError("the lowercase attack needs the lowercased pass "
                                   "(compute_lm_signals(..., lowercase=True))")
-        return _finite(mean_logprob(signals.target) - mean_logprob(signals.lowercase), _LOW)
+        return _finite(log_ppl_ratio(signals.lowercase, signals.target), _LOW)
 
 
 @register
@@ -102,6 +105,7 @@ class MinKPlusPlusAttack(LLMAttack):
     doc_uri = "https://arxiv.org/abs/2404.02936"
     threat_model = "grey-box: per-token log-probs and full-vocabulary log-prob statistics"
     needs = ("vocab_stats",)
+    capabilities = ("prompt_logprobs", "vocab_stats")
 
     def __init__(self, *, k: float):
         if not 0 < k <= 1:

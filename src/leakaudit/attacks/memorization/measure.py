@@ -24,18 +24,21 @@ sequences are measured at all.
 
 from __future__ import annotations
 
+import math
 import random
+import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from leakaudit.errors import InputError
+from leakaudit.errors import CapabilityError, InputError
 from leakaudit.metrics import memorization as mm
 from leakaudit.metrics.stats import rate
 from leakaudit.progress import null_progress
-from leakaudit.targets.base import LanguageModel, SamplingConfig
+from leakaudit.targets.base import LanguageModel, SamplingConfig, skip_record
 
 DOC_URI = "https://arxiv.org/abs/2202.07646"
 THREAT_MODEL = "white-box scores (teacher-forced log-probabilities) + the training corpus"
@@ -122,50 +125,131 @@ class Sequences:
     n_candidates: int
 
 
+#: Characters of one document tokenized at a time while windows are cut: peak memory grows with
+#: this and with the windows measured, never with the length of a document.
+CHUNK_CHARS = 1 << 20
+_PROBE_CHARS = 200
+_WS = re.compile(r"\s")
+
+
+def _joins_cleanly(model: LanguageModel, text: str, cut: int) -> bool:
+    """Whether tokenizing the text on either side of ``cut`` separately gives the same tokens as
+    tokenizing across it (checked on the ``_PROBE_CHARS`` characters each side)."""
+    left, right = text[max(0, cut - _PROBE_CHARS): cut], text[cut: cut + _PROBE_CHARS]
+    joint, a, b = model.tokenize([left + right, left, right])
+    return joint == a + b
+
+
+def _safe_cut(model: LanguageModel, text: str, pos: int, limit: int) -> int | None:
+    """A position at or after ``pos`` (before ``limit``) where the document can be tokenized in
+    two pieces without changing any token: first before whitespace, then anywhere."""
+    tries = 0
+    for m in _WS.finditer(text, pos, limit):
+        if tries >= 32:
+            break
+        tries += 1
+        if m.start() > 0 and _joins_cleanly(model, text, m.start()):
+            return m.start()
+    for cut in range(pos, min(limit, pos + 32)):
+        if _joins_cleanly(model, text, cut):
+            return cut
+    return None
+
+
+def iter_document_tokens(model: LanguageModel, text: str, *, chunk_chars: int = CHUNK_CHARS):
+    """The document's tokenization (:meth:`LanguageModel.document_ids`) in consecutive pieces:
+    ``(ids, char_start, char_end)`` int64 arrays; start tokens span no text. A long document is
+    cut at positions where cutting changes no token (checked), so the pieces concatenate to the
+    tokenization of the whole; memory is bounded by ``chunk_chars``."""
+    start = list(model.start_ids)
+    if start:
+        z = np.zeros(len(start), np.int64)
+        yield np.asarray(start, np.int64), z, z.copy()
+    pos, n = 0, len(text)
+    while pos < n:
+        end = n
+        if n - pos > chunk_chars + chunk_chars // 2:
+            end = _safe_cut(model, text, pos + chunk_chars, min(n, pos + 2 * chunk_chars)) or n
+        piece = text[pos:end]
+        ids, offs = model.encode_with_offsets(piece)
+        o = np.asarray(offs, np.int64).reshape(-1, 2) + pos
+        yield np.asarray(ids, np.int64), o[:, 0].copy(), o[:, 1].copy()
+        pos = end
+
+
+def _scan_windows(model: LanguageModel, texts: Sequence[str], W: int, stride: int,
+                  want: dict[int, set[int]] | None):
+    """Stream every document once, yielding ``("window", d, o, ids, starts, c1)`` for each candidate
+    window (token offset ``o`` a multiple of ``stride``; only those in ``want[d]`` when given)
+    and ``("end", d, n_tokens)`` after each document. Holds at most one piece plus W tokens."""
+    for d, text in enumerate(texts):
+        wd = None if want is None else want.get(d, set())
+        base, n_tok = 0, 0
+        ids = cs = ce = np.zeros(0, np.int64)
+        for pid, ps, pe in iter_document_tokens(model, text):
+            ids, cs, ce = (np.concatenate([ids, pid]), np.concatenate([cs, ps]),
+                           np.concatenate([ce, pe]))
+            n_tok += len(pid)
+            o = -(-base // stride) * stride  # first candidate offset not before base
+            while o + W <= base + len(ids):
+                if wd is None or o in wd:
+                    r = o - base
+                    yield "window", d, o, ids[r: r + W], cs[r: r + W].copy(), int(ce[r + W - 1])
+                o += stride
+            keep = min(o, base + len(ids)) - base  # drop tokens no later window needs
+            ids, cs, ce, base = ids[keep:], cs[keep:], ce[keep:], base + keep
+        yield "end", d, n_tok
+
+
 def select_sequences(model: LanguageModel, texts: list[str], doc_ids: list[str], index, *,
                      config: MemorizationConfig, log=print) -> Sequences:
     """Cut candidate windows from the training documents and pick the sample to measure.
 
-    ``index`` is a :class:`~leakaudit.corpus.index.CorpusIndex` over the same documents (it gives
-    duplicate and document counts). Documents shorter than ``max(k) + ℓ`` tokens are skipped and
-    counted.
+    Windows are cut from each document's own tokenization (:meth:`LanguageModel.document_ids`:
+    the tokenizer's start tokens, then the text) and nothing is inserted: a window's first k
+    tokens are its whole context. ``index`` is a :class:`~leakaudit.corpus.index.CorpusIndex`
+    over the same documents (it gives duplicate and document counts). Documents shorter than
+    ``max(k) + ℓ`` tokens are skipped and counted.
+
+    The corpus is streamed (:func:`iter_document_tokens`) twice — once to count (and, when
+    stratifying, bucket) the candidates, once to cut the chosen windows — so memory grows with
+    the windows measured, not with the length of a document.
     """
     config.validate()
     W, ell = config.window, config.suffix_length
     stride = config.stride or ell
-    all_ids = model.tokenize(texts)
-    cands: list[tuple[int, int]] = []
+    n = config.n_sequences
+    per_doc: list[int] = []  # candidate windows per document
     skipped = 0
-    for d, ids in enumerate(all_ids):
-        if len(ids) < W:
-            skipped += 1
-            continue
-        cands.extend((d, o) for o in range(0, len(ids) - W + 1, stride))
+    by_bucket: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    stratify = config.stratify and n is not None
+    for ev in _scan_windows(model, texts, W, stride, None):
+        if ev[0] == "end":
+            _, d, n_tok = ev
+            per_doc.append(0 if n_tok < W else (n_tok - W) // stride + 1)
+            skipped += n_tok < W
+        elif stratify:
+            _, d, o, _ids, starts, c1 = ev
+            text = texts[d][int(starts[0]):c1]
+            by_bucket[mm.duplicate_bucket(max(1, index.count(text)))].append((d, o))
+    total = sum(per_doc)
     if skipped:
         log(f"memorization: skipped {skipped} of {len(texts)} documents shorter than "
             f"{W} tokens (k={max(config.prefix_lengths)} + ℓ={ell})")
-    if not cands:
+    if not total:
         raise InputError(f"no document has {W} tokens (k={max(config.prefix_lengths)} + ℓ={ell}); "
                          "use a shorter prefix or suffix")
     rng = random.Random(config.seed)
-    offsets_cache: dict[int, list[tuple[int, int]]] = {}
-
-    def window_text(d: int, o: int, start: int = 0) -> str:
-        if d not in offsets_cache:
-            offsets_cache[d] = model.token_offsets(texts[d])
-        offs = offsets_cache[d]
-        return texts[d][offs[o + start][0]: offs[o + W - 1][1]]
-
-    n = config.n_sequences
-    if n is None or n >= len(cands):
-        chosen = list(cands)
+    if n is None or n >= total:
+        chosen = None  # every candidate
     elif not config.stratify:
-        chosen = rng.sample(cands, n)
+        starts = np.cumsum([0] + per_doc)
+        chosen = []
+        for i in rng.sample(range(total), n):  # the same draw as sampling the candidate list
+            d = int(np.searchsorted(starts, i, side="right") - 1)
+            chosen.append((d, int(i - starts[d]) * stride))
     else:
-        # Count every candidate, bucket by duplicate count, then take buckets round-robin.
-        by_bucket: dict[str, list[tuple[int, int]]] = defaultdict(list)
-        for d, o in cands:
-            by_bucket[mm.duplicate_bucket(max(1, index.count(window_text(d, o))))].append((d, o))
+        # bucket by duplicate count, then take buckets round-robin
         for v in by_bucket.values():
             rng.shuffle(v)
         order = [b for b in (mm.duplicate_bucket(lo) for lo, _ in mm.DUPLICATE_BUCKETS)
@@ -180,16 +264,24 @@ def select_sequences(model: LanguageModel, texts: list[str], doc_ids: list[str],
                     progressed = True
             if not progressed:
                 break
-    chosen.sort()
+    by_bucket.clear()
+    want = None
+    if chosen is not None:
+        want = defaultdict(set)
+        for d, o in chosen:
+            want[d].add(o)
     seq = Sequences([], [], [], [], [], [], [], n_docs=len(texts), n_docs_skipped=skipped,
-                    n_candidates=len(cands))
-    for d, o in chosen:
-        text = window_text(d, o)
-        seq.ids.append(list(all_ids[d][o:o + W]))
+                    n_candidates=total)
+    for ev in _scan_windows(model, texts, W, stride, want):  # sorted by (document, offset)
+        if ev[0] != "window":
+            continue
+        _, d, o, ids, starts, c1 = ev
+        text = texts[d][int(starts[0]):c1]
+        seq.ids.append([int(t) for t in ids])
         seq.doc_ids.append(doc_ids[d])
         seq.offsets.append(o)
         seq.texts.append(text)
-        seq.suffix_texts.append(window_text(d, o, W - ell))
+        seq.suffix_texts.append(texts[d][int(starts[W - ell]):c1])
         seq.dup_counts.append(max(1, index.count(text)))
         seq.doc_counts.append(max(1, index.doc_count(text)))
     return seq
@@ -205,6 +297,8 @@ class MemorizationResult:
     checks: list[dict[str, Any]]  # greedy cross-check and batch-1 re-check, per (model, k)
     models: dict[str, dict[str, Any]]
     sequences: dict[str, Any]
+    #: what was not measured because a model lacks a capability (one record each, naming it)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
     def report_records(self) -> list[tuple[str, dict[str, Any]]]:
         tags = ["owasp:LLM02:2025", "atlas:AML.T0057"]
@@ -215,6 +309,8 @@ class MemorizationResult:
         out += [("memorization", {"kind": "rate", "attack": "memorization", **r}) for r in self.rates]
         out += [("memorization", {"kind": "check", "attack": "memorization", **c})
                 for c in self.checks]
+        out += [("memorization", {**sk, "kind": "skipped", "part": sk["attack"],
+                                  "attack": "memorization"}) for sk in self.skipped]
         out += [("memorization", {"kind": "sequence", "attack": "memorization", "tags": tags, **r})
                 for r in self.records]
         return out
@@ -246,8 +342,8 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
                              "share a tokenizer")
     for name, m in models.items():
         ctx = getattr(m, "max_length", None)
-        if ctx is not None and W + 1 > ctx:
-            raise InputError(f"model {name!r} has a context of {ctx} tokens; k + ℓ = {W} plus BOS "
+        if ctx is not None and W > ctx:
+            raise InputError(f"model {name!r} has a context of {ctx} tokens; k + ℓ = {W} "
                              "does not fit")
 
     n_check = len(seqs.ids) if config.greedy_check < 0 else min(config.greedy_check, len(seqs.ids))
@@ -255,19 +351,40 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
     records: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
     model_info: dict[str, dict[str, Any]] = {}
+    skipped: list[dict[str, Any]] = []
+    core = {nm: models[nm].capabilities.missing("prompt_logprobs", "argmax") for nm in names}
+    if all(core.values()):
+        raise CapabilityError("memorization needs prompt_logprobs and argmax; "
+                              + "; ".join(f"{nm} lacks {', '.join(v)}" for nm, v in core.items()))
     for name in names:
         m = models[name]
-        model_info[name] = {"n_params": _n_params(m), "fingerprint": m.fingerprint()}
+        caps = m.capabilities
+        if caps.missing("prompt_logprobs", "argmax"):
+            skipped.append({**skip_record("memorization", ("prompt_logprobs", "argmax"), caps,
+                                          target=name), "model": name})
+            log(f"memorization: skipped {name}: {skipped[-1]['reason']}")
+            continue
+        with_pz = not caps.missing("sampling_logprobs")
+        if not with_pz:
+            skipped.append({**skip_record("(n,p)-extraction", ("sampling_logprobs",), caps,
+                                          target=name), "model": name})
+        can_check = not caps.missing("generation")
+        if not can_check and check_idx:
+            skipped.append({**skip_record("greedy_check", ("generation",), caps, target=name),
+                            "model": name})
+        model_info[name] = {"n_params": _n_params(m), "fingerprint": m.fingerprint(),
+                            "token_convention": m.token_convention()}
         for k in sorted(config.prefix_lengths):
             windows = [ids[kmax - k:] for ids in seqs.ids]
             with progress(f"memorization {name} k={k}", len(windows)) as adv:
                 scores = m.score_ids(windows, batch_size=config.batch_size,
-                                     sampling=config.sampling, last=ell, progress=adv)
+                                     sampling=config.sampling if with_pz else None, last=ell,
+                                     progress=adv)
             rows = []
             for i, sc in enumerate(scores):
                 am = sc.is_argmax[-ell:]
-                slp = sc.sampling_logprobs[-ell:]
-                log_pz = mm.sequence_logprob(slp)
+                log_pz = (mm.sequence_logprob(sc.sampling_logprobs[-ell:]) if with_pz
+                          else float("nan"))
                 exact = mm.greedy_discoverable(am)
                 row = {
                     "model": name, "k": k, "ell": ell, "seq": i, "doc_id": seqs.doc_ids[i],
@@ -277,18 +394,26 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
                     "exact": exact, "fraction": mm.fractional_match(am),
                     "suffix_logprob": float(np.sum(sc.logprobs[-ell:], dtype=np.float64)),
                     "log_pz": log_pz,
-                    "p_extract": {str(n): mm.extraction_probability(log_pz, n)
-                                  for n in config.extraction_n},
-                    "n_for_p": mm.queries_needed(log_pz, config.extraction_p),
                 }
+                if with_pz:
+                    row.update({
+                        "p_extract": {str(n): mm.extraction_probability(log_pz, n)
+                                      for n in config.extraction_n},
+                        "n_for_p": mm.queries_needed(log_pz, config.extraction_p),
+                        "log10_n_for_p": mm.log_queries_needed(log_pz, config.extraction_p)
+                        / math.log(10)})
+                else:
+                    row.update({"log_pz": None, "p_extract": None, "n_for_p": None,
+                                "log10_n_for_p": None})
                 if exact:
                     row["suffix_text"] = (seqs.suffix_texts[i] if show_pii
                                           else mask_text(seqs.suffix_texts[i]))
                 rows.append(row)
             # slow path: real greedy decoding on the cross-check subset
-            check: dict[str, Any] = {"model": name, "k": k, "n_checked": len(check_idx)}
-            if check_idx:
-                prompts = [[m.bos_id] + windows[i][:k] for i in check_idx]
+            check: dict[str, Any] = {"model": name, "k": k,
+                                     "n_checked": len(check_idx) if can_check else 0}
+            if check_idx and can_check:
+                prompts = [windows[i][:k] for i in check_idx]  # the prefix is the whole context
                 with progress(f"greedy check {name} k={k}", len(prompts)) as adv:
                     gens = m.generate_ids(prompts, SamplingConfig(max_new_tokens=ell, greedy=True),
                                           seed=config.seed, batch_size=config.batch_size,
@@ -323,8 +448,7 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
                 pos = [i for i, r in enumerate(rows) if r["exact"]]
                 flips = []
                 for i in pos:
-                    (sc1,) = m.score_ids([windows[i]], batch_size=1, sampling=config.sampling,
-                                         last=ell)
+                    (sc1,) = m.score_ids([windows[i]], batch_size=1, last=ell)
                     if not mm.greedy_discoverable(sc1.is_argmax[-ell:]):
                         flips.append(i)
                         rows[i]["exact_batch1"] = False
@@ -339,7 +463,7 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
                                 for b in sorted({mm.duplicate_bucket(c) for c in seqs.dup_counts},
                                                 key=_bucket_lo)}}
     return MemorizationResult(config=config, records=records, rates=rates, checks=checks,
-                              models=model_info, sequences=seq_info)
+                              models=model_info, sequences=seq_info, skipped=skipped)
 
 
 def _bucket_lo(label: str) -> int:
@@ -356,16 +480,17 @@ def aggregate(records: list[dict[str, Any]], config: MemorizationConfig) -> list
     out = []
     for (model, k, bucket), rows in groups.items():
         n_exact = sum(r["exact"] for r in rows)
-        lp = np.array([r["log_pz"] for r in rows], dtype=np.float64)
-        p_ext = {str(n): float(np.mean([r["p_extract"][str(n)] for r in rows]))
-                 for n in config.extraction_n}
+        with_pz = [r for r in rows if r.get("p_extract") is not None]
+        lp = np.array([r["log_pz"] for r in with_pz], dtype=np.float64)
+        p_ext = ({str(n): float(np.mean([r["p_extract"][str(n)] for r in with_pz]))
+                  for n in config.extraction_n} if with_pz else None)
         memorized = [r for r in rows if r["exact"]]
         out.append({
             "model": model, "k": k, "ell": config.suffix_length, "bucket": bucket,
             "bucket_lo": 0 if bucket == "all" else _bucket_lo(bucket),
             "exact": rate(n_exact, len(rows)).to_dict(),
             "mean_fraction": float(np.mean([r["fraction"] for r in rows])),
-            "median_log_pz": float(np.median(lp)),
+            "median_log_pz": float(np.median(lp)) if len(lp) else None,
             "mean_p_extract": p_ext,
             "k_eidetic": _eidetic(memorized),
         })

@@ -1,0 +1,206 @@
+"""The run store: stages that finish once and are reused after a crash.
+
+Each stage of a run (the corpus, each model's training, each sampling shard, each scoring pass,
+the verification, each model's exposure references, the shadow models, …) is recorded under a
+*key*: a hash of everything its result depends on (its inputs and config, the leakaudit version).
+A stage is computed in a hidden temporary folder and becomes visible (``os.replace`` of the
+folder) only when complete, so after ``kill -9`` a rerun of the same command finds every finished
+stage, reuses it, and recomputes only the unfinished ones; the results equal those of an
+uninterrupted run, because every stage is deterministic given its key. Temporary folders of dead
+processes are removed when the store is opened.
+
+Layout of ``OUT/.leakaudit/store/``::
+
+    <name>-<key[:24]>/          a finished stage: its files, and stage.json (name, key, inputs)
+    .<name>-<key[:24]>.<pid>.partial/   a stage being computed (removed if its process is gone)
+    cache/                      the LLM signal cache (one file per (model, texts) scoring pass)
+
+The store lives inside the output folder, so it is as private as the outputs (0700/0600). Stages
+are cheap to list (``RunStore.finished()``) and can be deleted at will: they are recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from leakaudit.runs.files import mkdir_private, private_umask
+
+from leakaudit.runs.files import STORE  # noqa: E402  (the run store's folder name)
+_MARK = "stage.json"
+
+
+def _canonical(obj: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return _canonical(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return repr(obj)
+
+
+def stage_key(*parts: Any) -> str:
+    """A hex key over ``parts`` (dicts, dataclasses, lists, strings, numbers; order-insensitive
+    within dicts) and the leakaudit version."""
+    from leakaudit import __version__
+
+    blob = json.dumps([__version__, _canonical(list(parts))], sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def texts_key(texts) -> str:
+    """A hash of a sequence of strings (order matters)."""
+    h = hashlib.sha256()
+    for t in texts:
+        b = t.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", name)[:80]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunStore:
+    """The run store of one output folder (``RunStore.for_output(out)``), or of any folder."""
+
+    def __init__(self, root: str | Path, *, log: Callable[[str], None] | None = None):
+        self.root = Path(root)
+        self.log = log or (lambda msg: None)
+        self.reused: list[str] = []
+        self.computed: list[str] = []
+        with private_umask():
+            mkdir_private(self.root)
+        self._remove_stale()
+
+    @classmethod
+    def for_output(cls, out: str | Path, *, log=None) -> "RunStore":
+        from leakaudit.runs.files import META
+
+        return cls(Path(out) / META / STORE, log=log)
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where the LLM signal cache lives by default (``--cache DIR`` shares one elsewhere)."""
+        return self.root / "cache"
+
+    def _remove_stale(self) -> None:
+        for p in self.root.glob(".*.partial"):
+            m = re.search(r"\.(\d+)\.partial$", p.name)
+            if m and _alive(int(m.group(1))) and int(m.group(1)) != os.getpid():
+                continue
+            shutil.rmtree(p, ignore_errors=True)
+            self.log(f"run store: removed the unfinished stage of an interrupted run ({p.name})")
+
+    def path(self, name: str, key: str) -> Path:
+        return self.root / f"{_safe(name)}-{key[:24]}"
+
+    def is_done(self, name: str, key: str) -> bool:
+        return (self.path(name, key) / _MARK).is_file()
+
+    def finished(self) -> list[dict[str, Any]]:
+        out = []
+        for p in sorted(self.root.iterdir()):
+            mark = p / _MARK
+            if mark.is_file():
+                try:
+                    out.append(json.loads(mark.read_text(encoding="utf-8")))
+                except ValueError:
+                    pass
+        return out
+
+    def directory(self, name: str, key: str, build: Callable[[Path], Any], *,
+                  describe: dict[str, Any] | None = None) -> Path:
+        """The folder of stage ``(name, key)``: reused if finished, else ``build(tmp)`` fills a
+        temporary folder that then becomes the stage, atomically."""
+        final = self.path(name, key)
+        if (final / _MARK).is_file():
+            self.reused.append(name)
+            self.log(f"run store: reused finished stage {name}")
+            return final
+        tmp = self.root / f".{final.name}.{os.getpid()}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        with private_umask():
+            mkdir_private(tmp)
+            try:
+                build(tmp)
+                (tmp / _MARK).write_text(json.dumps({"name": name, "key": key,
+                                                     **(describe or {})}, default=str),
+                                         encoding="utf-8")
+                if final.exists():  # a finished copy from a concurrent run, or an unmarked leftover
+                    if (final / _MARK).is_file():
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        self.reused.append(name)
+                        return final
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        self.computed.append(name)
+        return final
+
+    def workspace(self, name: str, key: str) -> Path:
+        """A persistent folder for work that resumes by itself (e.g. shadow models, each saved
+        atomically when done): kept across runs with the same key, never marked finished."""
+        p = self.root / f"ws-{_safe(name)}-{key[:24]}"
+        with private_umask():
+            mkdir_private(p)
+        return p
+
+    def json(self, name: str, key: str, compute: Callable[[], Any], *,
+             describe: dict[str, Any] | None = None) -> Any:
+        """The JSON result of stage ``(name, key)``: reused if finished, else ``compute()``.
+
+        The result is returned *as read back from JSON* in both cases (tuples become lists,
+        non-finite floats stay as the writer allows), so a resumed run and an uninterrupted one
+        continue with identical values."""
+        def build(d: Path) -> None:
+            value = compute()
+            (d / "result.json").write_text(json.dumps(value, ensure_ascii=False, default=str),
+                                           encoding="utf-8")
+
+        d = self.directory(name, key, build, describe=describe)
+        return json.loads((d / "result.json").read_text(encoding="utf-8"))
+
+
+class NullStore:
+    """A store that keeps nothing: every stage is computed (library calls without an output
+    folder)."""
+
+    reused: list[str] = []
+    computed: list[str] = []
+    cache_dir = None
+
+    def directory(self, name, key, build, *, describe=None):  # pragma: no cover - trivial
+        raise RuntimeError("NullStore has no folders")
+
+    def json(self, name, key, compute, *, describe=None):
+        return json.loads(json.dumps(compute(), ensure_ascii=False, default=str))
