@@ -173,3 +173,30 @@ def test_evaluate_bypass_shape(tiny_lm):
     assert leak_table(res, "secret")[("memfree", "plain", "exact")]["n"] == 1
     with pytest.raises(InputError):
         BypassConfig(styles=("rot13",)).validate()
+
+
+def test_output_filter_command_on_a_users_model(tiny_model_dir, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+    from tests.conftest import TEXTS
+
+    corpus = tmp_path / "train.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n"
+                              for i, t in enumerate(TEXTS)))
+    out = tmp_path / "of"
+    r = CliRunner().invoke(app, [str(a) for a in [
+        "output-filter", "--model", tiny_model_dir, "--corpus", corpus, "--n", 4, "--docs", 3,
+        "--prefix", 4, "--suffix", 4, "--styles", "plain,upper", "--out", out]])
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()]
+    rates = [x for x in recs if x["entry_type"] == "output_filter" and x.get("kind") == "rate"]
+    assert {x["variant"] for x in rates} == {"unfiltered", "memfree"}
+    assert all(x["k"] == 0 for x in rates if x["variant"] == "memfree"
+               and x["measure"] == "filter_ngram")
+    assert "Output filter and its bypasses" in (out / "report.html").read_text()
+    bad = CliRunner().invoke(app, ["output-filter", "--model", str(tiny_model_dir), "--corpus",
+                                   str(corpus), "--styles", "rot13", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "unknown style" in bad.output
