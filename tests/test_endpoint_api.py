@@ -75,9 +75,11 @@ def test_probe_scores_and_greedy_match_in_process(server, tiny_model_dir, tiny_l
     assert caps.seed and caps.top_k and caps.top_p and caps.temperature
     ids = tiny_lm.tokenize(UNIQUE)
     api = lm.score_ids(ids)
-    local = tiny_lm.score_ids(ids)
-    for a, b in zip(api, local):
-        assert a.truncated and a.token_ids.tolist() == b.token_ids[1:].tolist()
+    # this server adds BOS: compare with the in-process scores of BOS + text (which cover every
+    # text token); llama.cpp's echo gives the first one no log-prob, so the API covers tokens 2..n
+    local = tiny_lm.score_ids([[tiny_lm.bos_id] + x for x in ids])
+    for x, a, b in zip(ids, api, local):
+        assert a.truncated and a.token_ids.tolist() == x[1:] == b.token_ids[1:].tolist()
         np.testing.assert_allclose(a.logprobs, b.logprobs[1:], atol=2e-3)
         assert (a.is_argmax == b.is_argmax[1:]).mean() >= 0.95  # float-noise ties may differ
     # greedy continuations: the same tokens as in-process greedy decoding
@@ -119,13 +121,14 @@ def test_misaligned_server_is_caught(ggufs, tiny_model_dir, tiny_lm, tmp_path):
         assert any("one position late" in w for w in logs)
         ids = tiny_lm.tokenize(UNIQUE[:3])
         api = lm.score_ids(ids)
-        for x, a in zip(ids, api):
+        local = tiny_lm.score_ids(ids)  # GPT-2's convention: no start token, tokens 2..n scored
+        for x, a, b in zip(ids, api, local):
             with torch.no_grad():
                 logits = tiny_lm.model(torch.tensor([x])).logits[0]
             ref = torch.log_softmax(logits, -1)[torch.arange(len(x) - 1), torch.tensor(x[1:])]
-            # tokens 0 and 1 have no log-prob there (position 0 is null in the echo): left out
-            assert a.truncated and a.token_ids.tolist() == x[2:]
-            np.testing.assert_allclose(a.logprobs, ref.numpy()[1:], atol=2e-3)
+            assert a.token_ids.tolist() == b.token_ids.tolist() == x[1:]
+            np.testing.assert_allclose(a.logprobs, ref.numpy(), atol=2e-3)
+            np.testing.assert_allclose(a.logprobs, b.logprobs, atol=2e-3)
         lm.close()
         # with at most 5 top log-probs (a hosted API's limit) it cannot realign: it refuses
         logs.clear()
@@ -238,6 +241,18 @@ def test_chat_endpoint_probe_and_divergence_runs(server, tiny_model_dir, tmp_pat
     assert s["memorized"]["k"] == 0 and s["per_1000"]["ci_high"] > 0
     json.dumps(res.records())
     chat.close()
+
+
+def test_load_target_factory_builds_endpoints(server, tiny_model_dir, tmp_path, key_env):
+    from leakaudit.errors import InputError
+    from leakaudit.targets import load_target
+
+    lm = load_target(f"openai-completions:{server.url}#tokenizer={tiny_model_dir}"
+                     f"&api_key_env={key_env}&ledger={tmp_path / 'l.sqlite'}", name="srv")
+    assert lm.name == "srv" and lm.capabilities.prompt_logprobs and lm.capabilities.top_logprobs
+    lm.close()
+    with pytest.raises(InputError, match="unknown endpoint option 'key'"):
+        load_target(f"openai-chat:{server.url}#key=sk-x")
 
 
 def test_wrong_key_is_a_clean_failure(server, tiny_model_dir, tmp_path, monkeypatch):

@@ -70,7 +70,9 @@ def test_lab_in_process_vs_server(lab, served):
     reference = HFCausalLM.load(d / "models" / "reference", name="reference")
     api = load_endpoint(f"openai-completions:{served.url}", tokenizer=str(d / "models" / "target"),
                         ledger=d / "requests.sqlite", name="server")
-    assert api.capabilities.aligned == "ok" and api.capabilities.first_token_logprob
+    # GPT-2's tokenizer adds no start token, so neither does the served model; llama.cpp then
+    # reports echoed log-probs one position late, and the backend realigns them
+    assert api.capabilities.aligned == "realigned"
     train = [x["text"] for x in corpus.train]
     index = CorpusIndex.build(train, [x["id"] for x in corpus.train])
 

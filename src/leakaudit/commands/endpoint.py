@@ -115,13 +115,13 @@ def register(app: typer.Typer) -> None:
     @ep.command("export-gguf")
     def export_gguf(model_dir: Annotated[Path, typer.Argument(help="GPT-2-style HF model directory.")],
                     out: Annotated[Path, typer.Argument(help="Output .gguf file.")],
-                    no_bos: Annotated[bool, typer.Option("--no-bos", help="Do not make llama.cpp prepend BOS (misaligns echoed log-probs).")] = False,
+                    add_bos: Annotated[bool, typer.Option("--add-bos", help="Make llama.cpp prepend BOS (GPT-2's tokenizer adds none; the default matches it).")] = False,
                     ) -> None:
         """Write a GPT-2-style model as a float32 GGUF for llama.cpp's server."""
         from leakaudit.targets.gguf_export import export_gguf as _export
 
         try:
-            p = _export(model_dir, out, add_bos=not no_bos)
+            p = _export(model_dir, out, add_bos=add_bos)
         except LeakauditError as e:
             _fail(e)
         out_console.print(f"wrote {p}", highlight=False)

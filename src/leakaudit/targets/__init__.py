@@ -7,6 +7,9 @@ A spec is ``scheme:rest`` or a bare path / hub name::
                            downloads are allowed (``--allow-download``)
     gguf:./model.gguf      a GGUF file (transformers dequantizes it; ``pip install 'leakaudit[gguf]'``)
     ./my-model, x.gguf     no scheme: ``gguf`` for a ``.gguf`` file, else ``hf``
+    openai-completions:http://127.0.0.1:8000/v1#tokenizer=./tok&api_key_env=MY_KEY
+                           an OpenAI-compatible server (``pip install 'leakaudit[api]'``); the
+                           capabilities are probed; ``openai-chat:URL`` for chat endpoints
 
 Backends live in a registry of lazily imported loaders (``"package.module:function"``), so a
 backend's heavy dependencies load only when it is chosen; :func:`register_backend` adds one
@@ -62,6 +65,12 @@ register_backend("hf", "leakaudit.targets.hf:load_hf",
                  help="a transformers model directory, or a hub name (cache; --allow-download)")
 register_backend("gguf", "leakaudit.targets.hf:load_gguf", help="a GGUF file", extra="gguf",
                  needs=("gguf",))
+register_backend("openai-completions", "leakaudit.targets.openai_api:load_openai_completions",
+                 help="an OpenAI-compatible /v1/completions endpoint: URL[#model=..&tokenizer=.."
+                      "&api_key_env=VAR]", extra="api", needs=("httpx", "tenacity"))
+register_backend("openai-chat", "leakaudit.targets.openai_api:load_openai_chat",
+                 help="an OpenAI-compatible /v1/chat/completions endpoint (text-level attacks)",
+                 extra="api", needs=("httpx", "tenacity"))
 
 
 from leakaudit.targets.base import looks_local  # noqa: E402,F401  (re-exported)

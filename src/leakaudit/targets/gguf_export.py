@@ -6,10 +6,12 @@ same log-probs (to the server's float tolerance). Tensor names come from the ``g
 own HF→GGUF name map (the one transformers reads them back with), and the Conv1D weights are
 transposed as llama.cpp's converter does. Nothing is quantized.
 
-``add_bos=True`` records ``tokenizer.ggml.add_bos_token`` so that llama.cpp starts every prompt
-with BOS, as leakaudit's in-process scorer does (the first token of a text is conditioned on BOS);
-without it llama.cpp's echoed log-probs come out one position late (the alignment check catches
-that). ``chat_template`` (Jinja) is stored for the chat endpoint; the default passes the last
+``add_bos`` records ``tokenizer.ggml.add_bos_token``. The default (False) matches GPT-2's
+tokenizer, which adds no start token, so the server sees exactly the tokens the in-process scorer
+does (leakaudit's token convention). llama.cpp's echoed log-probs then come out one position late;
+the endpoint backend's alignment check detects it and realigns from the full top log-probs.
+``add_bos=True`` makes llama.cpp start every prompt with BOS (aligned echo, but every score is
+conditioned on a BOS the tokenizer would not add). ``chat_template`` (Jinja) is stored for the chat endpoint; the default passes the last
 user message through unchanged, so a base model continues it as plain text.
 """
 
@@ -79,7 +81,7 @@ def write_gpt2_gguf(model, tokenizer, path: str | Path, *, add_bos: bool = False
     return path
 
 
-def export_gguf(model_dir: str | Path, out: str | Path, *, add_bos: bool = True,
+def export_gguf(model_dir: str | Path, out: str | Path, *, add_bos: bool = False,
                 chat_template: str | None = PLAIN_CHAT_TEMPLATE) -> Path:
     """Load a GPT-2-style model directory and write it as GGUF (float32)."""
     from transformers import AutoTokenizer, GPT2LMHeadModel

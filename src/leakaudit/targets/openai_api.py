@@ -310,7 +310,8 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         top_p_ok = bool(tp and g8t is not None and _choice_text(tp) == g8t and differ)
         ans.update(n=n_ok, seed=seeded, top_k=top_k_ok, top_p=top_p_ok, greedy8=g8t)
         caps = dict(prompt_logprobs=prompt_lp, argmax=prompt_lp and kmax >= 1,
-                    generated_logprobs=kmax >= 1, top_logprobs_max=kmax, n=n_ok, seed=seeded,
+                    generated_logprobs=kmax >= 1, top_logprobs_max=kmax, top_logprobs=kmax,
+                    n=n_ok, seed=seeded,
                     temperature=temperature_ok, top_k=top_k_ok, top_p=top_p_ok,
                     seeded_generation=seeded)
         self.capabilities = ApiCapabilities(
@@ -453,18 +454,35 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         payloads = [{"prompt": t, "max_tokens": 1, "temperature": 0, "logprobs": k, "echo": True}
                     for t in texts]
         resps = self._post(payloads, progress=progress)
+        second: list[Any] = [None] * len(seqs)
+        if self._shift:
+            # realigned: the distribution that scores token 1 sits at the echo's position 0,
+            # which llama.cpp reports as null; ask for it by generating after token 0
+            idx = [i for i, x in enumerate(seqs) if len(x) >= 2]
+            got = self._post([{"prompt": self.decode(seqs[i][:1]), "max_tokens": 1,
+                               "temperature": 0, "logprobs": k} for i in idx])
+            for i, g in zip(idx, got):
+                second[i] = g
+            resps = resps + [g for g in got if isinstance(g, ApiFailure)]
         failed = [i for i, r in enumerate(resps) if isinstance(r, ApiFailure)]
         if failed:
             raise LeakauditError(f"{len(failed)} of {len(resps)} scoring requests failed after "
                                  "every retry (listed in the request records); rerun to retry "
                                  "them (the others are cached)")
         out = []
-        for x, text, r in zip(seqs, texts, resps):
+        for x, text, r, g in zip(seqs, texts, resps, second):
             lp, am = self._parse_echo(x, text, r)
+            if g is not None and len(x) >= 2:
+                d = ((g["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None])[0]
+                t1 = r["choices"][0]["logprobs"]["tokens"][1]
+                v = None if not d else d.get(t1, d.get(t1.lstrip(" ")))
+                if v is not None:
+                    lp[1], am[1] = v, v >= max(d.values()) - 1e-6
             n = len(x)
             truncated = False
-            # no log-prob for the first token (two when realigned: llama.cpp nulls position 0,
-            # which holds the distribution of token 1): leave them out
+            # token convention (targets/base.py): a score covers tokens 2..n of the sequence;
+            # a server that adds BOS gives token 1 no log-prob either (llama.cpp's echo nulls
+            # it), and it is left out too (``truncated``)
             lead = 0
             while lead < n and np.isnan(lp[lead]) and lead < 2:
                 lead += 1
@@ -640,7 +658,7 @@ class OpenAIChatModel(_Endpoint):
         self.capabilities = ApiCapabilities(
             prompt_logprobs=False, vocab_stats=False, argmax=False, generation=True,
             seeded_generation=seeded, kind="chat", generated_logprobs=kmax >= 1,
-            top_logprobs_max=kmax, n=bool(rn and len(rn["choices"]) == 2), seed=seeded,
+            top_logprobs_max=kmax, top_logprobs=kmax, n=bool(rn and len(rn["choices"]) == 2), seed=seeded,
             temperature=len(set(txt)) > 1, tokenizer=self.tokenizer is not None,
             aligned="untested")
         self.probe_answers = ans
@@ -660,3 +678,27 @@ class OpenAIChatModel(_Endpoint):
 def load_endpoint(spec: str, **kw):
     """``openai-completions:URL`` or ``openai-chat:URL`` → a probed backend (see ``from_spec``)."""
     return _Endpoint.from_spec.__func__(_Endpoint, spec, **kw)  # type: ignore[attr-defined]
+
+
+def _factory_loader(kind: str):
+    """A loader for :func:`leakaudit.targets.load_target`: ``rest`` is the URL, optionally with
+    ``#model=NAME&tokenizer=DIR&api_key_env=VAR&api_key_file=PATH&ledger=FILE`` (the key itself
+    never goes into a spec)."""
+    from urllib.parse import parse_qs
+
+    allowed = {"model", "tokenizer", "api_key_env", "api_key_file", "ledger"}
+
+    def load(rest: str, *, name=None, device="cpu", dtype="float32", allow_download=False):
+        url, _, frag = rest.partition("#")
+        opts = {k: v[-1] for k, v in parse_qs(frag).items()}
+        bad = sorted(set(opts) - allowed)
+        if bad:
+            raise InputError(f"unknown endpoint option {bad[0]!r} in the spec (known: "
+                             f"{', '.join(sorted(allowed))})")
+        return load_endpoint(f"openai-{kind}:{url}", name=name, **opts)
+
+    return load
+
+
+load_openai_completions = _factory_loader("completions")
+load_openai_chat = _factory_loader("chat")

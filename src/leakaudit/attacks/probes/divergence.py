@@ -181,15 +181,15 @@ def chat_prompts(model, *, max_tokens: int, temperature: float, seed: int
 def text_generator(model, *, max_tokens: int, temperature: float, seed: int
                    ) -> Callable[[Sequence[str]], list[str | None]]:
     """``prompts -> continuations`` for a completions endpoint (``complete``) or any
-    :class:`~leakaudit.targets.base.LanguageModel` (prompted after its BOS token, as the server
-    does; temperature 0 is greedy)."""
+    :class:`~leakaudit.targets.base.LanguageModel` (a prompt is tokenized as a document starts:
+    the tokenizer's own start tokens, then the text; temperature 0 is greedy)."""
     if hasattr(model, "complete"):
         return lambda ps: model.complete(list(ps), max_tokens=max_tokens, temperature=temperature,
                                          seed=seed)
     from leakaudit.targets.base import SamplingConfig
 
     def gen(ps: Sequence[str]) -> list[str | None]:
-        ids = [[model.bos_id] + x for x in model.tokenize(list(ps))]
+        ids = [list(model.start_ids) + x for x in model.tokenize(list(ps))]  # a document's start
         sc = (SamplingConfig(max_new_tokens=max_tokens, greedy=True) if temperature == 0 else
               SamplingConfig(max_new_tokens=max_tokens, top_k=None, temperature=temperature))
         return [model.decode(g.new_ids) for g in model.generate_ids(ids, sc, seed=seed)]
