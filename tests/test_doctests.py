@@ -17,6 +17,7 @@ MODULES = [
     "leakaudit.attacks.canaries.spaces",
     "leakaudit.signals.lm",
     "leakaudit.targets.hf",
+    "leakaudit.triage.model",
 ]
 
 

@@ -104,6 +104,7 @@ def test_probe_scores_and_greedy_match_in_process(server, tiny_model_dir, tiny_l
     assert KEY not in repr(lm2.client)
 
 
+@pytest.mark.slow
 def test_misaligned_server_is_caught(ggufs, tiny_model_dir, tiny_lm, tmp_path):
     """Without BOS, llama.cpp reports each echoed log-prob one position late: the alignment
     check notices; with full top log-probs it realigns, and the realigned scores equal a plain
@@ -122,8 +123,9 @@ def test_misaligned_server_is_caught(ggufs, tiny_model_dir, tiny_lm, tmp_path):
             with torch.no_grad():
                 logits = tiny_lm.model(torch.tensor([x])).logits[0]
             ref = torch.log_softmax(logits, -1)[torch.arange(len(x) - 1), torch.tensor(x[1:])]
-            assert a.token_ids.tolist() == x[1:]  # no log-prob for the first token: left out
-            np.testing.assert_allclose(a.logprobs, ref.numpy(), atol=2e-3)
+            # tokens 0 and 1 have no log-prob there (position 0 is null in the echo): left out
+            assert a.truncated and a.token_ids.tolist() == x[2:]
+            np.testing.assert_allclose(a.logprobs, ref.numpy()[1:], atol=2e-3)
         lm.close()
         # with at most 5 top log-probs (a hosted API's limit) it cannot realign: it refuses
         logs.clear()
@@ -181,11 +183,11 @@ def test_fault_injection_every_request_accounted_for(server, tiny_model_dir, tin
     clean = _lm(server, tiny_model_dir, tmp_path / "clean.sqlite", key_env)
     want = clean.score_ids(ids)
     clean.close()
-    with FaultProxy(server.url, plan, sleep_s=1.5) as proxy:
+    with FaultProxy(server.url, plan, sleep_s=6.0) as proxy:
         logs: list[str] = []
         lm = load_endpoint(f"openai-completions:{proxy.url}", api_key_env=key_env,
                            tokenizer=str(tiny_model_dir), ledger=tmp_path / "faulty.sqlite",
-                           config=ClientConfig(concurrency=4, timeout_s=1.0, max_retries=2,
+                           config=ClientConfig(concurrency=4, timeout_s=5.0, max_retries=2,
                                                backoff_s=0.01, max_wait_s=0.05),
                            log=logs.append)
         payloads = [{"prompt": lm.decode(x), "max_tokens": 1, "temperature": 0, "logprobs": 1,
@@ -197,7 +199,7 @@ def test_fault_injection_every_request_accounted_for(server, tiny_model_dir, tin
         from leakaudit.targets.api_client import ApiFailure
 
         failed = [r for r in res if isinstance(r, ApiFailure)]
-        assert len(failed) == s["failed"] == 2  # prompts #5 and #17, in their places
+        assert len(failed) == s["failed"] == 2, [f.error for f in failed][:4]  # #5 and #17
         assert [i for i, r in enumerate(res) if isinstance(r, ApiFailure)] == [5, 17]
         assert all("503" in f.error for f in failed)
         rec = [r for _, r in lm.request_records()]
@@ -206,7 +208,7 @@ def test_fault_injection_every_request_accounted_for(server, tiny_model_dir, tin
         for x, w, r in zip(ids, want, res):
             if not isinstance(r, ApiFailure):
                 lp, _ = lm._parse_echo(x, lm.decode(x), r)
-                np.testing.assert_allclose(lp, w.logprobs, atol=1e-6)
+                np.testing.assert_allclose(lp[1:], w.logprobs, atol=1e-6)  # [0]: no log-prob
         assert set(proxy.faults) >= {"429", "500", "502", "503", "timeout", "drop", "malformed"}
         # scoring refuses to hand an attack partial results, and says how to continue
         with pytest.raises(Exception, match="rerun to retry"):
@@ -269,6 +271,7 @@ lm.score_ids(lm.tokenize(texts))
 """
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_sending_each_request_once(server, tiny_model_dir, tmp_path, key_env):
     """A run killed midway (SIGKILL) and resumed sends each request once; only a request in
     flight at the moment of the kill can have reached the server twice."""
@@ -318,6 +321,7 @@ def test_killed_run_resumes_sending_each_request_once(server, tiny_model_dir, tm
         assert len(proxy.forwarded) == total_unique and sum(before.values()) >= done
 
 
+@pytest.mark.slow
 def test_cli_endpoint_audit_budget_resume_and_no_key_anywhere(server, tiny_model_dir, tmp_path,
                                                               key_env):
     from typer.testing import CliRunner
@@ -330,7 +334,8 @@ def test_cli_endpoint_audit_budget_resume_and_no_key_anywhere(server, tiny_model
     out = tmp_path / "out"
     argv = ["endpoint", "audit", f"openai-completions:{server.url}", "--api-key-env", key_env,
             "--tokenizer", str(tiny_model_dir), "--corpus", str(corpus), "--out", str(out),
-            "--attack", "divergence", "--attack", "membership", "--concurrency", "2"]
+            "--attack", "divergence", "--attack", "membership", "--concurrency", "2",
+            "--retries", "1"]
     r1 = CliRunner().invoke(app, argv + ["--max-requests", "25"])
     assert r1.exit_code == 3, r1.output  # the budget stopped it cleanly
     assert "request budget reached" in r1.output
@@ -339,7 +344,13 @@ def test_cli_endpoint_audit_budget_resume_and_no_key_anywhere(server, tiny_model
     assert "membership: skipped (needs data nonmembers)" in r2.output
     summary = json.loads((out / "summary.json").read_text())
     req = summary["requests"]
-    assert req["cached"] >= 25 - 1 and req["failed"] == 0  # the first run's requests, not resent
+    assert req["cached"] >= 25 - 1  # the first run's requests are not sent again
+    # replies that would overrun the tiny server's 128-token context fail there ("llama_decode
+    # returned 1", HTTP 500): retried, then reported, never dropped
+    assert req["requests"] == req["cached"] + req["succeeded"] + req["failed"]
+    rows = [json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()]
+    assert sum(1 for x in rows if x["entry_type"] == "api_request" and x["status"] == "failed") \
+        == req["failed"]
     assert summary["attacks"]["divergence"]["n_queries"] == 40
     for f in out.rglob("*"):
         if f.is_file():

@@ -146,3 +146,44 @@ def _command() -> str:
     return "leakaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+
+# ---------------------------------------------------------------- outputs CI acts on
+
+FORMAT_HELP = ("Outputs, comma-separated: jsonl (always written), html, sarif (report.sarif, SARIF "
+               "2.1.0), junit (junit.xml).")
+FAIL_ON_HELP = ("Exit 1 if this threshold is crossed, e.g. 'extraction.verified > 0', "
+                "'membership.tpr@0.01 > 0.05', 'exposure.max > 20', 'canaries.extracted > 0' "
+                "(repeatable: any crossed fails). Exit codes: 0 passed, 1 threshold crossed, "
+                "2 bad input, 130/143 interrupted.")
+
+
+def _outputs(formats: str | None, fail_on: list[str] | None) -> tuple[tuple[str, ...], list[str]]:
+    """Check ``--format`` and ``--fail-on`` before any expensive work (bad input exits 2)."""
+    from leakaudit.errors import LeakauditError
+    from leakaudit.report.thresholds import parse_all
+    from leakaudit.report.writer import parse_formats
+
+    try:
+        fmts = parse_formats(formats)
+        parse_all(fail_on)
+    except LeakauditError as e:
+        _fail(e)
+    return fmts, list(fail_on or [])
+
+
+def _verdicts(written, out) -> None:
+    """Print the ``--fail-on`` verdicts; exit 1 when one was crossed. Call it after the staged
+    output has moved into ``out``."""
+    from pathlib import Path
+
+    if written is None:
+        return
+    for v in written.verdicts:
+        vals = ", ".join(f"{k} = {'not measured' if x is None else f'{x:g}'}" for k, x in v.values.items())
+        style = {"crossed": "bold red", "passed": "green", "not evaluated": "yellow"}[v.status]
+        out_console.print(f"[{style}]fail-on {v.status}[/]: {v.expression} ({vals})", highlight=False)
+    for fmt in ("sarif", "junit"):
+        if fmt in written.files:
+            out_console.print(f"{fmt}: {Path(out) / written.files[fmt].name}", highlight=False)
+    if written.exit_code:
+        raise typer.Exit(code=written.exit_code)

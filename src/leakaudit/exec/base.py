@@ -165,19 +165,3 @@ def _keep_threads(fn, *args):
         torch = sys.modules.get("torch")
         if torch is not None and n is not None and torch.get_num_threads() != n:
             torch.set_num_threads(n)
-
-
-def get_executor(cluster: str | None, *, num_cpus_per_task: float = 1.0,
-                 num_gpus_per_task: float | None = None, max_retries: int = 3) -> Executor:
-    """``None``/``"local"``: :class:`LocalExecutor`. ``"auto"``: connect to the running Ray
-    cluster (``ray start``), or start a local one. ``"ray://…"``/``"host:port"``: that cluster."""
-    if cluster in (None, "", "local"):
-        return LocalExecutor()
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise InputError(f"--cluster needs Ray, which is not installed: {RAY_EXTRA_HINT}") from None
-    from leakaudit.exec.ray_exec import RayExecutor
-
-    return RayExecutor(address=cluster, num_cpus_per_task=num_cpus_per_task,
-                       num_gpus_per_task=num_gpus_per_task, max_retries=max_retries)

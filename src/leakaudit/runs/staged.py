@@ -27,8 +27,7 @@ from pathlib import Path
 from leakaudit.errors import InputError
 from leakaudit.runs.files import apply_modes, mkdir_private, private_umask
 
-META = ".leakaudit"  #: the hidden folder of leakaudit's own bookkeeping inside an output folder
-PARTIAL = ".leakaudit-partial-"
+from leakaudit.runs.files import META, PARTIAL, STORE  # noqa: E402,F401  (bookkeeping names)
 
 _overwrite = False
 
@@ -217,8 +216,6 @@ def staged_output(out_dir: str | Path, *, produces: Iterable[str] = (),
 
 
 def _has_finished_stages(out_dir: Path) -> bool:
-    from leakaudit.runs.store import STORE
-
     store = out_dir / META / STORE
     return store.is_dir() and any(p.is_dir() and not p.name.startswith(".") and any(p.iterdir())
                                   for p in store.iterdir())

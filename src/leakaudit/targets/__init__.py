@@ -64,15 +64,7 @@ register_backend("gguf", "leakaudit.targets.hf:load_gguf", help="a GGUF file", e
                  needs=("gguf",))
 
 
-def looks_local(s: str) -> bool:
-    """Whether ``s`` is meant as a path on this machine, never as a hub name."""
-    if not s:
-        return True
-    if os.path.exists(os.path.expanduser(s)):
-        return True
-    if s.startswith((".", "/", "~", "\\")) or "\\" in s or s.count("/") > 1:
-        return True
-    return s.endswith((".gguf", ".safetensors", ".bin", ".json"))
+from leakaudit.targets.base import looks_local  # noqa: E402,F401  (re-exported)
 
 
 def parse_spec(spec: str | os.PathLike) -> tuple[str, str]:

@@ -106,7 +106,7 @@ def resolve_local(model: str | os.PathLike, *, gguf: bool = False,
     """Return (directory or hub name, gguf file name or None, is_local), checking only the file
     system: a local-looking path that does not exist is an error naming it, never a hub request;
     a hub name needs ``allow_download`` unless it is in the local Hugging Face cache."""
-    from leakaudit.targets import looks_local
+    from leakaudit.targets.base import looks_local
 
     s = str(model)
     p = Path(s).expanduser()

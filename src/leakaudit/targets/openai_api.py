@@ -208,6 +208,21 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs)))
 
 
+def _echo_matches(L: dict[str, Any], n: int, text: str) -> bool:
+    """Whether an echo's first ``n`` tokens are exactly ``text`` (the server tokenized it into
+    the same ``n`` tokens). What follows them is generated and may be several tokens: llama.cpp
+    keeps generating past ``max_tokens`` until a UTF-8 character is complete, and drops the
+    generated token when it adds no BOS. A token cut inside a UTF-8 character echoes as "", so
+    for such texts the offset of token ``n`` is compared instead."""
+    toks = L.get("tokens") or []
+    if len(toks) < n:
+        return False
+    if "".join(toks[:n]) == text:
+        return True
+    offs = L.get("text_offset") or []
+    return not text.isascii() and len(offs) > n and offs[n] == len(text)
+
+
 def _choice_text(resp: dict[str, Any]) -> str:
     c = resp["choices"][0]
     if "message" in c:
@@ -319,10 +334,23 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         kmax = self.capabilities.top_logprobs_max
         # the full distribution when the server gives it (realignment needs it), else 20 at most
         k = V if kmax >= V else max(1, min(kmax, 20))
-        echo = self._one({"prompt": PROBE_TEXT, "max_tokens": 1, "temperature": 0, "logprobs": k,
-                          "echo": True})
+        # the known answer: the server's own next-token log-probs after ``head``; the probe text
+        # is ``head`` + the likeliest of those tokens that tokenizes as one token after it (so
+        # the check works with a single top log-prob)
         head = self.decode(ids[:-1])
         gen = self._one({"prompt": head, "max_tokens": 1, "temperature": 0, "logprobs": k})
+        echo = None
+        probe_text = PROBE_TEXT
+        if gen is not None:
+            gtop0 = ((gen["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None])[0]
+            for cand, _ in sorted((gtop0 or {}).items(), key=lambda kv: -kv[1]):
+                if cand and self.tokenize([head + cand])[0][:-1] == ids[:-1] and \
+                        len(self.tokenize([head + cand])[0]) == len(ids):
+                    probe_text = head + cand
+                    break
+            ids = self.tokenize([probe_text])[0]
+            echo = self._one({"prompt": probe_text, "max_tokens": 1, "temperature": 0,
+                              "logprobs": k, "echo": True})
         replace_caps = {}
         if echo is None or gen is None:
             replace_caps["aligned"] = "untested"
@@ -331,11 +359,10 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             gtop = gen["choices"][0]["logprobs"]["top_logprobs"][0] or {}
             toks = elp["tokens"][: len(ids)]
             last = toks[-1] if toks else None
-            server_text = "".join(elp["tokens"][: len(ids)])
             ans["echo_tokens"] = len(elp["tokens"]) - 1
-            if server_text != PROBE_TEXT or len(elp["tokens"]) - 1 != len(ids):
+            if not _echo_matches(elp, len(ids), probe_text):
                 raise LeakauditError(
-                    f"the server tokenizes the probe text into {len(elp['tokens']) - 1} tokens, "
+                    f"the server tokenizes the probe text into {len(toks)} tokens, "
                     f"the local tokenizer into {len(ids)}: the tokenizer does not match the "
                     "served model")
             want = gtop.get(last)
@@ -436,8 +463,13 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             lp, am = self._parse_echo(x, text, r)
             n = len(x)
             truncated = False
-            if n and np.isnan(lp[0]):  # no log-prob for the first token: leave it out
-                lp, am, x, truncated = lp[1:], am[1:], x[1:], True
+            # no log-prob for the first token (two when realigned: llama.cpp nulls position 0,
+            # which holds the distribution of token 1): leave them out
+            lead = 0
+            while lead < n and np.isnan(lp[lead]) and lead < 2:
+                lead += 1
+            if lead:
+                lp, am, x, truncated = lp[lead:], am[lead:], x[lead:], True
             if last is not None:
                 lp, am, x = lp[-last:], am[-last:], x[-last:]
             slp = lp.copy() if sampling is not None else None
@@ -454,9 +486,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             return lp, am
         L = resp["choices"][0]["logprobs"]
         toks, tlp, top = L["tokens"], L["token_logprobs"], L["top_logprobs"]
-        # n prompt tokens, then at most the one generated token (none when it was EOS); the
-        # text check is exact only for ASCII (a token cut inside a UTF-8 character echoes as "")
-        if len(toks) not in (n, n + 1) or (text.isascii() and "".join(toks[:n]) != text):
+        if not _echo_matches(L, n, text):
             raise LeakauditError(
                 f"the server tokenized a text into {len(toks) - 1} tokens where the local "
                 f"tokenizer has {n} (text starting {text[:30]!r}): the tokenizer does not match "
@@ -465,7 +495,9 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             if self._shift:
                 # position i's distribution is reported with token i - 1's entry
                 d = top[i - 1] if i >= 1 else None
-                v = None if d is None else d.get(toks[i])
+                # the dict's keys were detokenized after one token fewer (llama.cpp drops a
+                # leading space right after the start), so try the string without it too
+                v = None if d is None else d.get(toks[i], d.get(toks[i].lstrip(" ")))
                 best = None if d is None else max(d.values())
             else:
                 v = tlp[i]

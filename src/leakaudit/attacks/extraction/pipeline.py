@@ -23,7 +23,7 @@ from leakaudit.corpus.pii import find_pii, mask_text
 from leakaudit.errors import CapabilityError, LeakauditError
 from leakaudit.metrics.stats import rate
 from leakaudit.progress import null_progress
-from leakaudit.report.records import TAXONOMY
+from leakaudit.taxonomy import TAXONOMY
 from leakaudit.signals.lm import score_cached
 from leakaudit.targets.base import Generation, LanguageModel
 
