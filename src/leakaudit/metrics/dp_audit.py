@@ -336,12 +336,7 @@ def multi_run_audit(scores_in, scores_out, *, alpha: float, delta: float,
             raise ValueError(f"need at least one selection and one certification run per side; got "
                              f"{len(si)} in-runs and {len(so)} out-runs")
         sel_in, cert_in, sel_out, cert_out = si[pi[:ci]], si[pi[ci:]], so[po[:co]], so[po[co:]]
-        # candidate thresholds: the selection runs' scores, thinned to at most 64 quantiles
-        candidates = np.unique(np.r_[sel_in, sel_out])
-        if len(candidates) > 64:
-            candidates = np.unique(np.quantile(candidates, np.linspace(0, 1, 64), method="nearest"))
-        t = float(max(candidates, key=lambda c: (multi_run_bound_at(sel_in, sel_out, float(c), alpha=alpha,
-                                                                    delta=delta)[0], -abs(c))))
+        t = _select_threshold(sel_in, sel_out, alpha=alpha, delta=delta)
         e, tp, fp = multi_run_bound_at(cert_in, cert_out, t, alpha=alpha, delta=delta)
         si, so, a = cert_in, cert_out, alpha
         n_in, n_out, n_tests, sel, ns_in, ns_out = len(cert_in), len(cert_out), 1, "split", ci, co
@@ -350,6 +345,28 @@ def multi_run_audit(scores_in, scores_out, *, alpha: float, delta: float,
         threshold=t, tp=tp, n_in=n_in, fp=fp, n_out=n_out, fnr_hi=_cp_hi(n_in - tp, n_in, a),
         fpr_hi=_cp_hi(fp, n_out, a), alpha=alpha, delta=delta, selection=sel, n_tests=n_tests,
         n_select_in=ns_in, n_select_out=ns_out)
+
+
+def _select_threshold(sel_in: np.ndarray, sel_out: np.ndarray, *, alpha: float, delta: float) -> float:
+    """The threshold chosen on the selection runs: among the midpoints between consecutive distinct
+    selection scores (thinned to at most 64 quantiles), the one with the largest bound at
+    ``alpha``, then the largest TPR − FPR (a few selection runs bound nothing, so every candidate
+    ties at 0 and the empirical separation decides), then the one nearest 0. Any rule is valid:
+    the certification runs never take part.
+
+    >>> float(_select_threshold(np.array([2.0, 3.0]), np.array([-1.0, 0.5]), alpha=0.05, delta=0))
+    1.25
+    """
+    u = np.unique(np.r_[sel_in, sel_out])
+    candidates = np.r_[u[0] - 1.0, (u[:-1] + u[1:]) / 2, u[-1] + 1.0] if len(u) > 1 else u
+    if len(candidates) > 64:
+        candidates = np.unique(np.quantile(candidates, np.linspace(0, 1, 64), method="nearest"))
+
+    def key(c):
+        e = multi_run_bound_at(sel_in, sel_out, float(c), alpha=alpha, delta=delta)[0]
+        return e, float((sel_in >= c).mean() - (sel_out >= c).mean()), -abs(float(c))
+
+    return float(max(candidates, key=key))
 
 
 def max_certifiable_multi_run(n_in: int, n_out: int, *, alpha: float, delta: float) -> float:
