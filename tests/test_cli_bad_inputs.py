@@ -239,6 +239,7 @@ CASES = [
     # --- canaries
     ("canaries-no-placeholder", ["canaries", "insert", "--corpus", "{corpus_jsonl}", "--template", "no secret", "--space", "ssn", "--out", "{out}"], "{secret}"),
     ("canaries-mistyped-space", ["canaries", "insert", "--corpus", "{corpus_jsonl}", "--template", "a {secret}", "--space", "snn", "--out", "{out}"], "snn"),
+    ("canaries-mistyped-space-weak-pattern", ["canaries", "insert", "--corpus", "{corpus_jsonl}", "--template", "a {secret}", "--space", "phnoe", "--out", "{out}"], "did you mean phone"),
     ("canaries-space-count", ["canaries", "insert", "--corpus", "{corpus_jsonl}", "--template", "a {secret}", "--template", "b {secret}", "--template", "c {secret}", "--space", "ssn", "--space", "phone", "--out", "{out}"], "--space"),
     ("canaries-repeats-zero", ["canaries", "insert", "--corpus", "{corpus_jsonl}", "--template", "a {secret}", "--space", "ssn", "--repeats", "0", "--out", "{out}"], "--repeats"),
     ("canaries-repeats-text", ["canaries", "insert", "--corpus", "{corpus_jsonl}", "--template", "a {secret}", "--space", "ssn", "--repeats", "x", "--out", "{out}"], "--repeats"),
