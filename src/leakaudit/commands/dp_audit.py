@@ -82,9 +82,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Audit a DP training claim: a lower bound ε̂ next to the claimed ε and the maximum ε the
         audit could certify. ε̂ above the claim proves the implementation broken; below, nothing."""
-
-        from leakaudit.runs.staged import check_output_location, staged_output
-        from leakaudit.runs.store import RunStore
         from leakaudit.audits.dp_audit import (
             DPAuditConfig,
             audit_dp_classifier,
@@ -95,6 +92,8 @@ def register(app: typer.Typer) -> None:
         from leakaudit.errors import InputError, LeakauditError
         from leakaudit.metrics.dp_audit import NOT_A_PROOF
         from leakaudit.report.writer import write_report
+        from leakaudit.runs.staged import check_output_location, staged_output
+        from leakaudit.runs.store import RunStore
         from leakaudit.versions import versions
 
         try:
