@@ -16,7 +16,7 @@ from pathlib import Path
 
 from leakaudit.lab.dp_audit import DPAuditLabConfig, cost_table, run_dp_audit_lab
 from leakaudit.metrics.dp_audit import NOT_A_PROOF
-from leakaudit.report.records import JsonlWriter
+from leakaudit.report.writer import FindingsWriter
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
                       select_fraction=0.34, lm_variants=("no_noise",) if a.lm else ())
     a.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    with JsonlWriter(a.out / "report.jsonl") as w:
+    with FindingsWriter(a.out / "report.jsonl") as w:
         results = run_dp_audit_lab(cfg, store_dir=a.out / "models", writer=w)
     print("\n".join(cost_table(results)))
     print(NOT_A_PROOF)

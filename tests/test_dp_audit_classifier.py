@@ -98,6 +98,9 @@ def test_cli_user_hook_and_resume(data, tmp_path):
     recs = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
     assert [x["entry_type"] for x in recs] == ["run", "dp_audit"]
     assert recs[1]["epsilon_lb"] > 1 and recs[1]["refuted"] and recs[1]["detail"]["m"] == 300
+    # the findings schema: a refuted DP claim is a critical finding whose metric is ε̂
+    assert recs[1]["severity"] == "critical" and recs[1]["metric"]["name"] == "epsilon_lb"
+    assert recs[1]["metric"]["value"] == recs[1]["epsilon_lb"] and "schema_version" in recs[1]
     stage = next(out.glob(".leakaudit/store/dp-audit-model-*"))  # the model is a run-store stage
     assert stat.S_IMODE((stage / "run.json").stat().st_mode) == 0o600 and (stage / "stage.json").is_file()
     assert stat.S_IMODE((out / "report.jsonl").stat().st_mode) == 0o600

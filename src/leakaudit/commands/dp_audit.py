@@ -82,12 +82,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Audit a DP training claim: a lower bound ε̂ next to the claimed ε and the maximum ε the
         audit could certify. ε̂ above the claim proves the implementation broken; below, nothing."""
-        import json
-        import platform
-
-        from leakaudit import __version__
-        from leakaudit.runs.staged import check_output_location, staged_output
-        from leakaudit.runs.store import RunStore
         from leakaudit.audits.dp_audit import (
             DPAuditConfig,
             audit_dp_classifier,
@@ -97,7 +91,10 @@ def register(app: typer.Typer) -> None:
         )
         from leakaudit.errors import InputError, LeakauditError
         from leakaudit.metrics.dp_audit import NOT_A_PROOF
-        from leakaudit.report.records import _clean
+        from leakaudit.report.writer import write_report
+        from leakaudit.runs.staged import check_output_location, staged_output
+        from leakaudit.runs.store import RunStore
+        from leakaudit.versions import versions
 
         try:
             if world not in ("classifier", "lm"):
@@ -157,14 +154,13 @@ def register(app: typer.Typer) -> None:
             _fail(e)
         if train is None:
             res.trainer = fn.label()
-        run = {"entry_type": "run", "version": __version__, "command": _command(),
-               "python": platform.python_version(), "config": {**cfg.__dict__, "world": world,
-                                                                "trainer": trainer_id(fn)}}
+        run = {**versions(), "command": _command(), "seed": seed,
+               "config": {**cfg.__dict__, "world": world, "trainer": trainer_id(fn)}}
         try:
             with staged_output(out, produces=("report.jsonl",), inputs=[data], log=_log) as stage:
-                with open(stage / "report.jsonl", "w", encoding="utf-8") as fh:
-                    for rec in (run, {"entry_type": "dp_audit", **res.to_record()}):
-                        fh.write(json.dumps(_clean(rec), ensure_ascii=False) + "\n")
+                # the findings schema (leakaudit.findings): the dp_audit entry type's adapter
+                write_report(stage, run_record=run, records=[("dp_audit", res.to_record())], summary=None,
+                             formats=("jsonl",))
         except LeakauditError as e:
             _fail(e)
         claim = "none" if res.claimed_epsilon is None else f"{res.claimed_epsilon:.3f}"
