@@ -105,8 +105,9 @@ def test_ray_cluster_matches_in_process_and_survives_a_killed_worker(leaky, tmp_
     local = _audits(d, members, nonmembers, idx_dir, LocalExecutor())
     # a real effect, so equality is not equality of empty results
     assert local["extraction"]["verified"]
-    assert local["memorization"]["models"]["target"]["8"]["mean_token_accuracy"] > \
-        local["memorization"]["models"]["reference"]["8"]["mean_token_accuracy"]
+    # greedy suffix tokens far above chance (vocabulary of 300: chance ~0.003)
+    assert local["memorization"]["n_windows"] == 24
+    assert local["memorization"]["models"]["target"]["8"]["mean_token_accuracy"] > 0.2
     assert local["membership"]["auc"]["loss"] > 0.8
 
     hooks = tmp_path / "hooks"
