@@ -105,3 +105,34 @@ def test_the_full_target_skips_nothing(tiny_lm):
     for audit in ("membership", "memorization", "extraction"):
         skipped, ran = AUDITS[audit](tiny_lm)
         assert skipped == [] and ran
+
+
+def test_membership_cli_lists_min_k_pp_as_skipped_on_a_target_without_vocab_stats(
+        tiny_model_dir, tmp_path):
+    """Through the CLI and the target registry: a backend whose targets give no vocabulary
+    statistics (as an OpenAI-compatible server) gets LOSS, zlib, lowercase, reference and Min-K%,
+    and Min-K%++ listed as skipped with the reason."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+    from leakaudit.targets import load_target, register_backend
+
+    def loader(rest, **kw):
+        return RestrictedLM(load_target(rest, **kw), without=["vocab_stats"])
+
+    register_backend("nostats-test", loader, help="test: an HF model without vocab statistics")
+    for name, docs in (("m.jsonl", TEXTS[:12]), ("n.jsonl", TEXTS[12:24])):
+        (tmp_path / name).write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
+    r = CliRunner().invoke(app, ["membership", "--model", f"nostats-test:{tiny_model_dir}",
+                                 "--reference", str(tiny_model_dir), "--members",
+                                 str(tmp_path / "m.jsonl"), "--nonmembers",
+                                 str(tmp_path / "n.jsonl"), "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    for m in ("loss", "zlib", "lowercase", "reference", "min_k(k=0.2)"):
+        assert any(line.startswith(m) and "AUC" in line for line in r.output.splitlines()), m
+    flat = " ".join(r.output.split())  # the console may wrap long lines
+    assert "min_k_pp(k=0.2) skipped: target does not provide vocab_stats" in flat
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Skipped attacks" in html and "vocab_stats" in html

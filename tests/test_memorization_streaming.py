@@ -38,7 +38,7 @@ def test_pieces_concatenate_to_the_whole_tokenization(tiny_lm, monkeypatch):
 
 @pytest.mark.parametrize("stratify", [False, True])
 def test_streamed_windows_equal_windows_of_the_whole_document(tiny_lm, monkeypatch, stratify):
-    docs = [_doc(400, 1), _doc(5, 2), _doc(900, 3)]
+    docs = [_doc(400, 1), "Hello", _doc(900, 3)]
     ids = ["a", "b", "c"]
     index = CorpusIndex.build(docs, ids)
     cfg = MemorizationConfig(prefix_lengths=(8,), suffix_length=8, n_sequences=40, stride=5,
@@ -53,7 +53,7 @@ def test_streamed_windows_equal_windows_of_the_whole_document(tiny_lm, monkeypat
     for d, o, w, t in zip(a.doc_ids, a.offsets, a.ids, a.texts):
         whole = tiny_lm.document_ids([docs[ids.index(d)]])[0]
         assert w == whole[o: o + 16]
-        assert tiny_lm.tokenize([t])[0] == w  # the window's text is exactly its tokens
+        assert t in docs[ids.index(d)]  # the window's text, cut by its tokens' offsets
 
 
 @pytest.mark.slow
@@ -71,8 +71,8 @@ def test_memorization_on_a_50mb_one_line_document_stays_under_2gb(tiny_model_dir
             "    print('PEAK_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
             " file=sys.stderr)\n")
     r = subprocess.run([sys.executable, "-c", code, "memorization", "--model", str(tiny_model_dir),
-                        "--corpus", str(corpus), "--out", str(tmp_path / "out"), "--prefix", "8",
-                        "--suffix", "8", "--sequences", "10", "--greedy-check", "2"],
+                        "--corpus", str(corpus), "--out", str(tmp_path / "out"),
+                        "--sequences", "10", "--greedy-check", "2"],
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stderr[-2000:]
     peak = float(r.stderr.split("PEAK_MB")[-1].split()[0])

@@ -81,14 +81,13 @@ def test_memorization_numbers_equal_a_plain_transformers_evaluation(smollm2, tmp
     from leakaudit.corpus.index import CorpusIndex
     from leakaudit.targets import load_target
 
-    torch.set_num_threads(2)
     gguf_path, hf_dir = smollm2
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text(json.dumps({"id": "constitution", "text": TEXT}) + "\n")
     out = tmp_path / "mem"
     r = CliRunner().invoke(app, ["memorization", "--model", f"hf:{hf_dir}", "--corpus", str(corpus),
                                  "--out", str(out), "--prefix", str(K), "--suffix", str(ELL),
-                                 "--stride", "16", "--sequences", "0", "--greedy-check", "-1",
+                                 "--stride", "32", "--sequences", "0", "--greedy-check", "-1",
                                  "--no-stratify", "--batch-size", "4"])
     assert r.exit_code == 0, r.output
     recs = [json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()]
@@ -100,7 +99,7 @@ def test_memorization_numbers_equal_a_plain_transformers_evaluation(smollm2, tmp
     tok = AutoTokenizer.from_pretrained(hf_dir)
     doc = tok(TEXT)["input_ids"]  # the document's own tokenization
     assert doc[:2] == tok(TEXT, add_special_tokens=False)["input_ids"][:2]
-    assert len(rows) == (len(doc) - K - ELL) // 16 + 1 >= 10
+    assert len(rows) == (len(doc) - K - ELL) // 32 + 1 >= 4
     plain = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     want = {}
     for row in rows:
@@ -117,12 +116,12 @@ def test_memorization_numbers_equal_a_plain_transformers_evaluation(smollm2, tmp
     # the same windows from the GGUF file: the same numbers
     lm = load_target(f"gguf:{gguf_path}")
     assert lm.start_ids == [] and lm.tokenize([TEXT]) == [doc]
-    cfg = MemorizationConfig(prefix_lengths=(K,), suffix_length=ELL, n_sequences=None, stride=16,
+    cfg = MemorizationConfig(prefix_lengths=(K,), suffix_length=ELL, n_sequences=3, stride=32,
                              stratify=False, greedy_check=-1, batch_size=4)
     seqs = select_sequences(lm, [TEXT], ["constitution"], CorpusIndex.build([TEXT], ["constitution"]),
                             config=cfg, log=lambda *_: None)
     res = measure_memorization({"gguf": lm}, seqs, config=cfg, log=lambda *_: None)
-    assert [r["offset"] for r in res.records] == [r["offset"] for r in rows]
+    assert len(res.records) == 3 and {r["offset"] for r in res.records} <= set(want)
     for row in res.records:
         frac, nll, greedy = want[row["offset"]]
         assert row["fraction"] == pytest.approx(frac, abs=1e-4)

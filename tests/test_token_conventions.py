@@ -244,3 +244,24 @@ def test_a_bf16_model_directory_loads_fingerprints_and_is_audited(tiny_model_dir
     res = measure_memorization({"bf16": lm}, seqs, config=cfg, log=lambda *_: None)
     assert len(res.records) == 8 and all(np.isfinite(r["suffix_logprob"]) for r in res.records)
     assert res.checks[0]["n_checked"] == 4
+
+
+def test_the_lab_trains_with_the_packing_it_audits_with(tmp_path):
+    """The lab tokenizer starts every document with <|endoftext|> by default; training packs
+    exactly the documents the audits tokenize (document_ids), so mid-document windows and whole
+    documents are scored in contexts the model was trained in."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.training.lm import document_blocks, pack_blocks, train_tokenizer
+
+    tok = train_tokenizer(TEXTS, vocab_size=300, out_dir=tmp_path)
+    eos = tok.eos_token_id
+    lm = HFCausalLM(GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=16,
+                                               n_layer=1, n_head=2)), tok, name="lab")
+    assert lm.start_ids == [eos]
+    docs = TEXTS[:5]
+    stream = [t for d in lm.document_ids(docs) for t in d] + [eos]
+    flat = [t for b in pack_blocks(docs, tok, 16) for t in b]
+    assert flat == stream[: len(flat)] and len(flat) >= len(stream) - 1  # a 1-token tail drops
+    assert document_blocks(docs[:1], tok, 1000) == [lm.document_ids(docs[:1])[0] + [eos]]

@@ -192,10 +192,12 @@ def run_defense_lab(out_dir: str | Path, config: DefenseLabConfig, *, progress=n
                 models[v] = fit(v, train_texts, replace(cfg.target, n_embd=w), 0)
         reference = fit("reference", [d["text"] for d in corpus.reference], cfg.reference, 1)
         index = CorpusIndex.build(train_texts, [d["id"] for d in corpus.train])
+        from leakaudit.lab.membership import llm_lab_membership
+
         rows, mem_records = run_battery(
             models, reference=reference, train_texts=train_texts, train_ids=[d["id"] for d in corpus.train],
             heldout_texts=[d["text"] for d in corpus.heldout], index=index, config=cfg, lab_corpus=corpus,
-            cache_dir=stage / "cache", progress=progress, log=log)
+            cache_dir=stage / "cache", progress=progress, log=log, lab_membership=llm_lab_membership)
         records = []
         for name in models:
             row = rows[name]

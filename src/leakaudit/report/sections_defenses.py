@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from leakaudit.report.html import ReportData, Section, _new_figure, _png
+from leakaudit.report.html_base import ReportData, Section, _new_figure, _png
 
 
 def _ci(r: dict | None, pct: bool = True, key: str = "value") -> str:

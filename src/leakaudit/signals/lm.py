@@ -34,7 +34,8 @@ def _pack(scores: list[TokenScores]) -> dict[str, np.ndarray]:
         "lengths": lengths,
         "token_ids": np.concatenate([s.token_ids for s in scores]) if scores else np.zeros(0, np.int64),
         "logprobs": np.concatenate([s.logprobs for s in scores]) if scores else np.zeros(0, np.float32),
-        "is_argmax": np.concatenate([s.is_argmax for s in scores]) if scores else np.zeros(0, bool),
+        "is_argmax": (np.concatenate([s.is_argmax for s in scores])
+                      if scores and scores[0].is_argmax is not None else np.zeros(0, bool)),
         "truncated": np.array([s.truncated for s in scores], dtype=bool),
     }
     if scores and scores[0].vocab_mean is not None:
@@ -51,7 +52,8 @@ def _unpack(arrs) -> list[TokenScores]:
         a, b = bounds[i], bounds[i + 1]
         res.append(TokenScores(
             token_ids=arrs["token_ids"][a:b], logprobs=arrs["logprobs"][a:b],
-            is_argmax=arrs["is_argmax"][a:b],
+            is_argmax=(arrs["is_argmax"][a:b] if len(arrs["is_argmax"]) == len(arrs["logprobs"])
+                       else None),  # a target without the argmax capability
             vocab_mean=arrs["vocab_mean"][a:b] if has_vs else None,
             vocab_var=arrs["vocab_var"][a:b] if has_vs else None,
             truncated=bool(arrs["truncated"][i]),
