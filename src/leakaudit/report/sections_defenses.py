@@ -22,6 +22,8 @@ def _eps(row: dict) -> str:
 
 
 def _plot(rows: list[dict[str, Any]]) -> str:
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     fig = _new_figure(figsize=(9.6, 3.6))
     axes = fig.subplots(1, 2)
     for ax, (title, get) in zip(axes, (
@@ -38,7 +40,10 @@ def _plot(rows: list[dict[str, Any]]) -> str:
                         xerr=[[u["value"] - u["ci_low"]], [u["ci_high"] - u["value"]]],
                         yerr=[[y["value"] - y["ci_low"]], [y["ci_high"] - y["value"]]],
                         marker="o", capsize=3, color=f"C{i % 10}", label=r["variant"])
-        ax.set_xlabel("held-out perplexity (utility: lower is better)")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xlabel("held-out perplexity, log scale (utility: lower is better)")
         ax.set_ylabel("leakage")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
