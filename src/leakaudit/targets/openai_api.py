@@ -458,12 +458,13 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         if self._shift:
             # realigned: the distribution that scores token 1 sits at the echo's position 0,
             # which llama.cpp reports as null; ask for it by generating after token 0
-            idx = [i for i, x in enumerate(seqs) if len(x) >= 2]
+            # (a first token that decodes to no text, a byte of a UTF-8 character, cannot be
+            # sent alone; a failed request is counted and reported: token 1 is then left out)
+            idx = [i for i, x in enumerate(seqs) if len(x) >= 2 and self.decode(x[:1])]
             got = self._post([{"prompt": self.decode(seqs[i][:1]), "max_tokens": 1,
                                "temperature": 0, "logprobs": k} for i in idx])
             for i, g in zip(idx, got):
-                second[i] = g
-            resps = resps + [g for g in got if isinstance(g, ApiFailure)]
+                second[i] = None if isinstance(g, ApiFailure) else g
         failed = [i for i, r in enumerate(resps) if isinstance(r, ApiFailure)]
         if failed:
             raise LeakauditError(f"{len(failed)} of {len(resps)} scoring requests failed after "
