@@ -49,7 +49,7 @@ def served(lab):
         yield s
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_lab_in_process_vs_server(lab, served):
     from leakaudit.attacks.membership.audit_llm import audit_llm_membership
     from leakaudit.attacks.membership.evaluate import EvalConfig
@@ -149,7 +149,7 @@ def test_lab_in_process_vs_server(lab, served):
     chat.close()
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_run_endpoint_lab_reports_and_reruns_free(lab, served, tmp_path):
     from dataclasses import replace
 

@@ -69,7 +69,7 @@ def test_claims_verdicts_hold_and_fail():
     assert not any(v["holds"] for v in c.values())
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_quick_defenses_lab_end_to_end(tmp_path):
     from typer.testing import CliRunner
 
