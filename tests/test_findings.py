@@ -166,3 +166,38 @@ def test_unknown_schema_version_is_refused_clearly(tmp_path):
     r = CliRunner().invoke(app, ["report", str(d)])
     assert r.exit_code == 2
     assert "schema version 99 is not supported" in r.output
+
+
+def test_entry_types_of_the_other_families_validate(tmp_path):
+    """Records of defenses (compare), DP audits and endpoint audits, as their producers write them."""
+    pairs = [
+        ("defense_comparison", {"defense": "dedup", "memorization": {"all": {
+            "k": 3, "n": 100, "value": 0.03, "ci_low": 0.006, "ci_high": 0.085}},
+            "extraction": {"verified_samples": 0}, "utility": {"heldout_ppl": {"value": 12.0}}}),
+        ("dp_audit", {"world": "classifier", "mode": "one-run", "trainer": "t", "claimed_epsilon": 1.0,
+                      "delta": 1e-5, "confidence": 0.95, "epsilon_lb": 2.3, "max_certifiable": 4.0,
+                      "refuted": True, "canary_kind": "crafted", "n_canaries": 1000}),
+        ("skipped", {"attack": "membership:min_k_pp", "missing": ["vocab_stats"], "reason": "no vocab"}),
+        ("divergence", {"kind": "summary", "attack": "divergence", "target": "target",
+                        "memorized": {"k": 2, "n": 100, "value": 0.02, "ci_low": 0.002, "ci_high": 0.07},
+                        "config": {"words": ["poem"]}}),
+        ("divergence", {"kind": "query", "attack": "divergence", "word": "poem", "memorized": False}),
+        ("pii_probe", {"kind": "rate", "attack": "pii_probe", "target": "target", "group": "members",
+                       "template": "all", "exact": {"k": 5, "n": 50, "value": 0.1, "ci_low": 0.03,
+                                                    "ci_high": 0.22}}),
+        ("capabilities", {"target": "target", "prompt_logprobs": True}),
+        ("api_request", {"key": "abc", "path": "/v1/completions", "status": "ok"}),
+        ("api_summary", {"requests": 3, "sent": 3, "cached": 0, "failed": 0}),
+    ]
+    write_report(tmp_path, run_record=RUN, records=pairs, summary=None, formats=("sarif", "junit"))
+    rows = [json.loads(x) for x in (tmp_path / "report.jsonl").read_text().splitlines()]
+    v = F.validator()
+    for r in rows:
+        assert not list(v.iter_errors(r)), (r["entry_type"], [e.message for e in v.iter_errors(r)])
+    by = {(r["entry_type"], r.get("kind")): r for r in rows}
+    assert by[("dp_audit", None)]["severity"] == "critical"  # the claimed ε is refuted
+    assert by[("dp_audit", None)]["metric"]["value"] == 2.3
+    assert by[("defense_comparison", None)]["defense"] == "dedup"
+    assert by[("skipped", None)]["skipped"] is True and by[("skipped", None)]["family"] == "membership"
+    assert by[("pii_probe", "rate")]["severity"] == "high"
+    assert "family" not in by[("capabilities", None)]  # meta records carry no finding envelope

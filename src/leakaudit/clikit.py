@@ -181,7 +181,9 @@ def _verdicts(written, out) -> None:
     for v in written.verdicts:
         vals = ", ".join(f"{k} = {'not measured' if x is None else f'{x:g}'}" for k, x in v.values.items())
         style = {"crossed": "bold red", "passed": "green", "not evaluated": "yellow"}[v.status]
-        out_console.print(f"[{style}]fail-on {v.status}[/]: {v.expression} ({vals})", highlight=False)
+        # markup off: the expression is user text (no console markup is ever interpreted in it)
+        out_console.print(f"fail-on {v.status}: {v.expression} ({vals})", style=style,
+                          highlight=False, markup=False, soft_wrap=True)
     for fmt in ("sarif", "junit"):
         if fmt in written.files:
             out_console.print(f"{fmt}: {Path(out) / written.files[fmt].name}", highlight=False)

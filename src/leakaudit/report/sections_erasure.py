@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from leakaudit.report.html import ReportData, Section
+from leakaudit.report.html_base import ReportData, Section
 
 
 def _rate(r: dict | None) -> str:

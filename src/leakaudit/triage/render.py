@@ -10,7 +10,9 @@ from leakaudit.triage.model import LOW_RISK, Assessment
 def print_assessment(a: Assessment, console) -> None:
     from rich.markup import escape
 
-    p = console.print
+    def p(text: str, **kw) -> None:  # our markup on; every user text goes through escape()
+        console.print(text, markup=True, **kw)
+
     p(f"[bold]{escape(a.profile.name)}[/]: {escape(a.profile.title)}   [bold]top risk {a.score:.3f}[/]",
       highlight=False)
     if a.measured_from:
