@@ -111,11 +111,17 @@ class OneLineErrorGroup(_TyperGroup):
             where = getattr(getattr(e, "ctx", None), "command_path", None)
             _error_line(f"{where}: {e.format_message()}" if where else e.format_message())
             sys.exit(e.exit_code)
-        except click.exceptions.Abort:
+        except getattr(click.exceptions, "Abort", ()):  # typer's vendored click has no Abort
             if not standalone_mode:
                 raise
             _error_line("aborted")
             sys.exit(1)
+        except BrokenPipeError:  # `leakaudit ... | head`: the reader went away; nothing to say
+            try:
+                sys.stdout = open(os.devnull, "w")  # no second error while flushing at exit
+            except OSError:  # pragma: no cover
+                pass
+            sys.exit(0 if standalone_mode else 1)
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)
