@@ -107,8 +107,9 @@ def test_extract_writes_a_complete_report(basic_run, tiny_model_dir):
     for name in ("report.jsonl", "hits.jsonl", "report.html", "summary.json"):
         assert (out / name).is_file(), name
     assert not list(out.glob(".leakaudit-partial-*"))
-    assert sorted(p.name for p in out.iterdir()) == ["hits.jsonl", "report.html", "report.jsonl",
-                                                     "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".leakaudit", "hits.jsonl", "report.html",
+                                                     "report.jsonl", "summary.json"]
+    assert (out / ".leakaudit" / "store").is_dir()  # the run store: a rerun reuses its stages
     recs = records(out)
     assert recs[0]["entry_type"] == "run"
     assert recs[-1]["entry_type"] == "summary"
@@ -246,8 +247,12 @@ def test_report_on_a_folder_without_a_report_fails_cleanly(tmp_path):
 # ----------------------------------------------------------------------------- SIGTERM
 
 
-@pytest.mark.parametrize("out_exists", [False, True], ids=["new-out", "existing-out"])
-def test_sigterm_removes_the_partial_output(out_exists, tiny_model_dir, inputs, tmp_path):
+@pytest.mark.parametrize("out_exists,sig", [(False, signal.SIGTERM), (True, signal.SIGTERM),
+                                            (False, signal.SIGINT)],
+                         ids=["new-out", "existing-out", "sigint"])
+def test_sigterm_removes_the_partial_output(out_exists, sig, tiny_model_dir, inputs, tmp_path):
+    """SIGTERM exits 143 and SIGINT 130 (not click's "Aborted!" 1, which means a crossed
+    threshold), both removing the staged output."""
     corpus, _ = inputs
     out = tmp_path / "out"
     if out_exists:
@@ -264,14 +269,14 @@ def test_sigterm_removes_the_partial_output(out_exists, tiny_model_dir, inputs, 
             assert proc.poll() is None, proc.stdout.read().decode(errors="replace")
             assert time.monotonic() < deadline, "no staging folder after 60 s"
             time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         output, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     text = output.decode(errors="replace")
-    assert proc.returncode == 128 + signal.SIGTERM, text
+    assert proc.returncode == 128 + sig, text
     if out_exists:
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     else:

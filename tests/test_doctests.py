@@ -11,9 +11,15 @@ MODULES = [
     "leakaudit.metrics.stats",
     "leakaudit.metrics.memorization",
     "leakaudit.metrics.exposure",
+    "leakaudit.metrics.dp_audit",
+    "leakaudit.attacks.dp_audit.canaries",
+    "leakaudit.attacks.dp_audit.lm",
     "leakaudit.attacks.canaries.spaces",
     "leakaudit.signals.lm",
     "leakaudit.targets.hf",
+    "leakaudit.defenses.unlearning",
+    "leakaudit.defenses.output_filter_eval",
+    "leakaudit.triage.model",
 ]
 
 

@@ -15,7 +15,8 @@ def quick_lab(tmp_path_factory):
     out = tmp_path_factory.mktemp("lab") / "out"
     cfg = LabConfig.quick(seed=0)
     cfg = replace(cfg, extraction=replace(cfg.extraction, show_pii=True))
-    summary = run_lab(out, cfg, log=lambda m: None)
+    summary = run_lab(out, cfg, log=lambda m: None, formats=("jsonl", "html", "sarif", "junit"),
+                      fail_on=["extraction.verified > 0", "extraction.verified > 100000"])
     return out, summary, cfg
 
 
@@ -83,6 +84,65 @@ def test_report_records_and_taxonomy(quick_lab):
         if r.get("kind") in ("setup", "sequence", "canary"):
             assert "atlas:AML.T0057" in r["tags"], r
     assert rep["inversion"] and all("atlas:AML.T0024.001" in r["tags"] for r in rep["inversion"])
+
+
+def test_every_lab_record_validates_against_the_published_schema(quick_lab):
+    import jsonschema
+
+    from leakaudit.findings import schema_path
+
+    out, _, _ = quick_lab
+    validator = jsonschema.Draft202012Validator(json.loads(schema_path().read_text()))
+    rows = [json.loads(line) for line in open(out / "report.jsonl")]
+    types = {r["entry_type"] for r in rows}
+    assert {"run", "sample", "eval", "canary", "pii", "memorization", "exposure", "membership",
+            "inversion", "summary"} <= types
+    for r in rows:
+        errors = [e.message for e in validator.iter_errors(r)]
+        assert not errors, (r["entry_type"], errors[:3])
+    findings = [r for r in rows if r["entry_type"] not in ("run", "summary")]
+    assert all(r["target"]["fingerprint"] for r in findings if r["family"] != "inversion")
+    assert {r["family"] for r in findings} == {"extraction", "memorization", "exposure", "membership",
+                                               "inversion"}
+
+
+def test_lab_sarif_names_the_corpus_line_of_each_verified_leak(quick_lab):
+    from tests.test_ci_outputs import sarif_validator
+
+    out, summary, _ = quick_lab
+    log = json.loads((out / "report.sarif").read_text())
+    assert not [e.message for e in sarif_validator().iter_errors(log)][:3]
+    lines = (out / "corpus/train.jsonl").read_text(encoding="utf-8").splitlines()
+    leaks = [r for r in log["runs"][0]["results"] if r["properties"]["entry_type"] == "sample"]
+    assert len(leaks) == summary["n_verified_samples"] > 0
+    for r in leaks:
+        assert r["level"] == "error" and r["locations"]
+        for loc in r["locations"]:
+            phys = loc["physicalLocation"]
+            assert phys["artifactLocation"]["uri"] == "corpus/train.jsonl"
+            doc = json.loads(lines[phys["region"]["startLine"] - 1])
+            assert loc["message"]["text"] == f"training document {doc['id']}"
+
+
+def test_lab_fail_on_and_junit(quick_lab):
+    from junitparser import Failure, JUnitXml
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    out, summary, _ = quick_lab
+    verdicts = {v.expression: v.crossed for v in summary["written"].verdicts}
+    assert verdicts == {"extraction.verified > 0": True, "extraction.verified > 100000": False}
+    xml = JUnitXml.fromfile(str(out / "junit.xml"))
+    thr = {c.name: c for s in xml if s.name == "leakaudit.thresholds" for c in s}
+    assert any(isinstance(r, Failure) for r in thr["extraction.verified > 0"].result)
+    assert not thr["extraction.verified > 100000"].result
+    run = CliRunner().invoke(app, ["report", str(out), "--format", "junit",
+                                   "--fail-on", "extraction.verified > 0"])
+    assert run.exit_code == 1, run.output
+    run = CliRunner().invoke(app, ["report", str(out), "--format", "junit",
+                                   "--fail-on", "extraction.verified > 100000"])
+    assert run.exit_code == 0, run.output
 
 
 def test_negative_control_model_that_never_saw_the_data(quick_lab):

@@ -79,8 +79,8 @@ def test_cli_membership_errors(tmp_path):
 
 
 def test_html_escapes_and_masks_llm_records(tmp_path):
-    from leakaudit.attacks.membership.evaluate import (EvalConfig, evaluate_scores, exposed_records,
-                                                       write_membership_report)
+    from leakaudit.attacks.membership.evaluate import EvalConfig, evaluate_scores, exposed_records
+    from leakaudit.report.writer import write_report
     from leakaudit.corpus.pii import mask_text
     from leakaudit.report.html import render_html
 
@@ -92,8 +92,8 @@ def test_html_escapes_and_masks_llm_records(tmp_path):
     pairs = [("membership", ev.record())] + [
         ("membership_record", r) for r in exposed_records(
             ev, ids=[str(i) for i in range(200)], texts=[mask_text(t) for t in texts], top_n=3)]
-    write_membership_report(tmp_path, run_record={"command": "test", "config": {}}, pairs=pairs,
-                            summary={"attack": "membership"})
+    write_report(tmp_path, run_record={"command": "test", "config": {}}, records=pairs,
+                 summary={"attack": "membership"}, formats=())
     html = render_html(tmp_path).read_text()
     assert "<script>alert" not in html and "&lt;script&gt;" in html
     assert "555-201-7000" not in html  # PII masked

@@ -5,7 +5,8 @@ import re
 
 import numpy as np
 
-from leakaudit.attacks.inversion.audit import write_inversion_report
+from leakaudit.attacks.inversion.audit import inversion_summary
+from leakaudit.report.writer import write_report
 from leakaudit.report.html import ReportData, build_attribute_inference, build_inversion, render_html
 from leakaudit.report.records import TAXONOMY
 
@@ -46,7 +47,8 @@ def records():
 
 
 def test_inversion_sections_render_escaped_with_images(tmp_path):
-    write_inversion_report(tmp_path, run_record={"command": "test", "seed": 0, "config": {}}, records=records())
+    write_report(tmp_path, run_record={"command": "test", "seed": 0, "config": {}}, records=records(),
+                 summary=inversion_summary(records()), formats=())
     rd = ReportData.load(tmp_path)
     inv = build_inversion(rd)
     assert [r["attack"] for r in inv.data["rows"]] == ["mi_face", "nes"]  # the sweep row is plotted, not tabled
@@ -62,7 +64,8 @@ def test_inversion_sections_render_escaped_with_images(tmp_path):
 
 
 def test_inversion_only_report_says_so(tmp_path):
-    write_inversion_report(tmp_path, run_record={"command": "test", "seed": 0, "config": {}}, records=records())
+    write_report(tmp_path, run_record={"command": "test", "seed": 0, "config": {}}, records=records(),
+                 summary=inversion_summary(records()), formats=())
     html = render_html(tmp_path).read_text()
     assert "Model inversion audit" in html and "Training-data extraction audit" not in html
     assert "Fredrikson, Jha &amp; Ristenpart" in html and "k-eidetic" not in html

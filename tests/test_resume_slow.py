@@ -83,11 +83,39 @@ def kill_and_rerun(args, out: Path, *, n_kills: int, n_stages: int, seed: int) -
     return res.stdout + res.stderr
 
 
+def assert_no_raw_pii(out: Path, console: str) -> None:
+    """No person name, date of birth, street address, e-mail or phone number that the lab's
+    generator drew (the manifest's ground truth), nor any canary secret, appears raw in any
+    report file or console line. (corpus/ and models/ are the lab's training data itself.)"""
+    manifest = json.loads((out / "corpus" / "manifest.json").read_text(encoding="utf-8"))
+    values = {k: v for k, v in manifest["pii_values"].items()}
+    values["secret"] = [c["secret"] for c in manifest["canaries"]]
+    train = (out / "corpus" / "train.jsonl").read_text(encoding="utf-8")
+    texts = {"console": console}
+    for name in ("report.jsonl", "report.html", "summary.json", "hits.jsonl"):
+        texts[name] = (out / name).read_text(encoding="utf-8")
+    n_checked = 0
+    for kind, vals in values.items():
+        for v in vals:
+            if v not in train and kind != "secret":
+                continue  # drawn but never written
+            n_checked += 1
+            for name, text in texts.items():
+                assert v not in text, f"raw {kind} {v!r} in {name}"
+    assert n_checked > 50
+    recs = [json.loads(x) for x in texts["report.jsonl"].splitlines()]
+    pii = next(r for r in recs if r["entry_type"] == "pii")
+    assert {"person", "dob", "street_address", "email", "phone", "ssn"} <= set(pii["masked_kinds"])
+
+
 def test_lab_killed_five_times_resumes_to_the_uninterrupted_records(tmp_path):
     ref, out = tmp_path / "uninterrupted", tmp_path / "killed"
     res = subprocess.run(_cmd(["lab", "--tiny", "--out", ref]), env=ENV, capture_output=True,
                          text=True, timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert_no_raw_pii(ref, res.stdout + res.stderr)
+    modes = {oct(os.lstat(p).st_mode & 0o777) for p in [ref, *ref.rglob("*")]}
+    assert modes == {"0o600", "0o700"}, modes  # every output of the lab is private
     n_stages = _finished_stages(ref)
     assert n_stages >= 15  # corpus, tokenizer, 3 models, memorization, 3 exposures, membership,
     # inversion, 9 sampling shards, verification

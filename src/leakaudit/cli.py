@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import shlex
-import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from leakaudit.errors import InputError, LeakauditError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+from leakaudit.clikit import OneLineErrorGroup  # noqa: E402
+
+app = typer.Typer(cls=OneLineErrorGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure how much a trained model leaks its training data.")
 from leakaudit.clikit import (  # noqa: E402,F401  (re-exported for tests)
     _command, _fail, _log, _progress, _quiet_libraries, _terminate, console, out_console,
@@ -32,18 +29,33 @@ def _global_options(
 
 
 def main() -> None:
-    """The console entry point: ``app`` plus a clean exit status after SIGTERM.
+    """The console entry point: ``app`` plus a clean exit status after SIGINT (130) or SIGTERM (143).
 
     The SIGTERM handler raises ``SystemExit`` wherever the main thread is. If that is inside an
     import or a ``__set_name__`` hook, Python wraps it in another exception; the staged output is
     still removed on the way out, and here the process still exits with 128 + signal.
     """
+    import signal
+
+    signal.signal(signal.SIGINT, _terminate)  # exit 130 (not click's "Aborted!" exit 1)
+    signal.signal(signal.SIGTERM, _terminate)  # exit 143
     try:
         app(prog_name="leakaudit")
     except BaseException:
         if _clikit._terminated_by is not None:
             raise SystemExit(128 + _clikit._terminated_by) from None
         raise
+
+
+def _check_out(out: Path, produces, inputs=()) -> None:
+    """The output location, checked first of all (a file, unwritable, a foreign file in the way,
+    one of the inputs)."""
+    from leakaudit.runs.staged import check_output_location
+
+    try:
+        check_output_location(out, produces=produces, inputs=inputs)
+    except LeakauditError as e:
+        _fail(e)
 
 
 def _check_specs(specs: list[str], allow_download: bool) -> None:
@@ -75,6 +87,25 @@ def _print_summary(out: Path, summary: dict) -> None:
                       f"(verified hits in {out / 'hits.jsonl'})", highlight=False)
 
 
+
+FORMAT = Annotated[Optional[str], typer.Option("--format", help=_clikit.FORMAT_HELP)]
+FAIL_ON = Annotated[Optional[list[str]], typer.Option("--fail-on", help=_clikit.FAIL_ON_HELP)]
+
+
+def _audit(module, request, out: Path, *, produces, inputs, formats, fail_on, catch=(LeakauditError,)):
+    """Run one audit module (``prepare`` + ``run``) into ``out``; bad input exits 2."""
+    fmts, thresholds = _clikit._outputs(formats, fail_on)
+    _quiet_libraries()
+    from leakaudit.audits.base import execute
+
+    try:
+        return execute(out, produces=produces, inputs=inputs, prepare=lambda: module.prepare(request),
+                       run=lambda t, env: module.run(t, request, env), formats=fmts,
+                       fail_on=thresholds, command=_command(), progress=_progress(), log=_log)
+    except catch as e:
+        _fail(e)
+
+
 @app.command()
 def lab(
     out: Annotated[Path, typer.Option("--out", help="Folder for the corpus, models and report.")] = Path("leakaudit-lab"),
@@ -84,31 +115,72 @@ def lab(
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="The smallest lab that runs every stage (tests of crash and resume).")] = False,
+    defenses: Annotated[bool, typer.Option("--defenses", help="Instead: train the defense variants (dedup, scrubbed, DP-SGD at ε 8 and 1, two smaller sizes) on one corpus and re-run the same attacks on each.")] = False,
+    endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="Audit the lab target served at this OpenAI-compatible URL (openai-completions:URL, openai-chat:URL or a bare .../v1 URL) against the finished lab in --out; report in OUT/endpoint.")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", help="With --endpoint: environment variable holding the API key.")] = None,
+    formats: FORMAT = None,
+    fail_on: FAIL_ON = None,
 ) -> None:
     """Run the embedded lab: synthetic corpus → small target models → extraction, memorization,
     canary exposure, membership inference and classifier inversion → report."""
     from dataclasses import replace
 
-    from leakaudit.lab.run import LabConfig, run_lab
-
-    from leakaudit.lab.run import LAB_OUTPUTS
+    from leakaudit.lab.run import LAB_OUTPUTS, LabConfig, run_lab
     from leakaudit.runs.staged import check_output_location
 
+    fmts, thresholds = _clikit._outputs(formats, fail_on)
     _quiet_libraries()
+    if endpoint is not None:
+        return _lab_endpoint(out, endpoint, api_key_env=api_key_env, show_pii=show_pii, seed=seed)
+    if defenses:
+        return _lab_defenses(out, quick=quick, seed=seed, samples=samples)
+    cfg = LabConfig.tiny(seed) if tiny else LabConfig.quick(seed) if quick else LabConfig(seed=seed)
+    cfg = replace(cfg, extraction=replace(cfg.extraction, show_pii=show_pii,
+                                          **({"n_samples": samples} if samples is not None else {})))
     try:
         check_output_location(out, produces=LAB_OUTPUTS, inputs=[cache])
-    except LeakauditError as e:
-        _fail(e)
-    cfg = LabConfig.tiny(seed) if tiny else LabConfig.quick(seed) if quick else LabConfig(seed=seed)
-    ext = cfg.extraction
-    if samples is not None:
-        ext = replace(ext, n_samples=samples)
-    cfg = replace(cfg, extraction=replace(ext, show_pii=show_pii))
-    try:
-        summary = run_lab(out, cfg, progress=_progress(), log=_log, command=_command(), cache_dir=cache)
+        summary = run_lab(out, cfg, progress=_progress(), log=_log, command=_command(), cache_dir=cache,
+                          formats=fmts, fail_on=thresholds)
     except LeakauditError as e:
         _fail(e)
     _print_summary(out, summary)
+    _clikit._verdicts(summary.pop("written"), out)
+
+
+def _lab_endpoint(out: Path, endpoint: str, *, api_key_env, show_pii: bool, seed: int) -> None:
+    """``lab --endpoint``: audit the finished lab's target served behind an OpenAI-compatible URL."""
+    from leakaudit.endpoint_audit import EndpointAuditConfig
+    from leakaudit.lab.endpoint import run_endpoint_lab
+
+    try:
+        s = run_endpoint_lab(out, endpoint, api_key_env=api_key_env,
+                             config=EndpointAuditConfig(show_pii=show_pii, seed=seed),
+                             progress=_progress(), log=_log, command=_command())
+    except LeakauditError as e:
+        _fail(e)
+    r = s["requests"]
+    out_console.print(f"endpoint audit: {len(s['attacks'])} attacks run, {len(s['skipped'])} "
+                      f"skipped; {r['requests']} requests ({r['sent']} sent, {r['cached']} "
+                      f"cached, {r['failed']} failed); report in {out / 'endpoint'}", highlight=False)
+
+
+def _lab_defenses(out: Path, *, quick: bool, seed: int, samples) -> None:
+    """``lab --defenses``: every defense variant on one corpus, the same attacks on each."""
+    from dataclasses import replace
+
+    from leakaudit.lab.defenses import DefenseLabConfig, run_defense_lab
+
+    dcfg = DefenseLabConfig.quick(seed) if quick else DefenseLabConfig(seed=seed)
+    if samples is not None:
+        dcfg = replace(dcfg, extraction=replace(dcfg.extraction, n_samples=samples))
+    try:
+        summary = run_defense_lab(out, dcfg, progress=_progress(), log=_log, command=_command())
+    except LeakauditError as e:
+        _fail(e)
+    for c in summary["claims"].values():
+        out_console.print(f"{c['claim']}: {dict([(True, 'holds'), (False, 'does not hold'), (None, 'not resolvable')])[c['holds']]}",
+                          highlight=False, markup=False)
+    out_console.print(f"report: {out / 'report.html'}", highlight=False, markup=False)
 
 
 @app.command()
@@ -127,80 +199,32 @@ def extract(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Generation batch size (scoring uses half).")] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    index_backend: Annotated[str, typer.Option("--index", help="Corpus index: memory, disk (memory-mapped, for corpora larger than RAM) or auto (disk above 1 GiB).")] = "auto",
+    index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Folder of the on-disk index (default: OUT-index); reused when it indexes the same documents.")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
     shard_samples: Annotated[int, typer.Option("--shard-samples", min=1, help="Generations per sampling shard: the unit that a rerun after a crash reuses (and of seeding: keep it fixed to reproduce a run).")] = 256,
+    formats: FORMAT = None,
+    fail_on: FAIL_ON = None,
 ) -> None:
     """Untargeted training-data extraction (Carlini et al. 2021) on your own causal LM and corpus."""
+    from leakaudit.runs.staged import EXTRACT_OUTPUTS
+
+    _check_out(out, EXTRACT_OUTPUTS, [corpus, prompts, model, cache, *(reference or [])])
     _check_specs([model, *(reference or [])], allow_download)  # a typo in a path answers at once
-    from leakaudit.attacks.extraction.pipeline import ExtractionConfig
-    from leakaudit.attacks.extraction.samplers import SAMPLERS
-    from leakaudit.corpus.index import CorpusIndex
-    from leakaudit.corpus.load import load_corpus
-    from leakaudit.lab.run import versions
-    from leakaudit.report.html import render_html
-    from leakaudit.report.records import staged_output
-    from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
-    from leakaudit.workflow import write_extraction_report
+    from leakaudit.audits import extraction
 
-    from leakaudit.runs.staged import EXTRACT_OUTPUTS, check_output_location
-    from leakaudit.runs.store import RunStore
-
-    _quiet_libraries()
-    try:
-        check_output_location(out, produces=EXTRACT_OUTPUTS,
-                              inputs=[corpus, prompts, model, cache, *(reference or [])])
-        samplers = list(sampler) if sampler else ["top_k", "temperature"] + (["internet"] if prompts else [])
-        for s in samplers:
-            try:
-                SAMPLERS.get(s)
-            except KeyError as e:
-                raise LeakauditError(e.args[0]) from None
-        if "internet" in samplers and prompts is None:
-            raise LeakauditError("the internet sampler needs --prompts FILE (text that is not training data)")
-        docs = load_corpus(corpus, text_field=text_field) if corpus is not None else None
-        prompt_docs = load_corpus(prompts, text_field=text_field) if prompts is not None else None
-        target = load_target(model, name="target", device=device, allow_download=allow_download)
-        if "internet" in samplers:  # fail here, naming the file, not mid-run
-            lo, hi = ExtractionConfig.prompt_tokens
-            if not any(len(t) >= lo for t in target.tokenize([d.text for d in prompt_docs])):
-                raise InputError(f"no text has at least {lo} tokens (the internet sampler cuts "
-                                 f"{lo}–{hi}-token prefixes from it)", path=str(prompts))
-        refs = {}
-        for i, r in enumerate(reference or []):
-            name = Path(r).name or f"ref{i}"
-            refs[name if name not in refs else f"{name}-{i}"] = load_target(r, name=name, device=device, allow_download=allow_download)
-        index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs]) if docs else None
-        cfg = ExtractionConfig(samplers=tuple(samplers), n_samples=samples, select=select,
-                               max_new_tokens=new_tokens, top_k=top_k, seed=seed,
-                               generate_batch_size=batch_size,
-                               score_batch_size=max(1, batch_size // 2), show_pii=show_pii,
-                               shard_samples=shard_samples)
-        from dataclasses import asdict
-
-        run_record = {
-            **versions(), "command": _command(), "seed": seed, "config": asdict(cfg),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "models": {"target": {"path": model, **describe_target(target, model)},
-                       **{k: {"path": str(v.source), **describe_target(v)} for k, v in refs.items()}},
-            "corpus": {"path": str(corpus), "n_docs": len(docs), "n_bytes": index.n_bytes} if docs else None,
-        }
-        with staged_output(out, produces=EXTRACT_OUTPUTS, log=_log) as stage:
-            store = RunStore.for_output(out, log=_log)
-            summary = write_extraction_report(
-                stage, target=target, references=refs, index=index,
-                prompt_texts=[d.text for d in prompt_docs] if prompt_docs else None, canaries=None,
-                config=cfg, run_record=run_record, progress=_progress(), log=_log,
-                cache_dir=cache if cache is not None else store.cache_dir, store=store,
-            )
-            render_html(stage)
-            if store.reused:
-                _log(f"run store: reused {len(store.reused)} finished stages; computed "
-                     f"{len(store.computed)}")
-    except LeakauditError as e:
-        _fail(e)
-    _print_summary(out, summary)
+    req = extraction.ExtractionRequest(
+        model=model, corpus=corpus, references=tuple(reference or ()), prompts=prompts,
+        samplers=tuple(sampler or ()), n_samples=samples, select=select, new_tokens=new_tokens,
+        top_k=top_k, text_field=text_field, seed=seed, batch_size=batch_size, device=device,
+        show_pii=show_pii, allow_download=allow_download, cache=cache, shard_samples=shard_samples,
+        index_backend=index_backend, index_dir=index_dir, out=out)
+    result, written = _audit(extraction, req, out, produces=EXTRACT_OUTPUTS, formats=formats,
+                             fail_on=fail_on, inputs=[corpus, prompts, model, cache, *(reference or [])])
+    _print_summary(out, result.summary)
+    _clikit._verdicts(written, out)
 
 
 def _parse_ints(value: str, *, what: str) -> tuple[int, ...]:
@@ -232,66 +256,38 @@ def memorization(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    index_backend: Annotated[str, typer.Option("--index", help="Corpus index: memory, disk (memory-mapped, for corpora larger than RAM) or auto (disk above 1 GiB).")] = "auto",
+    index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Folder of the on-disk index (default: OUT-index); reused when it indexes the same documents.")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
+    formats: FORMAT = None,
+    fail_on: FAIL_ON = None,
 ) -> None:
     """How much of the training corpus is memorized (Carlini et al. 2022; Pythia; Hayes et al. 2024)."""
+    from leakaudit.runs.staged import REPORT_OUTPUTS
+
+    _check_out(out, REPORT_OUTPUTS, [corpus, *model])
     _check_specs(list(model), allow_download)  # a typo in a path answers at once
-    from leakaudit.attacks.memorization import PRESETS, MemorizationConfig
-    from leakaudit.corpus.index import CorpusIndex
-    from leakaudit.corpus.load import load_corpus
-    from leakaudit.lab.run import versions
-    from leakaudit.report.html import render_html
-    from leakaudit.report.records import staged_output
-    from leakaudit.targets.base import SamplingConfig
-    from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
-    from leakaudit.workflow import memorization_records, write_records_report
+    from leakaudit.audits import memorization as audit
 
-    from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
-
-    _quiet_libraries()
     try:
-        check_output_location(out, produces=REPORT_OUTPUTS, inputs=[corpus, *model])
-        if preset is not None and preset not in PRESETS:
-            raise InputError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-        ks, ell = PRESETS[preset or "carlini2022"]
-        if prefix is not None:
-            ks = _parse_ints(prefix, what="--prefix")
-        ell = suffix if suffix is not None else ell
-        cfg = MemorizationConfig(
-            prefix_lengths=ks, suffix_length=ell, n_sequences=sequences or None, stride=stride,
-            stratify=not no_stratify, greedy_check=greedy_check, recheck_batch1=recheck_batch1,
-            sampling=SamplingConfig(temperature=temperature, top_k=top_k or None),
-            batch_size=batch_size, seed=seed)
-        cfg.validate()
-        docs = load_corpus(corpus, text_field=text_field)
-        models = {}
-        for i, m in enumerate(model):
-            name = Path(m).name or f"model{i}"
-            name = name if name not in models else f"{name}-{i}"
-            models[name] = load_target(m, name=name, device=device, allow_download=allow_download)
-        index = CorpusIndex.build([d.text for d in docs], [d.id for d in docs])
-        pairs, msum = memorization_records(models, texts=[d.text for d in docs],
-                                           doc_ids=[d.id for d in docs], index=index, config=cfg,
-                                           show_pii=show_pii, progress=_progress(), log=_log)
-        run_record = {
-            **versions(), "command": _command(), "seed": seed,
-            "config": {"memorization": cfg.to_dict(), "show_pii": show_pii},
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "models": {k: {"path": str(v.source), **describe_target(v)} for k, v in models.items()},
-            "corpus": {"path": str(corpus), "n_docs": len(docs), "n_bytes": index.n_bytes},
-        }
-        with staged_output(out, produces=REPORT_OUTPUTS) as stage:
-            write_records_report(stage, run_record=run_record, records=pairs,
-                                 summary={"attack": "memorization", "memorization": msum})
-            render_html(stage)
+        ks = _parse_ints(prefix, what="--prefix") if prefix is not None else None
     except LeakauditError as e:
         _fail(e)
-    kmax = max(cfg.prefix_lengths)
+    req = audit.MemorizationRequest(
+        models=tuple(model), corpus=corpus, prefix=ks, suffix=suffix, preset=preset,
+        sequences=sequences, stride=stride, stratify=not no_stratify, greedy_check=greedy_check,
+        recheck_batch1=recheck_batch1, temperature=temperature, top_k=top_k, text_field=text_field,
+        seed=seed, batch_size=batch_size, device=device, show_pii=show_pii, allow_download=allow_download,
+        index_backend=index_backend, index_dir=index_dir, out=out)
+    result, written = _audit(audit, req, out, produces=REPORT_OUTPUTS, inputs=[corpus, *model],
+                             formats=formats, fail_on=fail_on)
+    msum, cfg = result.summary["memorization"], result.run_record["config"]["memorization"]
     for name, v in msum["exact_rate"].items():
         out_console.print(f"{name}: {v:.1%} of {msum['n_sequences']} windows memorized exactly "
-                          f"(k={kmax}, ℓ={cfg.suffix_length})", highlight=False)
+                          f"(k={max(cfg['prefix_lengths'])}, ℓ={cfg['suffix_length']})", highlight=False)
     out_console.print(f"report: {out / 'report.html'}", highlight=False)
+    _clikit._verdicts(written, out)
 
 
 canaries_app = typer.Typer(no_args_is_help=True, help="Secret Sharer canaries: insert them, then measure exposure.")
@@ -309,35 +305,15 @@ def canaries_insert(
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
     """Insert canaries at chosen repetition counts; writes the new corpus and a manifest."""
-    import json
-
-    from dataclasses import replace
-
-    from leakaudit.attacks.canaries.insert import CanarySpec, insert_canaries
-    from leakaudit.corpus.load import load_corpus, save_jsonl
-    from leakaudit.report.records import staged_output
-
-    from leakaudit.runs.staged import check_output_location
+    from leakaudit.audits.canaries import insert_into_corpus
 
     try:
-        check_output_location(out, produces=("corpus.jsonl", "manifest.json"), inputs=[corpus])
-        if len(space) not in (1, len(template)):
-            raise InputError(f"give one --space for all templates or one per template "
-                             f"({len(template)} templates, {len(space)} spaces)")
-        specs = [CanarySpec(t, space[i] if len(space) > 1 else space[0]) for i, t in enumerate(template)]
-        counts = _parse_ints(repeats, what="--repeats")
-        docs = load_corpus(corpus, text_field=text_field)
-        new_docs, records = insert_canaries([{"id": d.id, "text": d.text} for d in docs], specs,
-                                            counts, seed=seed)
-        with staged_output(out, produces=("corpus.jsonl", "manifest.json"), inputs=[corpus]) as stage:
-            save_jsonl([replace(d, text=n["text"]) for d, n in zip(docs, new_docs)],
-                       stage / "corpus.jsonl")
-            (stage / "manifest.json").write_text(json.dumps(
-                {"source_corpus": str(corpus), "seed": seed, "repeats": list(counts),
-                 "canaries": records}, indent=1, ensure_ascii=False), encoding="utf-8")
+        n, n_docs = insert_into_corpus(corpus, out, templates=list(template), spaces=list(space),
+                                       repeats=_parse_ints(repeats, what="--repeats"),
+                                       text_field=text_field, seed=seed)
     except LeakauditError as e:
         _fail(e)
-    out_console.print(f"inserted {len(records)} canaries into {len(docs)} documents: "
+    out_console.print(f"inserted {n} canaries into {n_docs} documents: "
                       f"{out / 'corpus.jsonl'}, manifest {out / 'manifest.json'} (it holds the secrets: "
                       "keep it private)", highlight=False)
 
@@ -353,62 +329,27 @@ def canaries_exposure(
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write the secrets into the report (masked by default).")] = False,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
+    formats: FORMAT = None,
+    fail_on: FAIL_ON = None,
 ) -> None:
     """Exposure of each canary by rank among reference candidates and by extrapolation."""
+    from leakaudit.runs.staged import REPORT_OUTPUTS
+
+    _check_out(out, REPORT_OUTPUTS, [manifest, model])
     _check_specs([model], allow_download)  # a typo in a path answers at once
-    import json
+    from leakaudit.audits import exposure
 
-    from leakaudit.lab.run import versions
-    from leakaudit.report.html import render_html
-    from leakaudit.report.records import staged_output
-    from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
-    from leakaudit.workflow import exposure_records, write_records_report
-
-    from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
-
-    _quiet_libraries()
-    try:
-        check_output_location(out, produces=REPORT_OUTPUTS, inputs=[manifest, model])
-        if not manifest.is_file():
-            raise InputError("no such file", path=str(manifest))
-        try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise InputError(f"invalid JSON: {e.msg}", path=str(manifest), line=e.lineno) from None
-        except UnicodeDecodeError:
-            raise InputError("not UTF-8 text", path=str(manifest)) from None
-        canaries = data.get("canaries") if isinstance(data, dict) else None
-        if not canaries:
-            raise InputError("the manifest has no canaries", path=str(manifest))
-        target = load_target(model, name=default_name(model), device=device,
-                             allow_download=allow_download)
-        pairs, by_rep = exposure_records(target, canaries, n_references=references, seed=seed,
-                                         batch_size=batch_size, show_pii=show_pii,
-                                         progress=_progress())
-        run_record = {**versions(), "command": _command(), "seed": seed,
-                      "config": {"references": references, "show_pii": show_pii},
-                      "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      "models": {target.name: {"path": model, "fingerprint": target.fingerprint()}},
-                      "manifest": str(manifest)}
-        with staged_output(out, produces=REPORT_OUTPUTS) as stage:
-            write_records_report(stage, run_record=run_record, records=pairs,
-                                 summary={"attack": "canary_exposure", "by_repeats": by_rep})
-            render_html(stage)
-    except (LeakauditError, ValueError) as e:
-        _fail(e)
-    for r in by_rep:
+    req = exposure.ExposureRequest(model=model, manifest=manifest, references=references, seed=seed,
+                                   batch_size=batch_size, device=device, show_pii=show_pii,
+                                   allow_download=allow_download)
+    result, written = _audit(exposure, req, out, produces=REPORT_OUTPUTS, inputs=[manifest, model],
+                             formats=formats, fail_on=fail_on, catch=(LeakauditError, ValueError))
+    for r in result.summary["by_repeats"]:
         out_console.print(f"repeats {r['repeats']:>4}: exposure {r['mean_exposure_rank']:.2f} bits by rank, "
                           f"{r['mean_exposure_extrapolated']:.2f} extrapolated ({r['n_canaries']} canaries)",
                           highlight=False)
     out_console.print(f"report: {out / 'report.html'}", highlight=False)
-def _shape(text: str, option: str) -> tuple[int, ...]:
-    try:
-        dims = tuple(int(v) for v in text.lower().replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        dims = ()
-    if not dims or any(d < 1 for d in dims):
-        raise LeakauditError(f"{option} must look like 64 or 8x8, got {text!r}")
-    return dims
+    _clikit._verdicts(written, out)
 
 
 @app.command()
@@ -427,90 +368,29 @@ def invert(
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per endpoint request.")] = 30.0,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Inputs per endpoint request.")] = 256,
     out: Annotated[Path, typer.Option("--out", help="Output folder (report.jsonl, report.html).")] = Path("leakaudit-invert"),
+    formats: FORMAT = None,
+    fail_on: FAIL_ON = None,
 ) -> None:
     """Model inversion (Fredrikson et al. 2015) of your own classifier: one reconstruction per class."""
-    import numpy as np
+    from leakaudit.audits import inversion
+    from leakaudit.runs.staged import REPORT_OUTPUTS
 
-    from leakaudit.attacks.inversion.audit import (load_reference_data, make_attack, run_inversion_audit,
-                                                   write_inversion_report)
-    from leakaudit.lab.run import versions
-    from leakaudit.report.html import render_html
-    from leakaudit.report.records import staged_output
+    req = inversion.InversionRequest(
+        model=model, endpoint=endpoint, input_shape=input_shape, n_classes=n_classes, classes=classes,
+        attack=attack, budget=budget, seed=seed, reference_data=reference_data, image_shape=image_shape,
+        clip=clip, timeout=timeout, batch_size=batch_size)
+    result, written = _audit(inversion, req, out, produces=REPORT_OUTPUTS, inputs=[model, reference_data],
+                             formats=formats, fail_on=fail_on)
+    _print_inversion(result, out)
+    _clikit._verdicts(written, out)
 
-    from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
 
-    _quiet_libraries()
-    try:
-        check_output_location(out, produces=REPORT_OUTPUTS, inputs=[model, reference_data])
-        if (model is None) == (endpoint is None):
-            raise LeakauditError("give either a classifier folder or --endpoint URL (not both)")
-        if model is not None:
-            from leakaudit.targets.classifier import TorchClassifier
-            from leakaudit.training.classifier import load_classifier
-
-            module, spec, meta = load_classifier(model)
-            shape = tuple(meta.get("input_shape") or (spec.input_dim,))
-            target = TorchClassifier(module, n_classes=spec.n_classes, input_shape=shape)
-            source = {"path": str(model), "fingerprint": target.fingerprint(), "kind": "white-box folder"}
-            attack = attack or "mi_face"
-            img = meta.get("image_shape")
-        else:
-            from leakaudit.targets.http_classifier import HTTPClassifier
-
-            if input_shape is None or n_classes is None:
-                raise LeakauditError("--endpoint needs --input-shape and --n-classes")
-            shape = _shape(input_shape, "--input-shape")
-            target = HTTPClassifier(endpoint, n_classes=n_classes, input_shape=shape, batch_size=batch_size,
-                                    timeout_s=timeout)
-            source = {"path": endpoint, "fingerprint": target.fingerprint(), "kind": "black-box endpoint"}
-            attack = attack or "nes"
-            img = None
-        if image_shape is not None:
-            img = _shape(image_shape, "--image-shape")
-        if img is None and len(shape) >= 2:
-            img = shape[-2:]
-        if img is not None and len(img) != 2:
-            raise LeakauditError(f"--image-shape must have two dimensions, got {img}")
-        lo_hi = tuple(float(v) for v in clip.split(","))
-        if len(lo_hi) != 2 or not lo_hi[0] < lo_hi[1]:
-            raise LeakauditError(f"--clip must be lo,hi with lo < hi, got {clip!r}")
-        cls = list(range(target.n_classes)) if classes is None else [int(c) for c in classes.split(",") if c.strip()]
-        if not cls or min(cls) < 0 or max(cls) >= target.n_classes:
-            raise LeakauditError(f"--classes must lie in 0..{target.n_classes - 1}, got {classes!r}")
-        if attack == "mi_face" and budget is not None:
-            raise LeakauditError("--budget applies to the black-box attack (--attack nes)")
-        try:
-            atk = make_attack(attack, budget=budget, clip=lo_hi, image_shape=tuple(img) if img else None,
-                              tv_weight=None)
-        except KeyError as e:
-            raise LeakauditError(e.args[0]) from None
-        reference = None
-        if reference_data is not None:
-            reference = load_reference_data(reference_data, input_shape=shape, n_classes=target.n_classes)
-            start = reference[0].mean(0)
-            start_desc = f"mean of the reference data ({len(reference[0])} examples, class-agnostic)"
-        else:
-            start = np.zeros(shape)
-            start_desc = "all-zero input (no reference data)"
-        context = {"target": Path(model).name if model is not None else "endpoint", "seed": seed,
-                   "image_shape": list(img) if img else None, "target_description": source["kind"]}
-        run_record = {**versions(), "command": _command(), "seed": seed,
-                      "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      "config": {"attack": attack, "params": atk.params(), "classes": cls, "budget_per_class": budget,
-                                 "seed": seed, "start": start_desc, "reference_data": str(reference_data) if reference_data else None},
-                      "models": {"target": source}}
-        with staged_output(out, produces=REPORT_OUTPUTS) as stage:
-            records = run_inversion_audit(target, attack=atk, classes=cls, seeds=[seed], start=start,
-                                          start_description=start_desc, reference=reference,
-                                          evaluator_epochs=60, context=context, progress=_progress(), log=_log)
-            write_inversion_report(stage, run_record=run_record, records=records)
-            render_html(stage)
-    except LeakauditError as e:
-        _fail(e)
-    ev = records[0][1]
+def _print_inversion(result, out: Path) -> None:
+    ev = result.records[0][1]
     judged = ev.get("top1")
-    out_console.print(f"{attack} on {len(cls)} classes: mean target confidence "
-                      f"{ev['mean_target_confidence']:.1%}, {ev['queries_total']} queries", highlight=False)
+    out_console.print(f"{result.run_record['config']['attack']} on {len(result.run_record['config']['classes'])} "
+                      f"classes: mean target confidence {ev['mean_target_confidence']:.1%}, "
+                      f"{ev['queries_total']} queries", highlight=False)
     if judged:
         out_console.print(f"evaluation classifier top-1: {judged['k']}/{judged['n']} "
                           f"(95% CI {judged['ci_low']:.0%}–{judged['ci_high']:.0%}); nearest own class mean: "
@@ -541,72 +421,34 @@ def membership(
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
+    formats: FORMAT = None,
+    fail_on: FAIL_ON = None,
 ) -> None:
     """Membership inference, reported as TPR at low FPR with a model-free baseline next to LLM results."""
+    from leakaudit.runs.staged import REPORT_OUTPUTS
+
+    _check_out(out, REPORT_OUTPUTS + ("shadows",),
+               [model, members, nonmembers, scores, classifier, data, *(reference or [])])
     _check_specs([m for m in [model, *(reference or [])] if m], allow_download)  # a typo in a path answers at once
-    from leakaudit.lab.run import versions
-    from leakaudit.report.html import render_html
-    from leakaudit.report.records import staged_output
+    from leakaudit.audits import membership as audit
 
-    from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
-
-    _quiet_libraries()
     modes = [m for m, on in (("--model", model), ("--scores", scores), ("--lab", lab),
                              ("--classifier", classifier)) if on]
-    try:
-        check_output_location(out, produces=REPORT_OUTPUTS + ("shadows",),
-                              inputs=[model, members, nonmembers, scores, classifier, data, *(reference or [])])
-        if len(modes) != 1:
-            raise LeakauditError("give exactly one of --model (with --members and --nonmembers), "
-                                 "--classifier DIR (with --data FILE.npz), --scores FILE, or --lab")
-        run_record = {**versions(), "command": _command(), "seed": seed,
-                      "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      "config": {"show_pii": show_pii}}
-        if lab:
-            from leakaudit.lab.membership import ClassifierLabConfig, run_classifier_membership_lab
-
-            summary = run_classifier_membership_lab(out, ClassifierLabConfig(n_shadow=shadows, seed=seed),
-                                                    progress=_progress(), log=_log, command=_command())
-        elif scores is not None:
-            summary = _membership_scores(scores, out, run_record)
-        elif classifier is not None:
-            summary = _membership_classifier(classifier, data, out, run_record, shadows=shadows,
-                                             epochs=epochs, rmia_a=rmia_a, seed=seed)
-        else:
-            from leakaudit.attacks.membership.audit_llm import audit_llm_membership
-            from leakaudit.attacks.membership.evaluate import summarize, write_membership_report
-            from leakaudit.corpus.load import load_corpus
-            from leakaudit.runs.store import RunStore
-            from leakaudit.targets import check_spec, default_name, describe_target, load_target  # noqa: F401
-
-            if members is None or nonmembers is None:
-                raise LeakauditError("--model needs --members FILE and --nonmembers FILE")
-            mdocs = load_corpus(members, text_field=text_field)
-            ndocs = load_corpus(nonmembers, text_field=text_field)
-            target = load_target(model, name="target", device=device, allow_download=allow_download)
-            refs = {}
-            for i, r in enumerate(reference or []):
-                name = Path(r).name or f"ref{i}"
-                refs[name if name not in refs else f"{name}-{i}"] = load_target(r, name=name, device=device, allow_download=allow_download)
-            run_record["models"] = {"target": {"path": model, **describe_target(target, model)},
-                                    **{n: {"path": str(v.source), **describe_target(v)}
-                                       for n, v in refs.items()}}
-            run_record["config"].update({"k": k, "members": str(members), "nonmembers": str(nonmembers)})
-            with staged_output(out, produces=REPORT_OUTPUTS, log=_log) as stage:
-                store = RunStore.for_output(out, log=_log)
-                audit = audit_llm_membership(
-                    target, refs, [d.text for d in mdocs], [d.text for d in ndocs], k=k,
-                    member_ids=[d.id for d in mdocs], nonmember_ids=[d.id for d in ndocs],
-                    batch_size=batch_size, show_pii=show_pii, progress=_progress(), log=_log,
-                    cache_dir=store.cache_dir)
-                summary = {**summarize(audit.evaluations, world="llm"), "cost": audit.cost,
-                           "warnings": audit.warnings, "skipped": audit.skipped,
-                           "blind_baseline_auc": next(iter(audit.baseline.values())).metrics.auc}
-                write_membership_report(stage, run_record=run_record, pairs=audit.records(),
-                                        summary=summary)
-                render_html(stage)
-    except LeakauditError as e:
-        _fail(e)
+    if len(modes) != 1:
+        _fail(LeakauditError("give exactly one of --model (with --members and --nonmembers), "
+                             "--classifier DIR (with --data FILE.npz), --scores FILE, or --lab"))
+    if lab:
+        summary, written = _membership_lab(out, shadows=shadows, seed=seed, formats=formats, fail_on=fail_on)
+    else:
+        req = audit.MembershipRequest(
+            model=model, members=members, nonmembers=nonmembers, references=tuple(reference or ()), k=k,
+            scores=scores, classifier=classifier, data=data, epochs=epochs, rmia_a=rmia_a, shadows=shadows,
+            text_field=text_field, seed=seed, batch_size=batch_size, device=device, show_pii=show_pii,
+            allow_download=allow_download)
+        result, written = _audit(audit, req, out, produces=REPORT_OUTPUTS + ("shadows",), formats=formats,
+                                 fail_on=fail_on, inputs=[model, members, nonmembers, scores, classifier,
+                                                          data, *(reference or [])])
+        summary = result.summary
     for name, r in summary["results"].items():
         tprs = "  ".join(f"TPR@{k_[4:]}FPR " + ("n/r" if v is None else f"{v:.2%}")
                          for k_, v in r.items() if k_.startswith("tpr@"))
@@ -614,125 +456,49 @@ def membership(
     for sk in summary.get("skipped") or []:
         out_console.print(f"{sk['label']:48s} skipped: {sk['reason']}", highlight=False)
     out_console.print(f"report: {out / 'report.html'}\nrecords: {out / 'report.jsonl'}", highlight=False)
+    _clikit._verdicts(written, out)
 
 
-def _membership_classifier(folder: Path, data: Optional[Path], out: Path, run_record: dict, *,
-                           shadows: int, epochs: int, rmia_a: float, seed: int) -> dict:
-    import numpy as np
+def _membership_lab(out: Path, *, shadows: int, seed: int, formats, fail_on):
+    """The classifier lab (overfit MLPs on the digits, shadow models); stages its own output."""
+    from leakaudit.lab.membership import ClassifierLabConfig, run_classifier_membership_lab
+    from leakaudit.report.writer import render
+    from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
 
-    from leakaudit.attacks.membership.audit_clf import audit_classifier_membership
-    from leakaudit.attacks.membership.evaluate import (EvalConfig, exposed_records, summarize,
-                                                       write_membership_report)
-    from leakaudit.attacks.membership.shadow import TorchMLPTrainer
-    from leakaudit.report.html import render_html
-    from leakaudit.report.records import staged_output
-    from leakaudit.runs.staged import REPORT_OUTPUTS
-    from leakaudit.targets.classifier import TorchClassifier
-    from leakaudit.training.classifier import TrainConfig, load_classifier
-
-    if data is None:
-        raise LeakauditError("--classifier needs --data FILE.npz")
-    if not data.is_file():
-        raise InputError("no such file", path=str(data))
+    fmts, thresholds = _clikit._outputs(formats, fail_on)
+    _quiet_libraries()
     try:
-        with np.load(data, allow_pickle=False) as z:
-            arrs = {k: z[k] for k in z.files}
-    except (ValueError, OSError) as e:
-        raise InputError(f"not a plain numeric .npz ({e})", path=str(data)) from None
-    need = ["x_members", "y_members", "x_nonmembers", "y_nonmembers"]
-    missing = [k for k in need if k not in arrs]
-    if missing:
-        raise InputError(f"missing arrays: {', '.join(missing)}", path=str(data))
-    module, spec, _ = load_classifier(folder)
-    target = TorchClassifier(module, n_classes=spec.n_classes, input_shape=(spec.input_dim,))
-    has_pop = "x_population" in arrs and "y_population" in arrs
-    cfg = EvalConfig()
-    run_record["config"].update({"classifier": str(folder), "data": str(data), "shadows": shadows if has_pop else 0,
-                                 "epochs": epochs, "rmia_a": rmia_a})
-    from leakaudit.runs.files import link_tree
-    from leakaudit.runs.store import RunStore, stage_key
-
-    trainer = TorchMLPTrainer(spec, TrainConfig(epochs=epochs, seed=seed))
-    with staged_output(out, produces=REPORT_OUTPUTS, log=_log) as stage:
-        # shadow models resume from the run store (each is saved when done)
-        import hashlib
-
-        store = RunStore.for_output(out, log=_log)
-        shadow_dir = store.workspace("shadows", stage_key(
-            "shadows", hashlib.sha256(data.read_bytes()).hexdigest(), trainer.describe(),
-            shadows if has_pop else 0, seed))
-        evals = audit_classifier_membership(
-            target, arrs["x_members"], arrs["y_members"], arrs["x_nonmembers"], arrs["y_nonmembers"],
-            x_population=arrs.get("x_population"), y_population=arrs.get("y_population"),
-            trainer=trainer,
-            n_shadow=shadows if has_pop else 0, shadow_dir=shadow_dir, rmia_a=rmia_a,
-            seed=seed, eval_config=cfg, progress=_progress(), log=_log)
-        if not has_pop:
-            _log("warning: no x_population/y_population in --data: LOSS only; reference-model "
-                 "attacks (LiRA, RMIA) are typically far stronger at low FPR")
-        ids = [f"member-{i}" for i in range(len(arrs["y_members"]))] + \
-              [f"nonmember-{i}" for i in range(len(arrs["y_nonmembers"]))]
-        pairs = [("membership", e.record()) for e in evals]
-        for e in evals:
-            pairs += [("membership_record", r) for r in exposed_records(e, ids=ids, texts=None, top_n=cfg.top_n)]
-        summary = summarize(evals, world="classifier")
-        write_membership_report(stage, run_record=run_record, pairs=pairs, summary=summary)
-        render_html(stage)
-        if has_pop:
-            link_tree(shadow_dir, stage / "shadows")
-            for tmp in (stage / "shadows").rglob("*.tmp.npy"):
-                tmp.unlink()
-    return summary
-
-
-def _membership_scores(path: Path, out: Path, run_record: dict) -> dict:
-    from leakaudit.attacks.membership.classifier import ClassifierLossAttack, ClassifierSignals
-    from leakaudit.attacks.membership.evaluate import (EvalConfig, evaluate_scores, exposed_records,
-                                                       summarize, write_membership_report)
-    from leakaudit.report.html import render_html
-    from leakaudit.report.records import staged_output
-    from leakaudit.runs.staged import REPORT_OUTPUTS
-    from leakaudit.targets.scores_file import load_outputs
-
-    po = load_outputs(path)
-    cfg = EvalConfig()
-    if po.score is not None:
-        ev = evaluate_scores(po.score, po.member, world="precomputed", method="precomputed",
-                             label="precomputed score", params={"file": str(path)},
-                             threat_model="scores computed outside leakaudit", doc_uri="https://arxiv.org/abs/2112.03570",
-                             subset=path.name, config=cfg)
-    else:
-        atk = ClassifierLossAttack()
-        s = atk.score(ClassifierSignals(y=po.label, target_probs=po.probs))
-        ev = evaluate_scores(s, po.member, world="classifier", method=atk.name, label=atk.label,
-                             params={}, threat_model=atk.threat_model, doc_uri=atk.doc_uri,
-                             subset=path.name, config=cfg)
-    run_record["config"].update({"scores": str(path)})
-    summary = summarize([ev], world=ev.world)
-    pairs = [("membership", ev.record())] + [("membership_record", r) for r in
-                                            exposed_records(ev, ids=po.ids, texts=None, top_n=cfg.top_n)]
-    with staged_output(out, produces=REPORT_OUTPUTS, inputs=[path]) as stage:
-        write_membership_report(stage, run_record=run_record, pairs=pairs, summary=summary)
-        render_html(stage)
-    return summary
+        check_output_location(out, produces=REPORT_OUTPUTS + ("shadows",))
+        summary = run_classifier_membership_lab(out, ClassifierLabConfig(n_shadow=shadows, seed=seed),
+                                                progress=_progress(), log=_log, command=_command(),
+                                                formats=fmts)
+        written = render(out, [f for f in fmts if f == "junit"], thresholds)  # verdicts into junit.xml
+    except LeakauditError as e:
+        _fail(e)
+    return summary, written
 
 
 @app.command()
-def report(directory: Annotated[Path, typer.Argument(help="A leakaudit output folder.")]) -> None:
-    """Re-render report.html from a folder's report.jsonl."""
-    from leakaudit.report.html import render_html
+def report(directory: Annotated[Path, typer.Argument(help="A leakaudit output folder.")],
+           formats: Annotated[Optional[str], typer.Option("--format", help=_clikit.FORMAT_HELP + " Default: html.")] = None,
+           fail_on: FAIL_ON = None) -> None:
+    """Re-render report.html (and report.sarif, junit.xml) from a folder's report.jsonl and evaluate --fail-on on it."""
+    from leakaudit.report.writer import render
 
+    fmts, thresholds = _clikit._outputs(formats or "html", fail_on)
     try:
-        path = render_html(directory)
+        written = render(directory, fmts, thresholds)
     except LeakauditError as e:
         _fail(e)
-    out_console.print(f"report: {path}", highlight=False)
+    if "html" in written.files:
+        out_console.print(f"report: {written.files['html']}", highlight=False)
+    _clikit._verdicts(written, directory)
 
 
 @app.command()
 def version() -> None:
     """Print the versions of leakaudit and its main dependencies."""
-    from leakaudit.lab.run import versions
+    from leakaudit.versions import versions
 
     for k, v in versions().items():
         out_console.print(f"{k} {v}", highlight=False)

@@ -39,22 +39,86 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    # Warnings that change results (weights missing or newly initialised, truncation) are shown,
+    # one line each; only progress bars and the advisory noise listed below are silenced.
+    import logging
+
+    class _OneLineHandler(logging.Handler):
+        def emit(self, record):  # pragma: no cover - exercised through the CLI
+            _log(f"warning: transformers: {' '.join(record.getMessage().split())}")
+
+    tlog = transformers.utils.logging
+    tlog.set_verbosity_warning()
+    tlog.disable_default_handler()
+    root = tlog.get_logger()
+    if not any(isinstance(h, _OneLineHandler) or type(h).__name__ == "_OneLineHandler"
+               for h in root.handlers):
+        root.addHandler(_OneLineHandler())
+    tlog.disable_progress_bar()
     import warnings
 
-    warnings.filterwarnings("ignore", category=UserWarning)
+    def _one_line(message, category, filename, lineno, file=None, line=None):
+        _log(f"warning: {category.__name__}: {' '.join(str(message).split())}")
+
+    warnings.showwarning = _one_line
+    for pattern in (r".*TypedStorage is deprecated.*", r".*`resume_download` is deprecated.*",
+                    r".*torch\.utils\._pytree.*", r".*Secure RNG turned off.*"):
+        warnings.filterwarnings("ignore", message=pattern)
 
 
 def _fail(e: Exception) -> None:
     """Print ``error: <message>`` (one line, verbatim) and exit with status 2."""
+    _error_line(str(e).split("\n")[0] if str(e).strip() else type(e).__name__)
+    raise typer.Exit(code=2)
+
+
+def _error_line(msg: str) -> None:
     from rich.text import Text
 
-    msg = " ".join(str(e).split("\n")[0].split()) if str(e).strip() else type(e).__name__
     line = Text("error:", style="bold red")
-    line.append(" " + msg, style="")
+    line.append(" " + " ".join(msg.split()), style="")
     console.print(line, highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+
+
+try:
+    from typer.core import TyperGroup as _TyperGroup
+except ImportError:  # pragma: no cover
+    _TyperGroup = object  # type: ignore[assignment,misc]
+
+
+class OneLineErrorGroup(_TyperGroup):
+    """The command group of the CLI: usage errors (an unknown option, a value out of range, an
+    unknown command) print as one line ``error: leakaudit CMD: what is wrong`` and exit with 2,
+    like every other bad input (click would print a usage block)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:  # typer >= 0.20 vendors click
+            from typer import _click as click
+        except ImportError:  # pragma: no cover
+            import click
+
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                              standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:
+            if not standalone_mode:
+                raise
+            e.show()
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            if not standalone_mode:
+                raise
+            where = getattr(getattr(e, "ctx", None), "command_path", None)
+            _error_line(f"{where}: {e.format_message()}" if where else e.format_message())
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            if not standalone_mode:
+                raise
+            _error_line("aborted")
+            sys.exit(1)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def _apply_global_options(*, share: bool, overwrite: bool) -> None:
@@ -82,3 +146,44 @@ def _command() -> str:
     return "leakaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+
+# ---------------------------------------------------------------- outputs CI acts on
+
+FORMAT_HELP = ("Outputs, comma-separated: jsonl (always written), html, sarif (report.sarif, SARIF "
+               "2.1.0), junit (junit.xml).")
+FAIL_ON_HELP = ("Exit 1 if this threshold is crossed, e.g. 'extraction.verified > 0', "
+                "'membership.tpr@0.01 > 0.05', 'exposure.max > 20', 'canaries.extracted > 0' "
+                "(repeatable: any crossed fails). Exit codes: 0 passed, 1 threshold crossed, "
+                "2 bad input, 130/143 interrupted.")
+
+
+def _outputs(formats: str | None, fail_on: list[str] | None) -> tuple[tuple[str, ...], list[str]]:
+    """Check ``--format`` and ``--fail-on`` before any expensive work (bad input exits 2)."""
+    from leakaudit.errors import LeakauditError
+    from leakaudit.report.thresholds import parse_all
+    from leakaudit.report.writer import parse_formats
+
+    try:
+        fmts = parse_formats(formats)
+        parse_all(fail_on)
+    except LeakauditError as e:
+        _fail(e)
+    return fmts, list(fail_on or [])
+
+
+def _verdicts(written, out) -> None:
+    """Print the ``--fail-on`` verdicts; exit 1 when one was crossed. Call it after the staged
+    output has moved into ``out``."""
+    from pathlib import Path
+
+    if written is None:
+        return
+    for v in written.verdicts:
+        vals = ", ".join(f"{k} = {'not measured' if x is None else f'{x:g}'}" for k, x in v.values.items())
+        style = {"crossed": "bold red", "passed": "green", "not evaluated": "yellow"}[v.status]
+        out_console.print(f"[{style}]fail-on {v.status}[/]: {v.expression} ({vals})", highlight=False)
+    for fmt in ("sarif", "junit"):
+        if fmt in written.files:
+            out_console.print(f"{fmt}: {Path(out) / written.files[fmt].name}", highlight=False)
+    if written.exit_code:
+        raise typer.Exit(code=written.exit_code)

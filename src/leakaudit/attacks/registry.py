@@ -1,40 +1,5 @@
-"""Registries that are easy to extend and kind when a name is misspelled."""
+"""Registries that are easy to extend and kind when a name is misspelled (see ``leakaudit.registry``)."""
 
-from __future__ import annotations
+from leakaudit.registry import Registry
 
-import difflib
-from collections.abc import Callable
-from typing import Generic, TypeVar
-
-T = TypeVar("T")
-
-
-class Registry(Generic[T]):
-    def __init__(self, kind: str):
-        self.kind = kind
-        self._items: dict[str, T] = {}
-
-    def register(self, name: str) -> Callable[[T], T]:
-        def deco(obj: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
-            self._items[name] = obj
-            return obj
-
-        return deco
-
-    def get(self, name: str) -> T:
-        try:
-            return self._items[name]
-        except KeyError:
-            close = difflib.get_close_matches(name, list(self._items), n=1)
-            hint = f" Did you mean: {close[0]}?" if close else ""
-            raise KeyError(
-                f"Unknown {self.kind} {name!r}.{hint} Available: {', '.join(sorted(self._items))}"
-            ) from None
-
-    def names(self) -> list[str]:
-        return list(self._items)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._items
+__all__ = ["Registry"]

@@ -766,6 +766,14 @@ class _DocumentFactory:
         self.jobs = [fake.job() for _ in range(200)]
         self.domains = [fake.free_email_domain() for _ in range(50)]
         self.company_domains = [self._domain_for(c) for c in self.companies]
+        #: every PII value drawn for a document (kind -> values): the ground truth that the lab's
+        #: PII test searches the outputs for (recording draws no random numbers)
+        self.pii: dict[str, set[str]] = {k: set() for k in
+                                         ("person", "email", "phone", "street_address", "dob")}
+
+    def _record(self, kind: str, value: str) -> str:
+        self.pii[kind].add(value)
+        return value
 
     # ---- slot values -----------------------------------------------------------------------
 
@@ -833,7 +841,7 @@ class _DocumentFactory:
         s1, s2 = rng.sample(_SIZES, 2)
         company_i = rng.randrange(len(self.companies))
         plan, plan2 = rng.sample(_PLANS, 2)
-        return {
+        ctx = {
             "first": first,
             "last": last,
             "name": f"{first} {last}",
@@ -861,6 +869,11 @@ class _DocumentFactory:
             "agent_first": self.first(),
             "agent_last": self.last(),
         }
+        for kind, key in (("person", "name"), ("email", "email"), ("phone", "phone"),
+                          ("street_address", "address")):
+            self._record(kind, ctx[key])
+        self._record("person", f"{ctx['agent_first']} {ctx['agent_last']}")
+        return ctx
 
     def fresh(self, slot: str, ctx: Mapping[str, str]) -> str:
         """A value for a slot that is drawn anew at every use."""
@@ -872,13 +885,13 @@ class _DocumentFactory:
         if slot == "amount":
             return self.money()
         if slot == "name2":
-            return f"{self.first()} {self.last()}"
+            return self._record("person", f"{self.first()} {self.last()}")
         if slot == "last2":
             return self.last()
         if slot == "email2":
-            return self.email_for(self.first(), self.last())
+            return self._record("email", self.email_for(self.first(), self.last()))
         if slot == "phone2":
-            return self.phone()
+            return self._record("phone", self.phone())
         if slot == "year":
             return str(rng.randint(2008, 2020))
         if slot == "weekday":
@@ -1028,7 +1041,8 @@ class _DocumentFactory:
         meds = rng.sample(group["meds"], 3)
         duration = f"{rng.randint(2, 10)} {rng.choice(('days', 'weeks'))}"
         sex = rng.choice(("man", "woman"))
-        provider = f"Dr. {self.first()} {self.last()}, {rng.choice(('MD', 'DO'))}"
+        provider = f"Dr. {self._record('person', f'{self.first()} {self.last()}')}, {rng.choice(('MD', 'DO'))}"
+        self._record("dob", f"{dob:%m/%d/%Y}")
         temp = rng.choice((97.9, 98.2, 98.4, 98.6, 98.9, 99.1, 99.5, 100.2, 100.8))
         ctx = {**ctx, "med": meds[0]}
         lines = [
@@ -1296,5 +1310,7 @@ def generate_lab_corpus(config: LabCorpusConfig | None = None) -> LabCorpus:
         "word_bounds": [MIN_WORDS, MAX_WORDS],
         "canaries": canaries,
         "boilerplate": boilerplate,
+        #: the PII values drawn for the documents (a value may be drawn and not used)
+        "pii_values": {k: sorted(v) for k, v in factory.pii.items()},
     }
     return LabCorpus(train=train, heldout=heldout, manifest=manifest, reference=reference)

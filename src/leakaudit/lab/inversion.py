@@ -233,7 +233,7 @@ def run_attribute_lab(config: InversionLabConfig, *, log=print) -> list[dict]:
     from leakaudit.attacks.inversion.attribute import MarginalBaseline, ModelInversionAttribute
     from leakaudit.lab.tabular import FEATURES, LABEL, SENSITIVE, generate_medical_records
     from leakaudit.metrics.stats import rate
-    from leakaudit.report.records import TAXONOMY
+    from leakaudit.taxonomy import TAXONOMY
     from leakaudit.targets.classifier import SklearnClassifier
 
     tp = config.tabular

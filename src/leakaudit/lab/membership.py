@@ -178,14 +178,14 @@ def classifier_membership_experiment(shadow_dir: str | Path, cfg: ClassifierLabC
 
 def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig = ClassifierLabConfig(),
                                   *, progress=null_progress, log=print,
-                                  command: str = "leakaudit membership --lab") -> dict[str, Any]:
+                                  command: str = "leakaudit membership --lab",
+                                  formats=("jsonl", "html")) -> dict[str, Any]:
     """Run :func:`classifier_membership_experiment` and write ``report.jsonl``, ``summary.json``,
     the shadow models (``shadows/``) and ``report.html`` into ``out_dir`` (staged: all or nothing).
     Shadow models already in ``out_dir/shadows`` with the same setup are reused."""
-    from leakaudit.atomic import atomic_write_text
-    from leakaudit.lab.run import versions
-    from leakaudit.report.html import render_html
-    from leakaudit.report.records import JsonlWriter, staged_output
+    from leakaudit.report.records import staged_output
+    from leakaudit.report.writer import write_report
+    from leakaudit.versions import versions
 
     out_dir = Path(out_dir)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -209,14 +209,10 @@ def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig 
                    "results": {e.label: {"auc": e.metrics.auc,
                                          **{f"tpr@{r.fpr:g}": r.tpr for r in e.metrics.tpr_at}}
                                for e in audit.evaluations}}
-        with JsonlWriter(stage / "report.jsonl") as w:
-            w.write("run", {**versions(), "command": command, "started": started, "seed": cfg.seed,
-                            "config": {"membership_lab": json.loads(json.dumps(asdict(cfg), default=str))}})
-            for et, rec in audit.records(top_n=cfg.eval.top_n):
-                w.write(et, rec)
-            w.write("summary", summary)
-        atomic_write_text(stage / "summary.json", json.dumps(summary, indent=1))
-        render_html(stage)
+        write_report(stage, run_record={
+            **versions(), "command": command, "started": started, "seed": cfg.seed,
+            "config": {"membership_lab": json.loads(json.dumps(asdict(cfg), default=str))}},
+            records=audit.records(top_n=cfg.eval.top_n), summary=summary, formats=formats)
         link_tree(shadow_dir, stage / "shadows")
         for tmp in (stage / "shadows").rglob("*.tmp.npy"):
             tmp.unlink()

@@ -17,18 +17,17 @@ never saw them either, its ratio is not biased towards calling them non-members.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from leakaudit import __version__
 from leakaudit.attacks.extraction.pipeline import ExtractionConfig
 from leakaudit.attacks.memorization.measure import MemorizationConfig
 from leakaudit.progress import null_progress
 from leakaudit.training.lm import LMSpec
+from leakaudit.versions import versions  # noqa: F401  (re-exported: leakaudit.lab.run.versions)
 
 
 #: The lab models have a 256-token context; prompts take up to 10 tokens, so samples get 240 new
@@ -131,17 +130,6 @@ class LabConfig:
                        memorization=replace(self.memorization, seed=seed))
 
 
-def versions() -> dict[str, str]:
-    import numpy
-    import tokenizers
-    import torch
-    import transformers
-
-    return {"leakaudit": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
-            "numpy": numpy.__version__}
-
-
 #: Files the lab writes into ``--out`` (checked for conflicts before any work).
 LAB_OUTPUTS = (("report.jsonl", "summary.json", "report.html", "hits.jsonl")
                + tuple(f"corpus/{n}" for n in ("train.jsonl", "heldout.jsonl", "reference.jsonl",
@@ -153,7 +141,8 @@ LAB_OUTPUTS = (("report.jsonl", "summary.json", "report.html", "hits.jsonl")
 
 
 def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, log=print,
-            command: str = "leakaudit lab", cache_dir: str | Path | None = None) -> dict[str, Any]:
+            command: str = "leakaudit lab", cache_dir: str | Path | None = None,
+            formats=("jsonl", "html"), fail_on: list[str] | None = None) -> dict[str, Any]:
     """Build the corpus, train the models, run extraction and write the report into ``out_dir``.
 
     Every stage (corpus, tokenizer, each model's training, memorization, each model's exposure
@@ -162,26 +151,33 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
     of its inputs and config, so rerunning after a crash or ``kill -9`` reuses what finished and
     gives the same records. The outputs are written into a staging folder and merged into
     ``out_dir`` at the end (never replacing files leakaudit did not write). The LLM signal cache
-    lives in the run store unless ``cache_dir`` shares another. Returns the summary record.
+    lives in the run store unless ``cache_dir`` shares another. Returns the summary record, with
+    ``written`` (a :class:`leakaudit.report.writer.Written`: files by ``formats`` and the verdicts
+    of the ``fail_on`` thresholds) added (not in summary.json).
     """
     import torch
 
     from leakaudit.corpus.index import CorpusIndex
     from leakaudit.lab.corpus import LabCorpus, LabCorpusConfig, generate_lab_corpus
-    from leakaudit.report.html import render_html
+    from leakaudit.report.writer import write_report
     from leakaudit.runs.files import link_tree
     from leakaudit.runs.staged import staged_output
     from leakaudit.runs.store import RunStore, stage_key, texts_key
     from leakaudit.targets import load_target
     from leakaudit.training.lm import train_causal_lm, train_tokenizer
-    from leakaudit.workflow import exposure_records, memorization_records, write_extraction_report
+    from leakaudit.audits.exposure import exposure_records
+    from leakaudit.audits.extraction import extraction_records
+    from leakaudit.audits.memorization import memorization_records
 
     cfg = config.with_seed(config.seed)
     if cfg.n_reference < 1:
         raise ValueError("the lab needs n_reference >= 1 documents to train its reference model")
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t_start = time.perf_counter()
-    with staged_output(out_dir, produces=LAB_OUTPUTS, log=log) as stage:
+    from leakaudit.report.writer import FORMAT_FILES
+
+    extra = tuple(FORMAT_FILES[f] for f in formats if f in ("sarif", "junit"))
+    with staged_output(out_dir, produces=LAB_OUTPUTS + extra, log=log) as stage:
         store = RunStore.for_output(out_dir, log=log)
         cache = Path(cache_dir) if cache_dir is not None else store.cache_dir
         threads = torch.get_num_threads()
@@ -348,19 +344,22 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
                 lambda: _jsonable(run_inversion_lab(inv_cfg, progress=progress, log=log)))]
             run_record["config"]["inversion"] = _jsonable(inv_cfg.to_dict())
             log(f"inversion: {time.perf_counter() - t0:.1f}s")
-        summary = write_extraction_report(
-            stage, target=target, references={"reference": reference}, index=index,
+        ext_pairs, summary = extraction_records(
+            target=target, references={"reference": reference}, index=index,
             prompt_texts=heldout_texts,
-            canaries=corpus.manifest["canaries"], config=cfg.extraction, run_record=run_record,
-            progress=progress, log=log, cache_dir=cache,
-            extra_records=mem_pairs + exp_pairs + mem_inf_pairs + inv_pairs,
-            summary_extra=summary_extra, store=store,
-        )
-        render_html(stage)
+            canaries=corpus.manifest["canaries"], config=cfg.extraction,
+            progress=progress, log=log, cache_dir=cache, store=store,
+            doc_locations={d["id"]: {"file": "corpus/train.jsonl", "line": i + 1}
+                           for i, d in enumerate(corpus.train)})
+        summary.update(summary_extra)
+        written = write_report(stage, run_record=run_record,
+                               records=ext_pairs + mem_pairs + exp_pairs + mem_inf_pairs + inv_pairs,
+                               summary=summary, formats=formats, fail_on=fail_on)
         summary["wall_s"] = round(time.perf_counter() - t_start, 1)
         if store.reused:
             log(f"run store: reused {len(store.reused)} finished stages "
                 f"({', '.join(dict.fromkeys(store.reused))}); computed {len(store.computed)}")
+    summary["written"] = written  # files (by format) and --fail-on verdicts; not in summary.json
     return summary
 
 

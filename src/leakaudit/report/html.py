@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from leakaudit.atomic import atomic_write_text
-from leakaudit.report.records import TAXONOMY, TAXONOMY_NAMES, load_report
+from leakaudit.report.html_base import ReportData, Section, _new_figure, _png  # noqa: F401
+from leakaudit.taxonomy import TAXONOMY, TAXONOMY_NAMES
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "report.html"
@@ -31,48 +32,6 @@ MAX_SAMPLE_ROWS = 500  #: rows of the memorized-samples table (all of them are i
 VERSION_KEYS = (("leakaudit", ("leakaudit_version", "leakaudit")), ("python", ("python",)),
                 ("torch", ("torch",)), ("transformers", ("transformers",)),
                 ("tokenizers", ("tokenizers",)), ("numpy", ("numpy",)))
-
-
-@dataclass
-class Section:
-    """One block of the page: drawn by the template macro ``kind`` with ``data``."""
-
-    id: str
-    title: str
-    kind: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ReportData:
-    """The grouped records of one report, with the lookups every builder needs."""
-
-    records: dict[str, list[dict[str, Any]]]
-    run: dict[str, Any]
-    config: dict[str, Any]
-
-    @classmethod
-    def load(cls, report_dir: str | Path) -> "ReportData":
-        records = load_report(report_dir)
-        run = records["run"][0]
-        config = run.get("config") if isinstance(run.get("config"), dict) else {}
-        return cls(records, run, config)
-
-    def of(self, entry_type: str, attack: str | None = None) -> list[dict[str, Any]]:
-        """Records of one type; with ``attack``, only those of that family (a record without an
-        ``attack`` field counts as extraction, the only family that omits it)."""
-        recs = self.records.get(entry_type, [])
-        if attack is None:
-            return recs
-        return [r for r in recs if r.get("attack", "extraction") == attack]
-
-    @property
-    def show_pii(self) -> bool:
-        return bool(self.config.get("show_pii", False))
-
-    def summary(self, attack: str) -> dict[str, Any]:
-        recs = self.of("summary", attack)
-        return recs[-1] if recs else {}
 
 
 # ---------------------------------------------------------------- formatting helpers
@@ -117,6 +76,13 @@ def _scalar(v: Any) -> str:
     if isinstance(v, (dict, list)):
         return json.dumps(v, ensure_ascii=False, default=str)
     return str(v)
+
+
+def _name(v: Any) -> str:
+    """A target given as ``{"name", "fingerprint"}`` (findings schema) or a bare name."""
+    if isinstance(v, dict):
+        return _scalar(v.get("name"))
+    return _scalar(v)
 
 
 def _order(seen: list[str], preferred: Any) -> list[str]:
@@ -170,19 +136,6 @@ def _clip(segments: list[tuple[str, bool]], limit: int) -> list[tuple[str, bool]
 
 
 # ---------------------------------------------------------------- plots
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _new_figure(**kw):
-    # A bare Figure draws with Agg and never touches pyplot's global state (or a notebook's figures).
-    from matplotlib.figure import Figure
-
-    return Figure(**kw)
-
 
 def _plot_precision_at_k(evals: list[dict[str, Any]], samplers: list[str],
                          rankings: list[str]) -> str | None:
@@ -519,7 +472,7 @@ def _rate_cell(r: Any) -> dict[str, str]:
 
 
 def _inv_label(e: dict[str, Any]) -> str:
-    parts = [str(e.get("attack")), str(e.get("target"))]
+    parts = [str(e.get("attack")), _name(e.get("target"))]
     if e.get("variant"):
         parts.append(str(e["variant"]))
     if e.get("defense") not in (None, "none"):
@@ -535,7 +488,7 @@ def build_inversion(rd: ReportData) -> Section | None:
     for e in evals:
         budget = e.get("budget_per_class")
         rows.append({
-            "attack": _scalar(e.get("attack")), "variant": e.get("variant"), "target": _scalar(e.get("target")),
+            "attack": _scalar(e.get("attack")), "variant": e.get("variant"), "target": _name(e.get("target")),
             "defense": _scalar(e.get("defense")), "control": bool(e.get("control")),
             "threat_model": _scalar(e.get("threat_model")),
             "budget": "white-box (gradients)" if budget is None else f"{_int(budget)} queries/class",
@@ -657,7 +610,7 @@ def build_attribute_inference(rd: ReportData) -> Section | None:
     if not recs:
         return None
     rows = [{
-        "target": _scalar(r.get("target")), "control": bool(r.get("control")), "mode": _scalar(r.get("mode")),
+        "target": _name(r.get("target")), "control": bool(r.get("control")), "mode": _scalar(r.get("mode")),
         "records": _scalar(r.get("records")), "n": _int(r.get("n")),
         "acc": _rate_cell(r.get("accuracy")), "base": _rate_cell(r.get("baseline")),
         "advantage": "—" if r.get("advantage") is None else f"{100 * r['advantage']:+.1f} pts",
@@ -804,9 +757,11 @@ SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
 
 def _late_builders() -> list[Callable[[ReportData], Section | None]]:
     # Sections that live in their own modules (they import this one).
+    from leakaudit.report.sections_defenses import build_defenses
+    from leakaudit.report.sections_erasure import build_erasure, build_output_filter
     from leakaudit.report.sections_memorization import build_exposure, build_memorization
 
-    return [build_memorization, build_exposure]
+    return [build_defenses, build_memorization, build_exposure, build_output_filter, build_erasure]
 
 
 def build_context(report_dir: str | Path) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from leakaudit.report.html import ReportData, Section, _new_figure, _png
+from leakaudit.report.html_base import ReportData, Section, _new_figure, _png
 
 
 def _pct(r: dict | None) -> str:

@@ -23,6 +23,11 @@ PRIVATE_UMASK = 0o077
 _share = False
 _lock = threading.Lock()
 
+#: Names inside an output folder: leakaudit's bookkeeping folder, staging folders, the run store.
+META = ".leakaudit"
+PARTIAL = ".leakaudit-partial-"
+STORE = "store"
+
 
 def set_share(flag: bool) -> None:
     """Share outputs (umask decides) instead of writing them private."""

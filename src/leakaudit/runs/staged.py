@@ -27,8 +27,7 @@ from pathlib import Path
 from leakaudit.errors import InputError
 from leakaudit.runs.files import apply_modes, mkdir_private, private_umask
 
-META = ".leakaudit"  #: the hidden folder of leakaudit's own bookkeeping inside an output folder
-PARTIAL = ".leakaudit-partial-"
+from leakaudit.runs.files import META, PARTIAL, STORE  # noqa: E402,F401  (bookkeeping names)
 
 _overwrite = False
 
@@ -193,6 +192,7 @@ def staged_output(out_dir: str | Path, *, produces: Iterable[str] = (),
     out_dir = Path(out_dir)
     check_output_location(out_dir, produces=produces, inputs=inputs, overwrite=overwrite)
     created = not out_dir.exists()
+    meta_created = not (out_dir / META).exists()
     with private_umask():
         try:
             mkdir_private(out_dir)
@@ -209,15 +209,20 @@ def staged_output(out_dir: str | Path, *, produces: Iterable[str] = (),
             shutil.rmtree(stage, ignore_errors=True)
             if created:
                 _remove_created(out_dir)
+            elif meta_created and not _has_finished_stages(out_dir):
+                shutil.rmtree(out_dir / META, ignore_errors=True)
             raise
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _remove_created(out_dir: Path) -> None:
-    from leakaudit.runs.store import STORE
-
+def _has_finished_stages(out_dir: Path) -> bool:
     store = out_dir / META / STORE
-    keep = store.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in store.iterdir())
+    return store.is_dir() and any(p.is_dir() and not p.name.startswith(".") and any(p.iterdir())
+                                  for p in store.iterdir())
+
+
+def _remove_created(out_dir: Path) -> None:
+    keep = _has_finished_stages(out_dir)
     if not keep:
         shutil.rmtree(out_dir, ignore_errors=True)
         return

@@ -32,7 +32,7 @@ from typing import Any
 
 from leakaudit.runs.files import mkdir_private, private_umask
 
-STORE = "store"
+from leakaudit.runs.files import STORE  # noqa: E402  (the run store's folder name)
 _MARK = "stage.json"
 
 
@@ -102,7 +102,7 @@ class RunStore:
 
     @classmethod
     def for_output(cls, out: str | Path, *, log=None) -> "RunStore":
-        from leakaudit.runs.staged import META
+        from leakaudit.runs.files import META
 
         return cls(Path(out) / META / STORE, log=log)
 

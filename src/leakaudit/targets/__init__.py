@@ -7,6 +7,9 @@ A spec is ``scheme:rest`` or a bare path / hub name::
                            downloads are allowed (``--allow-download``)
     gguf:./model.gguf      a GGUF file (transformers dequantizes it; ``pip install 'leakaudit[gguf]'``)
     ./my-model, x.gguf     no scheme: ``gguf`` for a ``.gguf`` file, else ``hf``
+    openai-completions:http://127.0.0.1:8000/v1#tokenizer=./tok&api_key_env=MY_KEY
+                           an OpenAI-compatible server (``pip install 'leakaudit[api]'``); the
+                           capabilities are probed; ``openai-chat:URL`` for chat endpoints
 
 Backends live in a registry of lazily imported loaders (``"package.module:function"``), so a
 backend's heavy dependencies load only when it is chosen; :func:`register_backend` adds one
@@ -62,17 +65,15 @@ register_backend("hf", "leakaudit.targets.hf:load_hf",
                  help="a transformers model directory, or a hub name (cache; --allow-download)")
 register_backend("gguf", "leakaudit.targets.hf:load_gguf", help="a GGUF file", extra="gguf",
                  needs=("gguf",))
+register_backend("openai-completions", "leakaudit.targets.openai_api:load_openai_completions",
+                 help="an OpenAI-compatible /v1/completions endpoint: URL[#model=..&tokenizer=.."
+                      "&api_key_env=VAR]", extra="api", needs=("httpx", "tenacity"))
+register_backend("openai-chat", "leakaudit.targets.openai_api:load_openai_chat",
+                 help="an OpenAI-compatible /v1/chat/completions endpoint (text-level attacks)",
+                 extra="api", needs=("httpx", "tenacity"))
 
 
-def looks_local(s: str) -> bool:
-    """Whether ``s`` is meant as a path on this machine, never as a hub name."""
-    if not s:
-        return True
-    if os.path.exists(os.path.expanduser(s)):
-        return True
-    if s.startswith((".", "/", "~", "\\")) or "\\" in s or s.count("/") > 1:
-        return True
-    return s.endswith((".gguf", ".safetensors", ".bin", ".json"))
+from leakaudit.targets.base import looks_local  # noqa: E402,F401  (re-exported)
 
 
 def parse_spec(spec: str | os.PathLike) -> tuple[str, str]:
@@ -114,7 +115,12 @@ def check_spec(spec: str | os.PathLike, *, allow_download: bool = False) -> tupl
     if scheme in ("hf", "gguf"):
         from leakaudit.targets.hf import resolve_local
 
-        resolve_local(rest, gguf=scheme == "gguf", allow_download=allow_download)
+        path, gguf_file, is_local = resolve_local(rest, gguf=scheme == "gguf",
+                                                  allow_download=allow_download)
+        if is_local and not gguf_file and os.path.isdir(path):
+            from leakaudit.targets.checks import check_hf_model_dir
+
+            check_hf_model_dir(path)  # complete safetensors weights; pickle-only refused
     return scheme, rest
 
 

@@ -23,6 +23,8 @@ The convention in force is :meth:`LanguageModel.token_convention`, recorded in e
 
 from __future__ import annotations
 
+import os
+
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -347,3 +349,14 @@ class RestrictedLM(LanguageModel):
             seed = secrets.randbits(31)  # an unseeded server: the seed is not honoured
         return self.inner.generate_ids(prompts, sampling, seed=seed, batch_size=batch_size,
                                        progress=progress)
+
+
+def looks_local(s: str) -> bool:
+    """Whether ``s`` is meant as a path on this machine, never as a hub name."""
+    if not s:
+        return True
+    if os.path.exists(os.path.expanduser(s)):
+        return True
+    if s.startswith((".", "/", "~", "\\")) or "\\" in s or s.count("/") > 1:
+        return True
+    return s.endswith((".gguf", ".safetensors", ".bin", ".json"))

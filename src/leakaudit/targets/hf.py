@@ -106,7 +106,7 @@ def resolve_local(model: str | os.PathLike, *, gguf: bool = False,
     """Return (directory or hub name, gguf file name or None, is_local), checking only the file
     system: a local-looking path that does not exist is an error naming it, never a hub request;
     a hub name needs ``allow_download`` unless it is in the local Hugging Face cache."""
-    from leakaudit.targets import looks_local
+    from leakaudit.targets.base import looks_local
 
     s = str(model)
     p = Path(s).expanduser()
@@ -272,6 +272,10 @@ class HFCausalLM(LanguageModel):
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if is_local and not gguf_file and Path(path).is_dir():
+            from leakaudit.targets.checks import check_hf_model_dir
+
+            check_hf_model_dir(path)  # safetensors only, complete; pickle refused
         kwargs: dict = {"local_files_only": not allow_download}
         if gguf_file:
             kwargs["gguf_file"] = gguf_file
@@ -503,12 +507,17 @@ class HFCausalLM(LanguageModel):
 
     # ------------------------------------------------------------------ sampling
     def generate_ids(self, prompts, sampling: SamplingConfig, *, seed: int, batch_size: int = 32,
-                     progress: Progress | None = None) -> list[Generation]:
+                     progress: Progress | None = None,
+                     processors: Sequence = ()) -> list[Generation]:
         """Sample ``sampling.max_new_tokens`` tokens after each prompt (EOS does not stop a sample,
         as in the paper: every sample has exactly that many new tokens unless the context fills).
 
         Prompts are grouped by length so a batch needs no padding; each batch draws from its own
         seeded generator state, so a run is reproducible for a given seed and batch size.
+        ``processors``: factories ``f(sampling, prompt_length) -> LogitsProcessor`` whose
+        processors run after the decaying temperature and before transformers' temperature, top-k
+        and top-p warpers (decoding-time defenses such as
+        :class:`~leakaudit.defenses.output_filter.MemFreeLM` plug in here).
         """
         torch = _torch()
         from transformers import GenerationConfig, LogitsProcessorList
@@ -529,6 +538,8 @@ class HFCausalLM(LanguageModel):
                 procs = LogitsProcessorList()
                 if sampling.decay is not None:
                     procs.append(decaying_temperature_processor(*sampling.decay, prompt_length=plen))
+                for make in processors:
+                    procs.append(make(sampling, plen))
                 cfg = explicit_generation_config(sampling, max_new_tokens=new, pad_token_id=pad,
                                                  bos_token_id=self.bos_id)
                 torch.manual_seed(int(seed) * 1_000_003 + b)

@@ -42,10 +42,22 @@ class PrecomputedOutputs:
         return len(self.ids)
 
 
+def _integer(v, what, path, line) -> int:
+    """An integer given as 1, 1.0 or "1"; 0.5, 1.7 or "x" is an error, never rounded."""
+    if isinstance(v, (bool, np.bool_)):
+        return int(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    x = _float(v, what, path, line)
+    if x != int(x):
+        raise InputError(f"{what} must be an integer, got {v!r}", path=path, line=line)
+    return int(x)
+
+
 def _member(v, path, line) -> int:
     try:
-        m = int(float(v))
-    except (TypeError, ValueError):
+        m = _integer(v, "member", path, line)
+    except InputError:
         raise InputError(f"member must be 0 or 1, got {v!r}", path=path, line=line) from None
     if m not in (0, 1):
         raise InputError(f"member must be 0 or 1, got {v!r}", path=path, line=line)
@@ -83,7 +95,7 @@ def _row(d: dict, path: str, line: int, n_classes: list) -> tuple:
         raise InputError(f"{kind} has {len(v)} classes; earlier rows have {n_classes[0]}",
                          path=path, line=line)
     n_classes[:] = [len(v)]
-    label = int(_float(d["label"], "label", path, line))
+    label = _integer(d["label"], "label", path, line)
     if not 0 <= label < len(v):
         raise InputError(f"label {label} is outside 0..{len(v) - 1}", path=path, line=line)
     if kind == "logits":

@@ -125,7 +125,19 @@ def load_classifier(path: str | Path):
     if meta.get("architecture") != "mlp":
         raise InputError(f"unknown classifier architecture {meta.get('architecture')!r}",
                          path=str(meta_path))
-    spec = MLPSpec.from_dict(meta["spec"])
+    from leakaudit.targets.checks import check_weights_folder
+
+    check_weights_folder(path, weights="model.safetensors",
+                         hint="save the classifier with leakaudit.training.classifier.save_classifier")
+    try:
+        spec = MLPSpec.from_dict(meta["spec"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"malformed classifier spec: {e}", path=str(meta_path)) from None
     model = build_mlp(spec)
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    try:
+        model.load_state_dict(load_file(str(path / "model.safetensors")))
+    except (RuntimeError, KeyError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"weights do not match classifier.json: {msg}",
+                         path=str(path / "model.safetensors")) from None
     return model.eval(), spec, meta

@@ -96,6 +96,34 @@ def document_blocks(texts: Sequence[str], tokenizer, n_ctx: int) -> list[list[in
     return out
 
 
+def pad_batch(rows: Sequence[Sequence[int]], pad: int):
+    """Right-padded ``(input_ids, attention_mask, labels)`` tensors for token rows; labels are
+    -100 on padding (the shared batch format of every trainer here)."""
+    import torch
+
+    T = max(len(r) for r in rows)
+    inp = torch.full((len(rows), T), pad, dtype=torch.long)
+    labels = torch.full((len(rows), T), -100, dtype=torch.long)
+    att = torch.zeros((len(rows), T), dtype=torch.long)
+    for r, row in enumerate(rows):
+        inp[r, : len(row)] = torch.tensor(list(row))
+        labels[r, : len(row)] = torch.tensor(list(row))
+        att[r, : len(row)] = 1
+    return inp, att, labels
+
+
+def sequence_logprobs(model, inp, att, labels):
+    """Sum of log p(token) over each row's labelled tokens (the first token is context) and
+    the number of those tokens: ``(logp [b], count [b])``, differentiable."""
+    import torch
+
+    logits = model(input_ids=inp, attention_mask=att).logits[:, :-1].float()
+    tgt = labels[:, 1:]
+    mask = tgt != -100
+    lp = torch.log_softmax(logits, dim=-1).gather(2, tgt.clamp_min(0)[..., None])[..., 0]
+    return (lp * mask).sum(1), mask.sum(1)
+
+
 def train_causal_lm(
     texts: Sequence[str],
     tokenizer,
@@ -149,14 +177,7 @@ def train_causal_lm(
             if step >= total:
                 break
             rows = [blocks[i] for i in perm[s: s + spec.batch_size]]
-            T = max(len(r) for r in rows)
-            inp = torch.full((len(rows), T), pad, dtype=torch.long)
-            labels = torch.full((len(rows), T), -100, dtype=torch.long)
-            att = torch.zeros((len(rows), T), dtype=torch.long)
-            for r, row in enumerate(rows):
-                inp[r, : len(row)] = torch.tensor(row)
-                labels[r, : len(row)] = torch.tensor(row)
-                att[r, : len(row)] = 1
+            inp, att, labels = pad_batch(rows, pad)
             loss = model(input_ids=inp, attention_mask=att, labels=labels).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()

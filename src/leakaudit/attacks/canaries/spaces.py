@@ -157,6 +157,16 @@ def pattern_space(pattern: str) -> SecretSpace:
         parts.append(("", ch) if ch in _PATTERN_CLASSES else (ch, None))
         i += 1
     classes = [c for _, c in parts if c is not None]
+    loose = sorted({ch for ch in re.sub(r"\\.", "", pattern) if ch.isalpha() and ch not in _PATTERN_CLASSES})
+    if loose and re.fullmatch(r"[A-Za-z_-]+", pattern):  # a word: a mistyped space name
+        import difflib
+
+        near = difflib.get_close_matches(pattern, list(_SECRET_SPACES), n=1, cutoff=0.5)
+        hint = f"did you mean {near[0]}? " if near else ""
+        raise ValueError(f"unknown secret space {pattern!r}: {hint}a pattern uses d, a, A, x, h "
+                         f"as random positions and escapes literal letters with \\ "
+                         f"({', '.join(loose)} are neither)")
+    # (elsewhere an unescaped letter that is not a class is a literal, e.g. "sk_\\x-xxxh")
     if not classes:
         raise ValueError(f"pattern {pattern!r} has no random position (use d, a, A, x or h)")
     log2 = sum(math.log2(len(_PATTERN_CLASSES[c])) for c in classes)

@@ -23,7 +23,7 @@ from leakaudit.corpus.pii import find_pii, mask_text
 from leakaudit.errors import CapabilityError, LeakauditError
 from leakaudit.metrics.stats import rate
 from leakaudit.progress import null_progress
-from leakaudit.report.records import TAXONOMY
+from leakaudit.taxonomy import TAXONOMY
 from leakaudit.signals.lm import score_cached
 from leakaudit.targets.base import Generation, LanguageModel
 
@@ -323,7 +323,10 @@ def run_extraction(
     for i in verified_ids:
         for p in find_pii(texts[i]):
             pii_counts[p.kind] += 1
+    from leakaudit.corpus.pii import PII_KINDS
+
     pii_rec = {"scope": "verified samples", "counts": dict(pii_counts),
+               "masked_kinds": [] if cfg.show_pii else list(PII_KINDS),
                "n_samples_with_pii": sum(1 for i in verified_ids if samples[i]["pii_kinds"])}
 
     unique_selected_memorized = [i for i in selected_any if verification.get(i, {}).get("verified")]

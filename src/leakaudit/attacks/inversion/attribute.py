@@ -22,7 +22,7 @@ import numpy as np
 
 from leakaudit.attacks.registry import Registry
 from leakaudit.errors import InputError
-from leakaudit.report.records import TAXONOMY
+from leakaudit.taxonomy import TAXONOMY
 
 ATTRIBUTE_ATTACKS: Registry[type] = Registry("attribute inference attack")
 FREDRIKSON_2014 = "https://www.usenix.org/conference/usenixsecurity14/technical-sessions/presentation/fredrikson_matthew"

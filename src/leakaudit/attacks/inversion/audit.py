@@ -22,7 +22,7 @@ from leakaudit.attacks.inversion.mi_face import MIFaceParams
 from leakaudit.attacks.inversion.nes import NESParams
 from leakaudit.errors import InputError
 from leakaudit.progress import null_progress
-from leakaudit.report.records import TAXONOMY, JsonlWriter
+from leakaudit.taxonomy import TAXONOMY
 
 
 def load_reference_data(path: str | Path, *, input_shape: tuple[int, ...], n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +48,11 @@ def load_reference_data(path: str | Path, *, input_shape: tuple[int, ...], n_cla
     if x.shape[1:] != tuple(input_shape) or len(x) != len(y):
         raise InputError(f"x has shape {x.shape} and y {y.shape}; expected (n, {', '.join(map(str, input_shape))}) "
                          "and (n,)", path=str(path))
+    if not np.all(np.isfinite(x)):
+        raise InputError(f"x holds {int(x.size - np.isfinite(x).sum())} NaN or infinite values",
+                         path=str(path))
+    if len(y) == 0:
+        raise InputError("no examples", path=str(path))
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
         raise InputError(f"y must hold integer labels 0..{n_classes - 1}", path=str(path))
     return x, y.astype(np.int64)
@@ -122,18 +127,12 @@ def run_inversion_audit(target, *, attack, classes: list[int], seeds: list[int],
     return [("inversion", ev)] + [("inversion_record", r) for r in rows]
 
 
-def write_inversion_report(out: Path, *, run_record: dict[str, Any], records: list[tuple[str, dict]]) -> dict[str, Any]:
-    """Write ``report.jsonl`` (run, the inversion records, a summary line) into ``out``."""
+def inversion_summary(records: list[tuple[str, dict]]) -> dict[str, Any]:
+    """The summary line of an inversion report: top-1 and mean target confidence per evaluation."""
     evals = [r for t, r in records if t == "inversion"]
-    summary = {"attack": "inversion", "n_evaluations": len(evals),
-               "top1": {f"{e['attack']}/{e.get('target')}/{e.get('defense')}": (e.get("top1") or {}).get("value")
-                        for e in evals},
-               "mean_target_confidence": {f"{e['attack']}/{e.get('target')}/{e.get('defense')}":
-                                          e.get("mean_target_confidence") for e in evals},
-               "tags": TAXONOMY["inversion"]}
-    with JsonlWriter(Path(out) / "report.jsonl") as w:
-        w.write("run", run_record)
-        for entry_type, rec in records:
-            w.write(entry_type, rec)
-        w.write("summary", summary)
-    return summary
+    return {"attack": "inversion", "n_evaluations": len(evals),
+            "top1": {f"{e['attack']}/{e.get('target')}/{e.get('defense')}": (e.get("top1") or {}).get("value")
+                     for e in evals},
+            "mean_target_confidence": {f"{e['attack']}/{e.get('target')}/{e.get('defense')}":
+                                       e.get("mean_target_confidence") for e in evals},
+            "tags": TAXONOMY["inversion"]}

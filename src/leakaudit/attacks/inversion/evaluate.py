@@ -14,7 +14,7 @@ import numpy as np
 from leakaudit.attacks.inversion.base import INVERSION_ATTACKS, InversionResult
 from leakaudit.metrics.inversion import nearest_mean, topk_hits
 from leakaudit.metrics.stats import rate
-from leakaudit.report.records import TAXONOMY
+from leakaudit.taxonomy import TAXONOMY
 
 
 def evaluate_inversion(results: list[InversionResult], *, evaluator, class_means: np.ndarray,

@@ -27,7 +27,7 @@ from leakaudit.attacks.inversion.base import (FREDRIKSON_2015, INVERSION_ATTACKS
                                               PlateauStop, Prior, image_shape_for, starting_points)
 from leakaudit.errors import CapabilityError
 from leakaudit.progress import null_progress
-from leakaudit.report.records import TAXONOMY
+from leakaudit.taxonomy import TAXONOMY
 
 
 @dataclass(frozen=True)

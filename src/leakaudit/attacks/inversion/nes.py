@@ -25,7 +25,7 @@ import numpy as np
 from leakaudit.attacks.inversion.base import (FREDRIKSON_2015, INVERSION_ATTACKS, InversionResult,
                                               PlateauStop, Prior, image_shape_for, starting_points)
 from leakaudit.progress import null_progress
-from leakaudit.report.records import TAXONOMY
+from leakaudit.taxonomy import TAXONOMY
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,18 @@ def audit_llm_membership(
     t_blind = time.perf_counter() - t1
 
     warnings: list[str] = []
+    overlap = set(members) & set(nonmembers)
+    if overlap:
+        msg = (f"{len(overlap)} text(s) are both members and non-members ({subset_name}): the "
+               "labels contradict each other there, and no attack can separate them")
+        warnings.append(msg)
+        log(f"warning: {msg}")
+    n_trunc = sum(1 for t in sig.target if getattr(t, "truncated", False))
+    if n_trunc:
+        msg = (f"{n_trunc} of {len(texts)} documents ({subset_name}) are longer than the model's "
+               "context and were scored on their first tokens only")
+        warnings.append(msg)
+        log(f"warning: {msg}")
     evals: list[MembershipEvaluation] = []
     exposed: list[dict[str, Any]] = []
     masked = texts if show_pii else [mask_text(t) for t in texts]

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from leakaudit.attacks.registry import Registry
-from leakaudit.report.records import TAXONOMY
+from leakaudit.taxonomy import TAXONOMY
 
 #: Every membership attack class, by name (``MEMBERSHIP_ATTACKS.get("min_k")``).
 MEMBERSHIP_ATTACKS: Registry[type] = Registry("membership attack")

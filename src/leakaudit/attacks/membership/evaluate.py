@@ -1,5 +1,6 @@
 """Turn attack scores into report records: one ``membership`` record per (attack, subset)
-evaluation and ``membership_record`` rows for the most exposed records."""
+evaluation and ``membership_record`` rows for the most exposed records (written by
+``leakaudit.report.writer.write_report``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from leakaudit.metrics.roc import MembershipMetrics, evaluate_membership
-from leakaudit.report.records import TAXONOMY
+from leakaudit.taxonomy import TAXONOMY
 
 
 @dataclass(frozen=True)
@@ -85,14 +86,6 @@ def exposed_records(ev: MembershipEvaluation, *, ids: list[str], texts: list[str
             rec["text"] = texts[i]
         out.append(rec)
     return out
-
-
-def write_membership_report(out, *, run_record: dict[str, Any],
-                            pairs: list[tuple[str, dict[str, Any]]], summary: dict[str, Any]) -> None:
-    """Write ``report.jsonl`` (run, membership records, summary) and ``summary.json`` into ``out``."""
-    from leakaudit.workflow import write_records_report
-
-    write_records_report(out, run_record=run_record, records=pairs, summary=summary)
 
 
 def summarize(evaluations: list[MembershipEvaluation], *, world: str) -> dict[str, Any]:

@@ -1,0 +1,180 @@
+"""Endpoint audit throughput: leakaudit's client against the server's own maximum, same run.
+
+Serves a GPT-2-shaped model (random weights, float32 GGUF) with llama.cpp's OpenAI-compatible
+server on 127.0.0.1 and scores ``--docs`` documents with ``echo`` + ``logprobs`` three ways:
+
+1. **engine**: the same GGUF in-process through ``llama_cpp.Llama.create_completion`` (no HTTP):
+   the most the server's engine can do on this machine;
+2. **raw HTTP**: a bare keep-alive ``httpx`` loop, one request at a time (llama-cpp-python's server
+   has one slot, so concurrency beyond 1 only queues);
+3. **leakaudit**: ``OpenAICompletionsLM.score_ids`` (ledger, retries, accounting, alignment) at
+   each ``--concurrency``, on a fresh ledger, then once more on the same ledger (all cached).
+
+It prints requests per document for each attack (from the backend's own request counts) and
+leakaudit's throughput as a fraction of the engine's and of raw HTTP's (goal: >= 0.8 at the
+server's slot count).
+
+    python benchmarks/bench_endpoint.py --shape tiny --docs 40        # about a minute
+    python benchmarks/bench_endpoint.py --shape lab --docs 300        # the lab's target shape
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SHAPES = {"tiny": dict(n_layer=2, n_embd=32, n_head=2, vocab=400),
+          "lab": dict(n_layer=2, n_embd=128, n_head=4, vocab=1024),
+          "gpt2-small": dict(n_layer=12, n_embd=768, n_head=12, vocab=8192)}
+
+
+def _model(shape: str, d: Path, n_ctx: int):
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus
+
+    s = SHAPES[shape]
+    corpus = generate_lab_corpus(LabCorpusConfig(n_docs=400, n_heldout=10, seed=0))
+    texts = [x["text"] for x in corpus.train]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=s["vocab"], min_frequency=2,
+                            special_tokens=["<|endoftext|>"], show_progress=False)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
+                                  eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=n_ctx, n_embd=s["n_embd"],
+                     n_layer=s["n_layer"], n_head=s["n_head"], bos_token_id=0, eos_token_id=0)
+    model = GPT2LMHeadModel(cfg)
+    model.save_pretrained(d / "model")
+    tok.save_pretrained(d / "model")
+    return model, tok, texts
+
+
+def _free_port() -> int:
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
+    ap.add_argument("--docs", type=int, default=40)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads (engine and server)")
+    args = ap.parse_args()
+    import httpx
+    from llama_cpp import Llama
+
+    from leakaudit.targets.api_client import ClientConfig
+    from leakaudit.targets.gguf_export import write_gpt2_gguf
+    from leakaudit.targets.openai_api import load_endpoint
+
+    n_ctx = 512
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        model, tok, texts = _model(args.shape, d, n_ctx)
+        gguf = write_gpt2_gguf(model, tok, d / "m.gguf", add_bos=True)
+        docs = []
+        for t in texts:  # documents that fit the context with BOS and one generated token
+            ids = tok(t, add_special_tokens=False)["input_ids"][: n_ctx - 8]
+            docs.append(ids)
+            if len(docs) == args.docs:
+                break
+        doc_texts = [tok.decode(x) for x in docs]
+        n_tok = sum(len(x) for x in docs)
+        payload = lambda t: {"prompt": t, "max_tokens": 1, "temperature": 0, "logprobs": 1,  # noqa: E731
+                             "echo": True}
+        res: dict = {"shape": args.shape, "docs": len(docs), "tokens": n_tok,
+                     "threads": args.threads}
+
+        # 1. the engine in-process
+        llm = Llama(str(gguf), n_ctx=n_ctx, n_batch=n_ctx, n_threads=args.threads,
+                    n_threads_batch=args.threads, logits_all=True, verbose=False)
+        llm.create_completion(**payload(doc_texts[0]))  # warm-up
+        t0 = time.perf_counter()
+        for t in doc_texts:
+            llm.create_completion(**payload(t))
+        res["engine_docs_per_s"] = len(docs) / (time.perf_counter() - t0)
+        del llm
+
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}/v1"
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+             "--port", str(port), "--n_ctx", str(n_ctx), "--n_batch", str(n_ctx), "--n_threads",
+             str(args.threads), "--n_threads_batch", str(args.threads), "--logits_all", "True",
+             "--verbose", "False", "--model_alias", "bench"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        try:
+            for _ in range(600):  # bounded wait (120 s)
+                try:
+                    if httpx.get(url + "/models", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            else:
+                raise SystemExit("server did not start")
+            # 2. raw HTTP, one at a time (the server's one slot)
+            with httpx.Client(timeout=120) as c:
+                c.post(url + "/completions", json={"model": "bench", **payload(doc_texts[0])})
+                t0 = time.perf_counter()
+                for t in doc_texts:
+                    c.post(url + "/completions", json={"model": "bench", **payload(t)}).raise_for_status()
+                res["raw_http_docs_per_s"] = len(docs) / (time.perf_counter() - t0)
+            # 3. leakaudit at each concurrency, fresh ledger; then a rerun on the same ledger
+            res["leakaudit"] = {}
+            for conc in args.concurrency:
+                ledger = d / f"ledger-{conc}.sqlite"
+                lm = load_endpoint(f"openai-completions:{url}", tokenizer=str(d / "model"),
+                                   ledger=ledger, config=ClientConfig(concurrency=conc),
+                                   log=lambda m: None)
+                probe = lm.request_summary()["sent"]
+                t0 = time.perf_counter()
+                lm.score_ids(docs)
+                dt = time.perf_counter() - t0
+                s = lm.request_summary()
+                lm.close()
+                lm = load_endpoint(f"openai-completions:{url}", tokenizer=str(d / "model"),
+                                   ledger=ledger, config=ClientConfig(concurrency=conc),
+                                   log=lambda m: None)
+                t1 = time.perf_counter()
+                lm.score_ids(docs)
+                cached_dt = time.perf_counter() - t1
+                s2 = lm.request_summary()
+                lm.close()
+                dps = len(docs) / dt
+                res["leakaudit"][conc] = {
+                    "docs_per_s": dps, "vs_engine": dps / res["engine_docs_per_s"],
+                    "vs_raw_http": dps / res["raw_http_docs_per_s"],
+                    "requests_per_doc_scoring": (s["sent"] - probe) / len(docs),
+                    "probe_requests": probe, "rerun_sent": s2["sent"],
+                    "rerun_docs_per_s": len(docs) / cached_dt}
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    # requests per document by attack (from the backends' request patterns)
+    res["requests_per_document"] = {
+        "membership (target + lowercase passes)": 2, "exposure (per candidate)": 1,
+        "memorization (teacher-forced + greedy check, per window)": 2,
+        "divergence (per query)": 1, "pii (per subject and template)": 1}
+    print(json.dumps(res, indent=2))
+    for conc, r in res["leakaudit"].items():
+        print(f"concurrency {conc}: {r['docs_per_s']:.1f} docs/s = {r['vs_engine']:.2f} x engine "
+              f"({res['engine_docs_per_s']:.1f}), {r['vs_raw_http']:.2f} x raw HTTP "
+              f"({res['raw_http_docs_per_s']:.1f}); {r['requests_per_doc_scoring']:.2f} requests/doc; "
+              f"rerun sent {r['rerun_sent']}")
+
+
+if __name__ == "__main__":
+    main()

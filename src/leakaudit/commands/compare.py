@@ -1,0 +1,101 @@
+"""``leakaudit compare``: one attack battery over several models (e.g. an undefended model and its
+defended variants) on the same training data; leakage next to utility, in one report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from leakaudit.clikit import _command, _fail, _log, _progress, _quiet_libraries, out_console
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare)
+
+
+def compare(
+    model: Annotated[list[str], typer.Option("--model", help="NAME=DIR of a HF causal LM; repeatable (same tokenizer). The first is the baseline.")],
+    corpus: Annotated[Path, typer.Option("--corpus", help="The original training data (JSONL, .txt, Parquet or folder): what every model is attacked on.")],
+    heldout: Annotated[Path, typer.Option("--heldout", help="Held-out documents of the same kind, never trained on: utility, membership non-members, extraction prompts.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: report.jsonl, summary.json, report.html.")] = Path("leakaudit-compare"),
+    reference: Annotated[Optional[Path], typer.Option("--reference", help="Reference model (saw neither split) for the ratio attacks.")] = None,
+    samples: Annotated[int, typer.Option("--samples", min=1, help="Extraction generations per sampler.")] = 200,
+    windows: Annotated[int, typer.Option("--windows", min=1, help="Training windows measured for memorization.")] = 500,
+    text_field: Annotated[str, typer.Option("--text-field")] = "text",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Compare models (undefended vs defended): the same attacks on each, with utility."""
+    from dataclasses import replace
+
+    from leakaudit.compare import BatteryConfig, run_battery
+    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.corpus.load import load_corpus
+    from leakaudit.errors import InputError, LeakauditError
+    from leakaudit.lab.run import versions
+    from leakaudit.report.html import render_html
+    from leakaudit.runs.staged import check_output_location, staged_output
+    from leakaudit.workflow import write_records_report
+
+    _quiet_libraries()
+    try:
+        specs = []
+        for m in model:
+            name, sep, path = m.partition("=")
+            if not sep or not name or not path:
+                raise InputError(f"--model takes NAME=DIR, got {m!r}")
+            if not Path(path).is_dir():
+                raise InputError("no such model directory", path=path)
+            specs.append((name, Path(path)))
+        if len({n for n, _ in specs}) != len(specs):
+            raise InputError("--model names must be distinct")
+        if reference is not None and not reference.is_dir():
+            raise InputError("no such model directory", path=str(reference))
+        outputs = ("report.jsonl", "summary.json", "report.html")
+        check_output_location(out, produces=outputs, inputs=[corpus, heldout])
+        train = load_corpus(corpus, text_field=text_field)
+        held = load_corpus(heldout, text_field=text_field)
+        from leakaudit.targets.hf import HFCausalLM
+
+        models = {n: HFCausalLM.load(p, name=n) for n, p in specs}
+        ref = HFCausalLM.load(reference, name="reference") if reference is not None else None
+        base = BatteryConfig(seed=seed)
+        cfg = replace(base, memorization=replace(base.memorization, n_sequences=windows, seed=seed),
+                      extraction=replace(base.extraction, n_samples=samples, seed=seed))
+        index = CorpusIndex.build([d.text for d in train], [d.id for d in train])
+        with staged_output(out, produces=outputs, inputs=[corpus, heldout]) as stage:
+            rows, mem = run_battery(models, reference=ref, train_texts=[d.text for d in train],
+                                    train_ids=[d.id for d in train], heldout_texts=[d.text for d in held],
+                                    index=index, config=cfg, cache_dir=stage / "cache",
+                                    progress=_progress(), log=_log)
+            recs = []
+            for n, m in models.items():
+                rows[n]["n_params"] = sum(p.numel() for p in m.model.parameters())
+                tj = Path(dict(specs)[n]) / "leakaudit_training.json"
+                if tj.is_file():
+                    rows[n]["training"] = json.loads(tj.read_text())
+                recs.append(("defense_comparison", rows[n]))
+            run = {**versions(), "command": _command(), "seed": seed,
+                   "models": {n: {"path": str(p), "fingerprint": models[n].fingerprint(),
+                                  "n_params": rows[n]["n_params"]} for n, p in specs},
+                   "corpus": {"path": str(corpus), "n_docs": len(train), "heldout": str(heldout)}}
+            write_records_report(stage, run_record=run, records=recs + mem,
+                                 summary={"attack": "defense_comparison", "variants": list(models)})
+            import shutil
+
+            shutil.rmtree(stage / "cache", ignore_errors=True)
+            render_html(stage)
+    except LeakauditError as e:
+        _fail(e)
+    for n, r in rows.items():
+        u = r["utility"]["heldout_ppl"]
+        mem_all = (r["memorization"].get("all") or {}).get("value")
+        d = r["membership"]["documents"]
+        tpr = "n/a" if d["tpr"] is None else f"{d['tpr']:.1%}"
+        mem_s = "—" if mem_all is None else f"{mem_all:.1%}"
+        out_console.print(f"{n}: held-out perplexity {u['value']:.2f}; exact memorization "
+                          f"{mem_s}; membership TPR@1%FPR {tpr}; verified extraction samples "
+                          f"{r['extraction']['verified_samples']}", highlight=False, markup=False)
+    out_console.print(f"report: {out / 'report.html'}", highlight=False, markup=False)

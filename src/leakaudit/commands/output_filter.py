@@ -1,0 +1,107 @@
+"""``leakaudit output-filter``: put a MemFree filter on a model, then re-attack it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from leakaudit.clikit import _command, _fail, _log, _quiet_libraries, out_console
+
+
+def run_output_filter(*, model, docs, canaries, n: int, fp_rate: float, config, out: Path,
+                      run_extra: dict, repeated=(), log=_log) -> dict:
+    """Build the filter, evaluate unfiltered vs filtered, write report.jsonl/html to ``out``."""
+    import time
+    from datetime import datetime, timezone
+
+    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.defenses.output_filter import MemFreeLM, NgramFilter
+    from leakaudit.defenses.output_filter_eval import evaluate_bypass
+    from leakaudit.lab.run import versions
+    from leakaudit.report.html import render_html
+    from leakaudit.report.records import staged_output
+    from leakaudit.workflow import write_records_report
+
+    texts = [d["text"] for d in docs]
+    t0 = time.perf_counter()
+    filt = NgramFilter.from_texts(texts, model, n=n, fp_rate=fp_rate)
+    build_s = time.perf_counter() - t0
+    fp = filt.measure_fp_rate(vocab_size=model.vocab_size, n_probes=20_000, seed=config.seed)
+    index = CorpusIndex.build(texts, [d["id"] for d in docs])
+    log(f"filter: {filt.describe()['approx_distinct_ngrams']:,} n-grams (n={n}) in {build_s:.1f}s; "
+        f"false positives {fp['measured']['k']}/{fp['measured']['n']} random n-grams")
+    targets = {"unfiltered": model, "memfree": MemFreeLM(model, filt, name="memfree")}
+    res = evaluate_bypass(targets, texts, index, n=n, canaries=canaries, config=config,
+                          repeated=repeated)
+    setup = {"kind": "setup", "filter": filt.describe(), "fp_rate": fp, "build_s": build_s,
+             "config": res["config"], "n_probes": res["n_probes"],
+             "filter_stats": res["filter_stats"]}
+    records = [("output_filter", setup)]
+    for r in res["rates"]:
+        rr = dict(r)
+        rr["probe_kind"] = rr.pop("kind")
+        rr["variant"] = rr.pop("target")
+        records.append(("output_filter", {"kind": "rate", **rr}))
+    run_record = {**versions(), "command": _command(), "seed": config.seed,
+                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "config": {"output_filter": res["config"], "show_pii": False}, **run_extra}
+    summary = {"attack": "output_filter", "rates": res["rates"]}
+    with staged_output(out) as stage:
+        write_records_report(stage, run_record=run_record, records=records, summary=summary)
+        render_html(stage)
+    return res
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("output-filter")
+    def output_filter(
+        model: Annotated[Path, typer.Option("--model", help="HF causal LM directory (or .gguf).")],
+        corpus: Annotated[Path, typer.Option("--corpus", help="Its training corpus.")],
+        manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Canary manifest: also try to extract the canaries' secrets (and, for a lab manifest, continue its repeated boilerplate blocks).")] = None,
+        n: Annotated[int, typer.Option("--n", min=2, help="n-gram length of the filter, in tokens.")] = 8,
+        fp_rate: Annotated[float, typer.Option("--fp-rate", help="Bloom filter false-positive rate.")] = 1e-4,
+        docs: Annotated[int, typer.Option("--docs", min=1, help="Training documents probed.")] = 60,
+        prefix: Annotated[int, typer.Option("--prefix", min=1)] = 32,
+        suffix: Annotated[int, typer.Option("--suffix", min=1)] = 32,
+        styles: Annotated[str, typer.Option("--styles", help="Comma-separated: plain, upper, spaced, format.")] = "plain,upper,spaced,format",
+        out: Annotated[Path, typer.Option("--out")] = Path("leakaudit-output-filter"),
+        text_field: Annotated[str, typer.Option("--text-field")] = "text",
+        device: Annotated[str, typer.Option("--device")] = "cpu",
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+    ) -> None:
+        """MemFree output filter (Ippolito et al. 2023): what it blocks, and what still leaks."""
+        from leakaudit.corpus.load import load_corpus
+        from leakaudit.defenses.output_filter_eval import BypassConfig
+        from leakaudit.errors import InputError, LeakauditError
+        from leakaudit.targets.hf import HFCausalLM
+
+        _quiet_libraries()
+        try:
+            cfg = BypassConfig(n_docs=docs, prefix_tokens=prefix, suffix_tokens=suffix,
+                               styles=tuple(s.strip() for s in styles.split(",") if s.strip()),
+                               seed=seed)
+            cfg.validate()
+            canaries, repeated = [], []
+            if manifest is not None:
+                try:
+                    man = json.loads(manifest.read_text())
+                    canaries = man["canaries"]
+                    repeated = [b["text"] for b in man.get("boilerplate", [])]
+                except (OSError, json.JSONDecodeError, KeyError) as e:
+                    raise InputError(f"not a canary manifest: {e}", path=str(manifest)) from None
+            ds = [{"id": d.id, "text": d.text} for d in load_corpus(corpus, text_field=text_field)]
+            m = HFCausalLM.load(model, device=device)
+            res = run_output_filter(model=m, docs=ds, canaries=canaries, n=n, fp_rate=fp_rate,
+                                    config=cfg, out=out, repeated=repeated,
+                                    run_extra={"models": {m.name: {"path": str(model)}},
+                                               "corpus": {"path": str(corpus), "n_docs": len(ds)}})
+        except LeakauditError as e:
+            _fail(e)
+        for r in res["rates"]:
+            if r["measure"] in ("exact", "near", "normalized", "filter_ngram", "text_window"):
+                out_console.print(f"{r['target']:>10} {r['kind']:>12} {r['style']:>7} "
+                                  f"{r['measure']:>12}: {r['k']}/{r['n']}", highlight=False)
+        out_console.print(f"report: {out / 'report.html'}", highlight=False)

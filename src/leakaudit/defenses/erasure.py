@@ -1,0 +1,195 @@
+"""Verify an erasure: did unlearning remove the data subject's documents, at what utility and
+cost, and does it stay removed?
+
+For every model (the original, the oracle retrained without the forget set, each approximate
+method, the SISA ensemble after deletion) and every **relapse** variant of it (8- and 4-bit
+round-to-nearest per-channel fake quantization of the linear weights, and a short fine-tune on
+retain documents related to the forget set), :func:`verify_models` measures:
+
+- **membership, per example** (Hayes et al. 2024: population U-MIAs overstate forgetting): each
+  document's reference-calibrated score, mean log p_model − mean log p_reference (Carlini et al.
+  2021; the loss score when no reference model is given), for forget, retain and never-seen
+  documents. Reported: AUC of forget vs never-seen and of retain vs never-seen with bootstrap
+  CIs (0.5 = indistinguishable), and the share of forget documents scoring above the
+  ``flag_quantile`` of never-seen scores (chance = 1 − quantile) with a Clopper-Pearson CI;
+- **secret extraction**: greedy continuation of each forget-set secret's prompt contains the
+  secret (letters and digits compared);
+- **canary exposure** (Carlini et al. 2019) of forget-set canaries, by rank among same-space
+  references;
+- **utility**: perplexity on retain and never-seen documents;
+- **cost**: wall time relative to the oracle's retraining.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from leakaudit.errors import InputError
+from leakaudit.metrics.roc import auc, auc_bootstrap_ci
+from leakaudit.metrics.stats import rate
+from leakaudit.targets.base import LanguageModel, SamplingConfig
+
+_NON_ALNUM = re.compile(r"[^0-9A-Za-z]+")
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    n_retain: int = 60  #: retain documents sampled for membership and utility
+    flag_quantile: float = 0.95
+    n_boot: int = 200
+    secret_chars: int = 60
+    max_new_tokens: int = 24
+    exposure_references: int = 100
+    quant_bits: tuple[int, ...] = (8, 4)
+    finetune_docs: int = 40  #: related retain documents for the relapse fine-tune
+    finetune_epochs: float = 1.0
+    finetune_lr: float = 1e-3
+    batch_size: int = 16
+    seed: int = 0
+
+
+def mean_logprobs(model: LanguageModel, texts: Sequence[str], batch_size: int) -> np.ndarray:
+    scores = model.score(list(texts), batch_size=batch_size)
+    return np.array([float(np.mean(s.logprobs)) if len(s) else float("nan") for s in scores])
+
+
+def _membership(score: dict[str, np.ndarray], cfg: VerifyConfig) -> dict[str, Any]:
+    f, r, u = score["forget"], score["retain"], score["unseen"]
+    out: dict[str, Any] = {}
+    for name, pos in (("forget", f), ("retain", r)):
+        s = np.concatenate([pos, u])
+        y = np.concatenate([np.ones(len(pos)), np.zeros(len(u))])
+        lo, hi = auc_bootstrap_ci(s, y, n_boot=cfg.n_boot, alpha=0.05, seed=cfg.seed)
+        out[f"auc_{name}_vs_unseen"] = {"value": auc(s, y), "ci_low": lo, "ci_high": hi}
+    thr = float(np.quantile(u, cfg.flag_quantile))
+    out["forget_flagged"] = rate(int(np.sum(f > thr)), len(f)).to_dict()
+    out["flag_chance"] = 1 - cfg.flag_quantile
+    out["mean_score"] = {k: float(np.mean(v)) for k, v in score.items()}
+    # per example: each forget document's score and the share of never-seen documents it beats
+    # (a per-document p-value is 1 minus that share, with the usual +1 correction)
+    out["forget_per_doc"] = [{"score": float(x), "beats_unseen": float(np.mean(u < x)),
+                              "p_value": float((1 + np.sum(u >= x)) / (1 + len(u)))} for x in f]
+    return out
+
+
+def _secrets(model: LanguageModel, secrets: Sequence[Mapping], cfg: VerifyConfig) -> dict | None:
+    if not secrets:
+        return None
+    gens = model.generate([str(s["prefix"]).rstrip(" ") for s in secrets],
+                          SamplingConfig(greedy=True, max_new_tokens=cfg.max_new_tokens),
+                          seed=cfg.seed, batch_size=cfg.batch_size)
+    hits = 0
+    for s, g in zip(secrets, gens):
+        cont = _NON_ALNUM.sub("", model.decode(g.new_ids)[: cfg.secret_chars]).lower()
+        hits += _NON_ALNUM.sub("", str(s["secret"])).lower() in cont
+    return rate(hits, len(secrets)).to_dict()
+
+
+def _exposure(model: LanguageModel, canaries: Sequence[Mapping], cfg: VerifyConfig) -> dict | None:
+    if not canaries:
+        return None
+    from leakaudit.attacks.canaries.exposure import canary_exposure
+
+    recs = canary_exposure(model, canaries, n_references=cfg.exposure_references, seed=cfg.seed,
+                           batch_size=cfg.batch_size)
+    return {"mean_exposure_rank": float(np.mean([r["exposure_rank"] for r in recs])),
+            "max_exposure_bits": recs[0]["exposure_max_by_rank"],
+            "per_canary": [{"canary_id": r["canary_id"], "repeats": r["repeats"],
+                            "exposure_rank": r["exposure_rank"], "rank": r["rank"]} for r in recs]}
+
+
+def measure(model: LanguageModel, *, texts: Mapping[str, Sequence[str]],
+            ref_logp: Mapping[str, np.ndarray] | None, secrets: Sequence[Mapping],
+            canaries: Sequence[Mapping], cfg: VerifyConfig) -> dict[str, Any]:
+    """Every measure of the module docstring for one model."""
+    lp = {k: mean_logprobs(model, v, cfg.batch_size) for k, v in texts.items()}
+    score = {k: lp[k] - ref_logp[k] if ref_logp is not None else lp[k] for k in lp}
+    return {
+        "membership": _membership(score, cfg),
+        "membership_score": "reference" if ref_logp is not None else "loss",
+        "secret_extraction": _secrets(model, secrets, cfg),
+        "exposure": _exposure(model, canaries, cfg),
+        "utility": {f"ppl_{k}": float(math.exp(-np.nanmean(lp[k]))) for k in ("retain", "unseen")},
+    }
+
+
+def relapse_variants(name: str, model, tokenizer, finetune_texts: Sequence[str],
+                     cfg: VerifyConfig) -> dict[str, Any]:
+    """``{variant name: HFCausalLM}``: fake-quantized copies and a short fine-tune on
+    ``finetune_texts`` (related retain documents) of an HF model."""
+    from leakaudit.defenses.unlearning import fake_quantize_
+    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.training.lm import LMSpec, train_causal_lm
+
+    out = {}
+    for b in cfg.quant_bits:
+        m = copy.deepcopy(model)
+        fake_quantize_(m, b)
+        out[f"{name}+int{b}"] = HFCausalLM(m, tokenizer, name=f"{name}+int{b}")
+    if finetune_texts:
+        m = copy.deepcopy(model)
+        n_ctx = int(getattr(m.config, "n_positions", None)
+                    or getattr(m.config, "max_position_embeddings", 1024))
+        spec = LMSpec(n_ctx=n_ctx, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=8,
+                      warmup_frac=0.0, packing="document")
+        train_causal_lm(list(finetune_texts), tokenizer, spec, seed=cfg.seed, model=m)
+        out[f"{name}+finetune"] = HFCausalLM(m, tokenizer, name=f"{name}+finetune")
+    return out
+
+
+def verify_models(models: Mapping[str, LanguageModel], *, forget: Sequence[str],
+                  retain: Sequence[str], unseen: Sequence[str], reference: LanguageModel | None,
+                  secrets: Sequence[Mapping] = (), canaries: Sequence[Mapping] = (),
+                  finetune_texts: Sequence[str] = (), costs: Mapping[str, float] | None = None,
+                  relapse: Sequence[str] = (), cfg: VerifyConfig, log=lambda m: None
+                  ) -> list[dict[str, Any]]:
+    """One ``erasure`` record per model and per relapse variant of each model named in
+    ``relapse`` (these must be HFCausalLM targets). ``costs``: wall seconds per model; the
+    ``oracle`` entry, when present, is the unit of ``cost_vs_oracle``."""
+    from leakaudit.targets.hf import HFCausalLM
+
+    if not forget:
+        raise InputError("the forget set is empty")
+    if len(unseen) < 5:
+        raise InputError(f"need at least 5 never-seen documents, got {len(unseen)}")
+    rng = random.Random(cfg.seed)
+    retain_s = rng.sample(list(retain), min(cfg.n_retain, len(retain)))
+    texts = {"forget": list(forget), "retain": retain_s, "unseen": list(unseen)}
+    ref_logp = ({k: mean_logprobs(reference, v, cfg.batch_size) for k, v in texts.items()}
+                if reference is not None else None)
+    costs = dict(costs or {})
+    unit = costs.get("oracle")
+    out = []
+    for name, model in models.items():
+        variants: dict[str, Any] = {name: model}
+        if name in relapse:
+            if not isinstance(model, HFCausalLM):
+                raise InputError(f"relapse variants need an HF model; {name} is not one")
+            t0 = time.perf_counter()
+            variants.update(relapse_variants(name, model.model, model.tokenizer, finetune_texts, cfg))
+            log(f"relapse variants of {name}: {time.perf_counter() - t0:.1f}s")
+        for vname, m in variants.items():
+            t0 = time.perf_counter()
+            rec = measure(m, texts=texts, ref_logp=ref_logp, secrets=secrets, canaries=canaries,
+                          cfg=cfg)
+            rec.update({"model": vname, "method": name,
+                        "relapse": None if vname == name else vname[len(name) + 1:],
+                        "n_forget": len(forget), "n_retain": len(retain_s),
+                        "n_unseen": len(unseen),
+                        "cost_s": costs.get(name) if vname == name else None,
+                        "cost_vs_oracle": (costs[name] / unit if unit and name in costs
+                                           and vname == name else None),
+                        "config": asdict(cfg)})
+            out.append(rec)
+            log(f"{vname}: forget AUC {rec['membership']['auc_forget_vs_unseen']['value']:.3f} "
+                f"({time.perf_counter() - t0:.1f}s)")
+    return out

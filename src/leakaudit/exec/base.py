@@ -1,0 +1,167 @@
+"""Where work runs: in-process (default) or as Ray tasks on a cluster, behind one interface.
+
+An audit cuts its work into **shards** (JSON-able dicts) whose results depend only on the shard
+itself (its inputs, the run seed and the shard's index, never on which worker runs it), and hands
+them to an :class:`Executor` with the name of a registered task (:mod:`leakaudit.exec.tasks`).
+Every finished shard is written at once to the :class:`ShardStore` under a hash of its task,
+target specs and payload, so
+
+- the same seed gives the same findings with 1 worker or many, and the same as the in-process
+  executor (which runs exactly the same shard functions);
+- a worker killed mid-shard has its shard retried (Ray ``max_retries``); a shard is stored once,
+  under its key, so nothing is lost or counted twice;
+- a driver killed midway resumes on rerun: stored shards are read back, only the rest run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leakaudit.errors import InputError
+
+__all__ = ["Executor", "LocalExecutor", "ShardStore", "shard_seed", "shard_key", "get_executor",
+           "RAY_EXTRA_HINT"]
+
+RAY_EXTRA_HINT = "pip install 'leakaudit[ray]'"
+
+
+def shard_seed(run_seed: int, *labels: int | str) -> int:
+    """A 31-bit seed (small enough for every RNG API, torch's ``seed * 1_000_003 + batch``
+    included) from the run seed and the shard's labels (task name, shard index, ...),
+    via numpy's ``SeedSequence`` (independent streams, no worker identity involved).
+
+    >>> shard_seed(0, "extraction", 3) == shard_seed(0, "extraction", 3)
+    True
+    >>> shard_seed(0, "extraction", 3) != shard_seed(0, "extraction", 4)
+    True
+    """
+    words = [int(run_seed) & 0xFFFFFFFF, (int(run_seed) >> 32) & 0xFFFFFFFF]
+    for lab in labels:
+        if isinstance(lab, str):
+            words.append(int.from_bytes(hashlib.sha256(lab.encode()).digest()[:4], "little"))
+        else:
+            words.append(int(lab) & 0xFFFFFFFF)
+    return int(np.random.SeedSequence(words).generate_state(1, np.uint32)[0] >> np.uint32(1))
+
+
+def shard_key(task: str, specs: dict[str, Any], shard: dict[str, Any]) -> str:
+    """Hash of everything a shard's result depends on."""
+    blob = json.dumps({"task": task, "specs": specs, "shard": shard}, sort_keys=True,
+                      ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+class ShardStore:
+    """Finished shards of one output folder: ``<dir>/<key>.json`` (0600), written atomically.
+
+    ``None`` as the directory keeps results in memory only (no resume)."""
+
+    def __init__(self, directory: str | Path | None):
+        self.directory = Path(directory) if directory is not None else None
+        self._mem: dict[str, Any] = {}
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.directory, 0o700)
+
+    def get(self, key: str) -> Any | None:
+        if key in self._mem:
+            return self._mem[key]
+        if self.directory is None:
+            return None
+        p = self.directory / f"{key}.json"
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))["result"]
+        except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
+            return None  # a torn file from a crash: the shard simply runs again
+
+    def put(self, key: str, task: str, result: Any) -> None:
+        self._mem[key] = result
+        if self.directory is None:
+            return
+        tmp = self.directory / f".{key}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"task": task, "key": key, "result": result}, f)
+        os.replace(tmp, self.directory / f"{key}.json")
+
+    def __len__(self) -> int:
+        if self.directory is None:
+            return len(self._mem)
+        return sum(1 for _ in self.directory.glob("*.json"))
+
+
+class Executor:
+    """Runs registered shard tasks; see the module docstring.
+
+    ``map(task, specs, shards, store)`` returns the shards' results in shard order; ``specs``
+    names what the workers load once (model directories, an index directory) and is part of every
+    shard's key. ``stats`` counts shards run and reused (resume)."""
+
+    name = "base"
+
+    def __init__(self) -> None:
+        self.stats = {"run": 0, "reused": 0}
+
+    def map(self, task: str, specs: dict[str, Any], shards: Sequence[dict[str, Any]],
+            store: ShardStore | None = None, progress: Callable[[int], None] | None = None) -> list[Any]:
+        store = store if store is not None else ShardStore(None)
+        keys = [shard_key(task, specs, s) for s in shards]
+        results: list[Any] = [None] * len(shards)
+        todo = []
+        for i, k in enumerate(keys):
+            r = store.get(k)
+            if r is None:
+                todo.append(i)
+            else:
+                results[i] = r
+                self.stats["reused"] += 1
+                if progress:
+                    progress(1)
+        for i, r in self._run(task, specs, [(i, shards[i]) for i in todo]):
+            store.put(keys[i], task, r)
+            results[i] = r
+            self.stats["run"] += 1
+            if progress:
+                progress(1)
+        return results
+
+    def _run(self, task, specs, items):  # yields (index, result) as shards finish
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class LocalExecutor(Executor):
+    """In-process: the single-machine default, and the reference the Ray path must equal."""
+
+    name = "local"
+
+    def _run(self, task, specs, items):
+        from leakaudit.exec.tasks import run_task
+
+        for i, shard in items:
+            yield i, _keep_threads(run_task, task, specs, shard)
+
+
+def _keep_threads(fn, *args):
+    """Run ``fn`` and restore torch's thread count (a shard sets its own)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    n = torch.get_num_threads() if torch is not None else None
+    try:
+        return fn(*args)
+    finally:
+        torch = sys.modules.get("torch")
+        if torch is not None and n is not None and torch.get_num_threads() != n:
+            torch.set_num_threads(n)

@@ -1,0 +1,278 @@
+"""``leakaudit lab --defenses``: every training-side defense judged by re-running the same attacks.
+
+One seeded lab corpus (:mod:`leakaudit.lab.corpus`), one tokenizer (trained on the undefended
+training split, so per-token perplexities compare), one seed, the target's training schedule;
+the variants differ only in the defense:
+
+- ``undefended``: the lab target;
+- ``dedup``: trained on the training split after NearDup + ExactSubstr (:mod:`leakaudit.defenses.dedup`,
+  Lee et al.'s parameters, tokens of the lab tokenizer);
+- ``scrubbed``: trained on the training split with every detected PII value redacted
+  (:mod:`leakaudit.defenses.scrub`);
+- ``dp_eps8``, ``dp_eps1``: DP-SGD (:mod:`leakaudit.training.dp_lm`, ghost clipping, C = 1,
+  δ = 1/(10·n)) calibrated to ε = 8 and ε = 1;
+- ``small``, ``tiny``: the target's schedule at two smaller widths (capacity).
+
+The battery, the same for every variant and always against the *original* training split (the
+question is what each model gives away of the data the owner holds): held-out perplexity
+(utility, bootstrap CI over documents); exact memorization of training windows (Carlini et al.
+2022) overall and by duplicate count, for formerly duplicated windows (count ≥ 2) and for windows
+without PII; canary exposure (Secret Sharer; bootstrap CI over canaries); LLM membership inference
+(documents vs held-out and canaries vs same-template secrets, the best attack's TPR at 1% FPR with
+its Clopper–Pearson interval, next to the model-free baseline's AUC); untargeted extraction
+(best ranking's precision with CI, verified samples, canaries whose secret appears in a sample,
+distinct training-corpus PII values that appear in a sample, by kind).
+
+Every variant gives one ``defense_comparison`` record; the HTML report draws the table and the
+privacy–utility plot (:mod:`leakaudit.report.sections_defenses`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leakaudit.attacks.extraction.pipeline import ExtractionConfig
+from leakaudit.attacks.memorization.measure import MemorizationConfig
+from leakaudit.compare import (  # noqa: F401  (re-exported)
+    bootstrap_mean_ci, heldout_perplexity, run_battery)
+from leakaudit.progress import null_progress
+from leakaudit.training.lm import LMSpec
+
+VARIANTS = ("undefended", "dedup", "scrubbed", "dp_eps8", "dp_eps1", "small", "tiny")
+#: what ``run_defense_lab`` writes (checked before any work)
+DEFENSE_LAB_OUTPUTS = (("report.jsonl", "summary.json", "report.html")
+                       + tuple(f"corpus/{n}" for n in ("train.jsonl", "heldout.jsonl", "reference.jsonl",
+                                                       "manifest.json"))
+                       + tuple(f"models/{v}/model.safetensors" for v in (*VARIANTS, "reference")))
+
+
+@dataclass(frozen=True)
+class DefenseLabConfig:
+    """Sizes of the defenses lab. The default trains seven variants of the regular quick lab's
+    target (2×128, 256-token context, 15 epochs on 150 documents) plus a reference, so that it
+    stays near 15 minutes on 2 cores; ``quick()`` is CI-sized."""
+
+    n_docs: int = 150
+    n_heldout: int = 150
+    n_reference: int = 150
+    vocab_size: int = 1024
+    canary_repeats: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    boilerplate_repeats: tuple[int, ...] = (2, 8, 16, 32)
+    target: LMSpec = field(default_factory=lambda: LMSpec(n_layer=2, n_embd=128, n_head=4, n_ctx=256,
+                                                          epochs=15, lr=3e-3, batch_size=8))
+    reference: LMSpec = field(default_factory=lambda: LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=256,
+                                                             epochs=5, lr=3e-3, batch_size=8))
+    #: widths of the capacity variants (same depth, heads and schedule as the target)
+    small_widths: tuple[int, int] = (64, 32)
+    dp_epsilons: tuple[float, float] = (8.0, 1.0)
+    dp_max_grad_norm: float = 1.0
+    scrub_mode: str = "redact"
+    variants: tuple[str, ...] = VARIANTS
+    memorization: MemorizationConfig = field(default_factory=lambda: MemorizationConfig(
+        prefix_lengths=(32,), suffix_length=32, n_sequences=300, greedy_check=0))
+    extraction: ExtractionConfig = field(default_factory=lambda: ExtractionConfig(
+        samplers=("top_k", "internet"), n_samples=100, select=25, generate_batch_size=100,
+        score_batch_size=32, max_new_tokens=240, show_pii=True))
+    exposure_references: int = 500
+    membership_k: float = 0.2
+    membership_reference_secrets: int = 20
+    membership_boot: int = 200
+    n_boot: int = 1000
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> "DefenseLabConfig":
+        """CI-sized: 100 training documents, a 2×64 target with a 128-token context (so seven
+        variants train in minutes), 16+16-token memorization windows, 40 samples per sampler."""
+        return cls(
+            n_docs=100, n_heldout=100, n_reference=60, vocab_size=1024,
+            target=LMSpec(n_layer=2, n_embd=64, n_head=4, n_ctx=128, epochs=10, lr=3e-3, batch_size=8),
+            reference=LMSpec(n_layer=2, n_embd=32, n_head=4, n_ctx=128, epochs=4, lr=3e-3, batch_size=8),
+            small_widths=(32, 16),
+            memorization=MemorizationConfig(prefix_lengths=(16,), suffix_length=16, n_sequences=200,
+                                            greedy_check=0),
+            extraction=ExtractionConfig(samplers=("top_k", "internet"), n_samples=40, select=20,
+                                        generate_batch_size=40, score_batch_size=32,
+                                        max_new_tokens=100, show_pii=True),
+            exposure_references=200, membership_reference_secrets=20, membership_boot=100,
+            n_boot=300, seed=seed)
+
+    def with_seed(self, seed: int) -> "DefenseLabConfig":
+        return replace(self, seed=seed, extraction=replace(self.extraction, seed=seed),
+                       memorization=replace(self.memorization, seed=seed))
+
+
+# ------------------------------------------------------------------------------ the lab
+
+def run_defense_lab(out_dir: str | Path, config: DefenseLabConfig, *, progress=null_progress, log=print,
+                    command: str = "leakaudit lab --defenses") -> dict[str, Any]:
+    """Corpus → variants → the battery → ``report.jsonl`` (one ``defense_comparison`` record per
+    variant), ``summary.json`` and ``report.html`` in ``out_dir``."""
+    import torch
+
+    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.defenses.dedup import DedupConfig, deduplicate
+    from leakaudit.defenses.scrub import ScrubConfig, residual_secrets, scrub_texts
+    from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus
+    from leakaudit.lab.run import _jsonable, versions
+    from leakaudit.report.html import render_html
+    from leakaudit.runs.staged import staged_output
+    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.training.dp_lm import DPLMConfig, train_causal_lm_dp
+    from leakaudit.training.lm import train_causal_lm, train_tokenizer
+    from leakaudit.workflow import write_records_report
+
+    cfg = config.with_seed(config.seed)
+    unknown = [v for v in cfg.variants if v not in VARIANTS]
+    if unknown or "undefended" not in cfg.variants:
+        raise ValueError(f"variants must include 'undefended' and come from {VARIANTS}; got {cfg.variants}")
+    t_start = time.perf_counter()
+    with staged_output(out_dir, produces=DEFENSE_LAB_OUTPUTS) as stage:
+        corpus = generate_lab_corpus(LabCorpusConfig(
+            n_docs=cfg.n_docs, n_heldout=cfg.n_heldout, n_reference=cfg.n_reference, seed=cfg.seed,
+            canary_repeats=cfg.canary_repeats, boilerplate_repeats=cfg.boilerplate_repeats))
+        corpus.write(stage / "corpus")
+        train_texts = [d["text"] for d in corpus.train]
+        tok = train_tokenizer(train_texts, vocab_size=cfg.vocab_size)
+        defenses: dict[str, dict[str, Any]] = {}
+        data: dict[str, list[str]] = {"undefended": train_texts}
+        if "dedup" in cfg.variants:
+            dd = deduplicate(train_texts, [d["id"] for d in corpus.train], tokenizer=tok, config=DedupConfig())
+            data["dedup"] = [t for t, k in zip(dd.texts, dd.kept) if k]
+            defenses["dedup"] = dd.summary()
+            log(f"dedup: {dd.stats['n_near_duplicate_docs']} near-duplicate documents, "
+                f"{dd.stats['n_repeated_spans']} repeated spans ({dd.stats['n_repeated_span_tokens']} tokens) "
+                f"removed; windows before {dd.windows_before}, after {dd.windows_after}")
+        if "scrubbed" in cfg.variants:
+            sc = scrub_texts(train_texts, ScrubConfig(mode=cfg.scrub_mode))
+            data["scrubbed"] = sc.texts
+            truth = [(c["kind"], c["secret"]) for c in corpus.manifest["canaries"]]
+            defenses["scrubbed"] = {**sc.summary(), "canary_secrets_left": residual_secrets(sc.texts, truth)}
+            log(f"scrub: replaced {sc.counts}; residual {sc.residual}; canary secrets left "
+                f"{defenses['scrubbed']['canary_secrets_left']}")
+        training: dict[str, Any] = {}
+        models: dict[str, HFCausalLM] = {}
+        specs: dict[str, LMSpec] = {}
+
+        def fit(name: str, texts, spec: LMSpec, seed_off: int, dp: DPLMConfig | None = None):
+            mdir = stage / "models" / name
+            t0 = time.perf_counter()
+            with progress(f"training {name}", None) as adv:
+                cb = lambda s, total, loss, _a=adv: _a(1)  # noqa: E731
+                if dp is None:
+                    train_causal_lm(texts, tok, spec, seed=cfg.seed * 101 + seed_off, out_dir=mdir, progress=cb)
+                    rec = None
+                else:
+                    _, rec = train_causal_lm_dp(texts, tok, spec, dp, seed=cfg.seed * 101 + seed_off,
+                                                out_dir=mdir, progress=cb)
+            training[name] = {"wall_s": round(time.perf_counter() - t0, 1), "spec": asdict(spec),
+                              "n_docs": len(texts), **({"dp": rec} if rec else {})}
+            specs[name] = spec
+            log(f"trained {name}: {spec.n_layer}×{spec.n_embd}"
+                + (f", ε = {rec['epsilon']:.2f} (σ = {rec['noise_multiplier']:.3f}, q = {rec['sample_rate']:.4f}, "
+                   f"{rec['steps']} steps)" if rec else "") + f" ({training[name]['wall_s']}s)")
+            return HFCausalLM.load(mdir, name=name)
+
+        models["undefended"] = fit("undefended", train_texts, cfg.target, 0)
+        for v in ("dedup", "scrubbed"):
+            if v in cfg.variants:
+                models[v] = fit(v, data[v], cfg.target, 0)
+        for v, eps in zip(("dp_eps8", "dp_eps1"), cfg.dp_epsilons):
+            if v in cfg.variants:
+                models[v] = fit(v, train_texts, cfg.target, 0,
+                                DPLMConfig(target_epsilon=eps, max_grad_norm=cfg.dp_max_grad_norm))
+        for v, w in zip(("small", "tiny"), cfg.small_widths):
+            if v in cfg.variants:
+                models[v] = fit(v, train_texts, replace(cfg.target, n_embd=w), 0)
+        reference = fit("reference", [d["text"] for d in corpus.reference], cfg.reference, 1)
+        index = CorpusIndex.build(train_texts, [d["id"] for d in corpus.train])
+        from leakaudit.lab.membership import llm_lab_membership
+
+        rows, mem_records = run_battery(
+            models, reference=reference, train_texts=train_texts, train_ids=[d["id"] for d in corpus.train],
+            heldout_texts=[d["text"] for d in corpus.heldout], index=index, config=cfg, lab_corpus=corpus,
+            cache_dir=stage / "cache", progress=progress, log=log, lab_membership=llm_lab_membership)
+        records = []
+        for name in models:
+            row = rows[name]
+            row.update({"defense": name, "n_params": sum(p.numel() for p in models[name].model.parameters()),
+                        "training": training[name], "defense_record": defenses.get(name)})
+            records.append(("defense_comparison", row))
+        claims = evaluate_claims(rows)
+        summary = {"attack": "defense_comparison", "variants": list(models), "claims": claims,
+                   "wall_s": round(time.perf_counter() - t_start, 1)}
+        run_record = {**versions(), "command": command, "seed": cfg.seed, "threads": torch.get_num_threads(),
+                      "config": {"defense_lab": _jsonable(asdict(cfg))},
+                      "models": {n: {"path": f"models/{n}", "fingerprint": m.fingerprint(),
+                                     "n_params": rows[n]["n_params"]} for n, m in models.items()},
+                      "corpus": {"path": "corpus/train.jsonl", "n_docs": len(train_texts)},
+                      "training": training}
+        write_records_report(stage, run_record=run_record, records=records + mem_records, summary=summary)
+        import shutil
+
+        shutil.rmtree(stage / "cache", ignore_errors=True)
+        render_html(stage)
+    return summary
+
+
+def _v(r: dict | None):
+    return None if not r else r.get("value", r.get("tpr"))
+
+
+def evaluate_claims(rows: dict[str, dict]) -> dict[str, dict[str, Any]]:
+    """The seeds' four claims, each as measured numbers and a verdict (True / False / None when a
+    variant is missing or a number is not resolvable). Intervals are 95%."""
+    out: dict[str, dict[str, Any]] = {}
+    u = rows.get("undefended")
+    if u is None:
+        return out
+    if "dedup" in rows:
+        a, b = u["memorization"].get("dup"), rows["dedup"]["memorization"].get("dup")
+        ratio = (a["value"] / b["value"]) if a and b and b["value"] else (math.inf if a and a["value"] else None)
+        out["dedup_cuts_duplicated_memorization"] = {
+            "claim": "deduplication cuts verbatim memorization of formerly duplicated content several-fold",
+            "undefended": a, "dedup": b, "ratio": ratio,
+            # several-fold (≥ 3×), and the intervals separate
+            # not resolvable when the undefended model memorizes none of them
+            "holds": None if a is None or b is None or not a["value"] else bool(
+                (ratio is not None and ratio >= 3) and a["ci_low"] > b["ci_high"])}
+    if "dp_eps8" in rows:
+        a, b = u["membership"]["documents"], rows["dp_eps8"]["membership"]["documents"]
+        ea, eb = u["exposure"]["mean"], rows["dp_eps8"]["exposure"]["mean"]
+        ok = None if a["tpr"] is None or b["tpr"] is None or not a["tpr"] else bool(b["tpr"] <= a["tpr"] / 3)
+        out["dp_eps8_cuts_mia_and_exposure"] = {
+            "claim": "DP-SGD at ε≈8 cuts the best membership attack's TPR at 1% FPR to at most a third "
+                     "of the undefended model's, and canary exposure falls",
+            "undefended_tpr": a, "dp_tpr": b, "undefended_exposure": ea, "dp_exposure": eb,
+            "holds": None if ok is None else bool(ok and eb["ci_high"] < ea["ci_low"])}
+    if "scrubbed" in rows:
+        a, b = u["extraction"], rows["scrubbed"]["extraction"]
+        ma, mb = u["memorization"].get("nonpii"), rows["scrubbed"]["memorization"].get("nonpii")
+        pii_b = sum(b["corpus_pii_in_samples"].values())
+        out["scrub_removes_pii_keeps_other_memorization"] = {
+            "claim": "scrubbing removes the scrubbed PII kinds from what can be extracted while "
+                     "memorization of non-PII text stays",
+            "undefended_pii_in_samples": a["corpus_pii_in_samples"], "scrubbed_pii_in_samples": b["corpus_pii_in_samples"],
+            "undefended_canaries_extracted": a["canaries_extracted"], "scrubbed_canaries_extracted": b["canaries_extracted"],
+            "undefended_nonpii_memorization": ma, "scrubbed_nonpii_memorization": mb,
+            # no training-corpus PII value and no canary secret in any sample, and the non-PII
+            # memorization intervals overlap
+            "holds": None if ma is None or mb is None else bool(
+                pii_b == 0 and b["canaries_extracted"] == 0
+                and mb["ci_high"] >= ma["ci_low"] and ma["ci_high"] >= mb["ci_low"])}
+    sizes = [n for n in ("undefended", "small", "tiny") if n in rows]
+    if len(sizes) > 1:
+        rs = [rows[n]["memorization"].get("all") for n in sizes]
+        out["smaller_models_memorize_less"] = {
+            "claim": "smaller models memorize less",
+            "by_size": {n: {"n_params": rows[n].get("n_params"), "exact": r} for n, r in zip(sizes, rs)},
+            "holds": None if any(r is None for r in rs) else bool(
+                all(rs[i]["value"] > rs[i + 1]["value"] for i in range(len(rs) - 1))
+                and rs[0]["ci_low"] > rs[-1]["ci_high"])}
+    return out

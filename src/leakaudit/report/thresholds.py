@@ -1,0 +1,271 @@
+"""``--fail-on`` thresholds over a report's findings: a small expression language, no ``eval``.
+
+Grammar (case-insensitive keywords)::
+
+    expr    := and ("or" and)*
+    and     := unary ("and" unary)*
+    unary   := "not" unary | "(" expr ")" | compare
+    compare := QUANTITY OP NUMBER            OP: > >= < <= == !=
+    NUMBER  := a decimal (1, 0.05, 1e-3) or a percentage (5%)
+
+Quantities (computed from the findings of one report; "max" is over every target audited):
+
+====================== ==============================================================
+``extraction.verified`` verified memorized samples (extraction)
+``extraction.precision`` best precision of a (sampler, ranking) selection
+``canaries.extracted``  inserted canaries the model generated
+``exposure.max``        highest canary exposure (bits, extrapolated, capped at the space)
+``exposure.rank_max``   highest canary exposure by rank (bits)
+``memorization.exact``  highest exact-memorization rate (all windows, any prefix length)
+``membership.tpr@F``    highest TPR at FPR ≤ F (F one of the evaluated FPRs), baselines excluded
+``membership.auc``      highest AUC (baselines excluded)
+``membership.epsilon_lb`` highest ε lower bound
+``inversion.top1``      highest evaluator top-1 accuracy of reconstructions
+``findings.SEVERITY``   number of findings at SEVERITY or above (info … critical)
+``FAMILY.METRIC``       generic: highest ``metric.value`` named METRIC among FAMILY's findings
+====================== ==============================================================
+
+A quantity the report did not measure (e.g. ``membership.auc`` on an extraction run) makes its
+comparison *not evaluated*: it neither passes nor fails, and is reported as such. Several
+``--fail-on`` options are combined with "or": the command exits 1 if any is crossed.
+
+Exit codes of every command: 0 passed, 1 a threshold was crossed, 2 bad input, 130 interrupted
+(SIGINT), 143 terminated (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from leakaudit.errors import InputError
+from leakaudit.findings import ENTRY_TYPES, SEVERITIES, severity_rank
+
+EXIT_PASSED, EXIT_THRESHOLD, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+
+OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
+       "==": operator.eq, "!=": operator.ne}
+FIXED = ("extraction.verified", "extraction.precision", "canaries.extracted", "exposure.max",
+         "exposure.rank_max", "memorization.exact", "membership.auc", "membership.epsilon_lb",
+         "inversion.top1")
+_TOKEN = re.compile(r"\s*(?:(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?%?)"
+                    r"|(?P<op>>=|<=|==|!=|>|<)|(?P<paren>[()])"
+                    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_@.:%+-]*[A-Za-z0-9_%])?))")
+
+
+@dataclass(frozen=True)
+class Compare:
+    quantity: str
+    op: str
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.quantity} {self.op} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class Not:
+    arg: Any
+
+
+@dataclass(frozen=True)
+class BoolOp:
+    op: str  # "and" | "or"
+    args: tuple
+
+
+@dataclass
+class Verdict:
+    """One ``--fail-on`` expression evaluated: ``crossed`` is True/False, or None when a quantity
+    it needs was not measured."""
+
+    expression: str
+    crossed: bool | None
+    values: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return {True: "crossed", False: "passed", None: "not evaluated"}[self.crossed]
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise InputError(f"--fail-on {text!r}: cannot read {text[pos:].strip()!r}")
+        kind = m.lastgroup
+        out.append((kind, m.group(kind)))
+        pos = m.end()
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    return out
+
+
+def _check_quantity(name: str, text: str) -> str:
+    q = name.lower()
+    if q in FIXED or re.fullmatch(r"membership\.tpr@[0-9.e-]+", q):
+        return q
+    fam, _, rest = q.partition(".")
+    if fam == "findings" and rest in SEVERITIES:
+        return q
+    families = {et.family for et in ENTRY_TYPES.values() if et.family}
+    if rest and fam in families:
+        return q
+    raise InputError(f"--fail-on {text!r}: unknown quantity {name!r}; known: "
+                     f"{', '.join(FIXED)}, membership.tpr@F, findings.SEVERITY, FAMILY.METRIC "
+                     f"(families: {', '.join(sorted(families))})")
+
+
+def parse(text: str):
+    """Parse one ``--fail-on`` expression into a tree; bad input raises :class:`InputError`."""
+    toks = _tokens(text)
+    pos = 0
+
+    def peek():
+        return toks[pos] if pos < len(toks) else (None, None)
+
+    def take():
+        nonlocal pos
+        if pos >= len(toks):
+            raise InputError(f"--fail-on {text!r}: unexpected end")
+        pos += 1
+        return toks[pos - 1]
+
+    def expr():
+        args = [conj()]
+        while peek()[0] == "name" and peek()[1].lower() == "or":
+            take()
+            args.append(conj())
+        return args[0] if len(args) == 1 else BoolOp("or", tuple(args))
+
+    def conj():
+        args = [unary()]
+        while peek()[0] == "name" and peek()[1].lower() == "and":
+            take()
+            args.append(unary())
+        return args[0] if len(args) == 1 else BoolOp("and", tuple(args))
+
+    def unary():
+        kind, val = peek()
+        if kind == "name" and val.lower() == "not":
+            take()
+            return Not(unary())
+        if kind == "paren" and val == "(":
+            take()
+            e = expr()
+            if take() != ("paren", ")"):
+                raise InputError(f"--fail-on {text!r}: missing ')'")
+            return e
+        kind, name = take()
+        if kind != "name":
+            raise InputError(f"--fail-on {text!r}: expected a quantity, got {name!r}")
+        quantity = _check_quantity(name, text)
+        kind, op = take()
+        if kind != "op":
+            raise InputError(f"--fail-on {text!r}: expected one of {' '.join(OPS)} after {name}, got {op!r}")
+        kind, num = take()
+        if kind != "num":
+            raise InputError(f"--fail-on {text!r}: expected a number after {op}, got {num!r}")
+        value = float(num[:-1]) / 100 if num.endswith("%") else float(num)
+        return Compare(quantity, op, value)
+
+    if not toks:
+        raise InputError("--fail-on needs an expression such as 'extraction.verified > 0'")
+    tree = expr()
+    if pos != len(toks):
+        raise InputError(f"--fail-on {text!r}: unexpected {toks[pos][1]!r}")
+    return tree
+
+
+def parse_all(texts: list[str] | None) -> list[tuple[str, Any]]:
+    return [(t, parse(t)) for t in (texts or [])]
+
+
+# ------------------------------------------------------------------ quantities from findings
+
+def _max(values) -> float | None:
+    vals = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return max(vals) if vals else None
+
+
+def quantities(records: dict[str, list[dict[str, Any]]]) -> dict[str, float | None]:
+    """The fixed quantities of one report (``None`` = not measured)."""
+    samples = records.get("sample") or []
+    q: dict[str, float | None] = {}
+    q["extraction.verified"] = (float(sum(1 for s in samples if s.get("verified")))
+                                if samples and any(s.get("verified") is not None for s in samples) else None)
+    q["extraction.precision"] = _max(e.get("precision") for e in records.get("eval") or [])
+    canaries = records.get("canary") or []
+    q["canaries.extracted"] = float(sum(1 for c in canaries if c.get("extracted"))) if canaries else None
+    exp = [r for r in records.get("exposure") or [] if r.get("kind") == "canary"]
+    q["exposure.max"] = _max(r.get("exposure_extrapolated") for r in exp)
+    q["exposure.rank_max"] = _max(r.get("exposure_rank") for r in exp)
+    q["memorization.exact"] = _max((r.get("exact") or {}).get("value") for r in records.get("memorization") or []
+                                   if r.get("kind") == "rate" and r.get("bucket") == "all")
+    mia = [r for r in records.get("membership") or [] if not r.get("baseline")]
+    q["membership.auc"] = _max(r.get("auc") for r in mia)
+    q["membership.epsilon_lb"] = _max(r.get("epsilon_lb") for r in mia)
+    fprs = sorted({t["fpr"] for r in mia for t in r.get("tpr_at_fpr") or [] if "fpr" in t})
+    for fpr in fprs:
+        q[f"membership.tpr@{fpr:g}"] = _max(t.get("tpr") for r in mia for t in r.get("tpr_at_fpr") or []
+                                            if t.get("fpr") == fpr and t.get("resolvable"))
+    q["inversion.top1"] = _max((r.get("top1") or {}).get("value") for r in records.get("inversion") or [])
+    findings = [r for recs in records.values() for r in recs if isinstance(r, dict) and "severity" in r]
+    for sev in SEVERITIES:
+        q[f"findings.{sev}"] = float(sum(1 for f in findings if severity_rank(f["severity"]) >= severity_rank(sev)))
+    return q
+
+
+def _generic(records, quantity: str) -> float | None:
+    fam, _, metric = quantity.partition(".")
+    return _max((r.get("metric") or {}).get("value") for recs in records.values() for r in recs
+                if isinstance(r, dict) and r.get("family") == fam
+                and (r.get("metric") or {}).get("name", "").lower() == metric)
+
+
+def _lookup(q: dict[str, float | None], records, quantity: str) -> float | None:
+    if quantity in q:
+        return q[quantity]
+    if quantity.startswith("membership.tpr@"):
+        want = float(quantity.split("@", 1)[1])
+        for k, v in q.items():
+            if k.startswith("membership.tpr@") and abs(float(k.split("@", 1)[1]) - want) < 1e-12:
+                return v
+        return None
+    return _generic(records, quantity)
+
+
+def evaluate(tree, q: dict[str, float | None], records, values: dict[str, float | None]) -> bool | None:
+    if isinstance(tree, Compare):
+        v = _lookup(q, records, tree.quantity)
+        values[tree.quantity] = v
+        return None if v is None else bool(OPS[tree.op](v, tree.value))
+    if isinstance(tree, Not):
+        r = evaluate(tree.arg, q, records, values)
+        return None if r is None else not r
+    results = [evaluate(a, q, records, values) for a in tree.args]
+    if tree.op == "and":
+        if any(r is False for r in results):
+            return False
+        return None if any(r is None for r in results) else True
+    if any(r is True for r in results):
+        return True
+    return None if any(r is None for r in results) else False
+
+
+def check(records: dict[str, list[dict[str, Any]]], expressions: list[str]) -> list[Verdict]:
+    """Evaluate every expression on one report's grouped records."""
+    q = quantities(records)
+    out = []
+    for text, tree in parse_all(expressions):
+        values: dict[str, float | None] = {}
+        out.append(Verdict(text, evaluate(tree, q, records, values), values))
+    return out
+
+
+def exit_code(verdicts: list[Verdict]) -> int:
+    return EXIT_THRESHOLD if any(v.crossed for v in verdicts) else EXIT_PASSED

@@ -1,0 +1,704 @@
+"""Targets behind an OpenAI-compatible HTTP API: ``openai-completions:URL`` and ``openai-chat:URL``.
+
+A red team often has nothing but an endpoint (vLLM, llama.cpp, TGI or SGLang servers, hosted
+providers). These backends audit it with whatever it exposes, and find out what that is by asking
+(:meth:`OpenAICompletionsLM.probe`), never by assuming:
+
+- ``prompt_logprobs``: ``echo`` + ``logprobs`` on ``/completions`` returns a log-prob for every
+  prompt token (legacy OpenAI completions, vLLM, llama.cpp). Chat endpoints never do.
+- ``top_logprobs_max``: the largest ``logprobs`` k the server honours (OpenAI 5, vLLM 20, llama.cpp
+  any), found by asking for decreasing k.
+- ``n``, ``seed`` (same seed → same sample, another seed → another), ``top_k`` and ``top_p``
+  (checked by their effect: ``top_k=1`` at temperature 1 must reproduce the greedy answer).
+- token-level methods need a **local tokenizer** that matches the served model (``tokenizer=``);
+  without one only text-level attacks run.
+
+**Alignment.** A server's echoed log-probs must describe the tokens they are reported with. The
+check scores a probe text with ``echo`` and compares the log-prob reported for its last token with
+the distribution the server gives when it *generates* that position from the prompt without the
+last token (a different code path whose answer is known). A server that reports each position's
+log-prob one token late (llama.cpp-based servers do when the model adds no BOS token) is caught;
+with enough top log-probs the scores are realigned (with a warning), otherwise the backend refuses
+to score. The first prompt token of llama.cpp's echo is always ``null`` (the OpenAI convention); its
+log-prob is taken from the server's unconditional next-token distribution (one request, cached)
+when the server returns one; llama-cpp-python's does not (an empty prompt returns no log-probs),
+so there the first token of each text is left out and ``TokenScores.truncated`` says so.
+
+All HTTP goes through :class:`~leakaudit.targets.api_client.ApiClient`: cached, counted, retried,
+budgeted; the API key never reaches a log or a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from leakaudit.errors import CapabilityError, InputError, LeakauditError
+from leakaudit.targets.api_client import ApiClient, ApiFailure, ClientConfig, read_api_key
+from leakaudit.targets.base import (Capabilities, Generation, LanguageModel, Progress,
+                                    SamplingConfig, TokenScores)
+
+SCHEMES = ("openai-completions", "openai-chat")
+
+#: Text whose scoring the alignment check compares against generation.
+PROBE_TEXT = "The quick brown fox jumps over the lazy dog. The quick brown fox jumps over"
+
+#: Tolerance (nats) when comparing two of the server's own log-probs of the same event.
+ALIGN_TOL = 1e-3
+
+
+@dataclass(frozen=True)
+class ApiCapabilities(Capabilities):
+    """:class:`Capabilities` plus what an HTTP endpoint was found to support."""
+
+    kind: str = "completions"  #: "completions" or "chat"
+    generated_logprobs: bool = False  #: log-probs of generated tokens
+    top_logprobs_max: int = 0  #: largest top-log-probs k honoured (0: none)
+    n: bool = False  #: several choices per request
+    seed: bool = False  #: ``seed`` makes sampling reproducible
+    temperature: bool = False
+    top_k: bool = False
+    top_p: bool = False
+    tokenizer: bool = False  #: a matching local tokenizer was given
+    first_token_logprob: bool = False  #: the first prompt token gets a log-prob
+    aligned: str = "unknown"  #: "ok", "realigned", "misaligned" (scoring refused), "untested"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EndpointSpec:
+    """A parsed ``openai-completions:URL`` / ``openai-chat:URL`` spec."""
+
+    kind: str
+    base_url: str
+
+    @classmethod
+    def parse(cls, spec: str) -> "EndpointSpec":
+        scheme, sep, url = spec.partition(":")
+        if not sep or scheme not in SCHEMES:
+            raise InputError(f"not an endpoint spec: {spec!r} (expected "
+                             f"{' or '.join(s + ':URL' for s in SCHEMES)})")
+        if not url.startswith(("http://", "https://")):
+            raise InputError(f"endpoint URL must start with http:// or https://, got {url!r}")
+        return cls(kind=scheme.removeprefix("openai-"), base_url=url.rstrip("/"))
+
+
+def _load_tokenizer(path: str | None):
+    if path is None:
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise InputError(f"could not load the tokenizer: {str(e).splitlines()[0]}",
+                         path=str(path)) from None
+
+
+class _Endpoint:
+    """What both backends share: the client, the model id, the probe record."""
+
+    kind = "completions"
+
+    def __init__(self, client: ApiClient, *, model: str | None, tokenizer=None,
+                 name: str | None = None, log: Callable[[str], None] = print):
+        self.client = client
+        self.log = log
+        if model is None:
+            data = client.get("/models").get("data") or []
+            ids = [m.get("id") for m in data if isinstance(m, dict)]
+            if len(ids) != 1:
+                raise InputError(f"the server serves {len(ids)} models ({', '.join(map(str, ids))});"
+                                 " name one with --model")
+            model = ids[0]
+        self.model_id = str(model)
+        self.tokenizer = tokenizer
+        self.name = name or self.model_id
+        self.probe_answers: dict[str, Any] = {}
+        self.warnings: list[str] = []
+        #: never ask for more top log-probs than this (a hosted API's limit, or cost); None: any
+        self.max_logprobs: int | None = None
+
+    @classmethod
+    def from_spec(cls, spec: str, *, model: str | None = None, api_key_env: str | None = None,
+                  api_key_file: str | None = None, tokenizer: str | None = None,
+                  config: ClientConfig = ClientConfig(), ledger: str | Path | None = None,
+                  name: str | None = None, probe: bool = True, max_logprobs: int | None = None,
+                  log=print):
+        """Build the backend a spec names (``openai-completions:`` → :class:`OpenAICompletionsLM`,
+        ``openai-chat:`` → :class:`OpenAIChatModel`) and probe its capabilities."""
+        es = EndpointSpec.parse(spec)
+        klass = OpenAICompletionsLM if es.kind == "completions" else OpenAIChatModel
+        key = read_api_key(env=api_key_env, file=api_key_file)
+        client = ApiClient(es.base_url, api_key=key, config=config, ledger=ledger, log=log)
+        obj = klass(client, model=model, tokenizer=_load_tokenizer(tokenizer), name=name, log=log)
+        obj.max_logprobs = max_logprobs
+        if probe:
+            obj.probe()
+        return obj
+
+    # ------------------------------------------------------------------ tokens
+    def _need_tokenizer(self):
+        if self.tokenizer is None:
+            raise CapabilityError("token-level access needs a local tokenizer matching the "
+                                  "served model (--tokenizer)")
+        return self.tokenizer
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        enc = self._need_tokenizer()(list(texts), add_special_tokens=False)
+        return [list(x) for x in enc["input_ids"]]
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        enc = self._need_tokenizer()(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [tuple(o) for o in enc["offset_mapping"]]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._need_tokenizer().decode(list(ids), skip_special_tokens=True)
+
+    # -- plumbing
+    def _post(self, payloads: Sequence[dict[str, Any]], progress: Progress | None = None):
+        path = "/completions" if self.kind == "completions" else "/chat/completions"
+        return self.client.post_many(path, [{"model": self.model_id, **p} for p in payloads],
+                                     progress=progress)
+
+    def _one(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        (r,) = self._post([payload])
+        return None if isinstance(r, ApiFailure) else r
+
+    def fingerprint(self) -> str:
+        """The model id plus the probe answers (a remote model's weights are not visible)."""
+        h = hashlib.sha256(json.dumps({"model": self.model_id, "url": self.client.base_url,
+                                       "probe": self.probe_answers}, sort_keys=True,
+                                      default=str).encode())
+        return h.hexdigest()[:16]
+
+    def request_summary(self) -> dict[str, Any]:
+        return self.client.stats.to_dict()
+
+    def request_records(self) -> list[tuple[str, dict[str, Any]]]:
+        """One ``api_request`` record per request (status, attempts, latency, tokens; no text)."""
+        return [("api_request", dict(r)) for r in self.client.stats.records]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte → printable-character map that byte-level BPE vocabularies are written in
+    (Radford et al. 2019, ``encoder.py``)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def _echo_matches(L: dict[str, Any], n: int, text: str) -> bool:
+    """Whether an echo's first ``n`` tokens are exactly ``text`` (the server tokenized it into
+    the same ``n`` tokens). What follows them is generated and may be several tokens: llama.cpp
+    keeps generating past ``max_tokens`` until a UTF-8 character is complete, and drops the
+    generated token when it adds no BOS. A token cut inside a UTF-8 character echoes as "", so
+    for such texts the offset of token ``n`` is compared instead."""
+    toks = L.get("tokens") or []
+    if len(toks) < n:
+        return False
+    if "".join(toks[:n]) == text:
+        return True
+    offs = L.get("text_offset") or []
+    return not text.isascii() and len(offs) > n and offs[n] == len(text)
+
+
+def _choice_text(resp: dict[str, Any]) -> str:
+    c = resp["choices"][0]
+    if "message" in c:
+        return c["message"].get("content") or ""
+    return c.get("text") or ""
+
+
+class OpenAICompletionsLM(_Endpoint, LanguageModel):
+    """A causal LM behind ``/v1/completions``. Implements :class:`LanguageModel` as far as the
+    server allows; see the module docstring."""
+
+    kind = "completions"
+
+    def __init__(self, client: ApiClient, *, model: str | None, tokenizer=None,
+                 name: str | None = None, log=print):
+        super().__init__(client, model=model, tokenizer=tokenizer, name=name, log=log)
+        self.capabilities = ApiCapabilities(
+            prompt_logprobs=False, vocab_stats=False, argmax=False, generation=True,
+            seeded_generation=False, kind="completions", tokenizer=tokenizer is not None,
+            aligned="untested")
+        self._shift = 0
+        self._neutral: dict[str, Any] = {}
+        self._first_dist: dict[str, float] | None = None
+        self.max_length = int(getattr(tokenizer, "model_max_length", 0) or 0) or None
+        if self.max_length is not None and self.max_length > 10**6:
+            self.max_length = None
+
+    # ------------------------------------------------------------------ probing
+    def probe(self) -> ApiCapabilities:
+        """Ask the server what it supports (a handful of requests, cached in the ledger)."""
+        ans: dict[str, Any] = {}
+        gen = self._one({"prompt": PROBE_TEXT, "max_tokens": 4, "temperature": 0})
+        if gen is None:
+            raise LeakauditError(f"the endpoint {self.client.base_url} did not answer a "
+                                 "completion request (see the warnings above)")
+        ans["greedy"] = greedy = _choice_text(gen)
+        # top log-probs: the largest k honoured (requests that fail are answered with k = 0)
+        kmax = 0
+        vocab = len(self.tokenizer) if self.tokenizer is not None else 1000
+        for k in (vocab, 20, 5, 1):
+            if self.max_logprobs is not None and k > self.max_logprobs:
+                continue
+            r = self._one({"prompt": PROBE_TEXT, "max_tokens": 1, "temperature": 0, "logprobs": k})
+            lp = (r or {}).get("choices", [{}])[0].get("logprobs") if r else None
+            top = (lp or {}).get("top_logprobs") or [None]
+            # honoured if about k entries came back (tokens that decode to the same text, such
+            # as byte pieces of one UTF-8 character, share one key, so a full answer is < k)
+            if top[0] and len(top[0]) >= min(k, 20) // 2:
+                kmax = k if len(top[0]) >= k // 2 else len(top[0])
+                break
+        ans["top_logprobs_max"] = kmax
+        echo = self._one({"prompt": PROBE_TEXT, "max_tokens": 1, "temperature": 0, "logprobs": 1,
+                          "echo": True})
+        elp = (echo or {}).get("choices", [{}])[0].get("logprobs") if echo else None
+        n_scored = sum(v is not None for v in (elp or {}).get("token_logprobs") or [])
+        prompt_lp = n_scored >= 2
+        ans["echo_scored"] = n_scored
+        rn = self._one({"prompt": PROBE_TEXT, "max_tokens": 4, "temperature": 1.0, "n": 2,
+                        "seed": 1})
+        n_ok = bool(rn and len(rn["choices"]) == 2)
+        # servers with their own sampling defaults (llama.cpp: repeat_penalty 1.1, min_p 0.05,
+        # top_k 40, top_p 0.95, applied even at temperature 0) must be set to plain sampling
+        neutral = {"repeat_penalty": 1.0, "min_p": 0.0, "top_k": 0, "top_p": 1.0}
+        rnt = self._one({"prompt": PROBE_TEXT, "max_tokens": 4, "temperature": 0, **neutral})
+        self._neutral = neutral if rnt is not None else {}
+        ans["neutral_sampling"] = sorted(self._neutral)
+        samples = {}
+        for s in (1, 1, 2, 3):
+            # "user" (a standard field) tells two same-seed requests apart in the ledger
+            r = self._one({"prompt": PROBE_TEXT, "max_tokens": 8, "temperature": 1.0, "seed": s,
+                           "user": f"leakaudit-seed-probe-{len(samples.get(s, []))}",
+                           **self._neutral})
+            samples.setdefault(s, []).append(None if r is None else _choice_text(r))
+        same = samples[1][0] is not None and samples[1][0] == samples[1][1]
+        differ = len({samples[s][0] for s in (1, 2, 3)}) > 1
+        seeded = same and differ
+        temperature_ok = differ  # temperature 1 gives varied samples, temperature 0 the greedy one
+        tk = self._one({"prompt": PROBE_TEXT, "max_tokens": 8, "temperature": 1.0, "seed": 5,
+                        **self._neutral, "top_k": 1})
+        tp = self._one({"prompt": PROBE_TEXT, "max_tokens": 8, "temperature": 1.0, "seed": 5,
+                        **self._neutral, "top_p": 1e-9})
+        g8 = self._one({"prompt": PROBE_TEXT, "max_tokens": 8, "temperature": 0, **self._neutral})
+        g8t = _choice_text(g8) if g8 else None
+        top_k_ok = bool(tk and g8t is not None and _choice_text(tk) == g8t and differ)
+        top_p_ok = bool(tp and g8t is not None and _choice_text(tp) == g8t and differ)
+        ans.update(n=n_ok, seed=seeded, top_k=top_k_ok, top_p=top_p_ok, greedy8=g8t)
+        caps = dict(prompt_logprobs=prompt_lp, argmax=prompt_lp and kmax >= 1,
+                    generated_logprobs=kmax >= 1, top_logprobs_max=kmax, top_logprobs=kmax,
+                    n=n_ok, seed=seeded,
+                    temperature=temperature_ok, top_k=top_k_ok, top_p=top_p_ok,
+                    seeded_generation=seeded)
+        self.capabilities = ApiCapabilities(
+            vocab_stats=False, generation=True, kind="completions",
+            tokenizer=self.tokenizer is not None, aligned="untested", **caps)
+        if prompt_lp and self.tokenizer is not None:
+            self._check_alignment(ans)
+        elif prompt_lp:
+            self.warnings.append("no local tokenizer given: token-level attacks (memorization, "
+                                 "membership, exposure) are skipped; give --tokenizer matching "
+                                 "the served model")
+        self.probe_answers = ans
+        for w in self.warnings:
+            self.log(f"warning: {w}")
+        return self.capabilities
+
+    def _check_alignment(self, ans: dict[str, Any]) -> None:
+        """Compare the echoed log-prob of the probe's last token with the generation path's."""
+        ids = self.tokenize([PROBE_TEXT])[0]
+        V = len(self.tokenizer)
+        kmax = self.capabilities.top_logprobs_max
+        # the full distribution when the server gives it (realignment needs it), else 20 at most
+        k = V if kmax >= V else max(1, min(kmax, 20))
+        # the known answer: the server's own next-token log-probs after ``head``; the probe text
+        # is ``head`` + the likeliest of those tokens that tokenizes as one token after it (so
+        # the check works with a single top log-prob)
+        head = self.decode(ids[:-1])
+        gen = self._one({"prompt": head, "max_tokens": 1, "temperature": 0, "logprobs": k})
+        echo = None
+        probe_text = PROBE_TEXT
+        if gen is not None:
+            gtop0 = ((gen["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None])[0]
+            for cand, _ in sorted((gtop0 or {}).items(), key=lambda kv: -kv[1]):
+                if cand and self.tokenize([head + cand])[0][:-1] == ids[:-1] and \
+                        len(self.tokenize([head + cand])[0]) == len(ids):
+                    probe_text = head + cand
+                    break
+            ids = self.tokenize([probe_text])[0]
+            echo = self._one({"prompt": probe_text, "max_tokens": 1, "temperature": 0,
+                              "logprobs": k, "echo": True})
+        replace_caps = {}
+        if echo is None or gen is None:
+            replace_caps["aligned"] = "untested"
+        else:
+            elp = echo["choices"][0]["logprobs"]
+            gtop = gen["choices"][0]["logprobs"]["top_logprobs"][0] or {}
+            toks = elp["tokens"][: len(ids)]
+            last = toks[-1] if toks else None
+            ans["echo_tokens"] = len(elp["tokens"]) - 1
+            if not _echo_matches(elp, len(ids), probe_text):
+                raise LeakauditError(
+                    f"the server tokenizes the probe text into {len(toks)} tokens, "
+                    f"the local tokenizer into {len(ids)}: the tokenizer does not match the "
+                    "served model")
+            want = gtop.get(last)
+            tlp = elp["token_logprobs"]
+            ans["align"] = {"generated": want, "echo_last": tlp[len(ids) - 1],
+                            "echo_prev": tlp[len(ids) - 2]}
+            if want is None:
+                replace_caps["aligned"] = "untested"
+                self.warnings.append("alignment not checked: the probe's last token is not in "
+                                     "the server's top log-probs")
+            elif tlp[len(ids) - 1] is not None and abs(tlp[len(ids) - 1] - want) <= ALIGN_TOL:
+                replace_caps["aligned"] = "ok"
+            else:
+                # reported one position late? then position i's top log-probs hold the
+                # distribution that predicts token i + 1
+                prev_top = (elp["top_logprobs"][len(ids) - 2] or {})
+                if last in prev_top and abs(prev_top[last] - want) <= ALIGN_TOL and \
+                        self.capabilities.top_logprobs_max >= len(self.tokenizer):
+                    replace_caps["aligned"] = "realigned"
+                    self._shift = 1
+                    self.warnings.append(
+                        "the server reports each prompt token's log-prob one position late "
+                        "(a llama.cpp server with a model that adds no BOS token); scores are "
+                        "realigned from the full top log-probs (one large request per text)")
+                else:
+                    replace_caps["aligned"] = "misaligned"
+                    replace_caps["prompt_logprobs"] = False
+                    replace_caps["argmax"] = False
+                    self.warnings.append(
+                        "the server's echoed log-probs do not line up with the tokens they "
+                        f"score (echo {tlp[len(ids) - 1]} vs generation {want:.4f} for the "
+                        "probe's last token) and cannot be realigned: prompt log-prob attacks "
+                        "are refused")
+        first = None
+        if replace_caps.get("aligned") == "ok":  # a realigned server has no BOS to condition on
+            first = self._first_token_logprob_dist()
+        replace_caps["first_token_logprob"] = first is not None
+        self._first_dist = first
+        if first is None and replace_caps.get("aligned") in ("ok", "realigned"):
+            self.warnings.append("the server gives no log-prob for the first prompt token and "
+                                 "no unconditional next-token distribution: the first token of "
+                                 "every text is left out (its other tokens are scored)")
+        self.capabilities = ApiCapabilities(**{**self.capabilities.to_dict(), **replace_caps})
+
+    def _first_token_logprob_dist(self) -> dict[str, float] | None:
+        """log p(first token | BOS) for every token: the generation distribution after an empty
+        prompt, when the server returns all of it."""
+        V = len(self.tokenizer)
+        if self.capabilities.top_logprobs_max < V:
+            return None
+        r = self._one({"prompt": "", "max_tokens": 1, "temperature": 0, "logprobs": V})
+        if r is None:
+            return None
+        top = ((r["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None])[0]
+        return dict(top) if top else None
+
+    @property
+    def bos_id(self) -> int:
+        t = self._need_tokenizer()
+        for c in (t.bos_token_id, t.eos_token_id, t.pad_token_id):
+            if c is not None:
+                return int(c)
+        return 0
+
+    # ------------------------------------------------------------------ scoring
+    def score_ids(self, ids, *, batch_size: int = 16, vocab_stats: bool = False,
+                  sampling: SamplingConfig | None = None, last: int | None = None,
+                  progress: Progress | None = None) -> list[TokenScores]:
+        """Teacher-forced scores from ``echo`` + ``logprobs``; one request per sequence.
+
+        ``sampling`` is served only for plain sampling (temperature 1, no top-k/top-p), where the
+        sampling log-prob equals the model's log-prob; ``vocab_stats`` never (the API does not
+        return full-vocabulary moments). A request that failed after every retry raises (the
+        attack cannot score a document it has no answer for) after every other request finished.
+        """
+        caps = self.capabilities
+        caps.require("prompt_logprobs", who="teacher-forced scoring over the API")
+        self._need_tokenizer()
+        if vocab_stats:
+            raise CapabilityError("the API returns no full-vocabulary statistics (Min-K%++)")
+        if sampling is not None and (sampling.top_k or sampling.top_p is not None or
+                                     sampling.temperature != 1.0 or sampling.decay is not None):
+            raise CapabilityError("sampling log-probs over the API are served for temperature 1 "
+                                  "without top-k/top-p only")
+        seqs = [[int(v) for v in x] for x in ids]
+        texts = [self.decode(x) for x in seqs]
+        k = len(self.tokenizer) if self._shift else 1
+        payloads = [{"prompt": t, "max_tokens": 1, "temperature": 0, "logprobs": k, "echo": True}
+                    for t in texts]
+        resps = self._post(payloads, progress=progress)
+        second: list[Any] = [None] * len(seqs)
+        if self._shift:
+            # realigned: the distribution that scores token 1 sits at the echo's position 0,
+            # which llama.cpp reports as null; ask for it by generating after token 0
+            idx = [i for i, x in enumerate(seqs) if len(x) >= 2]
+            got = self._post([{"prompt": self.decode(seqs[i][:1]), "max_tokens": 1,
+                               "temperature": 0, "logprobs": k} for i in idx])
+            for i, g in zip(idx, got):
+                second[i] = g
+            resps = resps + [g for g in got if isinstance(g, ApiFailure)]
+        failed = [i for i, r in enumerate(resps) if isinstance(r, ApiFailure)]
+        if failed:
+            raise LeakauditError(f"{len(failed)} of {len(resps)} scoring requests failed after "
+                                 "every retry (listed in the request records); rerun to retry "
+                                 "them (the others are cached)")
+        out = []
+        for x, text, r, g in zip(seqs, texts, resps, second):
+            lp, am = self._parse_echo(x, text, r)
+            if g is not None and len(x) >= 2:
+                d = ((g["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None])[0]
+                t1 = r["choices"][0]["logprobs"]["tokens"][1]
+                v = None if not d else d.get(t1, d.get(t1.lstrip(" ")))
+                if v is not None:
+                    lp[1], am[1] = v, v >= max(d.values()) - 1e-6
+            n = len(x)
+            truncated = False
+            # token convention (targets/base.py): a score covers tokens 2..n of the sequence;
+            # a server that adds BOS gives token 1 no log-prob either (llama.cpp's echo nulls
+            # it), and it is left out too (``truncated``)
+            lead = 0
+            while lead < n and np.isnan(lp[lead]) and lead < 2:
+                lead += 1
+            if lead:
+                lp, am, x, truncated = lp[lead:], am[lead:], x[lead:], True
+            if last is not None:
+                lp, am, x = lp[-last:], am[-last:], x[-last:]
+            slp = lp.copy() if sampling is not None else None
+            out.append(TokenScores(token_ids=np.asarray(x, dtype=np.int64), logprobs=lp,
+                                   is_argmax=am, truncated=truncated or n == 0,
+                                   sampling_logprobs=slp))
+        return out
+
+    def _parse_echo(self, ids: list[int], text: str, resp: dict[str, Any]):
+        n = len(ids)
+        lp = np.full(n, np.nan, dtype=np.float32)
+        am = np.zeros(n, dtype=bool)
+        if n == 0:
+            return lp, am
+        L = resp["choices"][0]["logprobs"]
+        toks, tlp, top = L["tokens"], L["token_logprobs"], L["top_logprobs"]
+        if not _echo_matches(L, n, text):
+            raise LeakauditError(
+                f"the server tokenized a text into {len(toks) - 1} tokens where the local "
+                f"tokenizer has {n} (text starting {text[:30]!r}): the tokenizer does not match "
+                "the served model, or the text does not survive decoding")
+        for i in range(n):
+            if self._shift:
+                # position i's distribution is reported with token i - 1's entry
+                d = top[i - 1] if i >= 1 else None
+                # the dict's keys were detokenized after one token fewer (llama.cpp drops a
+                # leading space right after the start), so try the string without it too
+                v = None if d is None else d.get(toks[i], d.get(toks[i].lstrip(" ")))
+                best = None if d is None else max(d.values())
+            else:
+                v = tlp[i]
+                d = top[i]
+                best = None if not d else max(d.values())
+            if i == 0 and v is None and self._first_dist is not None:
+                v = self._first_dist.get(toks[0])
+                best = max(self._first_dist.values())
+            if v is not None:
+                lp[i] = v
+                am[i] = best is not None and v >= best - 1e-6
+        return lp, am
+
+    # ------------------------------------------------------------------ sampling
+    def generate_ids(self, prompts, sampling: SamplingConfig, *, seed: int, batch_size: int = 32,
+                     progress: Progress | None = None) -> list[Generation]:
+        """One completion per prompt; request ``i`` is seeded with ``seed * 1_000_003 + i`` where
+        the server honours seeds. Greedy is ``temperature 0``. A failed request yields a
+        Generation with no new tokens and ``meta["failed"]`` (counted in the request summary).
+        A server stops at EOS, so a sample may be shorter than ``max_new_tokens``
+        (``meta["truncated"]``)."""
+        caps = self.capabilities
+        if sampling.decay is not None:
+            raise CapabilityError("a decaying temperature needs a logits processor; the API has "
+                                  "none")
+        if not sampling.greedy:
+            if sampling.top_k and not caps.top_k:
+                raise CapabilityError(f"top-k sampling (k={sampling.top_k}) is not honoured by "
+                                      "this server")
+            if sampling.top_p is not None and not caps.top_p:
+                raise CapabilityError("top-p sampling is not honoured by this server")
+        prompts = [[int(v) for v in p] for p in prompts]
+        texts = [self.decode(p) for p in prompts]
+        payloads = []
+        for i, t in enumerate(texts):
+            p: dict[str, Any] = {"prompt": t, "max_tokens": int(sampling.max_new_tokens),
+                                 **self._neutral}
+            if self.capabilities.generated_logprobs:
+                p["logprobs"] = 1  # the generated tokens, to recover their ids exactly
+            if sampling.greedy:
+                p["temperature"] = 0
+            else:
+                p["temperature"] = float(sampling.temperature)
+                if sampling.top_k:
+                    p["top_k"] = int(sampling.top_k)
+                if sampling.top_p is not None:
+                    p["top_p"] = float(sampling.top_p)
+                p["seed"] = int(seed) * 1_000_003 + i
+            payloads.append(p)
+        resps = self._post(payloads, progress=progress)
+        out = []
+        for p, t, r in zip(prompts, texts, resps):
+            if isinstance(r, ApiFailure):
+                out.append(Generation(prompt_ids=p, new_ids=[], text=t, prompt_text=t,
+                                      meta={"failed": True, "error": r.error}))
+                continue
+            comp = _choice_text(r)
+            new = self._generated_ids(r, comp)
+            if new is None:  # no token strings to map: re-tokenize the text
+                full = self.tokenize([t + comp])[0]
+                core = p[1:] if p and p[0] == self.bos_id else p  # the server adds BOS itself
+                new = full[len(core):] if full[: len(core)] == core else self.tokenize([comp])[0]
+            out.append(Generation(prompt_ids=p, new_ids=new, text=t + comp, prompt_text=t,
+                                  meta={"finish_reason": r["choices"][0].get("finish_reason"),
+                                        "truncated": len(new) < sampling.max_new_tokens}))
+        return out
+
+    def _generated_ids(self, resp: dict[str, Any], comp: str) -> list[int] | None:
+        """Ids of the generated tokens from their strings in ``logprobs.tokens``: re-tokenizing
+        the text would merge a non-canonical token sequence (which a model may well generate).
+        Works for byte-level BPE vocabularies (GPT-2 style); None when a string does not map."""
+        lp = resp["choices"][0].get("logprobs") or {}
+        toks = lp.get("tokens")
+        if not toks or "".join(toks) != comp:
+            return None
+        if not hasattr(self, "_byte_encoder"):
+            self._byte_encoder = _bytes_to_unicode()
+            self._vocab = self.tokenizer.get_vocab()
+        out = []
+        for t in toks:
+            i = self._vocab.get("".join(self._byte_encoder[b] for b in t.encode("utf-8")))
+            if i is None:
+                return None
+            out.append(int(i))
+        return out
+
+    def complete(self, prompts: Sequence[str], *, max_tokens: int, temperature: float = 0.0,
+                 seed: int = 0, progress: Progress | None = None) -> list[str | None]:
+        """Text completions (no tokenizer needed); None where a request failed."""
+        payloads = [{"prompt": p, "max_tokens": int(max_tokens), "temperature": float(temperature),
+                     **self._neutral, **({"seed": int(seed) * 1_000_003 + i} if temperature > 0 else {})}
+                    for i, p in enumerate(prompts)]
+        return [None if isinstance(r, ApiFailure) else _choice_text(r)
+                for r in self._post(payloads, progress=progress)]
+
+
+class OpenAIChatModel(_Endpoint):
+    """A model behind ``/v1/chat/completions``: text in, text out, generated log-probs at most.
+
+    There are no prompt log-probs on chat endpoints, so only text-level attacks (divergence, PII
+    probes, extraction by sampling ranked locally) run against it.
+    """
+
+    kind = "chat"
+
+    def __init__(self, client: ApiClient, *, model: str | None, tokenizer=None,
+                 name: str | None = None, log=print):
+        super().__init__(client, model=model, tokenizer=tokenizer, name=name, log=log)
+        self._neutral: dict[str, Any] = {}
+        self.capabilities = ApiCapabilities(
+            prompt_logprobs=False, vocab_stats=False, argmax=False, generation=True,
+            seeded_generation=False, kind="chat", tokenizer=tokenizer is not None,
+            aligned="untested")
+
+    def probe(self) -> ApiCapabilities:
+        msg = [{"role": "user", "content": PROBE_TEXT}]
+        r = self._one({"messages": msg, "max_tokens": 4, "temperature": 0})
+        if r is None:
+            raise LeakauditError(f"the endpoint {self.client.base_url} did not answer a chat "
+                                 "request (see the warnings above)")
+        ans: dict[str, Any] = {"greedy": _choice_text(r)}
+        kmax = 0
+        for k in (20, 5, 1):
+            rr = self._one({"messages": msg, "max_tokens": 1, "temperature": 0, "logprobs": True,
+                            "top_logprobs": k})
+            content = (((rr or {}).get("choices") or [{}])[0].get("logprobs") or {}).get("content")
+            if content and content[0].get("top_logprobs"):
+                kmax = min(k, len(content[0]["top_logprobs"]))
+                break
+        neutral = {"repeat_penalty": 1.0, "min_p": 0.0, "top_k": 0, "top_p": 1.0}
+        self._neutral = neutral if self._one({"messages": msg, "max_tokens": 4, "temperature": 0,
+                                              **neutral}) is not None else {}
+        s = [self._one({"messages": msg, "max_tokens": 8, "temperature": 1.0, "seed": sd,
+                        "user": f"leakaudit-seed-probe-{j}", **self._neutral})
+             for sd, j in ((1, 0), (1, 1), (2, 0), (3, 0))]
+        txt = [None if x is None else _choice_text(x) for x in s]
+        seeded = txt[0] is not None and txt[0] == txt[1] and len({txt[0], txt[2], txt[3]}) > 1
+        rn = self._one({"messages": msg, "max_tokens": 4, "temperature": 1.0, "n": 2, "seed": 1})
+        ans.update(top_logprobs_max=kmax, seed=seeded)
+        self.capabilities = ApiCapabilities(
+            prompt_logprobs=False, vocab_stats=False, argmax=False, generation=True,
+            seeded_generation=seeded, kind="chat", generated_logprobs=kmax >= 1,
+            top_logprobs_max=kmax, top_logprobs=kmax, n=bool(rn and len(rn["choices"]) == 2), seed=seeded,
+            temperature=len(set(txt)) > 1, tokenizer=self.tokenizer is not None,
+            aligned="untested")
+        self.probe_answers = ans
+        return self.capabilities
+
+    def chat(self, messages: Sequence[Sequence[dict[str, str]]], *, max_tokens: int,
+             temperature: float = 1.0, seed: int = 0, progress: Progress | None = None,
+             extra: dict[str, Any] | None = None) -> list[str | None]:
+        """One reply per conversation; None where the request failed (counted and reported)."""
+        payloads = [{"messages": list(m), "max_tokens": int(max_tokens),
+                     "temperature": float(temperature), "seed": int(seed) * 1_000_003 + i,
+                     **self._neutral, **(extra or {})} for i, m in enumerate(messages)]
+        return [None if isinstance(r, ApiFailure) else _choice_text(r)
+                for r in self._post(payloads, progress=progress)]
+
+
+def load_endpoint(spec: str, **kw):
+    """``openai-completions:URL`` or ``openai-chat:URL`` → a probed backend (see ``from_spec``)."""
+    return _Endpoint.from_spec.__func__(_Endpoint, spec, **kw)  # type: ignore[attr-defined]
+
+
+def _factory_loader(kind: str):
+    """A loader for :func:`leakaudit.targets.load_target`: ``rest`` is the URL, optionally with
+    ``#model=NAME&tokenizer=DIR&api_key_env=VAR&api_key_file=PATH&ledger=FILE`` (the key itself
+    never goes into a spec)."""
+    from urllib.parse import parse_qs
+
+    allowed = {"model", "tokenizer", "api_key_env", "api_key_file", "ledger"}
+
+    def load(rest: str, *, name=None, device="cpu", dtype="float32", allow_download=False):
+        url, _, frag = rest.partition("#")
+        opts = {k: v[-1] for k, v in parse_qs(frag).items()}
+        bad = sorted(set(opts) - allowed)
+        if bad:
+            raise InputError(f"unknown endpoint option {bad[0]!r} in the spec (known: "
+                             f"{', '.join(sorted(allowed))})")
+        return load_endpoint(f"openai-{kind}:{url}", name=name, **opts)
+
+    return load
+
+
+load_openai_completions = _factory_loader("completions")
+load_openai_chat = _factory_loader("chat")

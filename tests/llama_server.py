@@ -1,0 +1,166 @@
+"""Start and stop a real llama.cpp OpenAI-compatible server (llama-cpp-python's ``server`` extra)
+on 127.0.0.1 for the endpoint tests, and a loopback proxy that injects faults in front of it."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LlamaServer:
+    """``python -m llama_cpp.server`` on a free loopback port; a context manager."""
+
+    def __init__(self, gguf: Path, *, n_ctx: int, alias: str = "lab-target",
+                 api_key: str | None = None, log: Path | None = None, startup_s: float = 120.0):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.alias = alias
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host",
+               "127.0.0.1", "--port", str(self.port), "--n_ctx", str(n_ctx), "--n_threads", "1",
+               "--n_threads_batch", "1", "--model_alias", alias, "--logits_all", "True",
+               "--verbose", "False", "--n_batch", str(n_ctx)]
+        if api_key is not None:
+            cmd += ["--api_key", api_key]
+        self.log_path = log
+        out = open(log, "wb") if log is not None else subprocess.DEVNULL
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        deadline = time.monotonic() + startup_s
+        while time.monotonic() < deadline:  # bounded wait for the server to answer
+            if self.proc.poll() is not None:
+                tail = Path(log).read_text(errors="replace")[-2000:] if log else ""
+                raise RuntimeError(f"llama.cpp server exited with {self.proc.returncode}: {tail}")
+            try:
+                if httpx.get(self.url + "/models", headers=headers, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("llama.cpp server did not start in time")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class FaultProxy:
+    """A threaded loopback HTTP proxy in front of ``upstream`` that injects faults.
+
+    ``plan(body, attempt) -> fault or None`` decides per request (``body``: the parsed JSON
+    request, ``attempt``: how many times this exact body was seen before, from 0). Faults: ``"429"`` (with
+    ``Retry-After: 0``), ``"500"``, ``"502"``, ``"503"``, ``"timeout"`` (sleeps past the client's
+    timeout, then answers nothing), ``"drop"`` (closes the connection without a response),
+    ``"malformed"`` (HTTP 200 with truncated JSON). ``forwarded`` counts bodies sent upstream.
+    """
+
+    def __init__(self, upstream: str, plan, *, sleep_s: float = 2.0, delay_s: float = 0.0):
+        import hashlib
+
+        self.upstream = upstream.rstrip("/")
+        self.plan = plan
+        self.seen: dict[str, int] = {}
+        self.forwarded: dict[str, int] = {}
+        self.faults: dict[str, int] = {}
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):  # quiet
+                pass
+
+            def do_GET(self):
+                r = httpx.get(proxy.upstream + self.path.removeprefix("/v1"),
+                              headers={k: v for k, v in self.headers.items()
+                                       if k.lower() == "authorization"}, timeout=30)
+                self._reply(r.status_code, r.content)
+
+            def _reply(self, code, body, extra=None):
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                key = hashlib.sha256(body).hexdigest()
+                with proxy.lock:
+                    attempt = proxy.seen.get(key, 0)
+                    proxy.seen[key] = attempt + 1
+                fault = proxy.plan(json.loads(body), attempt)
+                if fault is not None:
+                    with proxy.lock:
+                        proxy.faults[fault] = proxy.faults.get(fault, 0) + 1
+                if fault in ("429", "500", "502", "503"):
+                    extra = {"Retry-After": "0"} if fault == "429" else None
+                    self._reply(int(fault), b'{"error": "injected"}', extra)
+                    return
+                if fault == "timeout":
+                    time.sleep(sleep_s)
+                    self.close_connection = True
+                    return
+                if fault == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if delay_s:
+                    time.sleep(delay_s)
+                r = httpx.post(proxy.upstream + self.path.removeprefix("/v1"), content=body,
+                               headers={"Content-Type": "application/json",
+                                        **{k: v for k, v in self.headers.items()
+                                           if k.lower() == "authorization"}}, timeout=60)
+                with proxy.lock:
+                    proxy.forwarded[key] = proxy.forwarded.get(key, 0) + 1
+                content = r.content
+                if fault == "malformed":
+                    content = content[: max(1, len(content) // 2)]
+                self._reply(r.status_code, content)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+

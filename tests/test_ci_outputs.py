@@ -1,0 +1,189 @@
+"""Outputs CI acts on: --fail-on expressions (parser, evaluation, exit codes), SARIF 2.1.0 validated
+against the OASIS schema, JUnit XML parsed with junitparser."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from leakaudit.errors import InputError
+from leakaudit.report import thresholds as T
+from leakaudit.report.records import load_report
+from leakaudit.report.writer import write_report
+from tests.test_findings import LEGACY_PAIRS, RUN
+
+DATA = Path(__file__).parent / "data"
+
+
+def sarif_validator():
+    import jsonschema
+
+    schema = json.loads((DATA / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
+    return jsonschema.Draft4Validator(schema)
+
+
+@pytest.fixture()
+def report(tmp_path):
+    pairs = [(t, dict(r)) for t, r in LEGACY_PAIRS]
+    pairs[0][1]["match_locations"] = [{"doc_id": "d1", "file": "corpus/train.jsonl", "line": 12}]
+    write_report(tmp_path, run_record=RUN, records=pairs, summary={"attack": "x"},
+                 formats=("jsonl", "sarif", "junit"), fail_on=["extraction.verified > 0"])
+    return tmp_path
+
+
+# ------------------------------------------------------------------ thresholds
+
+def test_quantities_by_hand(report):
+    q = T.quantities(load_report(report))
+    assert q["extraction.verified"] == 1  # one of the two samples is verified
+    assert q["canaries.extracted"] == 1
+    assert q["exposure.max"] == 24.5 and q["exposure.rank_max"] == 9.9
+    assert q["memorization.exact"] == 0.15
+    assert q["membership.tpr@0.01"] == 0.3 and q["membership.auc"] == 0.9
+    assert q["inversion.top1"] == 0.9
+    assert q["findings.critical"] == 3  # verified sample with PII, extracted canary, 24.5-bit canary
+
+
+@pytest.mark.parametrize("expr, crossed", [
+    ("extraction.verified > 0", True),
+    ("extraction.verified > 100000", False),
+    ("membership.tpr@0.01 > 0.05", True),
+    ("membership.tpr@0.01 > 30%", False),  # 0.3 is not > 0.30
+    ("exposure.max > 20", True),
+    ("canaries.extracted > 0 and exposure.max > 30", False),
+    ("canaries.extracted > 0 and not (exposure.max > 30)", True),
+    ("memorization.exact >= 0.2 or inversion.top1 >= 0.9", True),
+    ("findings.critical >= 4", False),
+    ("membership.auc > 0.5 and membership.epsilon_lb > 1", None),  # ε not measured here
+    ("inversion.top1 > 0.5", True),  # generic FAMILY.METRIC would also give 0.9
+    ("exposure.exposure_extrapolated > 24", True),  # generic family.metric
+])
+def test_fail_on_expressions(report, expr, crossed):
+    (v,) = T.check(load_report(report), [expr])
+    assert v.crossed is crossed, v
+
+
+@pytest.mark.parametrize("bad", [
+    "", "extraction.verified", "extraction.verified >", "> 0", "extraction.verified > x",
+    "__import__('os').system('true') > 0", "extraction.verified > 0 or", "(extraction.verified > 0",
+    "nosuch.family > 1", "extraction.verified => 1", "findings.severe > 0",
+])
+def test_fail_on_bad_input(bad):
+    with pytest.raises(InputError):
+        T.parse(bad)
+
+
+def test_exit_codes():
+    assert T.exit_code([T.Verdict("a", False), T.Verdict("b", None)]) == 0
+    assert T.exit_code([T.Verdict("a", False), T.Verdict("b", True)]) == 1
+    assert (T.EXIT_BAD_INPUT, T.EXIT_SIGINT, T.EXIT_SIGTERM) == (2, 128 + signal.SIGINT, 128 + signal.SIGTERM)
+
+
+# ------------------------------------------------------------------ SARIF and JUnit
+
+def test_sarif_validates_and_points_at_corpus_lines(report):
+    log = json.loads((report / "report.sarif").read_text())
+    errors = [e.message for e in sarif_validator().iter_errors(log)]
+    assert not errors, errors[:3]
+    run = log["runs"][0]
+    rules = {r["id"]: r for r in run["tool"]["driver"]["rules"]}
+    assert "extraction/extraction" in rules and "membership/min_k" in rules
+    assert "atlas:AML.T0024.000" in rules["membership/min_k"]["properties"]["tags"]
+    assert rules["extraction/extraction"]["help"]["text"]
+    leak = next(r for r in run["results"] if r["properties"]["entry_type"] == "sample")
+    assert leak["level"] == "error" and leak["ruleId"] == "extraction/extraction"
+    loc = leak["locations"][0]["physicalLocation"]
+    assert loc["artifactLocation"]["uri"] == "corpus/train.jsonl" and loc["region"]["startLine"] == 12
+    assert "owasp:LLM02:2025" in leak["properties"]["tags"]
+    # info findings (the unverified sample, single exposed records) are not results
+    assert not any(r["properties"]["entry_type"] == "membership_record" for r in run["results"])
+    assert {r["level"] for r in run["results"]} <= {"error", "warning", "note"}
+    # negative control: a result without its rule id breaks the schema check
+    broken = json.loads(json.dumps(log))
+    del broken["runs"][0]["results"][0]["message"]
+    assert list(sarif_validator().iter_errors(broken))
+
+
+def test_junit_parses_with_junitparser(report):
+    from junitparser import Failure, JUnitXml, Skipped
+
+    xml = JUnitXml.fromfile(str(report / "junit.xml"))
+    cases = {(s.name, c.name): c for s in xml for c in s}
+    assert ("leakaudit.thresholds", "extraction.verified > 0") in cases
+    thr = cases[("leakaudit.thresholds", "extraction.verified > 0")]
+    assert any(isinstance(r, Failure) for r in thr.result)
+    ext = cases[("leakaudit.extraction", "extraction on target")]
+    assert any(isinstance(r, Failure) for r in ext.result)  # a verified leak is severity critical
+    ok = cases[("leakaudit.memorization", "memorization on all")]  # setup row: info only
+    assert not ok.result
+    assert not any(isinstance(r, Skipped) for c in cases.values() for r in c.result)
+    assert xml.tests == len(cases)
+
+
+# ------------------------------------------------------------------ commands
+
+def invoke(args):
+    from leakaudit.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_report_command_fail_on_exit_codes(report):
+    r = invoke(["report", report, "--format", "junit", "--fail-on", "extraction.verified > 0"])
+    assert r.exit_code == 1 and "crossed" in r.output
+    r = invoke(["report", report, "--fail-on", "extraction.verified > 100000", "--format", "sarif,junit"])
+    assert r.exit_code == 0, r.output
+    assert "passed" in r.output
+    r = invoke(["report", report, "--format", "junit", "--fail-on", "extraction.verified >>> 0"])
+    assert r.exit_code == 2 and "error:" in r.output
+    r = invoke(["report", report, "--format", "pdf"])
+    assert r.exit_code == 2 and "unknown --format" in r.output
+
+
+def test_extract_with_formats_and_thresholds(tmp_path, tiny_model_dir):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is fastest on a busy machine; restored below
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(
+        ["Dear customer, your order has shipped.", "Server log: disk usage at 91 percent."])))
+    base = ["extract", "--model", tiny_model_dir, "--corpus", corpus, "--samples", "2",
+            "--select", "1", "--new-tokens", "8", "--sampler", "top_k", "--format", "jsonl,sarif,junit"]
+    try:
+        r = invoke(base + ["--out", tmp_path / "pass", "--fail-on", "extraction.verified > 100000"])
+        assert r.exit_code == 0, r.output
+        for f in ("report.jsonl", "report.sarif", "junit.xml"):
+            assert (tmp_path / "pass" / f).is_file(), f
+        assert not (tmp_path / "pass" / "report.html").exists()  # html not asked for
+        assert not list(sarif_validator().iter_errors(json.loads((tmp_path / "pass/report.sarif").read_text())))
+        r = invoke(base + ["--out", tmp_path / "fail", "--fail-on", "extraction.verified >= 0"])
+        assert r.exit_code == 1, r.output
+        r = invoke(base + ["--out", tmp_path / "bad", "--fail-on", "extraction.verified >"])
+        assert r.exit_code == 2 and not (tmp_path / "bad").exists()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        torch.set_num_threads(threads)
+
+
+def test_skipped_attack_is_a_skipped_junit_case_and_a_valid_finding(tmp_path):
+    """A membership attack the target cannot serve (skip record from targets.base.skip_record)."""
+    from junitparser import JUnitXml, Skipped
+
+    from leakaudit.findings import validator
+
+    skip = {"world": "llm", "attack": "min_k_pp", "label": "min_k_pp(k=0.2)", "skipped": True,
+            "target": "target", "needs": ["vocab_stats"], "missing": ["vocab_stats"],
+            "reason": "target does not provide vocab_stats (vocabulary moments)"}
+    write_report(tmp_path, run_record=RUN, records=[("membership", skip)], summary=None,
+                 formats=("junit", "sarif"))
+    row = [json.loads(x) for x in (tmp_path / "report.jsonl").read_text().splitlines()][1]
+    assert not list(validator().iter_errors(row))
+    assert (row["attack"], row["severity"], row["metric"]["value"]) == ("min_k_pp", "info", None)
+    (case,) = [c for s in JUnitXml.fromfile(str(tmp_path / "junit.xml")) for c in s]
+    assert any(isinstance(r, Skipped) and "vocab_stats" in r.message for r in case.result)
+    assert json.loads((tmp_path / "report.sarif").read_text())["runs"][0]["results"] == []

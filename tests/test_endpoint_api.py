@@ -1,0 +1,377 @@
+"""OpenAI-compatible endpoint backends against a real llama.cpp server on 127.0.0.1.
+
+The tiny GPT-2 test model is written as a float32 GGUF and served by llama-cpp-python's server
+(``python -m llama_cpp.server``); the same weights run in-process through transformers. Checked:
+probed capabilities, the alignment check (and its refusal/realignment on a server that reports
+log-probs one position late), scores and greedy tokens equal to in-process, the request ledger
+(a rerun sends nothing), budgets, the API key never written anywhere, and a fault-injecting
+proxy (429 + Retry-After, 5xx, timeouts, dropped connections, malformed JSON).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server] (scripts/setup.sh --test)")
+
+from leakaudit.targets.api_client import BudgetExhausted, ClientConfig  # noqa: E402
+from leakaudit.targets.base import SamplingConfig  # noqa: E402
+from leakaudit.targets.openai_api import load_endpoint  # noqa: E402
+
+from .conftest import TEXTS  # noqa: E402
+from .llama_server import FaultProxy, LlamaServer  # noqa: E402
+
+KEY = "sk-test-9f8e7d6c5b4a39281706"  # a fake key: the test checks it is never written anywhere
+UNIQUE = sorted(set(TEXTS))
+
+
+@pytest.fixture(scope="module")
+def ggufs(tiny_model_dir, tmp_path_factory):
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    from leakaudit.targets.gguf_export import PLAIN_CHAT_TEMPLATE, write_gpt2_gguf
+
+    d = tmp_path_factory.mktemp("gguf")
+    model = GPT2LMHeadModel.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    good = write_gpt2_gguf(model, tok, d / "tiny.gguf", add_bos=True,
+                           chat_template=PLAIN_CHAT_TEMPLATE)
+    nobos = write_gpt2_gguf(model, tok, d / "tiny-nobos.gguf", add_bos=False)
+    return good, nobos
+
+
+@pytest.fixture(scope="module")
+def server(ggufs, tmp_path_factory):
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with LlamaServer(ggufs[0], n_ctx=128, api_key=KEY, log=log) as s:
+        yield s
+
+
+@pytest.fixture()
+def key_env(monkeypatch):
+    monkeypatch.setenv("LEAKAUDIT_TEST_KEY", KEY)
+    return "LEAKAUDIT_TEST_KEY"
+
+
+def _lm(server, tiny_model_dir, ledger, key_env, logs=None, **cfg):
+    return load_endpoint(f"openai-completions:{server.url}", api_key_env=key_env,
+                         tokenizer=str(tiny_model_dir), ledger=ledger,
+                         config=ClientConfig(**{"concurrency": 2, "timeout_s": 30, **cfg}),
+                         log=(logs.append if logs is not None else print))
+
+
+def test_probe_scores_and_greedy_match_in_process(server, tiny_model_dir, tiny_lm, tmp_path,
+                                                  key_env):
+    logs: list[str] = []
+    lm = _lm(server, tiny_model_dir, tmp_path / "ledger.sqlite", key_env, logs)
+    caps = lm.capabilities
+    assert caps.prompt_logprobs and caps.argmax and caps.aligned == "ok"
+    # llama-cpp-python's echo gives the first prompt token no log-prob, and an empty prompt
+    # returns no distribution: the first token is left out (every other one is scored)
+    assert not caps.first_token_logprob and caps.top_logprobs_max >= len(tiny_lm.tokenizer)
+    assert caps.seed and caps.top_k and caps.top_p and caps.temperature
+    ids = tiny_lm.tokenize(UNIQUE)
+    api = lm.score_ids(ids)
+    # this server adds BOS: compare with the in-process scores of BOS + text (which cover every
+    # text token); llama.cpp's echo gives the first one no log-prob, so the API covers tokens 2..n
+    local = tiny_lm.score_ids([[tiny_lm.bos_id] + x for x in ids])
+    for x, a, b in zip(ids, api, local):
+        assert a.truncated and a.token_ids.tolist() == x[1:] == b.token_ids[1:].tolist()
+        np.testing.assert_allclose(a.logprobs, b.logprobs[1:], atol=2e-3)
+        assert (a.is_argmax == b.is_argmax[1:]).mean() >= 0.95  # float-noise ties may differ
+    # greedy continuations: the same tokens as in-process greedy decoding
+    prompts = [[tiny_lm.bos_id] + x[:4] for x in ids]
+    g_api = lm.generate_ids(prompts, SamplingConfig(max_new_tokens=12, greedy=True), seed=0)
+    g_loc = tiny_lm.generate_ids(prompts, SamplingConfig(max_new_tokens=12, greedy=True), seed=0)
+    same = [a.new_ids == b.new_ids[: len(a.new_ids)] for a, b in zip(g_api, g_loc)]
+    assert all(same)
+    # accounting: requests == cached + succeeded + failed; a second run sends nothing
+    s1 = lm.request_summary()
+    assert s1["requests"] == s1["cached"] + s1["succeeded"] + s1["failed"] and s1["failed"] == 0
+    assert s1["tokens_billed"] > 0
+    lm.close()
+    lm2 = _lm(server, tiny_model_dir, tmp_path / "ledger.sqlite", key_env)
+    again = lm2.score_ids(ids)
+    assert [x.logprobs.tolist() for x in again] == [x.logprobs.tolist() for x in api]
+    s2 = lm2.request_summary()
+    assert s2["sent"] == 0 and s2["cached"] == s2["requests"] > 0
+    # the key is in no log line and not in the ledger
+    lm2.close()
+    assert not any(KEY in line for line in logs)
+    assert KEY.encode() not in (tmp_path / "ledger.sqlite").read_bytes()
+    assert (tmp_path / "ledger.sqlite").stat().st_mode & 0o077 == 0
+    assert KEY not in repr(lm2.client)
+
+
+@pytest.mark.slow
+def test_misaligned_server_is_caught(ggufs, tiny_model_dir, tiny_lm, tmp_path):
+    """Without BOS, llama.cpp reports each echoed log-prob one position late: the alignment
+    check notices; with full top log-probs it realigns, and the realigned scores equal a plain
+    in-process evaluation of the same tokens without BOS."""
+    import torch
+
+    with LlamaServer(ggufs[1], n_ctx=128, log=tmp_path / "s.log") as srv:
+        logs: list[str] = []
+        lm = load_endpoint(f"openai-completions:{srv.url}", tokenizer=str(tiny_model_dir),
+                           ledger=tmp_path / "l.sqlite", log=logs.append)
+        assert lm.capabilities.aligned == "realigned"
+        assert any("one position late" in w for w in logs)
+        ids = tiny_lm.tokenize(UNIQUE[:3])
+        api = lm.score_ids(ids)
+        local = tiny_lm.score_ids(ids)  # GPT-2's convention: no start token, tokens 2..n scored
+        for x, a, b in zip(ids, api, local):
+            with torch.no_grad():
+                logits = tiny_lm.model(torch.tensor([x])).logits[0]
+            ref = torch.log_softmax(logits, -1)[torch.arange(len(x) - 1), torch.tensor(x[1:])]
+            assert a.token_ids.tolist() == b.token_ids.tolist() == x[1:]
+            np.testing.assert_allclose(a.logprobs, ref.numpy(), atol=2e-3)
+            np.testing.assert_allclose(a.logprobs, b.logprobs, atol=2e-3)
+        lm.close()
+        # with at most 5 top log-probs (a hosted API's limit) it cannot realign: it refuses
+        logs.clear()
+        lm = load_endpoint(f"openai-completions:{srv.url}", tokenizer=str(tiny_model_dir),
+                           ledger=tmp_path / "l.sqlite", log=logs.append, max_logprobs=5)
+        assert lm.capabilities.aligned == "misaligned" and not lm.capabilities.prompt_logprobs
+        assert any("cannot be realigned" in w for w in logs)
+        from leakaudit.errors import CapabilityError
+
+        with pytest.raises(CapabilityError):
+            lm.score_ids(ids)
+        lm.close()
+
+
+def test_budget_stops_cleanly_and_resume_sends_the_rest(server, tiny_model_dir, tiny_lm,
+                                                          tmp_path, key_env):
+    ledger = tmp_path / "ledger.sqlite"
+    lm = _lm(server, tiny_model_dir, ledger, key_env)
+    probe_sent = lm.request_summary()["sent"]
+    lm.close()
+    ids = tiny_lm.tokenize(UNIQUE)
+    lm = _lm(server, tiny_model_dir, ledger, key_env, max_requests=3, concurrency=1)
+    with pytest.raises(BudgetExhausted, match="request budget reached"):
+        lm.score_ids(ids)
+    s = lm.request_summary()
+    assert s["sent"] == 3 and s["not_sent"] == len(ids) - 3
+    lm.close()
+    lm = _lm(server, tiny_model_dir, ledger, key_env)
+    lm.score_ids(ids)
+    s = lm.request_summary()
+    assert s["sent"] == len(ids) - 3  # only what the first run did not send
+    assert probe_sent > 0
+    lm.close()
+
+
+def test_fault_injection_every_request_accounted_for(server, tiny_model_dir, tiny_lm, tmp_path,
+                                                     key_env):
+    """Faults on first attempts are retried away; a few requests fail every attempt and are
+    reported, never dropped; what succeeded equals the fault-free run."""
+    faults = ["429", "500", "502", "503", "timeout", "drop", "malformed"]
+
+    def plan(body, attempt):  # only the scoring requests below (" #i" in the prompt) see faults
+        prompt = body.get("prompt", "")
+        if " #" not in prompt:
+            return None
+        i = int(prompt.rsplit("#", 1)[1])
+        if i % 12 == 5:
+            return "503"  # every attempt: fails after the retries, must be reported
+        if attempt == 0 and i % 3 != 0:
+            return faults[i % len(faults)]
+        return None
+
+    texts = [f"{t} #{i}" for i, t in enumerate(UNIQUE * 4)]
+    ids = tiny_lm.tokenize(texts)
+    clean = _lm(server, tiny_model_dir, tmp_path / "clean.sqlite", key_env)
+    want = clean.score_ids(ids)
+    clean.close()
+    with FaultProxy(server.url, plan, sleep_s=6.0) as proxy:
+        logs: list[str] = []
+        lm = load_endpoint(f"openai-completions:{proxy.url}", api_key_env=key_env,
+                           tokenizer=str(tiny_model_dir), ledger=tmp_path / "faulty.sqlite",
+                           config=ClientConfig(concurrency=4, timeout_s=5.0, max_retries=2,
+                                               backoff_s=0.01, max_wait_s=0.05),
+                           log=logs.append)
+        payloads = [{"prompt": lm.decode(x), "max_tokens": 1, "temperature": 0, "logprobs": 1,
+                     "echo": True} for x in ids]
+        res = lm._post(payloads)
+        s = lm.request_summary()
+        assert s["requests"] == s["cached"] + s["succeeded"] + s["failed"]
+        assert s["retried"] > 0 and s["attempts"] > s["sent"]
+        from leakaudit.targets.api_client import ApiFailure
+
+        failed = [r for r in res if isinstance(r, ApiFailure)]
+        assert len(failed) == s["failed"] == 2, [f.error for f in failed][:4]  # #5 and #17
+        assert [i for i, r in enumerate(res) if isinstance(r, ApiFailure)] == [5, 17]
+        assert all("503" in f.error for f in failed)
+        rec = [r for _, r in lm.request_records()]
+        assert sum(r["status"] == "failed" for r in rec) == s["failed"]
+        # what succeeded equals the fault-free run
+        for x, w, r in zip(ids, want, res):
+            if not isinstance(r, ApiFailure):
+                lp, _ = lm._parse_echo(x, lm.decode(x), r)
+                np.testing.assert_allclose(lp[1:], w.logprobs, atol=1e-6)  # [0]: no log-prob
+        assert set(proxy.faults) >= {"429", "500", "502", "503", "timeout", "drop", "malformed"}
+        # scoring refuses to hand an attack partial results, and says how to continue
+        with pytest.raises(Exception, match="rerun to retry"):
+            lm.score_ids(ids)
+        assert not any(KEY in line for line in logs)
+        lm.close()
+
+
+def test_chat_endpoint_probe_and_divergence_runs(server, tiny_model_dir, tmp_path, key_env):
+    from leakaudit.attacks.probes.divergence import (DivergenceConfig, chat_prompts,
+                                                     divergence_attack)
+    from leakaudit.corpus.index import CorpusIndex
+
+    chat = load_endpoint(f"openai-chat:{server.url}", api_key_env=key_env,
+                         ledger=tmp_path / "chat.sqlite", tokenizer=str(tiny_model_dir))
+    assert chat.capabilities.kind == "chat" and not chat.capabilities.prompt_logprobs
+    index = CorpusIndex.build(UNIQUE)
+    cfg = DivergenceConfig(words=("poem", "fox"), samples_per_word=3, max_tokens=40,
+                           min_match_tokens=8)
+    tok_offsets = lambda t: [tuple(o) for o in chat.tokenizer(  # noqa: E731
+        t, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]]
+    res = divergence_attack(chat_prompts(chat, max_tokens=40, temperature=1.0, seed=0), index,
+                            config=cfg, token_offsets=tok_offsets)
+    s = res.summary
+    assert s["n_queries"] == 6 and s["n_answered"] == 6
+    # a random-weight model memorized nothing: no 8-token run from the corpus (negative control)
+    assert s["memorized"]["k"] == 0 and s["per_1000"]["ci_high"] > 0
+    json.dumps(res.records())
+    chat.close()
+
+
+def test_load_target_factory_builds_endpoints(server, tiny_model_dir, tmp_path, key_env):
+    from leakaudit.errors import InputError
+    from leakaudit.targets import load_target
+
+    lm = load_target(f"openai-completions:{server.url}#tokenizer={tiny_model_dir}"
+                     f"&api_key_env={key_env}&ledger={tmp_path / 'l.sqlite'}", name="srv")
+    assert lm.name == "srv" and lm.capabilities.prompt_logprobs and lm.capabilities.top_logprobs
+    lm.close()
+    with pytest.raises(InputError, match="unknown endpoint option 'key'"):
+        load_target(f"openai-chat:{server.url}#key=sk-x")
+
+
+def test_wrong_key_is_a_clean_failure(server, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("WRONG_KEY", "sk-wrong-000")
+    logs: list[str] = []
+    with pytest.raises(Exception, match="did not answer"):
+        load_endpoint(f"openai-completions:{server.url}", api_key_env="WRONG_KEY", model="x",
+                      tokenizer=str(tiny_model_dir), ledger=tmp_path / "l.sqlite",
+                      log=logs.append)
+    assert any("401" in line or "403" in line for line in logs)
+    assert not any("sk-wrong-000" in line for line in logs)
+
+
+def test_request_key_ignores_the_api_key():
+    from leakaudit.targets.api_client import request_key
+
+    a = request_key("http://127.0.0.1:1/v1", "/completions", {"prompt": "x", "model": "m"})
+    b = request_key("http://127.0.0.1:1/v1/", "/completions", {"model": "m", "prompt": "x"})
+    assert a == b and len(a) == 64
+
+
+_CHILD = """
+import sys
+from leakaudit.targets.api_client import ClientConfig
+from leakaudit.targets.openai_api import load_endpoint
+url, tok, ledger, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+lm = load_endpoint("openai-completions:" + url, api_key_env="LEAKAUDIT_TEST_KEY", tokenizer=tok,
+                   ledger=ledger, config=ClientConfig(concurrency=1), log=lambda m: None)
+texts = [f"resume document {i}: the quick brown fox" for i in range(n)]
+lm.score_ids(lm.tokenize(texts))
+"""
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_sending_each_request_once(server, tiny_model_dir, tmp_path, key_env):
+    """A run killed midway (SIGKILL) and resumed sends each request once; only a request in
+    flight at the moment of the kill can have reached the server twice."""
+    import os
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    n = 30
+    ledger = tmp_path / "ledger.sqlite"
+    with FaultProxy(server.url, lambda b, a: None, delay_s=0.05) as proxy:
+        src = str(Path(__file__).resolve().parents[1] / "src")
+        env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, proxy.url, str(tiny_model_dir),
+                                  str(ledger), str(n)], env=env)
+        done = 0
+        for _ in range(600):  # bounded: up to 60 s
+            time.sleep(0.1)
+            if child.poll() is not None:
+                break
+            if ledger.exists():
+                try:
+                    with sqlite3.connect(ledger) as db:
+                        done = db.execute("SELECT COUNT(*) FROM requests WHERE status='ok'"
+                                          ).fetchone()[0]
+                except sqlite3.Error:
+                    continue
+                if done >= 20:  # the probes (~15) and a few documents
+                    break
+        child.kill()
+        child.wait()
+        with sqlite3.connect(ledger) as db:
+            done = db.execute("SELECT COUNT(*) FROM requests WHERE status='ok'").fetchone()[0]
+        before = dict(proxy.forwarded)
+        lm = load_endpoint(f"openai-completions:{proxy.url}", api_key_env=key_env,
+                           tokenizer=str(tiny_model_dir), ledger=ledger, log=lambda m: None)
+        texts = [f"resume document {i}: the quick brown fox" for i in range(n)]
+        lm.score_ids(lm.tokenize(texts))
+        s = lm.request_summary()
+        lm.close()
+        total_unique = s["requests"]
+        assert s["sent"] == total_unique - done  # the resumed run sent only what was missing
+        twice = [k for k, v in proxy.forwarded.items() if v > 1]
+        assert len(twice) <= 1  # at most the one request in flight when the child was killed
+        assert len(proxy.forwarded) == total_unique and sum(before.values()) >= done
+
+
+@pytest.mark.slow
+def test_cli_endpoint_audit_budget_resume_and_no_key_anywhere(server, tiny_model_dir, tmp_path,
+                                                              key_env):
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    corpus = tmp_path / "train.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n"
+                              for i, t in enumerate(UNIQUE)))
+    out = tmp_path / "out"
+    argv = ["endpoint", "audit", f"openai-completions:{server.url}", "--api-key-env", key_env,
+            "--tokenizer", str(tiny_model_dir), "--corpus", str(corpus), "--out", str(out),
+            "--attack", "divergence", "--attack", "membership", "--concurrency", "2",
+            "--retries", "1"]
+    r1 = CliRunner().invoke(app, argv + ["--max-requests", "25"])
+    assert r1.exit_code == 3, r1.output  # the budget stopped it cleanly
+    assert "request budget reached" in r1.output
+    r2 = CliRunner().invoke(app, argv)
+    assert r2.exit_code == 0, r2.output
+    assert "membership: skipped (needs data nonmembers)" in r2.output
+    summary = json.loads((out / "summary.json").read_text())
+    req = summary["requests"]
+    assert req["cached"] >= 25 - 1  # the first run's requests are not sent again
+    # replies that would overrun the tiny server's 128-token context fail there ("llama_decode
+    # returned 1", HTTP 500): retried, then reported, never dropped
+    assert req["requests"] == req["cached"] + req["succeeded"] + req["failed"]
+    rows = [json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()]
+    assert sum(1 for x in rows if x["entry_type"] == "api_request" and x["status"] == "failed") \
+        == req["failed"]
+    assert summary["attacks"]["divergence"]["n_queries"] == 40
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert KEY.encode() not in f.read_bytes(), f
+    assert KEY not in r1.output and KEY not in r2.output
+    r3 = CliRunner().invoke(app, ["endpoint", "audit", "openai-chat:ftp://x", "--out", str(out)])
+    assert r3.exit_code == 2 and "error:" in r3.output
+    r4 = CliRunner().invoke(app, ["lab", "--out", str(tmp_path / "nolab"), "--endpoint", server.url])
+    assert r4.exit_code == 2 and "not a finished lab folder" in r4.output

@@ -1,0 +1,175 @@
+"""Sharded execution: deterministic shards, resume from the shard store, Ray equal to in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from leakaudit.errors import InputError
+from leakaudit.exec import LocalExecutor, ShardStore, get_executor, shard_key, shard_seed
+from leakaudit.exec.audits import sharded_extraction, sharded_membership, sharded_memorization
+from tests.membership_fixtures import train_leaky_lms
+
+
+@pytest.fixture(scope="module")
+def leaky(tmp_path_factory):
+    d = tmp_path_factory.mktemp("leaky")
+    _, _, members, nonmembers = train_leaky_lms(d, n=24)
+    return d, members, nonmembers
+
+
+def test_shard_seed_and_key_depend_on_inputs_only():
+    assert shard_seed(0, "extraction", "top_k", 0) == shard_seed(0, "extraction", "top_k", 0)
+    seeds = {shard_seed(s, "extraction", "top_k", j) for s in (0, 1) for j in range(50)}
+    assert len(seeds) == 100 and max(seeds) < 2**31
+    assert shard_key("t", {"m": "a"}, {"x": 1}) == shard_key("t", {"m": "a"}, {"x": 1})
+    assert shard_key("t", {"m": "a"}, {"x": 1}) != shard_key("t", {"m": "b"}, {"x": 1})
+
+
+def test_membership_shards_resume_from_the_store(leaky, tmp_path):
+    d, members, nonmembers = leaky
+    store = ShardStore(tmp_path / "shards")
+    ex = LocalExecutor()
+    kw = dict(references={"reference": d / "reference"}, shard_size=8, batch_size=8)
+    first = sharded_membership(d / "target", members, nonmembers, executor=ex, store=store, **kw)
+    assert ex.stats == {"run": 6, "reused": 0} and len(store) == 6
+    assert first["auc"]["loss"] > 0.8 and first["auc"]["reference:reference"] > 0.7  # it leaks
+    for f in (tmp_path / "shards").iterdir():
+        assert f.stat().st_mode & 0o777 == 0o600
+    # a driver that died: some shards stored, one torn, two missing
+    files = sorted((tmp_path / "shards").glob("*.json"))
+    files[0].unlink()
+    files[1].unlink()
+    files[2].write_text('{"task": "membership", "res')
+    ex2 = LocalExecutor()
+    again = sharded_membership(d / "target", members, nonmembers, executor=ex2,
+                               store=ShardStore(tmp_path / "shards"), **kw)
+    assert ex2.stats == {"run": 3, "reused": 3}
+    assert again == first
+    # a different split of the same work gives the same scores (shards are independent)
+    other = sharded_membership(d / "target", members, nonmembers, executor=LocalExecutor(),
+                               **{**kw, "shard_size": 48})
+    assert other["auc"] == first["auc"]
+
+
+def test_cluster_without_ray_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(InputError, match=r"pip install 'leakaudit\[ray\]'"):
+        get_executor("auto")
+    assert isinstance(get_executor(None), LocalExecutor)
+
+
+def _audits(d, members, nonmembers, idx_dir, executor, store_root=None):
+    from leakaudit.attacks.extraction.pipeline import ExtractionConfig
+    from leakaudit.attacks.memorization import MemorizationConfig
+    from leakaudit.corpus.index_disk import DiskCorpusIndex
+
+    def st(name):
+        return ShardStore(store_root / name) if store_root else None
+
+    ecfg = ExtractionConfig(samplers=("top_k", "temperature"), n_samples=12, max_new_tokens=24,
+                            select=4, generate_batch_size=4, score_batch_size=4, match_tokens=4,
+                            seed=5)
+    ext = sharded_extraction(d / "target", executor=executor, config=ecfg,
+                             references={"reference": d / "reference"}, index_dir=idx_dir,
+                             store=st("extraction"))
+    mcfg = MemorizationConfig(prefix_lengths=(4, 8), suffix_length=6, n_sequences=24,
+                              greedy_check=0, batch_size=8, seed=1)
+    mem = sharded_memorization({"target": d / "target", "reference": d / "reference"}, members,
+                               [f"m{i}" for i in range(len(members))], DiskCorpusIndex.open(idx_dir),
+                               executor=executor, config=mcfg, shard_size=8, store=st("mem"))
+    mia = sharded_membership(d / "target", members, nonmembers, executor=executor,
+                             references={"reference": d / "reference"}, shard_size=8,
+                             store=st("mia"))
+    return {"extraction": ext, "memorization": mem, "membership": mia}
+
+
+@pytest.mark.slow
+def test_ray_cluster_matches_in_process_and_survives_a_killed_worker(leaky, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    from leakaudit.corpus.index_disk import DiskCorpusIndex
+    from leakaudit.exec.ray_exec import RayExecutor
+
+    d, members, nonmembers = leaky
+    idx_dir = tmp_path / "index"
+    DiskCorpusIndex.build(members, idx_dir, [f"m{i}" for i in range(len(members))])
+    local = _audits(d, members, nonmembers, idx_dir, LocalExecutor())
+    # a real effect, so equality is not equality of empty results
+    assert local["extraction"]["verified"]
+    assert local["memorization"]["models"]["target"]["8"]["mean_token_accuracy"] > \
+        local["memorization"]["models"]["reference"]["8"]["mean_token_accuracy"]
+    assert local["membership"]["auc"]["loss"] > 0.8
+
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    monkeypatch.setenv("LEAKAUDIT_EXEC_TEST_DIR", str(hooks))
+    monkeypatch.setenv("LEAKAUDIT_EXEC_TEST_STALL_S", "30")
+    monkeypatch.setenv("LEAKAUDIT_EXEC_TEST_STALL_SHARD", "extraction-1")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    killed: list[int] = []
+
+    def killer():
+        t0 = time.time()
+        while time.time() - t0 < 240:
+            hits = list(hooks.glob("extraction-1-*.start"))
+            if hits:
+                pid = int(hits[0].stem.rsplit("-", 1)[1])
+                time.sleep(0.5)  # well inside the shard's stall
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.1)
+
+    th = threading.Thread(target=killer, daemon=True)
+    th.start()
+    try:
+        ex = RayExecutor(address=cluster.address, max_retries=3)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 3
+        dist = _audits(d, members, nonmembers, idx_dir, ex, store_root=tmp_path / "store")
+        ex.close()
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()
+    th.join(timeout=1)
+    assert killed, "the worker running extraction shard 1 was not killed"
+    starts = list(hooks.glob("extraction-1-*.start"))
+    assert len(starts) >= 2  # the shard ran again after its worker died
+    assert json.dumps(dist, sort_keys=True) == json.dumps(local, sort_keys=True)
+    # every shard stored exactly once
+    assert len(list((tmp_path / "store" / "extraction").glob("*.json"))) == dist["extraction"]["n_shards"]
+
+
+def test_scale_extract_cli_runs_and_resumes(tiny_model_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+    from tests.conftest import TEXTS
+
+    corpus = tmp_path / "train.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS)))
+    out = tmp_path / "run"
+    args = ["scale", "extract", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--out",
+            str(out), "--samples", "4", "--shard-size", "2", "--new-tokens", "8", "--select", "2",
+            "--batch-size", "2"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    f = json.loads((out / "findings.json").read_text())
+    assert f["n_samples"] == 8 and f["n_shards"] == 4  # two samplers x two shards
+    assert "4 run, 0 reused" in r.output
+    r = CliRunner().invoke(app, args)
+    assert "0 run, 4 reused" in r.output
+    assert json.loads((out / "findings.json").read_text()) == f
+    monkeypatch.setitem(sys.modules, "ray", None)
+    r = CliRunner().invoke(app, args + ["--cluster", "auto"])
+    assert r.exit_code == 2 and "pip install 'leakaudit[ray]'" in r.output
