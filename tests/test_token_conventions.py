@@ -265,3 +265,15 @@ def test_the_lab_trains_with_the_packing_it_audits_with(tmp_path):
     flat = [t for b in pack_blocks(docs, tok, 16) for t in b]
     assert flat == stream[: len(flat)] and len(flat) >= len(stream) - 1  # a 1-token tail drops
     assert document_blocks(docs[:1], tok, 1000) == [lm.document_ids(docs[:1])[0] + [eos]]
+
+
+def test_a_one_member_sisa_ensemble_scores_like_its_member(tiny_lm, bos_model_dir):
+    """Wrapped targets follow the same convention (nothing inserted, start tokens delegated)."""
+    from leakaudit.defenses.unlearning import EnsembleLM
+
+    for lm in (tiny_lm, load_target(bos_model_dir)):
+        ens = EnsembleLM([lm], name="ens")
+        assert ens.start_ids == lm.start_ids
+        for a, b in zip(ens.score(LONG[:3], vocab_stats=True), lm.score(LONG[:3], vocab_stats=True)):
+            np.testing.assert_array_equal(a.token_ids, b.token_ids)
+            np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)

@@ -283,6 +283,10 @@ class EnsembleLM(LanguageModel):
     def bos_id(self) -> int:
         return self.members[0].bos_id
 
+    @property
+    def start_ids(self) -> list[int]:  # the members' token convention (targets/base.py)
+        return self.members[0].start_ids
+
     def tokenize(self, texts):
         return self.members[0].tokenize(texts)
 
@@ -311,9 +315,9 @@ class EnsembleLM(LanguageModel):
 
         if sampling is not None:
             raise InputError("the SISA ensemble does not report sampling log-probabilities")
-        bos = self.bos_id
+        bos = self.bos_id  # padding only: nothing is inserted (first token is context only)
         ctx = min(m.max_length for m in self.members)
-        seqs = [([bos] + [int(v) for v in x])[:ctx] for x in ids]
+        seqs = [[int(v) for v in x][:ctx] for x in ids]
         out: list[TokenScores | None] = [None] * len(seqs)
         with torch.inference_mode():
             for idx in length_batches([len(s) for s in seqs], batch_size):
@@ -326,6 +330,12 @@ class EnsembleLM(LanguageModel):
                 logp = self._logp(inp, att)
                 for r, i in enumerate(idx):
                     L = len(seqs[i])
+                    if L < 2:  # nothing to score
+                        z = np.zeros(0, np.float32)
+                        out[i] = TokenScores(np.zeros(0, np.int64), z, np.zeros(0, bool),
+                                             vocab_mean=z if vocab_stats else None,
+                                             vocab_var=z if vocab_stats else None)
+                        continue
                     lp = logp[r, : L - 1]
                     tgt = inp[r, 1:L]
                     tok_lp = lp.gather(1, tgt[:, None])[:, 0]
@@ -341,7 +351,7 @@ class EnsembleLM(LanguageModel):
                         is_argmax=(lp.argmax(-1) == tgt)[sl].numpy(),
                         vocab_mean=None if mu is None else mu[sl].numpy(),
                         vocab_var=None if var is None else var[sl].numpy(),
-                        truncated=len(ids[i]) + 1 > ctx)
+                        truncated=len(ids[i]) > ctx)
                 if progress is not None:
                     progress(len(idx))
         return out  # type: ignore[return-value]

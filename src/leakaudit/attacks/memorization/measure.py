@@ -127,7 +127,7 @@ class Sequences:
 
 #: Characters of one document tokenized at a time while windows are cut: peak memory grows with
 #: this and with the windows measured, never with the length of a document.
-CHUNK_CHARS = 1 << 20
+CHUNK_CHARS = 1 << 16
 _PROBE_CHARS = 200
 _WS = re.compile(r"\s")
 
