@@ -29,10 +29,11 @@ if [ -n "$extras" ] && ! .venv/bin/python -c "import llama_cpp.server" >/dev/nul
   # The dev extra includes llama-cpp-python[server] (the endpoint tests serve a model with it).
   # It has no CPU wheel on PyPI and compiles from source: several minutes, once (pip caches the
   # wheel). A portable build (no -march=native) so the cached wheel runs on any x86-64 machine.
+  # Pinned to the version the endpoint tests were written against (servers differ between releases).
   echo "compiling llama-cpp-python for the endpoint tests (several minutes, once)..."
   CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_CURL=OFF}" \
     CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
-    .venv/bin/python -m pip install -q "llama-cpp-python[server]>=0.3.16,<0.4"
+    .venv/bin/python -m pip install -q "llama-cpp-python[server]==0.3.16"
 fi
 .venv/bin/python -m pip install -q -e ".$extras"
 if [ -n "$extras" ]; then
