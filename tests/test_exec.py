@@ -66,20 +66,101 @@ def test_cluster_without_ray_names_the_extra(monkeypatch):
     assert isinstance(get_executor(None), LocalExecutor)
 
 
-def _audits(d, members, nonmembers, idx_dir, executor, store_root=None):
+def _ext_cfg(**kw):
     from leakaudit.attacks.extraction.pipeline import ExtractionConfig
+
+    return ExtractionConfig(**{**dict(samplers=("top_k", "temperature"), n_samples=12,
+                                      max_new_tokens=24, select=4, generate_batch_size=4,
+                                      score_batch_size=4, match_tokens=4, seed=5,
+                                      shard_samples=5), **kw})
+
+
+def test_extraction_on_an_executor_equals_the_single_process_pipeline(leaky, tmp_path):
+    """The same seed gives the same samples, scores, selections and verified findings whether
+    extraction runs in one process (in-memory index) or as shard tasks (on-disk index)."""
+    from leakaudit.attacks.extraction.pipeline import run_extraction
+    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.corpus.index_disk import DiskCorpusIndex
+    from leakaudit.exec.audits import extraction_digest
+    from leakaudit.runs.store import RunStore
+    from leakaudit.targets.hf import HFCausalLM
+
+    d, members, nonmembers = leaky
+    ids = [f"m{i}" for i in range(len(members))]
+    tgt = HFCausalLM.load(d / "target", name="target")
+    refs = {"reference": HFCausalLM.load(d / "reference", name="reference")}
+    canaries = [{"id": "c0", "kind": "text", "secret": members[0][:12], "repeats": 1}]
+    plain_store = RunStore(tmp_path / "plain")
+    plain = run_extraction(tgt, references=refs, index=CorpusIndex.build(members, ids),
+                           config=_ext_cfg(), canaries=canaries, store=plain_store)
+    disk = DiskCorpusIndex.build(members, tmp_path / "idx", ids)
+    ex = LocalExecutor()
+    sharded = run_extraction(tgt, references=refs, index=disk, config=_ext_cfg(),
+                             canaries=canaries, store=RunStore(tmp_path / "sharded"), executor=ex)
+    # a real effect: the leaky target reproduces training text the corpus confirms
+    assert plain.summary["n_verified_samples"] >= 3
+    for part in ("samples", "evals", "canaries", "pii", "summary"):
+        assert getattr(sharded, part) == getattr(plain, part), part
+    # 24 samples: 3+3 sampling shards (5, 5, 2 per sampler); scoring batches of 4, one per
+    # shard (two exceed 5 texts), 6 per pass (target, lowercased, reference); 5 verification
+    assert ex.stats == {"run": 6 + 3 * 6 + 5, "reused": 0}
+    # the sampling shards are the very run-store stages of the single-process run
+    assert sorted(s["key"] for s in plain_store.finished() if s["name"].startswith("samples-")) == \
+        sorted(s["key"] for s in RunStore(tmp_path / "sharded").finished()
+               if s["name"].startswith("samples-"))
+    again = LocalExecutor()  # a driver that died after every shard: all reused, same findings
+    resumed = run_extraction(tgt, references=refs, index=disk, config=_ext_cfg(),
+                             canaries=canaries, store=RunStore(tmp_path / "sharded"), executor=again)
+    assert again.stats == {"run": 0, "reused": 29} and resumed.samples == plain.samples
+    # negative control: equality is not that of constant output (another seed, other findings)
+    other = run_extraction(tgt, references=refs, index=disk, config=_ext_cfg(seed=6),
+                           executor=LocalExecutor())
+    assert extraction_digest(other)["text_sha256"] != extraction_digest(plain)["text_sha256"]
+
+
+def test_extract_cli_cluster_local_writes_the_same_records(tiny_model_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+    from tests.conftest import TEXTS
+
+    corpus = tmp_path / "train.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS)))
+    args = ["extract", "--model", str(tiny_model_dir), "--corpus", str(corpus), "--samples", "6",
+            "--new-tokens", "8", "--select", "2", "--batch-size", "2", "--shard-samples", "4"]
+    recs = {}
+    for name, extra in (("plain", []), ("local", ["--cluster", "local"])):
+        r = CliRunner().invoke(app, args + ["--out", str(tmp_path / name)] + extra)
+        assert r.exit_code == 0, r.output
+        recs[name] = [json.loads(x) for x in (tmp_path / name / "report.jsonl").read_text().splitlines()]
+    assert "executor local: 13 shards run, 0 reused" in r.output
+
+    def less_timings(rs):
+        return [{k: v for k, v in x.items() if k not in ("timings_s", "started", "executor")}
+                for x in rs]
+
+    assert len(recs["plain"]) == len(recs["local"]) > 12
+    assert less_timings(recs["plain"]) == less_timings(recs["local"])
+    assert recs["local"][0]["executor"] == "local"
+    monkeypatch.setitem(sys.modules, "ray", None)
+    r = CliRunner().invoke(app, args + ["--out", str(tmp_path / "ray"), "--cluster", "auto"])
+    assert r.exit_code == 2 and "pip install 'leakaudit[ray]'" in r.output
+    assert not (tmp_path / "ray").exists()  # refused before any work
+
+
+def _audits(d, members, nonmembers, idx_dir, executor, store_root=None):
     from leakaudit.attacks.memorization import MemorizationConfig
     from leakaudit.corpus.index_disk import DiskCorpusIndex
 
     def st(name):
         return ShardStore(store_root / name) if store_root else None
 
-    ecfg = ExtractionConfig(samplers=("top_k", "temperature"), n_samples=12, max_new_tokens=24,
-                            select=4, generate_batch_size=4, score_batch_size=4, match_tokens=4,
-                            seed=5)
+    ecfg = _audit_ext_cfg()
     ext = sharded_extraction(d / "target", executor=executor, config=ecfg,
                              references={"reference": d / "reference"}, index_dir=idx_dir,
-                             store=st("extraction"))
+                             store=st("extraction"), shard_size=4)
+    res = ext.pop("result")
+    ext["samples"] = res.samples  # the full records, which must be equal too
     mcfg = MemorizationConfig(prefix_lengths=(4, 8), suffix_length=6, n_sequences=24,
                               greedy_check=0, batch_size=8, seed=1)
     mem = sharded_memorization({"target": d / "target", "reference": d / "reference"}, members,
@@ -89,6 +170,14 @@ def _audits(d, members, nonmembers, idx_dir, executor, store_root=None):
                              references={"reference": d / "reference"}, shard_size=8,
                              store=st("mia"))
     return {"extraction": ext, "memorization": mem, "membership": mia}
+
+
+def _audit_ext_cfg():
+    from leakaudit.attacks.extraction.pipeline import ExtractionConfig
+
+    return ExtractionConfig(samplers=("top_k", "temperature"), n_samples=12, max_new_tokens=24,
+                            select=4, generate_batch_size=4, score_batch_size=4, match_tokens=4,
+                            seed=5)
 
 
 @pytest.mark.slow
@@ -103,6 +192,19 @@ def test_ray_cluster_matches_in_process_and_survives_a_killed_worker(leaky, tmp_
     idx_dir = tmp_path / "index"
     DiskCorpusIndex.build(members, idx_dir, [f"m{i}" for i in range(len(members))])
     local = _audits(d, members, nonmembers, idx_dir, LocalExecutor())
+    # the digest of the plain single-process pipeline (in-memory index) is the same
+    from dataclasses import replace
+
+    from leakaudit.attacks.extraction.pipeline import run_extraction
+    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.exec.audits import extraction_digest
+    from leakaudit.exec.tasks import worker_model
+
+    plain = run_extraction(worker_model(str(d / "target")),
+                           references={"reference": worker_model(str(d / "reference"))},
+                           index=CorpusIndex.build(members, [f"m{i}" for i in range(len(members))]),
+                           config=replace(_audit_ext_cfg(), shard_samples=4))
+    assert {**extraction_digest(plain), "samples": plain.samples} == local["extraction"]
     # a real effect, so equality is not equality of empty results
     assert local["extraction"]["verified"]
     # greedy suffix tokens far above chance (vocabulary of 300: chance ~0.003)
@@ -114,7 +216,7 @@ def test_ray_cluster_matches_in_process_and_survives_a_killed_worker(leaky, tmp_
     hooks.mkdir()
     monkeypatch.setenv("LEAKAUDIT_EXEC_TEST_DIR", str(hooks))
     monkeypatch.setenv("LEAKAUDIT_EXEC_TEST_STALL_S", "30")
-    monkeypatch.setenv("LEAKAUDIT_EXEC_TEST_STALL_SHARD", "extraction-1")
+    monkeypatch.setenv("LEAKAUDIT_EXEC_TEST_STALL_SHARD", "extract_sample-1")
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     killed: list[int] = []
@@ -122,7 +224,7 @@ def test_ray_cluster_matches_in_process_and_survives_a_killed_worker(leaky, tmp_
     def killer():
         t0 = time.time()
         while time.time() - t0 < 240:
-            hits = list(hooks.glob("extraction-1-*.start"))
+            hits = list(hooks.glob("extract_sample-1-*.start"))
             if hits:
                 pid = int(hits[0].stem.rsplit("-", 1)[1])
                 time.sleep(0.5)  # well inside the shard's stall
@@ -144,11 +246,15 @@ def test_ray_cluster_matches_in_process_and_survives_a_killed_worker(leaky, tmp_
         cluster.shutdown()
     th.join(timeout=1)
     assert killed, "the worker running extraction shard 1 was not killed"
-    starts = list(hooks.glob("extraction-1-*.start"))
+    starts = list(hooks.glob("extract_sample-1-*.start"))
     assert len(starts) >= 2  # the shard ran again after its worker died
     assert json.dumps(dist, sort_keys=True) == json.dumps(local, sort_keys=True)
-    # every shard stored exactly once
-    assert len(list((tmp_path / "store" / "extraction").glob("*.json"))) == dist["extraction"]["n_shards"]
+    # every sampling shard stored exactly once, as the run-store stage a plain run writes
+    from leakaudit.runs.store import RunStore
+
+    names = [s["name"] for s in RunStore(tmp_path / "store" / "extraction").finished()]
+    assert len(names) == len(set(names))
+    assert len([n for n in names if n.startswith("samples-")]) == dist["extraction"]["n_shards"] == 6
 
 
 def test_scale_extract_cli_runs_and_resumes(tiny_model_dir, tmp_path, monkeypatch):
@@ -167,9 +273,10 @@ def test_scale_extract_cli_runs_and_resumes(tiny_model_dir, tmp_path, monkeypatc
     assert r.exit_code == 0, r.output
     f = json.loads((out / "findings.json").read_text())
     assert f["n_samples"] == 8 and f["n_shards"] == 4  # two samplers x two shards
-    assert "4 run, 0 reused" in r.output
+    # 4 sampling, 4 + 4 scoring (target, lowercased; batches of 1, 2 per shard), 4 verification
+    assert "16 shard tasks run, 0 reused" in r.output
     r = CliRunner().invoke(app, args)
-    assert "0 run, 4 reused" in r.output
+    assert "0 shard tasks run, 16 reused" in r.output
     assert json.loads((out / "findings.json").read_text()) == f
     monkeypatch.setitem(sys.modules, "ray", None)
     r = CliRunner().invoke(app, args + ["--cluster", "auto"])

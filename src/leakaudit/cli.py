@@ -205,6 +205,7 @@ def extract(
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
     shard_samples: Annotated[int, typer.Option("--shard-samples", min=1, help="Generations per sampling shard: the unit that a rerun after a crash reuses (and of seeding: keep it fixed to reproduce a run).")] = 256,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Run sampling shards, scoring batches and verification as Ray tasks: auto (the running cluster, else a local one) or ADDRESS; 'local' runs the same shards in this process. Same findings as without it. Needs pip install 'leakaudit[ray]'.")] = None,
     formats: FORMAT = None,
     fail_on: FAIL_ON = None,
 ) -> None:
@@ -220,7 +221,7 @@ def extract(
         samplers=tuple(sampler or ()), n_samples=samples, select=select, new_tokens=new_tokens,
         top_k=top_k, text_field=text_field, seed=seed, batch_size=batch_size, device=device,
         show_pii=show_pii, allow_download=allow_download, cache=cache, shard_samples=shard_samples,
-        index_backend=index_backend, index_dir=index_dir, out=out)
+        index_backend=index_backend, index_dir=index_dir, out=out, cluster=cluster)
     result, written = _audit(extraction, req, out, produces=EXTRACT_OUTPUTS, formats=formats,
                              fail_on=fail_on, inputs=[corpus, prompts, model, cache, *(reference or [])])
     _print_summary(out, result.summary)

@@ -37,6 +37,9 @@ class ExtractionRequest:
     index_backend: str = "auto"  #: memory, disk (memory-mapped) or auto (disk above 1 GiB)
     index_dir: Path | None = None  #: on-disk index folder (default: OUT-index)
     out: Path | None = None  #: the output folder (for the default index folder)
+    #: run sampling, scoring and verification as shard tasks: ``auto``/ADDRESS (Ray), ``local``
+    #: (the same shards in this process); None: the plain single-process pipeline
+    cluster: str | None = None
 
 
 @dataclass
@@ -68,6 +71,17 @@ def prepare(req: ExtractionRequest) -> ExtractionTargets:
             raise LeakauditError(e.args[0]) from None
     if "internet" in samplers and req.prompts is None:
         raise LeakauditError("the internet sampler needs --prompts FILE (text that is not training data)")
+    executor = None
+    if req.cluster:
+        from leakaudit.exec import get_executor
+        from leakaudit.exec.factory import check_cluster
+        from leakaudit.targets import parse_spec
+
+        check_cluster(req.cluster)
+        for spec in (req.model, *req.references):  # workers load models by path or hub name
+            if parse_spec(spec)[0] != "hf":
+                raise InputError(f"--cluster runs transformers models (hf:, a model folder) "
+                                 f"only, not {spec!r}")
     docs = load_corpus(req.corpus, text_field=req.text_field) if req.corpus is not None else None
     prompt_docs = load_corpus(req.prompts, text_field=req.text_field) if req.prompts is not None else None
     target = load_target(req.model, name="target", device=req.device, allow_download=req.allow_download)
@@ -77,13 +91,18 @@ def prepare(req: ExtractionRequest) -> ExtractionTargets:
             raise InputError(f"no text has at least {lo} tokens (the internet sampler cuts "
                              f"{lo}–{hi}-token prefixes from it)", path=str(req.prompts))
     refs = load_references(req.references, device=req.device, allow_download=req.allow_download)
-    index = build_corpus_index(docs, req.index_backend, req.index_dir, req.out) if docs else None
+    # on a cluster the workers verify against the on-disk index (``auto`` picks it)
+    backend = "disk" if req.cluster and req.index_backend == "auto" else req.index_backend
+    index = build_corpus_index(docs, backend, req.index_dir, req.out) if docs else None
+    if req.cluster:
+        executor = get_executor(req.cluster)  # Ray starts or connects here, after the checks
     cfg = ExtractionConfig(samplers=tuple(samplers), n_samples=req.n_samples, select=req.select,
                            max_new_tokens=req.new_tokens, top_k=req.top_k, seed=req.seed,
                            generate_batch_size=req.batch_size,
                            score_batch_size=max(1, req.batch_size // 2), show_pii=req.show_pii,
                            shard_samples=req.shard_samples)
-    return ExtractionTargets(target, refs, docs, prompt_docs, index, cfg)
+    return ExtractionTargets(target, refs, docs, prompt_docs, index, cfg,
+                             extra={"executor": executor})
 
 
 def check_index_backend(backend: str) -> None:
@@ -122,21 +141,36 @@ def run(t: ExtractionTargets, req: ExtractionRequest, env: AuditEnv) -> AuditRes
     run_record["corpus"] = ({"path": str(req.corpus), "n_docs": len(t.docs), "n_bytes": t.index.n_bytes}
                             if t.docs else None)
     store = env.store()
-    pairs, summary = extraction_records(
-        target=t.target, references=t.references, index=t.index,
-        prompt_texts=[d.text for d in t.prompt_docs] if t.prompt_docs else None, canaries=None,
-        config=t.config, progress=env.progress, log=env.log,
-        cache_dir=req.cache if req.cache is not None else store.cache_dir, store=store,
-        doc_locations={d.id: {"file": d.source, "line": d.line} for d in t.docs or []})
+    executor = t.extra.get("executor")
+    if executor is not None:
+        run_record["executor"] = executor.name
+    try:
+        pairs, summary = _records(t, req, env, store, executor)
+    finally:
+        if executor is not None:
+            env.log(f"executor {executor.name}: {executor.stats['run']} shards run, "
+                    f"{executor.stats['reused']} reused")
+            executor.close()
     if store.reused:
         env.log(f"run store: reused {len(store.reused)} finished stages; computed {len(store.computed)}")
     return AuditResult(run_record, pairs, summary)
 
 
+def _records(t: ExtractionTargets, req: ExtractionRequest, env: AuditEnv, store, executor):
+    return extraction_records(
+        target=t.target, references=t.references, index=t.index,
+        prompt_texts=[d.text for d in t.prompt_docs] if t.prompt_docs else None, canaries=None,
+        config=t.config, progress=env.progress, log=env.log,
+        cache_dir=req.cache if req.cache is not None else store.cache_dir, store=store,
+        doc_locations={d.id: {"file": d.source, "line": d.line} for d in t.docs or []},
+        executor=executor, executor_device="auto" if req.device == "cpu" else req.device)
+
+
 def extraction_records(*, target, references, index, prompt_texts, canaries, config,
                        progress=null_progress, log=print, cache_dir=None,
                        doc_locations: dict[str, dict[str, Any]] | None = None,
-                       store=None) -> tuple[Pairs, dict[str, Any]]:
+                       store=None, executor=None,
+                       executor_device: str = "auto") -> tuple[Pairs, dict[str, Any]]:
     """Run extraction; return its report records and its summary (``store``: the run store
     whose finished stages are reused).
 
@@ -154,7 +188,8 @@ def extraction_records(*, target, references, index, prompt_texts, canaries, con
 
     res = run_extraction(target, references=references, index=index, prompt_texts=prompt_texts,
                          canaries=canaries, config=config, cache_dir=cache_dir, progress=progress,
-                         warn=warn, store=store)
+                         warn=warn, store=store, executor=executor,
+                         executor_device=executor_device)
     n_trunc = res.summary.get("n_truncated_samples") or 0
     if n_trunc:
         warn(f"{n_trunc} of {res.summary['n_samples']} samples got fewer than "

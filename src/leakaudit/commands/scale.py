@@ -57,7 +57,7 @@ def extract_cmd(
     reference: Annotated[Optional[list[str]], typer.Option("--reference", help="Reference model directory (repeatable).")] = None,
     cluster: Annotated[Optional[str], typer.Option("--cluster", help="Run shards on Ray: auto (the running cluster, else a local one) or ADDRESS. Needs pip install 'leakaudit[ray]'.")] = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="Generations per sampler.")] = 1000,
-    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Generations per shard.")] = 64,
+    shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Generations per sampling shard (= leakaudit extract --shard-samples; also texts per scoring and verification shard).")] = 64,
     select: Annotated[int, typer.Option("--select", min=1)] = 100,
     new_tokens: Annotated[int, typer.Option("--new-tokens", min=1)] = 256,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
@@ -65,10 +65,13 @@ def extract_cmd(
     threads: Annotated[int, typer.Option("--threads", min=1, help="Torch threads per shard (the same everywhere keeps results identical).")] = 1,
     text_field: Annotated[str, typer.Option("--text-field")] = "text",
 ) -> None:
-    """Untargeted extraction (Carlini et al. 2021) in deterministic shards."""
+    """Untargeted extraction (Carlini et al. 2021) in deterministic shards: the pipeline of
+    ``leakaudit extract`` (same samples, same findings for the same seed and --shard-size =
+    --shard-samples), written as a compact digest."""
     from leakaudit.attacks.extraction.pipeline import ExtractionConfig
-    from leakaudit.exec import ShardStore, get_executor
+    from leakaudit.exec import get_executor
     from leakaudit.exec.audits import sharded_extraction
+    from leakaudit.runs.store import RunStore
 
     _quiet_libraries()
     try:
@@ -90,17 +93,18 @@ def extract_cmd(
         refs = {Path(r).name or f"ref{i}": r for i, r in enumerate(reference or [])}
         try:
             f = sharded_extraction(model, executor=executor, config=cfg, references=refs,
-                                   index_dir=index_dir, store=ShardStore(out / "shards"),
+                                   index_dir=index_dir, store=RunStore(out / "shards"),
                                    shard_size=shard_size, threads=threads)
         finally:
             executor.close()
+        f.pop("result")
     except LeakauditError as e:
         _fail(e)
     out.mkdir(parents=True, exist_ok=True)
     (out / "findings.json").write_text(json.dumps(f, indent=1))
     (out / "findings.json").chmod(0o600)
-    _log(f"{f['n_samples']} samples in {f['n_shards']} shards ({executor.name}: "
-         f"{executor.stats['run']} run, {executor.stats['reused']} reused); "
+    _log(f"{f['n_samples']} samples in {f['n_shards']} sampling shards ({executor.name}: "
+         f"{executor.stats['run']} shard tasks run, {executor.stats['reused']} reused); "
          f"{len(f['verified'])} verified against the corpus → {out / 'findings.json'}")
 
 

@@ -543,6 +543,22 @@ class DiskCorpusIndex:
         """Bytes the index occupies on disk."""
         return sum(f.stat().st_size for f in self.directory.rglob("*") if f.is_file())
 
+    def content_key(self) -> str:
+        """A SHA-256 over the indexed bytes and document ids (the files' contents), computed once
+        per opened index: what results verified against this index depend on."""
+        if getattr(self, "_content_key", None) is None:
+            import hashlib
+
+            h = hashlib.sha256(b"leakaudit-disk-index-content")
+            files = [self.directory / s["name"] / "data.npy" for s in self._meta["shards"]]
+            for f in files + [self.directory / "doc_ids.npy", self.directory / "doc_ids.bin"]:
+                h.update(f.name.encode() + f.stat().st_size.to_bytes(8, "little"))
+                with open(f, "rb") as fh:
+                    while chunk := fh.read(1 << 24):
+                        h.update(chunk)
+            self._content_key = h.hexdigest()
+        return self._content_key
+
     def doc_id(self, i: int) -> str:
         a, b = int(self._id_off[i]), int(self._id_off[i + 1])
         return bytes(self._ids[a:b]).decode("utf-8", "surrogatepass")

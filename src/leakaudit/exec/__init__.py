@@ -2,9 +2,9 @@
 :mod:`leakaudit.exec.base`. Ray is an optional extra (``pip install 'leakaudit[ray]'``) and is
 imported only when a Ray executor is created."""
 
-from leakaudit.exec.base import (RAY_EXTRA_HINT, Executor, LocalExecutor, ShardStore, shard_key,
-                                 shard_seed)
+from leakaudit.exec.base import (RAY_EXTRA_HINT, Executor, LocalExecutor, ShardStore, StageStore,
+                                 shard_key, shard_seed)
 from leakaudit.exec.factory import get_executor
 
-__all__ = ["Executor", "LocalExecutor", "ShardStore", "get_executor", "shard_key", "shard_seed",
-           "RAY_EXTRA_HINT"]
+__all__ = ["Executor", "LocalExecutor", "ShardStore", "StageStore", "get_executor", "shard_key",
+           "shard_seed", "RAY_EXTRA_HINT"]

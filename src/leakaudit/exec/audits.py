@@ -1,9 +1,9 @@
 """Sharded audits: the driver cuts the work into shards, an executor runs them (in-process or on
 Ray), the driver assembles the findings. Shards depend only on the run seed and their index.
 
-- :func:`sharded_extraction`: Carlini et al. (2021) sampling → scoring → ranking → verification,
-  one shard per ``shard_size`` generations of a sampler; selection (fuzzy dedup, top-k per
-  sampler and ranking) and the precision table are assembled by the driver over all samples.
+- :func:`sharded_extraction`: Carlini et al. (2021) sampling → scoring → ranking → verification:
+  the single-process pipeline with its sampling shards, scoring batches and verification on the
+  executor (:mod:`leakaudit.exec.extraction`); same findings as ``leakaudit extract``.
 - :func:`sharded_memorization`: training windows chosen by the driver
   (:func:`~leakaudit.attacks.memorization.measure.select_sequences`), checked in shards.
 - :func:`sharded_membership`: the LLM membership passes over members and non-members in shards;
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from leakaudit.exec.base import Executor, ShardStore, shard_seed
+from leakaudit.exec.base import Executor, ShardStore
 
 
 def _chunks(n: int, size: int) -> list[tuple[int, int]]:
@@ -27,61 +27,61 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
 
 def sharded_extraction(target: str | Path, *, executor: Executor, config,
                        references: dict[str, str | Path] | None = None,
-                       index_dir: str | Path | None = None, store: ShardStore | None = None,
-                       shard_size: int | None = None, threads: int = 1,
-                       canaries: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Extraction findings: per (sampler, ranking) the selected sample ids and how many were
-    verified, the verified sample ids, and canaries seen in the samples."""
-    from leakaudit.attacks.extraction.dedup import select_deduplicated, trigrams
+                       index_dir: str | Path | None = None, store=None,
+                       shard_size: int | None = None, threads: int | None = 1,
+                       canaries: Sequence[dict[str, Any]] | None = None,
+                       device: str = "auto") -> dict[str, Any]:
+    """:func:`~leakaudit.attacks.extraction.pipeline.run_extraction` (the single-process
+    pipeline's own driver code) with its sampling shards (``shard_size`` generations each),
+    scoring batches and verification run by ``executor``; ``store``: a run store (or its folder).
 
-    cfg = config
-    if "internet" in cfg.samplers:
-        raise ValueError("sharded extraction supports the unprompted samplers (top_k, temperature)")
-    size = shard_size or cfg.generate_batch_size
-    shards = []
-    for si, sampler in enumerate(cfg.samplers):
-        for j, (a, b) in enumerate(_chunks(cfg.n_samples, size)):
-            shards.append({
-                "sampler": sampler, "shard": len(shards), "n": b - a,
-                "seed": shard_seed(cfg.seed, "extraction", sampler, j),
-                "max_new_tokens": cfg.max_new_tokens, "top_k": cfg.top_k,
-                "generate_batch_size": cfg.generate_batch_size,
-                "score_batch_size": cfg.score_batch_size,
-                "rankings": list(cfg.rankings) if cfg.rankings else None, "window": cfg.window,
-                "min_k": cfg.min_k, "match_tokens": cfg.match_tokens, "threads": threads})
-    specs = {"target": str(target), "references": {k: str(v) for k, v in (references or {}).items()},
-             "index": str(index_dir) if index_dir else None}
-    results = executor.map("extraction", specs, shards, store)
-    texts: list[str] = []
-    sampler_of: list[str] = []
-    verification: list[dict | None] = []
-    scores: dict[str, list[float]] = {}
-    for sh, r in zip(shards, results):
-        texts += r["texts"]
-        sampler_of += [sh["sampler"]] * len(r["texts"])
-        verification += r["verification"]
-        for name, v in r["scores"].items():
-            scores.setdefault(name, []).extend(v)
-    tris = [trigrams(t) for t in texts]
-    samplers = np.array(sampler_of)
+    Returns a compact digest (per (sampler, ranking) the selected sample ids and how many were
+    verified, the verified sample ids, canaries seen, a hash of the texts) and, under
+    ``"result"``, the pipeline's :class:`ExtractionResult` itself."""
+    from dataclasses import replace
+
+    from leakaudit.attacks.extraction.pipeline import run_extraction
+    from leakaudit.corpus.index_disk import DiskCorpusIndex
+    from leakaudit.exec.tasks import worker_model
+    from leakaudit.runs.store import RunStore
+
+    cfg = replace(config, shard_samples=shard_size) if shard_size else config
+    tgt = worker_model(str(target), device)
+    refs = {n: worker_model(str(p), device) for n, p in sorted((references or {}).items())}
+    index = DiskCorpusIndex.open(index_dir) if index_dir else None
+    if store is not None and not hasattr(store, "json"):
+        store = RunStore(getattr(store, "directory", store))
+    res = run_extraction(tgt, references=refs, index=index, canaries=canaries, config=cfg,
+                         store=store, executor=executor, executor_device=device,
+                         executor_threads=threads)
+    return {**extraction_digest(res), "result": res}
+
+
+def extraction_digest(res) -> dict[str, Any]:
+    """What an extraction found, without timings or texts (comparable across executors)."""
+    samples = res.samples
     evals = []
-    for s in cfg.samplers:
-        for name in sorted(scores):
-            sel, skipped = select_deduplicated(np.asarray(scores[name]), tris, k=cfg.select,
-                                               eligible=samplers == s)
-            n_mem = sum(bool(verification[i] and verification[i]["verified"]) for i in sel)
-            evals.append({"sampler": s, "ranking": name, "selected": [int(i) for i in sel],
-                          "n_selected": len(sel), "n_memorized": n_mem,
-                          "duplicates_skipped": int(skipped)})
-    verified = [i for i, v in enumerate(verification) if v and v["verified"]]
-    can = []
-    for c in canaries or []:
-        hits = [i for i, t in enumerate(texts) if c["secret"] in t]
-        can.append({"canary_id": c["id"], "n_samples_with_secret": len(hits)})
-    return {"n_samples": len(texts), "n_shards": len(shards), "verified": verified,
-            "longest_match_tokens": [v["longest_match_tokens"] if v else None for v in verification],
-            "evals": evals, "canaries": can,
-            "text_sha256": _sha(texts)}
+    for e in res.evals:
+        ranked = []
+        for smp in samples:
+            if smp["sampler"] != e["sampler"]:
+                continue
+            for tag in smp["selected_by"]:
+                r, _, k = tag.rpartition("#")
+                if r == e["ranking"]:
+                    ranked.append((int(k), smp["sample_id"]))
+        evals.append({"sampler": e["sampler"], "ranking": e["ranking"],
+                      "selected": [i for _, i in sorted(ranked)], "n_selected": e["n_selected"],
+                      "n_memorized": e["n_memorized"], "duplicates_skipped": e["duplicates_skipped"]})
+    n_shards = sum(-(-n // res.config.shard_samples)
+                   for n in res.summary["n_samples_per_sampler"].values())
+    return {"n_samples": len(samples), "n_shards": n_shards,
+            "verified": [s["sample_id"] for s in samples if s["verified"]],
+            "longest_match_tokens": [s.get("longest_match_tokens") for s in samples],
+            "evals": evals,
+            "canaries": [{"canary_id": c["canary_id"], "n_samples_with_secret": c["n_samples_with_secret"]}
+                         for c in res.canaries],
+            "text_sha256": _sha([s["text"] for s in samples])}
 
 
 def _sha(texts: Sequence[str]) -> str:

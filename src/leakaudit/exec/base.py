@@ -26,7 +26,7 @@ import numpy as np
 
 from leakaudit.errors import InputError
 
-__all__ = ["Executor", "LocalExecutor", "ShardStore", "shard_seed", "shard_key", "get_executor",
+__all__ = ["Executor", "LocalExecutor", "ShardStore", "StageStore", "shard_seed", "shard_key", "get_executor",
            "RAY_EXTRA_HINT"]
 
 RAY_EXTRA_HINT = "pip install 'leakaudit[ray]'"
@@ -99,6 +99,35 @@ class ShardStore:
         return sum(1 for _ in self.directory.glob("*.json"))
 
 
+class StageStore:
+    """The :class:`ShardStore` interface over a run store (:class:`~leakaudit.runs.store.RunStore`):
+    the shard with key ``k`` is the run-store stage ``(names[k], k)``, so shards finished by any
+    executor are the same stages a single-process run writes and reads (``NullStore``: nothing
+    is kept)."""
+
+    def __init__(self, run_store, names: dict[str, str]):
+        self.run_store = run_store
+        self.names = dict(names)
+        self._keeps = hasattr(run_store, "is_done")
+
+    def get(self, key: str) -> Any | None:
+        if not self._keeps:
+            return None
+        name = self.names[key]
+        if not self.run_store.is_done(name, key):
+            return None
+        try:
+            value = json.loads((self.run_store.path(name, key) / "result.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        self.run_store.reused.append(name)
+        return value
+
+    def put(self, key: str, task: str, result: Any) -> None:
+        if self._keeps:
+            self.run_store.json(self.names[key], key, lambda: result, describe={"task": task})
+
+
 class Executor:
     """Runs registered shard tasks; see the module docstring.
 
@@ -112,9 +141,15 @@ class Executor:
         self.stats = {"run": 0, "reused": 0}
 
     def map(self, task: str, specs: dict[str, Any], shards: Sequence[dict[str, Any]],
-            store: ShardStore | None = None, progress: Callable[[int], None] | None = None) -> list[Any]:
+            store: ShardStore | StageStore | None = None,
+            progress: Callable[[int], None] | None = None,
+            keys: Sequence[str] | None = None) -> list[Any]:
+        """``keys``: the store key of each shard (default: :func:`shard_key`); a
+        :class:`StageStore` names each key's run-store stage."""
         store = store if store is not None else ShardStore(None)
-        keys = [shard_key(task, specs, s) for s in shards]
+        keys = list(keys) if keys is not None else [shard_key(task, specs, s) for s in shards]
+        if len(keys) != len(shards):
+            raise ValueError(f"{len(keys)} keys for {len(shards)} shards")
         results: list[Any] = [None] * len(shards)
         todo = []
         for i, k in enumerate(keys):

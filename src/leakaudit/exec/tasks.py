@@ -6,9 +6,8 @@ sets the torch thread count it was given, so a worker's arithmetic equals the dr
 
 Tasks:
 
-- ``extraction``: sample one shard of generations (seeded by the shard seed), score them with the
-  target (plain and lowercased) and every reference, compute every ranking, verify each sample
-  against the corpus index (a ≥ ``match_tokens``-token verbatim window);
+- ``extract_sample``, ``score_batches``, ``verify_samples``: the extraction pipeline's sampling
+  shards, scoring batches and verification shards (see :mod:`leakaudit.exec.extraction`);
 - ``memorization``: teacher-forced greedy check of training windows (prefix ``k`` → the ℓ-token
   suffix is reproduced exactly iff every suffix token is the argmax), per prefix length;
 - ``membership``: the passes of the LLM membership attacks (LOSS, zlib, Min-K%, lowercase and
@@ -83,39 +82,36 @@ def _test_hooks(task: str, shard: dict[str, Any]) -> None:
             time.sleep(stall)
 
 
-def _extraction(specs: dict[str, Any], shard: dict[str, Any]) -> dict[str, Any]:
-    from leakaudit.attacks.extraction.pipeline import _verify
-    from leakaudit.attacks.extraction.rankings import RankingInputs, compute_rankings
-    from leakaudit.attacks.extraction.samplers import sampler_spec
-    from leakaudit.signals.lm import score_cached
+def _extract_sample(specs: dict[str, Any], shard: dict[str, Any]) -> list[dict[str, Any]]:
+    """One sampling shard of the extraction pipeline (same call as its in-process stage)."""
+    from dataclasses import asdict
 
-    dev = specs.get("device", "auto")
-    target = worker_model(specs["target"], dev)
-    refs = {n: worker_model(p, dev) for n, p in sorted(specs.get("references", {}).items())}
+    from leakaudit.attacks.extraction.samplers import sampler_spec
+
+    target = worker_model(specs["target"], specs.get("device", "auto"))
     spec = sampler_spec(shard["sampler"], max_new_tokens=shard["max_new_tokens"], top_k=shard["top_k"])
-    prompts = shard.get("prompts") or [[target.bos_id]] * shard["n"]
-    gens = target.generate_ids(prompts, spec.sampling, seed=shard["seed"],
-                               batch_size=shard["generate_batch_size"])
-    texts = [g.text for g in gens]
-    bs = shard["score_batch_size"]
-    tgt = score_cached(target, texts, cache_dir=None, batch_size=bs)
-    lower = score_cached(target, [t.lower() for t in texts], cache_dir=None, batch_size=bs)
-    rsc = {n: score_cached(m, texts, cache_dir=None, batch_size=bs) for n, m in refs.items()}
-    scores = compute_rankings(RankingInputs(texts, tgt, lower, rsc), names=shard.get("rankings"),
-                              window=shard["window"], min_k=shard["min_k"])
-    index = worker_index(specs["index"]) if specs.get("index") else None
-    verified = []
-    for t in texts:
-        if index is None:
-            verified.append(None)
-            continue
-        v = _verify(t, target, index, shard["match_tokens"])
-        verified.append({k: v[k] for k in ("verified", "n_tokens", "longest_match_tokens")}
-                        | ({"match_count": v["match_count"], "match_docs": v["match_docs"]}
-                           if v["verified"] else {}))
-    return {"texts": texts, "prompts": [g.prompt_text for g in gens],
-            "scores": {r: [float(x) for x in sc] for r, sc in scores.items()},
-            "verification": verified}
+    gens = target.generate_ids(shard["prompts"], spec.sampling, seed=shard["seed"],
+                               batch_size=shard["batch_size"])
+    return [asdict(g) for g in gens]
+
+
+def _score_batches(specs: dict[str, Any], shard: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """Whole scoring batches, each one ``score_ids`` call of exactly its rows (so each forward
+    pass equals the one the single-process scoring makes)."""
+    from leakaudit.exec.extraction import pack_scores
+
+    which = shard["model"]
+    path = specs["target"] if which == "target" else specs["references"][which]
+    model = worker_model(path, specs.get("device", "auto"))
+    return [pack_scores(model.score_ids(b, batch_size=len(b))) for b in shard["batches"]]
+
+
+def _verify_samples(specs: dict[str, Any], shard: dict[str, Any]) -> list[dict[str, Any]]:
+    from leakaudit.attacks.extraction.pipeline import _verify
+
+    target = worker_model(specs["target"], specs.get("device", "auto"))  # its tokenizer
+    index = worker_index(specs["index"])
+    return [_verify(t, target, index, shard["match_tokens"]) for t in shard["texts"]]
 
 
 def _memorization(specs: dict[str, Any], shard: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +158,9 @@ def _membership(specs: dict[str, Any], shard: dict[str, Any]) -> dict[str, Any]:
 
 
 TASKS: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
-    "extraction": _extraction,
+    "extract_sample": _extract_sample,
+    "score_batches": _score_batches,
+    "verify_samples": _verify_samples,
     "memorization": _memorization,
     "membership": _membership,
 }

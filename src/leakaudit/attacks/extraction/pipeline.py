@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from contextlib import nullcontext
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -91,6 +92,8 @@ def index_key(index) -> str:
     """A hash of an exact-match index's content (its texts and document ids)."""
     import hashlib
 
+    if hasattr(index, "content_key"):  # the on-disk index
+        return index.content_key()
     h = hashlib.sha256(bytes(index._data))
     h.update("\x00".join(index._doc_ids).encode("utf-8"))
     return h.hexdigest()
@@ -117,12 +120,21 @@ def run_extraction(
     progress=null_progress,
     warn=lambda msg: None,
     store=None,
+    executor=None,
+    executor_device: str = "auto",
+    executor_threads: int | None = None,
 ) -> ExtractionResult:
     """Run the pipeline. ``index`` is a :class:`~leakaudit.corpus.index.CorpusIndex` (without it
     nothing is verified and every hit is labelled unverified). ``canaries`` (lab manifests) are
     dicts with ``id``, ``kind``, ``secret``, ``repeats``. ``store``: a
     :class:`~leakaudit.runs.store.RunStore`; each sampling shard and the verification are stages
-    of it (reused after a crash); without one everything is computed."""
+    of it (reused after a crash); without one everything is computed.
+
+    ``executor`` (a :class:`~leakaudit.exec.Executor`, e.g. Ray): sampling shards, scoring
+    batches and verification (on an on-disk index) run as its shard tasks, on
+    ``executor_device`` with ``executor_threads`` torch threads per shard; everything else is
+    this same code, and the results equal the single-process run's (see
+    :mod:`leakaudit.exec.extraction`)."""
     from leakaudit.runs.store import NullStore, stage_key, texts_key
 
     store = store if store is not None else NullStore()
@@ -165,6 +177,12 @@ def run_extraction(
     if index is None:
         warn("no corpus given: candidates cannot be verified; every hit is unverified")
     timings: dict[str, float] = {}
+    remote = None
+    if executor is not None:
+        from leakaudit.exec import extraction as remote
+
+        specs = remote.cluster_specs(target, references, index, device=executor_device)
+        plan: list[dict[str, Any]] = []
 
     # 1. generate
     t0 = time.perf_counter()
@@ -178,7 +196,8 @@ def run_extraction(
         else:
             prompts = [[target.bos_id]] * cfg.n_samples
         out = []
-        with progress(f"sampling ({name})", cfg.n_samples) as adv:
+        with (progress(f"sampling ({name})", cfg.n_samples) if remote is None
+              else nullcontext(lambda k: None)) as adv:
             for sh, lo in enumerate(range(0, len(prompts), cfg.shard_samples)):
                 part = prompts[lo: lo + cfg.shard_samples]
                 seed = cfg.seed * 31 + si + 7_777_777 * sh  # shard 0: the unsharded seed
@@ -190,6 +209,11 @@ def run_extraction(
                         _part, spec.sampling, seed=_seed, batch_size=cfg.generate_batch_size,
                         progress=adv)]
 
+                if remote is not None:  # the same shard, on the executor (below)
+                    plan.append({"name": f"samples-{name}-{sh}", "key": key, "sampler": name,
+                                 "payload": remote.sample_payload(name, part, seed, cfg,
+                                                                  executor_threads)})
+                    continue
                 n_before = len(store.reused)
                 shard = store.json(f"samples-{name}-{sh}", key, generate)
                 if len(store.reused) > n_before:
@@ -197,6 +221,11 @@ def run_extraction(
                 out.extend(Generation(**g) for g in shard)
         gens.extend(out)
         sampler_of.extend([name] * len(out))
+    if remote is not None:
+        with progress(f"sampling ({executor.name})", len(plan)) as adv:
+            for p, shard in zip(plan, remote.run_samples(executor, store, specs, plan, progress=adv)):
+                gens.extend(Generation(**g) for g in shard)
+                sampler_of.extend([p["sampler"]] * len(shard))
     timings["generate_s"] = time.perf_counter() - t0
     texts = [g.text for g in gens]
     n = len(texts)
@@ -206,18 +235,25 @@ def run_extraction(
 
     # 2. score: one batched pass per model and text variant
     t0 = time.perf_counter()
+
+    def score(which, model, xs, adv, label=None):
+        if remote is not None:
+            return remote.run_scores(executor, store, specs, which, model, xs,
+                                     batch_size=cfg.score_batch_size, shard_texts=cfg.shard_samples,
+                                     threads=executor_threads, label=label, progress=adv)
+        return score_cached(model, xs, cache_dir=cache_dir, batch_size=cfg.score_batch_size,
+                            progress=adv)
+
     with progress("scoring (target)", n) as adv:
-        tgt = score_cached(target, texts, cache_dir=cache_dir, batch_size=cfg.score_batch_size, progress=adv)
+        tgt = score("target", target, texts, adv)
     lower = None
     if cfg.rankings is None or "lowercase" in cfg.rankings:
         with progress("scoring (lowercased)", n) as adv:
-            lower = score_cached(target, [t.lower() for t in texts], cache_dir=cache_dir,
-                                 batch_size=cfg.score_batch_size, progress=adv)
+            lower = score("target", target, [t.lower() for t in texts], adv, "lowercased")
     refs = {}
     for rname, rmodel in references.items():
         with progress(f"scoring (ref {rname})", n) as adv:
-            refs[rname] = score_cached(rmodel, texts, cache_dir=cache_dir,
-                                       batch_size=cfg.score_batch_size, progress=adv)
+            refs[rname] = score(rname, rmodel, texts, adv, f"ref-{rname}")
     timings["score_s"] = time.perf_counter() - t0
     scores = compute_rankings(RankingInputs(texts, tgt, lower, refs), names=cfg.rankings,
                               window=cfg.window, min_k=cfg.min_k)
@@ -249,7 +285,13 @@ def run_extraction(
                 adv(1)
             return res
 
-        if to_verify:
+        if to_verify and remote is not None and specs["index"] is not None:
+            verification = remote.run_verify(executor, store, specs, target, texts, to_verify,
+                                             match_tokens=cfg.match_tokens,
+                                             index_key=index_key(index),
+                                             shard_texts=cfg.shard_samples,
+                                             threads=executor_threads, progress=adv)
+        elif to_verify:
             vkey = stage_key("verify", target.fingerprint(), texts_key(texts), list(to_verify),
                              index_key(index), cfg.match_tokens)
             verification = {int(i): v for i, v in store.json("verify", vkey, verify_all).items()}
