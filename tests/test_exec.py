@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from leakaudit.errors import InputError
@@ -146,6 +147,83 @@ def test_extract_cli_cluster_local_writes_the_same_records(tiny_model_dir, tmp_p
     r = CliRunner().invoke(app, args + ["--out", str(tmp_path / "ray"), "--cluster", "auto"])
     assert r.exit_code == 2 and "pip install 'leakaudit[ray]'" in r.output
     assert not (tmp_path / "ray").exists()  # refused before any work
+
+
+def _shadow_setup(tmp, n_models=4, epochs=15):
+    from leakaudit.attacks.membership.shadow import ShadowModels, TorchMLPTrainer
+    from leakaudit.lab.digits import N_CLASSES, load_digits_data
+    from leakaudit.training.classifier import MLPSpec, TrainConfig
+
+    data = load_digits_data()
+    x, y = data.x[:600], data.y[:600]
+    trainer = TorchMLPTrainer(MLPSpec(input_dim=64, n_classes=N_CLASSES, hidden=(64,)),
+                              TrainConfig(epochs=epochs, lr=3e-3, batch_size=32, seed=3))
+    return x, y, lambda d: ShadowModels(d, n_models=n_models, seed=3, trainer=trainer)
+
+
+def test_shadow_models_on_an_executor_equal_the_in_process_ones(tmp_path):
+    x, y, make = _shadow_setup(tmp_path)
+    eligible = np.ones(len(y), bool)
+    plain = make(tmp_path / "plain").train(x, y, eligible=eligible)
+    sm = make(tmp_path / "sharded")
+    ex = LocalExecutor()
+    sharded = sm.train(x, y, eligible=eligible, executor=ex)
+    assert ex.stats["run"] == 4 and sm.trained_now_ == 4
+    assert np.array_equal(plain, sharded)  # bitwise: same rows, seeds and trainer
+    for j in range(4):  # the same weights, stored the same way
+        for f in ("model.safetensors", "classifier.json"):
+            assert (tmp_path / "plain" / "models" / str(j) / f).read_bytes() == \
+                (tmp_path / "sharded" / "models" / str(j) / f).read_bytes()
+    # a real effect: each shadow model fits its own half better than the other half
+    keep = sm.keep_
+    acc_in = np.mean([(sharded[j][keep[j]].argmax(1) == y[keep[j]]).mean() for j in range(4)])
+    acc_out = np.mean([(sharded[j][~keep[j]].argmax(1) == y[~keep[j]]).mean() for j in range(4)])
+    assert acc_in > acc_out + 0.02 and acc_out > 0.5
+    # a driver that died after three models: the rerun trains only the missing one
+    (tmp_path / "sharded" / "outputs" / "2.npy").unlink()
+    sm2 = make(tmp_path / "sharded")
+    again = sm2.train(x, y, eligible=eligible, executor=LocalExecutor())
+    assert sm2.trained_now_ == 1 and np.array_equal(again, plain)
+    # negative control: another seed trains other models
+    from dataclasses import replace
+
+    other = make(tmp_path / "other")
+    other.seed = 4
+    assert not np.array_equal(other.train(x, y, eligible=eligible, executor=LocalExecutor()), plain)
+    assert replace  # noqa: the import is used above in the Ray test as well
+
+
+def test_membership_cli_cluster_local_trains_the_same_reference_models(tmp_path):
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+    from leakaudit.lab.digits import load_digits_data, split_digits
+    from leakaudit.training.classifier import MLPSpec, TrainConfig, save_classifier, train_classifier
+
+    p = split_digits(load_digits_data(), {"m": 0.2, "n": 0.2, "pop": 0.6}, seed=0)
+    spec = MLPSpec(input_dim=64, n_classes=10, hidden=(64,))
+    save_classifier(train_classifier(p["m"].x, p["m"].y, spec, TrainConfig(epochs=60, seed=0)),
+                    spec, tmp_path / "clf")
+    np.savez(tmp_path / "data.npz", x_members=p["m"].x, y_members=p["m"].y,
+             x_nonmembers=p["n"].x, y_nonmembers=p["n"].y, x_population=p["pop"].x,
+             y_population=p["pop"].y)
+    args = ["membership", "--classifier", str(tmp_path / "clf"), "--data", str(tmp_path / "data.npz"),
+            "--shadows", "4", "--epochs", "30"]
+    recs = {}
+    for name, extra in (("plain", []), ("local", ["--cluster", "local"])):
+        r = CliRunner().invoke(app, args + ["--out", str(tmp_path / name)] + extra)
+        assert r.exit_code == 0, r.output
+        recs[name] = [{k: v for k, v in json.loads(x).items() if k not in ("started", "executor")}
+                      for x in (tmp_path / name / "report.jsonl").read_text().splitlines()]
+    assert recs["plain"] == recs["local"]
+    evs = {x["label"]: x for x in recs["local"] if x.get("entry_type") == "membership"}
+    assert evs["lira-offline-fixed-var"]["auc"] > 0.55  # the overfit target leaks
+    for j in range(4):
+        assert (tmp_path / "plain" / "shadows" / "outputs" / f"{j}.npy").read_bytes() == \
+            (tmp_path / "local" / "shadows" / "outputs" / f"{j}.npy").read_bytes()
+    r = CliRunner().invoke(app, ["membership", "--scores", str(tmp_path / "data.npz"), "--out",
+                                 str(tmp_path / "x"), "--cluster", "local"])
+    assert r.exit_code == 2 and "--cluster trains the reference models of --classifier" in r.output
 
 
 def _audits(d, members, nonmembers, idx_dir, executor, store_root=None):

@@ -148,33 +148,34 @@ def test_build_index_backend_choice(tmp_path):
         build_index(texts, backend="sqlite")
 
 
-# extended, not slow: in a fresh-clone run the child hit its 16 MB allowance inside a 249 KB
-# numpy temporary (index_disk.compare); the allowance leaves too little headroom to be a CI check
-@pytest.mark.extended
+@pytest.mark.slow
 def test_corpus_larger_than_the_memory_allowed(tmp_path):
-    """24 MB of text indexed and queried by a process allowed 16 MB of private memory beyond
-    the interpreter (RLIMIT_DATA); its answers equal the in-memory index's."""
+    """28 MB of text (an index of ~7x the allowance on disk) indexed and queried by a process
+    allowed 20 MB of private memory (RLIMIT_DATA) above its baseline, measured after a warm-up
+    (imports, the compiled search and numpy's first buffers: a fresh-clone run once ran out of
+    a 16 MB allowance counted from before them); its answers equal the in-memory index's."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import bench_index
     finally:
         sys.path.pop(0)
     out = tmp_path / "answers.json"
-    allowance_mb = 16
+    allowance_mb, corpus_mb = 20, 28
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1",
            "OPENBLAS_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_index.py"), "--mb", "24",
-         "--shard-mb", "1", "--limit-mb", str(allowance_mb), "--lookups", "10000",
-         "--generations", "50", "--dir", str(tmp_path / "idx"), "--answers", str(out)],
+        [sys.executable, str(ROOT / "benchmarks" / "bench_index.py"), "--mb", str(corpus_mb),
+         "--shard-mb", "1", "--limit-mb", str(allowance_mb), "--lookups", "2000",
+         "--generations", "20", "--dir", str(tmp_path / "idx"), "--answers", str(out)],
         capture_output=True, text=True, env=env, timeout=900)
     print(proc.stdout, proc.stderr[-3000:])
     assert proc.returncode == 0
     res = json.loads(out.read_text())
-    assert res["n_bytes"] >= 24 * 2**20
+    assert res["n_bytes"] >= corpus_mb * 2**20
     assert res["disk_bytes"] > 6 * allowance_mb * 2**20  # the index is >6x what it may allocate
     assert res["n_bytes"] > allowance_mb * 2**20  # the text alone does not fit either
-    texts = [t for _, t in bench_index.corpus_stream(24 * 2**20, 0)]
+    assert 0 < res["vm_data_peak_above_mb"] < allowance_mb  # measured use, below the cap
+    texts = [t for _, t in bench_index.corpus_stream(corpus_mb * 2**20, 0)]
     mem = CorpusIndex.build(texts)
     del texts
     spans, gens = bench_index.check_queries()

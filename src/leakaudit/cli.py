@@ -422,6 +422,7 @@ def membership(
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="With --classifier: train the reference models as Ray tasks, one per model: auto (the running cluster, else a local one) or ADDRESS; 'local' runs the same tasks in this process. Same models and findings as without it. Needs pip install 'leakaudit[ray]'.")] = None,
     formats: FORMAT = None,
     fail_on: FAIL_ON = None,
 ) -> None:
@@ -438,6 +439,9 @@ def membership(
     if len(modes) != 1:
         _fail(LeakauditError("give exactly one of --model (with --members and --nonmembers), "
                              "--classifier DIR (with --data FILE.npz), --scores FILE, or --lab"))
+    if cluster and not classifier:
+        _fail(InputError("--cluster trains the reference models of --classifier; the other "
+                         "membership modes run in this process"))
     if lab:
         summary, written = _membership_lab(out, shadows=shadows, seed=seed, formats=formats, fail_on=fail_on)
     else:
@@ -445,7 +449,7 @@ def membership(
             model=model, members=members, nonmembers=nonmembers, references=tuple(reference or ()), k=k,
             scores=scores, classifier=classifier, data=data, epochs=epochs, rmia_a=rmia_a, shadows=shadows,
             text_field=text_field, seed=seed, batch_size=batch_size, device=device, show_pii=show_pii,
-            allow_download=allow_download)
+            allow_download=allow_download, cluster=cluster)
         result, written = _audit(audit, req, out, produces=REPORT_OUTPUTS + ("shadows",), formats=formats,
                                  fail_on=fail_on, inputs=[model, members, nonmembers, scores, classifier,
                                                           data, *(reference or [])])

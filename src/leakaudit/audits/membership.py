@@ -31,6 +31,7 @@ class MembershipRequest:
     device: str = "cpu"
     show_pii: bool = False
     allow_download: bool = False
+    cluster: str | None = None  #: train --classifier's reference models on an executor (Ray)
 
 
 @dataclass
@@ -43,6 +44,10 @@ def prepare(req: MembershipRequest) -> Prepared:
     from leakaudit.targets.checks import check_device
 
     check_device(req.device)
+    if req.cluster:
+        from leakaudit.exec.factory import check_cluster
+
+        check_cluster(req.cluster)
     if not 0.0 < req.k <= 1.0:
         raise InputError(f"--k must be in (0, 1] (a fraction of the tokens), got {req.k}")
     if req.scores is not None:
@@ -179,11 +184,21 @@ def _run_classifier(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict
     # shadow models resume from the run store (each is saved when done)
     shadow_dir = env.store().workspace("shadows", stage_key(
         "shadows", hashlib.sha256(req.data.read_bytes()).hexdigest(), trainer.describe(), n_shadow, req.seed))
-    evals = audit_classifier_membership(
-        target, arrs["x_members"], arrs["y_members"], arrs["x_nonmembers"], arrs["y_nonmembers"],
-        x_population=arrs.get("x_population"), y_population=arrs.get("y_population"), trainer=trainer,
-        n_shadow=n_shadow, shadow_dir=shadow_dir, rmia_a=req.rmia_a, seed=req.seed, eval_config=cfg,
-        progress=env.progress, log=env.log)
+    executor = None
+    if req.cluster and n_shadow:
+        from leakaudit.exec import get_executor
+
+        executor = get_executor(req.cluster)
+        rr["executor"] = executor.name
+    try:
+        evals = audit_classifier_membership(
+            target, arrs["x_members"], arrs["y_members"], arrs["x_nonmembers"], arrs["y_nonmembers"],
+            x_population=arrs.get("x_population"), y_population=arrs.get("y_population"),
+            trainer=trainer, n_shadow=n_shadow, shadow_dir=shadow_dir, rmia_a=req.rmia_a,
+            seed=req.seed, eval_config=cfg, progress=env.progress, log=env.log, executor=executor)
+    finally:
+        if executor is not None:
+            executor.close()
     if not has_pop:
         env.log("warning: no x_population/y_population in --data: LOSS only; reference-model "
                 "attacks (LiRA, RMIA) are typically far stronger at low FPR")

@@ -10,6 +10,7 @@ Tasks:
   shards, scoring batches and verification shards (see :mod:`leakaudit.exec.extraction`);
 - ``memorization``: teacher-forced greedy check of training windows (prefix ``k`` → the ℓ-token
   suffix is reproduced exactly iff every suffix token is the argmax), per prefix length;
+- ``train_shadow``: one classifier shadow model (:mod:`leakaudit.exec.shadows`);
 - ``membership``: the passes of the LLM membership attacks (LOSS, zlib, Min-K%, lowercase and
   reference ratios) over a shard of candidate texts.
 """
@@ -157,12 +158,19 @@ def _membership(specs: dict[str, Any], shard: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _train_shadow(specs: dict[str, Any], shard: dict[str, Any]) -> dict[str, Any]:
+    from leakaudit.exec.shadows import train_shadow_task
+
+    return train_shadow_task(specs, shard)
+
+
 TASKS: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
     "extract_sample": _extract_sample,
     "score_batches": _score_batches,
     "verify_samples": _verify_samples,
     "memorization": _memorization,
     "membership": _membership,
+    "train_shadow": _train_shadow,
 }
 
 

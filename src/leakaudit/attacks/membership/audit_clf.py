@@ -24,9 +24,11 @@ def audit_classifier_membership(target, x_members, y_members, x_nonmembers, y_no
                                 x_population=None, y_population=None, trainer=None,
                                 n_shadow: int = 0, shadow_dir: str | Path | None = None,
                                 rmia_a: float, seed: int, eval_config: EvalConfig,
-                                progress=null_progress, log=print) -> list[MembershipEvaluation]:
+                                progress=null_progress, log=print,
+                                executor=None) -> list[MembershipEvaluation]:
     """LOSS always; with ``n_shadow`` ≥ 2 reference models (``trainer`` on the population),
-    offline LiRA (fixed and per-example variance) and offline RMIA with parameter ``rmia_a``."""
+    offline LiRA (fixed and per-example variance) and offline RMIA with parameter ``rmia_a``.
+    ``executor``: train the reference models as its tasks (:mod:`leakaudit.exec.shadows`)."""
     from leakaudit.attacks.membership.shadow import ShadowModels
 
     x = np.concatenate([x_members, x_nonmembers]).astype(np.float32)
@@ -45,7 +47,7 @@ def audit_classifier_membership(target, x_members, y_members, x_nonmembers, y_no
         eligible = np.zeros(len(ys), bool)
         eligible[: len(train_part)] = True
         sm = ShadowModels(shadow_dir, n_models=n_shadow, seed=seed, trainer=trainer)
-        out = sm.train(xs, ys, eligible=eligible, progress=progress)
+        out = sm.train(xs, ys, eligible=eligible, progress=progress, executor=executor)
         log(f"reference models: {n_shadow} ({sm.trained_now_} trained now)")
         a, b = len(train_part), len(train_part) + len(y)
         sig = ClassifierSignals(

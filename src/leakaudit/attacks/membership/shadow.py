@@ -168,13 +168,25 @@ class ShadowModels:
         return [j for j in range(self.n_models) if self._out(j).is_file()]
 
     def train(self, x: np.ndarray, y: np.ndarray, *, eligible: np.ndarray,
-              progress=null_progress, save_models: bool = True) -> np.ndarray:
-        """Train every model not yet done; returns all outputs ``(n_models, n, C)``."""
+              progress=null_progress, save_models: bool = True, executor=None) -> np.ndarray:
+        """Train every model not yet done; returns all outputs ``(n_models, n, C)``.
+        ``executor`` (:mod:`leakaudit.exec`): one task per model, same results
+        (:mod:`leakaudit.exec.shadows`)."""
         keep = self.prepare(x, y, eligible=eligible)
         todo = [j for j in range(self.n_models) if not self._out(j).is_file()]
         (self.directory / "outputs").mkdir(parents=True, exist_ok=True)
         self.trained_now_ = 0
         with progress("training shadow models", len(todo)) as adv:
+            if executor is not None:
+                from leakaudit.exec.shadows import train_shadows
+
+                def done() -> None:
+                    self.trained_now_ += 1
+                    adv(1)
+
+                train_shadows(self, executor, x, y, keep, todo, save_models=save_models,
+                              on_done=done)
+                return self.outputs()
             for j in todo:
                 idx = np.flatnonzero(keep[j])
                 save_dir = self.directory / "models" / str(j) if save_models else None
