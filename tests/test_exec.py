@@ -155,7 +155,7 @@ def _shadow_setup(tmp, n_models=4, epochs=15):
     from leakaudit.training.classifier import MLPSpec, TrainConfig
 
     data = load_digits_data()
-    x, y = data.x[:600], data.y[:600]
+    x, y = data.x[:240], data.y[:240]  # small halves: each model overfits its own
     trainer = TorchMLPTrainer(MLPSpec(input_dim=64, n_classes=N_CLASSES, hidden=(64,)),
                               TrainConfig(epochs=epochs, lr=3e-3, batch_size=32, seed=3))
     return x, y, lambda d: ShadowModels(d, n_models=n_models, seed=3, trainer=trainer)
@@ -178,21 +178,20 @@ def test_shadow_models_on_an_executor_equal_the_in_process_ones(tmp_path):
     keep = sm.keep_
     acc_in = np.mean([(sharded[j][keep[j]].argmax(1) == y[keep[j]]).mean() for j in range(4)])
     acc_out = np.mean([(sharded[j][~keep[j]].argmax(1) == y[~keep[j]]).mean() for j in range(4)])
-    assert acc_in > acc_out + 0.02 and acc_out > 0.5
+    assert acc_in > acc_out + 0.03 and acc_out > 0.5
     # a driver that died after three models: the rerun trains only the missing one
     (tmp_path / "sharded" / "outputs" / "2.npy").unlink()
     sm2 = make(tmp_path / "sharded")
     again = sm2.train(x, y, eligible=eligible, executor=LocalExecutor())
     assert sm2.trained_now_ == 1 and np.array_equal(again, plain)
     # negative control: another seed trains other models
-    from dataclasses import replace
-
     other = make(tmp_path / "other")
-    other.seed = 4
-    assert not np.array_equal(other.train(x, y, eligible=eligible, executor=LocalExecutor()), plain)
-    assert replace  # noqa: the import is used above in the Ray test as well
+    other.seed, other.n_models = 4, 2
+    assert not np.array_equal(other.train(x, y, eligible=eligible, executor=LocalExecutor()),
+                              plain[:2])
 
 
+@pytest.mark.slow  # two membership runs with 4 reference models each (~20-60 s on 2 busy cores)
 def test_membership_cli_cluster_local_trains_the_same_reference_models(tmp_path):
     from typer.testing import CliRunner
 
