@@ -225,7 +225,7 @@ def test_membership_cli_cluster_local_trains_the_same_reference_models(tmp_path)
     assert r.exit_code == 2 and "--cluster trains the reference models of --classifier" in r.output
 
 
-def _audits(d, members, nonmembers, idx_dir, executor, store_root=None):
+def _audits(d, members, nonmembers, idx_dir, executor, store_root=None, shadow_dir=None):
     from leakaudit.attacks.memorization import MemorizationConfig
     from leakaudit.corpus.index_disk import DiskCorpusIndex
 
@@ -246,7 +246,18 @@ def _audits(d, members, nonmembers, idx_dir, executor, store_root=None):
     mia = sharded_membership(d / "target", members, nonmembers, executor=executor,
                              references={"reference": d / "reference"}, shard_size=8,
                              store=st("mia"))
-    return {"extraction": ext, "memorization": mem, "membership": mia}
+    out = {"extraction": ext, "memorization": mem, "membership": mia}
+    if shadow_dir is not None:  # classifier shadow models, one task each
+        import hashlib
+
+        x, y, make = _shadow_setup(shadow_dir)
+        sm = make(shadow_dir)
+        outs = sm.train(x, y, eligible=np.ones(len(y), bool), executor=executor)
+        out["shadows"] = {"outputs": hashlib.sha256(outs.tobytes()).hexdigest(),
+                          "weights": [hashlib.sha256((shadow_dir / "models" / str(j) /
+                                                      "model.safetensors").read_bytes()).hexdigest()
+                                      for j in range(sm.n_models)]}
+    return out
 
 
 def _audit_ext_cfg():
@@ -258,9 +269,17 @@ def _audit_ext_cfg():
 
 
 @pytest.mark.slow
-def test_ray_cluster_matches_in_process_and_survives_a_killed_worker(leaky, tmp_path, monkeypatch):
+def test_ray_cluster_matches_in_process_and_survives_a_killed_worker(leaky, tmp_path, monkeypatch,
+                                                                     request):
     ray = pytest.importorskip("ray")
+    import torch
     from ray.cluster_utils import Cluster
+
+    # Ray workers compute with one torch thread (a task holds one CPU); so does the driver here,
+    # since bitwise equality needs the same arithmetic
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    request.addfinalizer(lambda: torch.set_num_threads(n_threads))
 
     from leakaudit.corpus.index_disk import DiskCorpusIndex
     from leakaudit.exec.ray_exec import RayExecutor
@@ -268,7 +287,8 @@ def test_ray_cluster_matches_in_process_and_survives_a_killed_worker(leaky, tmp_
     d, members, nonmembers = leaky
     idx_dir = tmp_path / "index"
     DiskCorpusIndex.build(members, idx_dir, [f"m{i}" for i in range(len(members))])
-    local = _audits(d, members, nonmembers, idx_dir, LocalExecutor())
+    local = _audits(d, members, nonmembers, idx_dir, LocalExecutor(),
+                    shadow_dir=tmp_path / "shadows-local")
     # the digest of the plain single-process pipeline (in-memory index) is the same
     from dataclasses import replace
 
@@ -315,7 +335,8 @@ def test_ray_cluster_matches_in_process_and_survives_a_killed_worker(leaky, tmp_
     try:
         ex = RayExecutor(address=cluster.address, max_retries=3)
         assert len([n for n in ray.nodes() if n["Alive"]]) == 3
-        dist = _audits(d, members, nonmembers, idx_dir, ex, store_root=tmp_path / "store")
+        dist = _audits(d, members, nonmembers, idx_dir, ex, store_root=tmp_path / "store",
+                       shadow_dir=tmp_path / "shadows-ray")
         ex.close()
     finally:
         if ray.is_initialized():

@@ -261,7 +261,7 @@ class ApiClient:
 
     def __init__(self, base_url: str, *, api_key: str | None = None,
                  config: ClientConfig = ClientConfig(), ledger: str | os.PathLike | None = None,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, pool=None):
         try:
             import httpx
         except ImportError as e:
@@ -272,6 +272,10 @@ class ApiClient:
         if not base_url.startswith(("http://", "https://")):
             raise InputError(f"endpoint URL must start with http:// or https://, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
+        #: several servers of the same model (:class:`leakaudit.exec.endpoint_pool.EndpointPool`):
+        #: each attempt goes to one of them; requests stay keyed by ``base_url``
+        self.pool = pool
+        self._failed_on = threading.local()
         self.config = config
         self.__key = Secret(api_key) if api_key else None
         self.ledger = RequestLedger(ledger)
@@ -322,8 +326,25 @@ class ApiClient:
 
         with self._lock:
             self.stats.attempts += 1
+        if self.pool is not None:
+            base = self.pool.acquire(avoid=getattr(self._failed_on, "url", None))
+            try:
+                out = self._attempt_at(base, path, payload, httpx)
+            except TransientError:
+                self._failed_on.url = base
+                self.pool.release(base, ok=False, transient=True)
+                raise
+            except BaseException:
+                self.pool.release(base, ok=False)
+                raise
+            self._failed_on.url = None
+            self.pool.release(base, ok=True)
+            return out
+        return self._attempt_at(self.base_url, path, payload, httpx)
+
+    def _attempt_at(self, base: str, path: str, payload: dict[str, Any], httpx):
         try:
-            r = self._http.post(self.base_url + path, json=payload, headers=self._headers())
+            r = self._http.post(base + path, json=payload, headers=self._headers())
         except httpx.TimeoutException as e:
             raise TransientError(f"timeout: {type(e).__name__}") from None
         except httpx.TransportError as e:  # refused, reset, dropped mid-response
