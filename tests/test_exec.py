@@ -235,7 +235,7 @@ def _audits(d, members, nonmembers, idx_dir, executor, store_root=None, shadow_d
     ecfg = _audit_ext_cfg()
     ext = sharded_extraction(d / "target", executor=executor, config=ecfg,
                              references={"reference": d / "reference"}, index_dir=idx_dir,
-                             store=st("extraction"), shard_size=4)
+                             store=st("extraction"), shard_size=4, keep_result=True)
     res = ext.pop("result")
     ext["samples"] = res.samples  # the full records, which must be equal too
     mcfg = MemorizationConfig(prefix_lengths=(4, 8), suffix_length=6, n_sequences=24,

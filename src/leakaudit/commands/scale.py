@@ -97,7 +97,6 @@ def extract_cmd(
                                    shard_size=shard_size, threads=threads)
         finally:
             executor.close()
-        f.pop("result")
     except LeakauditError as e:
         _fail(e)
     out.mkdir(parents=True, exist_ok=True)

@@ -30,14 +30,14 @@ def sharded_extraction(target: str | Path, *, executor: Executor, config,
                        index_dir: str | Path | None = None, store=None,
                        shard_size: int | None = None, threads: int | None = 1,
                        canaries: Sequence[dict[str, Any]] | None = None,
-                       device: str = "auto") -> dict[str, Any]:
+                       device: str = "auto", keep_result: bool = False) -> dict[str, Any]:
     """:func:`~leakaudit.attacks.extraction.pipeline.run_extraction` (the single-process
     pipeline's own driver code) with its sampling shards (``shard_size`` generations each),
     scoring batches and verification run by ``executor``; ``store``: a run store (or its folder).
 
     Returns a compact digest (per (sampler, ranking) the selected sample ids and how many were
-    verified, the verified sample ids, canaries seen, a hash of the texts) and, under
-    ``"result"``, the pipeline's :class:`ExtractionResult` itself."""
+    verified, the verified sample ids, canaries seen, a hash of the texts) and, with
+    ``keep_result``, under ``"result"`` the pipeline's :class:`ExtractionResult` itself."""
     from dataclasses import replace
 
     from leakaudit.attacks.extraction.pipeline import run_extraction
@@ -54,7 +54,7 @@ def sharded_extraction(target: str | Path, *, executor: Executor, config,
     res = run_extraction(tgt, references=refs, index=index, canaries=canaries, config=cfg,
                          store=store, executor=executor, executor_device=device,
                          executor_threads=threads)
-    return {**extraction_digest(res), "result": res}
+    return {**extraction_digest(res), **({"result": res} if keep_result else {})}
 
 
 def extraction_digest(res) -> dict[str, Any]:
