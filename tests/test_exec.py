@@ -191,6 +191,39 @@ def test_shadow_models_on_an_executor_equal_the_in_process_ones(tmp_path):
                               plain[:2])
 
 
+def test_memorization_cli_cluster_local_writes_the_same_records(leaky, tmp_path):
+    """The teacher-forced passes as shard tasks (same batches) give the same records (the
+    per-window log-probabilities included), for a target and a reference model."""
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    d, members, _ = leaky
+    corpus = tmp_path / "train.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"m{i}", "text": t}) + "\n"
+                              for i, t in enumerate(members)))
+    args = ["memorization", "--model", str(d / "target"), "--model", str(d / "reference"),
+            "--corpus", str(corpus), "--prefix", "4,8", "--suffix", "6", "--sequences", "24",
+            "--greedy-check", "4", "--batch-size", "5"]
+    recs = {}
+    for name, extra in (("plain", []), ("local", ["--cluster", "local"])):
+        r = CliRunner().invoke(app, args + ["--out", str(tmp_path / name)] + extra)
+        assert r.exit_code == 0, r.output
+        recs[name] = [{k: v for k, v in json.loads(x).items() if k not in ("started", "executor")}
+                      for x in (tmp_path / name / "report.jsonl").read_text().splitlines()]
+    # 2 models x 2 prefix lengths x 2 shards (5 batches of <= 5 windows, 4 batches a shard)
+    assert "executor local: 8 shards run" in r.output, r.output
+    assert recs["plain"] == recs["local"]
+    # a real effect: the target gives its training windows' suffixes more probability than the
+    # reference (trained on other documents of the same generator) does, window by window
+    lp = {m: np.array([x["suffix_logprob"] for x in recs["local"]
+                       if x.get("kind") == "sequence" and x["model"] == m and x["k"] == 8])
+          for m in ("target", "reference")}
+    assert len(lp["target"]) == 24
+    assert lp["target"].mean() > lp["reference"].mean() + 0.3
+    assert (lp["target"] > lp["reference"]).mean() > 0.6
+
+
 @pytest.mark.slow  # two membership runs with 4 reference models each (~20-60 s on 2 busy cores)
 def test_membership_cli_cluster_local_trains_the_same_reference_models(tmp_path):
     from typer.testing import CliRunner

@@ -261,6 +261,7 @@ def memorization(
     index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Folder of the on-disk index (default: OUT-index); reused when it indexes the same documents.")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Run the teacher-forced passes as Ray tasks (the same batches as in one process, so the same records): auto (the running cluster, else a local one) or ADDRESS; 'local' runs the same tasks in this process; the greedy cross-check stays on this machine. Needs pip install 'leakaudit[ray]'.")] = None,
     formats: FORMAT = None,
     fail_on: FAIL_ON = None,
 ) -> None:
@@ -280,7 +281,7 @@ def memorization(
         sequences=sequences, stride=stride, stratify=not no_stratify, greedy_check=greedy_check,
         recheck_batch1=recheck_batch1, temperature=temperature, top_k=top_k, text_field=text_field,
         seed=seed, batch_size=batch_size, device=device, show_pii=show_pii, allow_download=allow_download,
-        index_backend=index_backend, index_dir=index_dir, out=out)
+        index_backend=index_backend, index_dir=index_dir, out=out, cluster=cluster)
     result, written = _audit(audit, req, out, produces=REPORT_OUTPUTS, inputs=[corpus, *model],
                              formats=formats, fail_on=fail_on)
     msum, cfg = result.summary["memorization"], result.run_record["config"]["memorization"]

@@ -34,6 +34,8 @@ class MemorizationRequest:
     index_backend: str = "auto"
     index_dir: Path | None = None
     out: Path | None = None
+    #: teacher-forced passes as shard tasks: ``auto``/ADDRESS (Ray) or ``local``
+    cluster: str | None = None
 
 
 @dataclass
@@ -42,6 +44,7 @@ class MemorizationTargets:
     docs: list
     index: Any
     config: Any  #: MemorizationConfig
+    executor: Any = None
 
 
 def prepare(req: MemorizationRequest) -> MemorizationTargets:
@@ -54,6 +57,15 @@ def prepare(req: MemorizationRequest) -> MemorizationTargets:
 
     check_index_backend(req.index_backend)
     check_device(req.device)
+    if req.cluster:
+        from leakaudit.exec.factory import check_cluster
+        from leakaudit.targets import parse_spec
+
+        check_cluster(req.cluster)
+        for spec in req.models:
+            if parse_spec(spec)[0] != "hf":
+                raise InputError(f"--cluster runs transformers models (hf:, a model folder) "
+                                 f"only, not {spec!r}")
     if req.preset is not None and req.preset not in PRESETS:
         raise InputError(f"unknown preset {req.preset!r}; known: {', '.join(PRESETS)}")
     ks, ell = PRESETS[req.preset or "carlini2022"]
@@ -72,16 +84,29 @@ def prepare(req: MemorizationRequest) -> MemorizationTargets:
         name = name if name not in models else f"{name}-{i}"
         models[name] = load_target(m, name=name, device=req.device, allow_download=req.allow_download)
     index = build_corpus_index(docs, req.index_backend, req.index_dir, req.out)
-    return MemorizationTargets(models, docs, index, cfg)
+    executor = None
+    if req.cluster:
+        from leakaudit.exec import get_executor
+
+        executor = get_executor(req.cluster)
+    return MemorizationTargets(models, docs, index, cfg, executor)
 
 
 def run(t: MemorizationTargets, req: MemorizationRequest, env: AuditEnv) -> AuditResult:
     from leakaudit.targets import describe_target
 
-    pairs, msum = memorization_records(t.models, texts=[d.text for d in t.docs],
-                                       doc_ids=[d.id for d in t.docs], index=t.index, config=t.config,
-                                       show_pii=req.show_pii, progress=env.progress, log=env.log)
+    try:
+        pairs, msum = memorization_records(
+            t.models, texts=[d.text for d in t.docs], doc_ids=[d.id for d in t.docs], index=t.index,
+            config=t.config, show_pii=req.show_pii, progress=env.progress, log=env.log,
+            executor=t.executor, executor_device="auto" if req.device == "cpu" else req.device)
+    finally:
+        if t.executor is not None:
+            env.log(f"executor {t.executor.name}: {t.executor.stats['run']} shards run")
+            t.executor.close()
     rr = base_run_record(env.command, req.seed, {"memorization": t.config.to_dict(), "show_pii": req.show_pii})
+    if t.executor is not None:
+        rr["executor"] = t.executor.name
     rr["models"] = {k: {"path": str(v.source), **describe_target(v)} for k, v in t.models.items()}
     rr["corpus"] = {"path": str(req.corpus), "n_docs": len(t.docs), "n_bytes": t.index.n_bytes}
     return AuditResult(rr, pairs, {"attack": "memorization", "memorization": msum})
@@ -89,7 +114,8 @@ def run(t: MemorizationTargets, req: MemorizationRequest, env: AuditEnv) -> Audi
 
 def memorization_records(models, *, texts, doc_ids, index, config, show_pii: bool = False,
                          trained_on: dict[str, str] | None = None,
-                         progress=null_progress, log=print) -> tuple[list[tuple[str, dict]], dict]:
+                         progress=null_progress, log=print, executor=None,
+                         executor_device: str = "auto") -> tuple[list[tuple[str, dict]], dict]:
     """Measure memorization of every model on the same training windows.
 
     Returns the ``(entry_type, record)`` pairs for report.jsonl and a short summary
@@ -102,7 +128,7 @@ def memorization_records(models, *, texts, doc_ids, index, config, show_pii: boo
     log(f"memorization: {len(seqs.ids)} windows of {config.window} tokens from "
         f"{seqs.n_docs - seqs.n_docs_skipped} documents ({seqs.n_docs_skipped} skipped as too short)")
     res = measure_memorization(models, seqs, config=config, show_pii=show_pii, progress=progress,
-                               log=log)
+                               log=log, executor=executor, executor_device=executor_device)
     for name, data in (trained_on or {}).items():  # e.g. a reference that never saw the corpus
         res.models[name]["trained_on"] = data
     kmax = max(config.prefix_lengths)

@@ -52,6 +52,19 @@ def cluster_specs(target, references: dict[str, Any], index, *, device: str = "a
             "device": device}
 
 
+def model_specs(models: dict[str, Any], *, device: str = "auto") -> dict[str, Any]:
+    """Specs naming several models by their run names (memorization)."""
+    from leakaudit.targets.hf import HFCausalLM
+
+    out = {}
+    for n, m in models.items():
+        if not isinstance(m, HFCausalLM) or not getattr(m, "source", None):
+            raise InputError(f"model {n!r} cannot run on an executor: only transformers models "
+                             "loaded from a path or hub name can be loaded by the workers")
+        out[n] = str(m.source)
+    return {"models": out, "device": device}
+
+
 def _stages(store, names_keys: Sequence[tuple[str, str]]) -> StageStore:
     return StageStore(store, {k: n for n, k in names_keys})
 
@@ -86,7 +99,9 @@ def pack_scores(scores) -> list[dict[str, Any]]:
     """TokenScores as JSON: raw little-endian bytes (exact), base64."""
     return [{"t": _b64(np.asarray(s.token_ids, dtype="<i8")), "lp": _b64(np.asarray(s.logprobs, dtype="<f4")),
              "am": _b64(np.packbits(np.asarray(s.is_argmax, dtype=bool))), "n": len(s),
-             "tr": bool(s.truncated)} for s in scores]
+             "tr": bool(s.truncated),
+             "slp": None if s.sampling_logprobs is None
+             else _b64(np.asarray(s.sampling_logprobs, dtype="<f4"))} for s in scores]
 
 
 def unpack_scores(packed: Sequence[dict[str, Any]]):
@@ -95,10 +110,13 @@ def unpack_scores(packed: Sequence[dict[str, Any]]):
     out = []
     for p in packed:
         n = int(p["n"])
+        slp = p.get("slp")
         out.append(TokenScores(token_ids=_unb64(p["t"], "<i8").astype(np.int64),
                                logprobs=_unb64(p["lp"], "<f4").astype(np.float32),
                                is_argmax=np.unpackbits(_unb64(p["am"], np.uint8))[:n].astype(bool),
-                               truncated=bool(p["tr"])))
+                               truncated=bool(p["tr"]),
+                               sampling_logprobs=None if slp is None
+                               else _unb64(slp, "<f4").astype(np.float32)))
     return out
 
 
@@ -115,9 +133,21 @@ def run_scores(executor: Executor, store, specs: dict[str, Any], which: str, mod
                label: str | None = None, progress=None) -> list:
     """``model.score(texts, batch_size=batch_size)``, computed by the executor in shards of whole
     batches (``which``: ``target`` or a reference name in ``specs``)."""
+    return run_score_ids(executor, store, specs, which, model, model.document_ids(list(texts)),
+                         batch_size=batch_size, shard_texts=shard_texts, threads=threads,
+                         label=label, progress=progress)
+
+
+def run_score_ids(executor: Executor, store, specs: dict[str, Any], which: str, model,
+                  ids: Sequence[Sequence[int]], *, batch_size: int, shard_texts: int,
+                  threads: int | None, sampling=None, last: int | None = None,
+                  label: str | None = None, progress=None) -> list:
+    """``model.score_ids(ids, batch_size=, sampling=, last=)`` computed by the executor in shards
+    of whole batches: each batch the very rows, padding and shape one in-process call uses."""
+    from dataclasses import asdict
+
     from leakaudit.runs.store import stage_key
 
-    ids = model.document_ids(list(texts))
     batches = scoring_batches(model, ids, batch_size)
     groups: list[list[list[int]]] = [[]]
     n_in = 0
@@ -132,13 +162,14 @@ def run_scores(executor: Executor, store, specs: dict[str, Any], which: str, mod
     payloads, plan = [], []
     for j, g in enumerate(groups):
         pay = {"model": which, "batches": [[list(map(int, ids[i])) for i in b] for b in g],
-               "threads": threads, "shard": j}
-        key = stage_key("score-batches", fp, pay["batches"])
+               "threads": threads, "shard": j,
+               "sampling": None if sampling is None else asdict(sampling), "last": last}
+        key = stage_key("score-batches", fp, pay["batches"], pay["sampling"], last)
         payloads.append(pay)
         plan.append((f"score-{label or which}-{j}", key))
     res = executor.map("score_batches", specs, payloads, _stages(store, plan),
                        keys=[k for _, k in plan])
-    out: list = [None] * len(texts)
+    out: list = [None] * len(ids)
     for g, r in zip(groups, res):
         flat = [i for b in g for i in b]
         for i, s in zip(flat, unpack_scores([x for batch in r for x in batch])):

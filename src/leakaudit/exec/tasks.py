@@ -101,10 +101,20 @@ def _score_batches(specs: dict[str, Any], shard: dict[str, Any]) -> list[list[di
     pass equals the one the single-process scoring makes)."""
     from leakaudit.exec.extraction import pack_scores
 
+    from leakaudit.targets.base import SamplingConfig
+
     which = shard["model"]
-    path = specs["target"] if which == "target" else specs["references"][which]
+    if which in specs.get("models", {}):
+        path = specs["models"][which]
+    else:
+        path = specs["target"] if which == "target" else specs["references"][which]
     model = worker_model(path, specs.get("device", "auto"))
-    return [pack_scores(model.score_ids(b, batch_size=len(b))) for b in shard["batches"]]
+    s = shard.get("sampling")
+    sampling = None if s is None else SamplingConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()})
+    return [pack_scores(model.score_ids(b, batch_size=len(b), sampling=sampling,
+                                       last=shard.get("last")))
+            for b in shard["batches"]]
 
 
 def _verify_samples(specs: dict[str, Any], shard: dict[str, Any]) -> list[dict[str, Any]]:

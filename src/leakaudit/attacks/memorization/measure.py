@@ -323,8 +323,12 @@ def _n_params(model: LanguageModel) -> int | None:
 
 def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
                          config: MemorizationConfig, show_pii: bool = False,
-                         progress=null_progress, log=print) -> MemorizationResult:
-    """Measure every model on the same sequences for every prefix length in ``config``."""
+                         progress=null_progress, log=print, executor=None,
+                         executor_device: str = "auto") -> MemorizationResult:
+    """Measure every model on the same sequences for every prefix length in ``config``.
+    ``executor`` (:mod:`leakaudit.exec`): the teacher-forced passes run as its tasks, in the
+    same batches as in this process (:func:`leakaudit.exec.extraction.run_score_ids`), so the
+    records are the same; the greedy cross-check runs here."""
     from leakaudit.corpus.pii import mask_text
 
     config.validate()
@@ -377,9 +381,18 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
         for k in sorted(config.prefix_lengths):
             windows = [ids[kmax - k:] for ids in seqs.ids]
             with progress(f"memorization {name} k={k}", len(windows)) as adv:
-                scores = m.score_ids(windows, batch_size=config.batch_size,
-                                     sampling=config.sampling if with_pz else None, last=ell,
-                                     progress=adv)
+                if executor is not None:
+                    from leakaudit.exec.extraction import model_specs, run_score_ids
+
+                    scores = run_score_ids(
+                        executor, None, model_specs(models, device=executor_device), name, m,
+                        windows, batch_size=config.batch_size, shard_texts=4 * config.batch_size,
+                        threads=None, sampling=config.sampling if with_pz else None, last=ell,
+                        label=f"mem-{name}-k{k}", progress=adv)
+                else:
+                    scores = m.score_ids(windows, batch_size=config.batch_size,
+                                         sampling=config.sampling if with_pz else None, last=ell,
+                                         progress=adv)
             rows = []
             for i, sc in enumerate(scores):
                 am = sc.is_argmax[-ell:]
