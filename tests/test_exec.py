@@ -353,7 +353,7 @@ def test_ray_cluster_matches_in_process_and_survives_a_killed_worker(leaky, tmp_
 
     def killer():
         t0 = time.time()
-        while time.time() - t0 < 240:
+        while time.time() - t0 < 1800:  # the cluster can take minutes to start on busy cores
             hits = list(hooks.glob("extract_sample-1-*.start"))
             if hits:
                 pid = int(hits[0].stem.rsplit("-", 1)[1])
