@@ -119,6 +119,7 @@ def test_extraction_on_an_executor_equals_the_single_process_pipeline(leaky, tmp
     assert extraction_digest(other)["text_sha256"] != extraction_digest(plain)["text_sha256"]
 
 
+@pytest.mark.slow  # two extract runs (~17 s on 2 busy cores); the pipeline equality test is default
 def test_extract_cli_cluster_local_writes_the_same_records(tiny_model_dir, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
