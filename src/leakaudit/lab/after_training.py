@@ -51,10 +51,6 @@ def lab_output_filter(target_dir: Path, corpus, out: Path, *, n: int, fp_rate: f
 
 
 
-#: what ``leakaudit lab --after-training`` writes inside a finished lab folder
-AFTER_TRAINING_OUTPUTS = ("output-filter/report.jsonl", "output-filter/report.html",
-                          "erasure/unlearn/unlearn.json", "erasure/report/report.jsonl",
-                          "erasure/report/report.html")
 UNLEARN_METHODS = ("ga", "gd", "npo", "oracle", "sisa")
 
 
@@ -93,7 +89,14 @@ def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rat
     if missing:
         raise InputError(f"not a finished lab (missing {missing[0]}): run `leakaudit lab --out "
                          f"{lab}` first", path=str(lab))
-    check_output_location(lab, produces=AFTER_TRAINING_OUTPUTS)
+    for sub in ("output-filter", "erasure/report"):  # staged folders of their own
+        check_output_location(lab / sub, produces=("report.jsonl", "report.html", "summary.json"))
+    unl = lab / "erasure" / "unlearn"
+    meta_path = unl / "unlearn.json"
+    if unl.is_dir() and any(unl.iterdir()) and not (
+            meta_path.is_file() and "lab_settings" in meta_path.read_text()):
+        raise InputError("exists and was not written by leakaudit lab --after-training; move it "
+                         "away or choose another lab folder", path=str(unl))
     corpus = LabCorpus.read(lab / "corpus")
     target = lab / "models" / "target"
 
@@ -105,10 +108,8 @@ def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rat
     subj = pick_subject(corpus.canaries, corpus.train, n_shards=shards, max_repeats=max_repeats)
     log(f"erasure: the owner of one {subj['canary']['kind']} canary, "
         f"{len(subj['forget_ids'])} training documents")
-    unl = lab / "erasure" / "unlearn"
     settings = {"forget_ids": subj["forget_ids"], "methods": list(UNLEARN_METHODS),
                 "steps": steps, "lr": lr, "shards": shards, "seed": seed}
-    meta_path = unl / "unlearn.json"
     prev = json.loads(meta_path.read_text()) if meta_path.is_file() else None
     if prev is not None and prev.get("lab_settings") == settings:
         log(f"run store: reused finished stage unlearn ({unl})")
