@@ -40,9 +40,9 @@ def lab_output_filter(target_dir: Path, corpus, out: Path, *, n: int, fp_rate: f
                       log=print) -> dict:
     """Run the output-filter evaluation on a lab target and its corpus (report in ``out``)."""
     from leakaudit.commands.output_filter import run_output_filter
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import load_target
 
-    model = HFCausalLM.load(target_dir, name="target")
+    model = load_target(target_dir, name="target")
     return run_output_filter(model=model, docs=corpus.train, canaries=corpus.canaries, n=n,
                              fp_rate=fp_rate, config=config, out=out,
                              repeated=[b["text"] for b in corpus.boilerplate],
