@@ -153,6 +153,7 @@ def test_lab_in_process_vs_server(lab, served):
 def test_run_endpoint_lab_reports_and_reruns_free(lab, served, tmp_path):
     from dataclasses import replace
 
+    from leakaudit.attacks.extraction.pipeline import ExtractionConfig
     from leakaudit.attacks.memorization.measure import MemorizationConfig
     from leakaudit.attacks.probes.divergence import DivergenceConfig
     from leakaudit.attacks.probes.pii import PIIProbeConfig
@@ -162,6 +163,8 @@ def test_run_endpoint_lab_reports_and_reruns_free(lab, served, tmp_path):
 
     d, corpus = lab
     cfg = EndpointAuditConfig(
+        extraction=ExtractionConfig(samplers=("top_k",), n_samples=10, max_new_tokens=64,
+                                    select=5),
         memorization=MemorizationConfig(prefix_lengths=(16,), suffix_length=16, n_sequences=20,
                                         greedy_check=20, stratify=False,
                                         sampling=SamplingConfig(top_k=None, temperature=1.0)),
@@ -170,13 +173,16 @@ def test_run_endpoint_lab_reports_and_reruns_free(lab, served, tmp_path):
         pii=PIIProbeConfig(max_subjects=10))
     out = tmp_path / "ep"
     s = run_endpoint_lab(d, served.url, out=out, config=cfg, log=print)
-    assert set(s["attacks"]) == {"memorization", "membership", "exposure", "divergence", "pii"}
+    assert set(s["attacks"]) == {"extraction", "memorization", "membership", "exposure",
+                                 "divergence", "pii"}
+    assert s["attacks"]["extraction"]["n_samples"] == 10
     r = s["requests"]
     assert r["requests"] == r["cached"] + r["succeeded"] + r["failed"] and r["failed"] == 0
     rows = [json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()]
     kinds = {x["entry_type"] for x in rows}
     assert {"capabilities", "api_request", "api_summary", "divergence", "pii_probe",
-            "membership", "memorization", "exposure", "skipped"} <= kinds
+            "membership", "memorization", "exposure", "skipped", "sample", "eval",
+            "canary"} <= kinds
     assert (out / "report.jsonl").stat().st_mode & 0o077 == 0
     s2 = run_endpoint_lab(d, served.url, out=out, config=cfg, log=print)
     assert s2["requests"]["sent"] == 0 and s2["requests"]["cached"] == s2["requests"]["requests"]

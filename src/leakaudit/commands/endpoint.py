@@ -75,6 +75,7 @@ def register(app: typer.Typer) -> None:
               samples: Annotated[int, typer.Option("--samples", min=1, help="Extraction: samples drawn through the API (top-k from the start token).")] = 200,
               new_tokens: Annotated[int, typer.Option("--new-tokens", min=1, help="Extraction: tokens per sample.")] = 256,
               select: Annotated[int, typer.Option("--select", min=1, help="Extraction: candidates per ranking.")] = 50,
+              context: Annotated[Optional[int], typer.Option("--context", min=2, help="The server's context in tokens: longer texts are cut to fit (default: the --tokenizer folder's model config, if any).")] = None,
               target_scores: Annotated[str, typer.Option("--target-scores", help="Extraction ranking log-probs: auto, echo (prompt log-probs of each sample), generated (returned with the samples), none (local --reference and zlib).")] = "auto",
               ) -> None:
         """Run every attack the endpoint's capabilities allow; the rest are reported as skipped."""
@@ -114,7 +115,7 @@ def register(app: typer.Typer) -> None:
             t = load_endpoint(spec, model=model, api_key_env=api_key_env,
                               api_key_file=None if api_key_file is None else str(api_key_file),
                               tokenizer=None if tokenizer is None else str(tokenizer),
-                              ledger=out / "requests.sqlite",
+                              ledger=out / "requests.sqlite", context=context,
                               config=_client_config(concurrency, timeout, retries, max_requests,
                                                     max_tokens), log=_log)
             summary = audit_endpoint(t, out, config=cfg, corpus=docs, nonmembers=non,

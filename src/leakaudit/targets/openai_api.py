@@ -91,6 +91,19 @@ class EndpointSpec:
         return cls(kind=scheme.removeprefix("openai-"), base_url=url.rstrip("/"))
 
 
+def _context_of(path: str | None) -> int | None:
+    """The context length a model folder's ``config.json`` declares (``n_positions``,
+    ``max_position_embeddings``), when the tokenizer was given as the served model's folder."""
+    if path is None or not (Path(path) / "config.json").is_file():
+        return None
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    v = cfg.get("max_position_embeddings") or cfg.get("n_positions")
+    return int(v) if isinstance(v, int) and v > 0 else None
+
+
 def _load_tokenizer(path: str | None):
     if path is None:
         return None
@@ -132,7 +145,7 @@ class _Endpoint:
                   api_key_file: str | None = None, tokenizer: str | None = None,
                   config: ClientConfig = ClientConfig(), ledger: str | Path | None = None,
                   name: str | None = None, probe: bool = True, max_logprobs: int | None = None,
-                  log=print):
+                  context: int | None = None, log=print):
         """Build the backend a spec names (``openai-completions:`` → :class:`OpenAICompletionsLM`,
         ``openai-chat:`` → :class:`OpenAIChatModel`) and probe its capabilities."""
         es = EndpointSpec.parse(spec)
@@ -141,6 +154,9 @@ class _Endpoint:
         client = ApiClient(es.base_url, api_key=key, config=config, ledger=ledger, log=log)
         obj = klass(client, model=model, tokenizer=_load_tokenizer(tokenizer), name=name, log=log)
         obj.max_logprobs = max_logprobs
+        ctx = context if context is not None else _context_of(tokenizer)
+        if ctx is not None:
+            obj.max_length = int(ctx)
         if probe:
             obj.probe()
         return obj
@@ -250,6 +266,8 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         self.max_n = 16
         self._neutral: dict[str, Any] = {}
         self._first_dist: dict[str, float] | None = None
+        #: the server's context in tokens (None: unknown; texts are sent whole); ``context=``
+        #: or the tokenizer folder's model config sets it
         self.max_length = int(getattr(tokenizer, "model_max_length", 0) or 0) or None
         if self.max_length is not None and self.max_length > 10**6:
             self.max_length = None
@@ -459,6 +477,19 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             raise CapabilityError("sampling log-probs over the API are served for temperature 1 "
                                   "without top-k/top-p only")
         seqs = [[int(v) for v in x] for x in ids]
+        cut = [False] * len(seqs)
+        if self.max_length is not None:
+            # the server's context holds the text plus the one token the request generates; a
+            # longer text is cut (``truncated``) where its text re-tokenizes to the same tokens
+            cap = self.max_length - 1
+            for i, x in enumerate(seqs):
+                if len(x) > cap:
+                    y = x[:cap]
+                    for _ in range(16):
+                        if not y or self.tokenize([self.decode(y)])[0] == y:
+                            break
+                        y = y[:-1]
+                    seqs[i], cut[i] = y, True
         texts = [self.decode(x) for x in seqs]
         k = len(self.tokenizer) if self._shift else 1
         payloads = [{"prompt": t, "max_tokens": 1, "temperature": 0, "logprobs": k, "echo": True}
@@ -481,7 +512,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                                  "every retry (listed in the request records); rerun to retry "
                                  "them (the others are cached)")
         out = []
-        for x, text, r, g in zip(seqs, texts, resps, second):
+        for x, text, r, g, was_cut in zip(seqs, texts, resps, second, cut):
             lp, am = self._parse_echo(x, text, r)
             if g is not None and len(x) >= 2:
                 d = ((g["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None])[0]
@@ -490,7 +521,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                 if v is not None:
                     lp[1], am[1] = v, v >= max(d.values()) - 1e-6
             n = len(x)
-            truncated = False
+            truncated = was_cut
             # token convention (targets/base.py): a score covers tokens 2..n of the sequence;
             # a server that adds BOS gives token 1 no log-prob either (llama.cpp's echo nulls
             # it), and it is left out too (``truncated``)
@@ -756,7 +787,7 @@ def _factory_loader(kind: str):
     never goes into a spec)."""
     from urllib.parse import parse_qs
 
-    allowed = {"model", "tokenizer", "api_key_env", "api_key_file", "ledger"}
+    allowed = {"model", "tokenizer", "api_key_env", "api_key_file", "ledger", "context"}
 
     def load(rest: str, *, name=None, device="cpu", dtype="float32", allow_download=False):
         url, _, frag = rest.partition("#")
@@ -765,6 +796,12 @@ def _factory_loader(kind: str):
         if bad:
             raise InputError(f"unknown endpoint option {bad[0]!r} in the spec (known: "
                              f"{', '.join(sorted(allowed))})")
+        if "context" in opts:
+            try:
+                opts["context"] = int(opts["context"])
+            except ValueError:
+                raise InputError(f"context must be a number of tokens, got {opts['context']!r}") \
+                    from None
         return load_endpoint(f"openai-{kind}:{url}", name=name, **opts)
 
     return load
