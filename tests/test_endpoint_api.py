@@ -430,3 +430,34 @@ def test_extraction_over_the_api_request_accounting(server, tiny_model_dir, tiny
     run_extraction(lm2, index=index, config=cfg)
     assert lm2.request_summary()["sent"] == 0
     lm2.close()
+
+
+def test_extraction_samples_share_requests_where_the_server_honours_n(server, tiny_model_dir,
+                                                                       tmp_path, key_env):
+    """Behind a proxy that serves ``n`` (each choice a real llama.cpp sample with its own seed),
+    the probe finds ``n`` and 10 samples from the start token take ceil(10 / 4) = 3 requests
+    (n = 4, 4, 2); every sample has its own tokens and generated log-probs."""
+    from leakaudit.attacks.extraction.pipeline import ExtractionConfig, run_extraction
+    from leakaudit.corpus.index import CorpusIndex
+
+    from .llama_server import ChoicesProxy
+
+    with ChoicesProxy(server.url) as proxy:
+        lm = load_endpoint(f"openai-completions:{proxy.url}", tokenizer=str(tiny_model_dir),
+                           api_key_env=key_env, ledger=tmp_path / "n.sqlite", log=lambda m: None)
+        assert lm.capabilities.n and lm.capabilities.seed
+        lm.max_n = 4
+        base = lm.request_summary()["requests"]
+        proxy.received.clear()
+        res = run_extraction(lm, index=CorpusIndex.build(UNIQUE), config=ExtractionConfig(
+            samplers=("top_k",), n_samples=10, max_new_tokens=8, select=3, match_tokens=8,
+            target_scores="generated"))
+        assert lm.request_summary()["requests"] - base == 3
+        assert proxy.received == {4: 2, 2: 1}
+        texts = [s["text"] for s in res.samples]
+        assert len(texts) == 10 and len(set(texts)) >= 8  # distinct seeds, distinct samples
+        # log-probs came with every sample (one that stopped at once has none: it ranks last)
+        assert all(len(s["scores"]) == 4 and (s["log_ppl"] is not None or s["n_new_tokens"] == 0)
+                   for s in res.samples)
+        assert sum(s["log_ppl"] is not None for s in res.samples) >= 8
+        lm.close()
