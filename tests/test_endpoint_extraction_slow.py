@@ -3,7 +3,8 @@
 A small GPT-2 is trained to memorize 12 documents (one per block, after the start token), written
 as a float32 GGUF and served on 127.0.0.1. ``leakaudit endpoint audit --attack extraction``
 samples through the API (top-k from the start token, one seeded request per sample), ranks with
-the server's echoed log-probs, and verifies against the corpus (a 50-token verbatim window): it
+the log-probs the server returns with the samples (its echo would need realigning: costly), and
+verifies against the corpus (a 50-token verbatim window): it
 finds verified extractions, of the same documents the in-process run finds. Negative control: the
 same samples (answered from the request ledger: 0 sent) verified against 12 documents of the same
 form the model never saw give 0 verified.
@@ -76,7 +77,7 @@ def test_extraction_through_the_server_finds_what_in_process_finds(memorizer, tm
                 str(NEW_TOKENS), "--select", "6", "--concurrency", "2"]
         r = CliRunner().invoke(app, argv)
         assert r.exit_code == 0, r.output
-        assert "extraction: done" in r.output and "ranked with echo log-probs" in r.output
+        assert "extraction: done" in r.output and "ranked with generated log-probs" in r.output
         rows = [json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()]
         samples = [x for x in rows if x["entry_type"] == "sample"]
         assert len(samples) == N_SAMPLES
@@ -92,11 +93,10 @@ def test_extraction_through_the_server_finds_what_in_process_finds(memorizer, tm
         assert all(x["longest_match_tokens"] >= 50 and x["severity"] in ("high", "critical")
                    for x in verified)
         evals = [x for x in rows if x["entry_type"] == "eval"]
-        assert {e["ranking"] for e in evals} == {"perplexity", "zlib", "lowercase", "window",
-                                                 "min_k"}
+        assert {e["ranking"] for e in evals} == {"perplexity", "zlib", "window", "min_k"}
         summary = json.loads((out / "summary.json").read_text())
         ext, req = summary["attacks"]["extraction"], summary["requests"]
-        assert ext["target_scores"] == "echo"
+        assert ext["target_scores"] == "generated"
         assert (out / "report.jsonl").stat().st_mode & 0o077 == 0
         gen = [x for x in rows if x["entry_type"] == "api_request"]
         assert len(gen) == req["requests"] == req["cached"] + req["succeeded"] + req["failed"]
@@ -107,13 +107,8 @@ def test_extraction_through_the_server_finds_what_in_process_finds(memorizer, tm
         ep = load_endpoint(f"openai-completions:{srv.url}", tokenizer=str(d / "model"),
                            ledger=out / "requests.sqlite", log=lambda m: None)
         probe = ep.request_summary()["requests"]
-        # request accounting: one request per sample (no ``n`` on this server), then for each
-        # distinct sample text and distinct lowercased text an echo request, and (a realigned
-        # server) one for its first token, which texts that start alike share
-        texts = {x["text"] for x in samples}
-        n_text = len(texts) + len({t.lower() for t in texts})
-        print("requests", req, "probe", probe, "distinct texts", len(texts))
-        assert N_SAMPLES + n_text < req["requests"] - probe <= N_SAMPLES + 2 * n_text
+        # request accounting: one request per sample (no ``n`` on this server), nothing more
+        assert req["requests"] - probe == N_SAMPLES, (req, probe)
         for corpus, want in ((train, len(verified)), (unseen, 0)):
             s = audit_endpoint(ep, tmp_path / f"again-{want}", config=EndpointAuditConfig(
                 attacks=("extraction",), extraction=replace_cfg(cfg)),

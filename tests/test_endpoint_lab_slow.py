@@ -37,6 +37,7 @@ def lab(tmp_path_factory):
     train_causal_lm([x["text"] for x in corpus.reference], tok, cfg.reference, seed=1,
                     out_dir=d / "models" / "reference")
     export_gguf(d / "models" / "target", d / "target.gguf")
+    export_gguf(d / "models" / "target", d / "target-bos.gguf", add_bos=True)
     return d, corpus
 
 
@@ -49,8 +50,18 @@ def served(lab):
         yield s
 
 
+@pytest.fixture(scope="module")
+def served_bos(lab):
+    """The same weights served with a start token: as the lab's tokenizer writes a document."""
+    from .llama_server import LlamaServer
+
+    d, _ = lab
+    with LlamaServer(d / "target-bos.gguf", n_ctx=256, log=d / "server-bos.log") as s:
+        yield s
+
+
 @pytest.mark.extended
-def test_lab_in_process_vs_server(lab, served):
+def test_lab_in_process_vs_server(lab, served, served_bos):
     from leakaudit.attacks.membership.audit_llm import audit_llm_membership
     from leakaudit.attacks.membership.evaluate import EvalConfig
     from leakaudit.attacks.membership.llm import LossAttack, MinKAttack, ZlibAttack
@@ -102,12 +113,19 @@ def test_lab_in_process_vs_server(lab, served):
     print("memorization exact:", sum(exact_l), "/", len(exact_l),
           "max |Δ suffix log-prob|:", float(np.abs(lp_s - lp_l).max()))
 
-    # membership: AUCs inside each other's CIs
+    # membership: AUCs inside each other's CIs. Documents as the lab's tokenizer writes them
+    # (start token, then the text) from the server that adds the start token: its echo is
+    # aligned, so one top log-prob per position does (realigning needs the whole vocabulary at
+    # every position, which llama-cpp-python sorts in Python: ~10 s per 255-token document)
+    api_doc = load_endpoint(f"openai-completions:{served_bos.url}",
+                            tokenizer=str(d / "models" / "target"),
+                            ledger=d / "requests-bos.sqlite", name="server")
+    assert api_doc.capabilities.aligned == "ok" and api_doc.probe_answers["adds_bos"]
     members = strip_insertions(corpus.train, corpus.manifest)[:60]
     non = [x["text"] for x in corpus.heldout][:60]
     atk = [LossAttack(), ZlibAttack(), MinKAttack(k=0.2)]
     aucs = {}
-    for name, m in (("in-process", local), ("server", api)):
+    for name, m in (("in-process", local), ("server", api_doc)):
         a = audit_llm_membership(m, {}, members, non, attacks=atk, k=0.2,
                                  eval_config=EvalConfig(n_boot=200), log=lambda s: None)
         aucs[name] = {e.label: (e.metrics.auc, e.metrics.auc_ci) for e in a.evaluations}
@@ -146,6 +164,7 @@ def test_lab_in_process_vs_server(lab, served):
                                                        "per_1000")}))
     assert s["n_answered"] == s["n_queries"] == 20 and s["per_1000"]["ci_high"] > 0
     api.close()
+    api_doc.close()
     chat.close()
 
 

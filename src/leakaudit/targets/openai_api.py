@@ -479,9 +479,9 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         seqs = [[int(v) for v in x] for x in ids]
         cut = [False] * len(seqs)
         if self.max_length is not None:
-            # the server's context holds the text plus the one token the request generates; a
-            # longer text is cut (``truncated``) where its text re-tokenizes to the same tokens
-            cap = self.max_length - 1
+            # the server's context holds its start token, the text and the one token the request
+            # generates; a longer text is cut (``truncated``) where its text re-tokenizes alike
+            cap = self.max_length - 1 - int(bool(self._adds_bos))
             for i, x in enumerate(seqs):
                 if len(x) > cap:
                     y = x[:cap]

@@ -398,13 +398,18 @@ def score_source(caps, want: str = "auto", *, has_references: bool = False) -> s
     """Where the target's ranking log-probs come from (``ExtractionConfig.target_scores``):
     ``auto`` picks ``echo`` when the target scores given text (``prompt_logprobs``), else
     ``generated`` when it returns log-probs with its samples (``generated_logprobs``, an API
-    capability), else ``none``, which needs a local reference model to rank with."""
+    capability), else ``none``, which needs a local reference model to rank with. An endpoint
+    whose echo had to be realigned (``aligned == "realigned"``: every echo request then asks for
+    the whole vocabulary's log-probs at every position, ~10 s per 255-token text on
+    llama-cpp-python) ranks with ``generated`` under ``auto`` when it can: they come free."""
     if want not in SCORE_SOURCES:
         raise LeakauditError(f"target_scores must be one of {', '.join(SCORE_SOURCES)}, got {want!r}")
     echo = bool(caps.prompt_logprobs)
     gen = bool(getattr(caps, "generated_logprobs", False))
     if want == "auto":
-        want = "echo" if echo else "generated" if gen else "none"
+        costly = getattr(caps, "aligned", "ok") == "realigned"
+        want = ("generated" if gen and (costly or not echo) else "echo" if echo else
+                "generated" if gen else "none")
     if want == "echo" and not echo:
         raise CapabilityError("ranking with echoed log-probs needs prompt_logprobs, which this "
                               "target does not provide")
