@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
     def audit(spec: SpecArg,
               corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Training documents (JSONL with id/text, .txt, Parquet, folder).")] = None,
               nonmembers: Annotated[Optional[Path], typer.Option("--nonmembers", help="Documents never trained on (membership non-members).")] = None,
-              reference: Annotated[Optional[list[Path]], typer.Option("--reference", help="Local reference model(s) (HF directory); repeatable.")] = None,
+              reference: Annotated[Optional[list[str]], typer.Option("--reference", help="Local reference model(s): HF directory or .gguf file; repeatable.")] = None,
               attack: Annotated[Optional[list[str]], typer.Option("--attack", help="extraction, memorization, membership, exposure, divergence, pii (repeatable; default: all the endpoint allows).")] = None,
               out: Annotated[Path, typer.Option("--out", help="Output folder (report.jsonl, summary.json, requests.sqlite).")] = Path("leakaudit-endpoint"),
               model: ModelOpt = None, api_key_env: KeyEnvOpt = None, api_key_file: KeyFileOpt = None,
@@ -79,9 +79,16 @@ def register(app: typer.Typer) -> None:
               target_scores: Annotated[str, typer.Option("--target-scores", help="Extraction ranking log-probs: auto, echo (prompt log-probs of each sample), generated (returned with the samples), none (local --reference and zlib).")] = "auto",
               ) -> None:
         """Run every attack the endpoint's capabilities allow; the rest are reported as skipped."""
+        from leakaudit.targets import check_spec
+
+        try:  # a typo in a reference path answers at once, before torch is imported
+            for r in reference or []:
+                check_spec(r)
+        except LeakauditError as e:
+            _fail(e)
         from leakaudit.corpus.load import load_corpus
         from leakaudit.endpoint_audit import ATTACKS, EndpointAuditConfig, audit_endpoint
-        from leakaudit.targets.hf import HFCausalLM
+        from leakaudit.targets import default_name, load_target
         from leakaudit.targets.openai_api import load_endpoint
 
         _quiet_libraries()
@@ -102,7 +109,11 @@ def register(app: typer.Typer) -> None:
             cfg.validate()
             docs = _docs(load_corpus, corpus)
             non = _docs(load_corpus, nonmembers)
-            refs = {Path(r).name: HFCausalLM.load(r) for r in (reference or [])}
+            refs = {}
+            for i, r in enumerate(reference or []):
+                name = default_name(r)
+                name = name if name not in refs else f"{name}-{i}"
+                refs[name] = load_target(r, name=name)
             subjects = None
             if docs:
                 from leakaudit.attacks.probes.pii import lab_subjects
