@@ -137,7 +137,7 @@ def test_lab_in_process_vs_server(lab, served, served_bos):
     # PII probes: the target gives manifest pairs back, the reference fewer, held-out none
     subjects = {"trained": lab_subjects(corpus.train), "held-out": lab_subjects(corpus.heldout)}
     pcfg = PIIProbeConfig(max_subjects=40)
-    pres = pii_probes({"server": text_generator(api, max_tokens=24, temperature=0, seed=0),
+    pres = pii_probes({"server": text_generator(api_doc, max_tokens=24, temperature=0, seed=0),
                        "reference": text_generator(reference, max_tokens=24, temperature=0,
                                                    seed=0)}, subjects, config=pcfg)
     tgt, ref = pres.get("server", "trained"), pres.get("reference", "trained")
