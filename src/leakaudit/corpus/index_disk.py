@@ -67,6 +67,7 @@ _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _ONE = np.uint64(1)
 _SAMPLE = 64  # every 64th suffix's 8-byte key is kept (1/8 byte per corpus byte)
 _SCALAR_MAX = 8  # batches up to this size use plain bisect over the memory map
+_PIPELINE_MIN_SHARD = 8 << 20  # shards from this size are sorted in a background thread
 
 
 def _private_dir(p: Path) -> None:
@@ -467,8 +468,27 @@ class DiskCorpusIndex:
         id_offsets = [0]
         id_fd = os.open(d / "doc_ids.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 
+        # Pipelined: a shard's suffix sort and writes run in one background thread
+        # (libdivsufsort is called through ctypes, which releases the GIL) while this thread
+        # reads and encodes the next shard. At most one shard is being sorted at a time, so the
+        # peak is one shard's sort plus the next shard's text. Small shards (tight memory
+        # budgets) are sorted inline: the overlap gains little there.
+        pipelined = shard_bytes >= _PIPELINE_MIN_SHARD
+        pool = None
+        running = None
+
+        def write_shard(sd: Path, data: bytes, starts: np.ndarray) -> None:
+            # 8 zero bytes after the text: every offset starts a full 8-byte word
+            _save_private(sd / "data.npy", np.frombuffer(data + bytes(_PAD), dtype=np.uint8))
+            sa = np.asarray(divsufsort(data)) if len(data) else np.zeros(0, np.int32)
+            _save_private(sd / "sa.npy", sa)
+            _save_private(sd / "keys.npy", _sample_keys(np.frombuffer(data, dtype=np.uint8), sa))
+            del sa
+            del data
+            _save_private(sd / "doc_starts.npy", starts)
+
         def flush() -> None:
-            nonlocal pending, pending_bytes
+            nonlocal pending, pending_bytes, pool, running
             if not pending:
                 return
             name = f"shard-{len(shards):05d}"
@@ -480,38 +500,55 @@ class DiskCorpusIndex:
             data = _SEP.join(pending)
             n_in = len(pending)
             pending, pending_bytes = [], 0
-            # 8 zero bytes after the text: every offset starts a full 8-byte word
-            _save_private(sd / "data.npy", np.frombuffer(data + bytes(_PAD), dtype=np.uint8))
-            sa = np.asarray(divsufsort(data)) if len(data) else np.zeros(0, np.int32)
-            _save_private(sd / "sa.npy", sa)
-            _save_private(sd / "keys.npy", _sample_keys(np.frombuffer(data, dtype=np.uint8), sa))
-            del sa
+            if running is not None:
+                running.result()  # the previous shard is written (its errors surface here)
+                running = None
+            if pipelined:
+                if pool is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-shard")
+                running = pool.submit(write_shard, sd, data, starts)
+            else:
+                write_shard(sd, data, starts)
             del data
-            _save_private(sd / "doc_starts.npy", starts)
             shards.append({"name": name, "first_doc": n_docs - n_in, "n_docs": n_in})
             if progress is not None:
                 progress(n_docs, n_text)
 
+        def finish() -> None:
+            nonlocal running
+            try:
+                if running is not None:
+                    running.result()
+                    running = None
+            finally:
+                if pool is not None:
+                    pool.shutdown(wait=True)
+
         with os.fdopen(id_fd, "wb") as id_f:
-            for i, text in enumerate(texts):
-                if ids_iter is not None:
-                    try:
-                        did = str(next(ids_iter))
-                    except StopIteration:
-                        raise ValueError(f"more texts than doc ids ({i} ids)") from None
-                else:
-                    did = str(i)
-                e = _encode(text)
-                idb = did.encode("utf-8", "surrogatepass")
-                id_f.write(idb)
-                id_offsets.append(id_offsets[-1] + len(idb))
-                if pending and pending_bytes + len(e) + 1 > shard_bytes:
-                    flush()
-                pending.append(e)
-                pending_bytes += len(e) + 1
-                n_docs += 1
-                n_text += len(e)
-            flush()
+            try:
+                for i, text in enumerate(texts):
+                    if ids_iter is not None:
+                        try:
+                            did = str(next(ids_iter))
+                        except StopIteration:
+                            raise ValueError(f"more texts than doc ids ({i} ids)") from None
+                    else:
+                        did = str(i)
+                    e = _encode(text)
+                    idb = did.encode("utf-8", "surrogatepass")
+                    id_f.write(idb)
+                    id_offsets.append(id_offsets[-1] + len(idb))
+                    if pending and pending_bytes + len(e) + 1 > shard_bytes:
+                        flush()
+                    pending.append(e)
+                    pending_bytes += len(e) + 1
+                    n_docs += 1
+                    n_text += len(e)
+                flush()
+            finally:
+                finish()
         if ids_iter is not None and next(ids_iter, None) is not None:
             raise ValueError(f"more doc ids than texts ({n_docs} texts)")
         _save_private(d / "doc_ids.npy", np.asarray(id_offsets, dtype=np.int64))
