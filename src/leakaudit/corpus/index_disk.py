@@ -479,10 +479,12 @@ class DiskCorpusIndex:
 
         def write_shard(sd: Path, data: bytes, starts: np.ndarray) -> None:
             # 8 zero bytes after the text: every offset starts a full 8-byte word
-            _save_private(sd / "data.npy", np.frombuffer(data + bytes(_PAD), dtype=np.uint8))
+            padded = np.frombuffer(data + bytes(_PAD), dtype=np.uint8)
+            _save_private(sd / "data.npy", padded)
             sa = np.asarray(divsufsort(data)) if len(data) else np.zeros(0, np.int32)
             _save_private(sd / "sa.npy", sa)
-            _save_private(sd / "keys.npy", _sample_keys(np.frombuffer(data, dtype=np.uint8), sa))
+            _save_private(sd / "keys.npy", _sample_keys(padded, sa))
+            del padded
             del sa
             del data
             _save_private(sd / "doc_starts.npy", starts)
@@ -794,16 +796,15 @@ def _sweep(n_tok, q, cs, ce, bs, be, ms, window, ms_whole, nonempty) -> WindowRe
     return WindowResult(n_tok, longest, whole, (0, n_chars) if whole else None)
 
 
-def _sample_keys(data: np.ndarray, sa: np.ndarray) -> np.ndarray:
-    """``pad8`` of every ``_SAMPLE``-th suffix (see :meth:`_Shard._narrow`)."""
-    n = len(data)
-    pos = np.asarray(sa[::_SAMPLE], dtype=np.int64)
-    keys = np.zeros(len(pos), dtype=np.uint64)
-    for c in range(8):
-        idx = pos + c
-        byte = np.where(idx < n, data[np.minimum(idx, max(n - 1, 0))], 0).astype(np.uint64)
-        keys |= byte << np.uint64(56 - 8 * c)
-    return keys
+def _sample_keys(padded: np.ndarray, sa: np.ndarray) -> np.ndarray:
+    """``pad8`` of every ``_SAMPLE``-th suffix (see :meth:`_Shard._narrow`): one gather of
+    big-endian 8-byte words from the shard's bytes (``padded``: the text and ``_PAD`` zero bytes,
+    which stand for the end of the text)."""
+    n = len(padded) - _PAD
+    if n <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    words = np.ndarray((n + 1,), dtype=">u8", buffer=padded, strides=(1,))
+    return words[np.asarray(sa[::_SAMPLE], dtype=np.int64)].astype(np.uint64)
 
 
 def _is_disk_index(d: Path) -> bool:
