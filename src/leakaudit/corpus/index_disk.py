@@ -25,8 +25,11 @@ at document boundaries into shards of at most ``shard_bytes``; each shard's suff
 in memory (about 5x the shard size at peak, independent of the corpus size), written as ``.npy``
 and memory-mapped for queries. Shards are not merged (a merge would compare suffixes across
 shards); every query visits every shard, and the counts add up because no document spans two
-shards. Queries are answered in batches by a vectorised binary search (numpy gathers from the
-memory maps), which is what reaches the look-up rate.
+shards. Shards from 8 MiB are suffix-sorted and written in a background thread while the next
+one is read (libdivsufsort runs through ctypes, without the GIL). Counts (:meth:`count_many`)
+search each distinct span once, in sorted order, with libdivsufsort's ``sa_search`` confined to
+the stretch of the suffix array that the sampled 8-byte keys leave; matching statistics use a
+vectorised binary search (numpy gathers from the memory maps).
 
 Answers equal :class:`~leakaudit.corpus.index.CorpusIndex`'s exactly: queries never contain
 0xFF (it is not valid UTF-8), so a match can never cross a document or shard boundary, and the
