@@ -622,21 +622,21 @@ class DiskCorpusIndex:
         where = {q: i for i, q in enumerate(uniq)}
         inv = np.fromiter((where[q] for q in qb), dtype=np.int64, count=len(qb))
         total = np.zeros(len(uniq), dtype=np.int64)
-        qs = _Queries.of(uniq) if uniq else None
-        for sh in self._shards:
-            if sh.n == 0 or qs is None:
-                continue
-            fn, t, dp, sp, n = sh.c_search()
-            isz = sh.sa.dtype.itemsize
-            left = t()
-            # the sampled 8-byte keys narrow each search to a short stretch of the suffix
-            # array (one vectorised searchsorted); sa_search then runs only inside it
-            step = _BATCH_CELLS // _CHUNK
-            for c in range(0, len(uniq), step):
-                sub = _Queries(qs.buf, qs.starts[c : c + step], qs.lens[c : c + step], qs.raw)
-                lo, hi = sh._narrow(sub)
+        step = _BATCH_CELLS // _CHUNK  # spans per chunk: bounded temporaries
+        for c in range(0, len(uniq), step):
+            chunk = uniq[c : c + step]
+            qs = _Queries.of(chunk)
+            for sh in self._shards:
+                if sh.n == 0:
+                    continue
+                fn, t, dp, sp, n = sh.c_search()
+                isz = sh.sa.dtype.itemsize
+                left = t()
+                # the sampled 8-byte keys narrow each search to a short stretch of the suffix
+                # array (one vectorised searchsorted); sa_search then runs only inside it
+                lo, hi = sh._narrow(qs)
                 counts = [fn(dp, n, q, len(q), sp + a * isz, b - a, left) if b > a else 0
-                          for q, a, b in zip(uniq[c : c + step], lo.tolist(), hi.tolist())]
+                          for q, a, b in zip(chunk, lo.tolist(), hi.tolist())]
                 if counts and min(counts) < 0:
                     raise RuntimeError("sa_search failed")
                 total[c : c + step] += np.asarray(counts, dtype=np.int64)
