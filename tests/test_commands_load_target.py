@@ -149,3 +149,11 @@ def test_a_sisa_folder_is_a_registered_backend(tiny_model_dir, tmp_path):
                                atol=1e-5)  # identical members: the mixture is the member
     with pytest.raises(InputError, match="no sisa.json"):
         check_spec(f"sisa:{tmp_path}")
+
+
+def test_dp_train_model_goes_through_the_factory(user_files, tmp_path):
+    r = CliRunner().invoke(app, ["defend", "dp-train", str(user_files / "train.jsonl"), "--model",
+                                 "./no-such-dir", "--epsilon", "4", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == "error: ./no-such-dir: model directory not found"
+    assert not (tmp_path / "x").exists()
