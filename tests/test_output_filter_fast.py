@@ -54,7 +54,7 @@ def test_processor_blocks_what_the_naive_walk_blocks(vocab, sampling):
     f = NgramFilter.build(seqs, n=n, fp_rate=0.01)
     g = torch.Generator().manual_seed(vocab)
     total_blocked = 0
-    for trial in range(30):
+    for trial in range(12):
         b = 6
         ids = torch.randint(0, vocab, (b, 5 + trial % 3), generator=g)
         for r in range(b):  # most rows end in a training prefix
@@ -72,7 +72,7 @@ def test_processor_blocks_what_the_naive_walk_blocks(vocab, sampling):
         assert torch.equal(got, want), (trial, sampling)
         total_blocked += st.blocked
         assert st.blocked == int((torch.isinf(want) & ~torch.isinf(scores)).sum())
-    assert total_blocked > 30  # the inputs did exercise blocking, the fallback included
+    assert total_blocked > 12  # the inputs did exercise blocking, the fallback included
 
 
 def test_processor_signature_is_cheap_and_right():
