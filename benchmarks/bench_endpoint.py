@@ -10,17 +10,23 @@ server on 127.0.0.1 and scores ``--docs`` documents with ``echo`` + ``logprobs``
 3. **leakaudit**: ``OpenAICompletionsLM.score_ids`` (ledger, retries, accounting, alignment) at
    each ``--concurrency``, on a fresh ledger, then once more on the same ledger (all cached).
 
-It prints requests per document for each attack (from the backend's own request counts) and
-leakaudit's throughput as a fraction of the engine's and of raw HTTP's (goal: >= 0.8 at the
-server's slot count).
+and draws ``--samples`` extraction samples (Carlini et al. 2021's top-k from the start token,
+``--new-tokens`` each) two ways: the engine in-process with the same sampling settings, and
+leakaudit's extraction pipeline through the server (ranked with the log-probs returned with the
+samples, then once more ranked with echoed log-probs).
 
-    python benchmarks/bench_endpoint.py --shape tiny --docs 40        # about a minute
-    python benchmarks/bench_endpoint.py --shape lab --docs 300        # the lab's target shape
+It prints the requests per document (scoring) and per sample (extraction, both rankings), counted
+by the backend's own ledger, and leakaudit's throughput as a fraction of the engine's and of raw
+HTTP's (goal: >= 0.8 at the server's slot count).
+
+    python benchmarks/bench_endpoint.py --shape tiny --docs 10 --samples 8 --new-tokens 32  # smoke
+    python benchmarks/bench_endpoint.py --shape lab --docs 300 --samples 200                # full
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 import os
 import socket
@@ -71,6 +77,8 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=40)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads (engine and server)")
+    ap.add_argument("--samples", type=int, default=100, help="extraction samples (0: skip)")
+    ap.add_argument("--new-tokens", type=int, default=128, help="tokens per extraction sample")
     args = ap.parse_args()
     import httpx
     from llama_cpp import Llama
@@ -105,6 +113,16 @@ def main() -> None:
         for t in doc_texts:
             llm.create_completion(**payload(t))
         res["engine_docs_per_s"] = len(docs) / (time.perf_counter() - t0)
+        # the engine sampling as leakaudit asks the server to (top-k 40 at temperature 1, plain
+        # otherwise, from the start token alone, the generated tokens' log-probs returned)
+        bos_text = ""  # this GGUF adds BOS itself (as the server does)
+        sample_kw = dict(max_tokens=args.new_tokens, temperature=1.0, top_k=40, top_p=1.0,
+                         min_p=0.0, repeat_penalty=1.0, logprobs=1)
+        if args.samples:
+            t0 = time.perf_counter()
+            for i in range(args.samples):
+                llm.create_completion(prompt=bos_text, seed=i, **sample_kw)
+            res["engine_samples_per_s"] = args.samples / (time.perf_counter() - t0)
         del llm
 
         port = _free_port()
@@ -160,20 +178,67 @@ def main() -> None:
                     "requests_per_doc_scoring": (s["sent"] - probe) / len(docs),
                     "probe_requests": probe, "rerun_sent": s2["sent"],
                     "rerun_docs_per_s": len(docs) / cached_dt}
+            # 4. extraction through the server: sampling (+ generated log-probs), then echo ranking
+            if args.samples:
+                res["extraction"] = _extraction(url, d, docs, tok, args, max(args.concurrency),
+                                                res["engine_samples_per_s"])
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    # requests per document by attack (from the backends' request patterns)
-    res["requests_per_document"] = {
-        "membership (target + lowercase passes)": 2, "exposure (per candidate)": 1,
-        "memorization (teacher-forced + greedy check, per window)": 2,
-        "divergence (per query)": 1, "pii (per subject and template)": 1}
     print(json.dumps(res, indent=2))
     for conc, r in res["leakaudit"].items():
         print(f"concurrency {conc}: {r['docs_per_s']:.1f} docs/s = {r['vs_engine']:.2f} x engine "
               f"({res['engine_docs_per_s']:.1f}), {r['vs_raw_http']:.2f} x raw HTTP "
               f"({res['raw_http_docs_per_s']:.1f}); {r['requests_per_doc_scoring']:.2f} requests/doc; "
               f"rerun sent {r['rerun_sent']}")
+    if "extraction" in res:
+        e = res["extraction"]
+        print(f"extraction: sampling {e['samples_per_s']:.2f} samples/s = {e['vs_engine']:.2f} x "
+              f"engine ({res['engine_samples_per_s']:.2f}), whole pipeline "
+              f"{e['pipeline_samples_per_s']:.2f} samples/s; requests/sample: {e['requests_per_sample']:.2f} "
+              f"ranked with generated log-probs, {e['requests_per_sample_echo']:.2f} with echo; "
+              f"rerun sent {e['rerun_sent']}")
+
+
+def _extraction(url, d, docs, tok, args, conc, engine_sps):
+    """leakaudit's extraction pipeline through the server: samples/s and requests per sample."""
+    from leakaudit.attacks.extraction.pipeline import ExtractionConfig, run_extraction
+    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.targets.api_client import ClientConfig
+    from leakaudit.targets.openai_api import load_endpoint
+
+    index = CorpusIndex.build([tok.decode(x) for x in docs])
+    ledger = d / "extraction.sqlite"
+
+    def endpoint():
+        return load_endpoint(f"openai-completions:{url}", tokenizer=str(d / "model"),
+                             ledger=ledger, config=ClientConfig(concurrency=conc),
+                             log=lambda m: None)
+
+    cfg = ExtractionConfig(samplers=("top_k",), n_samples=args.samples,
+                           max_new_tokens=args.new_tokens, select=min(10, args.samples),
+                           target_scores="generated")
+    lm = endpoint()
+    base = lm.request_summary()["requests"]
+    t0 = time.perf_counter()
+    res = run_extraction(lm, index=index, config=cfg)
+    dt = time.perf_counter() - t0
+    gen_requests = lm.request_summary()["requests"] - base
+    before = lm.request_summary()["requests"]
+    run_extraction(lm, index=index, config=replace(cfg, target_scores="echo"))
+    echo_requests = lm.request_summary()["requests"] - before  # its samples come from the ledger
+    lm.close()
+    lm = endpoint()
+    run_extraction(lm, index=index, config=cfg)
+    rerun_sent = lm.request_summary()["sent"]
+    lm.close()
+    sps = args.samples / res.timings["generate_s"]  # sampling through the API (the client's part)
+    return {"samples": args.samples, "new_tokens": args.new_tokens, "concurrency": conc,
+            "samples_per_s": sps, "vs_engine": sps / engine_sps,
+            "pipeline_samples_per_s": args.samples / dt,  # + ranking, dedup, verification
+            "requests_per_sample": gen_requests / args.samples,
+            "requests_per_sample_echo": echo_requests / args.samples,
+            "n_truncated_samples": res.summary["n_truncated_samples"], "rerun_sent": rerun_sent}
 
 
 if __name__ == "__main__":

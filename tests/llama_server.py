@@ -164,3 +164,75 @@ class FaultProxy:
     def __exit__(self, *exc):
         self.close()
 
+
+
+class ChoicesProxy:
+    """A loopback proxy that serves ``n`` (several choices per request) in front of a server
+    that does not (llama-cpp-python drops ``n``): a request with ``n = k`` is answered by ``k``
+    upstream requests, choice ``j`` with ``seed + j``, assembled into one response with
+    ``choices[j].index = j`` and summed ``usage``. ``received`` counts requests by their ``n``."""
+
+    def __init__(self, upstream: str):
+        self.upstream = upstream.rstrip("/")
+        self.received: dict[int, int] = {}
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _reply(self, code, body):
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _auth(self):
+                return {k: v for k, v in self.headers.items() if k.lower() == "authorization"}
+
+            def do_GET(self):
+                r = httpx.get(proxy.upstream + self.path.removeprefix("/v1"),
+                              headers=self._auth(), timeout=30)
+                self._reply(r.status_code, r.content)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                n = int(body.pop("n", 1) or 1)
+                with proxy.lock:
+                    proxy.received[n] = proxy.received.get(n, 0) + 1
+                parts = []
+                for j in range(n):
+                    b = dict(body)
+                    if "seed" in b:
+                        b["seed"] = int(b["seed"]) + j
+                    r = httpx.post(proxy.upstream + self.path.removeprefix("/v1"), json=b,
+                                   headers=self._auth(), timeout=60)
+                    if r.status_code != 200:
+                        self._reply(r.status_code, r.content)
+                        return
+                    parts.append(r.json())
+                out = parts[0]
+                out["choices"] = [{**p["choices"][0], "index": j} for j, p in enumerate(parts)]
+                out["usage"] = {k: sum((p.get("usage") or {}).get(k, 0) for p in parts)
+                                for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+                self._reply(200, json.dumps(out).encode())
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

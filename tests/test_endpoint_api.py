@@ -375,3 +375,89 @@ def test_cli_endpoint_audit_budget_resume_and_no_key_anywhere(server, tiny_model
     assert r3.exit_code == 2 and "error:" in r3.output
     r4 = CliRunner().invoke(app, ["lab", "--out", str(tmp_path / "nolab"), "--endpoint", server.url])
     assert r4.exit_code == 2 and "not a finished lab folder" in r4.output
+
+
+def test_extraction_over_the_api_request_accounting(server, tiny_model_dir, tiny_lm, tmp_path,
+                                                    key_env):
+    """Carlini 2021 sampling through the endpoint, by the in-process pipeline: every sample is
+    one request (this server honours no ``n``); ranking with the generated tokens' log-probs
+    costs nothing more, with echo one request per distinct text and one per distinct lowercased
+    text; a rerun sends 0. The generated log-probs are the in-process scores of the same tokens."""
+    from leakaudit.attacks.extraction.pipeline import ExtractionConfig, run_extraction
+    from leakaudit.corpus.index import CorpusIndex
+
+    lm = _lm(server, tiny_model_dir, tmp_path / "ledger.sqlite", key_env)
+    assert not lm.capabilities.n and lm.capabilities.generated_logprobs
+    index = CorpusIndex.build(UNIQUE)
+    base = lm.request_summary()["requests"]
+    cfg = ExtractionConfig(samplers=("top_k",), n_samples=6, max_new_tokens=10, select=3,
+                           match_tokens=8, target_scores="generated")
+    res = run_extraction(lm, index=index, config=cfg)
+    s = lm.request_summary()
+    assert s["requests"] - base == 6 and s["failed"] == 0  # 6 samples x 1 request
+    assert res.summary["target_scores"] == "generated"
+    assert "lowercase" not in res.summary["rankings"]
+    assert [r["attack"] for r in res.summary["skipped"]] == ["ranking:lowercase"]
+    gens = [r for r in res.samples]
+    assert len(gens) == 6 and len({g["text"] for g in gens}) > 1  # seeded, distinct requests
+    assert all(len(r["scores"]) == 4 for r in gens)  # perplexity, zlib, window, min_k
+    # generated log-probs are the model's: equal to in-process scores of the same tokens
+    prompts = [[tiny_lm.bos_id] + x[:4] for x in tiny_lm.tokenize(UNIQUE)]
+    greedy = SamplingConfig(max_new_tokens=10, greedy=True)
+    for g, h in zip(lm.generate_ids(prompts, greedy, seed=0),
+                    tiny_lm.generate_ids(prompts, greedy, seed=0)):
+        (loc,) = tiny_lm.score_ids([h.prompt_ids + h.new_ids], last=len(h.new_ids))
+        n = len(g.meta["logprobs"])
+        assert n >= 8, g.meta  # a token of a cut UTF-8 character may be merged or dropped
+        np.testing.assert_allclose(g.meta["logprobs"], loc.logprobs[:n], atol=2e-3)
+        assert all(g.meta["is_argmax"])  # greedy tokens are the argmax
+    # echo ranking (the in-process numbers): one more request per distinct text and lowercased
+    # text (the server adds BOS, so each text is one aligned echo request)
+    before, sent_before = lm.request_summary()["requests"], lm.request_summary()["sent"]
+    res2 = run_extraction(lm, index=index, config=ExtractionConfig(
+        samplers=("top_k",), n_samples=6, max_new_tokens=10, select=3, match_tokens=8))
+    texts = [r["text"] for r in res2.samples]
+    assert texts == [r["text"] for r in res.samples]  # generation came from the ledger
+    s2 = lm.request_summary()
+    assert s2["requests"] - before == 6 + len(set(texts)) + len(set(t.lower() for t in texts))
+    # sent: a lowercased text equal to a text already scored is answered from the ledger
+    assert s2["sent"] - sent_before == len(set(texts) | {t.lower() for t in texts})
+    assert res2.summary["target_scores"] == "echo" and "lowercase" in res2.summary["rankings"]
+    # a random-weight model recites nothing: 0 verified (negative control)
+    assert res2.summary["n_verified_samples"] == 0
+    lm.close()
+    lm2 = _lm(server, tiny_model_dir, tmp_path / "ledger.sqlite", key_env)
+    run_extraction(lm2, index=index, config=cfg)
+    assert lm2.request_summary()["sent"] == 0
+    lm2.close()
+
+
+def test_extraction_samples_share_requests_where_the_server_honours_n(server, tiny_model_dir,
+                                                                       tmp_path, key_env):
+    """Behind a proxy that serves ``n`` (each choice a real llama.cpp sample with its own seed),
+    the probe finds ``n`` and 10 samples from the start token take ceil(10 / 4) = 3 requests
+    (n = 4, 4, 2); every sample has its own tokens and generated log-probs."""
+    from leakaudit.attacks.extraction.pipeline import ExtractionConfig, run_extraction
+    from leakaudit.corpus.index import CorpusIndex
+
+    from .llama_server import ChoicesProxy
+
+    with ChoicesProxy(server.url) as proxy:
+        lm = load_endpoint(f"openai-completions:{proxy.url}", tokenizer=str(tiny_model_dir),
+                           api_key_env=key_env, ledger=tmp_path / "n.sqlite", log=lambda m: None)
+        assert lm.capabilities.n and lm.capabilities.seed
+        lm.max_n = 4
+        base = lm.request_summary()["requests"]
+        proxy.received.clear()
+        res = run_extraction(lm, index=CorpusIndex.build(UNIQUE), config=ExtractionConfig(
+            samplers=("top_k",), n_samples=10, max_new_tokens=8, select=3, match_tokens=8,
+            target_scores="generated"))
+        assert lm.request_summary()["requests"] - base == 3
+        assert proxy.received == {4: 2, 2: 1}
+        texts = [s["text"] for s in res.samples]
+        assert len(texts) == 10 and len(set(texts)) >= 8  # distinct seeds, distinct samples
+        # log-probs came with every sample (one that stopped at once has none: it ranks last)
+        assert all(len(s["scores"]) == 4 and (s["log_ppl"] is not None or s["n_new_tokens"] == 0)
+                   for s in res.samples)
+        assert sum(s["log_ppl"] is not None for s in res.samples) >= 8
+        lm.close()

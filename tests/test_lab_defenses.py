@@ -69,7 +69,8 @@ def test_claims_verdicts_hold_and_fail():
     assert not any(v["holds"] for v in c.values())
 
 
-@pytest.mark.extended
+# slow (CI): the check is that `lab --defenses --quick` finishes in CI (about 9 CPU-min)
+@pytest.mark.slow
 def test_quick_defenses_lab_end_to_end(tmp_path):
     from typer.testing import CliRunner
 

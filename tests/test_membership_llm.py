@@ -38,10 +38,26 @@ def test_llm_attacks_detect_members_and_records_are_complete(leaky, tmp_path):
     assert kinds.count("membership_record") == 5 * len(a.evaluations)
     # a second audit of the same documents reuses the cached passes: no forward pass
     b = audit_llm_membership(target, {"reference": reference}, members, nonmembers, k=0.2,
-                             eval_config=EvalConfig(n_boot=50, top_n=5), cache_dir=tmp_path,
+                             eval_config=EvalConfig(n_boot=200, top_n=5), cache_dir=tmp_path,
                              log=logs.append)
-    assert sum(b.cost["forward_passes"].values()) == 0
+    assert sum(b.signals.forward_passes.values()) == 0
+    assert sum(a.signals.forward_passes.values()) == 3 * len(members + nonmembers)
     np.testing.assert_allclose(b.get("min_k_pp").scores, a.get("min_k_pp").scores)
+    # ... and reports the same records, less timings: what the cache answered is not part of a
+    # result (a lab run resumed after kill -9, its passes cached by the killed process, must equal
+    # an uninterrupted one; the cost said "0 passes" on the resumed run)
+    assert _less_timings(b.records()) == _less_timings(recs)
+    assert ev["cost"]["forward_passes"] == {"target": 80, "target-lowercase": 80,
+                                            "reference:reference": 80}
+    assert any("240 of 240 document passes answered by the signal cache" in m for m in logs)
+
+
+def _less_timings(x):
+    if isinstance(x, dict):
+        return {k: _less_timings(v) for k, v in x.items() if not k.endswith("_s")}
+    if isinstance(x, (list, tuple)):
+        return [_less_timings(v) for v in x]
+    return x
 
 
 def test_negative_control_unseen_documents(leaky):

@@ -194,3 +194,43 @@ def test_gguf_file_loads_and_scores_like_the_original(tiny_model_dir, tmp_path):
         np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-5)
     with pytest.raises(InputError, match="GGUF file not found"):
         HFCausalLM.load(tmp_path / "missing.gguf")
+
+
+def test_top_logprobs_of_generated_tokens_any_k_up_to_the_vocabulary(tiny_lm):
+    """An in-process model declares top_logprobs = its vocabulary size and serves it: each
+    generated position's k most likely tokens with their log-probs, equal to a plain forward
+    pass over the prompt and the tokens generated so far."""
+    from leakaudit.errors import CapabilityError
+    from leakaudit.targets.base import RestrictedLM
+
+    V = tiny_lm.vocab_size
+    assert tiny_lm.capabilities.top_logprobs == V and tiny_lm.capabilities.to_dict()["top_logprobs"] == V
+    prompt = tiny_lm.document_ids([TEXTS[0]])[0][:6]
+    for sampling in (SamplingConfig(max_new_tokens=5, greedy=True),
+                     SamplingConfig(max_new_tokens=5, top_k=40)):
+        (g,) = tiny_lm.generate_ids([prompt], sampling, seed=3, top_logprobs=3)
+        (plain,) = tiny_lm.generate_ids([prompt], sampling, seed=3)
+        assert g.new_ids == plain.new_ids and plain.top_logprobs is None  # same draws
+        assert len(g.top_logprobs) == 5 and all(len(d) == 3 for d in g.top_logprobs)
+        for t, top in enumerate(g.top_logprobs):
+            with torch.no_grad():
+                lp = torch.log_softmax(tiny_lm.model(torch.tensor([prompt + g.new_ids[:t]])).logits[0, -1].double(), -1)
+            vals, ids = lp.topk(3)
+            assert list(top) == ids.tolist()
+            np.testing.assert_allclose(list(top.values()), vals.numpy(), atol=1e-5)
+            if sampling.greedy:
+                assert g.new_ids[t] == ids[0].item()
+    (full,) = tiny_lm.generate_ids([prompt], SamplingConfig(max_new_tokens=2, greedy=True), seed=0,
+                                   top_logprobs=V)  # the whole distribution
+    assert abs(sum(np.exp(list(full.top_logprobs[0].values()))) - 1) < 1e-4
+    with pytest.raises(InputError, match="top_logprobs must be between 0 and the vocabulary size"):
+        tiny_lm.generate_ids([prompt], SamplingConfig(max_new_tokens=2, greedy=True), seed=0,
+                             top_logprobs=V + 1)
+    api_like = RestrictedLM(tiny_lm, without=["top_logprobs"])
+    assert api_like.capabilities.top_logprobs == 0
+    with pytest.raises(CapabilityError, match="top_logprobs"):
+        api_like.generate_ids([prompt], SamplingConfig(max_new_tokens=2, greedy=True), seed=0,
+                              top_logprobs=1)
+    (ok,) = RestrictedLM(tiny_lm, without=["vocab_stats"]).generate_ids(
+        [prompt], SamplingConfig(max_new_tokens=2, greedy=True), seed=0, top_logprobs=2)
+    assert len(ok.top_logprobs) == 2

@@ -118,6 +118,7 @@ def lab(
     defenses: Annotated[bool, typer.Option("--defenses", help="Instead: train the defense variants (dedup, scrubbed, DP-SGD at ε 8 and 1, two smaller sizes) on one corpus and re-run the same attacks on each.")] = False,
     endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="Audit the lab target served at this OpenAI-compatible URL (openai-completions:URL, openai-chat:URL or a bare .../v1 URL) against the finished lab in --out; report in OUT/endpoint.")] = None,
     api_key_env: Annotated[Optional[str], typer.Option("--api-key-env", help="With --endpoint: environment variable holding the API key.")] = None,
+    after_training: Annotated[bool, typer.Option("--after-training", help="On the finished lab in --out: the MemFree output filter with its bypasses (OUT/output-filter), and the erasure of one data subject by GA, GD, NPO, the retrained oracle and SISA, verified with relapse (OUT/erasure).")] = False,
     formats: FORMAT = None,
     fail_on: FAIL_ON = None,
 ) -> None:
@@ -134,6 +135,8 @@ def lab(
         return _lab_endpoint(out, endpoint, api_key_env=api_key_env, show_pii=show_pii, seed=seed)
     if defenses:
         return _lab_defenses(out, quick=quick, seed=seed, samples=samples)
+    if after_training:
+        return _lab_after_training(out, seed=seed)
     cfg = LabConfig.tiny(seed) if tiny else LabConfig.quick(seed) if quick else LabConfig(seed=seed)
     cfg = replace(cfg, extraction=replace(cfg.extraction, show_pii=show_pii,
                                           **({"n_samples": samples} if samples is not None else {})))
@@ -162,6 +165,20 @@ def _lab_endpoint(out: Path, endpoint: str, *, api_key_env, show_pii: bool, seed
     out_console.print(f"endpoint audit: {len(s['attacks'])} attacks run, {len(s['skipped'])} "
                       f"skipped; {r['requests']} requests ({r['sent']} sent, {r['cached']} "
                       f"cached, {r['failed']} failed); report in {out / 'endpoint'}", highlight=False)
+
+
+def _lab_after_training(out: Path, *, seed: int) -> None:
+    """``lab --after-training``: the output filter and the erasure studies on a finished lab."""
+    from leakaudit.lab.after_training import run_after_training_lab
+
+    try:
+        s = run_after_training_lab(out, seed=seed, command=_command(), log=_log)
+    except LeakauditError as e:
+        _fail(e)
+    for line in s["erasure"]["lines"]:
+        out_console.print(line, highlight=False, markup=False)
+    out_console.print(f"reports: {out / 'output-filter' / 'report.html'}, "
+                      f"{out / 'erasure' / 'report' / 'report.html'}", highlight=False, markup=False)
 
 
 def _lab_defenses(out: Path, *, quick: bool, seed: int, samples) -> None:

@@ -6,9 +6,19 @@ silently left out. All requests go through the backend's ledger, so rerunning th
 the same folder sends nothing, and a run stopped by a budget or a crash resumes where it stopped.
 
 Records (``report.jsonl``): ``run``, ``capabilities``, ``skipped``, the attacks' own records
-(``memorization``, ``membership``, ``exposure``, ``divergence``, ``pii_probe``), one
+(extraction's ``sample``/``eval``/``canary``/``pii``, ``memorization``, ``membership``,
+``exposure``, ``divergence``, ``pii_probe``), one
 ``api_request`` per request (status, attempts, latency, tokens; no text), ``api_summary`` and
-``summary``. Until the findings schema lands these go through the existing JSONL writer.
+``summary``, all through the findings writer.
+
+**Extraction over the API** (Carlini et al. 2021) is the in-process pipeline
+(:func:`~leakaudit.attacks.extraction.pipeline.run_extraction`) with the endpoint as its target:
+samples come from the API (top-k from the start token, seeded per request, several per request
+where the server honours ``n``), are ranked with the API's own log-probs (the samples' prompt
+log-probs via ``echo`` where the endpoint has them, else the log-probs returned with the sampled
+tokens, else a local reference model and zlib) and verified against the corpus index (a
+``match_tokens``-token verbatim window). The decaying-temperature sampler needs a logits
+processor and is recorded as skipped.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leakaudit.attacks.extraction.pipeline import ExtractionConfig
 from leakaudit.attacks.memorization.measure import MemorizationConfig
 from leakaudit.attacks.probes.divergence import DivergenceConfig
 from leakaudit.attacks.probes.pii import PIIProbeConfig
@@ -30,6 +41,7 @@ from leakaudit.targets.base import SamplingConfig
 
 #: What each attack needs: endpoint capabilities (names of ApiCapabilities fields) and data.
 ATTACK_NEEDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "extraction": {"capabilities": ("generation", "tokenizer"), "data": ("corpus",)},
     "memorization": {"capabilities": ("prompt_logprobs", "argmax", "tokenizer"),
                      "data": ("corpus",)},
     "membership": {"capabilities": ("prompt_logprobs", "tokenizer"),
@@ -46,6 +58,10 @@ class EndpointAuditConfig:
     """What to run and at what size (requests cost money on a hosted API: sizes are small)."""
 
     attacks: tuple[str, ...] = ATTACKS
+    #: extraction's settings (seed and show_pii come from this config); the paper's top-k
+    #: sampler only: its decaying temperature needs a logits processor an API does not have
+    extraction: ExtractionConfig = field(default_factory=lambda: ExtractionConfig(
+        samplers=("top_k",), n_samples=200, max_new_tokens=256, select=50, shard_samples=100))
     memorization: MemorizationConfig = field(default_factory=lambda: MemorizationConfig(
         prefix_lengths=(32,), suffix_length=32, n_sequences=100, greedy_check=100,
         stratify=False, sampling=SamplingConfig(top_k=None, temperature=1.0)))
@@ -67,6 +83,11 @@ class EndpointAuditConfig:
             raise InputError(f"unknown attack {bad[0]!r}" + (f"; did you mean {hint[0]}?" if hint
                              else "") + f" (available: {', '.join(ATTACKS)})")
         self.memorization.validate()
+        if self.extraction.n_samples < 1 or self.extraction.max_new_tokens < 1:
+            raise InputError("extraction needs at least one sample of at least one token")
+        if "internet" in self.extraction.samplers:
+            raise InputError("the internet sampler is not available over an endpoint audit "
+                             "(no prompt source); use top_k")
         self.divergence.validate()
         self.pii.validate()
 
@@ -143,7 +164,12 @@ def audit_endpoint(target, out_dir: str | Path, *, config: EndpointAuditConfig,
                    wall_s=round(time.perf_counter() - t_start, 2))
     run = {"command": "endpoint audit", **(run_record or {}), "target": target.name,
            "endpoint": target.client.base_url, "model": target.model_id,
-           "fingerprint": target.fingerprint(), "config": _jsonable(asdict(config))}
+           "fingerprint": target.fingerprint(), "seed": config.seed,
+           "models": {"target": {"name": target.name, "endpoint": target.client.base_url,
+                                 "fingerprint": target.fingerprint()},
+                      **{k: {"name": k, "fingerprint": v.fingerprint()}
+                         for k, v in references.items()}},
+           "config": _jsonable(asdict(config))}
     report = out / "report.jsonl"
     with JsonlWriter(report) as w:
         w.write("run", run)
@@ -165,6 +191,19 @@ def audit_endpoint(target, out_dir: str | Path, *, config: EndpointAuditConfig,
 
 def _run_attack(name, target, *, config, corpus, nonmembers, canaries, subjects, references,
                 index, progress, log):
+    if name == "extraction":
+        from dataclasses import replace
+
+        from leakaudit.audits.extraction import extraction_records
+
+        cfg = replace(config.extraction, seed=config.seed, show_pii=config.show_pii)
+        pairs, summ = extraction_records(
+            target=target, references=references, index=index, prompt_texts=None,
+            canaries=canaries, config=cfg, progress=progress, log=log)
+        log(f"extraction: {summ['n_verified_samples']} of {summ['n_samples']} samples hold a "
+            f"{cfg.match_tokens}-token verbatim training window (ranked with "
+            f"{summ['target_scores']} log-probs)")
+        return pairs, summ
     if name == "memorization":
         from leakaudit.workflow import memorization_records
 

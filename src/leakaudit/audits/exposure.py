@@ -69,9 +69,12 @@ def prepare(req: ExposureRequest) -> ExposureTargets:
 
 
 def run(t: ExposureTargets, req: ExposureRequest, env: AuditEnv) -> AuditResult:
+    store = env.store()  # each canary is a stage: a rerun after a crash reuses the finished ones
     pairs, by_rep = exposure_records(t.target, t.canaries, n_references=req.references, seed=req.seed,
                                      batch_size=req.batch_size, show_pii=req.show_pii,
-                                     progress=env.progress)
+                                     progress=env.progress, store=store)
+    if store.reused:
+        env.log(f"run store: reused {len(store.reused)} finished stages; computed {len(store.computed)}")
     rr = base_run_record(env.command, req.seed, {"references": req.references, "show_pii": req.show_pii})
     rr["models"] = {t.target.name: {"path": req.model, "fingerprint": t.target.fingerprint()}}
     rr["manifest"] = str(req.manifest)
@@ -79,12 +82,15 @@ def run(t: ExposureTargets, req: ExposureRequest, env: AuditEnv) -> AuditResult:
 
 
 def exposure_records(model, canaries, *, n_references: int, seed: int, batch_size: int,
-                     show_pii: bool = False, progress=null_progress) -> tuple[list[tuple[str, dict]], list[dict]]:
-    """Canary exposure records (one per canary, then one per repetition count) for report.jsonl."""
+                     show_pii: bool = False, progress=null_progress,
+                     store=None) -> tuple[list[tuple[str, dict]], list[dict]]:
+    """Canary exposure records (one per canary, then one per repetition count) for report.jsonl
+    (``store``: a run store, one stage per canary)."""
     from leakaudit.attacks.canaries.exposure import canary_exposure, exposure_by_repeats
 
     recs = canary_exposure(model, canaries, n_references=n_references, seed=seed,
-                           batch_size=batch_size, show_pii=show_pii, progress=progress)
+                           batch_size=batch_size, show_pii=show_pii, progress=progress,
+                           store=store)
     by_rep = exposure_by_repeats(recs)
     name = getattr(model, "name", "model")
     # "kind" is the record kind; the canary's own kind (ssn, pattern, …) becomes "canary_kind"

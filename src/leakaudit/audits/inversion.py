@@ -128,7 +128,11 @@ def run(t: InversionTargets, req: InversionRequest, env: AuditEnv) -> AuditResul
         "budget_per_class": req.budget, "seed": req.seed, "start": t.start_desc,
         "reference_data": str(req.reference_data) if req.reference_data else None})
     rr["models"] = {"target": t.source}
+    store = env.store()  # reconstructions and their judging are stages: a rerun reuses them
     records = run_inversion_audit(t.target, attack=t.attack, classes=t.classes, seeds=[req.seed],
                                   start=t.start, start_description=t.start_desc, reference=t.reference,
-                                  evaluator_epochs=60, context=context, progress=env.progress, log=env.log)
+                                  evaluator_epochs=60, context=context, progress=env.progress, log=env.log,
+                                  store=store)
+    if store.reused:
+        env.log(f"run store: reused {len(store.reused)} finished stages; computed {len(store.computed)}")
     return AuditResult(rr, records, inversion_summary(records))

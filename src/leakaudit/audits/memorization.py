@@ -95,15 +95,18 @@ def prepare(req: MemorizationRequest) -> MemorizationTargets:
 def run(t: MemorizationTargets, req: MemorizationRequest, env: AuditEnv) -> AuditResult:
     from leakaudit.targets import describe_target
 
+    store = env.store()  # window selection and each model's measurement are stages
     try:
         pairs, msum = memorization_records(
             t.models, texts=[d.text for d in t.docs], doc_ids=[d.id for d in t.docs], index=t.index,
-            config=t.config, show_pii=req.show_pii, progress=env.progress, log=env.log,
+            config=t.config, show_pii=req.show_pii, progress=env.progress, log=env.log, store=store,
             executor=t.executor, executor_device="auto" if req.device == "cpu" else req.device)
     finally:
         if t.executor is not None:
             env.log(f"executor {t.executor.name}: {t.executor.stats['run']} shards run")
             t.executor.close()
+    if store.reused:
+        env.log(f"run store: reused {len(store.reused)} finished stages; computed {len(store.computed)}")
     rr = base_run_record(env.command, req.seed, {"memorization": t.config.to_dict(), "show_pii": req.show_pii})
     if t.executor is not None:
         rr["executor"] = t.executor.name
@@ -114,21 +117,51 @@ def run(t: MemorizationTargets, req: MemorizationRequest, env: AuditEnv) -> Audi
 
 def memorization_records(models, *, texts, doc_ids, index, config, show_pii: bool = False,
                          trained_on: dict[str, str] | None = None,
-                         progress=null_progress, log=print, executor=None,
+                         progress=null_progress, log=print, store=None, executor=None,
                          executor_device: str = "auto") -> tuple[list[tuple[str, dict]], dict]:
     """Measure memorization of every model on the same training windows.
 
     Returns the ``(entry_type, record)`` pairs for report.jsonl and a short summary
     (exact-memorization rate per model at the longest prefix, greedy cross-check agreement).
-    """
-    from leakaudit.attacks.memorization import measure_memorization, select_sequences
 
+    ``store``: a :class:`~leakaudit.runs.store.RunStore`. The window selection is then a stage
+    keyed by the first model's fingerprint (its tokenizer cuts the windows), the corpus content
+    and the options that choose windows, and each model's measurement a stage keyed by its name and fingerprint, the
+    windows' key and the options: a rerun reuses the finished ones and ends with the records of
+    an uninterrupted run.
+    """
+    from dataclasses import asdict
+
+    from leakaudit.attacks.memorization import select_sequences
+    from leakaudit.attacks.memorization.measure import (Sequences, assemble, check_models,
+                                                        measure_model)
+    from leakaudit.runs.store import NullStore, stage_key, texts_key
+
+    store = store if store is not None else NullStore()
     first = next(iter(models.values()))
-    seqs = select_sequences(first, texts, doc_ids, index, config=config, log=log)
+    cut = {k: getattr(config, k) for k in ("prefix_lengths", "suffix_length", "n_sequences",
+                                            "stride", "stratify", "seed")}  # what picks windows
+    wkey = stage_key("memorization-windows", first.fingerprint(), texts_key(texts),
+                     texts_key(doc_ids), cut)
+    seqs = Sequences(**store.json("memorization-windows", wkey, lambda: asdict(select_sequences(
+        first, texts, doc_ids, index, config=config, log=log)), describe={"n_docs": len(texts)}))
     log(f"memorization: {len(seqs.ids)} windows of {config.window} tokens from "
         f"{seqs.n_docs - seqs.n_docs_skipped} documents ({seqs.n_docs_skipped} skipped as too short)")
-    res = measure_memorization(models, seqs, config=config, show_pii=show_pii, progress=progress,
-                               log=log, executor=executor, executor_device=executor_device)
+    check_idx = check_models(models, seqs, config=config)
+    specs = None
+    if executor is not None:
+        from leakaudit.exec.extraction import model_specs
+
+        specs = model_specs(models, device=executor_device)
+    parts = []
+    for name, m in models.items():
+        mkey = stage_key("memorization-model", name, m.fingerprint(), wkey, config.to_dict(),
+                         show_pii, check_idx)
+        parts.append(store.json(f"memorization-{name}", mkey, lambda _n=name, _m=m: measure_model(
+            _n, _m, seqs, config=config, check_idx=check_idx, show_pii=show_pii,
+            progress=progress, log=log, executor=executor, executor_specs=specs),
+            describe={"model": name, "fingerprint": m.fingerprint()}))
+    res = assemble(parts, seqs, config=config)
     for name, data in (trained_on or {}).items():  # e.g. a reference that never saw the corpus
         res.models[name]["trained_on"] = data
     kmax = max(config.prefix_lengths)

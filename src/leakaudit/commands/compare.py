@@ -17,50 +17,62 @@ def register(app: typer.Typer) -> None:
 
 
 def compare(
-    model: Annotated[list[str], typer.Option("--model", help="NAME=DIR of a HF causal LM; repeatable (same tokenizer). The first is the baseline.")],
+    model: Annotated[list[str], typer.Option("--model", help="NAME=SPEC of a causal LM (HF directory, .gguf file or hub name); repeatable (same tokenizer). The first is the baseline.")],
     corpus: Annotated[Path, typer.Option("--corpus", help="The original training data (JSONL, .txt, Parquet or folder): what every model is attacked on.")],
     heldout: Annotated[Path, typer.Option("--heldout", help="Held-out documents of the same kind, never trained on: utility, membership non-members, extraction prompts.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder: report.jsonl, summary.json, report.html.")] = Path("leakaudit-compare"),
-    reference: Annotated[Optional[Path], typer.Option("--reference", help="Reference model (saw neither split) for the ratio attacks.")] = None,
+    reference: Annotated[Optional[str], typer.Option("--reference", help="Reference model (saw neither split) for the ratio attacks: HF directory, .gguf or hub name.")] = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="Extraction generations per sampler.")] = 200,
     windows: Annotated[int, typer.Option("--windows", min=1, help="Training windows measured for memorization.")] = 500,
     text_field: Annotated[str, typer.Option("--text-field")] = "text",
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
 ) -> None:
     """Compare models (undefended vs defended): the same attacks on each, with utility."""
     from dataclasses import replace
 
-    from leakaudit.compare import BatteryConfig, run_battery
-    from leakaudit.corpus.index import CorpusIndex
-    from leakaudit.corpus.load import load_corpus
     from leakaudit.errors import InputError, LeakauditError
-    from leakaudit.lab.run import versions
-    from leakaudit.report.html import render_html
     from leakaudit.runs.staged import check_output_location, staged_output
-    from leakaudit.workflow import write_records_report
+    from leakaudit.targets import check_spec
 
-    _quiet_libraries()
+    outputs = ("report.jsonl", "summary.json", "report.html")
     try:
         specs = []
         for m in model:
             name, sep, path = m.partition("=")
             if not sep or not name or not path:
-                raise InputError(f"--model takes NAME=DIR, got {m!r}")
-            if not Path(path).is_dir():
-                raise InputError("no such model directory", path=path)
-            specs.append((name, Path(path)))
+                raise InputError(f"--model takes NAME=DIR (or NAME=SPEC), got {m!r}")
+            specs.append((name, path))
         if len({n for n, _ in specs}) != len(specs):
             raise InputError("--model names must be distinct")
-        if reference is not None and not reference.is_dir():
-            raise InputError("no such model directory", path=str(reference))
-        outputs = ("report.jsonl", "summary.json", "report.html")
         check_output_location(out, produces=outputs, inputs=[corpus, heldout])
+        for _, p in specs + ([("reference", reference)] if reference is not None else []):
+            check_spec(p, allow_download=allow_download)  # a typo answers at once, no torch
+    except LeakauditError as e:
+        _fail(e)
+    from leakaudit.compare import BatteryConfig, run_battery
+    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.corpus.load import load_corpus
+    from leakaudit.lab.run import versions
+    from leakaudit.report.html import render_html
+    from leakaudit.targets import load_target, require_capabilities
+    from leakaudit.targets.checks import check_device
+    from leakaudit.workflow import write_records_report
+
+    _quiet_libraries()
+    try:
+        check_device(device)
         train = load_corpus(corpus, text_field=text_field)
         held = load_corpus(heldout, text_field=text_field)
-        from leakaudit.targets.hf import HFCausalLM
-
-        models = {n: HFCausalLM.load(p, name=n) for n, p in specs}
-        ref = HFCausalLM.load(reference, name="reference") if reference is not None else None
+        models = {n: load_target(p, name=n, device=device, allow_download=allow_download)
+                  for n, p in specs}
+        ref = (load_target(reference, name="reference", device=device, allow_download=allow_download)
+               if reference is not None else None)
+        for (n, p), m in zip(specs + [("reference", reference)], [*models.values(), ref]):
+            if m is not None:  # the battery scores, samples and checks greedy choices
+                require_capabilities(m, "prompt_logprobs", "argmax", "generation",
+                                     who="compare", spec=p)
         base = BatteryConfig(seed=seed)
         cfg = replace(base, memorization=replace(base.memorization, n_sequences=windows, seed=seed),
                       extraction=replace(base.extraction, n_samples=samples, seed=seed))
@@ -72,7 +84,9 @@ def compare(
                                     progress=_progress(), log=_log)
             recs = []
             for n, m in models.items():
-                rows[n]["n_params"] = sum(p.numel() for p in m.model.parameters())
+                net = getattr(m, "model", None)
+                rows[n]["n_params"] = (sum(p.numel() for p in net.parameters())
+                                       if net is not None else None)
                 tj = Path(dict(specs)[n]) / "leakaudit_training.json"
                 if tj.is_file():
                     rows[n]["training"] = json.loads(tj.read_text())

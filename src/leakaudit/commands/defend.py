@@ -145,7 +145,7 @@ def dp_train_cmd(
     clip: Annotated[float, typer.Option("--max-grad-norm", help="Per-example clipping norm C.")] = 1.0,
     accountant: Annotated[str, typer.Option("--accountant", help="rdp or prv.")] = "rdp",
     clipping: Annotated[str, typer.Option("--clipping", help="ghost (fast, default) or flat (per-example gradients).")] = "ghost",
-    model: Annotated[Optional[Path], typer.Option("--model", help="Fine-tune this HF causal LM directory (default: train a new GPT-2 with --tokenizer).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Fine-tune this causal LM: HF directory or .gguf file (default: train a new GPT-2 with --tokenizer).")] = None,
     tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="Tokenizer directory for a new model (default: train a byte-level BPE on the corpus).")] = None,
     vocab_size: Annotated[int, typer.Option("--vocab-size", min=64)] = 1024,
     n_layer: Annotated[int, typer.Option("--n-layer", min=1)] = 2,
@@ -171,17 +171,21 @@ def dp_train_cmd(
         dp = DPLMConfig(max_grad_norm=clip, noise_multiplier=noise, target_epsilon=epsilon,
                         delta=delta, accountant=accountant, clipping=clipping)
         _check(dp, spec)
-        if model is not None and not model.is_dir():
-            raise InputError("no such model directory", path=str(model))
+        if model is not None:
+            from leakaudit.targets import check_spec
+
+            check_spec(model)  # a typo in a path answers at once
         produces = ("model.safetensors", "config.json", "leakaudit_training.json", "defense.json")
         check_output_location(out, produces=produces, inputs=[corpus, model, tokenizer])
         texts = [d.text for d in _load(corpus, text_field)]
         base = None
         if model is not None:
-            from transformers import AutoModelForCausalLM
+            from leakaudit.defenses.unlearning import dequantized
+            from leakaudit.targets import load_target, require_capabilities
 
-            base = AutoModelForCausalLM.from_pretrained(str(model), local_files_only=True)
-            tok = _tokenizer(model)
+            target = load_target(model, name="base")
+            require_capabilities(target, "gradients", who="DP-SGD fine-tuning", spec=model)
+            base, tok = dequantized(target.model), target.tokenizer
         else:
             tok = _tokenizer(tokenizer) or train_tokenizer(texts, vocab_size=vocab_size)
         _log(f"DP-SGD on {len(texts)} documents ({clipping} clipping, {accountant} accountant)")

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from leakaudit.clikit import _fail, _log, _progress, _quiet_libraries, out_console
-from leakaudit.errors import LeakauditError
+from leakaudit.errors import InputError, LeakauditError
 
 SpecArg = Annotated[str, typer.Argument(
     help="openai-completions:URL or openai-chat:URL (URL ends in /v1).")]
@@ -60,8 +60,8 @@ def register(app: typer.Typer) -> None:
     def audit(spec: SpecArg,
               corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Training documents (JSONL with id/text, .txt, Parquet, folder).")] = None,
               nonmembers: Annotated[Optional[Path], typer.Option("--nonmembers", help="Documents never trained on (membership non-members).")] = None,
-              reference: Annotated[Optional[list[Path]], typer.Option("--reference", help="Local reference model(s) (HF directory); repeatable.")] = None,
-              attack: Annotated[Optional[list[str]], typer.Option("--attack", help="memorization, membership, exposure, divergence, pii (repeatable; default: all the endpoint allows).")] = None,
+              reference: Annotated[Optional[list[str]], typer.Option("--reference", help="Local reference model(s): HF directory or .gguf file; repeatable.")] = None,
+              attack: Annotated[Optional[list[str]], typer.Option("--attack", help="extraction, memorization, membership, exposure, divergence, pii (repeatable; default: all the endpoint allows).")] = None,
               out: Annotated[Path, typer.Option("--out", help="Output folder (report.jsonl, summary.json, requests.sqlite).")] = Path("leakaudit-endpoint"),
               model: ModelOpt = None, api_key_env: KeyEnvOpt = None, api_key_file: KeyFileOpt = None,
               tokenizer: TokOpt = None,
@@ -72,21 +72,48 @@ def register(app: typer.Typer) -> None:
               max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=0, help="Stop after this many billed tokens; rerun to continue.")] = None,
               show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
               seed: Annotated[int, typer.Option("--seed")] = 0,
+              samples: Annotated[int, typer.Option("--samples", min=1, help="Extraction: samples drawn through the API (top-k from the start token).")] = 200,
+              new_tokens: Annotated[int, typer.Option("--new-tokens", min=1, help="Extraction: tokens per sample.")] = 256,
+              select: Annotated[int, typer.Option("--select", min=1, help="Extraction: candidates per ranking.")] = 50,
+              context: Annotated[Optional[int], typer.Option("--context", min=2, help="The server's context in tokens: longer texts are cut to fit (default: the --tokenizer folder's model config, if any).")] = None,
+              target_scores: Annotated[str, typer.Option("--target-scores", help="Extraction ranking log-probs: auto, echo (prompt log-probs of each sample), generated (returned with the samples), none (local --reference and zlib).")] = "auto",
               ) -> None:
         """Run every attack the endpoint's capabilities allow; the rest are reported as skipped."""
+        from leakaudit.targets import check_spec
+
+        try:  # a typo in a reference path answers at once, before torch is imported
+            for r in reference or []:
+                check_spec(r)
+        except LeakauditError as e:
+            _fail(e)
         from leakaudit.corpus.load import load_corpus
         from leakaudit.endpoint_audit import ATTACKS, EndpointAuditConfig, audit_endpoint
-        from leakaudit.targets.hf import HFCausalLM
+        from leakaudit.targets import default_name, load_target
         from leakaudit.targets.openai_api import load_endpoint
 
         _quiet_libraries()
         try:
+            from dataclasses import replace
+
+            from leakaudit.attacks.extraction.pipeline import SCORE_SOURCES
+
+            if target_scores not in SCORE_SOURCES:
+                raise InputError(f"--target-scores must be one of {', '.join(SCORE_SOURCES)}, "
+                                 f"got {target_scores!r}")
+            base = EndpointAuditConfig()
             cfg = EndpointAuditConfig(attacks=tuple(attack) if attack else ATTACKS,
-                                      show_pii=show_pii, seed=seed)
+                                      show_pii=show_pii, seed=seed,
+                                      extraction=replace(base.extraction, n_samples=samples,
+                                                         max_new_tokens=new_tokens, select=select,
+                                                         target_scores=target_scores))
             cfg.validate()
             docs = _docs(load_corpus, corpus)
             non = _docs(load_corpus, nonmembers)
-            refs = {Path(r).name: HFCausalLM.load(r) for r in (reference or [])}
+            refs = {}
+            for i, r in enumerate(reference or []):
+                name = default_name(r)
+                name = name if name not in refs else f"{name}-{i}"
+                refs[name] = load_target(r, name=name)
             subjects = None
             if docs:
                 from leakaudit.attacks.probes.pii import lab_subjects
@@ -99,7 +126,7 @@ def register(app: typer.Typer) -> None:
             t = load_endpoint(spec, model=model, api_key_env=api_key_env,
                               api_key_file=None if api_key_file is None else str(api_key_file),
                               tokenizer=None if tokenizer is None else str(tokenizer),
-                              ledger=out / "requests.sqlite",
+                              ledger=out / "requests.sqlite", context=context,
                               config=_client_config(concurrency, timeout, retries, max_requests,
                                                     max_tokens), log=_log)
             summary = audit_endpoint(t, out, config=cfg, corpus=docs, nonmembers=non,
@@ -139,7 +166,11 @@ def _print(summary: dict, out: Path) -> None:
                       f"{r['retried']} retried, {r['failed']} failed), {r['tokens_billed']} "
                       f"tokens billed", highlight=False)
     for name, s in summary["attacks"].items():
-        out_console.print(f"{name}: done ({s.get('wall_s')} s)", highlight=False)
+        extra = ""
+        if name == "extraction":
+            extra = (f": {s.get('n_verified_samples')} of {s.get('n_samples')} samples verified "
+                     f"against the corpus (ranked with {s.get('target_scores')} log-probs)")
+        out_console.print(f"{name}: done ({s.get('wall_s')} s){extra}", highlight=False)
     for s in summary["skipped"]:
         out_console.print(f"{s['attack']}: skipped ({s['reason']})", highlight=False)
     if summary.get("stopped"):

@@ -58,7 +58,7 @@ def run_output_filter(*, model, docs, canaries, n: int, fp_rate: float, config, 
 def register(app: typer.Typer) -> None:
     @app.command("output-filter")
     def output_filter(
-        model: Annotated[Path, typer.Option("--model", help="HF causal LM directory (or .gguf).")],
+        model: Annotated[str, typer.Option("--model", help="Causal LM in-process: HF directory, .gguf file or hub name (the filter is a logits processor).")],
         corpus: Annotated[Path, typer.Option("--corpus", help="Its training corpus.")],
         manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Canary manifest: also try to extract the canaries' secrets (and, for a lab manifest, continue its repeated boilerplate blocks).")] = None,
         n: Annotated[int, typer.Option("--n", min=2, help="n-gram length of the filter, in tokens.")] = 8,
@@ -71,15 +71,26 @@ def register(app: typer.Typer) -> None:
         text_field: Annotated[str, typer.Option("--text-field")] = "text",
         device: Annotated[str, typer.Option("--device")] = "cpu",
         seed: Annotated[int, typer.Option("--seed")] = 0,
+        allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
     ) -> None:
         """MemFree output filter (Ippolito et al. 2023): what it blocks, and what still leaks."""
+        from leakaudit.errors import InputError, LeakauditError
+        from leakaudit.runs.staged import REPORT_OUTPUTS, check_output_location
+        from leakaudit.targets import check_spec
+
+        try:  # the output location and the model spec first: cheap, no torch
+            check_output_location(out, produces=REPORT_OUTPUTS, inputs=[corpus, model, manifest])
+            check_spec(model, allow_download=allow_download)
+        except LeakauditError as e:
+            _fail(e)
         from leakaudit.corpus.load import load_corpus
         from leakaudit.defenses.output_filter_eval import BypassConfig
-        from leakaudit.errors import InputError, LeakauditError
-        from leakaudit.targets.hf import HFCausalLM
+        from leakaudit.targets import load_target, require_capabilities
+        from leakaudit.targets.checks import check_device
 
         _quiet_libraries()
         try:
+            check_device(device)
             cfg = BypassConfig(n_docs=docs, prefix_tokens=prefix, suffix_tokens=suffix,
                                styles=tuple(s.strip() for s in styles.split(",") if s.strip()),
                                seed=seed)
@@ -93,7 +104,10 @@ def register(app: typer.Typer) -> None:
                 except (OSError, json.JSONDecodeError, KeyError) as e:
                     raise InputError(f"not a canary manifest: {e}", path=str(manifest)) from None
             ds = [{"id": d.id, "text": d.text} for d in load_corpus(corpus, text_field=text_field)]
-            m = HFCausalLM.load(model, device=device)
+            m = load_target(model, device=device, allow_download=allow_download)
+            # MemFree runs inside the model's own decoding loop
+            require_capabilities(m, "logits_processors", "generation", who="the output filter",
+                                 spec=model)
             res = run_output_filter(model=m, docs=ds, canaries=canaries, n=n, fp_rate=fp_rate,
                                     config=cfg, out=out, repeated=repeated,
                                     run_extra={"models": {m.name: {"path": str(model)}},

@@ -51,22 +51,32 @@ def select_forget(docs, *, match: list[str], ids_file: Optional[Path]) -> list[s
     return sorted(wanted)
 
 
-def run_unlearn(*, model: Path, docs, forget_ids: list[str], methods: list[str], out: Path,
+def run_unlearn(*, model, docs, forget_ids: list[str], methods: list[str], out: Path,
                 steps: int, lr: float, batch_size: int, beta: float, retain_weight: float,
-                shards: int, train_spec, seed: int, log=_log) -> dict:
-    """Produce every requested unlearned model under ``out`` and write ``out/unlearn.json``."""
-    import time
+                shards: int, train_spec, seed: int, target=None, log=_log) -> dict:
+    """Produce every requested unlearned model under ``out`` and write ``out/unlearn.json``.
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    ``model`` is a target spec (HF directory, ``.gguf`` file, …); ``target`` the target it names
+    when already loaded. Unlearning edits weights, so the target must provide gradients."""
+    import copy
+    import time
 
     from leakaudit.defenses.unlearning import (
         UnlearnConfig,
+        dequantized,
         retrain,
         sisa_delete,
         sisa_train,
         unlearn_model,
     )
 
+    if target is None:
+        from leakaudit.targets import load_target
+
+        target = load_target(model, name="original")
+    from leakaudit.targets import require_capabilities
+
+    require_capabilities(target, "gradients", who="unlearning", spec=model)
     out.mkdir(parents=True, exist_ok=True)
     forget = set(forget_ids)
     forget_texts = [d.text for d in docs if d.id in forget]
@@ -75,13 +85,14 @@ def run_unlearn(*, model: Path, docs, forget_ids: list[str], methods: list[str],
     spec, train_seed = train_spec
     result: dict = {"model": str(model), "forget_ids": sorted(forget), "n_docs": len(docs),
                     "train_spec": spec.__dict__, "train_seed": train_seed, "methods": {}}
-    tok = AutoTokenizer.from_pretrained(str(model))
+    tok = target.tokenizer
     for m in methods:
         if m in ("ga", "gd", "npo"):
             cfg = UnlearnConfig(method=m, steps=steps, lr=lr, batch_size=batch_size, beta=beta,
                                 retain_weight=retain_weight, seed=seed)
             cfg.validate()
-            net = AutoModelForCausalLM.from_pretrained(str(model))
+            # the original's weights, fresh for each method (a GGUF file's, dequantized)
+            net = dequantized(copy.deepcopy(target.model))
             t0 = time.perf_counter()
             net, info = unlearn_model(net, tok, forget_texts, retain_texts, cfg)
             wall = time.perf_counter() - t0
@@ -91,16 +102,16 @@ def run_unlearn(*, model: Path, docs, forget_ids: list[str], methods: list[str],
                                     "final_loss": info["losses"][-1], "config": info["config"]}
         elif m == "oracle":
             t0 = time.perf_counter()
-            retrain(model, retain_texts, spec, seed=train_seed, out_dir=out / "oracle")
+            retrain(target, retain_texts, spec, seed=train_seed, out_dir=out / "oracle")
             result["methods"][m] = {"kind": "exact", "dir": "oracle",
                                     "wall_s": time.perf_counter() - t0}
         elif m == "sisa":
             items = [{"id": d.id, "text": d.text} for d in docs]
             t0 = time.perf_counter()
-            sisa_train(model, items, spec, n_shards=shards, seed=train_seed, out_dir=out / "sisa-before")
+            sisa_train(target, items, spec, n_shards=shards, seed=train_seed, out_dir=out / "sisa-before")
             t_train = time.perf_counter() - t0
             t0 = time.perf_counter()
-            man = sisa_delete(out / "sisa-before", model, items, sorted(forget),
+            man = sisa_delete(out / "sisa-before", target, items, sorted(forget),
                               out_dir=out / "sisa")
             result["methods"][m] = {"kind": "exact", "dir": "sisa", "before_dir": "sisa-before",
                                     "wall_s": time.perf_counter() - t0, "train_wall_s": t_train,
@@ -114,7 +125,7 @@ def run_unlearn(*, model: Path, docs, forget_ids: list[str], methods: list[str],
 def register(app: typer.Typer) -> None:
     @app.command("unlearn")
     def unlearn(
-        model: Annotated[Path, typer.Option("--model", help="The trained HF causal LM directory.")],
+        model: Annotated[str, typer.Option("--model", help="The trained causal LM: HF directory, .gguf file or hub name (in-process: unlearning needs gradients).")],
         corpus: Annotated[Path, typer.Option("--corpus", help="Its training corpus (JSONL, .txt, Parquet or a folder).")],
         forget_match: Annotated[list[str], typer.Option("--forget-match", help="Forget every training document containing this text (a name, e-mail, identifier); repeatable.")] = [],  # noqa: B006
         forget_ids: Annotated[Optional[Path], typer.Option("--forget-ids", help="File of document ids to forget, one per line.")] = None,
@@ -130,30 +141,36 @@ def register(app: typer.Typer) -> None:
         train_lr: Annotated[float, typer.Option("--train-lr", help="Retraining learning rate when the model has no leakaudit_training.json.")] = 1e-3,
         text_field: Annotated[str, typer.Option("--text-field")] = "text",
         seed: Annotated[int, typer.Option("--seed")] = 0,
+        allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
     ) -> None:
         """Unlearn a data subject's documents: gradient ascent, gradient difference, NPO, the
         retrained oracle and SISA."""
+        from leakaudit.errors import InputError, LeakauditError
+        from leakaudit.targets import check_spec
+
+        try:
+            ms = _methods(methods)
+            check_spec(model, allow_download=allow_download)  # a typo answers at once, no torch
+        except LeakauditError as e:
+            _fail(e)
         from leakaudit.corpus.load import load_corpus
         from leakaudit.defenses.unlearning import training_spec
-        from leakaudit.errors import InputError, LeakauditError
+        from leakaudit.targets import load_target, require_capabilities
         from leakaudit.training.lm import LMSpec
 
         _quiet_libraries()
         try:
-            ms = _methods(methods)
-            if not (model / "config.json").is_file():
-                raise InputError("not an HF model directory (no config.json)", path=str(model))
             docs = load_corpus(corpus, text_field=text_field)
             fids = select_forget(docs, match=forget_match, ids_file=forget_ids)
-            spec = training_spec(model)
+            target = load_target(model, name="original", allow_download=allow_download)
+            require_capabilities(target, "gradients", who="unlearning", spec=model)
+            spec = training_spec(model) if Path(model).is_dir() else None
             if spec is None and {"oracle", "sisa"} & set(ms):
                 if epochs is None:
                     raise InputError("the model has no leakaudit_training.json: give --epochs (and "
                                      "--train-lr) for retraining the oracle and SISA shards",
                                      path=str(model))
-                from transformers import AutoConfig
-
-                cfg = AutoConfig.from_pretrained(str(model))
+                cfg = target.model.config
                 n_ctx = int(getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", 256))
                 spec = (LMSpec(n_ctx=min(n_ctx, 1024), epochs=epochs, lr=train_lr, batch_size=8), seed)
             spec = spec or (LMSpec(), seed)
@@ -161,7 +178,7 @@ def register(app: typer.Typer) -> None:
             res = run_unlearn(model=model, docs=docs, forget_ids=fids, methods=ms, out=out,
                               steps=steps, lr=lr, batch_size=batch_size, beta=beta,
                               retain_weight=retain_weight, shards=shards, train_spec=spec,
-                              seed=seed)
+                              seed=seed, target=target)
             res["corpus"] = str(corpus)
             res["text_field"] = text_field
             res["command"] = _command()
@@ -175,7 +192,7 @@ def register(app: typer.Typer) -> None:
     def verify_erasure(
         unlearn_dir: Annotated[Path, typer.Argument(help="A folder written by leakaudit unlearn.")],
         heldout: Annotated[Path, typer.Option("--heldout", help="Never-seen documents of the same kind (the non-members).")],
-        reference: Annotated[Optional[Path], typer.Option("--reference", help="A reference model trained on other data of the same kind (calibrates the per-example membership score).")] = None,
+        reference: Annotated[Optional[str], typer.Option("--reference", help="A reference model trained on other data of the same kind, HF directory or .gguf (calibrates the per-example membership score).")] = None,
         manifest: Annotated[Optional[Path], typer.Option("--manifest", help="A canary manifest (lab manifest.json): the forget set's canaries are extracted and their exposure measured.")] = None,
         relapse: Annotated[str, typer.Option("--relapse", help="Comma-separated models to probe for relapse (int8/int4 fake quantization, a short fine-tune); '' for none.")] = "ga,gd,npo,oracle",
         out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("leakaudit-erasure"),
@@ -187,7 +204,13 @@ def register(app: typer.Typer) -> None:
         """Verify an erasure against the oracle: membership, extraction, exposure, utility, cost,
         relapse under quantization and fine-tuning."""
         from leakaudit.errors import LeakauditError
+        from leakaudit.targets import check_spec
 
+        try:
+            if reference is not None:
+                check_spec(reference)  # a typo in a path answers at once, before torch
+        except LeakauditError as e:
+            _fail(e)
         _quiet_libraries()
         try:
             from leakaudit.defenses.erasure import VerifyConfig
@@ -211,9 +234,8 @@ def erasure_records(unlearn_dir: Path, *, docs, unseen: list[str], reference,
     :func:`leakaudit.defenses.erasure.verify_models`); ``docs``: the training corpus (objects
     with ``id`` and ``text``), ``unseen``: never-seen texts, ``reference``: a target or None."""
     from leakaudit.defenses.erasure import verify_models
-    from leakaudit.defenses.unlearning import EnsembleLM
     from leakaudit.errors import InputError
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import load_target, require_capabilities
 
     meta = json.loads((unlearn_dir / "unlearn.json").read_text())
     forget_ids = set(meta["forget_ids"])
@@ -231,11 +253,11 @@ def erasure_records(unlearn_dir: Path, *, docs, unseen: list[str], reference,
     fgen = {genres.get(i) for i in forget_ids} - {None}
     related = [d.text for d in retain_docs if genres.get(d.id) in fgen] if fgen else []
     related = (related or [d.text for d in retain_docs])[: cfg.finetune_docs]
-    models = {"original": HFCausalLM.load(meta["model"], name="original")}
+    models = {"original": load_target(meta["model"], name="original")}
     costs = {}
     for m, info in meta["methods"].items():
-        d = unlearn_dir / info["dir"]
-        models[m] = EnsembleLM.load(d, name=m) if m == "sisa" else HFCausalLM.load(d, name=m)
+        d = unlearn_dir / info["dir"]  # a SISA folder loads as the sisa: ensemble backend
+        models[m] = load_target(d, name=m)
         costs[m] = float(info["wall_s"])
     if reference is None:
         log("no reference model given: membership uses the loss score only; per-example "
@@ -243,6 +265,9 @@ def erasure_records(unlearn_dir: Path, *, docs, unseen: list[str], reference,
     bad = [r for r in relapse if r not in models]
     if bad:
         raise InputError(f"--relapse: no model {bad[0]!r} in this folder; have {', '.join(models)}")
+    for r in relapse:  # quantizing and fine-tuning a copy edit its weights
+        require_capabilities(models[r], "gradients", who=f"--relapse {r}",
+                             spec=getattr(models[r], "source", None) or r)
     records = verify_models(models, forget=forget, retain=[d.text for d in retain_docs],
                             unseen=unseen, reference=reference, secrets=secrets,
                             canaries=canaries, finetune_texts=related, costs=costs,
@@ -270,7 +295,7 @@ def summary_lines(records: list[dict]) -> list[str]:
     return lines
 
 
-def run_verify(unlearn_dir: Path, *, heldout: Path, reference: Optional[Path],
+def run_verify(unlearn_dir: Path, *, heldout: Path, reference: Optional[str],
                manifest: Optional[Path], relapse: list[str], out: Path, cfg, log=_log) -> dict:
     from datetime import datetime, timezone
 
@@ -279,13 +304,15 @@ def run_verify(unlearn_dir: Path, *, heldout: Path, reference: Optional[Path],
     from leakaudit.lab.run import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import check_spec, load_target
     from leakaudit.workflow import write_records_report
 
     meta_path = unlearn_dir / "unlearn.json"
     if not meta_path.is_file():
         raise InputError("no unlearn.json: not a folder written by leakaudit unlearn",
                          path=str(unlearn_dir))
+    if reference is not None:
+        check_spec(reference)  # a typo answers before anything is loaded
     meta = json.loads(meta_path.read_text())
     docs = load_corpus(meta["corpus"], text_field=meta.get("text_field", "text"))
     unseen = [d.text for d in load_corpus(heldout)]
@@ -295,7 +322,7 @@ def run_verify(unlearn_dir: Path, *, heldout: Path, reference: Optional[Path],
             man = json.loads(Path(manifest).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise InputError(f"cannot read the manifest: {e}", path=str(manifest)) from None
-    ref = HFCausalLM.load(reference, name="reference") if reference is not None else None
+    ref = load_target(reference, name="reference") if reference is not None else None
     records = erasure_records(unlearn_dir, docs=docs, unseen=unseen, reference=ref, manifest=man,
                               relapse=relapse, cfg=cfg, log=log)
     lines = summary_lines(records)

@@ -25,8 +25,11 @@ at document boundaries into shards of at most ``shard_bytes``; each shard's suff
 in memory (about 5x the shard size at peak, independent of the corpus size), written as ``.npy``
 and memory-mapped for queries. Shards are not merged (a merge would compare suffixes across
 shards); every query visits every shard, and the counts add up because no document spans two
-shards. Queries are answered in batches by a vectorised binary search (numpy gathers from the
-memory maps), which is what reaches the look-up rate.
+shards. Shards from 8 MiB are suffix-sorted and written in a background thread while the next
+one is read (libdivsufsort runs through ctypes, without the GIL). Counts (:meth:`count_many`)
+search each distinct span once, in sorted order, with libdivsufsort's ``sa_search`` confined to
+the stretch of the suffix array that the sampled 8-byte keys leave; matching statistics use a
+vectorised binary search (numpy gathers from the memory maps).
 
 Answers equal :class:`~leakaudit.corpus.index.CorpusIndex`'s exactly: queries never contain
 0xFF (it is not valid UTF-8), so a match can never cross a document or shard boundary, and the
@@ -67,6 +70,7 @@ _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _ONE = np.uint64(1)
 _SAMPLE = 64  # every 64th suffix's 8-byte key is kept (1/8 byte per corpus byte)
 _SCALAR_MAX = 8  # batches up to this size use plain bisect over the memory map
+_PIPELINE_MIN_SHARD = 8 << 20  # shards from this size are sorted in a background thread
 
 
 def _private_dir(p: Path) -> None:
@@ -467,8 +471,29 @@ class DiskCorpusIndex:
         id_offsets = [0]
         id_fd = os.open(d / "doc_ids.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 
+        # Pipelined: a shard's suffix sort and writes run in one background thread
+        # (libdivsufsort is called through ctypes, which releases the GIL) while this thread
+        # reads and encodes the next shard. At most one shard is being sorted at a time, so the
+        # peak is one shard's sort plus the next shard's text. Small shards (tight memory
+        # budgets) are sorted inline: the overlap gains little there.
+        pipelined = shard_bytes >= _PIPELINE_MIN_SHARD
+        pool = None
+        running = None
+
+        def write_shard(sd: Path, data: bytes, starts: np.ndarray) -> None:
+            # 8 zero bytes after the text: every offset starts a full 8-byte word
+            padded = np.frombuffer(data + bytes(_PAD), dtype=np.uint8)
+            _save_private(sd / "data.npy", padded)
+            sa = np.asarray(divsufsort(data)) if len(data) else np.zeros(0, np.int32)
+            _save_private(sd / "sa.npy", sa)
+            _save_private(sd / "keys.npy", _sample_keys(padded, sa))
+            del padded
+            del sa
+            del data
+            _save_private(sd / "doc_starts.npy", starts)
+
         def flush() -> None:
-            nonlocal pending, pending_bytes
+            nonlocal pending, pending_bytes, pool, running
             if not pending:
                 return
             name = f"shard-{len(shards):05d}"
@@ -480,38 +505,55 @@ class DiskCorpusIndex:
             data = _SEP.join(pending)
             n_in = len(pending)
             pending, pending_bytes = [], 0
-            # 8 zero bytes after the text: every offset starts a full 8-byte word
-            _save_private(sd / "data.npy", np.frombuffer(data + bytes(_PAD), dtype=np.uint8))
-            sa = np.asarray(divsufsort(data)) if len(data) else np.zeros(0, np.int32)
-            _save_private(sd / "sa.npy", sa)
-            _save_private(sd / "keys.npy", _sample_keys(np.frombuffer(data, dtype=np.uint8), sa))
-            del sa
+            if running is not None:
+                running.result()  # the previous shard is written (its errors surface here)
+                running = None
+            if pipelined:
+                if pool is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-shard")
+                running = pool.submit(write_shard, sd, data, starts)
+            else:
+                write_shard(sd, data, starts)
             del data
-            _save_private(sd / "doc_starts.npy", starts)
             shards.append({"name": name, "first_doc": n_docs - n_in, "n_docs": n_in})
             if progress is not None:
                 progress(n_docs, n_text)
 
+        def finish() -> None:
+            nonlocal running
+            try:
+                if running is not None:
+                    running.result()
+                    running = None
+            finally:
+                if pool is not None:
+                    pool.shutdown(wait=True)
+
         with os.fdopen(id_fd, "wb") as id_f:
-            for i, text in enumerate(texts):
-                if ids_iter is not None:
-                    try:
-                        did = str(next(ids_iter))
-                    except StopIteration:
-                        raise ValueError(f"more texts than doc ids ({i} ids)") from None
-                else:
-                    did = str(i)
-                e = _encode(text)
-                idb = did.encode("utf-8", "surrogatepass")
-                id_f.write(idb)
-                id_offsets.append(id_offsets[-1] + len(idb))
-                if pending and pending_bytes + len(e) + 1 > shard_bytes:
-                    flush()
-                pending.append(e)
-                pending_bytes += len(e) + 1
-                n_docs += 1
-                n_text += len(e)
-            flush()
+            try:
+                for i, text in enumerate(texts):
+                    if ids_iter is not None:
+                        try:
+                            did = str(next(ids_iter))
+                        except StopIteration:
+                            raise ValueError(f"more texts than doc ids ({i} ids)") from None
+                    else:
+                        did = str(i)
+                    e = _encode(text)
+                    idb = did.encode("utf-8", "surrogatepass")
+                    id_f.write(idb)
+                    id_offsets.append(id_offsets[-1] + len(idb))
+                    if pending and pending_bytes + len(e) + 1 > shard_bytes:
+                        flush()
+                    pending.append(e)
+                    pending_bytes += len(e) + 1
+                    n_docs += 1
+                    n_text += len(e)
+                flush()
+            finally:
+                finish()
         if ids_iter is not None and next(ids_iter, None) is not None:
             raise ValueError(f"more doc ids than texts ({n_docs} texts)")
         _save_private(d / "doc_ids.npy", np.asarray(id_offsets, dtype=np.int64))
@@ -590,17 +632,31 @@ class DiskCorpusIndex:
     def count_many(self, spans: Sequence[str]) -> np.ndarray:
         """Occurrence counts of many spans at once (the fast path for window look-ups)."""
         qb = [self._span_bytes(s) for s in spans]
-        total = np.zeros(len(spans), dtype=np.int64)
-        for sh in self._shards:
-            if sh.n == 0:
-                continue
-            fn, t, dp, sp, n = sh.c_search()
-            left = t()
-            counts = [fn(dp, n, q, len(q), sp, n, left) for q in qb]
-            if counts and min(counts) < 0:
-                raise RuntimeError("sa_search failed")
-            total += np.asarray(counts, dtype=np.int64)
-        return total
+        # each distinct span once, in sorted order: consecutive searches walk neighbouring
+        # parts of the suffix array (cache and page-cache locality)
+        uniq = sorted(set(qb))
+        where = {q: i for i, q in enumerate(uniq)}
+        inv = np.fromiter((where[q] for q in qb), dtype=np.int64, count=len(qb))
+        total = np.zeros(len(uniq), dtype=np.int64)
+        step = _BATCH_CELLS // _CHUNK  # spans per chunk: bounded temporaries
+        for c in range(0, len(uniq), step):
+            chunk = uniq[c : c + step]
+            qs = _Queries.of(chunk)
+            for sh in self._shards:
+                if sh.n == 0:
+                    continue
+                fn, t, dp, sp, n = sh.c_search()
+                isz = sh.sa.dtype.itemsize
+                left = t()
+                # the sampled 8-byte keys narrow each search to a short stretch of the suffix
+                # array (one vectorised searchsorted); sa_search then runs only inside it
+                lo, hi = sh._narrow(qs)
+                counts = [fn(dp, n, q, len(q), sp + a * isz, b - a, left) if b > a else 0
+                          for q, a, b in zip(chunk, lo.tolist(), hi.tolist())]
+                if counts and min(counts) < 0:
+                    raise RuntimeError("sa_search failed")
+                total[c : c + step] += np.asarray(counts, dtype=np.int64)
+        return total[inv]
 
     def count(self, span: str) -> int:
         """Total number of occurrences of ``span`` (overlapping ones included)."""
@@ -759,16 +815,15 @@ def _sweep(n_tok, q, cs, ce, bs, be, ms, window, ms_whole, nonempty) -> WindowRe
     return WindowResult(n_tok, longest, whole, (0, n_chars) if whole else None)
 
 
-def _sample_keys(data: np.ndarray, sa: np.ndarray) -> np.ndarray:
-    """``pad8`` of every ``_SAMPLE``-th suffix (see :meth:`_Shard._narrow`)."""
-    n = len(data)
-    pos = np.asarray(sa[::_SAMPLE], dtype=np.int64)
-    keys = np.zeros(len(pos), dtype=np.uint64)
-    for c in range(8):
-        idx = pos + c
-        byte = np.where(idx < n, data[np.minimum(idx, max(n - 1, 0))], 0).astype(np.uint64)
-        keys |= byte << np.uint64(56 - 8 * c)
-    return keys
+def _sample_keys(padded: np.ndarray, sa: np.ndarray) -> np.ndarray:
+    """``pad8`` of every ``_SAMPLE``-th suffix (see :meth:`_Shard._narrow`): one gather of
+    big-endian 8-byte words from the shard's bytes (``padded``: the text and ``_PAD`` zero bytes,
+    which stand for the end of the text)."""
+    n = len(padded) - _PAD
+    if n <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    words = np.ndarray((n + 1,), dtype=">u8", buffer=padded, strides=(1,))
+    return words[np.asarray(sa[::_SAMPLE], dtype=np.int64)].astype(np.uint64)
 
 
 def _is_disk_index(d: Path) -> bool:

@@ -160,6 +160,27 @@ def unlearn_model(model, tokenizer, forget_texts: Sequence[str], retain_texts: S
 # --------------------------------------------------------------------------------------------
 
 
+def dequantized(model):
+    """``model`` (a transformers model, edited in place) without the marker of a GGUF load.
+
+    transformers dequantizes a GGUF file into plain float tensors but keeps its quantizer on the
+    model and a ``quantization_config`` on its config, and then refuses to save the model or to
+    build a fresh one from that config. The weights are ordinary, so both markers go."""
+    q = getattr(model, "hf_quantizer", None)
+    if q is not None and getattr(getattr(q, "quantization_config", None), "quant_method", None) \
+            is not None and "gguf" in str(q.quantization_config.quant_method).lower():
+        model.hf_quantizer = None
+        _drop_gguf_config(model.config)
+    return model
+
+
+def _drop_gguf_config(cfg):
+    qc = getattr(cfg, "quantization_config", None)
+    if qc is not None and "gguf" in str(getattr(qc, "quant_method", "")).lower():
+        del cfg.quantization_config
+    return cfg
+
+
 def training_spec(model_dir: str | Path) -> tuple[LMSpec, int] | None:
     """The spec and seed a model was trained with here (``leakaudit_training.json``), or None."""
     p = Path(model_dir) / "leakaudit_training.json"
@@ -171,14 +192,19 @@ def training_spec(model_dir: str | Path) -> tuple[LMSpec, int] | None:
 
 def retrain(model_dir: str | Path, texts: Sequence[str], spec: LMSpec, *, seed: int,
             out_dir: str | Path | None = None, progress=None):
-    """Retrain ``model_dir``'s architecture (its config, fresh weights) on ``texts``."""
+    """Retrain ``model_dir``'s architecture (its config, fresh weights) on ``texts``.
+    ``model_dir`` is a model directory or a loaded in-process target (one with ``model`` and
+    ``tokenizer``, e.g. from a ``gguf:`` file): its config and tokenizer are used."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from leakaudit.training.lm import train_causal_lm
 
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    cfg = AutoConfig.from_pretrained(str(model_dir))
+    if hasattr(model_dir, "model") and hasattr(model_dir, "tokenizer"):
+        tok, cfg = model_dir.tokenizer, _drop_gguf_config(copy.deepcopy(model_dir.model.config))
+    else:
+        tok = AutoTokenizer.from_pretrained(str(model_dir))
+        cfg = AutoConfig.from_pretrained(str(model_dir))
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg)
     return train_causal_lm(texts, tok, spec, seed=seed, out_dir=out_dir, progress=progress,
@@ -255,6 +281,12 @@ def sisa_delete(sisa_dir: str | Path, model_dir: str | Path, docs: Sequence[dict
     return man
 
 
+def load_sisa(rest: str, *, name: str | None = None, device: str = "cpu", dtype: str = "float32",
+              allow_download: bool = False) -> "EnsembleLM":
+    """The ``sisa:`` backend of :func:`leakaudit.targets.load_target`: a SISA folder."""
+    return EnsembleLM.load(rest, name=name, device=device, dtype=dtype)
+
+
 class EnsembleLM(LanguageModel):
     """SISA aggregation: the mean of the members' next-token distributions,
     p(x_t | x_<t) = (1/S) Σ_s p_s(x_t | x_<t). Members share a tokenizer. Scores are exact under
@@ -271,13 +303,23 @@ class EnsembleLM(LanguageModel):
                                          generation=True, seeded_generation=True)
 
     @classmethod
-    def load(cls, sisa_dir: str | Path, *, name: str | None = None) -> "EnsembleLM":
-        from leakaudit.targets.hf import HFCausalLM
+    def load(cls, sisa_dir: str | Path, *, name: str | None = None, device: str = "cpu",
+             dtype: str = "float32") -> "EnsembleLM":
+        """The ensemble of a SISA folder; each member loads through
+        :func:`leakaudit.targets.load_target` (the ``sisa:`` backend calls this)."""
+        from leakaudit.targets import load_target
 
-        d = Path(sisa_dir)
-        man = json.loads((d / "sisa.json").read_text())
-        members = [HFCausalLM.load(d / f"shard-{k}") for k in range(int(man["n_shards"]))]
-        return cls(members, name=name or d.name)
+        d = Path(sisa_dir).expanduser()
+        try:
+            man = json.loads((d / "sisa.json").read_text())
+            n = int(man["n_shards"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(f"not a SISA ensemble folder: {e}", path=str(sisa_dir)) from None
+        members = [load_target(d / f"shard-{k}", name=f"shard-{k}", device=device, dtype=dtype)
+                   for k in range(n)]
+        ens = cls(members, name=name or d.name)
+        ens.source = str(sisa_dir)
+        return ens
 
     @property
     def bos_id(self) -> int:

@@ -40,12 +40,93 @@ def lab_output_filter(target_dir: Path, corpus, out: Path, *, n: int, fp_rate: f
                       log=print) -> dict:
     """Run the output-filter evaluation on a lab target and its corpus (report in ``out``)."""
     from leakaudit.commands.output_filter import run_output_filter
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import load_target
 
-    model = HFCausalLM.load(target_dir, name="target")
+    model = load_target(target_dir, name="target")
     return run_output_filter(model=model, docs=corpus.train, canaries=corpus.canaries, n=n,
                              fp_rate=fp_rate, config=config, out=out,
                              repeated=[b["text"] for b in corpus.boilerplate],
                              run_extra={"models": {"target": {"path": str(target_dir)}},
                                         "corpus": {"n_docs": len(corpus.train)}}, log=log)
 
+
+
+UNLEARN_METHODS = ("ga", "gd", "npo", "oracle", "sisa")
+
+
+def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rate: float = 1e-4,
+                           filter_docs: int = 30, steps: int = 15, lr: float = 5e-4,
+                           shards: int = 2, max_repeats: int = 8, n_retain: int = 40,
+                           exposure_references: int = 50, finetune_docs: int = 30,
+                           command: str = "leakaudit lab --after-training", log=print) -> dict:
+    """The defenses that act after training, on a finished lab (``leakaudit lab --out LAB``):
+
+    1. the MemFree output filter over the training corpus's ``n``-grams on the lab target, with
+       its bypasses (``LAB/output-filter``);
+    2. the erasure of one data subject (the canary owner picked by :func:`pick_subject`): GA, GD
+       and NPO next to the retrained oracle and SISA (``LAB/erasure/unlearn``), verified with
+       membership, extraction, exposure, utility, cost and relapse under quantization and a
+       short fine-tune (``LAB/erasure/report``).
+
+    A rerun reuses a finished unlearning step whose forget set, methods and settings are
+    unchanged (``unlearn.json``), and redoes the rest."""
+    import json
+
+    from leakaudit.commands.unlearn import run_unlearn, run_verify
+    from leakaudit.corpus.load import load_corpus
+    from leakaudit.defenses.erasure import VerifyConfig
+    from leakaudit.defenses.output_filter_eval import BypassConfig
+    from leakaudit.defenses.unlearning import training_spec
+    from leakaudit.errors import InputError
+    from leakaudit.lab.corpus import LabCorpus
+    from leakaudit.runs.staged import check_output_location
+
+    lab = Path(lab)
+    need = ("corpus/train.jsonl", "corpus/heldout.jsonl", "corpus/manifest.json",
+            "models/target/config.json", "models/target/leakaudit_training.json",
+            "models/reference/config.json")
+    missing = [r for r in need if not (lab / r).is_file()]
+    if missing:
+        raise InputError(f"not a finished lab (missing {missing[0]}): run `leakaudit lab --out "
+                         f"{lab}` first", path=str(lab))
+    for sub in ("output-filter", "erasure/report"):  # staged folders of their own
+        check_output_location(lab / sub, produces=("report.jsonl", "report.html", "summary.json"))
+    unl = lab / "erasure" / "unlearn"
+    meta_path = unl / "unlearn.json"
+    if unl.is_dir() and any(unl.iterdir()) and not (
+            meta_path.is_file() and "lab_settings" in meta_path.read_text()):
+        raise InputError("exists and was not written by leakaudit lab --after-training; move it "
+                         "away or choose another lab folder", path=str(unl))
+    corpus = LabCorpus.read(lab / "corpus")
+    target = lab / "models" / "target"
+
+    log(f"output filter: MemFree over the training {n}-grams, with its bypasses")
+    of = lab_output_filter(target, corpus, lab / "output-filter", n=n, fp_rate=fp_rate,
+                           config=BypassConfig(n_docs=filter_docs, prefix_tokens=32,
+                                               suffix_tokens=32, seed=seed), log=log)
+
+    subj = pick_subject(corpus.canaries, corpus.train, n_shards=shards, max_repeats=max_repeats)
+    log(f"erasure: the owner of one {subj['canary']['kind']} canary, "
+        f"{len(subj['forget_ids'])} training documents")
+    settings = {"forget_ids": subj["forget_ids"], "methods": list(UNLEARN_METHODS),
+                "steps": steps, "lr": lr, "shards": shards, "seed": seed}
+    prev = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    if prev is not None and prev.get("lab_settings") == settings:
+        log(f"run store: reused finished stage unlearn ({unl})")
+    else:
+        spec = training_spec(target)
+        docs = load_corpus(lab / "corpus" / "train.jsonl")
+        res = run_unlearn(model=target, docs=docs, forget_ids=subj["forget_ids"],
+                          methods=list(UNLEARN_METHODS), out=unl, steps=steps, lr=lr,
+                          batch_size=8, beta=0.1, retain_weight=1.0, shards=shards,
+                          train_spec=spec, seed=seed, log=log)
+        res.update(corpus=str(lab / "corpus" / "train.jsonl"), text_field="text",
+                   command=command, lab_settings=settings)
+        meta_path.write_text(json.dumps(res, indent=1, default=str))
+    summary = run_verify(unl, heldout=lab / "corpus" / "heldout.jsonl",
+                         reference=lab / "models" / "reference",
+                         manifest=lab / "corpus" / "manifest.json", relapse=["ga", "gd", "npo"],
+                         out=lab / "erasure" / "report",
+                         cfg=VerifyConfig(n_retain=n_retain, exposure_references=exposure_references,
+                                          finetune_docs=finetune_docs, seed=seed), log=log)
+    return {"output_filter": of, "subject": subj, "erasure": summary}

@@ -123,6 +123,7 @@ def run_defense_lab(out_dir: str | Path, config: DefenseLabConfig, *, progress=n
     from leakaudit.lab.run import _jsonable, versions
     from leakaudit.report.html import render_html
     from leakaudit.runs.staged import staged_output
+    from leakaudit.targets import load_target
     from leakaudit.targets.hf import HFCausalLM
     from leakaudit.training.dp_lm import DPLMConfig, train_causal_lm_dp
     from leakaudit.training.lm import train_causal_lm, train_tokenizer
@@ -177,7 +178,7 @@ def run_defense_lab(out_dir: str | Path, config: DefenseLabConfig, *, progress=n
             log(f"trained {name}: {spec.n_layer}×{spec.n_embd}"
                 + (f", ε = {rec['epsilon']:.2f} (σ = {rec['noise_multiplier']:.3f}, q = {rec['sample_rate']:.4f}, "
                    f"{rec['steps']} steps)" if rec else "") + f" ({training[name]['wall_s']}s)")
-            return HFCausalLM.load(mdir, name=name)
+            return load_target(mdir, name=name)
 
         models["undefended"] = fit("undefended", train_texts, cfg.target, 0)
         for v in ("dedup", "scrubbed"):

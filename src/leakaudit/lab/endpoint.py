@@ -29,7 +29,7 @@ def run_endpoint_lab(lab_dir: str | Path, spec: str, *, out: str | Path | None =
     from leakaudit.endpoint_audit import EndpointAuditConfig, audit_endpoint
     from leakaudit.lab.corpus import LabCorpus
     from leakaudit.targets.api_client import ClientConfig
-    from leakaudit.targets.hf import HFCausalLM
+    from leakaudit.targets import load_target
     from leakaudit.targets.openai_api import load_endpoint
 
     lab = Path(lab_dir)
@@ -44,7 +44,7 @@ def run_endpoint_lab(lab_dir: str | Path, spec: str, *, out: str | Path | None =
                            tokenizer=str(lab / "models" / "target"), ledger=out / "requests.sqlite",
                            config=client_config or ClientConfig(), name="endpoint", log=log)
     try:
-        reference = HFCausalLM.load(lab / "models" / "reference", name="reference")
+        reference = load_target(lab / "models" / "reference", name="reference")
         subjects = {"trained": lab_subjects(corpus.train), "held-out": lab_subjects(corpus.heldout)}
         return audit_endpoint(
             target, out, config=config or EndpointAuditConfig(), corpus=corpus.train,

@@ -29,7 +29,9 @@ class LMSignals:
     lowercase: list[TokenScores] | None = None
     references: dict[str, list[TokenScores]] = field(default_factory=dict)
     zlib: np.ndarray | None = None  #: zlib-compressed size in bytes of each text
-    forward_passes: dict[str, int] = field(default_factory=dict)  #: documents scored per pass (0 = cache)
+    #: documents actually run through a model per pass in this process (0: the cache answered);
+    #: an observation of the run, kept out of report records
+    forward_passes: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.texts)

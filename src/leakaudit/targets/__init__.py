@@ -65,6 +65,8 @@ register_backend("hf", "leakaudit.targets.hf:load_hf",
                  help="a transformers model directory, or a hub name (cache; --allow-download)")
 register_backend("gguf", "leakaudit.targets.hf:load_gguf", help="a GGUF file", extra="gguf",
                  needs=("gguf",))
+register_backend("sisa", "leakaudit.defenses.unlearning:load_sisa",
+                 help="a SISA ensemble folder written by leakaudit unlearn (sisa.json, shard-K/)")
 register_backend("openai-completions", "leakaudit.targets.openai_api:load_openai_completions",
                  help="an OpenAI-compatible /v1/completions endpoint: URL[#model=..&tokenizer=.."
                       "&api_key_env=VAR]", extra="api", needs=("httpx", "tenacity"))
@@ -88,7 +90,12 @@ def parse_spec(spec: str | os.PathLike) -> tuple[str, str]:
             raise InputError(f"unknown target scheme {scheme + ':'!r}.{hint} "
                              f"Known: {', '.join(k + ':' for k in sorted(_BACKENDS))}", path=s)
         return scheme, rest
-    return ("gguf" if s.lower().endswith(".gguf") else "hf"), s
+    if s.lower().endswith(".gguf"):
+        return "gguf", s
+    p = Path(os.path.expanduser(s))
+    if p.is_dir() and (p / "sisa.json").is_file() and not (p / "config.json").is_file():
+        return "sisa", s
+    return "hf", s
 
 
 def _import_loader(b: Backend) -> Callable[..., Any]:
@@ -121,7 +128,30 @@ def check_spec(spec: str | os.PathLike, *, allow_download: bool = False) -> tupl
             from leakaudit.targets.checks import check_hf_model_dir
 
             check_hf_model_dir(path)  # complete safetensors weights; pickle-only refused
+    elif scheme == "sisa":
+        p = Path(os.path.expanduser(rest))
+        if not (p / "sisa.json").is_file():
+            raise InputError("not a SISA ensemble folder (no sisa.json)", path=str(spec))
     return scheme, rest
+
+
+def check_specs(specs, *, allow_download: bool = False) -> list[tuple[str, str]]:
+    """:func:`check_spec` of every spec (None entries skipped), in order: cheap, no torch."""
+    return [check_spec(s, allow_download=allow_download) for s in specs if s is not None]
+
+
+def require_capabilities(target, *names: str, who: str, spec: str | os.PathLike | None = None) -> None:
+    """Refuse, in one line naming the capability, a target that cannot serve ``who`` (a command
+    whose core needs, e.g., gradients or custom logits processors)."""
+    caps = getattr(target, "capabilities", None)
+    missing = list(names) if caps is None else caps.missing(*names)
+    if missing:
+        from leakaudit.targets.base import Capabilities
+
+        what = "; ".join(f"{m} ({Capabilities.DESCRIPTIONS[m]})" for m in missing)
+        raise InputError(f"{who} needs {what}, which this target does not provide",
+                         path=str(spec if spec is not None else getattr(target, "source", None)
+                                  or getattr(target, "name", "target")))
 
 
 def load_target(spec: str | os.PathLike, *, name: str | None = None, device: str = "cpu",

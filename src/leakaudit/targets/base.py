@@ -56,7 +56,9 @@ class Capabilities:
     seeded_generation: bool = False  #: sampling is reproducible from a seed
     logits_processors: bool = False  #: custom logits processors (decaying temperature, filters)
     gradients: bool = False  #: white-box gradients with respect to weights or inputs
-    top_logprobs: int = 0  #: log-probs of the top-k tokens at each generated position; max k
+    #: log-probs of the top-k tokens at each generated position; the largest k offered
+    #: (``generate_ids(..., top_logprobs=k)``; in-process models: the vocabulary size)
+    top_logprobs: int = 0
 
     #: Each capability, with what it means, for skip messages and documentation.
     DESCRIPTIONS = {
@@ -130,6 +132,11 @@ class Generation:
     text: str  #: prompt + continuation, decoded without special tokens
     prompt_text: str
     meta: dict = field(default_factory=dict)
+    #: With ``generate_ids(..., top_logprobs=k)`` on a target whose ``capabilities.top_logprobs``
+    #: is at least k: for each new token, ``{token id: log p}`` of the k most likely tokens at
+    #: that position under the model's own distribution (temperature 1, before any sampling
+    #: warper), as OpenAI-style ``top_logprobs`` report them. None when not asked for.
+    top_logprobs: list[dict[int, float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -339,16 +346,23 @@ class RestrictedLM(LanguageModel):
                 s.is_argmax = None  # not provided: an attack reading it fails loudly
         return out
 
-    def generate_ids(self, prompts, sampling, *, seed, batch_size=32, progress=None):
+    def generate_ids(self, prompts, sampling, *, seed, batch_size=32, progress=None,
+                     top_logprobs: int = 0):
         self._refuse("sampling", "generation")
+        if top_logprobs:
+            if top_logprobs > self.capabilities.top_logprobs:
+                raise CapabilityError(f"{top_logprobs} top log-probabilities need top_logprobs "
+                                      f">= {top_logprobs}; this target provides "
+                                      f"{self.capabilities.top_logprobs}")
         if sampling.decay is not None:
             self._refuse("a decaying temperature", "logits_processors")
         if not self.capabilities.seeded_generation:
             import secrets
 
             seed = secrets.randbits(31)  # an unseeded server: the seed is not honoured
+        kw = {"top_logprobs": top_logprobs} if top_logprobs else {}
         return self.inner.generate_ids(prompts, sampling, seed=seed, batch_size=batch_size,
-                                       progress=progress)
+                                       progress=progress, **kw)
 
 
 def looks_local(s: str) -> bool:

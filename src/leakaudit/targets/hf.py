@@ -246,9 +246,12 @@ class HFCausalLM(LanguageModel):
             or getattr(model.config, "n_positions", None)
             or 2048
         )
+        # In process, the whole next-token distribution is there: top-k log-probs of generated
+        # tokens for any k up to the vocabulary (generate_ids(top_logprobs=k)).
         self.capabilities = Capabilities(
             prompt_logprobs=True, vocab_stats=True, argmax=True, sampling_logprobs=True,
             generation=True, seeded_generation=True, logits_processors=True, gradients=True,
+            top_logprobs=self.vocab_size,
         )
         self._fingerprint: str | None = None
         self._start_ids: list[int] | None = None
@@ -508,7 +511,7 @@ class HFCausalLM(LanguageModel):
     # ------------------------------------------------------------------ sampling
     def generate_ids(self, prompts, sampling: SamplingConfig, *, seed: int, batch_size: int = 32,
                      progress: Progress | None = None,
-                     processors: Sequence = ()) -> list[Generation]:
+                     processors: Sequence = (), top_logprobs: int = 0) -> list[Generation]:
         """Sample ``sampling.max_new_tokens`` tokens after each prompt (EOS does not stop a sample,
         as in the paper: every sample has exactly that many new tokens unless the context fills).
 
@@ -518,9 +521,17 @@ class HFCausalLM(LanguageModel):
         processors run after the decaying temperature and before transformers' temperature, top-k
         and top-p warpers (decoding-time defenses such as
         :class:`~leakaudit.defenses.output_filter.MemFreeLM` plug in here).
+        ``top_logprobs=k`` fills each Generation's ``top_logprobs`` (see
+        :class:`~leakaudit.targets.base.Generation`) from the model's unprocessed logits of the
+        same forward passes that drew the tokens.
         """
         torch = _torch()
         from transformers import GenerationConfig, LogitsProcessorList
+
+        top_k_lp = int(top_logprobs or 0)
+        if top_k_lp < 0 or top_k_lp > self.vocab_size:
+            raise InputError(f"top_logprobs must be between 0 and the vocabulary size "
+                             f"{self.vocab_size}, got {top_logprobs}")
 
         prompts = [[int(v) for v in p] or [self.bos_id] for p in prompts]
         results: list[Generation | None] = [None] * len(prompts)
@@ -549,13 +560,24 @@ class HFCausalLM(LanguageModel):
                 # the sampler is exactly the one asked for.
                 shipped = self.model.generation_config
                 self.model.generation_config = GenerationConfig()
+                extra = ({"return_dict_in_generate": True, "output_logits": True}
+                         if top_k_lp else {})
                 try:
                     out = self.model.generate(
                         input_ids=inp, attention_mask=torch.ones_like(inp), generation_config=cfg,
-                        logits_processor=procs,
+                        logits_processor=procs, **extra,
                     )
                 finally:
                     self.model.generation_config = shipped
+                tops: list | None = None
+                if top_k_lp:
+                    # [steps, batch, k]: log-softmax of the raw logits, then the k largest
+                    steps = [torch.log_softmax(lg.float(), dim=-1).topk(top_k_lp, dim=-1)
+                             for lg in out.logits]
+                    tops = [[{int(t): float(v) for t, v in zip(st.indices[r].tolist(),
+                                                                  st.values[r].tolist())}
+                             for st in steps] for r in range(len(idx))]
+                    out = out.sequences
                 for r, i in enumerate(idx):
                     new_ids = out[r, plen:].tolist()
                     results[i] = Generation(
@@ -563,6 +585,7 @@ class HFCausalLM(LanguageModel):
                         text=self.decode(prompts[i] + new_ids),
                         prompt_text=self.decode(prompts[i]),
                         meta={"batch": b, "batch_size": len(idx), "truncated": new < sampling.max_new_tokens},
+                        top_logprobs=None if tops is None else tops[r],
                     )
                 if progress is not None:
                     progress(len(idx))

@@ -91,6 +91,19 @@ class EndpointSpec:
         return cls(kind=scheme.removeprefix("openai-"), base_url=url.rstrip("/"))
 
 
+def _context_of(path: str | None) -> int | None:
+    """The context length a model folder's ``config.json`` declares (``n_positions``,
+    ``max_position_embeddings``), when the tokenizer was given as the served model's folder."""
+    if path is None or not (Path(path) / "config.json").is_file():
+        return None
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    v = cfg.get("max_position_embeddings") or cfg.get("n_positions")
+    return int(v) if isinstance(v, int) and v > 0 else None
+
+
 def _load_tokenizer(path: str | None):
     if path is None:
         return None
@@ -132,7 +145,7 @@ class _Endpoint:
                   api_key_file: str | None = None, tokenizer: str | None = None,
                   config: ClientConfig = ClientConfig(), ledger: str | Path | None = None,
                   name: str | None = None, probe: bool = True, max_logprobs: int | None = None,
-                  log=print):
+                  context: int | None = None, log=print):
         """Build the backend a spec names (``openai-completions:`` → :class:`OpenAICompletionsLM`,
         ``openai-chat:`` → :class:`OpenAIChatModel`) and probe its capabilities."""
         es = EndpointSpec.parse(spec)
@@ -141,6 +154,9 @@ class _Endpoint:
         client = ApiClient(es.base_url, api_key=key, config=config, ledger=ledger, log=log)
         obj = klass(client, model=model, tokenizer=_load_tokenizer(tokenizer), name=name, log=log)
         obj.max_logprobs = max_logprobs
+        ctx = context if context is not None else _context_of(tokenizer)
+        if ctx is not None:
+            obj.max_length = int(ctx)
         if probe:
             obj.probe()
         return obj
@@ -244,8 +260,14 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             seeded_generation=False, kind="completions", tokenizer=tokenizer is not None,
             aligned="untested")
         self._shift = 0
+        self._adds_bos: bool | None = None
+        #: most choices asked for in one request when the server honours ``n`` (several samples
+        #: of the same prompt share one request)
+        self.max_n = 16
         self._neutral: dict[str, Any] = {}
         self._first_dist: dict[str, float] | None = None
+        #: the server's context in tokens (None: unknown; texts are sent whole); ``context=``
+        #: or the tokenizer folder's model config sets it
         self.max_length = int(getattr(tokenizer, "model_max_length", 0) or 0) or None
         if self.max_length is not None and self.max_length > 10**6:
             self.max_length = None
@@ -280,6 +302,12 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         n_scored = sum(v is not None for v in (elp or {}).get("token_logprobs") or [])
         prompt_lp = n_scored >= 2
         ans["echo_scored"] = n_scored
+        # does the server put a start token before a prompt? (its prompt token count against
+        # the local tokenizer's; unknown without usage or a tokenizer)
+        used = ((echo or {}).get("usage") or {}).get("prompt_tokens")
+        if used is not None and self.tokenizer is not None:
+            self._adds_bos = int(used) == len(self.tokenize([PROBE_TEXT])[0]) + 1
+        ans["adds_bos"] = self._adds_bos
         rn = self._one({"prompt": PROBE_TEXT, "max_tokens": 4, "temperature": 1.0, "n": 2,
                         "seed": 1})
         n_ok = bool(rn and len(rn["choices"]) == 2)
@@ -449,6 +477,19 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             raise CapabilityError("sampling log-probs over the API are served for temperature 1 "
                                   "without top-k/top-p only")
         seqs = [[int(v) for v in x] for x in ids]
+        cut = [False] * len(seqs)
+        if self.max_length is not None:
+            # the server's context holds its start token, the text and the one token the request
+            # generates; a longer text is cut (``truncated``) where its text re-tokenizes alike
+            cap = self.max_length - 1 - int(bool(self._adds_bos))
+            for i, x in enumerate(seqs):
+                if len(x) > cap:
+                    y = x[:cap]
+                    for _ in range(16):
+                        if not y or self.tokenize([self.decode(y)])[0] == y:
+                            break
+                        y = y[:-1]
+                    seqs[i], cut[i] = y, True
         texts = [self.decode(x) for x in seqs]
         k = len(self.tokenizer) if self._shift else 1
         payloads = [{"prompt": t, "max_tokens": 1, "temperature": 0, "logprobs": k, "echo": True}
@@ -471,7 +512,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                                  "every retry (listed in the request records); rerun to retry "
                                  "them (the others are cached)")
         out = []
-        for x, text, r, g in zip(seqs, texts, resps, second):
+        for x, text, r, g, was_cut in zip(seqs, texts, resps, second, cut):
             lp, am = self._parse_echo(x, text, r)
             if g is not None and len(x) >= 2:
                 d = ((g["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None])[0]
@@ -480,7 +521,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                 if v is not None:
                     lp[1], am[1] = v, v >= max(d.values()) - 1e-6
             n = len(x)
-            truncated = False
+            truncated = was_cut
             # token convention (targets/base.py): a score covers tokens 2..n of the sequence;
             # a server that adds BOS gives token 1 no log-prob either (llama.cpp's echo nulls
             # it), and it is left out too (``truncated``)
@@ -533,9 +574,18 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
     # ------------------------------------------------------------------ sampling
     def generate_ids(self, prompts, sampling: SamplingConfig, *, seed: int, batch_size: int = 32,
                      progress: Progress | None = None) -> list[Generation]:
-        """One completion per prompt; request ``i`` is seeded with ``seed * 1_000_003 + i`` where
-        the server honours seeds. Greedy is ``temperature 0``. A failed request yields a
-        Generation with no new tokens and ``meta["failed"]`` (counted in the request summary).
+        """One completion per prompt. Greedy is ``temperature 0``. Sampling is seeded: request
+        ``j`` carries ``seed * 1_000_003 + j`` (a server that ignores seeds still gets distinct
+        requests, so none is answered from another's ledger entry).
+
+        Where the server honours ``n``, runs of the same prompt (extraction's samples from the
+        start token) share one request of up to :attr:`max_n` choices. A prompt that starts with
+        the tokenizer's start token is sent with that token's text when the server adds none
+        itself (llama.cpp parses special tokens in a prompt), so sampling "from BOS" conditions
+        on BOS as in-process. With generated log-probs, ``meta["logprobs"]`` and
+        ``meta["is_argmax"]`` hold the model's log-prob of each new token (given the prompt and
+        the tokens before it) and whether it was the greedy choice. A failed request yields
+        Generations with no new tokens and ``meta["failed"]`` (counted in the request summary).
         A server stops at EOS, so a sample may be shorter than ``max_new_tokens``
         (``meta["truncated"]``)."""
         caps = self.capabilities
@@ -550,12 +600,20 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                 raise CapabilityError("top-p sampling is not honoured by this server")
         prompts = [[int(v) for v in p] for p in prompts]
         texts = [self.decode(p) for p in prompts]
+        groups: list[list[int]] = []  # prompt indices answered by one request
+        per = self.max_n if (caps.n and not sampling.greedy) else 1
+        for i, p in enumerate(prompts):
+            if groups and len(groups[-1]) < per and prompts[groups[-1][0]] == p:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
         payloads = []
-        for i, t in enumerate(texts):
-            p: dict[str, Any] = {"prompt": t, "max_tokens": int(sampling.max_new_tokens),
-                                 **self._neutral}
-            if self.capabilities.generated_logprobs:
-                p["logprobs"] = 1  # the generated tokens, to recover their ids exactly
+        for g in groups:
+            i = g[0]
+            p: dict[str, Any] = {"prompt": self._wire_prompt(prompts[i], texts[i]),
+                                 "max_tokens": int(sampling.max_new_tokens), **self._neutral}
+            if caps.generated_logprobs:
+                p["logprobs"] = 1  # the generated tokens' ids and log-probs
             if sampling.greedy:
                 p["temperature"] = 0
             else:
@@ -565,24 +623,66 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                 if sampling.top_p is not None:
                     p["top_p"] = float(sampling.top_p)
                 p["seed"] = int(seed) * 1_000_003 + i
+            if len(g) > 1:
+                p["n"] = len(g)
             payloads.append(p)
-        resps = self._post(payloads, progress=progress)
-        out = []
-        for p, t, r in zip(prompts, texts, resps):
-            if isinstance(r, ApiFailure):
-                out.append(Generation(prompt_ids=p, new_ids=[], text=t, prompt_text=t,
-                                      meta={"failed": True, "error": r.error}))
-                continue
-            comp = _choice_text(r)
-            new = self._generated_ids(r, comp)
-            if new is None:  # no token strings to map: re-tokenize the text
-                full = self.tokenize([t + comp])[0]
-                core = p[1:] if p and p[0] == self.bos_id else p  # the server adds BOS itself
-                new = full[len(core):] if full[: len(core)] == core else self.tokenize([comp])[0]
-            out.append(Generation(prompt_ids=p, new_ids=new, text=t + comp, prompt_text=t,
-                                  meta={"finish_reason": r["choices"][0].get("finish_reason"),
-                                        "truncated": len(new) < sampling.max_new_tokens}))
-        return out
+
+        counted = [0]
+
+        def tick(k: int) -> None:  # progress counts samples (a request may carry several)
+            step = min(k * per, len(prompts) - counted[0])
+            counted[0] += step
+            progress(step)
+
+        resps = self._post(payloads, progress=tick if progress is not None else None)
+        out: list[Generation | None] = [None] * len(prompts)
+        for g, r in zip(groups, resps):
+            choices = [] if isinstance(r, ApiFailure) else sorted(
+                r.get("choices") or [], key=lambda c: c.get("index", 0))
+            for slot, i in enumerate(g):
+                p, t = prompts[i], texts[i]
+                if isinstance(r, ApiFailure) or slot >= len(choices):
+                    err = r.error if isinstance(r, ApiFailure) else \
+                        f"the server returned {len(choices)} choices for n={len(g)}"
+                    out[i] = Generation(prompt_ids=p, new_ids=[], text=t, prompt_text=t,
+                                        meta={"failed": True, "error": err})
+                    continue
+                c = choices[slot]
+                comp = c.get("text") or ""
+                new, lps, am = self._generated(c, comp)
+                if new is None:  # no token strings to map: re-tokenize the text
+                    full = self.tokenize([t + comp])[0]
+                    core = p[1:] if p and p[0] == self.bos_id else p  # decode dropped BOS
+                    new = full[len(core):] if full[: len(core)] == core else \
+                        self.tokenize([comp])[0]
+                meta = {"finish_reason": c.get("finish_reason"),
+                        "truncated": len(new) < sampling.max_new_tokens}
+                if lps is not None:  # ids_exact: new_ids are the scored tokens themselves
+                    meta.update(logprobs=lps, is_argmax=am, ids_exact=len(lps) == len(new))
+                out[i] = Generation(prompt_ids=p, new_ids=new, text=t + comp, prompt_text=t,
+                                    meta=meta)
+        return out  # type: ignore[return-value]
+
+    def _wire_prompt(self, ids: list[int], text: str) -> str:
+        """The prompt text to send: ``text`` (decoded without special tokens), with the start
+        token's own text in front when ``ids`` begins with it and the server adds none."""
+        if ids and ids[0] == self.bos_id and self._adds_bos is False:
+            return self.tokenizer.decode([ids[0]], skip_special_tokens=False) + text
+        return text
+
+    def _generated(self, choice: dict[str, Any], comp: str):
+        """(ids, log-probs, is_argmax) of a choice's generated tokens from its ``logprobs``;
+        (None, None, None) when its token strings do not map to ids."""
+        ids = self._generated_ids({"choices": [choice]}, comp)
+        lp = choice.get("logprobs") or {}
+        tlp, top = lp.get("token_logprobs") or [], lp.get("top_logprobs") or []
+        if not tlp or any(v is None for v in tlp) or (ids is not None and len(tlp) != len(ids)):
+            return ids, None, None
+        # the log-probs stand even where a token string does not map back to one id (a byte of
+        # a UTF-8 character shows as ""): ranking reads the log-probs, not the ids
+        am = [bool(d) and v >= max(d.values()) - 1e-6 for v, d in
+              zip(tlp, top + [None] * (len(tlp) - len(top)))]
+        return ids, [float(v) for v in tlp], am
 
     def _generated_ids(self, resp: dict[str, Any], comp: str) -> list[int] | None:
         """Ids of the generated tokens from their strings in ``logprobs.tokens``: re-tokenizing
@@ -687,7 +787,7 @@ def _factory_loader(kind: str):
     never goes into a spec)."""
     from urllib.parse import parse_qs
 
-    allowed = {"model", "tokenizer", "api_key_env", "api_key_file", "ledger"}
+    allowed = {"model", "tokenizer", "api_key_env", "api_key_file", "ledger", "context"}
 
     def load(rest: str, *, name=None, device="cpu", dtype="float32", allow_download=False):
         url, _, frag = rest.partition("#")
@@ -696,6 +796,12 @@ def _factory_loader(kind: str):
         if bad:
             raise InputError(f"unknown endpoint option {bad[0]!r} in the spec (known: "
                              f"{', '.join(sorted(allowed))})")
+        if "context" in opts:
+            try:
+                opts["context"] = int(opts["context"])
+            except ValueError:
+                raise InputError(f"context must be a number of tokens, got {opts['context']!r}") \
+                    from None
         return load_endpoint(f"openai-{kind}:{url}", name=name, **opts)
 
     return load

@@ -33,8 +33,13 @@ LN2 = math.log(2.0)
 
 def canary_exposure(model: LanguageModel, canaries: Sequence[Mapping[str, Any]], *,
                     n_references: int, seed: int, batch_size: int, show_pii: bool = False,
-                    progress=null_progress) -> list[dict[str, Any]]:
-    """One record per canary: log-perplexities, rank, exposure by rank and by extrapolation."""
+                    progress=null_progress, store=None) -> list[dict[str, Any]]:
+    """One record per canary: log-perplexities, rank, exposure by rank and by extrapolation.
+
+    ``store``: a :class:`~leakaudit.runs.store.RunStore`; each canary (its candidates scored
+    in one batched pass) is then a stage keyed by the model's fingerprint, the canary and the
+    options, so a rerun after a crash reuses the canaries already measured. Without one, every
+    candidate of every canary is scored in one batched pass."""
     if n_references < 10:
         raise InputError(f"exposure needs at least 10 reference candidates (≥ 1,000 recommended), "
                          f"got {n_references}")
@@ -43,41 +48,65 @@ def canary_exposure(model: LanguageModel, canaries: Sequence[Mapping[str, Any]],
             if key not in c:
                 raise InputError(f"canary {c.get('id')!r} in the manifest has no {key!r} field")
         space_of(c)  # raises for an unknown space
-    texts: list[str] = []
-    spans: list[tuple[int, int]] = []
-    for i, c in enumerate(canaries):
+
+    def candidates(i: int, c: Mapping[str, Any]) -> list[str]:
         refs = canary_reference_secrets(c, n_references, random.Random(seed * 1_000_003 + i))
-        start = len(texts)
-        texts.append(str(c["template"]).format(secret=c["secret"]))
-        texts.extend(str(c["template"]).format(secret=s) for s in refs)
-        spans.append((start, len(texts)))
-    with progress(f"exposure ({len(canaries)} canaries)", len(texts)) as adv:
-        scores = model.score(texts, batch_size=batch_size, progress=adv)
-    ppl = np.array([-float(np.sum(s.logprobs, dtype=np.float64)) / LN2 for s in scores])
-    out = []
-    for c, (a, b) in zip(canaries, spans):
-        canary_ppl, ref = float(ppl[a]), ppl[a + 1:b]
-        e_ext, fit = exposure_by_extrapolation(canary_ppl, ref)
-        # No canary can be more exposed than its secret space is large (log2 |space| bits);
-        # a skew-normal tail read beyond that is an artefact of the fit.
-        space_bits = float(space_of(c).log2_size)
-        capped = e_ext > space_bits
-        secret = str(c["secret"])
-        out.append({
-            "attack": "canary_exposure", "canary_id": c.get("id"), "kind": c.get("kind"),
-            "repeats": int(c["repeats"]), "secret": secret if show_pii else _mask_secret(secret),
-            "log_perplexity_bits": canary_ppl,
-            "reference_log_perplexity_bits": {"min": float(ref.min()),
-                                              "median": float(np.median(ref)),
-                                              "max": float(ref.max())},
-            "n_references": int(ref.size), "rank": 1 + int(np.sum(ref < canary_ppl)),
-            "exposure_rank": exposure_by_rank(canary_ppl, ref),
-            "exposure_max_by_rank": math.log2(ref.size),
-            "exposure_extrapolated": min(e_ext, space_bits), "extrapolation_capped": capped,
-            "skewnorm_fit": fit, "secret_space_log2": space_bits,
-            "doc_uri": DOC_URI, "tags": TAGS,
-        })
-    return out
+        return ([str(c["template"]).format(secret=c["secret"])]
+                + [str(c["template"]).format(secret=s) for s in refs])
+
+    def log_ppl(scores) -> np.ndarray:
+        return np.array([-float(np.sum(s.logprobs, dtype=np.float64)) / LN2 for s in scores])
+
+    n_texts = len(canaries) * (n_references + 1)
+    with progress(f"exposure ({len(canaries)} canaries)", n_texts) as adv:
+        if store is None:
+            texts: list[str] = []
+            spans: list[tuple[int, int]] = []
+            for i, c in enumerate(canaries):
+                start = len(texts)
+                texts.extend(candidates(i, c))
+                spans.append((start, len(texts)))
+            ppl = log_ppl(model.score(texts, batch_size=batch_size, progress=adv))
+            return [_exposure_record(c, float(ppl[a]), ppl[a + 1:b], show_pii)
+                    for c, (a, b) in zip(canaries, spans)]
+        from leakaudit.runs.store import stage_key
+
+        fp = model.fingerprint()
+        out = []
+        for i, c in enumerate(canaries):
+            def measure(i=i, c=c):
+                p = log_ppl(model.score(candidates(i, c), batch_size=batch_size, progress=adv))
+                return _exposure_record(c, float(p[0]), p[1:], show_pii)
+
+            key = stage_key("exposure-canary", fp, dict(c), i, n_references, seed, batch_size,
+                            show_pii)
+            out.append(store.json(f"exposure-{getattr(model, 'name', 'model')}-{i}", key, measure,
+                                  describe={"canary_id": c.get("id"), "model_fingerprint": fp}))
+        return out
+
+
+def _exposure_record(c: Mapping[str, Any], canary_ppl: float, ref: np.ndarray,
+                     show_pii: bool) -> dict[str, Any]:
+    e_ext, fit = exposure_by_extrapolation(canary_ppl, ref)
+    # No canary can be more exposed than its secret space is large (log2 |space| bits);
+    # a skew-normal tail read beyond that is an artefact of the fit.
+    space_bits = float(space_of(c).log2_size)
+    capped = e_ext > space_bits
+    secret = str(c["secret"])
+    return {
+        "attack": "canary_exposure", "canary_id": c.get("id"), "kind": c.get("kind"),
+        "repeats": int(c["repeats"]), "secret": secret if show_pii else _mask_secret(secret),
+        "log_perplexity_bits": canary_ppl,
+        "reference_log_perplexity_bits": {"min": float(ref.min()),
+                                          "median": float(np.median(ref)),
+                                          "max": float(ref.max())},
+        "n_references": int(ref.size), "rank": 1 + int(np.sum(ref < canary_ppl)),
+        "exposure_rank": exposure_by_rank(canary_ppl, ref),
+        "exposure_max_by_rank": math.log2(ref.size),
+        "exposure_extrapolated": min(e_ext, space_bits), "extrapolation_capped": capped,
+        "skewnorm_fit": fit, "secret_space_log2": space_bits,
+        "doc_uri": DOC_URI, "tags": TAGS,
+    }
 
 
 def _mask_secret(secret: str) -> str:

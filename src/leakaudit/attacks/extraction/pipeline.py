@@ -26,7 +26,7 @@ from leakaudit.metrics.stats import rate
 from leakaudit.progress import null_progress
 from leakaudit.taxonomy import TAXONOMY
 from leakaudit.signals.lm import score_cached
-from leakaudit.targets.base import Generation, LanguageModel
+from leakaudit.targets.base import Generation, LanguageModel, TokenScores
 
 DOC_URI = "https://arxiv.org/abs/2012.07805"
 THREAT_MODEL = "black-box: sampling and sequence log-probabilities; the corpus for verification"
@@ -53,6 +53,13 @@ class ExtractionConfig:
     #: and of seeding (shard j of sampler i draws from its own seed), so results do not depend on
     #: where a run was interrupted
     shard_samples: int = 256
+    #: where the target's per-token log-probs that rank samples come from: ``echo`` (a
+    #: teacher-forced pass over each sample: in-process, or prompt log-probs over an API),
+    #: ``generated`` (the log-probs an API returns with the sampled tokens: no extra request;
+    #: they cover the new tokens, each given the prompt and the tokens before it), ``none``
+    #: (the target gives none: rank with each local reference model and zlib instead), or
+    #: ``auto`` (the first of these the target can serve)
+    target_scores: str = "auto"
     seed: int = 0
     show_pii: bool = False
 
@@ -142,8 +149,10 @@ def run_extraction(
     cfg = config
     if cfg.shard_samples < 1:
         raise LeakauditError(f"shard_samples must be at least 1, got {cfg.shard_samples}")
-    target.capabilities.require("generation", "prompt_logprobs", who="extraction")
+    target.capabilities.require("generation", who="extraction")
     from leakaudit.targets.base import skip_record
+
+    source = score_source(target.capabilities, cfg.target_scores, has_references=bool(references))
 
     cap_skipped: list[dict[str, Any]] = []
     samplers = []
@@ -235,7 +244,6 @@ def run_extraction(
 
     # 2. score: one batched pass per model and text variant
     t0 = time.perf_counter()
-
     def score(which, model, xs, adv, label=None):
         if remote is not None:
             return remote.run_scores(executor, store, specs, which, model, xs,
@@ -244,10 +252,27 @@ def run_extraction(
         return score_cached(model, xs, cache_dir=cache_dir, batch_size=cfg.score_batch_size,
                             progress=adv)
 
-    with progress("scoring (target)", n) as adv:
-        tgt = score("target", target, texts, adv)
+    tgt = None
+    if source == "echo":
+        with progress("scoring (target)", n) as adv:
+            tgt = score("target", target, texts, adv)
+    elif source == "generated":
+        tgt = generated_scores(gens)
+        n_missing = sum(1 for g in gens if "logprobs" not in g.meta)
+        if n_missing:
+            warn(f"{n_missing} of {n} samples came without generated log-probs; they rank last")
     lower = None
-    if cfg.rankings is None or "lowercase" in cfg.rankings:
+    if source != "echo" and (cfg.rankings is None or "lowercase" in cfg.rankings):
+        if target.capabilities.missing("prompt_logprobs"):
+            sk = skip_record("ranking:lowercase", ("prompt_logprobs",), target.capabilities,
+                             target="target")
+        else:
+            sk = {"attack": "ranking:lowercase", "skipped": True, "target": "target",
+                  "needs": [], "missing": [], "reason": "target_scores=generated: the ratio "
+                  "would divide echoed by generated log-probs"}
+        cap_skipped.append(sk)
+        warn(f"skipped ranking:lowercase: {sk['reason']}")
+    elif cfg.rankings is None or "lowercase" in cfg.rankings:
         with progress("scoring (lowercased)", n) as adv:
             lower = score("target", target, [t.lower() for t in texts], adv, "lowercased")
     refs = {}
@@ -255,8 +280,18 @@ def run_extraction(
         with progress(f"scoring (ref {rname})", n) as adv:
             refs[rname] = score(rname, rmodel, texts, adv, f"ref-{rname}")
     timings["score_s"] = time.perf_counter() - t0
-    scores = compute_rankings(RankingInputs(texts, tgt, lower, refs), names=cfg.rankings,
-                              window=cfg.window, min_k=cfg.min_k)
+    if tgt is not None:
+        names = cfg.rankings if cfg.rankings is None or lower is not None else \
+            tuple(r for r in cfg.rankings if r != "lowercase")
+        scores = compute_rankings(RankingInputs(texts, tgt, lower, refs), names=names,
+                                  window=cfg.window, min_k=cfg.min_k)
+    else:  # no target log-probs: each reference model stands in for the target
+        scores = {}
+        own = ("perplexity", "zlib", "min_k", "window")
+        for rname, rs in refs.items():
+            got = compute_rankings(RankingInputs(texts, rs), names=[
+                r for r in (cfg.rankings or own) if r in own], window=cfg.window, min_k=cfg.min_k)
+            scores.update({f"{k}@{rname}": v for k, v in got.items()})
 
     # 3. dedup + select per (sampler, ranking)
     t0 = time.perf_counter()
@@ -315,7 +350,7 @@ def run_extraction(
             "n_new_tokens": len(g.new_ids),
             "truncated": bool(g.meta.get("truncated", False)),
             "scores": {r: float(sc[i]) for r, sc in scores.items()},
-            "log_ppl": float(-tgt[i].logprobs.mean()) if len(tgt[i]) else None,
+            "log_ppl": float(-tgt[i].logprobs.mean()) if tgt is not None and len(tgt[i]) else None,
             "selected_by": selected_by.get(i, []),
             "verified": v.get("verified") if v else None,
             "pii_kinds": sorted({p.kind for p in pii}),
@@ -385,6 +420,7 @@ def run_extraction(
         "verified_fraction_of_all": (len(verified_ids) / n) if (index is not None and cfg.verify_all) else None,
         "best": {k: best[k] for k in ("sampler", "ranking", "precision", "ci_low", "ci_high")} if best else None,
         "rankings": list(scores),
+        "target_scores": source,
         "n_canaries": len(canary_recs),
         "canaries_extracted": [c["canary_id"] for c in canary_recs if c["extracted"]],
         "pii_in_verified": dict(pii_counts),
@@ -393,6 +429,57 @@ def run_extraction(
         "tags": TAXONOMY["extraction"],
     }
     return ExtractionResult(cfg, samples, evals, canary_recs, pii_rec, summary, timings)
+
+
+SCORE_SOURCES = ("auto", "echo", "generated", "none")
+
+
+def score_source(caps, want: str = "auto", *, has_references: bool = False) -> str:
+    """Where the target's ranking log-probs come from (``ExtractionConfig.target_scores``):
+    ``auto`` picks ``echo`` when the target scores given text (``prompt_logprobs``), else
+    ``generated`` when it returns log-probs with its samples (``generated_logprobs``, an API
+    capability), else ``none``, which needs a local reference model to rank with. An endpoint
+    whose echo had to be realigned (``aligned == "realigned"``: every echo request then asks for
+    the whole vocabulary's log-probs at every position, ~10 s per 255-token text on
+    llama-cpp-python) ranks with ``generated`` under ``auto`` when it can: they come free."""
+    if want not in SCORE_SOURCES:
+        raise LeakauditError(f"target_scores must be one of {', '.join(SCORE_SOURCES)}, got {want!r}")
+    echo = bool(caps.prompt_logprobs)
+    gen = bool(getattr(caps, "generated_logprobs", False))
+    if want == "auto":
+        costly = getattr(caps, "aligned", "ok") == "realigned"
+        want = ("generated" if gen and (costly or not echo) else "echo" if echo else
+                "generated" if gen else "none")
+    if want == "echo" and not echo:
+        raise CapabilityError("ranking with echoed log-probs needs prompt_logprobs, which this "
+                              "target does not provide")
+    if want == "generated" and not gen:
+        raise CapabilityError("ranking with generated-token log-probs needs a target that "
+                              "returns them (an API with logprobs)")
+    if want == "none" and not has_references:
+        raise CapabilityError("the target gives no log-probs to rank samples with: give a local "
+                              "reference model (--reference) to rank with it and zlib")
+    return want
+
+
+def generated_scores(gens: Sequence[Generation]) -> list[TokenScores]:
+    """The target's log-probs of its own sampled tokens (``Generation.meta["logprobs"]``, as an
+    API returns them with each sample) as :class:`TokenScores` over the new tokens; a sample
+    without them (a failed request) gets an empty score, which ranks last."""
+    out = []
+    for g in gens:
+        lp = g.meta.get("logprobs")
+        if not lp:
+            out.append(TokenScores(np.zeros(0, np.int64), np.zeros(0, np.float32),
+                                   np.zeros(0, bool)))
+            continue
+        am = g.meta.get("is_argmax") or [False] * len(lp)
+        # ids are -1 where the API's token strings did not map back to ids (the log-probs,
+        # which the rankings read, stand)
+        ids = g.new_ids if len(g.new_ids) == len(lp) else [-1] * len(lp)
+        out.append(TokenScores(np.asarray(ids, np.int64), np.asarray(lp, np.float32),
+                               np.asarray(am, bool)))
+    return out
 
 
 def config_dict(cfg: ExtractionConfig) -> dict[str, Any]:

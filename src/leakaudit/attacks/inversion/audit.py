@@ -73,15 +73,81 @@ def make_attack(name: str, *, budget: int | None, clip: tuple[float, float],
     return cls(**params, clip=clip, image_shape=image_shape)
 
 
+def _array_key(a: np.ndarray) -> str:
+    import hashlib
+
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.str}:{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _result_json(r: InversionResult) -> dict[str, Any]:
+    arrays = {k: np.asarray(getattr(r, k)) for k in ("x", "confidence", "cost", "steps", "queries")}
+    return {"attack": r.attack, "classes": [int(c) for c in r.classes], "stop_reason": list(r.stop_reason),
+            "params": r.params, **{k: {"dtype": a.dtype.str, "shape": list(a.shape),
+                                       "values": a.reshape(-1).tolist()} for k, a in arrays.items()}}
+
+
+def _result_from_json(d: dict[str, Any]) -> InversionResult:
+    arr = {k: np.asarray(d[k]["values"], dtype=np.dtype(d[k]["dtype"])).reshape(d[k]["shape"])
+           for k in ("x", "confidence", "cost", "steps", "queries")}
+    return InversionResult(attack=d["attack"], classes=list(d["classes"]),
+                           stop_reason=list(d["stop_reason"]), params=d["params"], **arr)
+
+
 def run_inversion_audit(target, *, attack, classes: list[int], seeds: list[int], start: np.ndarray,
                         start_description: str, reference: tuple[np.ndarray, np.ndarray] | None,
                         evaluator_epochs: int, context: dict[str, Any],
-                        progress=null_progress, log=print) -> list[tuple[str, dict]]:
-    """Invert ``classes`` of ``target`` once per seed and return report records."""
+                        progress=null_progress, log=print, store=None) -> list[tuple[str, dict]]:
+    """Invert ``classes`` of ``target`` once per seed and return report records.
+
+    ``store``: a :class:`~leakaudit.runs.store.RunStore`. Each seed's reconstructions are then a
+    stage keyed by the target's fingerprint (weights for a classifier folder; URL, classes and
+    input shape for an endpoint), the attack and its parameters, the classes, the seed and the
+    start; the judging (evaluation classifier trained on the reference data) a stage keyed by
+    those and a hash of the reference data. A rerun reuses what finished: no query is paid twice.
+    """
+    from leakaudit.runs.store import NullStore, stage_key
+
+    store = store if store is not None else NullStore()
+    fp, start_key = target.fingerprint(), _array_key(np.asarray(start, dtype=np.float64))
     results: list[InversionResult] = []
+    keys: list[str] = []
     for s in seeds:
-        target.queries = 0
-        results.append(attack.invert(target, classes, start=start, seed=s, progress=progress))
+        def invert(s=s):
+            target.queries = 0
+            return _result_json(attack.invert(target, classes, start=start, seed=s, progress=progress))
+
+        key = stage_key("inversion-reconstruct", fp, type(attack).__name__, attack.params(),
+                        [int(c) for c in classes], int(s), start_key)
+        keys.append(key)
+        results.append(_result_from_json(store.json(f"inversion-seed{s}", key, invert,
+                                                    describe={"seed": s, "classes": list(classes)})))
+    ref_key = None if reference is None else [_array_key(reference[0]), _array_key(reference[1])]
+    ekey = stage_key("inversion-evaluate", keys, ref_key, evaluator_epochs, context,
+                     start_description, list(seeds))
+    return [tuple(p) for p in store.json("inversion-evaluate", ekey, lambda: _plain(_inversion_records(
+        target, attack=attack, classes=classes, seeds=seeds, results=results,
+        start_description=start_description, reference=reference,
+        evaluator_epochs=evaluator_epochs, context=context, log=log)))]
+
+
+def _plain(x):
+    """``x`` with numpy scalars and arrays as plain Python values (for a JSON stage)."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (np.ndarray, np.generic)):
+        return x.tolist()
+    return x
+
+
+def _inversion_records(target, *, attack, classes, seeds, results: list[InversionResult],
+                       start_description: str, reference, evaluator_epochs: int,
+                       context: dict[str, Any], log=print) -> list[tuple[str, dict]]:
+    """The report records of finished reconstructions (judged when there is reference data)."""
     ctx = {**context, "start": start_description, "seeds": list(seeds),
            "budget_per_class": getattr(attack, "budget", None), "defense": "none", "sweep": False,
            "control": False}

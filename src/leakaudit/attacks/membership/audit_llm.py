@@ -187,8 +187,18 @@ def audit_llm_membership(
     for w in warnings:
         log(f"warning: {w}")
     n_docs = len(texts)
-    cost = {"n_documents": n_docs, "forward_passes": sig.forward_passes,
-            "passes_per_document": sum(sig.forward_passes.values()) / max(1, n_docs),
+    # The record states what the audit costs: the documents each shared pass scores, whoever
+    # computed them. How many the signal cache answered in *this* process (sig.forward_passes)
+    # is an observation of the run, like a timing: it goes to the log, not into the record, so
+    # a run resumed after a crash (its passes cached by the killed process) reports the same
+    # records as an uninterrupted one.
+    pass_docs = {name: len(texts) for name in sig.forward_passes}
+    n_cached = sum(pass_docs.values()) - sum(sig.forward_passes.values())
+    if n_cached:
+        log(f"membership ({subset_name}): {n_cached} of {sum(pass_docs.values())} document "
+            "passes answered by the signal cache")
+    cost = {"n_documents": n_docs, "forward_passes": pass_docs,
+            "passes_per_document": sum(pass_docs.values()) / max(1, n_docs),
             "signals_s": round(t_signals, 3), "blind_baseline_s": round(t_blind, 3),
             "attacks_s": round(time.perf_counter() - t2, 3), "n_attacks": len(attacks)}
     return LLMMembershipAudit(evaluations=evals, baseline=baseline, exposed=exposed, signals=sig,

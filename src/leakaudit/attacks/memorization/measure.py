@@ -329,13 +329,27 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
     ``executor`` (:mod:`leakaudit.exec`): the teacher-forced passes run as its tasks, in the
     same batches as in this process (:func:`leakaudit.exec.extraction.run_score_ids`), so the
     records are the same; the greedy cross-check runs here."""
-    from leakaudit.corpus.pii import mask_text
+    check_idx = check_models(models, seqs, config=config)
+    specs = None
+    if executor is not None:
+        from leakaudit.exec.extraction import model_specs
 
+        specs = model_specs(models, device=executor_device)
+    parts = [measure_model(name, m, seqs, config=config, check_idx=check_idx, show_pii=show_pii,
+                           progress=progress, log=log, executor=executor, executor_specs=specs)
+             for name, m in models.items()]
+    return assemble(parts, seqs, config=config)
+
+
+def check_models(models: dict[str, LanguageModel], seqs: Sequences, *,
+                 config: MemorizationConfig) -> list[int]:
+    """Check that the models can be measured together on ``seqs`` (one tokenizer, contexts
+    that fit, at least one model with the core capabilities); return the indices of the
+    sequences cross-checked by real greedy decoding."""
     config.validate()
     if not models:
         raise InputError("no model to measure")
-    W, ell = config.window, config.suffix_length
-    kmax = max(config.prefix_lengths)
+    W = config.window
     names = list(models)
     probe = seqs.texts[:8]
     first = models[names[0]].tokenize(probe)
@@ -349,126 +363,144 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
         if ctx is not None and W > ctx:
             raise InputError(f"model {name!r} has a context of {ctx} tokens; k + ℓ = {W} "
                              "does not fit")
-
-    n_check = len(seqs.ids) if config.greedy_check < 0 else min(config.greedy_check, len(seqs.ids))
-    check_idx = sorted(random.Random(config.seed + 1).sample(range(len(seqs.ids)), n_check))
-    records: list[dict[str, Any]] = []
-    checks: list[dict[str, Any]] = []
-    model_info: dict[str, dict[str, Any]] = {}
-    skipped: list[dict[str, Any]] = []
     core = {nm: models[nm].capabilities.missing("prompt_logprobs", "argmax") for nm in names}
     if all(core.values()):
         raise CapabilityError("memorization needs prompt_logprobs and argmax; "
                               + "; ".join(f"{nm} lacks {', '.join(v)}" for nm, v in core.items()))
-    for name in names:
-        m = models[name]
-        caps = m.capabilities
-        if caps.missing("prompt_logprobs", "argmax"):
-            skipped.append({**skip_record("memorization", ("prompt_logprobs", "argmax"), caps,
-                                          target=name), "model": name})
-            log(f"memorization: skipped {name}: {skipped[-1]['reason']}")
-            continue
-        with_pz = not caps.missing("sampling_logprobs")
-        if not with_pz:
-            skipped.append({**skip_record("(n,p)-extraction", ("sampling_logprobs",), caps,
-                                          target=name), "model": name})
-        can_check = not caps.missing("generation")
-        if not can_check and check_idx:
-            skipped.append({**skip_record("greedy_check", ("generation",), caps, target=name),
-                            "model": name})
-        model_info[name] = {"n_params": _n_params(m), "fingerprint": m.fingerprint(),
-                            "token_convention": m.token_convention()}
-        for k in sorted(config.prefix_lengths):
-            windows = [ids[kmax - k:] for ids in seqs.ids]
-            with progress(f"memorization {name} k={k}", len(windows)) as adv:
-                if executor is not None:
-                    from leakaudit.exec.extraction import model_specs, run_score_ids
+    n_check = len(seqs.ids) if config.greedy_check < 0 else min(config.greedy_check, len(seqs.ids))
+    return sorted(random.Random(config.seed + 1).sample(range(len(seqs.ids)), n_check))
 
-                    scores = run_score_ids(
-                        executor, None, model_specs(models, device=executor_device), name, m,
-                        windows, batch_size=config.batch_size, shard_texts=4 * config.batch_size,
-                        threads=None, sampling=config.sampling if with_pz else None, last=ell,
-                        label=f"mem-{name}-k{k}", progress=adv)
-                else:
-                    scores = m.score_ids(windows, batch_size=config.batch_size,
-                                         sampling=config.sampling if with_pz else None, last=ell,
-                                         progress=adv)
-            rows = []
-            for i, sc in enumerate(scores):
-                am = sc.is_argmax[-ell:]
-                log_pz = (mm.sequence_logprob(sc.sampling_logprobs[-ell:]) if with_pz
-                          else float("nan"))
-                exact = mm.greedy_discoverable(am)
-                row = {
-                    "model": name, "k": k, "ell": ell, "seq": i, "doc_id": seqs.doc_ids[i],
-                    "offset": seqs.offsets[i], "dup_count": seqs.dup_counts[i],
-                    "doc_count": seqs.doc_counts[i],
-                    "bucket": mm.duplicate_bucket(seqs.dup_counts[i]),
-                    "exact": exact, "fraction": mm.fractional_match(am),
-                    "suffix_logprob": float(np.sum(sc.logprobs[-ell:], dtype=np.float64)),
-                    "log_pz": log_pz,
-                }
-                if with_pz:
-                    row.update({
-                        "p_extract": {str(n): mm.extraction_probability(log_pz, n)
-                                      for n in config.extraction_n},
-                        "n_for_p": mm.queries_needed(log_pz, config.extraction_p),
-                        "log10_n_for_p": mm.log_queries_needed(log_pz, config.extraction_p)
-                        / math.log(10)})
-                else:
-                    row.update({"log_pz": None, "p_extract": None, "n_for_p": None,
-                                "log10_n_for_p": None})
-                if exact:
-                    row["suffix_text"] = (seqs.suffix_texts[i] if show_pii
-                                          else mask_text(seqs.suffix_texts[i]))
-                rows.append(row)
-            # slow path: real greedy decoding on the cross-check subset
-            check: dict[str, Any] = {"model": name, "k": k,
-                                     "n_checked": len(check_idx) if can_check else 0}
-            if check_idx and can_check:
-                prompts = [windows[i][:k] for i in check_idx]  # the prefix is the whole context
-                with progress(f"greedy check {name} k={k}", len(prompts)) as adv:
-                    gens = m.generate_ids(prompts, SamplingConfig(max_new_tokens=ell, greedy=True),
-                                          seed=config.seed, batch_size=config.batch_size,
-                                          progress=adv)
-                disagree = []
-                n_approx = 0
-                for i, g in zip(check_idx, gens):
-                    suffix = windows[i][k:]
-                    gen_exact = list(g.new_ids) == list(suffix)
-                    dist = mm.token_edit_distance(g.new_ids, suffix)
-                    approx = dist <= config.approx_fraction * ell
-                    n_approx += approx
-                    rows[i].update(greedy_exact=gen_exact, edit_distance=dist, approximate=approx)
-                    if gen_exact != rows[i]["exact"]:
-                        first_diff = next((t for t, (a, b) in enumerate(zip(g.new_ids, suffix))
-                                           if a != b), None)
-                        disagree.append({"seq": i, "doc_id": seqs.doc_ids[i],
-                                         "offset": seqs.offsets[i],
-                                         "teacher_forced": rows[i]["exact"],
-                                         "generated": gen_exact, "first_divergence": first_diff})
-                n_agree = len(check_idx) - len(disagree)
-                check.update(agreement=rate(n_agree, len(check_idx)).to_dict(),
-                             disagreements=disagree,
-                             approximate=rate(n_approx, len(check_idx)).to_dict(),
-                             exact_generated=rate(sum(r.get("greedy_exact", False)
-                                                      for r in (rows[i] for i in check_idx)),
-                                                  len(check_idx)).to_dict())
-                if disagree:
-                    log(f"memorization: {name} k={k}: teacher forcing and greedy decoding disagree "
-                        f"on {len(disagree)} of {len(check_idx)} sequences (listed in the report)")
-            if config.recheck_batch1:
-                pos = [i for i, r in enumerate(rows) if r["exact"]]
-                flips = []
-                for i in pos:
-                    (sc1,) = m.score_ids([windows[i]], batch_size=1, last=ell)
-                    if not mm.greedy_discoverable(sc1.is_argmax[-ell:]):
-                        flips.append(i)
-                        rows[i]["exact_batch1"] = False
-                check["batch1"] = {"n_rechecked": len(pos), "n_flipped": len(flips),
-                                   "flipped": flips}
-            checks.append(check)
-            records.extend(rows)
+
+def measure_model(name: str, m: LanguageModel, seqs: Sequences, *, config: MemorizationConfig,
+                  check_idx: list[int], show_pii: bool = False, progress=null_progress,
+                  log=print, executor=None, executor_specs=None) -> dict[str, Any]:
+    """One model's part of :func:`measure_memorization` (a resumable stage of its own):
+    ``{"name", "records", "checks", "info", "skipped"}``, JSON-ready."""
+    from leakaudit.corpus.pii import mask_text
+
+    ell = config.suffix_length
+    kmax = max(config.prefix_lengths)
+    records: list[dict[str, Any]] = []
+    checks: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    caps = m.capabilities
+    if caps.missing("prompt_logprobs", "argmax"):
+        skipped.append({**skip_record("memorization", ("prompt_logprobs", "argmax"), caps,
+                                      target=name), "model": name})
+        log(f"memorization: skipped {name}: {skipped[-1]['reason']}")
+        return {"name": name, "records": [], "checks": [], "info": None, "skipped": skipped}
+    with_pz = not caps.missing("sampling_logprobs")
+    if not with_pz:
+        skipped.append({**skip_record("(n,p)-extraction", ("sampling_logprobs",), caps,
+                                      target=name), "model": name})
+    can_check = not caps.missing("generation")
+    if not can_check and check_idx:
+        skipped.append({**skip_record("greedy_check", ("generation",), caps, target=name),
+                        "model": name})
+    info = {"n_params": _n_params(m), "fingerprint": m.fingerprint(),
+            "token_convention": m.token_convention()}
+    for k in sorted(config.prefix_lengths):
+        windows = [ids[kmax - k:] for ids in seqs.ids]
+        with progress(f"memorization {name} k={k}", len(windows)) as adv:
+            if executor is not None:  # same batches, on the executor's workers
+                from leakaudit.exec.extraction import run_score_ids
+
+                scores = run_score_ids(
+                    executor, None, executor_specs, name, m, windows,
+                    batch_size=config.batch_size, shard_texts=4 * config.batch_size, threads=None,
+                    sampling=config.sampling if with_pz else None, last=ell,
+                    label=f"mem-{name}-k{k}", progress=adv)
+            else:
+                scores = m.score_ids(windows, batch_size=config.batch_size,
+                                     sampling=config.sampling if with_pz else None, last=ell,
+                                     progress=adv)
+        rows = []
+        for i, sc in enumerate(scores):
+            am = sc.is_argmax[-ell:]
+            log_pz = (mm.sequence_logprob(sc.sampling_logprobs[-ell:]) if with_pz
+                      else float("nan"))
+            exact = mm.greedy_discoverable(am)
+            row = {
+                "model": name, "k": k, "ell": ell, "seq": i, "doc_id": seqs.doc_ids[i],
+                "offset": seqs.offsets[i], "dup_count": seqs.dup_counts[i],
+                "doc_count": seqs.doc_counts[i],
+                "bucket": mm.duplicate_bucket(seqs.dup_counts[i]),
+                "exact": exact, "fraction": mm.fractional_match(am),
+                "suffix_logprob": float(np.sum(sc.logprobs[-ell:], dtype=np.float64)),
+                "log_pz": log_pz,
+            }
+            if with_pz:
+                row.update({
+                    "p_extract": {str(n): mm.extraction_probability(log_pz, n)
+                                  for n in config.extraction_n},
+                    "n_for_p": mm.queries_needed(log_pz, config.extraction_p),
+                    "log10_n_for_p": mm.log_queries_needed(log_pz, config.extraction_p)
+                    / math.log(10)})
+            else:
+                row.update({"log_pz": None, "p_extract": None, "n_for_p": None,
+                            "log10_n_for_p": None})
+            if exact:
+                row["suffix_text"] = (seqs.suffix_texts[i] if show_pii
+                                      else mask_text(seqs.suffix_texts[i]))
+            rows.append(row)
+        # slow path: real greedy decoding on the cross-check subset
+        check: dict[str, Any] = {"model": name, "k": k,
+                                 "n_checked": len(check_idx) if can_check else 0}
+        if check_idx and can_check:
+            prompts = [windows[i][:k] for i in check_idx]  # the prefix is the whole context
+            with progress(f"greedy check {name} k={k}", len(prompts)) as adv:
+                gens = m.generate_ids(prompts, SamplingConfig(max_new_tokens=ell, greedy=True),
+                                      seed=config.seed, batch_size=config.batch_size,
+                                      progress=adv)
+            disagree = []
+            n_approx = 0
+            for i, g in zip(check_idx, gens):
+                suffix = windows[i][k:]
+                gen_exact = list(g.new_ids) == list(suffix)
+                dist = mm.token_edit_distance(g.new_ids, suffix)
+                approx = dist <= config.approx_fraction * ell
+                n_approx += approx
+                rows[i].update(greedy_exact=gen_exact, edit_distance=dist, approximate=approx)
+                if gen_exact != rows[i]["exact"]:
+                    first_diff = next((t for t, (a, b) in enumerate(zip(g.new_ids, suffix))
+                                       if a != b), None)
+                    disagree.append({"seq": i, "doc_id": seqs.doc_ids[i],
+                                     "offset": seqs.offsets[i],
+                                     "teacher_forced": rows[i]["exact"],
+                                     "generated": gen_exact, "first_divergence": first_diff})
+            n_agree = len(check_idx) - len(disagree)
+            check.update(agreement=rate(n_agree, len(check_idx)).to_dict(),
+                         disagreements=disagree,
+                         approximate=rate(n_approx, len(check_idx)).to_dict(),
+                         exact_generated=rate(sum(r.get("greedy_exact", False)
+                                                  for r in (rows[i] for i in check_idx)),
+                                              len(check_idx)).to_dict())
+            if disagree:
+                log(f"memorization: {name} k={k}: teacher forcing and greedy decoding disagree "
+                    f"on {len(disagree)} of {len(check_idx)} sequences (listed in the report)")
+        if config.recheck_batch1:
+            pos = [i for i, r in enumerate(rows) if r["exact"]]
+            flips = []
+            for i in pos:
+                (sc1,) = m.score_ids([windows[i]], batch_size=1, last=ell)
+                if not mm.greedy_discoverable(sc1.is_argmax[-ell:]):
+                    flips.append(i)
+                    rows[i]["exact_batch1"] = False
+            check["batch1"] = {"n_rechecked": len(pos), "n_flipped": len(flips),
+                               "flipped": flips}
+        checks.append(check)
+        records.extend(rows)
+    return {"name": name, "records": records, "checks": checks, "info": info, "skipped": skipped}
+
+
+def assemble(parts: list[dict[str, Any]], seqs: Sequences, *,
+             config: MemorizationConfig) -> MemorizationResult:
+    """The :class:`MemorizationResult` of every model's :func:`measure_model` part, in order."""
+    records = [r for p in parts for r in p["records"]]
+    checks = [c for p in parts for c in p["checks"]]
+    skipped = [sk for p in parts for sk in p["skipped"]]
+    model_info = {p["name"]: p["info"] for p in parts if p["info"] is not None}
+    W = config.window
     rates = aggregate(records, config)
     seq_info = {"n": len(seqs.ids), "n_docs": seqs.n_docs, "n_docs_skipped": seqs.n_docs_skipped,
                 "n_candidates": seqs.n_candidates, "window": W, "stratified": config.stratify,
