@@ -270,10 +270,17 @@ def evaluate_claims(rows: dict[str, dict]) -> dict[str, dict[str, Any]]:
     sizes = [n for n in ("undefended", "small", "tiny") if n in rows]
     if len(sizes) > 1:
         rs = [rows[n]["memorization"].get("all") for n in sizes]
+        # each smaller model memorizes no more than the next larger one, and the largest's
+        # interval lies above the smallest's. Two sizes that both memorize nothing (the floor)
+        # are a tie, listed in "ties", not a refutation: the rule first asked for a strict drop
+        # at every step, which two zeros fail (default-size lab: 29.3% -> 0% -> 0%).
         out["smaller_models_memorize_less"] = {
             "claim": "smaller models memorize less",
             "by_size": {n: {"n_params": rows[n].get("n_params"), "exact": r} for n, r in zip(sizes, rs)},
+            "ties": [] if any(r is None for r in rs) else [
+                [sizes[i], sizes[i + 1]] for i in range(len(rs) - 1)
+                if rs[i]["value"] == rs[i + 1]["value"]],
             "holds": None if any(r is None for r in rs) else bool(
-                all(rs[i]["value"] > rs[i + 1]["value"] for i in range(len(rs) - 1))
+                all(rs[i]["value"] >= rs[i + 1]["value"] for i in range(len(rs) - 1))
                 and rs[0]["ci_low"] > rs[-1]["ci_high"])}
     return out
