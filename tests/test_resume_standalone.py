@@ -19,17 +19,7 @@ from typer.testing import CliRunner
 from leakaudit.cli import app
 
 from .conftest import TEXTS
-
-TIMING_KEYS = {"started", "command", "timings_s"}
-
-
-def strip_timings(x):
-    if isinstance(x, dict):
-        return {k: strip_timings(v) for k, v in x.items()
-                if k not in TIMING_KEYS and not k.endswith("_s")}
-    if isinstance(x, list):
-        return [strip_timings(v) for v in x]
-    return x
+from .test_resume_slow import strip_timings
 
 
 def records(out: Path) -> list[dict]:
