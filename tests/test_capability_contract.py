@@ -16,7 +16,10 @@ OPTIONAL = [n for n in Capabilities.DESCRIPTIONS if n != "gradients"]
 
 #: capabilities without which an audit can measure nothing at all
 CORE = {"membership": {"prompt_logprobs"}, "memorization": {"prompt_logprobs", "argmax"},
-        "extraction": {"generation", "prompt_logprobs"}, "exposure": {"prompt_logprobs"}}
+        "extraction": {"generation"}, "exposure": {"prompt_logprobs"}}
+# extraction without prompt log-probs (an endpoint without echo) samples, ranks with whatever
+# the references and zlib give, and verifies; the rankings needing the target's own log-probs
+# are recorded as skipped
 
 
 def _membership(lm):
@@ -45,12 +48,12 @@ def _memorization(lm):
     return [s["missing"] for s in res.skipped], [r["seq"] for r in res.records]
 
 
-def _extraction(lm):
+def _extraction(lm, ref=None):
     from leakaudit.attacks.extraction.pipeline import ExtractionConfig, run_extraction
 
     cfg = ExtractionConfig(samplers=("top_k", "temperature"), n_samples=3, select=2,
                            max_new_tokens=6, generate_batch_size=3, score_batch_size=3)
-    res = run_extraction(lm, references={"ref": lm}, config=cfg)
+    res = run_extraction(lm, references={"ref": ref if ref is not None else lm}, config=cfg)
     return [s["missing"] for s in res.summary["skipped"]], [e["sampler"] for e in res.evals]
 
 
@@ -76,7 +79,9 @@ def test_audit_runs_without_each_capability(tiny_lm, audit, cap):
         with pytest.raises(CapabilityError, match=cap):
             AUDITS[audit](lm)
         return
-    skipped, ran = AUDITS[audit](lm)
+    # extraction's reference is a separate local model with every capability (as an endpoint
+    # audit's is); the other audits use the restricted target as their own reference
+    skipped, ran = _extraction(lm, tiny_lm) if audit == "extraction" else AUDITS[audit](lm)
     assert ran, f"{audit} ran nothing without {cap}"
     for missing in skipped:
         assert missing == [cap]  # only what was removed is ever reported missing
@@ -136,3 +141,11 @@ def test_membership_cli_lists_min_k_pp_as_skipped_on_a_target_without_vocab_stat
     assert "min_k_pp(k=0.2) skipped: target does not provide vocab_stats" in flat
     html = (tmp_path / "out" / "report.html").read_text()
     assert "Skipped attacks" in html and "vocab_stats" in html
+
+
+def test_extraction_with_nothing_to_rank_with_reports_every_sampler_skipped(tiny_lm):
+    """Neither the target nor its reference serves log-probs: nothing is ranked or verified, and
+    each sampler is recorded as skipped for prompt_logprobs (not a silent empty result)."""
+    lm = RestrictedLM(tiny_lm, without=["prompt_logprobs"])
+    skipped, ran = _extraction(lm)
+    assert ran == [] and skipped == [["prompt_logprobs"], ["prompt_logprobs"]]

@@ -128,6 +128,10 @@ class StageStore:
             self.run_store.json(self.names[key], key, lambda: result, describe={"task": task})
 
 
+#: the executor-side halves of the attack pipelines, by name (filled by leakaudit.exec)
+HALVES: dict[str, Any] = {}
+
+
 class Executor:
     """Runs registered shard tasks; see the module docstring.
 
@@ -139,6 +143,19 @@ class Executor:
 
     def __init__(self) -> None:
         self.stats = {"run": 0, "reused": 0}
+
+    # The attack pipelines reach their executor-side halves through the executor they are
+    # given, so that attacks/ never imports exec/ (exec/ runs attacks; tests/test_imports.py).
+    # leakaudit/exec/__init__.py fills HALVES when the package is imported.
+    @property
+    def extraction(self):
+        """:mod:`leakaudit.exec.extraction` (sampling, scoring and verification shards)."""
+        return HALVES["extraction"]
+
+    @property
+    def shadows(self):
+        """:mod:`leakaudit.exec.shadows` (one task per shadow model)."""
+        return HALVES["shadows"]
 
     def map(self, task: str, specs: dict[str, Any], shards: Sequence[dict[str, Any]],
             store: ShardStore | StageStore | None = None,
@@ -182,7 +199,7 @@ class LocalExecutor(Executor):
     name = "local"
 
     def _run(self, task, specs, items):
-        from leakaudit.exec.tasks import run_task
+        run_task = HALVES["tasks"].run_task
 
         for i, shard in items:
             yield i, _keep_threads(run_task, task, specs, shard)

@@ -188,7 +188,7 @@ def run_extraction(
     timings: dict[str, float] = {}
     remote = None
     if executor is not None:
-        from leakaudit.exec import extraction as remote
+        remote = executor.extraction
 
         specs = remote.cluster_specs(target, references, index, device=executor_device)
         plan: list[dict[str, Any]] = []

@@ -178,7 +178,7 @@ class ShadowModels:
         self.trained_now_ = 0
         with progress("training shadow models", len(todo)) as adv:
             if executor is not None:
-                from leakaudit.exec.shadows import train_shadows
+                train_shadows = executor.shadows.train_shadows
 
                 def done() -> None:
                     self.trained_now_ += 1

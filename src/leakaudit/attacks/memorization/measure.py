@@ -332,9 +332,7 @@ def measure_memorization(models: dict[str, LanguageModel], seqs: Sequences, *,
     check_idx = check_models(models, seqs, config=config)
     specs = None
     if executor is not None:
-        from leakaudit.exec.extraction import model_specs
-
-        specs = model_specs(models, device=executor_device)
+        specs = executor.extraction.model_specs(models, device=executor_device)
     parts = [measure_model(name, m, seqs, config=config, check_idx=check_idx, show_pii=show_pii,
                            progress=progress, log=log, executor=executor, executor_specs=specs)
              for name, m in models.items()]
@@ -403,9 +401,7 @@ def measure_model(name: str, m: LanguageModel, seqs: Sequences, *, config: Memor
         windows = [ids[kmax - k:] for ids in seqs.ids]
         with progress(f"memorization {name} k={k}", len(windows)) as adv:
             if executor is not None:  # same batches, on the executor's workers
-                from leakaudit.exec.extraction import run_score_ids
-
-                scores = run_score_ids(
+                scores = executor.extraction.run_score_ids(
                     executor, None, executor_specs, name, m, windows,
                     batch_size=config.batch_size, shard_texts=4 * config.batch_size, threads=None,
                     sampling=config.sampling if with_pz else None, last=ell,
