@@ -55,7 +55,7 @@ DEFENSE_LAB_OUTPUTS = (("report.jsonl", "summary.json", "report.html")
 @dataclass(frozen=True)
 class DefenseLabConfig:
     """Sizes of the defenses lab. The default trains seven variants of the regular quick lab's
-    target (2×128, 256-token context, 15 epochs on 150 documents) plus a reference, so that it
+    target (2×128, 256-token context, 15 epochs on 150 documents) plus a reference; it
     takes about 52 CPU-minutes (measured: 3,034 s user, 2 threads; about half an hour on an idle
     2-core machine); ``quick()`` is CI-sized."""
 
