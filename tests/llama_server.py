@@ -71,7 +71,28 @@ class LlamaServer:
         self.stop()
 
 
-class FaultProxy:
+class _LoopbackServer:
+    """A threading HTTP server on a free loopback port (``url`` ends in /v1), closed on exit."""
+
+    def _serve(self, handler) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class FaultProxy(_LoopbackServer):
     """A threaded loopback HTTP proxy in front of ``upstream`` that injects faults.
 
     ``plan(body, attempt) -> fault or None`` decides per request (``body``: the parsed JSON
@@ -148,25 +169,11 @@ class FaultProxy:
                     content = content[: max(1, len(content) // 2)]
                 self._reply(r.status_code, content)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        self._serve(Handler)
 
 
 
-class ChoicesProxy:
+class ChoicesProxy(_LoopbackServer):
     """A loopback proxy that serves ``n`` (several choices per request) in front of a server
     that does not (llama-cpp-python drops ``n``): a request with ``n = k`` is answered by ``k``
     upstream requests, choice ``j`` with ``seed + j``, assembled into one response with
@@ -221,18 +228,4 @@ class ChoicesProxy:
                                 for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
                 self._reply(200, json.dumps(out).encode())
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        self._serve(Handler)
