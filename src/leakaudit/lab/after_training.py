@@ -93,7 +93,8 @@ def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rat
         check_output_location(lab / sub, produces=("report.jsonl", "report.html", "summary.json"))
     unl = lab / "erasure" / "unlearn"
     meta_path = unl / "unlearn.json"
-    if unl.is_dir() and any(unl.iterdir()) and not (
+    marker = unl / ".leakaudit-after-training"  # written first: a killed run's folder is ours
+    if unl.is_dir() and any(unl.iterdir()) and not marker.is_file() and not (
             meta_path.is_file() and "lab_settings" in meta_path.read_text()):
         raise InputError("exists and was not written by leakaudit lab --after-training; move it "
                          "away or choose another lab folder", path=str(unl))
@@ -114,6 +115,10 @@ def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rat
     if prev is not None and prev.get("lab_settings") == settings:
         log(f"run store: reused finished stage unlearn ({unl})")
     else:
+        from leakaudit.atomic import atomic_write_text
+
+        unl.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write_text(marker, "written by leakaudit lab --after-training\n")
         spec = training_spec(target)
         docs = load_corpus(lab / "corpus" / "train.jsonl")
         res = run_unlearn(model=target, docs=docs, forget_ids=subj["forget_ids"],
