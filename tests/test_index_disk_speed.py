@@ -97,3 +97,102 @@ def test_sample_keys_by_hand():
     keys = index_disk._sample_keys(padded, sa)  # every 64th suffix: only sa[0] = 3 -> "ab"
     assert keys.tolist() == [int.from_bytes(b"ab" + bytes(6), "big")]
     assert index_disk._sample_keys(index_disk.np.zeros(index_disk._PAD, "u1"), sa[:0]).size == 0
+
+
+# -- anchor filter ----------------------------------------------------------------------------
+
+_M64 = (1 << 64) - 1
+
+
+def _ref_filter(data: bytes) -> list[int]:
+    """Plain-Python reference of the anchor filter: integers mod 2**64, bytes sliced directly."""
+    k = index_disk._FILTER_K
+    n_words = max(1, -(-len(data) // index_disk._FILTER_WORD_BYTES))
+    filt = [0] * n_words
+    mul = int(index_disk._MUL)
+    fp = [int(x) for x in index_disk._FP_MUL]
+    for i in range(len(data) - k + 1):
+        if (int.from_bytes(data[i: i + 8], "little") * mul) & _M64 >= 1 << 60:
+            continue
+        h = sum(int.from_bytes(data[i + 8 * t: i + 8 * t + 8], "little") * fp[t]
+                for t in range(k // 8)) & _M64
+        h ^= h >> 29
+        h = (h * int(index_disk._MIX)) & _M64
+        h ^= h >> 32
+        w = ((h >> 32) * n_words) >> 32
+        filt[w] |= (1 << (h & 63)) | (1 << ((h >> 6) & 63)) | (1 << ((h >> 12) & 63))
+    return filt
+
+
+def test_anchor_filter_equals_a_plain_python_reference():
+    rng = random.Random(11)
+    text = " ".join(rng.choice(["alpha", "beta", "gamma", "délta", "😀"]) for _ in range(900))
+    data = text.encode()
+    padded = index_disk.np.frombuffer(data + bytes(index_disk._PAD), dtype="u1")
+    old = index_disk._FILTER_CHUNK
+    try:
+        index_disk._FILTER_CHUNK = 1000  # several build steps
+        got = index_disk._filter_fill(padded)
+    finally:
+        index_disk._FILTER_CHUNK = old
+    want = _ref_filter(data)
+    assert got.tolist() == want
+    n_anchors = sum((int.from_bytes(data[i: i + 8], "little") * int(index_disk._MUL)) & _M64
+                    < 1 << 60 for i in range(len(data) - 31))
+    assert 0.03 < n_anchors / len(data) < 0.12  # about 1 position in 16
+    # a shard shorter than the fingerprint has no anchor: an all-zero filter of one word
+    short = index_disk.np.frombuffer(b"abc" + bytes(index_disk._PAD), dtype="u1")
+    assert index_disk._filter_fill(short).tolist() == [0]
+
+
+def test_filter_never_drops_a_present_span_and_drops_most_absent_ones(tmp_path):
+    rng = random.Random(12)
+    vocab = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyzé") for _ in range(rng.randint(2, 8)))
+             for _ in range(300)]
+    texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(50, 200))) for _ in range(150)]
+    disk = DiskCorpusIndex.build(texts, tmp_path / "idx", shard_bytes=20_000)
+    assert disk.n_shards >= 4 and all(sh.filter is not None for sh in disk._shards)
+    present = []
+    for _ in range(300):
+        t = rng.choice(texts)
+        a = rng.randrange(len(t) - 120)
+        present.append(t[a: a + rng.randint(32, 120)])
+    absent = [" ".join(rng.choice(vocab) for _ in range(20)) for _ in range(300)]
+    spans = present + absent
+    qb = [s.encode() for s in spans]
+    lens = index_disk.np.array([len(q) for q in qb])
+    starts = index_disk.np.concatenate([[0], index_disk.np.cumsum(lens)[:-1]])
+    has, h = index_disk._query_anchors(b"".join(qb), starts, lens)
+    assert has.mean() > 0.8  # spans of >= 32 bytes; the shortest often have no anchor
+    maybe = index_disk.np.array([sh.may_contain(has, h) for sh in disk._shards])  # shard x span
+    for j, q in enumerate(qb):  # no false negatives: every shard that holds the span passes it
+        for si, sh in enumerate(disk._shards):
+            if sh.interval(q)[1] > sh.interval(q)[0]:
+                assert maybe[si, j]
+    mem = CorpusIndex.build(texts)
+    want = [mem.count(s) for s in spans]
+    assert all(w > 0 for w in want[:300]) and sum(w == 0 for w in want[300:]) > 290
+    # negative control: absent spans are kept by almost no shard (false positives ~0.5%/probe)
+    kept_absent = maybe[:, 300:][:, index_disk.np.array(want[300:]) == 0]
+    assert kept_absent.mean() < 0.03
+    assert disk.count_many(spans).tolist() == want
+
+
+def test_index_without_filter_still_opens_and_answers_the_same(tmp_path):
+    """Indexes built before the filter existed (no "filter" in index.json, no filter.npy)."""
+    import json
+
+    rng, words, texts = _corpus(13, 90)
+    d = tmp_path / "idx"
+    disk = DiskCorpusIndex.build(texts, d, shard_bytes=600)
+    spans = [t[a: a + 40] for t in texts if len(t) > 50 for a in (0, 7)] + ["ab ab ab", "zz"]
+    want = disk.count_many(spans).tolist()
+    meta = json.loads((d / "index.json").read_text())
+    assert meta["filter"] == index_disk._FILTER_ID
+    del meta["filter"]
+    (d / "index.json").write_text(json.dumps(meta))
+    for f in d.glob("shard-*/filter.npy"):
+        f.unlink()
+    old = DiskCorpusIndex(d)
+    assert all(sh.filter is None for sh in old._shards)
+    assert old.count_many(spans).tolist() == want == [CorpusIndex.build(texts).count(s) for s in spans]

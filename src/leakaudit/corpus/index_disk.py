@@ -71,6 +71,19 @@ _ONE = np.uint64(1)
 _SAMPLE = 64  # every 64th suffix's 8-byte key is kept (1/8 byte per corpus byte)
 _SCALAR_MAX = 8  # batches up to this size use plain bisect over the memory map
 _PIPELINE_MIN_SHARD = 8 << 20  # shards from this size are sorted in a background thread
+# Anchor filter (``filter.npy``, optional): a blocked Bloom filter over the 32-byte substrings of
+# the shard that start at content-defined anchors, so that count_many skips the shards a query
+# cannot occur in without a search. See :func:`_filter_fill`.
+_FILTER_ID = "anchor32-1in16-16bits-k3"  # index.json "filter": what the reader must agree with
+_FILTER_K = 32  # bytes fingerprinted at an anchor
+_ANCHOR_LIM = np.uint64(1 << 60)  # anchor: (little-endian word at i) * _MUL < 2**60 (1 in 16)
+_MUL = np.uint64(0x9E3779B97F4A7C15)
+_FP_MUL = tuple(np.uint64(x) for x in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F,
+                                       0x165667B19E3779F9, 0xD6E8FEB86659FD93))
+_MIX = np.uint64(0xFF51AFD7ED558CCD)
+_FILTER_WORD_BYTES = 64  # one 64-bit filter word per 64 shard bytes (16 bits per expected anchor)
+_FILTER_SCAN = 96  # query positions scanned for anchors (no anchor there: the shard is searched)
+_FILTER_CHUNK = 1 << 22  # shard positions per build step (bounded temporaries)
 
 
 def _private_dir(p: Path) -> None:
@@ -147,7 +160,7 @@ def _sa_search_fn(itemsize: int):
 
 
 class _Shard:
-    def __init__(self, d: Path, first_doc: int):
+    def __init__(self, d: Path, first_doc: int, use_filter: bool = False):
         # plain ndarray views of the memory maps: fancy indexing skips the memmap subclass
         self.data = np.asarray(np.load(d / "data.npy", mmap_mode="r", allow_pickle=False))
         self.sa = np.asarray(np.load(d / "sa.npy", mmap_mode="r", allow_pickle=False))
@@ -155,6 +168,11 @@ class _Shard:
         # first 8 bytes (big-endian, zero-padded) of every _SAMPLE-th suffix: narrows each
         # binary search in C (np.searchsorted) before the byte-level steps
         self.keys = np.asarray(np.load(d / "keys.npy", mmap_mode="r", allow_pickle=False))
+        # anchor filter (indexes built before it existed have none: every shard is searched)
+        self.filter = np.asarray(np.load(d / "filter.npy", mmap_mode="r", allow_pickle=False)) \
+            if use_filter else None
+        if self.filter is not None and (self.filter.dtype != np.uint64 or self.filter.size == 0):
+            raise InputError("corpus index shard filter is inconsistent", path=str(d))
         if self.data.dtype != np.uint8 or self.sa.dtype.kind not in "iu" or \
                 len(self.sa) + _PAD != len(self.data):
             raise InputError("corpus index shard is inconsistent", path=str(d))
@@ -358,11 +376,23 @@ class _Shard:
         shifts = np.arange(56, -8, -8, dtype=np.uint64)
         lo_key = (b.astype(np.uint64) << shifts).sum(axis=1, dtype=np.uint64)
         hi_key = (np.where(within, b, 0xFF).astype(np.uint64) << shifts).sum(axis=1, dtype=np.uint64)
+        return self.narrow_keys(lo_key, hi_key)
+
+    def narrow_keys(self, lo_key: np.ndarray, hi_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_narrow` from each query's zero-padded and 0xFF-padded first 8 bytes."""
+        if len(self.keys) == 0:
+            return np.zeros(len(lo_key), np.int64), np.full(len(lo_key), self.n, np.int64)
         lb = np.searchsorted(self.keys, lo_key, side="left").astype(np.int64)
         hb = np.searchsorted(self.keys, hi_key, side="right").astype(np.int64)
         lo = np.where(lb > 0, (lb - 1) * _SAMPLE + 1, 0)
         hi = np.minimum(hb * _SAMPLE, self.n)
         return lo, np.maximum(hi, lo)
+
+    def may_contain(self, has: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """False where a query (given by :func:`_query_anchors`) certainly does not occur in this
+        shard: its anchor's fingerprint is missing from the filter."""
+        idx, mask = _filter_slots(h, len(self.filter))
+        return ~has | ((self.filter[idx] & mask) == mask)
 
     def matching_statistics(self, qs: _Queries) -> np.ndarray:
         """Longest common prefix of each query with any suffix of the shard: attained next to
@@ -423,7 +453,10 @@ class DiskCorpusIndex:
         self.directory = d
         self._meta = meta
         try:
-            self._shards = [_Shard(d / s["name"], int(s["first_doc"])) for s in meta["shards"]]
+            # "filter" absent (built before the filter existed) or another kind: not used
+            use_filter = meta.get("filter") == _FILTER_ID
+            self._shards = [_Shard(d / s["name"], int(s["first_doc"]), use_filter)
+                            for s in meta["shards"]]
             self._id_off = np.load(d / "doc_ids.npy", mmap_mode="r", allow_pickle=False)
             self._ids = np.memmap(d / "doc_ids.bin", dtype=np.uint8, mode="r") \
                 if (d / "doc_ids.bin").stat().st_size else np.zeros(0, np.uint8)
@@ -487,8 +520,9 @@ class DiskCorpusIndex:
             sa = np.asarray(divsufsort(data)) if len(data) else np.zeros(0, np.int32)
             _save_private(sd / "sa.npy", sa)
             _save_private(sd / "keys.npy", _sample_keys(padded, sa))
-            del padded
             del sa
+            _save_private(sd / "filter.npy", _filter_fill(padded))
+            del padded
             del data
             _save_private(sd / "doc_starts.npy", starts)
 
@@ -558,7 +592,7 @@ class DiskCorpusIndex:
             raise ValueError(f"more doc ids than texts ({n_docs} texts)")
         _save_private(d / "doc_ids.npy", np.asarray(id_offsets, dtype=np.int64))
         meta = {"format": _FORMAT, "version": _VERSION, "n_docs": n_docs, "n_bytes": n_text,
-                "shard_bytes": shard_bytes, "shards": shards}
+                "shard_bytes": shard_bytes, "shards": shards, "filter": _FILTER_ID}
         tmp = d / "index.json.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -630,32 +664,57 @@ class DiskCorpusIndex:
         return q
 
     def count_many(self, spans: Sequence[str]) -> np.ndarray:
-        """Occurrence counts of many spans at once (the fast path for window look-ups)."""
-        qb = [self._span_bytes(s) for s in spans]
-        # each distinct span once, in sorted order: consecutive searches walk neighbouring
-        # parts of the suffix array (cache and page-cache locality)
-        uniq = sorted(set(qb))
-        where = {q: i for i, q in enumerate(uniq)}
-        inv = np.fromiter((where[q] for q in qb), dtype=np.int64, count=len(qb))
+        """Occurrence counts of many spans at once (the fast path for window look-ups).
+
+        Each distinct span is looked up once, in the order of its first 8 bytes (neighbouring
+        searches walk neighbouring parts of the suffix array). Per shard, the anchor filter first drops the
+        spans that cannot occur there (most (span, shard) pairs: a span occurs in few shards);
+        the rest get libdivsufsort's ``sa_search`` in C, confined to the stretch of the suffix
+        array that the sampled 8-byte keys leave."""
+        qb = [s.encode("utf-8", "surrogatepass") for s in spans]
+        if not all(qb):
+            raise ValueError("span is empty")
+        where: dict[bytes, int] = {}
+        inv = np.fromiter((where.setdefault(q, len(where)) for q in qb), dtype=np.int64,
+                          count=len(qb))
+        uniq = list(where)
         total = np.zeros(len(uniq), dtype=np.int64)
-        step = _BATCH_CELLS // _CHUNK  # spans per chunk: bounded temporaries
+        step = max(1, _BATCH_CELLS // _CHUNK)  # spans per chunk: bounded temporaries
         for c in range(0, len(uniq), step):
             chunk = uniq[c : c + step]
-            qs = _Queries.of(chunk)
+            lens = np.fromiter(map(len, chunk), dtype=np.int64, count=len(chunk))
+            starts = np.zeros(len(chunk), dtype=np.int64)
+            starts[1:] = np.cumsum(lens)[:-1]
+            raw = b"".join(chunk)
+            anchors = _query_anchors(raw, starts, lens) \
+                if any(sh.filter is not None for sh in self._shards) else None
+            bpad = np.frombuffer(raw + bytes(8), dtype=np.uint8)
+            be = np.ndarray((len(raw) + 1,), dtype=">u8", buffer=bpad, strides=(1,))
+            # first 8 bytes of each span, zero-padded (lo) and 0xFF-padded (hi), big-endian
+            sh_bits = (8 * np.clip(8 - lens, 0, 8)).astype(np.uint64)
+            keep = np.where(lens >= 8, _ALL, ~((_ONE << sh_bits) - _ONE))
+            lo_key = be[starts].astype(np.uint64) & keep
+            hi_key = lo_key | ~keep
+            # searched in the order of their first 8 bytes: neighbouring stretches of the
+            # suffix array one after the other (cache and page-cache locality)
+            order = np.argsort(lo_key, kind="stable")
             for sh in self._shards:
                 if sh.n == 0:
+                    continue
+                rows = order if sh.filter is None or anchors is None \
+                    else order[sh.may_contain(*anchors)[order]]
+                if rows.size == 0:
                     continue
                 fn, t, dp, sp, n = sh.c_search()
                 isz = sh.sa.dtype.itemsize
                 left = t()
-                # the sampled 8-byte keys narrow each search to a short stretch of the suffix
-                # array (one vectorised searchsorted); sa_search then runs only inside it
-                lo, hi = sh._narrow(qs)
-                counts = [fn(dp, n, q, len(q), sp + a * isz, b - a, left) if b > a else 0
-                          for q, a, b in zip(chunk, lo.tolist(), hi.tolist())]
+                lo, hi = sh.narrow_keys(lo_key[rows], hi_key[rows])
+                counts = [fn(dp, n, chunk[i], len(chunk[i]), sp + a * isz, b - a, left)
+                          if b > a else 0
+                          for i, a, b in zip(rows.tolist(), lo.tolist(), hi.tolist())]
                 if counts and min(counts) < 0:
                     raise RuntimeError("sa_search failed")
-                total[c : c + step] += np.asarray(counts, dtype=np.int64)
+                total[c + rows] += np.asarray(counts, dtype=np.int64)
         return total[inv]
 
     def count(self, span: str) -> int:
@@ -824,6 +883,85 @@ def _sample_keys(padded: np.ndarray, sa: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.uint64)
     words = np.ndarray((n + 1,), dtype=">u8", buffer=padded, strides=(1,))
     return words[np.asarray(sa[::_SAMPLE], dtype=np.int64)].astype(np.uint64)
+
+
+def _le_words(buf: np.ndarray, n: int) -> np.ndarray:
+    """Little-endian 8-byte words starting at offsets ``0..n-1`` of ``buf`` (which holds at least
+    ``n + 7`` bytes): an overlapping, unaligned view, no copy."""
+    return np.ndarray((n,), dtype="<u8", buffer=buf, strides=(1,))
+
+
+def _fingerprints(wl: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of the ``_FILTER_K`` bytes at each of ``pos`` (``wl``: :func:`_le_words`)."""
+    h = wl[pos] * _FP_MUL[0]
+    for t in range(1, _FILTER_K // 8):
+        h += wl[pos + 8 * t] * _FP_MUL[t]
+    h ^= h >> np.uint64(29)
+    h *= _MIX
+    h ^= h >> np.uint64(32)
+    return h
+
+
+def _filter_slots(h: np.ndarray, n_words: int) -> tuple[np.ndarray, np.ndarray]:
+    """Filter word (from the high 32 bits, multiply-shift into ``[0, n_words)``) and the mask of
+    three bits in it (from the low 18 bits) of each fingerprint."""
+    idx = ((h >> np.uint64(32)) * np.uint64(n_words)) >> np.uint64(32)
+    one = np.uint64(1)
+    m63 = np.uint64(63)
+    mask = (one << (h & m63)) | (one << ((h >> np.uint64(6)) & m63)) | \
+        (one << ((h >> np.uint64(12)) & m63))
+    return idx.astype(np.int64), mask
+
+
+def _filter_fill(padded: np.ndarray) -> np.ndarray:
+    """The anchor filter of one shard (``padded``: its bytes and ``_PAD`` zero bytes).
+
+    An anchor is a position ``i`` (with ``i + _FILTER_K <= n``) whose 8 bytes hash below
+    ``_ANCHOR_LIM``: it depends only on those bytes, so wherever a query occurs in the shard, the
+    anchors inside the query are anchors of the shard at the same place, and the fingerprints of
+    their 32 bytes were set here. A query whose anchor fingerprint is missing therefore does not
+    occur in the shard (no false negatives; false positives only cost a search). About 1 position
+    in 16 is an anchor; the filter has one 64-bit word per 64 bytes (16 bits per expected anchor,
+    3 bits set per anchor: about 0.5% false positives per probe), 1/8 byte per corpus byte."""
+    n = len(padded) - _PAD
+    n_words = max(1, -(-n // _FILTER_WORD_BYTES))
+    filt = np.zeros(n_words, dtype=np.uint64)
+    n_pos = n - _FILTER_K + 1
+    if n_pos <= 0:
+        return filt
+    wl = _le_words(padded, n - 7)
+    for s in range(0, n_pos, _FILTER_CHUNK):
+        e = min(n_pos, s + _FILTER_CHUNK)
+        anc = np.flatnonzero(wl[s:e] * _MUL < _ANCHOR_LIM) + s
+        idx, mask = _filter_slots(_fingerprints(wl, anc), n_words)
+        # fancy |= keeps one of several writes to the same word: redo the ones that were lost
+        while idx.size:
+            filt[idx] |= mask
+            lost = (filt[idx] & mask) != mask
+            idx, mask = idx[lost], mask[lost]
+    return filt
+
+
+def _query_anchors(raw: bytes, starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(has, h)``: whether each query has an anchor (see :func:`_filter_fill`) in its first
+    ``_FILTER_SCAN`` positions, and the fingerprint of the first one. The first 48 positions are
+    scanned for every query (about 95% have an anchor there), the rest only for those without."""
+    buf = np.frombuffer(raw + bytes(_FILTER_SCAN + _FILTER_K + 8), dtype=np.uint8)
+    wl = _le_words(buf, len(buf) - 7)
+    last = lens - _FILTER_K  # anchors at j <= last: the fingerprinted bytes lie in the query
+    has = np.zeros(len(lens), dtype=bool)
+    first = np.zeros(len(lens), dtype=np.int64)
+    todo = np.flatnonzero(last >= 0)
+    for a, b in ((0, 48), (48, _FILTER_SCAN)):
+        if todo.size == 0:
+            break
+        cols = np.arange(a, b, dtype=np.int64)
+        anc = (cols <= last[todo, None]) & (wl[starts[todo, None] + cols] * _MUL < _ANCHOR_LIM)
+        found = anc.any(axis=1)
+        has[todo[found]] = True
+        first[todo[found]] = a + anc[found].argmax(axis=1)
+        todo = todo[~found]
+    return has, _fingerprints(wl, starts + first)
 
 
 def _is_disk_index(d: Path) -> bool:
