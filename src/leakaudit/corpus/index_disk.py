@@ -10,6 +10,8 @@ is never opened)::
     shard-00000/sa.npy          int32/int64 suffix array of data.npy (libdivsufsort)
     shard-00000/doc_starts.npy  int64 offset of each document in data.npy
     shard-00000/keys.npy        uint64 first 8 bytes of every 64th suffix (search narrowing)
+    shard-00000/filter.npy      uint64 anchor filter: which shards a span may occur in (optional:
+                                used when index.json says ``"filter": _FILTER_ID``)
     ...
 
 Why this design (and not infini-gram's engine): the PyPI package ``infini-gram`` 2.6.0 does build
@@ -27,8 +29,9 @@ and memory-mapped for queries. Shards are not merged (a merge would compare suff
 shards); every query visits every shard, and the counts add up because no document spans two
 shards. Shards from 8 MiB are suffix-sorted and written in a background thread while the next
 one is read (libdivsufsort runs through ctypes, without the GIL). Counts (:meth:`count_many`)
-search each distinct span once, in sorted order, with libdivsufsort's ``sa_search`` confined to
-the stretch of the suffix array that the sampled 8-byte keys leave; matching statistics use a
+search each distinct span once, only in the shards whose anchor filter may hold it (a span occurs
+in few shards; most misses end there), with libdivsufsort's ``sa_search`` confined to the stretch
+of the suffix array that the sampled 8-byte keys leave; matching statistics use a
 vectorised binary search (numpy gathers from the memory maps).
 
 Answers equal :class:`~leakaudit.corpus.index.CorpusIndex`'s exactly: queries never contain
