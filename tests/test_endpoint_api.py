@@ -461,3 +461,61 @@ def test_extraction_samples_share_requests_where_the_server_honours_n(server, ti
                    for s in res.samples)
         assert sum(s["log_ppl"] is not None for s in res.samples) >= 8
         lm.close()
+
+
+@pytest.mark.slow
+def test_cli_endpoint_audit_spreads_requests_over_replica_servers(server, tiny_model_dir, tmp_path,
+                                                                   key_env):
+    """``endpoint audit SPEC --replica URL``: two loopback servers of the same model (proxies in
+    front of one llama.cpp server, each counting what it forwards) share the requests; each
+    request is stored once in the ledger, and a rerun sends nothing (its answers come from the
+    ledger, whichever server gave them)."""
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    corpus = tmp_path / "train.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n"
+                              for i, t in enumerate(UNIQUE)))
+    out = tmp_path / "out"
+    with FaultProxy(server.url, lambda body, attempt: None) as a, \
+            FaultProxy(server.url, lambda body, attempt: None) as b:
+        argv = ["endpoint", "audit", f"openai-completions:{a.url}", "--replica", b.url,
+                "--api-key-env", key_env, "--tokenizer", str(tiny_model_dir), "--corpus",
+                str(corpus), "--out", str(out), "--attack", "divergence", "--concurrency", "4",
+                "--retries", "1"]
+        r1 = CliRunner().invoke(app, argv)
+        assert r1.exit_code == 0, r1.output
+        summary = json.loads((out / "summary.json").read_text())
+        req = summary["requests"]
+        fa, fb = dict(a.forwarded), dict(b.forwarded)
+        n_a, n_b = sum(fa.values()), sum(fb.values())
+        print("forwarded", n_a, n_b, "requests", req)
+        assert req["sent"] >= 40 and req["cached"] == 0
+        # spread: the least-in-flight choice gives each server a fair share
+        assert min(n_a, n_b) >= 0.3 * (n_a + n_b)
+        # every request reached a server; a body seen twice is a retry of a failed attempt
+        assert len(set(fa) | set(fb)) == req["sent"]
+        assert n_a + n_b == req["sent"] + req["retried"]
+        servers = req["servers"]
+        assert set(servers) == {a.url, b.url}
+        assert sum(s["ok"] for s in servers.values()) == req["succeeded"]
+        with sqlite3.connect(out / "requests.sqlite") as db:
+            assert db.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == req["requests"]
+        run = json.loads((out / "report.jsonl").read_text().splitlines()[0])
+        assert run["servers"] == [a.url, b.url] and run["endpoint"] == a.url
+        # rerun: answered from the ledger; only the failed requests (if any) are sent again
+        r2 = CliRunner().invoke(app, argv)
+        assert r2.exit_code == 0, r2.output
+        req2 = json.loads((out / "summary.json").read_text())["requests"]
+        assert req2["cached"] == req["succeeded"] and req2["sent"] == req["failed"]
+        assert sum(a.forwarded.values()) + sum(b.forwarded.values()) - n_a - n_b \
+            == req2["sent"] + req2["retried"]
+        # a bad or repeated replica URL is refused before any work
+        for bad, msg in ((["--replica", "ftp://x"], "http://"), (["--replica", a.url], "twice")):
+            r3 = CliRunner().invoke(app, ["endpoint", "audit", f"openai-completions:{a.url}",
+                                          *bad, "--out", str(tmp_path / "bad")])
+            assert r3.exit_code == 2 and "error:" in r3.output and msg in r3.output, r3.output
+        assert not (tmp_path / "bad").exists()

@@ -138,3 +138,28 @@ def test_pool_checks_its_urls():
         EndpointPool(["ftp://x"])
     with pytest.raises(InputError, match="twice"):
         EndpointPool(["http://a/v1", "http://a/v1/"])
+
+
+def test_load_endpoint_with_replicas_spreads_and_summarises_per_server(servers, tmp_path):
+    """``load_endpoint(..., replicas=[...])`` (what ``endpoint audit --replica`` passes) puts
+    the spec's server and the replicas in one pool; without replicas there is no pool."""
+    from leakaudit.targets.openai_api import load_endpoint
+
+    a, b = servers(), servers()
+    lm = load_endpoint(f"openai-completions:{a.url}", replicas=[b.url], model="m", probe=False,
+                       ledger=tmp_path / "l.sqlite", config=CFG, log=lambda m: None)
+    res = lm._post(_payloads(30))
+    assert [r["choices"][0]["text"] for r in res] == [p["prompt"][::-1] for p in _payloads(30)]
+    assert a.hits + b.hits == 30 and min(a.hits, b.hits) >= 5
+    summ = lm.request_summary()
+    assert summ["servers"] == {a.url: {"attempts": a.hits, "ok": a.hits, "transient_failures": 0},
+                               b.url: {"attempts": b.hits, "ok": b.hits, "transient_failures": 0}}
+    assert summ["sent"] == 30 and lm.client.base_url == a.url  # requests keyed by the spec's URL
+    lm.close()
+    solo = load_endpoint(f"openai-completions:{a.url}", model="m", probe=False, config=CFG,
+                         log=lambda m: None)
+    assert solo.client.pool is None and "servers" not in solo.request_summary()
+    solo.close()
+    with pytest.raises(InputError, match="twice"):
+        load_endpoint(f"openai-completions:{a.url}", replicas=[a.url + "/"], model="m",
+                      probe=False)

@@ -164,6 +164,8 @@ def audit_endpoint(target, out_dir: str | Path, *, config: EndpointAuditConfig,
                    wall_s=round(time.perf_counter() - t_start, 2))
     run = {"command": "endpoint audit", **(run_record or {}), "target": target.name,
            "endpoint": target.client.base_url, "model": target.model_id,
+           **({"servers": list(target.client.pool.urls)} if getattr(target.client, "pool", None)
+              is not None else {}),
            "fingerprint": target.fingerprint(), "seed": config.seed,
            "models": {"target": {"name": target.name, "endpoint": target.client.base_url,
                                  "fingerprint": target.fingerprint()},

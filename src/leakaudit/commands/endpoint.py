@@ -77,13 +77,16 @@ def register(app: typer.Typer) -> None:
               select: Annotated[int, typer.Option("--select", min=1, help="Extraction: candidates per ranking.")] = 50,
               context: Annotated[Optional[int], typer.Option("--context", min=2, help="The server's context in tokens: longer texts are cut to fit (default: the --tokenizer folder's model config, if any).")] = None,
               target_scores: Annotated[str, typer.Option("--target-scores", help="Extraction ranking log-probs: auto, echo (prompt log-probs of each sample), generated (returned with the samples), none (local --reference and zlib).")] = "auto",
+              replica: Annotated[Optional[list[str]], typer.Option("--replica", help="Another server of the same model (URL ending in /v1); repeatable. Requests go to the server with the fewest in flight and fail over to another; the ledger keys them by the spec's URL, so each is stored and counted once.")] = None,
               ) -> None:
         """Run every attack the endpoint's capabilities allow; the rest are reported as skipped."""
         from leakaudit.targets import check_spec
+        from leakaudit.targets.openai_api import EndpointSpec, replica_pool
 
-        try:  # a typo in a reference path answers at once, before torch is imported
+        try:  # a typo in a reference path or a server URL answers at once, before torch is imported
             for r in reference or []:
                 check_spec(r)
+            replica_pool(EndpointSpec.parse(spec).base_url, replica or [])
         except LeakauditError as e:
             _fail(e)
         from leakaudit.corpus.load import load_corpus
@@ -127,6 +130,7 @@ def register(app: typer.Typer) -> None:
                               api_key_file=None if api_key_file is None else str(api_key_file),
                               tokenizer=None if tokenizer is None else str(tokenizer),
                               ledger=out / "requests.sqlite", context=context,
+                              replicas=replica or (),
                               config=_client_config(concurrency, timeout, retries, max_requests,
                                                     max_tokens), log=_log)
             summary = audit_endpoint(t, out, config=cfg, corpus=docs, nonmembers=non,

@@ -91,6 +91,16 @@ class EndpointSpec:
         return cls(kind=scheme.removeprefix("openai-"), base_url=url.rstrip("/"))
 
 
+def replica_pool(base_url: str, replicas: Sequence[str]):
+    """The :class:`~leakaudit.exec.endpoint_pool.EndpointPool` of ``base_url`` and ``replicas``
+    (None without replicas); bad or repeated URLs are an :class:`InputError`."""
+    if not replicas:
+        return None
+    from leakaudit.exec.endpoint_pool import EndpointPool
+
+    return EndpointPool([base_url, *replicas])
+
+
 def _context_of(path: str | None) -> int | None:
     """The context length a model folder's ``config.json`` declares (``n_positions``,
     ``max_position_embeddings``), when the tokenizer was given as the served model's folder."""
@@ -145,13 +155,20 @@ class _Endpoint:
                   api_key_file: str | None = None, tokenizer: str | None = None,
                   config: ClientConfig = ClientConfig(), ledger: str | Path | None = None,
                   name: str | None = None, probe: bool = True, max_logprobs: int | None = None,
-                  context: int | None = None, log=print):
+                  context: int | None = None, replicas: Sequence[str] = (), log=print):
         """Build the backend a spec names (``openai-completions:`` → :class:`OpenAICompletionsLM`,
-        ``openai-chat:`` → :class:`OpenAIChatModel`) and probe its capabilities."""
+        ``openai-chat:`` → :class:`OpenAIChatModel`) and probe its capabilities.
+
+        ``replicas``: more servers of the same model (base URLs ending in /v1). Requests then
+        go to the server with the fewest in flight and fail over (:class:`~leakaudit.exec.
+        endpoint_pool.EndpointPool`); they stay keyed by the spec's URL, so the ledger stores
+        and counts each once whichever server answered."""
         es = EndpointSpec.parse(spec)
         klass = OpenAICompletionsLM if es.kind == "completions" else OpenAIChatModel
+        pool = replica_pool(es.base_url, replicas)
         key = read_api_key(env=api_key_env, file=api_key_file)
-        client = ApiClient(es.base_url, api_key=key, config=config, ledger=ledger, log=log)
+        client = ApiClient(es.base_url, api_key=key, config=config, ledger=ledger, log=log,
+                           pool=pool)
         obj = klass(client, model=model, tokenizer=_load_tokenizer(tokenizer), name=name, log=log)
         obj.max_logprobs = max_logprobs
         ctx = context if context is not None else _context_of(tokenizer)
@@ -199,7 +216,10 @@ class _Endpoint:
         return h.hexdigest()[:16]
 
     def request_summary(self) -> dict[str, Any]:
-        return self.client.stats.to_dict()
+        out = self.client.stats.to_dict()
+        if self.client.pool is not None:  # per server: attempts, successes, transient failures
+            out["servers"] = self.client.pool.stats()
+        return out
 
     def request_records(self) -> list[tuple[str, dict[str, Any]]]:
         """One ``api_request`` record per request (status, attempts, latency, tokens; no text)."""
