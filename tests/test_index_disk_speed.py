@@ -109,10 +109,10 @@ def _ref_filter(data: bytes) -> list[int]:
     k = index_disk._FILTER_K
     n_words = max(1, -(-len(data) // index_disk._FILTER_WORD_BYTES))
     filt = [0] * n_words
-    mul = int(index_disk._MUL)
+    mul = int(index_disk._ANCHOR_MUL)
     fp = [int(x) for x in index_disk._FP_MUL]
     for i in range(len(data) - k + 1):
-        if (int.from_bytes(data[i: i + 8], "little") * mul) & _M64 >= 1 << 60:
+        if (int.from_bytes(data[i: i + 4], "little") * mul) & 0xFFFFFFFF >= 1 << 28:
             continue
         h = sum(int.from_bytes(data[i + 8 * t: i + 8 * t + 8], "little") * fp[t]
                 for t in range(k // 8)) & _M64
@@ -137,8 +137,8 @@ def test_anchor_filter_equals_a_plain_python_reference():
         index_disk._FILTER_CHUNK = old
     want = _ref_filter(data)
     assert got.tolist() == want
-    n_anchors = sum((int.from_bytes(data[i: i + 8], "little") * int(index_disk._MUL)) & _M64
-                    < 1 << 60 for i in range(len(data) - 31))
+    n_anchors = sum((int.from_bytes(data[i: i + 4], "little") * int(index_disk._ANCHOR_MUL))
+                    & 0xFFFFFFFF < 1 << 28 for i in range(len(data) - 31))
     assert 0.03 < n_anchors / len(data) < 0.12  # about 1 position in 16
     # a shard shorter than the fingerprint has no anchor: an all-zero filter of one word
     short = index_disk.np.frombuffer(b"abc" + bytes(index_disk._PAD), dtype="u1")

@@ -77,10 +77,10 @@ _PIPELINE_MIN_SHARD = 8 << 20  # shards from this size are sorted in a backgroun
 # Anchor filter (``filter.npy``, optional): a blocked Bloom filter over the 32-byte substrings of
 # the shard that start at content-defined anchors, so that count_many skips the shards a query
 # cannot occur in without a search. See :func:`_filter_fill`.
-_FILTER_ID = "anchor32-1in16-16bits-k3"  # index.json "filter": what the reader must agree with
+_FILTER_ID = "anchor4-fp32-1in16-16bits-k3"  # index.json "filter": what the reader must agree with
 _FILTER_K = 32  # bytes fingerprinted at an anchor
-_ANCHOR_LIM = np.uint64(1 << 60)  # anchor: (little-endian word at i) * _MUL < 2**60 (1 in 16)
-_MUL = np.uint64(0x9E3779B97F4A7C15)
+_ANCHOR_MUL = np.uint32(0x9E3779B1)
+_ANCHOR_LIM = np.uint32(1 << 28)  # anchor: (little-endian u32 at i) * _ANCHOR_MUL < 2**28
 _FP_MUL = tuple(np.uint64(x) for x in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F,
                                        0x165667B19E3779F9, 0xD6E8FEB86659FD93))
 _MIX = np.uint64(0xFF51AFD7ED558CCD)
@@ -888,10 +888,15 @@ def _sample_keys(padded: np.ndarray, sa: np.ndarray) -> np.ndarray:
     return words[np.asarray(sa[::_SAMPLE], dtype=np.int64)].astype(np.uint64)
 
 
-def _le_words(buf: np.ndarray, n: int) -> np.ndarray:
-    """Little-endian 8-byte words starting at offsets ``0..n-1`` of ``buf`` (which holds at least
-    ``n + 7`` bytes): an overlapping, unaligned view, no copy."""
-    return np.ndarray((n,), dtype="<u8", buffer=buf, strides=(1,))
+def _le_words(buf: np.ndarray, n: int, size: int = 8) -> np.ndarray:
+    """Little-endian ``size``-byte words starting at offsets ``0..n-1`` of ``buf`` (which holds
+    at least ``n + size - 1`` bytes): an overlapping, unaligned view, no copy."""
+    return np.ndarray((n,), dtype=f"<u{size}", buffer=buf, strides=(1,))
+
+
+def _is_anchor(w4: np.ndarray) -> np.ndarray:
+    """Anchor test of little-endian 4-byte words (a multiplicative hash into 1/16)."""
+    return w4 * _ANCHOR_MUL < _ANCHOR_LIM
 
 
 def _fingerprints(wl: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -919,7 +924,7 @@ def _filter_slots(h: np.ndarray, n_words: int) -> tuple[np.ndarray, np.ndarray]:
 def _filter_fill(padded: np.ndarray) -> np.ndarray:
     """The anchor filter of one shard (``padded``: its bytes and ``_PAD`` zero bytes).
 
-    An anchor is a position ``i`` (with ``i + _FILTER_K <= n``) whose 8 bytes hash below
+    An anchor is a position ``i`` (with ``i + _FILTER_K <= n``) whose 4 bytes hash below
     ``_ANCHOR_LIM``: it depends only on those bytes, so wherever a query occurs in the shard, the
     anchors inside the query are anchors of the shard at the same place, and the fingerprints of
     their 32 bytes were set here. A query whose anchor fingerprint is missing therefore does not
@@ -933,9 +938,10 @@ def _filter_fill(padded: np.ndarray) -> np.ndarray:
     if n_pos <= 0:
         return filt
     wl = _le_words(padded, n - 7)
+    w4 = _le_words(padded, n - 3, 4)
     for s in range(0, n_pos, _FILTER_CHUNK):
         e = min(n_pos, s + _FILTER_CHUNK)
-        anc = np.flatnonzero(wl[s:e] * _MUL < _ANCHOR_LIM) + s
+        anc = np.flatnonzero(_is_anchor(w4[s:e])) + s
         idx, mask = _filter_slots(_fingerprints(wl, anc), n_words)
         # fancy |= keeps one of several writes to the same word: redo the ones that were lost
         while idx.size:
@@ -951,6 +957,7 @@ def _query_anchors(raw: bytes, starts: np.ndarray, lens: np.ndarray) -> tuple[np
     scanned for every query (about 95% have an anchor there), the rest only for those without."""
     buf = np.frombuffer(raw + bytes(_FILTER_SCAN + _FILTER_K + 8), dtype=np.uint8)
     wl = _le_words(buf, len(buf) - 7)
+    w4 = _le_words(buf, len(buf) - 3, 4)
     last = lens - _FILTER_K  # anchors at j <= last: the fingerprinted bytes lie in the query
     has = np.zeros(len(lens), dtype=bool)
     first = np.zeros(len(lens), dtype=np.int64)
@@ -959,7 +966,7 @@ def _query_anchors(raw: bytes, starts: np.ndarray, lens: np.ndarray) -> tuple[np
         if todo.size == 0:
             break
         cols = np.arange(a, b, dtype=np.int64)
-        anc = (cols <= last[todo, None]) & (wl[starts[todo, None] + cols] * _MUL < _ANCHOR_LIM)
+        anc = (cols <= last[todo, None]) & _is_anchor(w4[starts[todo, None] + cols])
         found = anc.any(axis=1)
         has[todo[found]] = True
         first[todo[found]] = a + anc[found].argmax(axis=1)
