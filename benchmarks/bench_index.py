@@ -10,10 +10,11 @@ memory, and prints:
   (reading the file included, generating the corpus not); the rate with generation added is
   printed too (what earlier versions of this benchmark reported);
 - build rate (MB of corpus text per second, wall clock, suffix sorting included);
-- window look-ups per second: ``count_many`` over ``--lookups`` DISTINCT 50-word windows (half cut
-  from the corpus, one per document while there is room, half random), the "does this 50-token window occur
-  verbatim" question, batched: the distinct rate; then the same windows each ``--repeats`` times
-  in one call (``count_many`` looks each distinct span up once): the total rate;
+- window look-ups per second: ``count_many`` over ``--lookups`` DISTINCT 50-word windows (half
+  cut from the corpus, one per document while there is room, half random), the "does this
+  50-token window occur verbatim" question, batched: the distinct rate; then the same windows
+  each ``--repeats`` times in one call (``count_many`` looks each distinct span up once): the
+  total rate;
 - ``window_match_many`` over 512-word "generations" (texts per second);
 - peak RSS and the private-memory allowance, next to the index's size on disk.
 

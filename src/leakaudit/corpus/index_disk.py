@@ -670,10 +670,10 @@ class DiskCorpusIndex:
         """Occurrence counts of many spans at once (the fast path for window look-ups).
 
         Each distinct span is looked up once, in the order of its first 8 bytes (neighbouring
-        searches walk neighbouring parts of the suffix array). Per shard, the anchor filter first drops the
-        spans that cannot occur there (most (span, shard) pairs: a span occurs in few shards);
-        the rest get libdivsufsort's ``sa_search`` in C, confined to the stretch of the suffix
-        array that the sampled 8-byte keys leave."""
+        searches walk neighbouring parts of the suffix array). Per shard, the anchor filter
+        first drops the spans that cannot occur there (most (span, shard) pairs: a span occurs
+        in few shards); the rest get libdivsufsort's ``sa_search`` in C, confined to the
+        stretch of the suffix array that the sampled 8-byte keys leave."""
         qb = [s.encode("utf-8", "surrogatepass") for s in spans]
         if not all(qb):
             raise ValueError("span is empty")
@@ -951,7 +951,8 @@ def _filter_fill(padded: np.ndarray) -> np.ndarray:
     return filt
 
 
-def _query_anchors(raw: bytes, starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _query_anchors(raw: bytes, starts: np.ndarray,
+                   lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(has, h)``: whether each query has an anchor (see :func:`_filter_fill`) in its first
     ``_FILTER_SCAN`` positions, and the fingerprint of the first one. The first 48 positions are
     scanned for every query (about 95% have an anchor there), the rest only for those without."""
