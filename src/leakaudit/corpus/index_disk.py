@@ -119,16 +119,6 @@ class _Queries:
         return self.raw[s : s + int(self.lens[i])]
 
     @classmethod
-    def of(cls, items: Sequence[bytes]) -> _Queries:
-        lens = np.fromiter((len(b) for b in items), dtype=np.int64, count=len(items))
-        starts = np.zeros(len(items), dtype=np.int64)
-        if len(items):
-            starts[1:] = np.cumsum(lens)[:-1]
-        raw = b"".join(items)
-        flat = np.frombuffer(raw, dtype=np.uint8).astype(np.int16)
-        return cls(np.concatenate([flat, np.zeros(_CHUNK, np.int16)]), starts, lens, raw)
-
-    @classmethod
     def suffixes(cls, q: bytes, positions: np.ndarray) -> _Queries:
         """``q[p:]`` for every ``p`` in ``positions``, sharing one buffer."""
         flat = np.frombuffer(q, dtype=np.uint8).astype(np.int16)
