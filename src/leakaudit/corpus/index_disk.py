@@ -85,7 +85,6 @@ _FP_MUL = tuple(np.uint64(x) for x in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F,
                                        0x165667B19E3779F9, 0xD6E8FEB86659FD93))
 _MIX = np.uint64(0xFF51AFD7ED558CCD)
 _FILTER_WORD_BYTES = 64  # one 64-bit filter word per 64 shard bytes (16 bits per expected anchor)
-_FILTER_SCAN = 96  # query positions scanned for anchors (no anchor there: the shard is searched)
 _FILTER_CHUNK = 1 << 22  # shard positions per build step (bounded temporaries)
 
 
@@ -381,11 +380,27 @@ class _Shard:
         hi = np.minimum(hb * _SAMPLE, self.n)
         return lo, np.maximum(hi, lo)
 
-    def may_contain(self, has: np.ndarray, h: np.ndarray) -> np.ndarray:
-        """False where a query (given by :func:`_query_anchors`) certainly does not occur in this
-        shard: its anchor's fingerprint is missing from the filter."""
-        idx, mask = _filter_slots(h, len(self.filter))
-        return ~has | ((self.filter[idx] & mask) == mask)
+    def may_contain(self, anchors: _Anchors) -> np.ndarray:
+        """False where a query certainly does not occur in this shard: the fingerprint of one
+        of its anchors is missing from the filter. The first anchor of every query is probed;
+        the others only for the queries that pass it (a query from the shard passes every one,
+        a novel one usually fails its first; one that starts like the corpus and then departs
+        from it fails at an anchor less than 32 bytes before the departure, if there is one)."""
+        def present(h: np.ndarray) -> np.ndarray:
+            idx, mask = _filter_slots(h, len(self.filter))
+            return (self.filter[idx] & mask) == mask
+
+        out = ~anchors.has
+        cand = anchors.rows[present(anchors.h_first)]
+        out[cand] = True
+        a = anchors.ptr[cand] + 1
+        cnt = anchors.ptr[cand + 1] - a
+        total = int(cnt.sum())
+        if total:
+            idx = np.repeat(a - np.cumsum(cnt) + cnt, cnt) + np.arange(total)
+            ok = present(_fingerprints(anchors.wl, anchors.pos[idx]))
+            out[np.repeat(cand, cnt)[~ok]] = False
+        return out
 
     def matching_statistics(self, qs: _Queries) -> np.ndarray:
         """Longest common prefix of each query with any suffix of the shard: attained next to
@@ -679,7 +694,7 @@ class DiskCorpusIndex:
             starts = np.zeros(len(chunk), dtype=np.int64)
             starts[1:] = np.cumsum(lens)[:-1]
             raw = b"".join(chunk)
-            anchors = _query_anchors(raw, starts, lens) \
+            anchors = _Anchors(raw, starts, lens) \
                 if any(sh.filter is not None for sh in self._shards) else None
             bpad = np.frombuffer(raw + bytes(8), dtype=np.uint8)
             be = np.ndarray((len(raw) + 1,), dtype=">u8", buffer=bpad, strides=(1,))
@@ -695,7 +710,7 @@ class DiskCorpusIndex:
                 if sh.n == 0:
                     continue
                 rows = order if sh.filter is None or anchors is None \
-                    else order[sh.may_contain(*anchors)[order]]
+                    else order[sh.may_contain(anchors)[order]]
                 if rows.size == 0:
                     continue
                 fn, t, dp, sp, n = sh.c_search()
@@ -941,28 +956,28 @@ def _filter_fill(padded: np.ndarray) -> np.ndarray:
     return filt
 
 
-def _query_anchors(raw: bytes, starts: np.ndarray,
-                   lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(has, h)``: whether each query has an anchor (see :func:`_filter_fill`) in its first
-    ``_FILTER_SCAN`` positions, and the fingerprint of the first one. The first 48 positions are
-    scanned for every query (about 95% have an anchor there), the rest only for those without."""
-    buf = np.frombuffer(raw + bytes(_FILTER_SCAN + _FILTER_K + 8), dtype=np.uint8)
-    wl = _le_words(buf, len(buf) - 7)
-    w4 = _le_words(buf, len(buf) - 3, 4)
-    last = lens - _FILTER_K  # anchors at j <= last: the fingerprinted bytes lie in the query
-    has = np.zeros(len(lens), dtype=bool)
-    first = np.zeros(len(lens), dtype=np.int64)
-    todo = np.flatnonzero(last >= 0)
-    for a, b in ((0, 48), (48, _FILTER_SCAN)):
-        if todo.size == 0:
-            break
-        cols = np.arange(a, b, dtype=np.int64)
-        anc = (cols <= last[todo, None]) & _is_anchor(w4[starts[todo, None] + cols])
-        found = anc.any(axis=1)
-        has[todo[found]] = True
-        first[todo[found]] = a + anc[found].argmax(axis=1)
-        todo = todo[~found]
-    return has, _fingerprints(wl, starts + first)
+class _Anchors:
+    """The anchors (see :func:`_filter_fill`) of a batch of queries: every position ``j`` of each
+    query where an anchor starts and ``j + _FILTER_K`` fits in the query, found with one scan of
+    the concatenated queries. A query without one (shorter than 32 bytes, or unlucky: about
+    (15/16)**(len - 31)) is searched in every shard."""
+
+    def __init__(self, raw: bytes, starts: np.ndarray, lens: np.ndarray):
+        n = len(raw)
+        buf = np.frombuffer(raw + bytes(8), dtype=np.uint8)
+        self.wl = _le_words(buf, n + 1)
+        pos = np.flatnonzero(_is_anchor(_le_words(buf, n, 4)))
+        row = np.searchsorted(starts, pos, side="right") - 1
+        keep = pos + _FILTER_K <= starts[row] + lens[row]
+        self.pos = pos[keep]
+        # anchors of query i: pos[ptr[i]:ptr[i + 1]], in order (rows ascend with positions)
+        self.ptr = np.searchsorted(row[keep], np.arange(len(lens) + 1))
+        self.has = self.ptr[1:] > self.ptr[:-1]
+        self.rows = np.flatnonzero(self.has)
+        self.h_first = _fingerprints(self.wl, self.pos[self.ptr[self.rows]])
+
+    def __len__(self) -> int:
+        return len(self.has)
 
 
 def _is_disk_index(d: Path) -> bool:
