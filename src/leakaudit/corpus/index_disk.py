@@ -27,8 +27,9 @@ at document boundaries into shards of at most ``shard_bytes``; each shard's suff
 in memory (about 5x the shard size at peak, independent of the corpus size), written as ``.npy``
 and memory-mapped for queries. Shards are not merged (a merge would compare suffixes across
 shards); every query visits every shard, and the counts add up because no document spans two
-shards. Shards from 8 MiB are suffix-sorted and written in a background thread while the next
-one is read (libdivsufsort runs through ctypes, without the GIL). Counts (:meth:`count_many`)
+shards. Shards from 8 MiB are suffix-sorted and written in background threads (two shards at
+once on a machine with two or more CPUs) while the next one is read (libdivsufsort runs through
+ctypes, without the GIL). Counts (:meth:`count_many`)
 search each distinct span once, only in the shards whose anchor filter may hold it (a span occurs
 in few shards; most misses end there), with libdivsufsort's ``sa_search`` confined to the stretch
 of the suffix array that the sampled 8-byte keys leave; matching statistics use a
@@ -73,7 +74,7 @@ _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _ONE = np.uint64(1)
 _SAMPLE = 64  # every 64th suffix's 8-byte key is kept (1/8 byte per corpus byte)
 _SCALAR_MAX = 8  # batches up to this size use plain bisect over the memory map
-_PIPELINE_MIN_SHARD = 8 << 20  # shards from this size are sorted in a background thread
+_PIPELINE_MIN_SHARD = 8 << 20  # shards from this size are sorted in background threads
 # Anchor filter (``filter.npy``, optional): a blocked Bloom filter over the 32-byte substrings of
 # the shard that start at content-defined anchors, so that count_many skips the shards a query
 # cannot occur in without a search. See :func:`_filter_fill`.
@@ -485,12 +486,14 @@ class DiskCorpusIndex:
     @classmethod
     def build(cls, texts: Iterable[str], directory: str | Path, doc_ids: Iterable[str] | None = None,
               *, shard_bytes: int = DEFAULT_SHARD_BYTES, overwrite: bool = False,
-              progress=None) -> DiskCorpusIndex:
+              progress=None, sort_workers: int | None = None) -> DiskCorpusIndex:
         """Index ``texts`` (any iterable, consumed once) into ``directory``.
 
         Memory stays bounded by ``shard_bytes`` (about 6x it at the peak of a shard's suffix
-        sort), whatever the corpus size. ``directory`` must be new or empty unless
-        ``overwrite`` (which only ever replaces a previous leakaudit disk index).
+        sort, times ``sort_workers``), whatever the corpus size. ``directory`` must be new or
+        empty unless ``overwrite`` (which only ever replaces a previous leakaudit disk index).
+        ``sort_workers`` shards (default: 2, or 1 on a one-CPU machine) are suffix-sorted at
+        once in background threads, from shards of 8 MiB up.
         """
         from pydivsufsort import divsufsort
 
@@ -512,14 +515,19 @@ class DiskCorpusIndex:
         id_offsets = [0]
         id_fd = os.open(d / "doc_ids.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 
-        # Pipelined: a shard's suffix sort and writes run in one background thread
+        # Pipelined: shards are suffix-sorted and written in ``sort_workers`` background threads
         # (libdivsufsort is called through ctypes, which releases the GIL) while this thread
-        # reads and encodes the next shard. At most one shard is being sorted at a time, so the
-        # peak is one shard's sort plus the next shard's text. Small shards (tight memory
-        # budgets) are sorted inline: the overlap gains little there.
+        # reads and encodes the next shard. At most ``sort_workers`` shards are being sorted at a
+        # time, so the peak is that many shards' sorts plus the next shard's text. Small shards
+        # (tight memory budgets) are sorted inline: the overlap gains little there.
         pipelined = shard_bytes >= _PIPELINE_MIN_SHARD
+        if sort_workers is None:
+            sort_workers = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                               else (os.cpu_count() or 1))
+        if sort_workers < 1:
+            raise ValueError(f"sort_workers must be >= 1, got {sort_workers}")
         pool = None
-        running = None
+        running: list = []  # futures of the shards being sorted, oldest first
 
         def write_shard(sd: Path, data: bytes, starts: np.ndarray) -> None:
             # 8 zero bytes after the text: every offset starts a full 8-byte word
@@ -547,15 +555,15 @@ class DiskCorpusIndex:
             data = _SEP.join(pending)
             n_in = len(pending)
             pending, pending_bytes = [], 0
-            if running is not None:
-                running.result()  # the previous shard is written (its errors surface here)
-                running = None
+            while len(running) >= sort_workers:
+                running.pop(0).result()  # an earlier shard is written (its errors surface here)
             if pipelined:
                 if pool is None:
                     from concurrent.futures import ThreadPoolExecutor
 
-                    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-shard")
-                running = pool.submit(write_shard, sd, data, starts)
+                    pool = ThreadPoolExecutor(max_workers=sort_workers,
+                                              thread_name_prefix="index-shard")
+                running.append(pool.submit(write_shard, sd, data, starts))
             else:
                 write_shard(sd, data, starts)
             del data
@@ -566,9 +574,8 @@ class DiskCorpusIndex:
         def finish() -> None:
             nonlocal running
             try:
-                if running is not None:
-                    running.result()
-                    running = None
+                while running:
+                    running.pop(0).result()
             finally:
                 if pool is not None:
                     pool.shutdown(wait=True)
