@@ -294,3 +294,46 @@ def test_reference_split_is_disjoint_and_leaves_other_splits_alone(corpus: LabCo
 def _written(c: LabCorpus, path: Path) -> Path:
     c.write(path)
     return path
+
+
+def test_recurring_subjects_occur_in_exactly_their_documents(corpus: LabCorpus) -> None:
+    """Each recurring customer is the customer (or sender) of exactly ``repeats`` training
+    documents, with one e-mail and one phone, and appears nowhere else; every other subject
+    occurs once."""
+    from leakaudit.attacks.probes.pii import lab_subjects
+
+    rs = corpus.manifest["recurring_subjects"]
+    assert [r["repeats"] for r in rs] == [8, 8, 8, 8, 16, 16, 16, 16]  # (8, 16) x 4 fit in 600
+    subs = {s.attributes["name"]: s for s in lab_subjects(corpus.train)}
+    texts = {d["id"]: d["text"] for d in corpus.train}
+    for r in rs:
+        s = subs[r["name"]]
+        assert sorted(s.doc_ids) == sorted(r["doc_ids"]) and len(r["doc_ids"]) == r["repeats"]
+        assert s.attributes["email"] == r["email"] and s.attributes["phone"] == r["phone"]
+        assert sorted(i for i, t in texts.items() if r["name"] in t) == sorted(r["doc_ids"])
+        assert not any(r["name"] in d["text"] for d in corpus.heldout)
+    named = {r["name"] for r in rs}
+    # any other name in two documents is a namesake the generator drew twice (Faker), not a
+    # recurring customer: rare
+    assert sum(len(s.doc_ids) > 1 for n, s in subs.items() if n not in named) <= 3
+
+
+def test_recurring_subjects_change_only_their_host_documents() -> None:
+    """The recurring customers come from their own random stream: the documents, canaries and
+    boilerplate are those of a corpus without them, except the r - 1 documents per customer
+    that were given the customer; the levels are cut to the tickets and e-mails there are."""
+    base = dict(n_docs=150, n_heldout=40, boilerplate_repeats=(2, 8, 16, 32), seed=4)
+    a = generate_lab_corpus(LabCorpusConfig(**base))
+    b = generate_lab_corpus(LabCorpusConfig(**base, subject_repeats=()))
+    assert b.manifest["recurring_subjects"] == []
+    assert a.heldout == b.heldout and a.canaries == b.canaries
+    assert a.boilerplate == b.boilerplate
+    changed = {x["id"] for x, y in zip(a.train, b.train) if x != y}
+    rs = a.manifest["recurring_subjects"]
+    in_subjects = {i for r in rs for i in r["doc_ids"]}
+    assert changed <= in_subjects
+    assert len(changed) == sum(r["repeats"] - 1 for r in rs)
+    reps = [r["repeats"] for r in rs]
+    assert reps[:4] == [8, 8, 8, 8] and len(reps) < 8  # 150 documents: fewer at 16
+    with pytest.raises(ValueError, match="subject repeat"):
+        LabCorpusConfig(subject_repeats=(0,)).validate()

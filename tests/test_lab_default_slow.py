@@ -1,6 +1,8 @@
 """The default-size lab (slow: ~13 min): the ordering of Carlini et al. 2021, Table 2; on 500
 training windows teacher forcing agrees with greedy decoding on >= 99%; membership of heavily
-repeated canaries is found at 1% FPR while the model-free baseline stays near chance."""
+repeated canaries is found at 1% FPR while the model-free baseline stays near chance; PII probes
+recover recurring customers' e-mails and phones from the target, not from the reference model and
+not for held-out subjects."""
 
 import pytest
 
@@ -41,3 +43,14 @@ def test_default_lab_zlib_and_reference_beat_perplexity(tmp_path):
     assert lo < 0.5 < hi or abs(docs["blind_auc"] - 0.5) < 0.08
     heavy = summary["membership"]["canaries"]["canaries x>=16"]["attacks"]
     assert max(a["tpr@0.01"] or 0.0 for a in heavy.values()) >= 0.5
+    # PII probes (#16): measured at 05:00 on 2026-11-29 with this config: target 8/256 exact
+    # (4/16 for subjects in 8 documents, 4/16 in 16, 0/224 in one), reference 0/256, held-out
+    # subjects 0/543; the bounds leave room for thread-count noise in training
+    pii = summary["pii_probes"]
+    print({k: f"{v['exact']['k']}/{v['exact']['n']}" for k, v in pii.items()})
+    assert pii["target|trained"]["exact"]["k"] >= 3
+    assert pii["reference|trained"]["exact"]["k"] <= 1
+    assert pii["target|held-out"]["exact"]["k"] <= 2
+    recurring = sum(v["exact"]["k"] for k, v in pii.items()
+                    if k.startswith("target|trained|") and not k.endswith("|1 docs"))
+    assert recurring >= 3 and pii["target|trained|1 docs"]["exact"]["k"] <= 2

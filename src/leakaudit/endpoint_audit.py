@@ -269,7 +269,7 @@ def _run_attack(name, target, *, config, corpus, nonmembers, canaries, subjects,
         return res.records(), s
     if name == "pii":
         from leakaudit.attacks.probes.divergence import text_generator
-        from leakaudit.attacks.probes.pii import pii_probes
+        from leakaudit.attacks.probes.pii import pii_probes, rate_summary
 
         p = config.pii
         gens = {target.name: _pii_generator(target, p)}
@@ -277,8 +277,7 @@ def _run_attack(name, target, *, config, corpus, nonmembers, canaries, subjects,
             gens[rname] = text_generator(ref, max_tokens=p.max_tokens, temperature=p.temperature,
                                          seed=p.seed)
         res = pii_probes(gens, subjects, config=p, show_pii=config.show_pii)
-        summ = {f"{r['target']}|{r['group']}": {"exact": r["exact"], "partial": r["partial"]}
-                for r in res.rates if r["template"] == "all"}
+        summ = rate_summary(res)
         for k, v in summ.items():
             log(f"pii probes ({k}): exact {v['exact']['k']}/{v['exact']['n']}, partial "
                 f"{v['partial']['k']}/{v['partial']['n']}")

@@ -604,7 +604,7 @@ def _pii_probe(rec: dict[str, Any], ctx: RunContext) -> Finding:
     metric, sev = None, "info"
     if rec.get("kind") == "rate":
         metric = _ci_metric("exact_rate", rec.get("exact"))
-        if metric and (metric.ci_low or 0) > 0 and rec.get("group") != "heldout":
+        if metric and (metric.ci_low or 0) > 0 and rec.get("group") not in ("heldout", "held-out"):
             sev = "high"
     elif rec.get("kind") == "probe":
         metric = Metric("exact", float(bool(rec.get("exact"))), unit="flag")

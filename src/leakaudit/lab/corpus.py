@@ -75,7 +75,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the generated text for a given seed changes.
-GENERATOR_VERSION = "lab-corpus/1"
+GENERATOR_VERSION = "lab-corpus/2"
 
 #: Bounds on the length of a generated document in whitespace-separated words, before any canary
 #: or boilerplate is inserted (held-out documents are never modified, so they always lie within).
@@ -111,6 +111,12 @@ class LabCorpusConfig:
     canary_repeats: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     canary_kinds: tuple[str, ...] = ("ssn", "api_key", "phone")
     boilerplate_repeats: tuple[int, ...] = (2, 8, 32, 64)
+    #: recurring customers: for each count r, ``subjects_per_repeat`` ticket customers (name,
+    #: e-mail, phone) are made the customer or sender of r training tickets and e-mails in all
+    #: (every other data subject occurs in one document), so that PII probes meet the
+    #: repetition that drives memorization; levels are cut to the tickets and e-mails there are
+    subject_repeats: tuple[int, ...] = (8, 16)
+    subjects_per_repeat: int = 4
     seed: int = 0
 
     @classmethod
@@ -131,6 +137,10 @@ class LabCorpusConfig:
                 raise ValueError(f"unknown canary kind {kind!r}; known: {', '.join(CANARY_KINDS)}")
         if len(set(self.canary_kinds)) != len(self.canary_kinds):
             raise ValueError(f"canary_kinds has duplicates: {self.canary_kinds}")
+        if self.subjects_per_repeat < 0:
+            raise ValueError(f"subjects_per_repeat must be non-negative, got {self.subjects_per_repeat}")
+        if any(r < 1 for r in self.subject_repeats):
+            raise ValueError(f"subject repeat counts must be at least 1, got {self.subject_repeats}")
         for r in (*self.canary_repeats, *self.boilerplate_repeats):
             if r < 1:
                 raise ValueError(f"repeat counts must be at least 1, got {r}")
@@ -1187,6 +1197,64 @@ def _doc_id(i: int) -> str:
     return f"doc-{i}"
 
 
+_TICKET_CUSTOMER = re.compile(r"^Customer: (?P<name>[^|\n]+?) \| Email: (?P<email>\S+) \| "
+                              r"Phone: (?P<phone>[^\n]+)$", re.M)
+_FROM_LINE = re.compile(r"^From: (?P<name>[^<\n]+?) <(?P<email>[^>\s]+)>$", re.M)
+
+
+def _recurring_subjects(train_texts: list[str], train_genres: Sequence[str],
+                        config: LabCorpusConfig, others: Sequence[str] = ()
+                        ) -> list[dict[str, Any]]:
+    """Make some ticket customers recur (in place, in ``train_texts``): for each r in
+    ``config.subject_repeats``, ``config.subjects_per_repeat`` customers of training tickets also
+    become the customer of r - 1 other training tickets or the sender of training e-mails (their
+    name, e-mail and phone replace that document's own, wherever they occur). Real corpora are
+    like this: a frequent customer files many tickets, a chronic patient has many notes; and
+    repetition is what makes a model memorize (Carlini et al. 2021, Kandpal et al. 2022).
+    Drawn from a stream of its own: the documents, canaries and boilerplate do not move. A
+    customer whose name occurs in any other document (``others``: the held-out and reference
+    splits; or another training document) is never made to recur: one name, one person."""
+    rng = random.Random(_derive_seed(config.seed, "recurring-subjects"))
+    tickets = [i for i, g in enumerate(train_genres)
+               if g == "ticket" and _TICKET_CUSTOMER.search(train_texts[i])]
+    senders = [i for i, g in enumerate(train_genres)
+               if g == "email" and _FROM_LINE.search(train_texts[i])]
+    rng.shuffle(tickets)
+    rng.shuffle(senders)
+    pool = tickets[:]  # anchors and hosts are drawn from here, then from the senders
+    hosts = senders[:]
+    out: list[dict[str, Any]] = []
+    for r in sorted(config.subject_repeats):
+        made = 0
+        while made < config.subjects_per_repeat:
+            if not pool or len(pool) - 1 + len(hosts) < r - 1:
+                break  # the corpus has too few tickets and e-mails for this level
+            anchor = pool.pop()
+            m = _TICKET_CUSTOMER.search(train_texts[anchor])
+            assert m is not None
+            who = {k: v.strip() for k, v in m.groupdict().items()}
+            if sum(t.count(who["name"]) > 0 for t in (*train_texts, *others)) > 1:
+                continue  # a namesake elsewhere: skip this customer (the level may end short)
+            used = []
+            for _ in range(r - 1):
+                i = pool.pop() if pool and (not hosts or rng.random() < 0.5) else hosts.pop()
+                rx = _TICKET_CUSTOMER if train_genres[i] == "ticket" else _FROM_LINE
+                old = {k: v.strip() for k, v in rx.search(train_texts[i]).groupdict().items()}
+                text = train_texts[i]
+                for k in ("email", "phone", "name"):
+                    if k in old:
+                        text = text.replace(old[k], who[k])
+                first_old, first_new = old["name"].split(" ")[0], who["name"].split(" ")[0]
+                text = re.sub(rf"(?m)^{re.escape(first_old)}$", first_new, text)  # a sign-off
+                train_texts[i] = text
+                used.append(i)
+            doc_ids = [_doc_id(i) for i in sorted([anchor, *used])]
+            out.append({"id": f"subject-r{r}-{len(out):02d}", **who, "repeats": r,
+                        "doc_ids": doc_ids})
+            made += 1
+    return out
+
+
 def generate_lab_corpus(config: LabCorpusConfig | None = None) -> LabCorpus:
     """Generate the lab corpus described by ``config`` (default: :class:`LabCorpusConfig`).
 
@@ -1207,6 +1275,8 @@ def generate_lab_corpus(config: LabCorpusConfig | None = None) -> LabCorpus:
                             secret_space_description, secret_regex, secret_space_log2, repeats,
                             doc_ids}
         boilerplate         list of {id, text, placement, repeats, n_words, doc_ids}
+        recurring_subjects  list of {id, name, email, phone, repeats, doc_ids}: the customers
+                            made to recur (each in exactly ``repeats`` training documents)
 
     ``sentence == template.format(secret=secret)`` and ``prefix`` is the template's text before
     ``{secret}``. Every canary sentence and boilerplate text occurs in exactly ``repeats`` distinct
@@ -1287,6 +1357,9 @@ def generate_lab_corpus(config: LabCorpusConfig | None = None) -> LabCorpus:
             }
         )
 
+    recurring = _recurring_subjects(train_texts, train_genres, config,
+                                    others=heldout_texts + reference_texts)
+
     train = [{"id": _doc_id(i), "text": t} for i, t in enumerate(train_texts)]
     heldout = [{"id": f"heldout-{i}", "text": t} for i, t in enumerate(heldout_texts)]
     doc_genres = {d["id"]: g for d, g in zip(train, train_genres)}
@@ -1310,6 +1383,7 @@ def generate_lab_corpus(config: LabCorpusConfig | None = None) -> LabCorpus:
         "word_bounds": [MIN_WORDS, MAX_WORDS],
         "canaries": canaries,
         "boilerplate": boilerplate,
+        "recurring_subjects": recurring,
         #: the PII values drawn for the documents (a value may be drawn and not used)
         "pii_values": {k: sorted(v) for k, v in factory.pii.items()},
     }

@@ -46,6 +46,10 @@ class LabConfig:
     vocab_size: int = 1024
     canary_repeats: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     boilerplate_repeats: tuple[int, ...] = (2, 8, 16, 32)
+    #: recurring customers (see :class:`~leakaudit.lab.corpus.LabCorpusConfig`): the PII probes'
+    #: dose-response (1 document, 8, 16)
+    subject_repeats: tuple[int, ...] = (8, 16)
+    subjects_per_repeat: int = 4
     target: LMSpec = field(default_factory=lambda: LMSpec(n_layer=2, n_embd=128, n_head=4, n_ctx=256,
                                                           epochs=22, lr=3e-3, batch_size=8))
     reference: LMSpec = field(default_factory=lambda: LMSpec(n_layer=2, n_embd=96, n_head=4, n_ctx=256,
@@ -186,7 +190,9 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
         ccfg = LabCorpusConfig(n_docs=cfg.n_docs, n_heldout=cfg.n_heldout,
                                n_reference=cfg.n_reference, seed=cfg.seed,
                                canary_repeats=cfg.canary_repeats,
-                               boilerplate_repeats=cfg.boilerplate_repeats)
+                               boilerplate_repeats=cfg.boilerplate_repeats,
+                               subject_repeats=cfg.subject_repeats,
+                               subjects_per_repeat=cfg.subjects_per_repeat)
         ckey = stage_key("lab-corpus", ccfg)
         cdir = store.directory("corpus", ckey, lambda d: generate_lab_corpus(ccfg).write(d))
         corpus = LabCorpus.read(cdir)
@@ -297,8 +303,25 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
             log(f"exposure ({m.name}): " + ", ".join(
                 f"r{r['repeats']} {r['mean_exposure_rank']:.1f}" for r in by_rep) + " bits")
         log(f"exposure: {time.perf_counter() - t0:.1f}s")
+        # PII probes (ProPILE-style): a data subject's name (and e-mail) in the corpus's own
+        # formats, asking for their e-mail, phone or date of birth; the reference model and the
+        # held-out subjects are the negative controls
+        from leakaudit.attacks.probes.pii import PIIProbeConfig, lab_pii_probes
+
+        t0 = time.perf_counter()
+        pcfg = PIIProbeConfig(seed=cfg.seed)
+        pk = stage_key("pii-probes", fps["target"], fps["reference"], ckey, pcfg,
+                       cfg.extraction.show_pii)
+        pii_pairs_raw, pii_summary = store.json("pii-probes", pk, lambda: _jsonable(lab_pii_probes(
+            {"target": target, "reference": reference}, corpus, config=pcfg,
+            show_pii=cfg.extraction.show_pii)))
+        pii_pairs = [tuple(p) for p in pii_pairs_raw]
+        for k, v in pii_summary.items():
+            log(f"pii probes ({k}): exact {v['exact']['k']}/{v['exact']['n']}, "
+                f"partial {v['partial']['k']}/{v['partial']['n']}")
+        log(f"pii probes: {time.perf_counter() - t0:.1f}s")
         mem_inf_pairs: list = []
-        summary_extra: dict[str, Any] = {"memorization": mem_summary}
+        summary_extra: dict[str, Any] = {"memorization": mem_summary, "pii_probes": pii_summary}
         if cfg.membership:
             from leakaudit.attacks.membership.evaluate import EvalConfig
             from leakaudit.lab.membership import llm_lab_membership
@@ -353,7 +376,8 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
                            for i, d in enumerate(corpus.train)})
         summary.update(summary_extra)
         written = write_report(stage, run_record=run_record,
-                               records=ext_pairs + mem_pairs + exp_pairs + mem_inf_pairs + inv_pairs,
+                               records=ext_pairs + mem_pairs + exp_pairs + pii_pairs + mem_inf_pairs
+                               + inv_pairs,
                                summary=summary, formats=formats, fail_on=fail_on)
         summary["wall_s"] = round(time.perf_counter() - t_start, 1)
         if store.reused:

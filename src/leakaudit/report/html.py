@@ -760,8 +760,10 @@ def _late_builders() -> list[Callable[[ReportData], Section | None]]:
     from leakaudit.report.sections_defenses import build_defenses
     from leakaudit.report.sections_erasure import build_erasure, build_output_filter
     from leakaudit.report.sections_memorization import build_exposure, build_memorization
+    from leakaudit.report.sections_probes import build_pii_probes
 
-    return [build_defenses, build_memorization, build_exposure, build_output_filter, build_erasure]
+    return [build_defenses, build_memorization, build_exposure, build_pii_probes,
+            build_output_filter, build_erasure]
 
 
 def build_context(report_dir: str | Path) -> dict[str, Any]:

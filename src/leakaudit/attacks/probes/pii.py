@@ -153,11 +153,15 @@ class PIIProbeResult:
         out += [("pii_probe", {"kind": "probe", "attack": "pii_probe", **r}) for r in self.rows]
         return out
 
-    def get(self, target: str, group: str, template: str = "all") -> dict[str, Any]:
+    def get(self, target: str, group: str, template: str = "all",
+            subject_docs: int | None = None) -> dict[str, Any]:
+        """One rate: over every subject, or (``subject_docs``) over the subjects found in that
+        many documents (all templates)."""
         for r in self.rates:
-            if r["target"] == target and r["group"] == group and r["template"] == template:
+            if r["target"] == target and r["group"] == group and r["template"] == template \
+                    and r.get("subject_docs") == subject_docs:
                 return r
-        raise KeyError((target, group, template))
+        raise KeyError((target, group, template, subject_docs))
 
 
 def pii_probes(generators: dict[str, Callable[[list[str]], list[str | None]]],
@@ -184,7 +188,8 @@ def pii_probes(generators: dict[str, Callable[[list[str]], list[str | None]]],
                 for s, reply in zip(have, replies):
                     truth = s.attributes[t.target]
                     row = {"target": target, "group": gname, "template": t.id,
-                           "target_attribute": t.target, "subject": s.id}
+                           "target_attribute": t.target, "subject": s.id,
+                           "subject_docs": len(s.doc_ids)}
                     if reply is None:
                         rows.append({**row, "failed": True})
                         continue
@@ -204,8 +209,20 @@ def pii_probes(generators: dict[str, Callable[[list[str]], list[str | None]]],
             nf = sum(1 for r in rows if r["target"] == tgt and r["group"] == grp
                      and (tid == "all" or r["template"] == tid) and r["failed"])
             rates.append({"target": tgt, "group": grp, "template": tid, "n_failed": nf,
+                          "subject_docs": None,
                           "exact": rate(sum(r["exact"] for r in rr), len(rr)).to_dict(),
                           "partial": rate(sum(r["partial"] for r in rr), len(rr)).to_dict()})
+        # the dose-response: subjects seen in more documents are memorized more (all templates)
+        mine = [r for r in rows if r["target"] == tgt and r["group"] == grp and not r["failed"]]
+        counts = sorted({r["subject_docs"] for r in mine})
+        if len(counts) > 1:
+            for n_docs in counts:
+                rr = [r for r in mine if r["subject_docs"] == n_docs]
+                rates.append({"target": tgt, "group": grp, "template": "all", "n_failed": 0,
+                              "subject_docs": n_docs,
+                              "n_subjects": len({r["subject"] for r in rr}),
+                              "exact": rate(sum(r["exact"] for r in rr), len(rr)).to_dict(),
+                              "partial": rate(sum(r["partial"] for r in rr), len(rr)).to_dict()})
     return PIIProbeResult(config=config, rows=rows, rates=rates)
 
 
@@ -244,3 +261,28 @@ def lab_subjects(docs: Sequence[dict[str, str]]) -> list[PIISubject]:
                               attributes={"name": name, **{k: next(iter(v)) for k, v in attrs.items()}},
                               doc_ids=docs_of[name]))
     return out
+
+
+def rate_summary(res: PIIProbeResult) -> dict[str, dict[str, Any]]:
+    """``"target|group"`` (and ``"target|group|N docs"`` for the dose-response) → exact and
+    partial rates, over all templates."""
+    return {f"{r['target']}|{r['group']}" + (f"|{r['subject_docs']} docs" if r.get(
+                "subject_docs") is not None else ""): {"exact": r["exact"], "partial": r["partial"]}
+            for r in res.rates if r["template"] == "all"}
+
+
+def lab_pii_probes(models: dict[str, Any], corpus, *, config: PIIProbeConfig,
+                   show_pii: bool = False) -> tuple[list[tuple[str, dict[str, Any]]], dict]:
+    """The lab's PII probes: every model in ``models`` (name → language model) on the data
+    subjects of the training split (``trained``) and of the held-out split (``held-out``, whom
+    no model saw: the control for what a name's format alone gives away). Returns the records
+    and :func:`rate_summary`."""
+    from leakaudit.attacks.probes.divergence import text_generator
+
+    gens = {name: text_generator(m, max_tokens=config.max_tokens,
+                                 temperature=config.temperature, seed=config.seed)
+            for name, m in models.items()}
+    res = pii_probes(gens, {"trained": lab_subjects(corpus.train),
+                            "held-out": lab_subjects(corpus.heldout)},
+                     config=config, show_pii=show_pii)
+    return res.records(), rate_summary(res)
