@@ -29,7 +29,8 @@ def lab(tmp_path_factory):
     cfg = LabConfig.quick()
     corpus = generate_lab_corpus(LabCorpusConfig(
         n_docs=cfg.n_docs, n_heldout=cfg.n_heldout, n_reference=cfg.n_reference, seed=cfg.seed,
-        canary_repeats=cfg.canary_repeats, boilerplate_repeats=cfg.boilerplate_repeats))
+        canary_repeats=cfg.canary_repeats, boilerplate_repeats=cfg.boilerplate_repeats,
+        subject_repeats=cfg.subject_repeats, subjects_per_repeat=cfg.subjects_per_repeat))
     corpus.write(d / "corpus")
     train = [x["text"] for x in corpus.train]
     tok = train_tokenizer(train, vocab_size=cfg.vocab_size)

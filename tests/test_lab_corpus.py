@@ -302,6 +302,8 @@ def test_recurring_subjects_occur_in_exactly_their_documents(corpus: LabCorpus) 
     occurs once."""
     from leakaudit.attacks.probes.pii import lab_subjects
 
+    assert corpus.manifest["recurring_subjects"] == []  # none unless asked for
+    corpus = generate_lab_corpus(replace(LabCorpusConfig.quick(), subject_repeats=(8, 16)))
     rs = corpus.manifest["recurring_subjects"]
     assert [r["repeats"] for r in rs] == [8, 8, 8, 8, 16, 16, 16, 16]  # (8, 16) x 4 fit in 600
     subs = {s.attributes["name"]: s for s in lab_subjects(corpus.train)}
@@ -323,8 +325,8 @@ def test_recurring_subjects_change_only_their_host_documents() -> None:
     boilerplate are those of a corpus without them, except the r - 1 documents per customer
     that were given the customer; the levels are cut to the tickets and e-mails there are."""
     base = dict(n_docs=150, n_heldout=40, boilerplate_repeats=(2, 8, 16, 32), seed=4)
-    a = generate_lab_corpus(LabCorpusConfig(**base))
-    b = generate_lab_corpus(LabCorpusConfig(**base, subject_repeats=()))
+    a = generate_lab_corpus(LabCorpusConfig(**base, subject_repeats=(8, 16)))
+    b = generate_lab_corpus(LabCorpusConfig(**base))
     assert b.manifest["recurring_subjects"] == []
     assert a.heldout == b.heldout and a.canaries == b.canaries
     assert a.boilerplate == b.boilerplate

@@ -21,7 +21,9 @@ def test_llm_lab_membership_canaries_and_blind_baseline(tmp_path):
     cfg = LabConfig.quick()
     corpus = generate_lab_corpus(LabCorpusConfig(n_docs=cfg.n_docs, n_heldout=cfg.n_heldout,
                                                  seed=cfg.seed, canary_repeats=cfg.canary_repeats,
-                                                 boilerplate_repeats=cfg.boilerplate_repeats))
+                                                 boilerplate_repeats=cfg.boilerplate_repeats,
+                                                 subject_repeats=cfg.subject_repeats,
+                                                 subjects_per_repeat=cfg.subjects_per_repeat))
     train = [d["text"] for d in corpus.train]
     held = [d["text"] for d in corpus.heldout]
     tok = train_tokenizer(train, vocab_size=cfg.vocab_size)

@@ -114,8 +114,9 @@ class LabCorpusConfig:
     #: recurring customers: for each count r, ``subjects_per_repeat`` ticket customers (name,
     #: e-mail, phone) are made the customer or sender of r training tickets and e-mails in all
     #: (every other data subject occurs in one document), so that PII probes meet the
-    #: repetition that drives memorization; levels are cut to the tickets and e-mails there are
-    subject_repeats: tuple[int, ...] = (8, 16)
+    #: repetition that drives memorization; levels are cut to the tickets and e-mails there are.
+    #: None by default here; the lab (:class:`~leakaudit.lab.run.LabConfig`) asks for (8, 16)
+    subject_repeats: tuple[int, ...] = ()
     subjects_per_repeat: int = 4
     seed: int = 0
 

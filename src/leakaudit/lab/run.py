@@ -94,6 +94,9 @@ class LabConfig:
             memorization=MemorizationConfig(prefix_lengths=(8, 16, 32), suffix_length=32,
                                             n_sequences=200, greedy_check=200),
             inversion_quick=True,
+            # two customers in 8 documents each: the dose-response needs the default lab's
+            # size, and more recurring documents in 150 would blur the memorization trends
+            subject_repeats=(8,), subjects_per_repeat=2,
             membership_reference_secrets=20,
             membership_boot=200,
             seed=seed,
