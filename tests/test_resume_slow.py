@@ -116,8 +116,8 @@ def assert_no_raw_pii(out: Path, console: str) -> None:
 KILL_SEED = int(os.environ.get("LEAKAUDIT_KILL_SEED", "1"))
 
 #: Stages whose results the warm-cache check recomputes (everything after training).
-_ANALYSIS_STAGES = ("memorization-", "exposure-", "membership-", "inversion-", "samples-",
-                    "verify-")
+_ANALYSIS_STAGES = ("memorization-", "exposure-", "pii-probes-", "membership-", "inversion-",
+                    "samples-", "verify-")
 
 
 def _lab_kill_check(tmp_path: Path, size: str, *, seed: int, min_stages: int) -> None:
