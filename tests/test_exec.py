@@ -329,7 +329,8 @@ def _audits(d, members, nonmembers, idx_dir, executor, store_root=None, shadow_d
     mia = sharded_membership(d / "target", members, nonmembers, executor=executor,
                              references={"reference": d / "reference"}, shard_size=8,
                              store=st("mia"))
-    out = {"extraction": ext, "memorization": mem, "membership": mia}
+    out = {"extraction": ext, "memorization": mem, "membership": mia,
+           "membership_llm": _llm_membership_digest(d, members, nonmembers, executor)}
     if shadow_dir is not None:  # classifier shadow models, one task each
         import hashlib
 
@@ -341,6 +342,29 @@ def _audits(d, members, nonmembers, idx_dir, executor, store_root=None, shadow_d
                                                       "model.safetensors").read_bytes()).hexdigest()
                                       for j in range(sm.n_models)]}
     return out
+
+
+def _llm_membership_digest(d, members, nonmembers, executor):
+    """``membership --model``'s audit with its passes on ``executor``: every pass's raw arrays
+    (hashed, bitwise) and each attack's AUC."""
+    import hashlib
+
+    from leakaudit.attacks.membership.audit_llm import audit_llm_membership
+    from leakaudit.exec.tasks import worker_model
+
+    t0 = time.perf_counter()
+    a = audit_llm_membership(worker_model(str(d / "target")),
+                             {"reference": worker_model(str(d / "reference"))}, members, nonmembers,
+                             batch_size=8, executor=executor, log=lambda m: None)
+    print(f"llm membership on {executor.name}: {time.perf_counter() - t0:.1f} s")
+    h = hashlib.sha256()
+    passes = [a.signals.target, a.signals.lowercase, *a.signals.references.values()]
+    for sc in (s for p in passes for s in p):
+        for arr in (sc.token_ids, sc.logprobs, sc.is_argmax, sc.vocab_mean, sc.vocab_var):
+            h.update(b"-" if arr is None else np.ascontiguousarray(arr).tobytes())
+    return {"passes_sha256": h.hexdigest(), "n_vocab_stats": sum(s.vocab_mean is not None
+                                                                  for s in a.signals.target),
+            "auc": {f"{e.method}/{e.subset}": e.metrics.auc for e in a.evaluations}}
 
 
 def _audit_ext_cfg():
@@ -391,6 +415,8 @@ def test_ray_cluster_matches_in_process_and_survives_a_killed_worker(leaky, tmp_
     assert local["memorization"]["n_windows"] == 24
     assert local["memorization"]["models"]["target"]["8"]["mean_token_accuracy"] > 0.2
     assert local["membership"]["auc"]["loss"] > 0.8
+    assert local["membership_llm"]["auc"]["loss/all"] > 0.8
+    assert local["membership_llm"]["n_vocab_stats"] == len(members) + len(nonmembers)
 
     hooks = tmp_path / "hooks"
     hooks.mkdir()
