@@ -225,6 +225,55 @@ def test_memorization_cli_cluster_local_writes_the_same_records(leaky, tmp_path)
     assert (lp["target"] > lp["reference"]).mean() > 0.6
 
 
+def test_membership_llm_cli_cluster_local_writes_the_same_records(leaky, tmp_path, monkeypatch):
+    """LLM membership's teacher-forced passes (target with Min-K%++'s vocabulary statistics,
+    lowercased, a reference) as shard tasks in the same batches: the same records as one
+    process, less timings and the run record's executor."""
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    d, members, nonmembers = leaky
+    for name, docs in (("members", members), ("nonmembers", nonmembers)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(
+            json.dumps({"id": f"{name[0]}{i}", "text": t}) + "\n" for i, t in enumerate(docs)))
+    args = ["membership", "--model", str(d / "target"), "--reference", str(d / "reference"),
+            "--members", str(tmp_path / "members.jsonl"), "--nonmembers",
+            str(tmp_path / "nonmembers.jsonl"), "--batch-size", "8"]
+
+    def less_timings(x):
+        x = {k: v for k, v in x.items() if k not in ("started", "executor")}
+        if isinstance(x.get("cost"), dict):
+            x["cost"] = {k: v for k, v in x["cost"].items() if not k.endswith("_s")}
+        return x
+
+    recs = {}
+    for name, extra in (("plain", []), ("local", ["--cluster", "local"])):
+        r = CliRunner().invoke(app, args + ["--out", str(tmp_path / name)] + extra)
+        assert r.exit_code == 0, r.output
+        recs[name] = [json.loads(x) for x in (tmp_path / name / "report.jsonl").read_text().splitlines()]
+    # 48 texts in 6 batches of 8, 4 batches a shard: 2 shards for each of the 3 passes
+    assert "executor local: 6 shards run, 0 reused" in r.output, r.output
+    assert recs["local"][0]["executor"] == "local" and "executor" not in recs["plain"][0]
+    assert [less_timings(x) for x in recs["plain"]] == [less_timings(x) for x in recs["local"]]
+    # a real effect, so equality is not that of empty results: every attack ran, the leaky
+    # target's members score higher (Min-K%++ from the shipped vocabulary statistics)
+    evs = {x["method"]: x for x in recs["local"]
+           if x.get("entry_type") == "membership" and not x.get("baseline") and "auc" in x}
+    assert {"loss", "zlib", "lowercase", "reference", "min_k", "min_k_pp"} <= set(evs), set(evs)
+    assert evs["loss"]["auc"] > 0.8 and evs["min_k_pp"]["auc"] > 0.6
+    assert len({x["auc"] for x in evs.values()}) > 2
+    # without Ray, --cluster auto refuses at once, in one line, before any output
+    monkeypatch.setitem(sys.modules, "ray", None)
+    r = CliRunner().invoke(app, args + ["--out", str(tmp_path / "ray"), "--cluster", "auto"])
+    assert r.exit_code == 2 and "pip install 'leakaudit[ray]'" in r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "ray").exists()
+    r = CliRunner().invoke(app, ["membership", "--scores", str(tmp_path / "members.jsonl"),
+                                 "--out", str(tmp_path / "x"), "--cluster", "local"])
+    assert r.exit_code == 2 and "--scores and --lab run in this process" in r.output
+
+
 @pytest.mark.slow  # two membership runs with 4 reference models each (~20-60 s on 2 busy cores)
 def test_membership_cli_cluster_local_trains_the_same_reference_models(tmp_path):
     from typer.testing import CliRunner
@@ -280,7 +329,8 @@ def _audits(d, members, nonmembers, idx_dir, executor, store_root=None, shadow_d
     mia = sharded_membership(d / "target", members, nonmembers, executor=executor,
                              references={"reference": d / "reference"}, shard_size=8,
                              store=st("mia"))
-    out = {"extraction": ext, "memorization": mem, "membership": mia}
+    out = {"extraction": ext, "memorization": mem, "membership": mia,
+           "membership_llm": _llm_membership_digest(d, members, nonmembers, executor)}
     if shadow_dir is not None:  # classifier shadow models, one task each
         import hashlib
 
@@ -292,6 +342,29 @@ def _audits(d, members, nonmembers, idx_dir, executor, store_root=None, shadow_d
                                                       "model.safetensors").read_bytes()).hexdigest()
                                       for j in range(sm.n_models)]}
     return out
+
+
+def _llm_membership_digest(d, members, nonmembers, executor):
+    """``membership --model``'s audit with its passes on ``executor``: every pass's raw arrays
+    (hashed, bitwise) and each attack's AUC."""
+    import hashlib
+
+    from leakaudit.attacks.membership.audit_llm import audit_llm_membership
+    from leakaudit.exec.tasks import worker_model
+
+    t0 = time.perf_counter()
+    a = audit_llm_membership(worker_model(str(d / "target")),
+                             {"reference": worker_model(str(d / "reference"))}, members, nonmembers,
+                             batch_size=8, executor=executor, log=lambda m: None)
+    print(f"llm membership on {executor.name}: {time.perf_counter() - t0:.1f} s")
+    h = hashlib.sha256()
+    passes = [a.signals.target, a.signals.lowercase, *a.signals.references.values()]
+    for sc in (s for p in passes for s in p):
+        for arr in (sc.token_ids, sc.logprobs, sc.is_argmax, sc.vocab_mean, sc.vocab_var):
+            h.update(b"-" if arr is None else np.ascontiguousarray(arr).tobytes())
+    return {"passes_sha256": h.hexdigest(), "n_vocab_stats": sum(s.vocab_mean is not None
+                                                                  for s in a.signals.target),
+            "auc": {f"{e.method}/{e.subset}": e.metrics.auc for e in a.evaluations}}
 
 
 def _audit_ext_cfg():
@@ -342,6 +415,8 @@ def test_ray_cluster_matches_in_process_and_survives_a_killed_worker(leaky, tmp_
     assert local["memorization"]["n_windows"] == 24
     assert local["memorization"]["models"]["target"]["8"]["mean_token_accuracy"] > 0.2
     assert local["membership"]["auc"]["loss"] > 0.8
+    assert local["membership_llm"]["auc"]["loss/all"] > 0.8
+    assert local["membership_llm"]["n_vocab_stats"] == len(members) + len(nonmembers)
 
     hooks = tmp_path / "hooks"
     hooks.mkdir()

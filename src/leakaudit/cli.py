@@ -440,7 +440,7 @@ def membership(
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
-    cluster: Annotated[Optional[str], typer.Option("--cluster", help="With --classifier: train the reference models as Ray tasks, one per model: auto (the running cluster, else a local one) or ADDRESS; 'local' runs the same tasks in this process. Same models and findings as without it. Needs pip install 'leakaudit[ray]'.")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="With --classifier: train the reference models as Ray tasks, one per model; with --model: run the teacher-forced passes (target, lowercased, references) as Ray tasks in the same batches as in one process. auto (the running cluster, else a local one) or ADDRESS; 'local' runs the same tasks in this process. Same findings as without it. Needs pip install 'leakaudit[ray]'.")] = None,
     formats: FORMAT = None,
     fail_on: FAIL_ON = None,
 ) -> None:
@@ -457,9 +457,9 @@ def membership(
     if len(modes) != 1:
         _fail(LeakauditError("give exactly one of --model (with --members and --nonmembers), "
                              "--classifier DIR (with --data FILE.npz), --scores FILE, or --lab"))
-    if cluster and not classifier:
-        _fail(InputError("--cluster trains the reference models of --classifier; the other "
-                         "membership modes run in this process"))
+    if cluster and not (classifier or model):
+        _fail(InputError("--cluster trains the reference models of --classifier or runs the "
+                         "scoring passes of --model; --scores and --lab run in this process"))
     if lab:
         summary, written = _membership_lab(out, shadows=shadows, seed=seed, formats=formats, fail_on=fail_on)
     else:

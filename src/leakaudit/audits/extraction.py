@@ -74,14 +74,10 @@ def prepare(req: ExtractionRequest) -> ExtractionTargets:
     executor = None
     if req.cluster:
         from leakaudit.exec import get_executor
-        from leakaudit.exec.factory import check_cluster
-        from leakaudit.targets import parse_spec
+        from leakaudit.exec.factory import check_cluster, check_cluster_models
 
         check_cluster(req.cluster)
-        for spec in (req.model, *req.references):  # workers load models by path or hub name
-            if parse_spec(spec)[0] != "hf":
-                raise InputError(f"--cluster runs transformers models (hf:, a model folder) "
-                                 f"only, not {spec!r}")
+        check_cluster_models((req.model, *req.references))
     docs = load_corpus(req.corpus, text_field=req.text_field) if req.corpus is not None else None
     prompt_docs = load_corpus(req.prompts, text_field=req.text_field) if req.prompts is not None else None
     target = load_target(req.model, name="target", device=req.device, allow_download=req.allow_download)

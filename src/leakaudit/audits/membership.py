@@ -31,7 +31,9 @@ class MembershipRequest:
     device: str = "cpu"
     show_pii: bool = False
     allow_download: bool = False
-    cluster: str | None = None  #: train --classifier's reference models on an executor (Ray)
+    #: an executor (``auto``/ADDRESS: Ray, or ``local``) for --classifier's reference models
+    #: or --model's teacher-forced passes
+    cluster: str | None = None
 
 
 @dataclass
@@ -45,9 +47,11 @@ def prepare(req: MembershipRequest) -> Prepared:
 
     check_device(req.device)
     if req.cluster:
-        from leakaudit.exec.factory import check_cluster
+        from leakaudit.exec.factory import check_cluster, check_cluster_models
 
         check_cluster(req.cluster)
+        if req.model is not None:
+            check_cluster_models((req.model, *req.references))
     if not 0.0 < req.k <= 1.0:
         raise InputError(f"--k must be in (0, 1] (a fraction of the tokens), got {req.k}")
     if req.scores is not None:
@@ -89,11 +93,24 @@ def _run_llm(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict) -> Au
     rr["models"] = {"target": {"path": req.model, **describe_target(target, req.model)},
                     **{n: {"path": str(v.source), **describe_target(v)} for n, v in refs.items()}}
     rr["config"].update({"k": req.k, "members": str(req.members), "nonmembers": str(req.nonmembers)})
-    audit = audit_llm_membership(
-        target, refs, [d.text for d in mdocs], [d.text for d in ndocs], k=req.k,
-        member_ids=[d.id for d in mdocs], nonmember_ids=[d.id for d in ndocs],
-        batch_size=req.batch_size, show_pii=req.show_pii, progress=env.progress, log=env.log,
-        cache_dir=env.store().cache_dir)
+    executor = None
+    if req.cluster:
+        from leakaudit.exec import get_executor
+
+        executor = get_executor(req.cluster)
+        rr["executor"] = executor.name
+    try:
+        audit = audit_llm_membership(
+            target, refs, [d.text for d in mdocs], [d.text for d in ndocs], k=req.k,
+            member_ids=[d.id for d in mdocs], nonmember_ids=[d.id for d in ndocs],
+            batch_size=req.batch_size, show_pii=req.show_pii, progress=env.progress, log=env.log,
+            cache_dir=env.store().cache_dir, executor=executor,
+            executor_device="auto" if req.device == "cpu" else req.device)
+    finally:
+        if executor is not None:
+            env.log(f"executor {executor.name}: {executor.stats['run']} shards run, "
+                    f"{executor.stats['reused']} reused")
+            executor.close()
     summary = {**summarize(audit.evaluations, world="llm"), "cost": audit.cost,
                "warnings": audit.warnings, "skipped": audit.skipped,
                "blind_baseline_auc": next(iter(audit.baseline.values())).metrics.auc}

@@ -58,14 +58,10 @@ def prepare(req: MemorizationRequest) -> MemorizationTargets:
     check_index_backend(req.index_backend)
     check_device(req.device)
     if req.cluster:
-        from leakaudit.exec.factory import check_cluster
-        from leakaudit.targets import parse_spec
+        from leakaudit.exec.factory import check_cluster, check_cluster_models
 
         check_cluster(req.cluster)
-        for spec in req.models:
-            if parse_spec(spec)[0] != "hf":
-                raise InputError(f"--cluster runs transformers models (hf:, a model folder) "
-                                 f"only, not {spec!r}")
+        check_cluster_models(req.models)
     if req.preset is not None and req.preset not in PRESETS:
         raise InputError(f"unknown preset {req.preset!r}; known: {', '.join(PRESETS)}")
     ks, ell = PRESETS[req.preset or "carlini2022"]

@@ -96,12 +96,20 @@ def _unb64(s: str, dtype) -> np.ndarray:
 
 
 def pack_scores(scores) -> list[dict[str, Any]]:
-    """TokenScores as JSON: raw little-endian bytes (exact), base64."""
-    return [{"t": _b64(np.asarray(s.token_ids, dtype="<i8")), "lp": _b64(np.asarray(s.logprobs, dtype="<f4")),
+    """TokenScores as JSON: raw little-endian bytes (exact), base64; the vocabulary statistics
+    (Min-K%++) only when present."""
+    out = []
+    for s in scores:
+        p = {"t": _b64(np.asarray(s.token_ids, dtype="<i8")), "lp": _b64(np.asarray(s.logprobs, dtype="<f4")),
              "am": _b64(np.packbits(np.asarray(s.is_argmax, dtype=bool))), "n": len(s),
              "tr": bool(s.truncated),
              "slp": None if s.sampling_logprobs is None
-             else _b64(np.asarray(s.sampling_logprobs, dtype="<f4"))} for s in scores]
+             else _b64(np.asarray(s.sampling_logprobs, dtype="<f4"))}
+        if s.vocab_mean is not None:
+            p["vm"] = _b64(np.asarray(s.vocab_mean, dtype="<f4"))
+            p["vv"] = _b64(np.asarray(s.vocab_var, dtype="<f4"))
+        out.append(p)
+    return out
 
 
 def unpack_scores(packed: Sequence[dict[str, Any]]):
@@ -110,10 +118,12 @@ def unpack_scores(packed: Sequence[dict[str, Any]]):
     out = []
     for p in packed:
         n = int(p["n"])
-        slp = p.get("slp")
+        slp, vm, vv = p.get("slp"), p.get("vm"), p.get("vv")
         out.append(TokenScores(token_ids=_unb64(p["t"], "<i8").astype(np.int64),
                                logprobs=_unb64(p["lp"], "<f4").astype(np.float32),
                                is_argmax=np.unpackbits(_unb64(p["am"], np.uint8))[:n].astype(bool),
+                               vocab_mean=None if vm is None else _unb64(vm, "<f4").astype(np.float32),
+                               vocab_var=None if vv is None else _unb64(vv, "<f4").astype(np.float32),
                                truncated=bool(p["tr"]),
                                sampling_logprobs=None if slp is None
                                else _unb64(slp, "<f4").astype(np.float32)))
@@ -130,20 +140,22 @@ def scoring_batches(model, ids: Sequence[Sequence[int]], batch_size: int) -> lis
 
 def run_scores(executor: Executor, store, specs: dict[str, Any], which: str, model,
                texts: Sequence[str], *, batch_size: int, shard_texts: int, threads: int | None,
-               label: str | None = None, progress=None) -> list:
-    """``model.score(texts, batch_size=batch_size)``, computed by the executor in shards of whole
-    batches (``which``: ``target`` or a reference name in ``specs``)."""
+               vocab_stats: bool = False, label: str | None = None, progress=None) -> list:
+    """``model.score(texts, batch_size=batch_size, vocab_stats=vocab_stats)``, computed by the
+    executor in shards of whole batches (``which``: ``target``, a reference name in ``specs``,
+    or a name in its ``models``)."""
     return run_score_ids(executor, store, specs, which, model, model.document_ids(list(texts)),
                          batch_size=batch_size, shard_texts=shard_texts, threads=threads,
-                         label=label, progress=progress)
+                         vocab_stats=vocab_stats, label=label, progress=progress)
 
 
 def run_score_ids(executor: Executor, store, specs: dict[str, Any], which: str, model,
                   ids: Sequence[Sequence[int]], *, batch_size: int, shard_texts: int,
                   threads: int | None, sampling=None, last: int | None = None,
-                  label: str | None = None, progress=None) -> list:
-    """``model.score_ids(ids, batch_size=, sampling=, last=)`` computed by the executor in shards
-    of whole batches: each batch the very rows, padding and shape one in-process call uses."""
+                  vocab_stats: bool = False, label: str | None = None, progress=None) -> list:
+    """``model.score_ids(ids, batch_size=, sampling=, last=, vocab_stats=)`` computed by the
+    executor in shards of whole batches: each batch the very rows, padding and shape one
+    in-process call uses."""
     from dataclasses import asdict
 
     from leakaudit.runs.store import stage_key
@@ -164,7 +176,11 @@ def run_score_ids(executor: Executor, store, specs: dict[str, Any], which: str, 
         pay = {"model": which, "batches": [[list(map(int, ids[i])) for i in b] for b in g],
                "threads": threads, "shard": j,
                "sampling": None if sampling is None else asdict(sampling), "last": last}
-        key = stage_key("score-batches", fp, pay["batches"], pay["sampling"], last)
+        extra = ()
+        if vocab_stats:  # (absent otherwise, so earlier runs' stage keys still match)
+            pay["vocab_stats"] = True
+            extra = ("vocab_stats",)
+        key = stage_key("score-batches", fp, pay["batches"], pay["sampling"], last, *extra)
         payloads.append(pay)
         plan.append((f"score-{label or which}-{j}", key))
     res = executor.map("score_batches", specs, payloads, _stages(store, plan),

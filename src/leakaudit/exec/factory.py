@@ -17,6 +17,16 @@ def check_cluster(cluster: str | None) -> None:
         raise InputError(f"--cluster needs Ray, which is not installed: {RAY_EXTRA_HINT}") from None
 
 
+def check_cluster_models(specs) -> None:
+    """Workers load models by path or hub name: ``--cluster`` takes transformers models only."""
+    from leakaudit.targets import parse_spec
+
+    for spec in specs:
+        if parse_spec(spec)[0] != "hf":
+            raise InputError(f"--cluster runs transformers models (hf:, a model folder) "
+                             f"only, not {spec!r}")
+
+
 def get_executor(cluster: str | None, *, num_cpus_per_task: float = 1.0,
                  num_gpus_per_task: float | None = None, max_retries: int = 3) -> Executor:
     """``None``/``"local"``: :class:`LocalExecutor`. ``"auto"``: connect to the running Ray

@@ -113,7 +113,8 @@ def _score_batches(specs: dict[str, Any], shard: dict[str, Any]) -> list[list[di
     sampling = None if s is None else SamplingConfig(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()})
     return [pack_scores(model.score_ids(b, batch_size=len(b), sampling=sampling,
-                                       last=shard.get("last")))
+                                       last=shard.get("last"),
+                                       vocab_stats=bool(shard.get("vocab_stats"))))
             for b in shard["batches"]]
 
 

@@ -55,14 +55,41 @@ class _CountingLM:
         return self._model.score(texts, **kw)
 
 
+class _OnExecutor:
+    """Delegates to a language model, but its ``score`` runs on an executor
+    (:mod:`leakaudit.exec`): the same batches one in-process ``score`` call forms, each scored
+    as one forward pass by a worker that loads the model named ``which`` in ``specs``."""
+
+    def __init__(self, model: LanguageModel, executor, specs: dict, which: str):
+        self._model, self._executor, self._specs, self._which = model, executor, specs, which
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def fingerprint(self) -> str:  # the same signal-cache entries as the in-process pass
+        return self._model.fingerprint()
+
+    def score(self, texts, *, batch_size: int = 16, vocab_stats: bool = False, progress=None):
+        self._model.capabilities.require("prompt_logprobs", who="scoring")
+        return self._executor.extraction.run_scores(
+            self._executor, None, self._specs, self._which, self._model, texts,
+            batch_size=batch_size, shard_texts=4 * batch_size, threads=None,
+            vocab_stats=vocab_stats, label=f"mia-{self._which}", progress=progress)
+
+
 def compute_lm_signals(target: LanguageModel, texts: Sequence[str], *,
                        references: dict[str, LanguageModel], lowercase: bool, vocab_stats: bool,
                        cache_dir: str | Path | None, batch_size: int,
-                       progress=null_progress) -> LMSignals:
+                       progress=null_progress, executor=None,
+                       executor_specs: dict | None = None) -> LMSignals:
     """Run (or reuse) the passes every LLM membership attack needs over ``texts``.
 
     ``vocab_stats``: ask the target pass for the full-vocabulary mean/variance of log p (Min-K%++;
     skipped when the backend lacks the capability, and Min-K%++ then refuses clearly).
+
+    ``executor`` (:mod:`leakaudit.exec`) with ``executor_specs`` naming the models ``target``
+    and ``reference:<name>``: the passes run as its tasks, in the same batches, so the signals
+    are those of the in-process passes (and share their cache entries).
 
     ``forward_passes`` records, per pass, how many documents were actually run through a model
     (0 when the cache answered): the cost accounting that the report and benchmark print.
@@ -71,6 +98,9 @@ def compute_lm_signals(target: LanguageModel, texts: Sequence[str], *,
     passes: dict[str, int] = {}
 
     def run(name: str, model: LanguageModel, variant: list[str], vocab_stats: bool):
+        if executor is not None:
+            which = "target" if name.startswith("target") else name
+            model = _OnExecutor(model, executor, executor_specs, which)
         counted = _CountingLM(model)
         with progress(f"scoring ({name})", len(variant)) as adv:
             res = score_cached(counted, variant, cache_dir=cache_dir, batch_size=batch_size,

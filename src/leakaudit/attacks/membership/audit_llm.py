@@ -82,6 +82,8 @@ def audit_llm_membership(
     blind_groups: Sequence[str] | None = None,
     progress=null_progress,
     log=print,
+    executor=None,
+    executor_device: str = "auto",
 ) -> LLMMembershipAudit:
     """Run the LLM membership attacks on ``members`` (label 1) vs ``nonmembers`` (label 0).
 
@@ -91,7 +93,9 @@ def audit_llm_membership(
     then non-members) for the blind baseline's grouped cross-validation; ``subset_name`` names the evaluation of all members. ``attacks`` defaults to :func:`default_llm_attacks` at ``k``.
     The blind baseline is evaluated on each subset, and a warning is attached to every attack
     whose AUC the baseline comes within ``BLIND_MARGIN`` of. Texts in the exposed-record table are
-    PII-masked unless ``show_pii``.
+    PII-masked unless ``show_pii``. ``executor`` (:mod:`leakaudit.exec`): the teacher-forced
+    passes run as its tasks in the same batches (workers load the models on ``executor_device``),
+    so the results equal the in-process run's.
     """
     from leakaudit.corpus.pii import mask_text
 
@@ -113,10 +117,16 @@ def audit_llm_membership(
                               + "; ".join(f"{s['label']}: {s['reason']}" for s in skipped))
     need_lower = any("lowercase" in a.needs for a in attacks)
 
+    specs = None
+    if executor is not None:
+        specs = executor.extraction.model_specs(
+            {"target": target, **{f"reference:{n}": m for n, m in references.items()}},
+            device=executor_device)
     t0 = time.perf_counter()
     sig = compute_lm_signals(target, texts, references=references, lowercase=need_lower,
                              vocab_stats=any("vocab_stats" in a.needs for a in attacks),
-                             cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+                             cache_dir=cache_dir, batch_size=batch_size, progress=progress,
+                             executor=executor, executor_specs=specs)
     t_signals = time.perf_counter() - t0
     subsets: dict[str, np.ndarray] = {subset_name: np.ones(len(texts), bool)}
     for name, idx in (member_groups or {}).items():
