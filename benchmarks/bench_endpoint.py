@@ -178,6 +178,11 @@ def main() -> None:
                     "requests_per_doc_scoring": (s["sent"] - probe) / len(docs),
                     "probe_requests": probe, "rerun_sent": s2["sent"],
                     "rerun_docs_per_s": len(docs) / cached_dt}
+                print(f"scoring, concurrency {conc}: {dps:.1f} docs/s = "
+                      f"{dps / res['engine_docs_per_s']:.2f} x engine "
+                      f"({res['engine_docs_per_s']:.1f}), "
+                      f"{dps / res['raw_http_docs_per_s']:.2f} x raw HTTP "
+                      f"({res['raw_http_docs_per_s']:.1f})", flush=True)
             # 4. extraction through the server: sampling (+ generated log-probs), then echo ranking
             if args.samples:
                 res["extraction"] = _extraction(url, d, docs, tok, args, max(args.concurrency),
@@ -197,13 +202,15 @@ def main() -> None:
               f"engine ({res['engine_samples_per_s']:.2f}), whole pipeline "
               f"{e['pipeline_samples_per_s']:.2f} samples/s; requests/sample: {e['requests_per_sample']:.2f} "
               f"ranked with generated log-probs, {e['requests_per_sample_echo']:.2f} with echo; "
-              f"rerun sent {e['rerun_sent']}")
+              f"rerun sent {e['rerun_sent']}"
+              + (f"; echo ranking FAILED: {e['echo_error']}" if e.get("echo_error") else ""))
 
 
 def _extraction(url, d, docs, tok, args, conc, engine_sps):
     """leakaudit's extraction pipeline through the server: samples/s and requests per sample."""
     from leakaudit.attacks.extraction.pipeline import ExtractionConfig, run_extraction
     from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.errors import LeakauditError
     from leakaudit.targets.api_client import ClientConfig
     from leakaudit.targets.openai_api import load_endpoint
 
@@ -211,8 +218,10 @@ def _extraction(url, d, docs, tok, args, conc, engine_sps):
     ledger = d / "extraction.sqlite"
 
     def endpoint():
+        # a realigned echo asks for the whole vocabulary at every position: on llama-cpp-python
+        # that can take over the client's default 60 s with requests queued on the one slot
         return load_endpoint(f"openai-completions:{url}", tokenizer=str(d / "model"),
-                             ledger=ledger, config=ClientConfig(concurrency=conc),
+                             ledger=ledger, config=ClientConfig(concurrency=conc, timeout_s=600),
                              log=lambda m: None)
 
     cfg = ExtractionConfig(samplers=("top_k",), n_samples=args.samples,
@@ -224,8 +233,16 @@ def _extraction(url, d, docs, tok, args, conc, engine_sps):
     res = run_extraction(lm, index=index, config=cfg)
     dt = time.perf_counter() - t0
     gen_requests = lm.request_summary()["requests"] - base
+    print(f"extraction: sampling {args.samples / res.timings['generate_s']:.2f} samples/s "
+          f"(engine {engine_sps:.2f}); {gen_requests / args.samples:.2f} requests/sample ranked "
+          "with generated log-probs", flush=True)
     before = lm.request_summary()["requests"]
-    run_extraction(lm, index=index, config=replace(cfg, target_scores="echo"))
+    echo_error = None
+    try:
+        run_extraction(lm, index=index, config=replace(cfg, target_scores="echo"))
+    except LeakauditError as e:  # a failed request is reported, and the benchmark goes on
+        echo_error = str(e)
+        print(f"extraction with echo ranking: {e}", flush=True)
     echo_requests = lm.request_summary()["requests"] - before  # its samples come from the ledger
     lm.close()
     lm = endpoint()
@@ -238,7 +255,8 @@ def _extraction(url, d, docs, tok, args, conc, engine_sps):
             "pipeline_samples_per_s": args.samples / dt,  # + ranking, dedup, verification
             "requests_per_sample": gen_requests / args.samples,
             "requests_per_sample_echo": echo_requests / args.samples,
-            "n_truncated_samples": res.summary["n_truncated_samples"], "rerun_sent": rerun_sent}
+            "n_truncated_samples": res.summary["n_truncated_samples"], "rerun_sent": rerun_sent,
+            "echo_error": echo_error}
 
 
 if __name__ == "__main__":
