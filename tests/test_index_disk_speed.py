@@ -209,3 +209,22 @@ def test_index_without_filter_still_opens_and_answers_the_same(tmp_path):
     assert all(sh.filter is None for sh in old._shards)
     mem = CorpusIndex.build(texts)
     assert old.count_many(spans).tolist() == want == [mem.count(s) for s in spans]
+
+
+def test_shards_sorted_two_at_once_write_the_same_index(tmp_path, monkeypatch):
+    """``sort_workers``: shards suffix-sorted in one or two background threads, or inline, give
+    byte-identical files (the pipeline is lowered to tiny shards so that it runs here)."""
+    rng, words, texts = _corpus(14, 120)
+    monkeypatch.setattr(index_disk, "_PIPELINE_MIN_SHARD", 1)
+    built = {w: DiskCorpusIndex.build(texts, tmp_path / f"w{w}", shard_bytes=700, sort_workers=w)
+             for w in (1, 2)}
+    monkeypatch.setattr(index_disk, "_PIPELINE_MIN_SHARD", 1 << 40)
+    built[0] = DiskCorpusIndex.build(texts, tmp_path / "inline", shard_bytes=700)
+    assert built[1].n_shards >= 4
+    files = {w: {p.relative_to(idx.directory): p.read_bytes()
+                 for p in sorted(idx.directory.rglob("*")) if p.is_file()}
+             for w, idx in built.items()}
+    assert files[0] == files[1] == files[2]
+    with pytest.raises(ValueError, match="sort_workers"):
+        DiskCorpusIndex.build(texts, tmp_path / "bad", sort_workers=0)
+    assert not (tmp_path / "bad").exists()  # refused before anything is written

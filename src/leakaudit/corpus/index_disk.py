@@ -499,6 +499,11 @@ class DiskCorpusIndex:
 
         if shard_bytes < 1:
             raise ValueError(f"shard_bytes must be >= 1, got {shard_bytes}")
+        if sort_workers is None:
+            sort_workers = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                               else (os.cpu_count() or 1))
+        if sort_workers < 1:  # checked before the directory is made: nothing half-written
+            raise ValueError(f"sort_workers must be >= 1, got {sort_workers}")
         d = Path(directory)
         if d.exists() and any(d.iterdir()):
             if not (overwrite and (d / "index.json").is_file() and _is_disk_index(d)):
@@ -521,11 +526,6 @@ class DiskCorpusIndex:
         # time, so the peak is that many shards' sorts plus the next shard's text. Small shards
         # (tight memory budgets) are sorted inline: the overlap gains little there.
         pipelined = shard_bytes >= _PIPELINE_MIN_SHARD
-        if sort_workers is None:
-            sort_workers = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                               else (os.cpu_count() or 1))
-        if sort_workers < 1:
-            raise ValueError(f"sort_workers must be >= 1, got {sort_workers}")
         pool = None
         running: list = []  # futures of the shards being sorted, oldest first
 
@@ -686,7 +686,7 @@ class DiskCorpusIndex:
         first drops the spans that cannot occur there (most (span, shard) pairs: a span occurs
         in few shards); the rest get libdivsufsort's ``sa_search`` in C, confined to the
         stretch of the suffix array that the sampled 8-byte keys leave."""
-        qb = [s.encode("utf-8", "surrogatepass") for s in spans]
+        qb = [_encode(s) for s in spans]
         if not all(qb):
             raise ValueError("span is empty")
         where: dict[bytes, int] = {}
