@@ -1198,11 +1198,6 @@ def _doc_id(i: int) -> str:
     return f"doc-{i}"
 
 
-_TICKET_CUSTOMER = re.compile(r"^Customer: (?P<name>[^|\n]+?) \| Email: (?P<email>\S+) \| "
-                              r"Phone: (?P<phone>[^\n]+)$", re.M)
-_FROM_LINE = re.compile(r"^From: (?P<name>[^<\n]+?) <(?P<email>[^>\s]+)>$", re.M)
-
-
 def _recurring_subjects(train_texts: list[str], train_genres: Sequence[str],
                         config: LabCorpusConfig, others: Sequence[str] = ()
                         ) -> list[dict[str, Any]]:
@@ -1215,6 +1210,9 @@ def _recurring_subjects(train_texts: list[str], train_genres: Sequence[str],
     Drawn from a stream of its own: the documents, canaries and boilerplate do not move. A
     customer whose name occurs in any other document (``others``: the held-out and reference
     splits; or another training document) is never made to recur: one name, one person."""
+    from leakaudit.attacks.probes.pii import FROM_LINE as _FROM_LINE
+    from leakaudit.attacks.probes.pii import TICKET_CUSTOMER as _TICKET_CUSTOMER
+
     rng = random.Random(_derive_seed(config.seed, "recurring-subjects"))
     tickets = [i for i, g in enumerate(train_genres)
                if g == "ticket" and _TICKET_CUSTOMER.search(train_texts[i])]

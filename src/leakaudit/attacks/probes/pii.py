@@ -230,9 +230,11 @@ def pii_probes(generators: dict[str, Callable[[list[str]], list[str | None]]],
 # The lab's data subjects (ground truth from the generator's own record formats)
 # ---------------------------------------------------------------------------------------------
 
-_TICKET = re.compile(r"^Customer: (?P<name>[^|\n]+?) \| Email: (?P<email>\S+) \| "
-                     r"Phone: (?P<phone>[^\n]+)$", re.M)
-_FROM = re.compile(r"^From: (?P<name>[^<\n]+?) <(?P<email>[^>\s]+)>$", re.M)
+#: the lab's customer line of a ticket and sender line of an e-mail (also what the lab's corpus
+#: generator rewrites to make a customer recur)
+TICKET_CUSTOMER = re.compile(r"^Customer: (?P<name>[^|\n]+?) \| Email: (?P<email>\S+) \| "
+                             r"Phone: (?P<phone>[^\n]+)$", re.M)
+FROM_LINE = re.compile(r"^From: (?P<name>[^<\n]+?) <(?P<email>[^>\s]+)>$", re.M)
 _PATIENT = re.compile(r"^Patient: (?P<name>[^|\n]+?) \| DOB: (?P<dob>[\d/]+) \|", re.M)
 
 
@@ -243,7 +245,7 @@ def lab_subjects(docs: Sequence[dict[str, str]]) -> list[PIISubject]:
     by_name: dict[str, dict[str, set[str]]] = {}
     docs_of: dict[str, list[str]] = {}
     for d in docs:
-        for rx in (_TICKET, _FROM, _PATIENT):
+        for rx in (TICKET_CUSTOMER, FROM_LINE, _PATIENT):
             for m in rx.finditer(d["text"]):
                 g = {k: v.strip() for k, v in m.groupdict().items()}
                 name = g.pop("name")
