@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -14,8 +14,10 @@ from leakaudit.errors import InputError
 from leakaudit.exec.endpoint_pool import EndpointPool
 from leakaudit.targets.api_client import ApiClient, ClientConfig
 
+from .llama_server import _LoopbackServer
 
-class _Server:
+
+class _Server(_LoopbackServer):
     """A tiny OpenAI-compatible /completions server: the answer is a function of the prompt
     only (the same on every replica); ``fail_first`` answers 503 to its first requests."""
 
@@ -48,14 +50,7 @@ class _Server:
                 self.wfile.write(out)
 
         lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(H)
 
 
 @pytest.fixture
