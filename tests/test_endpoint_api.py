@@ -106,6 +106,21 @@ def test_probe_scores_and_greedy_match_in_process(server, tiny_model_dir, tiny_l
     assert KEY not in repr(lm2.client)
 
 
+def test_empty_sequences_are_scored_without_a_request(server, tiny_model_dir, tiny_lm, tmp_path,
+                                                      key_env):
+    # an extraction sample can be empty (the end token drawn first); llama-cpp-python answers an
+    # echoed empty prompt whose generated token is the end token with HTTP 500, so an empty text
+    # is never sent: it gets an empty score, like in-process
+    lm = _lm(server, tiny_model_dir, tmp_path / "ledger.sqlite", key_env)
+    before = lm.request_summary()["requests"]
+    ids = tiny_lm.tokenize(UNIQUE[:1])
+    out = lm.score_ids([[], ids[0], []])
+    assert lm.request_summary()["requests"] - before == 1
+    assert [len(x.token_ids) for x in out] == [0, len(ids[0]) - 1, 0]
+    assert out[0].truncated and out[2].truncated and len(out[0].logprobs) == 0
+    lm.close()
+
+
 @pytest.mark.slow
 def test_misaligned_server_is_caught(ggufs, tiny_model_dir, tiny_lm, tmp_path):
     """Without BOS, llama.cpp reports each echoed log-prob one position late: the alignment

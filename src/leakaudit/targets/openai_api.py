@@ -512,9 +512,15 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                     seqs[i], cut[i] = y, True
         texts = [self.decode(x) for x in seqs]
         k = len(self.tokenizer) if self._shift else 1
-        payloads = [{"prompt": t, "max_tokens": 1, "temperature": 0, "logprobs": k, "echo": True}
-                    for t in texts]
-        resps = self._post(payloads, progress=progress)
+        # an empty text has no token to score and is not sent: llama-cpp-python answers an
+        # echoed empty prompt whose one generated token is the end token with HTTP 500 (its
+        # echo strips the start token and then indexes an empty list)
+        send = [i for i, x in enumerate(seqs) if x]
+        got = self._post([{"prompt": texts[i], "max_tokens": 1, "temperature": 0, "logprobs": k,
+                           "echo": True} for i in send], progress=progress)
+        resps: list[Any] = [None] * len(seqs)
+        for i, r in zip(send, got):
+            resps[i] = r
         second: list[Any] = [None] * len(seqs)
         if self._shift:
             # realigned: the distribution that scores token 1 sits at the echo's position 0,
@@ -528,7 +534,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                 second[i] = None if isinstance(g, ApiFailure) else g
         failed = [i for i, r in enumerate(resps) if isinstance(r, ApiFailure)]
         if failed:
-            raise LeakauditError(f"{len(failed)} of {len(resps)} scoring requests failed after "
+            raise LeakauditError(f"{len(failed)} of {len(send)} scoring requests failed after "
                                  "every retry (listed in the request records); rerun to retry "
                                  "them (the others are cached)")
         out = []
