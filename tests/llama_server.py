@@ -229,3 +229,85 @@ class ChoicesProxy(_LoopbackServer):
                 self._reply(200, json.dumps(out).encode())
 
         self._serve(Handler)
+
+
+class PromptLogprobsShim(_LoopbackServer):
+    """vLLM's ``prompt_logprobs`` wire format over llama.cpp (vLLM needs CUDA; it cannot run
+    here). A request carrying ``prompt_logprobs`` is sent upstream with ``echo`` and the full
+    vocabulary of ``logprobs`` instead, and answered as vLLM's ``/v1/completions`` answers it:
+    ``choices[0].prompt_logprobs`` holds one entry per prompt token, ``None`` for the start token,
+    else ``{"<token id>": {"logprob", "rank", "decoded_token"}}`` for the prompt's own token
+    (ids from ``tokenizer``, the served model's). llama.cpp's echo gives the first text token no
+    log-prob, so its entry is ``None`` too (vLLM would score it). ``shift=1`` reports each
+    position's log-prob one token late (a misaligned server). Other requests pass through."""
+
+    def __init__(self, upstream: str, tokenizer, *, shift: int = 0):
+        self.upstream = upstream.rstrip("/")
+        self.shifted = 0
+        proxy = self
+        vocab = len(tokenizer)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _reply(self, code, body):
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _auth(self):
+                return {k: v for k, v in self.headers.items() if k.lower() == "authorization"}
+
+            def do_GET(self):
+                r = httpx.get(proxy.upstream + self.path.removeprefix("/v1"),
+                              headers=self._auth(), timeout=30)
+                self._reply(r.status_code, r.content)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                path = proxy.upstream + self.path.removeprefix("/v1")
+                if body.pop("prompt_logprobs", None) is None:
+                    r = httpx.post(path, json=body, headers=self._auth(), timeout=60)
+                    self._reply(r.status_code, r.content)
+                    return
+                want_echo, want_lp = body.get("echo"), body.get("logprobs")
+                r = httpx.post(path, json={**body, "echo": True, "logprobs": vocab},
+                               headers=self._auth(), timeout=60)
+                if r.status_code != 200:
+                    self._reply(r.status_code, r.content)
+                    return
+                out = r.json()
+                c = out["choices"][0]
+                L = c["logprobs"]
+                ids = tokenizer(body["prompt"], add_special_tokens=False)["input_ids"]
+                entries = [None]  # the start token this server puts first
+                for i, t in enumerate(ids):
+                    v = L["token_logprobs"][i]
+                    top = L["top_logprobs"][i] or {}
+                    if v is None:
+                        entries.append(None)
+                        continue
+                    rank = 1 + sum(x > v + 1e-6 for x in top.values())
+                    entries.append({str(t): {"logprob": v, "rank": rank,
+                                             "decoded_token": L["tokens"][i]}})
+                if shift:  # each value one position late, under the right token ids
+                    vals = [None] * shift + [None if e is None else next(iter(e.values()))
+                                             for e in entries][:-shift]
+                    entries = [None if (e is None or v is None) else
+                               {next(iter(e)): v} for e, v in zip(entries, vals)]
+                    proxy.shifted += 1
+                c["prompt_logprobs"] = entries
+                if not want_echo:
+                    c["text"] = c["text"][len(body["prompt"]):]
+                if not want_lp:
+                    c["logprobs"] = None
+                elif not want_echo:
+                    c["logprobs"] = {k: v[len(ids):] for k, v in L.items()}
+                self._reply(200, json.dumps(out).encode())
+
+        self._serve(Handler)

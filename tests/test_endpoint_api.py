@@ -22,7 +22,7 @@ from leakaudit.targets.base import SamplingConfig  # noqa: E402
 from leakaudit.targets.openai_api import load_endpoint  # noqa: E402
 
 from .conftest import TEXTS  # noqa: E402
-from .llama_server import FaultProxy, LlamaServer  # noqa: E402
+from .llama_server import FaultProxy, LlamaServer, PromptLogprobsShim  # noqa: E402
 
 KEY = "sk-test-9f8e7d6c5b4a39281706"  # a fake key: the test checks it is never written anywhere
 UNIQUE = sorted(set(TEXTS))
@@ -119,6 +119,43 @@ def test_empty_sequences_are_scored_without_a_request(server, tiny_model_dir, ti
     assert [len(x.token_ids) for x in out] == [0, len(ids[0]) - 1, 0]
     assert out[0].truncated and out[2].truncated and len(out[0].logprobs) == 0
     lm.close()
+
+
+def test_vllm_prompt_logprobs_are_used_and_checked(server, tiny_model_dir, tiny_lm, tmp_path,
+                                                   key_env):
+    # vLLM's prompt_logprobs (keyed by token id, with the rank) in vLLM's wire format over the real
+    # server: preferred to echo, the same scores as echo and as in-process
+    with PromptLogprobsShim(server.url, tiny_lm.tokenizer) as shim:
+        lm = load_endpoint(f"openai-completions:{shim.url}", api_key_env=key_env,
+                           tokenizer=str(tiny_model_dir), ledger=tmp_path / "v.sqlite",
+                           config=ClientConfig(concurrency=2, timeout_s=30), log=lambda m: None)
+        caps = lm.capabilities
+        assert caps.prompt_logprobs_via == "prompt_logprobs" and caps.aligned == "ok"
+        assert caps.argmax and not caps.first_token_logprob and lm.probe_answers["adds_bos"]
+        ids = tiny_lm.tokenize(UNIQUE)
+        api = lm.score_ids(ids + [[]])
+        lm.close()
+    echo = _lm(server, tiny_model_dir, tmp_path / "e.sqlite", key_env)
+    assert echo.capabilities.prompt_logprobs_via == "echo"
+    via_echo = echo.score_ids(ids)
+    echo.close()
+    local = tiny_lm.score_ids([[tiny_lm.bos_id] + x for x in ids])
+    assert len(api[-1].token_ids) == 0 and api[-1].truncated  # the empty text: no request
+    for x, a, e, b in zip(ids, api, via_echo, local):
+        assert a.truncated and a.token_ids.tolist() == x[1:] == e.token_ids.tolist()
+        np.testing.assert_array_equal(a.logprobs, e.logprobs)
+        np.testing.assert_allclose(a.logprobs, b.logprobs[1:], atol=2e-3)
+        assert (a.is_argmax == b.is_argmax[1:]).mean() >= 0.95
+    # negative control: log-probs one position late are caught, and scoring is refused
+    with PromptLogprobsShim(server.url, tiny_lm.tokenizer, shift=1) as bad:
+        lm = load_endpoint(f"openai-completions:{bad.url}", api_key_env=key_env,
+                           tokenizer=str(tiny_model_dir), ledger=tmp_path / "b.sqlite",
+                           config=ClientConfig(concurrency=2, timeout_s=30), log=lambda m: None)
+        assert bad.shifted > 0
+        assert lm.capabilities.aligned == "misaligned" and not lm.capabilities.prompt_logprobs
+        with pytest.raises(Exception, match="prompt_logprobs"):
+            lm.score_ids(ids[:1])
+        lm.close()
 
 
 @pytest.mark.slow

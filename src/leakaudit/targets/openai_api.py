@@ -4,8 +4,10 @@ A red team often has nothing but an endpoint (vLLM, llama.cpp, TGI or SGLang ser
 providers). These backends audit it with whatever it exposes, and find out what that is by asking
 (:meth:`OpenAICompletionsLM.probe`), never by assuming:
 
-- ``prompt_logprobs``: ``echo`` + ``logprobs`` on ``/completions`` returns a log-prob for every
-  prompt token (legacy OpenAI completions, vLLM, llama.cpp). Chat endpoints never do.
+- ``prompt_logprobs``: vLLM's own ``prompt_logprobs`` request field (a log-prob keyed by token id
+  for every prompt token, the first text token's too when the model adds BOS, with its rank), or
+  else ``echo`` + ``logprobs`` on ``/completions`` (legacy OpenAI completions, vLLM, llama.cpp;
+  log-probs keyed by token text). Chat endpoints never do.
 - ``top_logprobs_max``: the largest ``logprobs`` k the server honours (OpenAI 5, vLLM 20, llama.cpp
   any), found by asking for decreasing k.
 - ``n``, ``seed`` (same seed → same sample, another seed → another), ``top_k`` and ``top_p``
@@ -68,6 +70,9 @@ class ApiCapabilities(Capabilities):
     tokenizer: bool = False  #: a matching local tokenizer was given
     first_token_logprob: bool = False  #: the first prompt token gets a log-prob
     aligned: str = "unknown"  #: "ok", "realigned", "misaligned" (scoring refused), "untested"
+    #: how prompt log-probs are asked for: "echo" (``echo`` + ``logprobs``), "prompt_logprobs"
+    #: (vLLM's own field: log-probs keyed by token id), "" (not at all)
+    prompt_logprobs_via: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -259,6 +264,30 @@ def _echo_matches(L: dict[str, Any], n: int, text: str) -> bool:
     return not text.isascii() and len(offs) > n and offs[n] == len(text)
 
 
+def _prompt_logprobs(resp: dict[str, Any] | None) -> list[Any] | None:
+    """vLLM's ``prompt_logprobs``: one entry per prompt token (``None`` for the first), each
+    ``{token id: {"logprob", "rank", "decoded_token"}}`` with the prompt's own token among them.
+    Completions put it in the choice, chat completions at the top level."""
+    if not resp:
+        return None
+    v = (resp.get("choices") or [{}])[0].get("prompt_logprobs")
+    if v is None:
+        v = resp.get("prompt_logprobs")
+    return v if isinstance(v, list) else None
+
+
+def _plp_entry(entry: Any, token_id: int) -> tuple[float, bool] | None:
+    """(log-prob, is the top-ranked token) of ``token_id`` in one ``prompt_logprobs`` entry."""
+    if not isinstance(entry, dict):
+        return None
+    v = entry.get(str(token_id), entry.get(token_id))
+    if v is None:
+        return None
+    if isinstance(v, dict):
+        return float(v["logprob"]), v.get("rank") == 1
+    return float(v), False  # a bare number: no rank to tell the argmax by
+
+
 def _choice_text(resp: dict[str, Any]) -> str:
     c = resp["choices"][0]
     if "message" in c:
@@ -316,15 +345,25 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                 kmax = k if len(top[0]) >= k // 2 else len(top[0])
                 break
         ans["top_logprobs_max"] = kmax
+        # vLLM's prompt_logprobs first (keyed by token id: no text matching, and the first
+        # text token is scored when the model adds BOS); a server that does not know the field
+        # ignores it (or refuses the request), and echo is asked next
+        vp = self._one({"prompt": PROBE_TEXT, "max_tokens": 1, "temperature": 0,
+                        "prompt_logprobs": 1})
+        n_vllm = sum(isinstance(e, dict) and bool(e) for e in _prompt_logprobs(vp) or [])
+        ans["prompt_logprobs_scored"] = n_vllm
         echo = self._one({"prompt": PROBE_TEXT, "max_tokens": 1, "temperature": 0, "logprobs": 1,
                           "echo": True})
         elp = (echo or {}).get("choices", [{}])[0].get("logprobs") if echo else None
         n_scored = sum(v is not None for v in (elp or {}).get("token_logprobs") or [])
-        prompt_lp = n_scored >= 2
+        via = "prompt_logprobs" if n_vllm >= 2 else "echo" if n_scored >= 2 else ""
+        prompt_lp = bool(via)
         ans["echo_scored"] = n_scored
+        ans["prompt_logprobs_via"] = via
         # does the server put a start token before a prompt? (its prompt token count against
         # the local tokenizer's; unknown without usage or a tokenizer)
-        used = ((echo or {}).get("usage") or {}).get("prompt_tokens")
+        used = (((vp if via == "prompt_logprobs" else echo) or {}).get("usage") or {}) \
+            .get("prompt_tokens")
         if used is not None and self.tokenizer is not None:
             self._adds_bos = int(used) == len(self.tokenize([PROBE_TEXT])[0]) + 1
         ans["adds_bos"] = self._adds_bos
@@ -357,15 +396,19 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         top_k_ok = bool(tk and g8t is not None and _choice_text(tk) == g8t and differ)
         top_p_ok = bool(tp and g8t is not None and _choice_text(tp) == g8t and differ)
         ans.update(n=n_ok, seed=seeded, top_k=top_k_ok, top_p=top_p_ok, greedy8=g8t)
-        caps = dict(prompt_logprobs=prompt_lp, argmax=prompt_lp and kmax >= 1,
+        caps = dict(prompt_logprobs=prompt_lp,
+                    argmax=via == "prompt_logprobs" or (prompt_lp and kmax >= 1),
                     generated_logprobs=kmax >= 1, top_logprobs_max=kmax, top_logprobs=kmax,
                     n=n_ok, seed=seeded,
                     temperature=temperature_ok, top_k=top_k_ok, top_p=top_p_ok,
                     seeded_generation=seeded)
         self.capabilities = ApiCapabilities(
             vocab_stats=False, generation=True, kind="completions",
-            tokenizer=self.tokenizer is not None, aligned="untested", **caps)
-        if prompt_lp and self.tokenizer is not None:
+            tokenizer=self.tokenizer is not None, aligned="untested", prompt_logprobs_via=via,
+            **caps)
+        if via == "prompt_logprobs" and self.tokenizer is not None:
+            self._check_alignment_ids(ans)
+        elif prompt_lp and self.tokenizer is not None:
             self._check_alignment(ans)
         elif prompt_lp:
             self.warnings.append("no local tokenizer given: token-level attacks (memorization, "
@@ -456,6 +499,63 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                                  "every text is left out (its other tokens are scored)")
         self.capabilities = ApiCapabilities(**{**self.capabilities.to_dict(), **replace_caps})
 
+    def _check_alignment_ids(self, ans: dict[str, Any]) -> None:
+        """The alignment check for vLLM's ``prompt_logprobs``: the log-prob reported for the probe's
+        last token (keyed by its id) against the generation path's after the rest of the probe;
+        the server's token ids must be the local tokenizer's."""
+        ids = self.tokenize([PROBE_TEXT])[0]
+        head = self.decode(ids[:-1])
+        k = max(1, min(self.capabilities.top_logprobs_max, 20))
+        gen = self._one({"prompt": head, "max_tokens": 1, "temperature": 0, "logprobs": k})
+        # the probe is ``head`` + the likeliest next token that tokenizes as one token after it,
+        # so the check works with a single top log-prob
+        probe_text = PROBE_TEXT
+        gtop0 = ((((gen or {}).get("choices") or [{}])[0].get("logprobs") or {})
+                 .get("top_logprobs") or [None])[0]
+        for cand, _ in sorted((gtop0 or {}).items(), key=lambda kv: -kv[1]):
+            t = self.tokenize([head + cand])[0]
+            if cand and t[:-1] == ids[:-1] and len(t) == len(ids):
+                probe_text, ids = head + cand, t
+                break
+        got = self._one({"prompt": probe_text, "max_tokens": 1, "temperature": 0,
+                         "prompt_logprobs": 1})
+        plist = _prompt_logprobs(got)
+        aligned, first = "untested", False
+        if plist is not None:
+            off = len(plist) - len(ids)
+            if off not in (0, 1) or any(
+                    plist[off + i] and _plp_entry(plist[off + i], t) is None
+                    for i, t in enumerate(ids)):
+                raise LeakauditError(
+                    f"the server's prompt log-probs cover {len(plist)} tokens that are not the "
+                    f"local tokenizer's {len(ids)} (+ a start token): the tokenizer does not "
+                    "match the served model")
+            first = _plp_entry(plist[off], ids[0]) is not None
+            self._adds_bos = off == 1
+            ans["adds_bos"] = self._adds_bos
+            last = _plp_entry(plist[-1], ids[-1])
+            want = (gtop0 or {}).get(self.decode(ids[-1:]))
+            ans["align"] = {"generated": want, "prompt_logprob_last": last and last[0]}
+            if last is None or want is None:
+                self.warnings.append("alignment not checked: the probe's last token is not in "
+                                     "the server's top log-probs")
+            elif abs(last[0] - want) <= ALIGN_TOL:
+                aligned = "ok"
+            else:
+                aligned = "misaligned"
+                self.warnings.append(
+                    "the server's prompt log-probs do not line up with the tokens they score "
+                    f"({last[0]:.4f} vs generation {want:.4f} for the probe's last token): "
+                    "prompt log-prob attacks are refused")
+        if not first and aligned == "ok":
+            self.warnings.append("the server gives no log-prob for the first prompt token: the "
+                                 "first token of every text is left out (its other tokens are "
+                                 "scored)")
+        bad = aligned == "misaligned"
+        self.capabilities = ApiCapabilities(**{
+            **self.capabilities.to_dict(), "aligned": aligned, "first_token_logprob": first,
+            **({"prompt_logprobs": False, "argmax": False} if bad else {})})
+
     def _first_token_logprob_dist(self) -> dict[str, float] | None:
         """log p(first token | BOS) for every token: the generation distribution after an empty
         prompt, when the server returns all of it."""
@@ -511,6 +611,9 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                         y = y[:-1]
                     seqs[i], cut[i] = y, True
         texts = [self.decode(x) for x in seqs]
+        if caps.prompt_logprobs_via == "prompt_logprobs":
+            return self._score_prompt_logprobs(seqs, texts, cut, last=last, sampling=sampling,
+                                               progress=progress)
         k = len(self.tokenizer) if self._shift else 1
         # an empty text has no token to score and is not sent: llama-cpp-python answers an
         # echoed empty prompt whose one generated token is the end token with HTTP 500 (its
@@ -562,6 +665,58 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             out.append(TokenScores(token_ids=np.asarray(x, dtype=np.int64), logprobs=lp,
                                    is_argmax=am, truncated=truncated or n == 0,
                                    sampling_logprobs=slp))
+        return out
+
+    def _score_prompt_logprobs(self, seqs, texts, cut, *, last, sampling, progress):
+        """Scores from vLLM's ``prompt_logprobs``: one request per non-empty text, the log-prob
+        of each token looked up by its id (a token the server did not put there is a tokenizer
+        mismatch), the argmax from its rank."""
+        send = [i for i, x in enumerate(seqs) if x]
+        got = self._post([{"prompt": texts[i], "max_tokens": 1, "temperature": 0,
+                           "prompt_logprobs": 1} for i in send], progress=progress)
+        failed = [r for r in got if isinstance(r, ApiFailure)]
+        if failed:
+            raise LeakauditError(f"{len(failed)} of {len(send)} scoring requests failed after "
+                                 "every retry (listed in the request records); rerun to retry "
+                                 "them (the others are cached)")
+        resps: list[Any] = [None] * len(seqs)
+        for i, r in zip(send, got):
+            resps[i] = r
+        out = []
+        for x, text, r, was_cut in zip(seqs, texts, resps, cut):
+            n = len(x)
+            lp = np.full(n, np.nan, dtype=np.float32)
+            am = np.zeros(n, dtype=bool)
+            if n:
+                plist = _prompt_logprobs(r) or []
+                off = len(plist) - n
+                if off not in (0, 1):
+                    raise LeakauditError(
+                        f"the server tokenized a text into {len(plist) - int(bool(self._adds_bos))}"
+                        f" tokens where the local tokenizer has {n} (text starting {text[:30]!r}):"
+                        " the tokenizer does not match the served model, or the text does not "
+                        "survive decoding")
+                for i, t in enumerate(x):
+                    e = plist[off + i]
+                    v = _plp_entry(e, t)
+                    if v is None and e:
+                        raise LeakauditError(
+                            f"the server's prompt log-probs at token {i} do not include the "
+                            f"local tokenizer's token {t} (text starting {text[:30]!r}): the "
+                            "tokenizer does not match the served model")
+                    if v is not None:
+                        lp[i], am[i] = v
+            lead = 0
+            while lead < n and np.isnan(lp[lead]) and lead < 2:
+                lead += 1
+            truncated = was_cut or n == 0
+            if lead:
+                lp, am, x, truncated = lp[lead:], am[lead:], x[lead:], True
+            if last is not None:
+                lp, am, x = lp[-last:], am[-last:], x[-last:]
+            out.append(TokenScores(token_ids=np.asarray(x, dtype=np.int64), logprobs=lp,
+                                   is_argmax=am, truncated=truncated,
+                                   sampling_logprobs=lp.copy() if sampling is not None else None))
         return out
 
     def _parse_echo(self, ids: list[int], text: str, resp: dict[str, Any]):
