@@ -288,6 +288,26 @@ def _plp_entry(entry: Any, token_id: int) -> tuple[float, bool] | None:
     return float(v), False  # a bare number: no rank to tell the argmax by
 
 
+def _token_scores(x: list[int], lp: np.ndarray, am: np.ndarray, was_cut: bool, *,
+                  last: int | None, sampling) -> TokenScores:
+    """A text's :class:`TokenScores` from the log-probs the server gave its tokens (NaN: none).
+    Token convention (targets/base.py): a score covers tokens 2..n of the sequence; a server that
+    adds BOS may give token 1 no log-prob either (llama.cpp's echo nulls it), and the tokens left
+    out at the start are marked ``truncated``."""
+    n = len(x)
+    truncated = was_cut or n == 0
+    lead = 0
+    while lead < n and np.isnan(lp[lead]) and lead < 2:
+        lead += 1
+    if lead:
+        lp, am, x, truncated = lp[lead:], am[lead:], x[lead:], True
+    if last is not None:
+        lp, am, x = lp[-last:], am[-last:], x[-last:]
+    return TokenScores(token_ids=np.asarray(x, dtype=np.int64), logprobs=lp, is_argmax=am,
+                       truncated=truncated,
+                       sampling_logprobs=lp.copy() if sampling is not None else None)
+
+
 def _choice_text(resp: dict[str, Any]) -> str:
     c = resp["choices"][0]
     if "message" in c:
@@ -421,26 +441,13 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
 
     def _check_alignment(self, ans: dict[str, Any]) -> None:
         """Compare the echoed log-prob of the probe's last token with the generation path's."""
-        ids = self.tokenize([PROBE_TEXT])[0]
         V = len(self.tokenizer)
         kmax = self.capabilities.top_logprobs_max
         # the full distribution when the server gives it (realignment needs it), else 20 at most
         k = V if kmax >= V else max(1, min(kmax, 20))
-        # the known answer: the server's own next-token log-probs after ``head``; the probe text
-        # is ``head`` + the likeliest of those tokens that tokenizes as one token after it (so
-        # the check works with a single top log-prob)
-        head = self.decode(ids[:-1])
-        gen = self._one({"prompt": head, "max_tokens": 1, "temperature": 0, "logprobs": k})
+        gen, _, probe_text, ids = self._alignment_probe(k)
         echo = None
-        probe_text = PROBE_TEXT
         if gen is not None:
-            gtop0 = ((gen["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None])[0]
-            for cand, _ in sorted((gtop0 or {}).items(), key=lambda kv: -kv[1]):
-                if cand and self.tokenize([head + cand])[0][:-1] == ids[:-1] and \
-                        len(self.tokenize([head + cand])[0]) == len(ids):
-                    probe_text = head + cand
-                    break
-            ids = self.tokenize([probe_text])[0]
             echo = self._one({"prompt": probe_text, "max_tokens": 1, "temperature": 0,
                               "logprobs": k, "echo": True})
         replace_caps = {}
@@ -499,24 +506,29 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                                  "every text is left out (its other tokens are scored)")
         self.capabilities = ApiCapabilities(**{**self.capabilities.to_dict(), **replace_caps})
 
-    def _check_alignment_ids(self, ans: dict[str, Any]) -> None:
-        """The alignment check for vLLM's ``prompt_logprobs``: the log-prob reported for the probe's
-        last token (keyed by its id) against the generation path's after the rest of the probe;
-        the server's token ids must be the local tokenizer's."""
+    def _alignment_probe(self, k: int):
+        """The known answer both alignment checks compare with: the server's own next-token
+        log-probs (top ``k``) after the probe text without its last token (``head``), and the
+        probe text ``head`` + the likeliest of those tokens that tokenizes as one token after it
+        (so a check works with a single top log-prob). Returns (generation response or None,
+        its top log-probs, probe text, its token ids)."""
         ids = self.tokenize([PROBE_TEXT])[0]
         head = self.decode(ids[:-1])
-        k = max(1, min(self.capabilities.top_logprobs_max, 20))
         gen = self._one({"prompt": head, "max_tokens": 1, "temperature": 0, "logprobs": k})
-        # the probe is ``head`` + the likeliest next token that tokenizes as one token after it,
-        # so the check works with a single top log-prob
-        probe_text = PROBE_TEXT
         gtop0 = ((((gen or {}).get("choices") or [{}])[0].get("logprobs") or {})
                  .get("top_logprobs") or [None])[0]
         for cand, _ in sorted((gtop0 or {}).items(), key=lambda kv: -kv[1]):
             t = self.tokenize([head + cand])[0]
             if cand and t[:-1] == ids[:-1] and len(t) == len(ids):
-                probe_text, ids = head + cand, t
-                break
+                return gen, gtop0, head + cand, t
+        return gen, gtop0, PROBE_TEXT, ids
+
+    def _check_alignment_ids(self, ans: dict[str, Any]) -> None:
+        """The alignment check for vLLM's ``prompt_logprobs``: the log-prob reported for the probe's
+        last token (keyed by its id) against the generation path's after the rest of the probe;
+        the server's token ids must be the local tokenizer's."""
+        gen, gtop0, probe_text, ids = self._alignment_probe(
+            max(1, min(self.capabilities.top_logprobs_max, 20)))
         got = self._one({"prompt": probe_text, "max_tokens": 1, "temperature": 0,
                          "prompt_logprobs": 1})
         plist = _prompt_logprobs(got)
@@ -615,15 +627,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             return self._score_prompt_logprobs(seqs, texts, cut, last=last, sampling=sampling,
                                                progress=progress)
         k = len(self.tokenizer) if self._shift else 1
-        # an empty text has no token to score and is not sent: llama-cpp-python answers an
-        # echoed empty prompt whose one generated token is the end token with HTTP 500 (its
-        # echo strips the start token and then indexes an empty list)
-        send = [i for i, x in enumerate(seqs) if x]
-        got = self._post([{"prompt": texts[i], "max_tokens": 1, "temperature": 0, "logprobs": k,
-                           "echo": True} for i in send], progress=progress)
-        resps: list[Any] = [None] * len(seqs)
-        for i, r in zip(send, got):
-            resps[i] = r
+        resps = self._post_texts(seqs, texts, {"logprobs": k, "echo": True}, progress)
         second: list[Any] = [None] * len(seqs)
         if self._shift:
             # realigned: the distribution that scores token 1 sits at the echo's position 0,
@@ -635,11 +639,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                                "temperature": 0, "logprobs": k} for i in idx])
             for i, g in zip(idx, got):
                 second[i] = None if isinstance(g, ApiFailure) else g
-        failed = [i for i, r in enumerate(resps) if isinstance(r, ApiFailure)]
-        if failed:
-            raise LeakauditError(f"{len(failed)} of {len(send)} scoring requests failed after "
-                                 "every retry (listed in the request records); rerun to retry "
-                                 "them (the others are cached)")
+        self._raise_failed(resps)
         out = []
         for x, text, r, g, was_cut in zip(seqs, texts, resps, second, cut):
             lp, am = self._parse_echo(x, text, r)
@@ -649,39 +649,39 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                 v = None if not d else d.get(t1, d.get(t1.lstrip(" ")))
                 if v is not None:
                     lp[1], am[1] = v, v >= max(d.values()) - 1e-6
-            n = len(x)
-            truncated = was_cut
-            # token convention (targets/base.py): a score covers tokens 2..n of the sequence;
-            # a server that adds BOS gives token 1 no log-prob either (llama.cpp's echo nulls
-            # it), and it is left out too (``truncated``)
-            lead = 0
-            while lead < n and np.isnan(lp[lead]) and lead < 2:
-                lead += 1
-            if lead:
-                lp, am, x, truncated = lp[lead:], am[lead:], x[lead:], True
-            if last is not None:
-                lp, am, x = lp[-last:], am[-last:], x[-last:]
-            slp = lp.copy() if sampling is not None else None
-            out.append(TokenScores(token_ids=np.asarray(x, dtype=np.int64), logprobs=lp,
-                                   is_argmax=am, truncated=truncated or n == 0,
-                                   sampling_logprobs=slp))
+            out.append(_token_scores(x, lp, am, was_cut, last=last, sampling=sampling))
         return out
+
+    def _post_texts(self, seqs, texts, fields: dict[str, Any], progress) -> list[Any]:
+        """One scoring request per non-empty text (``fields`` say how to ask for its prompt
+        log-probs); None for an empty one. An empty text has no token to score and is not sent:
+        llama-cpp-python answers an echoed empty prompt whose one generated token is the end
+        token with HTTP 500 (its echo strips the start token, then indexes an empty list)."""
+        send = [i for i, x in enumerate(seqs) if x]
+        got = self._post([{"prompt": texts[i], "max_tokens": 1, "temperature": 0, **fields}
+                          for i in send], progress=progress)
+        resps: list[Any] = [None] * len(seqs)
+        for i, r in zip(send, got):
+            resps[i] = r
+        return resps
+
+    @staticmethod
+    def _raise_failed(resps: list[Any]) -> None:
+        """Raise (after every request finished) when a scoring request failed after every retry:
+        the attack cannot score a text it has no answer for."""
+        failed = sum(isinstance(r, ApiFailure) for r in resps)
+        if failed:
+            sent = sum(r is not None for r in resps)
+            raise LeakauditError(f"{failed} of {sent} scoring requests failed after every retry "
+                                 "(listed in the request records); rerun to retry them (the "
+                                 "others are cached)")
 
     def _score_prompt_logprobs(self, seqs, texts, cut, *, last, sampling, progress):
         """Scores from vLLM's ``prompt_logprobs``: one request per non-empty text, the log-prob
         of each token looked up by its id (a token the server did not put there is a tokenizer
         mismatch), the argmax from its rank."""
-        send = [i for i, x in enumerate(seqs) if x]
-        got = self._post([{"prompt": texts[i], "max_tokens": 1, "temperature": 0,
-                           "prompt_logprobs": 1} for i in send], progress=progress)
-        failed = [r for r in got if isinstance(r, ApiFailure)]
-        if failed:
-            raise LeakauditError(f"{len(failed)} of {len(send)} scoring requests failed after "
-                                 "every retry (listed in the request records); rerun to retry "
-                                 "them (the others are cached)")
-        resps: list[Any] = [None] * len(seqs)
-        for i, r in zip(send, got):
-            resps[i] = r
+        resps = self._post_texts(seqs, texts, {"prompt_logprobs": 1}, progress)
+        self._raise_failed(resps)
         out = []
         for x, text, r, was_cut in zip(seqs, texts, resps, cut):
             n = len(x)
@@ -706,17 +706,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                             "tokenizer does not match the served model")
                     if v is not None:
                         lp[i], am[i] = v
-            lead = 0
-            while lead < n and np.isnan(lp[lead]) and lead < 2:
-                lead += 1
-            truncated = was_cut or n == 0
-            if lead:
-                lp, am, x, truncated = lp[lead:], am[lead:], x[lead:], True
-            if last is not None:
-                lp, am, x = lp[-last:], am[-last:], x[-last:]
-            out.append(TokenScores(token_ids=np.asarray(x, dtype=np.int64), logprobs=lp,
-                                   is_argmax=am, truncated=truncated,
-                                   sampling_logprobs=lp.copy() if sampling is not None else None))
+            out.append(_token_scores(x, lp, am, was_cut, last=last, sampling=sampling))
         return out
 
     def _parse_echo(self, ids: list[int], text: str, resp: dict[str, Any]):
