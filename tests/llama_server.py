@@ -92,6 +92,36 @@ class _LoopbackServer:
         self.close()
 
 
+def _relay_handler(upstream: str):
+    """The request-handler base the loopback proxies share: quiet, keep-alive, GETs relayed to
+    ``upstream`` with the caller's Authorization header, JSON replies."""
+
+    class Relay(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):  # quiet
+            pass
+
+        def _auth(self):
+            return {k: v for k, v in self.headers.items() if k.lower() == "authorization"}
+
+        def _reply(self, code, body, extra=None):
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            r = httpx.get(upstream + self.path.removeprefix("/v1"), headers=self._auth(),
+                          timeout=30)
+            self._reply(r.status_code, r.content)
+
+    return Relay
+
+
 class FaultProxy(_LoopbackServer):
     """A threaded loopback HTTP proxy in front of ``upstream`` that injects faults.
 
@@ -113,27 +143,7 @@ class FaultProxy(_LoopbackServer):
         self.lock = threading.Lock()
         proxy = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):  # quiet
-                pass
-
-            def do_GET(self):
-                r = httpx.get(proxy.upstream + self.path.removeprefix("/v1"),
-                              headers={k: v for k, v in self.headers.items()
-                                       if k.lower() == "authorization"}, timeout=30)
-                self._reply(r.status_code, r.content)
-
-            def _reply(self, code, body, extra=None):
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (extra or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(_relay_handler(self.upstream)):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 key = hashlib.sha256(body).hexdigest()
@@ -159,9 +169,8 @@ class FaultProxy(_LoopbackServer):
                 if delay_s:
                     time.sleep(delay_s)
                 r = httpx.post(proxy.upstream + self.path.removeprefix("/v1"), content=body,
-                               headers={"Content-Type": "application/json",
-                                        **{k: v for k, v in self.headers.items()
-                                           if k.lower() == "authorization"}}, timeout=60)
+                               headers={"Content-Type": "application/json", **self._auth()},
+                               timeout=60)
                 with proxy.lock:
                     proxy.forwarded[key] = proxy.forwarded.get(key, 0) + 1
                 content = r.content
@@ -185,27 +194,7 @@ class ChoicesProxy(_LoopbackServer):
         self.lock = threading.Lock()
         proxy = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def _reply(self, code, body):
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _auth(self):
-                return {k: v for k, v in self.headers.items() if k.lower() == "authorization"}
-
-            def do_GET(self):
-                r = httpx.get(proxy.upstream + self.path.removeprefix("/v1"),
-                              headers=self._auth(), timeout=30)
-                self._reply(r.status_code, r.content)
-
+        class Handler(_relay_handler(self.upstream)):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 n = int(body.pop("n", 1) or 1)
@@ -247,27 +236,7 @@ class PromptLogprobsShim(_LoopbackServer):
         proxy = self
         vocab = len(tokenizer)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def _reply(self, code, body):
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _auth(self):
-                return {k: v for k, v in self.headers.items() if k.lower() == "authorization"}
-
-            def do_GET(self):
-                r = httpx.get(proxy.upstream + self.path.removeprefix("/v1"),
-                              headers=self._auth(), timeout=30)
-                self._reply(r.status_code, r.content)
-
+        class Handler(_relay_handler(self.upstream)):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 path = proxy.upstream + self.path.removeprefix("/v1")
