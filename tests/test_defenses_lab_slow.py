@@ -33,7 +33,7 @@ def small_lab(tmp_path_factory):
 
 
 def test_filter_blocks_verbatim_and_reports_what_still_leaks(small_lab, tmp_path):
-    from leakaudit.defenses.output_filter_eval import BypassConfig, leak_table
+    from leakaudit.audits.output_filter import BypassConfig, leak_table
     from leakaudit.lab.after_training import lab_output_filter
 
     d, corpus = small_lab

@@ -18,7 +18,7 @@ MODULES = [
     "leakaudit.signals.lm",
     "leakaudit.targets.hf",
     "leakaudit.defenses.unlearning",
-    "leakaudit.defenses.output_filter_eval",
+    "leakaudit.audits.output_filter",
     "leakaudit.triage.model",
 ]
 

@@ -55,7 +55,7 @@ def test_extraction_through_the_server_finds_what_in_process_finds(memorizer, tm
     from leakaudit.attacks.extraction.pipeline import ExtractionConfig, run_extraction
     from leakaudit.cli import app
     from leakaudit.corpus.index import CorpusIndex
-    from leakaudit.endpoint_audit import EndpointAuditConfig, audit_endpoint
+    from leakaudit.audits.endpoint import EndpointAuditConfig, audit_endpoint
     from leakaudit.targets.hf import HFCausalLM
     from leakaudit.targets.openai_api import load_endpoint
 
@@ -123,7 +123,7 @@ def replace_cfg(cfg):
     """The CLI's extraction settings (its defaults plus --samples/--new-tokens/--select)."""
     from dataclasses import replace
 
-    from leakaudit.endpoint_audit import EndpointAuditConfig
+    from leakaudit.audits.endpoint import EndpointAuditConfig
 
     return replace(EndpointAuditConfig().extraction, n_samples=cfg.n_samples,
                    max_new_tokens=cfg.max_new_tokens, select=cfg.select)

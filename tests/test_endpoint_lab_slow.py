@@ -180,7 +180,7 @@ def test_run_endpoint_lab_reports_and_reruns_free(lab, served, tmp_path):
     from leakaudit.attacks.memorization.measure import MemorizationConfig
     from leakaudit.attacks.probes.divergence import DivergenceConfig
     from leakaudit.attacks.probes.pii import PIIProbeConfig
-    from leakaudit.endpoint_audit import EndpointAuditConfig
+    from leakaudit.audits.endpoint import EndpointAuditConfig
     from leakaudit.lab.endpoint import run_endpoint_lab
     from leakaudit.targets.base import SamplingConfig
 

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from leakaudit.errors import InputError
-from leakaudit.exec.endpoint_pool import EndpointPool
+from leakaudit.targets.pool import EndpointPool
 from leakaudit.targets.api_client import ApiClient, ClientConfig
 
 from .llama_server import _LoopbackServer

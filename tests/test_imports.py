@@ -115,7 +115,7 @@ def test_layers():
                                                    or _under(m, "leakaudit.commands")):
                 bad.append((m, d))  # only the CLI uses the lab
             if any(_under(m, low) for low in LOWER) and (
-                    _under(d, "leakaudit.report") or _under(d, "leakaudit.workflow")
+                    _under(d, "leakaudit.report")
                     or _under(d, "leakaudit.triage") or _under(d, "leakaudit.audits")):
                 bad.append((m, d))  # lower layers do not reach up to reporting/orchestration
     assert not bad, bad
@@ -145,5 +145,5 @@ def test_cli_is_thin():
     assert not long, long
     deps = _imports(PKG / "cli.py", module_level=False)
     assert not [d for d in deps if any(_under(d, p) for p in (
-        "leakaudit.attacks", "leakaudit.corpus", "leakaudit.workflow", "leakaudit.signals",
+        "leakaudit.attacks", "leakaudit.corpus", "leakaudit.signals",
         "leakaudit.metrics"))], deps

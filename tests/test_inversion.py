@@ -221,7 +221,7 @@ def test_attribute_inference_map_estimate_matches_hand_computation():
 def test_dp_training_records_epsilon_from_the_rdp_accountant():
     from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
 
-    from leakaudit.defenses.dp import DPConfig, train_classifier_dp
+    from leakaudit.training.dp_classifier import DPConfig, train_classifier_dp
     from leakaudit.training.classifier import MLPSpec, TrainConfig
 
     rng = np.random.default_rng(0)

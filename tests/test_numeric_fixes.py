@@ -73,7 +73,7 @@ def test_dp_record_stores_the_sampling_rate_opacus_used():
     pytest.importorskip("opacus")
     from opacus.accountants import RDPAccountant
 
-    from leakaudit.defenses.dp import DPConfig, train_classifier_dp
+    from leakaudit.training.dp_classifier import DPConfig, train_classifier_dp
     from leakaudit.training.classifier import MLPSpec, TrainConfig
 
     rng = np.random.default_rng(0)

@@ -132,7 +132,7 @@ def test_check_output_cut_refuse_and_stream(tiny_lm):
 
 
 def test_bypass_judging_by_hand():
-    from leakaudit.defenses.output_filter_eval import STYLES, BypassConfig, _judge
+    from leakaudit.audits.output_filter import STYLES, BypassConfig, _judge
 
     cfg = BypassConfig()
     mem = {"kind": "memorization", "target": " Thank you for your order."}
@@ -158,7 +158,7 @@ def test_bypass_judging_by_hand():
 
 def test_evaluate_bypass_shape(tiny_lm):
     from leakaudit.corpus.index import CorpusIndex
-    from leakaudit.defenses.output_filter_eval import BypassConfig, evaluate_bypass, leak_table
+    from leakaudit.audits.output_filter import BypassConfig, evaluate_bypass, leak_table
     from tests.conftest import TEXTS
 
     f = NgramFilter.from_texts(TEXTS, tiny_lm, n=4, fp_rate=1e-4)

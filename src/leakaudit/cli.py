@@ -9,14 +9,14 @@ import typer
 
 from leakaudit.errors import InputError, LeakauditError
 
-from leakaudit.clikit import OneLineErrorGroup  # noqa: E402
+from leakaudit.commands.kit import OneLineErrorGroup  # noqa: E402
 
 app = typer.Typer(cls=OneLineErrorGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure how much a trained model leaks its training data.")
-from leakaudit.clikit import (  # noqa: E402,F401  (re-exported for tests)
+from leakaudit.commands.kit import (  # noqa: E402,F401  (re-exported for tests)
     _command, _fail, _log, _progress, _quiet_libraries, _terminate, console, out_console,
 )
-import leakaudit.clikit as _clikit  # noqa: E402
+import leakaudit.commands.kit as _clikit  # noqa: E402
 
 
 @app.callback()
@@ -152,7 +152,7 @@ def lab(
 
 def _lab_endpoint(out: Path, endpoint: str, *, api_key_env, show_pii: bool, seed: int) -> None:
     """``lab --endpoint``: audit the finished lab's target served behind an OpenAI-compatible URL."""
-    from leakaudit.endpoint_audit import EndpointAuditConfig
+    from leakaudit.audits.endpoint import EndpointAuditConfig
     from leakaudit.lab.endpoint import run_endpoint_lab
 
     try:

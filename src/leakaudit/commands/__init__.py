@@ -3,7 +3,7 @@
 Each module here defines ``register(app: typer.Typer) -> None`` that adds its commands (or a
 sub-app) to the main app. ``register_all`` imports every module in this package, in name order,
 so a new command family is one new file and no edit elsewhere. Modules import only typer and
-``leakaudit.clikit`` at import time; heavy imports (torch, transformers) go inside the commands,
+``leakaudit.commands.kit`` at import time; heavy imports (torch, transformers) go inside the commands,
 so ``leakaudit --help`` stays fast.
 """
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.clikit import _command, _fail, _log, _progress, _quiet_libraries, out_console
+from leakaudit.commands.kit import _command, _fail, _log, _progress, _quiet_libraries, out_console
 
 
 def register(app: typer.Typer) -> None:
@@ -51,14 +51,14 @@ def compare(
             check_spec(p, allow_download=allow_download)  # a typo answers at once, no torch
     except LeakauditError as e:
         _fail(e)
-    from leakaudit.compare import BatteryConfig, run_battery
+    from leakaudit.audits.compare import BatteryConfig, run_battery
     from leakaudit.corpus.index import CorpusIndex
     from leakaudit.corpus.load import load_corpus
-    from leakaudit.lab.run import versions
+    from leakaudit.versions import versions
     from leakaudit.report.html import render_html
     from leakaudit.targets import load_target, require_capabilities
     from leakaudit.targets.checks import check_device
-    from leakaudit.workflow import write_records_report
+    from leakaudit.report.writer import write_report
 
     _quiet_libraries()
     try:
@@ -95,8 +95,8 @@ def compare(
                    "models": {n: {"path": str(p), "fingerprint": models[n].fingerprint(),
                                   "n_params": rows[n]["n_params"]} for n, p in specs},
                    "corpus": {"path": str(corpus), "n_docs": len(train), "heldout": str(heldout)}}
-            write_records_report(stage, run_record=run, records=recs + mem,
-                                 summary={"attack": "defense_comparison", "variants": list(models)})
+            write_report(stage, formats=("jsonl",), run_record=run, records=recs + mem,
+                         summary={"attack": "defense_comparison", "variants": list(models)})
             import shutil
 
             shutil.rmtree(stage / "cache", ignore_errors=True)

@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.clikit import _fail, _log, _quiet_libraries, out_console
+from leakaudit.commands.kit import _fail, _log, _quiet_libraries, out_console
 
 defend_app = typer.Typer(no_args_is_help=True, help="Training-side defenses: dedup, scrub, dp-train.")
 
@@ -27,13 +27,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _write_json(path: Path, obj) -> None:
-    from leakaudit.atomic import atomic_write_text
+    from leakaudit.runs.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(obj, indent=1, ensure_ascii=False, default=str) + "\n")
 
 
 def _write_jsonl(path: Path, rows) -> None:
-    from leakaudit.atomic import atomic_open
+    from leakaudit.runs.atomic import atomic_open
 
     with atomic_open(path) as fh:
         for r in rows:

@@ -2,7 +2,7 @@
 
 ``probe`` prints what the endpoint supports; ``audit`` runs every attack those capabilities allow
 against a corpus; ``export-gguf`` writes a GPT-2-style model for llama.cpp's server. Thin: each
-command parses arguments and calls the library (``leakaudit.endpoint_audit``).
+command parses arguments and calls the library (``leakaudit.audits.endpoint``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.clikit import _fail, _log, _progress, _quiet_libraries, out_console
+from leakaudit.commands.kit import _fail, _log, _progress, _quiet_libraries, out_console
 from leakaudit.errors import InputError, LeakauditError
 
 SpecArg = Annotated[str, typer.Argument(
@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
         except LeakauditError as e:
             _fail(e)
         from leakaudit.corpus.load import load_corpus
-        from leakaudit.endpoint_audit import ATTACKS, EndpointAuditConfig, audit_endpoint
+        from leakaudit.audits.endpoint import ATTACKS, EndpointAuditConfig, audit_endpoint
         from leakaudit.targets import default_name, load_target
         from leakaudit.targets.openai_api import load_endpoint
 

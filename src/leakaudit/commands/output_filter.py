@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.clikit import _command, _fail, _log, _quiet_libraries, out_console
+from leakaudit.commands.kit import _command, _fail, _log, _quiet_libraries, out_console
 
 
 def run_output_filter(*, model, docs, canaries, n: int, fp_rate: float, config, out: Path,
@@ -19,11 +19,11 @@ def run_output_filter(*, model, docs, canaries, n: int, fp_rate: float, config, 
 
     from leakaudit.corpus.index import CorpusIndex
     from leakaudit.defenses.output_filter import MemFreeLM, NgramFilter
-    from leakaudit.defenses.output_filter_eval import evaluate_bypass
-    from leakaudit.lab.run import versions
+    from leakaudit.audits.output_filter import evaluate_bypass
+    from leakaudit.versions import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
-    from leakaudit.workflow import write_records_report
+    from leakaudit.report.writer import write_report
 
     texts = [d["text"] for d in docs]
     t0 = time.perf_counter()
@@ -50,7 +50,7 @@ def run_output_filter(*, model, docs, canaries, n: int, fp_rate: float, config, 
                   "config": {"output_filter": res["config"], "show_pii": False}, **run_extra}
     summary = {"attack": "output_filter", "rates": res["rates"]}
     with staged_output(out) as stage:
-        write_records_report(stage, run_record=run_record, records=records, summary=summary)
+        write_report(stage, formats=("jsonl",), run_record=run_record, records=records, summary=summary)
         render_html(stage)
     return res
 
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         except LeakauditError as e:
             _fail(e)
         from leakaudit.corpus.load import load_corpus
-        from leakaudit.defenses.output_filter_eval import BypassConfig
+        from leakaudit.audits.output_filter import BypassConfig
         from leakaudit.targets import load_target, require_capabilities
         from leakaudit.targets.checks import check_device
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.clikit import _fail, out_console
+from leakaudit.commands.kit import _fail, out_console
 
 
 def triage(

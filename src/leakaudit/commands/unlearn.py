@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.clikit import _command, _fail, _log, _quiet_libraries, out_console
+from leakaudit.commands.kit import _command, _fail, _log, _quiet_libraries, out_console
 
 ALL_METHODS = ("ga", "gd", "npo", "oracle", "sisa")
 
@@ -213,7 +213,7 @@ def register(app: typer.Typer) -> None:
             _fail(e)
         _quiet_libraries()
         try:
-            from leakaudit.defenses.erasure import VerifyConfig
+            from leakaudit.audits.erasure import VerifyConfig
 
             cfg = VerifyConfig(n_retain=n_retain, exposure_references=exposure_references,
                                finetune_docs=finetune_docs, seed=seed)
@@ -231,9 +231,9 @@ def register(app: typer.Typer) -> None:
 def erasure_records(unlearn_dir: Path, *, docs, unseen: list[str], reference,
                     manifest: Optional[dict], relapse: list[str], cfg, log=_log) -> list[dict]:
     """Load every model of an ``unlearn`` folder and verify it (see
-    :func:`leakaudit.defenses.erasure.verify_models`); ``docs``: the training corpus (objects
+    :func:`leakaudit.audits.erasure.verify_models`); ``docs``: the training corpus (objects
     with ``id`` and ``text``), ``unseen``: never-seen texts, ``reference``: a target or None."""
-    from leakaudit.defenses.erasure import verify_models
+    from leakaudit.audits.erasure import verify_models
     from leakaudit.errors import InputError
     from leakaudit.targets import load_target, require_capabilities
 
@@ -301,11 +301,11 @@ def run_verify(unlearn_dir: Path, *, heldout: Path, reference: Optional[str],
 
     from leakaudit.corpus.load import load_corpus
     from leakaudit.errors import InputError
-    from leakaudit.lab.run import versions
+    from leakaudit.versions import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
     from leakaudit.targets import check_spec, load_target
-    from leakaudit.workflow import write_records_report
+    from leakaudit.report.writer import write_report
 
     meta_path = unlearn_dir / "unlearn.json"
     if not meta_path.is_file():
@@ -334,7 +334,7 @@ def run_verify(unlearn_dir: Path, *, heldout: Path, reference: Optional[str],
                              "n_forget": len(meta["forget_ids"]), "n_unseen": len(unseen)}}
     summary = {"attack": "erasure", "n_models": len(records), "lines": lines}
     with staged_output(out) as stage:
-        write_records_report(stage, run_record=run_record,
-                             records=[("erasure", r) for r in records], summary=summary)
+        write_report(stage, formats=("jsonl",), run_record=run_record,
+                     records=[("erasure", r) for r in records], summary=summary)
         render_html(stage)
     return summary

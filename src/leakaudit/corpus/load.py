@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from leakaudit.atomic import atomic_open
+from leakaudit.runs.atomic import atomic_open
 from leakaudit.errors import InputError
 
 __all__ = ["Document", "load_corpus", "save_jsonl", "SUPPORTED_SUFFIXES"]

@@ -22,7 +22,7 @@ Neither exposes log-probabilities: a filtered deployment that returned the model
 log-probs would leak them unfiltered, so attacks that need them refuse with a
 :class:`~leakaudit.errors.CapabilityError`.
 
-Known limits (measured by :mod:`leakaudit.defenses.output_filter_eval`): the filter holds token
+Known limits (measured by :mod:`leakaudit.audits.output_filter`): the filter holds token
 n-grams of one tokenization, so the same characters produced through other tokens, or memorized
 text with changed case, spacing or punctuation, pass it.
 """

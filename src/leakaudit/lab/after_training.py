@@ -74,8 +74,8 @@ def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rat
 
     from leakaudit.commands.unlearn import run_unlearn, run_verify
     from leakaudit.corpus.load import load_corpus
-    from leakaudit.defenses.erasure import VerifyConfig
-    from leakaudit.defenses.output_filter_eval import BypassConfig
+    from leakaudit.audits.erasure import VerifyConfig
+    from leakaudit.audits.output_filter import BypassConfig
     from leakaudit.defenses.unlearning import training_spec
     from leakaudit.errors import InputError
     from leakaudit.lab.corpus import LabCorpus
@@ -115,7 +115,7 @@ def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rat
     if prev is not None and prev.get("lab_settings") == settings:
         log(f"run store: reused finished stage unlearn ({unl})")
     else:
-        from leakaudit.atomic import atomic_write_text
+        from leakaudit.runs.atomic import atomic_write_text
 
         unl.mkdir(parents=True, exist_ok=True, mode=0o700)
         atomic_write_text(marker, "written by leakaudit lab --after-training\n")

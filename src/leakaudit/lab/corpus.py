@@ -50,7 +50,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from leakaudit.atomic import atomic_write_text
+from leakaudit.runs.atomic import atomic_write_text
 from leakaudit.attacks.canaries.spaces import (  # noqa: F401  (re-exported)
     _SECRET_SPACES, CANARY_KINDS, SecretSpace, canary_reference_secrets, secret_space)
 from leakaudit.attacks.canaries.insert import insert_sentence as _insert_sentence  # noqa: F401

@@ -39,7 +39,7 @@ import numpy as np
 
 from leakaudit.attacks.extraction.pipeline import ExtractionConfig
 from leakaudit.attacks.memorization.measure import MemorizationConfig
-from leakaudit.compare import (  # noqa: F401  (re-exported)
+from leakaudit.audits.compare import (  # noqa: F401  (re-exported)
     bootstrap_mean_ci, heldout_perplexity, run_battery)
 from leakaudit.progress import null_progress
 from leakaudit.training.lm import LMSpec
@@ -121,14 +121,15 @@ def run_defense_lab(out_dir: str | Path, config: DefenseLabConfig, *, progress=n
     from leakaudit.defenses.dedup import DedupConfig, deduplicate
     from leakaudit.defenses.scrub import ScrubConfig, residual_secrets, scrub_texts
     from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus
-    from leakaudit.lab.run import _jsonable, versions
+    from leakaudit.lab.run import _jsonable
+    from leakaudit.versions import versions
     from leakaudit.report.html import render_html
     from leakaudit.runs.staged import staged_output
     from leakaudit.targets import load_target
     from leakaudit.targets.hf import HFCausalLM
     from leakaudit.training.dp_lm import DPLMConfig, train_causal_lm_dp
     from leakaudit.training.lm import train_causal_lm, train_tokenizer
-    from leakaudit.workflow import write_records_report
+    from leakaudit.report.writer import write_report
 
     cfg = config.with_seed(config.seed)
     unknown = [v for v in cfg.variants if v not in VARIANTS]
@@ -215,7 +216,8 @@ def run_defense_lab(out_dir: str | Path, config: DefenseLabConfig, *, progress=n
                                      "n_params": rows[n]["n_params"]} for n, m in models.items()},
                       "corpus": {"path": "corpus/train.jsonl", "n_docs": len(train_texts)},
                       "training": training}
-        write_records_report(stage, run_record=run_record, records=records + mem_records, summary=summary)
+        write_report(stage, formats=("jsonl",), run_record=run_record,
+                     records=records + mem_records, summary=summary)
         import shutil
 
         shutil.rmtree(stage / "cache", ignore_errors=True)

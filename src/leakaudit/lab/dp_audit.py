@@ -2,7 +2,7 @@
 
 Trainers (callable like any user hook, ``trainer(x, y, seed=...) -> (module, info)``):
 
-- ``dp``: DP-SGD through Opacus (:func:`leakaudit.defenses.dp.train_classifier_dp`) with σ chosen
+- ``dp``: DP-SGD through Opacus (:func:`leakaudit.training.dp_classifier.train_classifier_dp`) with σ chosen
   by Opacus' RDP accountant for the target ε; the claim is the accountant's ε for what ran.
 - ``no_noise`` (broken): the same pipeline and the same claimed ε, but the optimizer's noise is
   switched off after ``make_private`` — clipping still happens, the reported ε does not change.
@@ -81,7 +81,7 @@ class LabDPTrainer:
         sigma = get_noise_multiplier(target_epsilon=self.target_epsilon, target_delta=self.delta,
                                      sample_rate=q_claim, steps=steps if self.variant != "sample_rate"
                                      else int(cfg.epochs / q_claim), accountant="rdp")
-        from leakaudit.defenses.dp import DPConfig, train_classifier_dp
+        from leakaudit.training.dp_classifier import DPConfig, train_classifier_dp
 
         dp = DPConfig(noise_multiplier=sigma, max_grad_norm=self.max_grad_norm, delta=self.delta)
         if self.variant == "no_noise":
@@ -106,7 +106,7 @@ def _train_noise_off(x, y, spec, cfg, dp):
     from opacus import PrivacyEngine
     from opacus.validators import ModuleValidator
 
-    from leakaudit.defenses import dp as dp_mod
+    from leakaudit.training import dp_classifier as dp_mod
     from leakaudit.training.classifier import build_mlp, check_training_data
 
     class NoiseOffEngine(PrivacyEngine):

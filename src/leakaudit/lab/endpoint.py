@@ -26,7 +26,7 @@ def run_endpoint_lab(lab_dir: str | Path, spec: str, *, out: str | Path | None =
     URL for completions) against the finished lab in ``lab_dir``; the report goes to
     ``out`` (default ``lab_dir/endpoint``), the request ledger next to it."""
     from leakaudit.attacks.probes.pii import lab_subjects
-    from leakaudit.endpoint_audit import EndpointAuditConfig, audit_endpoint
+    from leakaudit.audits.endpoint import EndpointAuditConfig, audit_endpoint
     from leakaudit.lab.corpus import LabCorpus
     from leakaudit.targets.api_client import ClientConfig
     from leakaudit.targets import load_target

@@ -24,7 +24,7 @@ import numpy as np
 
 from leakaudit.attacks.inversion.mi_face import MIFaceParams
 from leakaudit.attacks.inversion.nes import NESParams
-from leakaudit.defenses.dp import DPConfig
+from leakaudit.training.dp_classifier import DPConfig
 from leakaudit.progress import null_progress
 from leakaudit.training.classifier import MLPSpec, TrainConfig
 
@@ -91,7 +91,7 @@ def run_inversion_lab(config: InversionLabConfig, *, progress=null_progress, log
 
     from leakaudit.attacks.inversion import InversionResult, MIFace, NESInversion
     from leakaudit.attacks.inversion.evaluate import evaluate_inversion
-    from leakaudit.defenses.dp import train_classifier_dp
+    from leakaudit.training.dp_classifier import train_classifier_dp
     from leakaudit.lab.digits import load_digits_data, split_digits
     from leakaudit.targets.classifier import LabelOnlyOutputs, RoundedOutputs
     from leakaudit.training.classifier import build_mlp, train_classifier

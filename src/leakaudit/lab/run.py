@@ -27,7 +27,7 @@ from leakaudit.attacks.extraction.pipeline import ExtractionConfig
 from leakaudit.attacks.memorization.measure import MemorizationConfig
 from leakaudit.progress import null_progress
 from leakaudit.training.lm import LMSpec
-from leakaudit.versions import versions  # noqa: F401  (re-exported: leakaudit.lab.run.versions)
+from leakaudit.versions import versions
 
 
 #: The lab models have a 256-token context; prompts take up to 10 tokens, so samples get 240 new

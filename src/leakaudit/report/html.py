@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leakaudit.atomic import atomic_write_text
+from leakaudit.runs.atomic import atomic_write_text
 from leakaudit.report.html_base import ReportData, Section, _new_figure, _png  # noqa: F401
 from leakaudit.taxonomy import TAXONOMY, TAXONOMY_NAMES
 

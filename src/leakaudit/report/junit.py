@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from leakaudit.atomic import atomic_write_text
+from leakaudit.runs.atomic import atomic_write_text
 from leakaudit.findings import severity_rank
 
 FAIL_AT = "high"

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from leakaudit.atomic import atomic_open
+from leakaudit.runs.atomic import atomic_open
 from leakaudit.findings import INF, NEG_INF  # noqa: F401  (re-exported)
 from leakaudit.findings import clean as _clean  # noqa: F401  (kept for callers)
 from leakaudit.report.reader import entry_types, load_report, read_jsonl  # noqa: F401  (re-exported)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from leakaudit import __version__
-from leakaudit.atomic import atomic_write_text
+from leakaudit.runs.atomic import atomic_write_text
 from leakaudit.findings import SEVERITIES, severity_rank
 from leakaudit.taxonomy import TAXONOMY_NAMES, TAXONOMY_URIS
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leakaudit.atomic import atomic_open
+from leakaudit.runs.atomic import atomic_open
 from leakaudit.findings import Finding, Record, RunContext, clean, to_record
 
 #: Output formats a command can write; jsonl is always written (it is the source of the others).

@@ -61,7 +61,7 @@ def owned_files(out: str | Path) -> set[str]:
 
 
 def _record_owned(out: Path, rels: Iterable[str]) -> None:
-    from leakaudit.atomic import atomic_write_text
+    from leakaudit.runs.atomic import atomic_write_text
 
     owned = owned_files(out) | set(rels)
     mkdir_private(out / META)

@@ -272,7 +272,7 @@ class ApiClient:
         if not base_url.startswith(("http://", "https://")):
             raise InputError(f"endpoint URL must start with http:// or https://, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
-        #: several servers of the same model (:class:`leakaudit.exec.endpoint_pool.EndpointPool`):
+        #: several servers of the same model (:class:`leakaudit.targets.pool.EndpointPool`):
         #: each attempt goes to one of them; requests stay keyed by ``base_url``
         self.pool = pool
         self._failed_on = threading.local()

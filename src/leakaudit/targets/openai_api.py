@@ -97,11 +97,11 @@ class EndpointSpec:
 
 
 def replica_pool(base_url: str, replicas: Sequence[str]):
-    """The :class:`~leakaudit.exec.endpoint_pool.EndpointPool` of ``base_url`` and ``replicas``
+    """The :class:`~leakaudit.targets.pool.EndpointPool` of ``base_url`` and ``replicas``
     (None without replicas); bad or repeated URLs are an :class:`InputError`."""
     if not replicas:
         return None
-    from leakaudit.exec.endpoint_pool import EndpointPool
+    from leakaudit.targets.pool import EndpointPool
 
     return EndpointPool([base_url, *replicas])
 

@@ -97,7 +97,7 @@ def save_classifier(model, spec: MLPSpec, path: str | Path, *, extra: dict | Non
     """Write ``model.safetensors`` and ``classifier.json`` into the directory ``path``."""
     from safetensors.torch import save_file
 
-    from leakaudit.atomic import atomic_write_text
+    from leakaudit.runs.atomic import atomic_write_text
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

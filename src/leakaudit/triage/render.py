@@ -104,7 +104,7 @@ code{background:#f4f4f4;padding:.1em .3em}.measured{color:#06c;font-weight:bold}
 def write_html(ranked: list[Assessment], path: str | Path) -> Path:
     import jinja2
 
-    from leakaudit.atomic import atomic_write_text
+    from leakaudit.runs.atomic import atomic_write_text
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return atomic_write_text(path, env.from_string(_TEMPLATE).render(ranked=ranked))

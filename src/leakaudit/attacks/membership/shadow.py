@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from leakaudit.atomic import atomic_write_text
+from leakaudit.runs.atomic import atomic_write_text
 from leakaudit.errors import InputError
 from leakaudit.progress import null_progress
 

@@ -207,7 +207,7 @@ def _run_attack(name, target, *, config, corpus, nonmembers, canaries, subjects,
             f"{summ['target_scores']} log-probs)")
         return pairs, summ
     if name == "memorization":
-        from leakaudit.workflow import memorization_records
+        from leakaudit.audits.memorization import memorization_records
 
         pairs, summ = memorization_records(
             {"target": target}, texts=[d["text"] for d in corpus], doc_ids=[d["id"] for d in corpus],
@@ -245,7 +245,7 @@ def _run_attack(name, target, *, config, corpus, nonmembers, canaries, subjects,
                                   for k, b in res.baseline.items()}
         return pairs, summ
     if name == "exposure":
-        from leakaudit.workflow import exposure_records
+        from leakaudit.audits.exposure import exposure_records
 
         pairs, by_rep = exposure_records(target, canaries, n_references=config.exposure_references,
                                          seed=config.seed, batch_size=16,

@@ -129,7 +129,7 @@ def run_battery(models: dict[str, Any], *, reference, train_texts: Sequence[str]
     that this module never imports the lab."""
     from leakaudit.attacks.extraction.pipeline import run_extraction
     from leakaudit.corpus.pii import find_pii
-    from leakaudit.workflow import memorization_records
+    from leakaudit.audits.memorization import memorization_records
 
     cfg = config
 
@@ -210,7 +210,7 @@ def run_battery(models: dict[str, Any], *, reference, train_texts: Sequence[str]
 
 
 def _exposure(m, canaries, cfg, progress) -> dict[str, Any]:
-    from leakaudit.workflow import exposure_records
+    from leakaudit.audits.exposure import exposure_records
 
     pairs, by_rep = exposure_records(m, canaries, n_references=cfg.exposure_references,
                                      seed=cfg.seed, batch_size=cfg.extraction.score_batch_size,
