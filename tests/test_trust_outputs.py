@@ -102,7 +102,7 @@ def test_every_output_of_the_commands_is_private(tiny_model_dir, corpus, tmp_pat
 def test_share_keeps_the_umask_modes(tmp_path):
     old = os.umask(0o022)
     try:
-        import leakaudit.commands.kit as ck
+        import leakaudit.commands._kit as ck
 
         saved, ck._START_UMASK = ck._START_UMASK, 0o022
         try:

@@ -9,14 +9,14 @@ import typer
 
 from leakaudit.errors import InputError, LeakauditError
 
-from leakaudit.commands.kit import OneLineErrorGroup  # noqa: E402
+from leakaudit.commands._kit import OneLineErrorGroup  # noqa: E402
 
 app = typer.Typer(cls=OneLineErrorGroup, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure how much a trained model leaks its training data.")
-from leakaudit.commands.kit import (  # noqa: E402,F401  (re-exported for tests)
+from leakaudit.commands._kit import (  # noqa: E402,F401  (re-exported for tests)
     _command, _fail, _log, _progress, _quiet_libraries, _terminate, console, out_console,
 )
-import leakaudit.commands.kit as _clikit  # noqa: E402
+import leakaudit.commands._kit as _clikit  # noqa: E402
 
 
 @app.callback()

@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.commands.kit import _fail, _log, _quiet_libraries, out_console
+from leakaudit.commands._kit import _fail, _log, _quiet_libraries, out_console
 
 defend_app = typer.Typer(no_args_is_help=True, help="Training-side defenses: dedup, scrub, dp-train.")
 

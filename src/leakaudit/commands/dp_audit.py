@@ -20,7 +20,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.commands.kit import _command, _fail, _log, _quiet_libraries, out_console
+from leakaudit.commands._kit import _command, _fail, _log, _quiet_libraries, out_console
 
 
 def _load_npz(path: Path):

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.commands.kit import _fail, _log, _progress, _quiet_libraries, out_console
+from leakaudit.commands._kit import _fail, _log, _progress, _quiet_libraries, out_console
 from leakaudit.errors import InputError, LeakauditError
 
 SpecArg = Annotated[str, typer.Argument(

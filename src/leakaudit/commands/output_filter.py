@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.commands.kit import _command, _fail, _log, _quiet_libraries, out_console
+from leakaudit.commands._kit import _command, _fail, _log, _quiet_libraries, out_console
 
 
 def run_output_filter(*, model, docs, canaries, n: int, fp_rate: float, config, out: Path,

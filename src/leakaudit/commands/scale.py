@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.commands.kit import _fail, _log, _quiet_libraries
+from leakaudit.commands._kit import _fail, _log, _quiet_libraries
 from leakaudit.errors import InputError, LeakauditError
 
 scale_app = typer.Typer(help="Sharded audits on one machine or a Ray cluster, and on-disk corpus indexes.",

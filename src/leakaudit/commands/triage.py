@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.commands.kit import _fail, out_console
+from leakaudit.commands._kit import _fail, out_console
 
 
 def triage(
