@@ -42,6 +42,7 @@ from leakaudit.targets.base import (
     Progress,
     SamplingConfig,
     TokenScores,
+    WrappedLM,
 )
 
 REFUSAL = "[output withheld: it reproduces training data]"
@@ -279,7 +280,7 @@ class _NoScores:
                               "(log-probs would bypass the filter)")
 
 
-class MemFreeLM(_NoScores, LanguageModel):
+class MemFreeLM(_NoScores, WrappedLM):
     """An in-process HF target whose decoding never completes a training n-gram (MemFree).
 
     ``inner`` must be a :class:`~leakaudit.targets.hf.HFCausalLM` (or anything whose
@@ -295,26 +296,12 @@ class MemFreeLM(_NoScores, LanguageModel):
         if "processors" not in inspect.signature(inner.generate_ids).parameters:
             raise CapabilityError(f"{inner.name} takes no logits processors (not an in-process "
                                   "HF model): filter its outputs with FilteredTextLM instead")
-        self.inner = inner
+        super().__init__(inner, name=name or f"{inner.name}+memfree{ngram_filter.n}")
         self.filter = ngram_filter
-        self.name = name or f"{inner.name}+memfree{ngram_filter.n}"
         self.capabilities = Capabilities(prompt_logprobs=False, vocab_stats=False, argmax=False,
                                          generation=True,
                                          seeded_generation=inner.capabilities.seeded_generation)
         self.stats_ = FilterStats()
-
-    def tokenize(self, texts):
-        return self.inner.tokenize(texts)
-
-    def token_offsets(self, text):
-        return self.inner.token_offsets(text)
-
-    def decode(self, ids):
-        return self.inner.decode(ids)
-
-    @property
-    def bos_id(self) -> int:
-        return self.inner.bos_id
 
     def fingerprint(self) -> str:
         return f"{self.inner.fingerprint()}+memfree(n={self.filter.n},fp={self.filter.fp_rate})"
@@ -406,7 +393,7 @@ class StreamFilter:
         return out
 
 
-class FilteredTextLM(_NoScores, LanguageModel):
+class FilteredTextLM(_NoScores, WrappedLM):
     """Any generating target with its outputs checked after the fact (API-style filtering):
     each continuation is cut before its first token that completes a training n-gram
     (``mode="cut"``) or replaced by :data:`REFUSAL` (``mode="refuse"``). ``meta["filter"]``
@@ -416,26 +403,13 @@ class FilteredTextLM(_NoScores, LanguageModel):
                  name: str | None = None):
         if mode not in ("cut", "refuse"):
             raise InputError(f"filter mode must be 'cut' or 'refuse', got {mode!r}")
-        self.inner, self.filter, self.mode = inner, ngram_filter, mode
-        self.name = name or f"{inner.name}+textfilter{ngram_filter.n}-{mode}"
+        super().__init__(inner, name=name or f"{inner.name}+textfilter{ngram_filter.n}-{mode}")
+        self.filter, self.mode = ngram_filter, mode
         self.capabilities = Capabilities(prompt_logprobs=False, vocab_stats=False, argmax=False,
                                          generation=True,
                                          seeded_generation=inner.capabilities.seeded_generation)
         self.n_outputs_ = 0
         self.n_blocked_ = 0
-
-    def tokenize(self, texts):
-        return self.inner.tokenize(texts)
-
-    def token_offsets(self, text):
-        return self.inner.token_offsets(text)
-
-    def decode(self, ids):
-        return self.inner.decode(ids)
-
-    @property
-    def bos_id(self) -> int:
-        return self.inner.bos_id
 
     def fingerprint(self) -> str:
         return f"{self.inner.fingerprint()}+textfilter(n={self.filter.n},{self.mode})"

@@ -43,10 +43,10 @@ from leakaudit.errors import InputError
 from leakaudit.targets.base import (
     Capabilities,
     Generation,
-    LanguageModel,
     Progress,
     SamplingConfig,
     TokenScores,
+    WrappedLM,
 )
 from leakaudit.training.lm import LMSpec, document_blocks, pad_batch, sequence_logprobs
 
@@ -287,7 +287,7 @@ def load_sisa(rest: str, *, name: str | None = None, device: str = "cpu", dtype:
     return EnsembleLM.load(rest, name=name, device=device, dtype=dtype)
 
 
-class EnsembleLM(LanguageModel):
+class EnsembleLM(WrappedLM):
     """SISA aggregation: the mean of the members' next-token distributions,
     p(x_t | x_<t) = (1/S) Σ_s p_s(x_t | x_<t). Members share a tokenizer. Scores are exact under
     that mixture; generation is greedy or temperature/top-k sampling from it (no KV cache:
@@ -296,8 +296,8 @@ class EnsembleLM(LanguageModel):
     def __init__(self, members: Sequence, *, name: str):
         if not members:
             raise InputError("an ensemble needs at least one member")
+        super().__init__(members[0], name=name)  # the members' shared tokenizer and convention
         self.members = list(members)
-        self.name = name
         self.tokenizer = self.members[0].tokenizer
         self.capabilities = Capabilities(prompt_logprobs=True, vocab_stats=True, argmax=True,
                                          generation=True, seeded_generation=True)
@@ -320,23 +320,6 @@ class EnsembleLM(LanguageModel):
         ens = cls(members, name=name or d.name)
         ens.source = str(sisa_dir)
         return ens
-
-    @property
-    def bos_id(self) -> int:
-        return self.members[0].bos_id
-
-    @property
-    def start_ids(self) -> list[int]:  # the members' token convention (targets/base.py)
-        return self.members[0].start_ids
-
-    def tokenize(self, texts):
-        return self.members[0].tokenize(texts)
-
-    def token_offsets(self, text):
-        return self.members[0].token_offsets(text)
-
-    def decode(self, ids):
-        return self.members[0].decode(ids)
 
     def fingerprint(self) -> str:
         return "ensemble(" + ",".join(m.fingerprint() for m in self.members) + ")"

@@ -285,26 +285,18 @@ class LanguageModel(ABC):
         raise NotImplementedError(f"{type(self).__name__} must hash its content")
 
 
-class RestrictedLM(LanguageModel):
-    """A target with some capabilities taken away (an API-only view of a local model, and the
-    contract tests' way to check that audits skip what a target cannot serve). Every call that
-    would need a removed capability raises :class:`CapabilityError`; nothing is faked."""
+class WrappedLM(LanguageModel):
+    """The one base of every target built around another (``inner``): restricted views, output
+    filters (MemFree, text filters), the SISA ensemble. Tokenization, the token convention and
+    the fingerprint are the inner model's, so a wrapper scores and samples the same tokens; a
+    subclass overrides only what it changes (capabilities, scoring, generation) and says in its
+    fingerprint what it adds."""
 
-    def __init__(self, inner: LanguageModel, *, without: Sequence[str]):
-        from dataclasses import replace
+    inner: LanguageModel
 
-        caps = inner.capabilities
-        caps.missing(*without)  # validates the names
+    def __init__(self, inner: LanguageModel, *, name: str | None = None):
         self.inner = inner
-        self.name = inner.name
-        self.removed = tuple(without)
-        self.capabilities = replace(caps, **{n: (0 if n == "top_logprobs" else False)
-                                             for n in without})
-        self.max_length = getattr(inner, "max_length", None)
-
-    def _refuse(self, what: str, cap: str) -> None:
-        if not getattr(self.capabilities, cap):
-            raise CapabilityError(f"{what} needs {cap}, which this target does not provide")
+        self.name = name or inner.name
 
     def tokenize(self, texts):
         return self.inner.tokenize(texts)
@@ -331,6 +323,27 @@ class RestrictedLM(LanguageModel):
 
     def fingerprint(self):
         return self.inner.fingerprint()
+
+
+class RestrictedLM(WrappedLM):
+    """A target with some capabilities taken away (an API-only view of a local model, and the
+    contract tests' way to check that audits skip what a target cannot serve). Every call that
+    would need a removed capability raises :class:`CapabilityError`; nothing is faked."""
+
+    def __init__(self, inner: LanguageModel, *, without: Sequence[str]):
+        from dataclasses import replace
+
+        caps = inner.capabilities
+        caps.missing(*without)  # validates the names
+        super().__init__(inner)
+        self.max_length = getattr(inner, "max_length", None)
+        self.removed = tuple(without)
+        self.capabilities = replace(caps, **{n: (0 if n == "top_logprobs" else False)
+                                             for n in without})
+
+    def _refuse(self, what: str, cap: str) -> None:
+        if not getattr(self.capabilities, cap):
+            raise CapabilityError(f"{what} needs {cap}, which this target does not provide")
 
     def score_ids(self, ids, *, batch_size=16, vocab_stats=False, sampling=None, last=None,
                   progress=None):
