@@ -25,3 +25,25 @@ class InputError(LeakauditError):
 
 class CapabilityError(LeakauditError):
     """The target model lacks a capability an attack needs (e.g. prompt log-probs, gradients)."""
+
+
+def read_json_object(path, *, missing: str = "no such file", missing_at=None) -> dict:
+    """The JSON object in the file ``path``, or an :class:`InputError` naming the file (and the
+    line of a syntax error): ``missing`` when there is no such file (reported at ``missing_at``,
+    e.g. the folder that should hold it), "invalid JSON", "not UTF-8 text", or "must hold a JSON
+    object"."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(missing, path=str(missing_at if missing_at is not None else p))
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON: {e.msg}", path=str(p), line=e.lineno) from None
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", path=str(p)) from None
+    if not isinstance(data, dict):
+        raise InputError(f"{p.name} must hold a JSON object", path=str(p))
+    return data

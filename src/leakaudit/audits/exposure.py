@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from leakaudit.audits.base import AuditEnv, AuditResult, base_run_record
-from leakaudit.errors import InputError
+from leakaudit.errors import InputError, read_json_object
 from leakaudit.progress import null_progress
 
 
@@ -31,15 +30,8 @@ class ExposureTargets:
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise InputError("no such file", path=str(path))
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON: {e.msg}", path=str(path), line=e.lineno) from None
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", path=str(path)) from None
-    canaries = data.get("canaries") if isinstance(data, dict) else None
+    data = read_json_object(path)
+    canaries = data.get("canaries")
     if not canaries or not isinstance(canaries, list):
         raise InputError("the manifest has no canaries", path=str(path))
     from leakaudit.attacks.canaries.spaces import space_of

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from leakaudit.errors import InputError
+from leakaudit.errors import InputError, read_json_object
 
 __all__ = ["CorpusIndex", "Match", "WindowResult"]
 
@@ -167,13 +167,9 @@ class CorpusIndex:
         """Load an index written by :meth:`save` (no pickle: ``allow_pickle=False``)."""
         d = Path(directory)
         meta_path = d / "index.json"
-        if not meta_path.is_file():
-            raise InputError("not a corpus index (index.json is missing)", path=str(d))
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"unreadable index metadata ({e})", path=str(meta_path)) from None
-        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        meta = read_json_object(meta_path, missing="not a corpus index (index.json is missing)",
+                                missing_at=d)
+        if meta.get("format") != _FORMAT:
             raise InputError("not a corpus index (unknown format)", path=str(meta_path))
         if meta.get("version") != _VERSION:
             raise InputError(f"unsupported index version {meta.get('version')!r} "

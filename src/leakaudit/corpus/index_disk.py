@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from leakaudit.corpus.index import Match, WindowResult, _char_starts, _encode, _lcp
-from leakaudit.errors import InputError
+from leakaudit.errors import InputError, read_json_object
 
 __all__ = ["DiskCorpusIndex", "build_index", "INDEX_BACKENDS", "AUTO_DISK_BYTES"]
 
@@ -448,13 +448,9 @@ class DiskCorpusIndex:
     def __init__(self, directory: str | Path):
         d = Path(directory)
         meta_path = d / "index.json"
-        if not meta_path.is_file():
-            raise InputError("not an on-disk corpus index (index.json is missing)", path=str(d))
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"unreadable index metadata ({e})", path=str(meta_path)) from None
-        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        meta = read_json_object(meta_path, missing="not an on-disk corpus index (index.json is "
+                                "missing)", missing_at=d)
+        if meta.get("format") != _FORMAT:
             raise InputError("not an on-disk corpus index (unknown format)", path=str(meta_path))
         if meta.get("version") != _VERSION:
             raise InputError(f"unsupported index version {meta.get('version')!r} "

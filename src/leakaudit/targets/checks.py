@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from leakaudit.errors import InputError
+from leakaudit.errors import InputError, read_json_object
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
@@ -68,17 +68,8 @@ def check_weights_folder(folder: str | Path, *, weights: str = "*.safetensors",
 def check_hf_model_dir(folder: str | Path) -> None:
     """A local Hugging Face model folder: a readable config.json and valid safetensors weights."""
     folder = Path(folder)
-    cfg = folder / "config.json"
-    if not cfg.is_file():
-        raise InputError("no config.json: not a Hugging Face model folder", path=str(folder))
-    try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON: {e.msg}", path=str(cfg), line=e.lineno) from None
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text", path=str(cfg)) from None
-    if not isinstance(data, dict):
-        raise InputError("config.json must hold a JSON object", path=str(cfg))
+    read_json_object(folder / "config.json", missing="no config.json: not a Hugging Face model "
+                     "folder", missing_at=folder)
     check_weights_folder(folder)
 
 
