@@ -102,6 +102,27 @@ class WindowResult:
     first_window: tuple[int, int] | None
 
 
+
+def token_runs(n_tok, cs, ce, bs, be, ms, window) -> tuple[int, tuple[int, int] | None]:
+    """The longest run of consecutive tokens found in the corpus, and the character span of the
+    first run of ``window`` tokens (None if none), from each token's character span (``cs``,
+    ``ce``), its byte bounds (``bs``, ``be``) and the matching statistic ``ms`` at ``bs``:
+    tokens j..k match iff ``be[k] <= bs[j] + ms[j]`` (one linear sweep)."""
+    reach = (bs + ms).tolist()
+    be_l = be.tolist()
+    longest, first = 0, None
+    k = -1  # last token of the current maximal run starting at j
+    for j in range(n_tok):
+        k = max(k, j - 1)
+        while k + 1 < n_tok and be_l[k + 1] <= reach[j]:
+            k += 1
+        run = k - j + 1
+        if run > longest:
+            longest = run
+        if first is None and run >= window:
+            first = (int(cs[j]), int(ce[j + window - 1]))
+    return longest, first
+
 class CorpusIndex:
     """Suffix-array index over a list of documents; see the module docstring.
 
@@ -381,19 +402,7 @@ class CorpusIndex:
         bs, be = bounds[cs], bounds[ce]
         uniq, inv = np.unique(bs, return_inverse=True)
         ms = self.matching_statistics(text, uniq)[inv.reshape(-1)]
-        reach = (bs + ms).tolist()  # tokens j..k match iff be[k] <= reach[j]
-        be_l = be.tolist()
-        longest, first = 0, None
-        k = -1  # last token of the current maximal run starting at j
-        for j in range(n_tok):
-            k = max(k, j - 1)
-            while k + 1 < n_tok and be_l[k + 1] <= reach[j]:
-                k += 1
-            run = k - j + 1
-            if run > longest:
-                longest = run
-            if first is None and run >= window:
-                first = (int(cs[j]), int(ce[j + window - 1]))
+        longest, first = token_runs(n_tok, cs, ce, bs, be, ms, window)
         if n_tok >= window:
             return WindowResult(n_tok, longest, first is not None, first)
         whole = len(q) > 0 and len(self._sa_view) > 0 and int(self._ms_at(q, 0)) == len(q)

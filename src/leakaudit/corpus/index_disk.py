@@ -52,7 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
-from leakaudit.corpus.index import Match, WindowResult, _char_starts, _encode, _lcp
+from leakaudit.corpus.index import (Match, WindowResult, _char_starts, _encode, _lcp,
+                                    token_runs)
 from leakaudit.errors import InputError, read_json_object
 
 __all__ = ["DiskCorpusIndex", "build_index", "INDEX_BACKENDS", "AUTO_DISK_BYTES"]
@@ -865,19 +866,7 @@ class DiskCorpusIndex:
 
 
 def _sweep(n_tok, q, cs, ce, bs, be, ms, window, ms_whole, nonempty) -> WindowResult:
-    reach = (bs + ms).tolist()
-    be_l = be.tolist()
-    longest, first = 0, None
-    k = -1
-    for j in range(n_tok):
-        k = max(k, j - 1)
-        while k + 1 < n_tok and be_l[k + 1] <= reach[j]:
-            k += 1
-        run = k - j + 1
-        if run > longest:
-            longest = run
-        if first is None and run >= window:
-            first = (int(cs[j]), int(ce[j + window - 1]))
+    longest, first = token_runs(n_tok, cs, ce, bs, be, ms, window)
     if n_tok >= window:
         return WindowResult(n_tok, longest, first is not None, first)
     whole = len(q) > 0 and nonempty and ms_whole == len(q)
