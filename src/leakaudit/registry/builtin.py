@@ -226,6 +226,18 @@ AUDITS = [
            "https://arxiv.org/abs/2305.08846"),
 ]
 
+DP_AUDITORS = [
+    _row("one-run", "leakaudit.attacks.dp_audit.auditors:OneRunAuditor",
+         "m canaries, each included with probability 1/2, one training (Steinke, Nasr & "
+         "Jagielski 2023)", threat_model="the auditor inserts canaries into the training data",
+         reference="https://arxiv.org/abs/2305.08846", models="1"),
+    _row("multi-run", "leakaudit.attacks.dp_audit.auditors:MultiRunAuditor",
+         "one canary, n trainings with it and n without; Clopper-Pearson bounds on the "
+         "threshold test (Jagielski et al. 2020; Nasr et al. 2021)",
+         threat_model="the auditor inserts a canary and trains the pipeline 2n times",
+         reference="https://arxiv.org/abs/2101.04535", models="2n"),
+]
+
 #: Every builtin entry, by kind.
 BUILTIN = {"backends": BACKENDS, "attacks": ATTACKS, "defenses": DEFENSES, "formats": FORMATS,
-           "audits": AUDITS, "dp-auditors": []}
+           "audits": AUDITS, "dp-auditors": DP_AUDITORS}
