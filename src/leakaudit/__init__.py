@@ -1,8 +1,28 @@
 """leakaudit: measure how much a trained model leaks its training data.
 
-Layers (each imports only layers to its left):
-targets -> signals -> attacks -> metrics -> report; corpus, training, defenses, lab beside them.
-See DESIGN.md in the project's shared notes.
+The Python API (:mod:`leakaudit.api`) is available from the package itself, imported on first
+use so that ``import leakaudit`` stays cheap::
+
+    import leakaudit as la
+    r = la.membership("models/target", members="members.jsonl", nonmembers="heldout.jsonl")
+    r.to_frame()
+
+The layers and what each owns are described in the project's DESIGN notes and in the docs.
 """
 
 __version__ = "0.1.0"
+
+_API = ("AuditReport", "extract", "memorization", "exposure", "membership",
+        "membership_classifier", "membership_scores", "invert", "request_defaults")
+
+
+def __getattr__(name):
+    if name in _API:
+        from leakaudit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'leakaudit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_API])

@@ -62,11 +62,11 @@ def execute(out: Path, *, produces: Iterable[str], inputs: Iterable[Any], prepar
     ``run(prepared, env)`` runs inside a staged output whose files are merged into ``out`` only
     when everything succeeded.
     """
-    from leakaudit.report.writer import FORMAT_FILES, write_report
+    from leakaudit.report.writer import format_files, write_report
     from leakaudit.runs.staged import check_output_location, staged_output
 
     formats = tuple(formats)
-    produces = tuple(produces) + tuple(FORMAT_FILES[f] for f in formats if f in ("sarif", "junit"))
+    produces = tuple(produces) + format_files(formats)
     inputs = [i for i in inputs if i is not None]
     check_output_location(out, produces=produces, inputs=inputs)
     prepared = prepare()

@@ -12,7 +12,8 @@ It is called on the auditor's dataset with canaries added; everything else (nois
 sampling, accounting) is the pipeline's own — which is the point: the audit checks the
 implementation, not the maths. On the command line the hook is ``--train module:function``.
 
-Two audit designs (statistics in :mod:`leakaudit.metrics.dp_audit`):
+Two audit designs, the auditors of :mod:`leakaudit.attacks.dp_audit.auditors` created by name
+(``create_auditor``; statistics in :mod:`leakaudit.metrics.dp_audit`):
 
 - ``one-run`` (Steinke, Nasr & Jagielski 2023): m canaries, each added with probability ½, one
   training; ε̂ from the number of right guesses on the most/least confident canaries.
@@ -40,18 +41,17 @@ from typing import Any
 
 import numpy as np
 
+from leakaudit import registry
+from leakaudit.attacks.dp_audit.auditors import DPAuditor, create_auditor
 from leakaudit.attacks.dp_audit.canaries import (
     CANARY_KINDS,
     ClassifierCanaries,
     clipbkd_canaries,
-    coin_flips,
     crafted_canaries,
     mislabelled_canaries,
 )
 from leakaudit.errors import InputError
-from leakaudit.metrics.dp_audit import NOT_A_PROOF, multi_run_audit, one_run_audit
-
-MODES = ("one-run", "multi-run")
+from leakaudit.metrics.dp_audit import NOT_A_PROOF
 #: bump when what a stored model means changes (its key then changes and nothing stale is reused)
 STORE_VERSION = 1
 
@@ -64,7 +64,7 @@ STORE_VERSION = 1
 class DPAuditConfig:
     """The run budget and the statistics, all explicit.
 
-    ``mode``: "one-run" or "multi-run". ``n_canaries``: m, the canaries of a one-run audit.
+    ``mode``: the registered DP auditor, "one-run" or "multi-run". ``n_canaries``: m, the canaries of a one-run audit.
     ``n_models``: trainings *per side* of a multi-run audit (2·n_models in all). ``confidence``:
     1 − β (one-run) or 1 − α (multi-run). ``delta``: the δ at which ε is bounded; None takes the
     pipeline's claimed δ. ``canary_kind``: "crafted" or "mislabelled". ``select_fraction``: the
@@ -82,8 +82,9 @@ class DPAuditConfig:
     select_fraction: float = 0.5
 
     def validate(self) -> None:
-        if self.mode not in MODES:
-            raise InputError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        modes = registry.names("dp-auditors")
+        if self.mode not in modes:
+            raise InputError(f"mode must be one of {', '.join(modes)}; got {self.mode!r}")
         if self.canary_kind not in CANARY_KINDS:
             raise InputError(f"canary kind must be one of {', '.join(CANARY_KINDS)}; got {self.canary_kind!r}")
         if not 0 < self.confidence < 1:
@@ -98,7 +99,13 @@ class DPAuditConfig:
             raise InputError(f"select_fraction must be in (0, 1); got {self.select_fraction}")
 
     def models_to_train(self) -> int:
-        return 1 if self.mode == "one-run" else 2 * self.n_models
+        return len(make_auditor(self).trainings())
+
+
+def make_auditor(config: DPAuditConfig) -> DPAuditor:
+    """The auditor ``config.mode`` names, built from the config fields it declares."""
+    fields = registry.load("dp-auditors", config.mode).config_fields
+    return create_auditor(config.mode, **{f: getattr(config, f) for f in fields})
 
 
 @dataclass
@@ -370,43 +377,26 @@ def audit_dp_classifier(train_fn: Callable, data: ClassifierData, config: DPAudi
     t0 = time.time()
     store = ModelStore(store_dir)
     stats = {"trained": 0, "reused": 0}
-    beta = 1 - config.confidence
-    if config.mode == "one-run":
-        canaries = make_canaries(data, config.n_canaries, kind=config.canary_kind, seed=config.seed)
-        flips = coin_flips(len(canaries), seed=config.seed + 1)
-        scores, info = _train_and_score(train_fn, data, canaries, flips, seed=config.seed, store=store,
-                                        stats=stats)
+    auditor = make_auditor(config)
+    canaries = make_canaries(data, auditor.n_canaries, kind=config.canary_kind, seed=config.seed)
+    plan = auditor.trainings()
+    infos = []
+    for j, t in enumerate(plan):
+        scores, info = _train_and_score(train_fn, data, canaries, t.include, seed=t.seed,
+                                        store=store, stats=stats)
+        auditor.observe(scores, t.include)
+        infos.append(info)
         if progress:
-            progress(1, 1)
-        claimed, delta = _claim(info, config)
-        res = one_run_audit(scores, flips, delta=delta, beta=beta, seed=config.seed)
-        detail = res.to_dict()
-        n_canaries = len(canaries)
-    else:
-        canary = make_canaries(data, 1, kind=config.canary_kind, seed=config.seed)
-        scores_in, scores_out, infos = [], [], []
-        total = 2 * config.n_models
-        for j in range(total):
-            inside = j % 2 == 0
-            s, info = _train_and_score(train_fn, data, canary, np.array([int(inside)]),
-                                       seed=config.seed * 1_000_003 + j, store=store, stats=stats)
-            (scores_in if inside else scores_out).append(float(s[0]))
-            infos.append(info)
-            if progress:
-                progress(j + 1, total)
-        info = infos[0]
-        claimed, delta = _claim(info, config)
-        res = multi_run_audit(scores_in, scores_out, alpha=beta, delta=delta, seed=config.seed,
-                              select_fraction=config.select_fraction)
-        detail = res.to_dict()
-        n_canaries = 1
+            progress(j + 1, len(plan))
+    info = infos[0]
+    claimed, delta = _claim(info, config)
+    res = auditor.result(delta=delta)
     return DPAuditResult(world="classifier", mode=config.mode, trainer=trainer_id(train_fn),
                          claimed_epsilon=claimed, delta=delta, confidence=config.confidence,
                          epsilon_lb=float(res.epsilon), max_certifiable=float(res.max_certifiable),
-                         detail=detail, models_trained=stats["trained"], models_reused=stats["reused"],
-                         wall_s=round(time.time() - t0, 2), canary_kind=config.canary_kind,
-                         n_canaries=n_canaries, training=info)
-
+                         detail=res.to_dict(), models_trained=stats["trained"],
+                         models_reused=stats["reused"], wall_s=round(time.time() - t0, 2),
+                         canary_kind=config.canary_kind, n_canaries=len(canaries), training=info)
 
 
 # --------------------------------------------------------------------------------------------
@@ -433,8 +423,9 @@ def audit_dp_lm_one_run(train_fn: Callable, base_texts: list[str], config: DPAud
     t0 = time.time()
     store = ModelStore(store_dir)
     stats = {"trained": 0, "reused": 0}
-    canaries = secret_canaries(config.n_canaries, seed=config.seed, length=secret_length)
-    flips = coin_flips(len(canaries), seed=config.seed + 1)
+    auditor = make_auditor(config)
+    canaries = secret_canaries(auditor.n_canaries, seed=config.seed, length=secret_length)
+    flips = auditor.trainings()[0].include
     key = store.key({"world": "lm", "trainer": trainer_id(train_fn),
                      "data": hashlib.sha256("\n".join(base_texts).encode()).hexdigest()[:16],
                      "canaries": canaries.fingerprint(), "include": _hash_arrays(flips.astype(np.int8)),
@@ -463,7 +454,8 @@ def audit_dp_lm_one_run(train_fn: Callable, base_texts: list[str], config: DPAud
                          "n_canaries_included": int(flips.sum()), "scores": scores.tolist(),
                          "secret_logprobs": raw.tolist(), "info": info, "train_s": round(train_s, 3)})
     claimed, delta = _claim(info, config)
-    res = one_run_audit(scores, flips, delta=delta, beta=1 - config.confidence, seed=config.seed)
+    auditor.observe(scores, flips)
+    res = auditor.result(delta=delta)
     return DPAuditResult(world="lm", mode="one-run", trainer=trainer_id(train_fn), claimed_epsilon=claimed,
                          delta=delta, confidence=config.confidence, epsilon_lb=float(res.epsilon),
                          max_certifiable=float(res.max_certifiable), detail=res.to_dict(),

@@ -19,6 +19,8 @@ class MembershipRequest:
     nonmembers: Path | None = None
     references: tuple[str, ...] = ()
     k: float = 0.2
+    #: LLM membership attacks by registry name (``leakaudit list attacks``); empty: the defaults
+    attacks: tuple[str, ...] = ()
     scores: Path | None = None
     classifier: Path | None = None
     data: Path | None = None
@@ -72,6 +74,11 @@ def prepare(req: MembershipRequest) -> Prepared:
 
     if req.members is None or req.nonmembers is None:
         raise LeakauditError("--model needs --members FILE and --nonmembers FILE")
+    from leakaudit.attacks.membership.audit_llm import check_llm_attack_names
+
+    check_llm_attack_names(req.attacks)
+    if "reference" in req.attacks and not req.references:
+        raise InputError("the reference attack needs --reference MODEL")
     mdocs = load_corpus(req.members, text_field=req.text_field)
     ndocs = load_corpus(req.nonmembers, text_field=req.text_field)
     target = load_target(req.model, name="target", device=req.device, allow_download=req.allow_download)
@@ -85,7 +92,7 @@ def run(p: Prepared, req: MembershipRequest, env: AuditEnv) -> AuditResult:
 
 
 def _run_llm(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict) -> AuditResult:
-    from leakaudit.attacks.membership.audit_llm import audit_llm_membership
+    from leakaudit.attacks.membership.audit_llm import audit_llm_membership, select_llm_attacks
     from leakaudit.attacks.membership.evaluate import summarize
     from leakaudit.targets import describe_target
 
@@ -93,6 +100,8 @@ def _run_llm(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict) -> Au
     rr["models"] = {"target": {"path": req.model, **describe_target(target, req.model)},
                     **{n: {"path": str(v.source), **describe_target(v)} for n, v in refs.items()}}
     rr["config"].update({"k": req.k, "members": str(req.members), "nonmembers": str(req.nonmembers)})
+    if req.attacks:
+        rr["config"]["attacks"] = list(req.attacks)
     executor = None
     if req.cluster:
         from leakaudit.exec import get_executor
@@ -102,6 +111,7 @@ def _run_llm(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict) -> Au
     try:
         audit = audit_llm_membership(
             target, refs, [d.text for d in mdocs], [d.text for d in ndocs], k=req.k,
+            attacks=select_llm_attacks(req.attacks, list(refs), k=req.k),
             member_ids=[d.id for d in mdocs], nonmember_ids=[d.id for d in ndocs],
             batch_size=req.batch_size, show_pii=req.show_pii, progress=env.progress, log=env.log,
             cache_dir=env.store().cache_dir, executor=executor,

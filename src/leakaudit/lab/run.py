@@ -181,9 +181,9 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
         raise ValueError("the lab needs n_reference >= 1 documents to train its reference model")
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t_start = time.perf_counter()
-    from leakaudit.report.writer import FORMAT_FILES
+    from leakaudit.report.writer import format_files
 
-    extra = tuple(FORMAT_FILES[f] for f in formats if f in ("sarif", "junit"))
+    extra = format_files(formats)
     with staged_output(out_dir, produces=LAB_OUTPUTS + extra, log=log) as stage:
         store = RunStore.for_output(out_dir, log=log)
         cache = Path(cache_dir) if cache_dir is not None else store.cache_dir

@@ -780,8 +780,9 @@ def _environment():
                               undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-def render_html(report_dir: str | Path) -> Path:
+def render_html(report_dir: str | Path, verdicts=None) -> Path:
     """Write ``report_dir/report.html`` from ``report_dir/report.jsonl`` and return its path.
+    (``verdicts``, the ``--fail-on`` results every renderer is given, are not shown here.)
 
     The file is written to a temporary name in the same folder and moved into place, so a reader
     never sees a half-written page.

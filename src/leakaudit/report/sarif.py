@@ -187,8 +187,9 @@ def sarif_log(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     }
 
 
-def write_sarif(report_dir: str | Path) -> Path:
-    """Write ``report.sarif`` next to ``report.jsonl`` and return its path."""
+def write_sarif(report_dir: str | Path, verdicts=None) -> Path:
+    """Write ``report.sarif`` next to ``report.jsonl`` and return its path (``verdicts``, the
+    ``--fail-on`` results every renderer is given, are not part of SARIF)."""
     from leakaudit.report.reader import load_report
 
     report_dir = Path(report_dir)

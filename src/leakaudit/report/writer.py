@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leakaudit import registry
 from leakaudit.runs.atomic import atomic_open
 from leakaudit.findings import Finding, Record, RunContext, clean, to_record
 
-#: Output formats a command can write; jsonl is always written (it is the source of the others).
-FORMATS = ("jsonl", "html", "sarif", "junit")
+#: Output formats are the ``formats`` entries of :mod:`leakaudit.registry` (jsonl, html, sarif,
+#: junit, and any a plugin adds); jsonl is always written (it is the source of the others). A
+#: renderer is ``render(report_dir, verdicts) -> Path`` and writes the file its entry produces.
 DEFAULT_FORMATS = ("jsonl", "html")
-FORMAT_FILES = {"jsonl": "report.jsonl", "html": "report.html", "sarif": "report.sarif",
-                "junit": "junit.xml"}
 
 
 def parse_formats(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -33,14 +33,22 @@ def parse_formats(value: str | Iterable[str] | None) -> tuple[str, ...]:
         return DEFAULT_FORMATS
     items = value.split(",") if isinstance(value, str) else list(value)
     out = ["jsonl"]
+    known = registry.names("formats")
     for f in (i.strip().lower() for i in items):
         if not f:
             continue
-        if f not in FORMATS:
-            raise InputError(f"unknown --format {f!r}; choose from {', '.join(FORMATS)}")
+        if f not in known:
+            raise InputError(f"unknown --format {f!r}; choose from {', '.join(known)}")
         if f not in out:
             out.append(f)
     return tuple(out)
+
+
+def format_files(formats: Iterable[str]) -> tuple[str, ...]:
+    """The files ``formats`` write beyond ``report.jsonl`` and ``report.html`` (which every
+    command declares already), e.g. ``("report.sarif",)``."""
+    return tuple(registry.entry("formats", f).produces for f in formats
+                 if f not in DEFAULT_FORMATS)
 
 
 class FindingsWriter:
@@ -144,16 +152,6 @@ def render(out: str | Path, formats: Iterable[str], fail_on: list[str] | None = 
 
         verdicts = check(load_report(out), fail_on)
     for f in formats:
-        if f == "html":
-            from leakaudit.report.html import render_html
-
-            files["html"] = render_html(out)
-        elif f == "sarif":
-            from leakaudit.report.sarif import write_sarif
-
-            files["sarif"] = write_sarif(out)
-        elif f == "junit":
-            from leakaudit.report.junit import write_junit
-
-            files["junit"] = write_junit(out, verdicts)
+        if f != "jsonl":  # written above, the source of every rendering
+            files[f] = registry.load("formats", f)(out, verdicts)
     return Written(files, verdicts)

@@ -11,10 +11,11 @@ A spec is ``scheme:rest`` or a bare path / hub name::
                            an OpenAI-compatible server (``pip install 'leakaudit[api]'``); the
                            capabilities are probed; ``openai-chat:URL`` for chat endpoints
 
-Backends live in a registry of lazily imported loaders (``"package.module:function"``), so a
-backend's heavy dependencies load only when it is chosen; :func:`register_backend` adds one
-(e.g. ``openai-completions:`` and ``openai-chat:`` for OpenAI-compatible servers). An unknown
-scheme answers with the closest known ones.
+Backends are the ``backends`` entries of :mod:`leakaudit.registry` whose ``scheme`` flag is set:
+lazily imported loaders (``"package.module:function"``), so a backend's heavy dependencies load
+only when it is chosen. The builtin ones are rows of :mod:`leakaudit.registry.builtin`; another
+package adds one through a ``leakaudit.plugins`` entry point (or :func:`register_backend`). An
+unknown scheme answers with the closest known ones.
 
 **Offline by default.** Something that looks like a local path (it exists, starts with ``.``,
 ``/`` or ``~``, or has more than one ``/``) is never sent to the hub: a typo answers at once,
@@ -25,54 +26,31 @@ local cache only, unless ``allow_download=True``.
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from leakaudit.errors import InputError, LeakauditError
+from leakaudit import registry
+from leakaudit.errors import InputError
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+._-]*):(.*)$", re.S)
 
 
-@dataclass(frozen=True)
-class Backend:
-    scheme: str
-    loader: str | Callable[..., Any]  #: "module:function" (imported on first use) or a callable
-    help: str
-    extra: str | None = None  #: the pip extra that provides its dependencies
-    needs: tuple[str, ...] = ()  #: importable modules it needs (checked before loading)
-
-
-_BACKENDS: dict[str, Backend] = {}
-
-
 def register_backend(scheme: str, loader: str | Callable[..., Any], *, help: str,
                      extra: str | None = None, needs: tuple[str, ...] = ()) -> None:
-    """Register a target backend. ``loader(rest, *, name, device, dtype, allow_download)``
-    returns the target; ``rest`` is the spec after ``scheme:``."""
-    _BACKENDS[scheme] = Backend(scheme, loader, help, extra, tuple(needs))
+    """Register a target backend reached by ``load_target("SCHEME:...")`` (a ``backends`` entry
+    of :mod:`leakaudit.registry`). ``loader(rest, *, name, device, dtype, allow_download)``
+    returns the target; ``rest`` is the spec after ``scheme:``. ``needs``: importable modules,
+    provided by the pip ``extra``."""
+    registry.register("backends", scheme, loader, summary=help, extra=extra, requires=needs,
+                      scheme=True, replace=True)
 
 
-def backends() -> dict[str, Backend]:
-    return dict(_BACKENDS)
-
-
-register_backend("hf", "leakaudit.targets.hf:load_hf",
-                 help="a transformers model directory, or a hub name (cache; --allow-download)")
-register_backend("gguf", "leakaudit.targets.hf:load_gguf", help="a GGUF file", extra="gguf",
-                 needs=("gguf",))
-register_backend("sisa", "leakaudit.defenses.unlearning:load_sisa",
-                 help="a SISA ensemble folder written by leakaudit unlearn (sisa.json, shard-K/)")
-register_backend("openai-completions", "leakaudit.targets.openai_api:load_openai_completions",
-                 help="an OpenAI-compatible /v1/completions endpoint: URL[#model=..&tokenizer=.."
-                      "&api_key_env=VAR]", extra="api", needs=("httpx", "tenacity"))
-register_backend("openai-chat", "leakaudit.targets.openai_api:load_openai_chat",
-                 help="an OpenAI-compatible /v1/chat/completions endpoint (text-level attacks)",
-                 extra="api", needs=("httpx", "tenacity"))
+def backends() -> dict[str, registry.Entry]:
+    """The backends ``load_target`` reaches, by scheme."""
+    return {e.name: e for e in registry.entries("backends", scheme=True)}
 
 
 from leakaudit.targets.base import looks_local  # noqa: E402,F401  (re-exported)
@@ -84,11 +62,12 @@ def parse_spec(spec: str | os.PathLike) -> tuple[str, str]:
     m = _SCHEME.match(s)
     if m and not os.path.exists(os.path.expanduser(s)) and len(m.group(1)) > 1:
         scheme, rest = m.group(1).lower(), m.group(2)
-        if scheme not in _BACKENDS:
-            close = difflib.get_close_matches(scheme, list(_BACKENDS), n=3, cutoff=0.5)
+        known = list(backends())
+        if scheme not in known:
+            close = difflib.get_close_matches(scheme, known, n=3, cutoff=0.5)
             hint = f" Did you mean: {', '.join(c + ':' for c in close)}?" if close else ""
             raise InputError(f"unknown target scheme {scheme + ':'!r}.{hint} "
-                             f"Known: {', '.join(k + ':' for k in sorted(_BACKENDS))}", path=s)
+                             f"Known: {', '.join(k + ':' for k in sorted(known))}", path=s)
         return scheme, rest
     if s.lower().endswith(".gguf"):
         return "gguf", s
@@ -96,23 +75,6 @@ def parse_spec(spec: str | os.PathLike) -> tuple[str, str]:
     if p.is_dir() and (p / "sisa.json").is_file() and not (p / "config.json").is_file():
         return "sisa", s
     return "hf", s
-
-
-def _import_loader(b: Backend) -> Callable[..., Any]:
-    for mod in b.needs:
-        if importlib.util.find_spec(mod) is None:
-            extra = f"pip install 'leakaudit[{b.extra}]'" if b.extra else f"pip install {mod}"
-            raise LeakauditError(f"the {b.scheme}: backend needs the {mod!r} package, which is "
-                                 f"not installed: {extra}")
-    if callable(b.loader):
-        return b.loader
-    mod, _, fn = b.loader.partition(":")
-    try:
-        return getattr(importlib.import_module(mod), fn)
-    except ImportError as e:
-        extra = f"pip install 'leakaudit[{b.extra}]'" if b.extra else "pip install leakaudit"
-        raise LeakauditError(f"the {b.scheme}: backend could not be imported ({e}); {extra}") \
-            from None
 
 
 def check_spec(spec: str | os.PathLike, *, allow_download: bool = False) -> tuple[str, str]:
@@ -159,7 +121,7 @@ def load_target(spec: str | os.PathLike, *, name: str | None = None, device: str
     """The target a spec names (see the module docstring). Bad specs raise :class:`InputError`
     naming the spec before anything heavy is imported."""
     scheme, rest = check_spec(spec, allow_download=allow_download)
-    loader = _import_loader(_BACKENDS[scheme])
+    loader = backends()[scheme].load()
     return loader(rest, name=name, device=device, dtype=dtype, allow_download=allow_download)
 
 

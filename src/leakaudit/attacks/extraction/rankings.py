@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from leakaudit.attacks.registry import Registry
+from leakaudit.registry import Registry
 from leakaudit.signals.lm import (
     log_perplexity,
     log_ppl_ratio,

@@ -14,7 +14,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from leakaudit.attacks.registry import Registry
+from leakaudit.registry import Registry
 from leakaudit.errors import LeakauditError
 from leakaudit.targets.base import LanguageModel, SamplingConfig
 

@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from leakaudit.attacks.registry import Registry
+from leakaudit.registry import View
 from leakaudit.errors import InputError
 from leakaudit.taxonomy import TAXONOMY
 
-ATTRIBUTE_ATTACKS: Registry[type] = Registry("attribute inference attack")
+#: Attribute inference attacks by name: the registry's ``attacks`` of family ``attribute``.
+ATTRIBUTE_ATTACKS = View("attacks", family="attribute")
 FREDRIKSON_2014 = "https://www.usenix.org/conference/usenixsecurity14/technical-sessions/presentation/fredrikson_matthew"
 
 
-@ATTRIBUTE_ATTACKS.register("fredrikson14")
 class ModelInversionAttribute:
     """MAP attribute inference. ``column``: index of the sensitive attribute in the model's
     input; ``values``: its candidate values; ``prior``: their marginal probabilities; ``mode``:
@@ -92,7 +92,6 @@ class ModelInversionAttribute:
         return values[post.argmax(1)], post
 
 
-@ATTRIBUTE_ATTACKS.register("marginal")
 class MarginalBaseline:
     """The model-free baseline: always predict the most common value of the marginal."""
 

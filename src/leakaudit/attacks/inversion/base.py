@@ -23,12 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from leakaudit.attacks.registry import Registry
+from leakaudit.registry import View
 from leakaudit.errors import InputError
 
-#: Class-inversion attacks by name (``mi_face``, ``nes``). Each is a class with ``threat_model``,
-#: ``doc_uri``, ``tags`` and an ``invert(target, classes, *, start, seed, progress)`` method.
-INVERSION_ATTACKS: Registry[type] = Registry("inversion attack")
+#: Class-inversion attacks by name (``mi_face``, ``nes``): the ``attacks`` of the registry whose
+#: family is ``inversion``. Each is a class with ``threat_model``, ``doc_uri``, ``tags`` and an
+#: ``invert(target, classes, *, start, seed, progress)`` method.
+INVERSION_ATTACKS = View("attacks", family="inversion")
 
 FREDRIKSON_2015 = "https://doi.org/10.1145/2810103.2813677"
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from leakaudit.attacks.inversion.base import (FREDRIKSON_2015, INVERSION_ATTACKS, InversionResult,
+from leakaudit.attacks.inversion.base import (FREDRIKSON_2015, InversionResult,
                                               PlateauStop, Prior, image_shape_for, starting_points)
 from leakaudit.errors import CapabilityError
 from leakaudit.progress import null_progress
@@ -44,7 +44,6 @@ class MIFaceParams:
     l2_weight: float = 0.0
 
 
-@INVERSION_ATTACKS.register("mi_face")
 class MIFace:
     """White-box MI-Face. Hyperparameters are keyword-only and stored as given.
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from leakaudit.attacks.inversion.base import (FREDRIKSON_2015, INVERSION_ATTACKS, InversionResult,
+from leakaudit.attacks.inversion.base import (FREDRIKSON_2015, InversionResult,
                                               PlateauStop, Prior, image_shape_for, starting_points)
 from leakaudit.progress import null_progress
 from leakaudit.taxonomy import TAXONOMY
@@ -43,7 +43,6 @@ class NESParams:
     l2_weight: float = 0.0
 
 
-@INVERSION_ATTACKS.register("nes")
 class NESInversion:
     """Black-box (confidence-only) MI-Face with antithetic NES gradient estimates.
 

@@ -32,6 +32,30 @@ def default_llm_attacks(references: Sequence[str], *, k: float) -> list[Membersh
             MinKAttack(k=k), MinKPlusPlusAttack(k=k)]
 
 
+def select_llm_attacks(names: Sequence[str], references: Sequence[str], *,
+                       k: float) -> list[MembershipAttack]:
+    """The LLM membership attacks ``names`` names (all the defaults when empty): a default
+    attack as :func:`default_llm_attacks` builds it, any other registered one (a plugin's) built
+    with no arguments. Unknown names raise :class:`leakaudit.registry.UnknownName`."""
+    from leakaudit.attacks.membership.base import MEMBERSHIP_ATTACKS
+
+    defaults = default_llm_attacks(references, k=k)
+    if not names:
+        return defaults
+    check_llm_attack_names(names)
+    chosen = [a for a in defaults if a.name in names]
+    have = {a.name for a in defaults}
+    return chosen + [MEMBERSHIP_ATTACKS.get(n)() for n in names if n not in have]
+
+
+def check_llm_attack_names(names: Sequence[str]) -> None:
+    """Every name is a registered LLM membership attack (cheap: reads the registry only)."""
+    from leakaudit.registry import entry
+
+    for n in names:
+        entry("attacks", n, family="membership", world="llm")
+
+
 @dataclass
 class LLMMembershipAudit:
     evaluations: list[MembershipEvaluation]

@@ -1,4 +1,4 @@
-"""Membership inference attacks: one registry for the LLM and classifier families.
+"""Membership inference attacks, LLM and classifier: the base class and the registry view.
 
 Polarity, stated once: **every** ``score`` returns one finite float per record, oriented
 "higher = more likely a member". The contract test (``tests/test_membership_contract.py``) runs
@@ -9,6 +9,10 @@ An attack is a small class with class attributes ``name``, ``kind`` ("llm" or "c
 hyper-parameters are keyword-only constructor arguments stored as given (``params()``), and
 ``score(signals)`` is numpy over precomputed signals (:mod:`leakaudit.signals.membership_lm` for
 LLMs, :class:`leakaudit.attacks.membership.classifier.ClassifierSignals` for classifiers).
+
+An attack is found by name through :mod:`leakaudit.registry` (kind ``attacks``, family
+``membership``; the builtin rows are in :mod:`leakaudit.registry.builtin`, a plugin adds its own
+with :func:`leakaudit.registry.register`); :func:`validated` checks a class's attributes.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from leakaudit.attacks.registry import Registry
+from leakaudit.registry import View
 from leakaudit.taxonomy import TAXONOMY
 
-#: Every membership attack class, by name (``MEMBERSHIP_ATTACKS.get("min_k")``).
-MEMBERSHIP_ATTACKS: Registry[type] = Registry("membership attack")
+#: Every membership attack class, by name (``MEMBERSHIP_ATTACKS.get("min_k")``): the registry's
+#: ``attacks`` of family ``membership``, plugins' included.
+MEMBERSHIP_ATTACKS = View("attacks", family="membership")
 
 
 class MembershipAttack:
@@ -51,12 +56,13 @@ class MembershipAttack:
         raise NotImplementedError
 
 
-def register(cls: type) -> type:
-    """Class decorator: register a membership attack under its ``name``."""
+def validated(cls: type) -> type:
+    """Class decorator: check that a membership attack sets the class attributes every audit
+    reads (registering it by name is the registry's job)."""
     for attr in ("name", "kind", "threat_model", "doc_uri"):
         if not getattr(cls, attr, None):
             raise TypeError(f"{cls.__name__} must set class attribute {attr!r}")
-    return MEMBERSHIP_ATTACKS.register(cls.name)(cls)
+    return cls
 
 
 def _finite(x: np.ndarray, fill: float) -> np.ndarray:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from leakaudit.attacks.membership.base import MembershipAttack, register
+from leakaudit.attacks.membership.base import MembershipAttack, validated
 from leakaudit.errors import CapabilityError, InputError
 from leakaudit.signals.membership_clf import log_probs, logit_confidence, true_class_logprob
 
@@ -78,7 +78,7 @@ class ClassifierAttack(MembershipAttack):
     kind = "classifier"
 
 
-@register
+@validated
 class ClassifierLossAttack(ClassifierAttack):
     """Global-threshold LOSS attack: members have lower loss."""
 
@@ -102,7 +102,7 @@ def shokri_features(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
                             ent, correct, np.clip(top, -50, 0)])
 
 
-@register
+@validated
 class ShokriAttack(ClassifierAttack):
     """Shadow models + a learned attack model (Shokri et al. 2017).
 
@@ -142,7 +142,7 @@ def _masked_mean_std(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nd
     return mean, np.sqrt(var), cnt
 
 
-@register
+@validated
 class LiRAAttack(ClassifierAttack):
     """Likelihood-ratio attack (Carlini et al. 2022) on φ = logit-scaled confidence.
 
@@ -212,7 +212,7 @@ class LiRAAttack(ClassifierAttack):
         return norm.logpdf(phi_t, mu_in, sd_in) - norm.logpdf(phi_t, mu_out, sd_out)
 
 
-@register
+@validated
 class RMIAAttack(ClassifierAttack):
     """RMIA (Zarifzadeh, Liu & Shokri 2024): pairwise likelihood ratios against population records.
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from leakaudit.attacks.membership.base import MembershipAttack, _finite, register
+from leakaudit.attacks.membership.base import MembershipAttack, _finite, validated
 from leakaudit.errors import CapabilityError
 from leakaudit.signals.lm import log_ppl_ratio, mean_logprob, min_k_mean, min_k_pp_mean
 from leakaudit.signals.membership_lm import LMSignals
@@ -35,7 +35,7 @@ class LLMAttack(MembershipAttack):
     capabilities = ("prompt_logprobs",)
 
 
-@register
+@validated
 class LossAttack(LLMAttack):
     name = "loss"
     doc_uri = "https://arxiv.org/abs/1709.01604"
@@ -44,7 +44,7 @@ class LossAttack(LLMAttack):
         return _finite(mean_logprob(signals.target), _LOW)
 
 
-@register
+@validated
 class ZlibAttack(LLMAttack):
     name = "zlib"
     doc_uri = "https://arxiv.org/abs/2012.07805"
@@ -53,7 +53,7 @@ class ZlibAttack(LLMAttack):
         return _finite(mean_logprob(signals.target) / signals.zlib, _LOW)
 
 
-@register
+@validated
 class LowercaseAttack(LLMAttack):
     name = "lowercase"
     doc_uri = "https://arxiv.org/abs/2012.07805"
@@ -66,7 +66,7 @@ class LowercaseAttack(LLMAttack):
         return _finite(log_ppl_ratio(signals.lowercase, signals.target), _LOW)
 
 
-@register
+@validated
 class ReferenceAttack(LLMAttack):
     """Target vs reference log-likelihood ratio; ``reference`` names one of ``signals.references``."""
 
@@ -85,7 +85,7 @@ class ReferenceAttack(LLMAttack):
         return _finite(mean_logprob(signals.target) - mean_logprob(ref), _LOW)
 
 
-@register
+@validated
 class MinKAttack(LLMAttack):
     name = "min_k"
     doc_uri = "https://arxiv.org/abs/2310.16789"
@@ -99,7 +99,7 @@ class MinKAttack(LLMAttack):
         return _finite(min_k_mean(signals.target, k=self.k), _LOW)
 
 
-@register
+@validated
 class MinKPlusPlusAttack(LLMAttack):
     name = "min_k_pp"
     doc_uri = "https://arxiv.org/abs/2404.02936"

@@ -1,0 +1,138 @@
+"""The Python API: the same findings as the command, nothing written without ``out``, the
+command's defaults, typed results with ``to_frame()``, and errors as exceptions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+import leakaudit as la
+from leakaudit.errors import InputError
+from tests.membership_fixtures import random_docs, train_leaky_lms
+
+
+@pytest.fixture(scope="module")
+def leaky(tmp_path_factory):
+    d = tmp_path_factory.mktemp("api_leaky")
+    _, _, members, nonmembers = train_leaky_lms(d, n=24)
+    for name, docs in (("members", members), ("nonmembers", nonmembers)):
+        (d / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
+    return d
+
+
+def _less_run(rows):
+    """Findings as dicts, less what differs between two runs of the same audit (timings)."""
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if not k.endswith("_s")}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+    return [strip(r) for r in rows]
+
+
+def test_membership_equals_the_command_and_writes_nothing(leaky, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = set(os.listdir(tmp_path))
+    r = la.membership(str(leaky / "target"), leaky / "members.jsonl", leaky / "nonmembers.jsonl",
+                      references=[str(leaky / "reference")])
+    assert set(os.listdir(tmp_path)) == before  # nothing written without out=
+    assert r.out is None and r.files == {}
+    ev = {f.data["method"]: f for f in r.of("membership") if "method" in f.data}
+    assert {"loss", "zlib", "min_k", "min_k_pp", "reference"} <= set(ev)
+    assert ev["loss"].metric.name == "auc" and ev["loss"].metric.value > 0.7
+    assert r.summary and r.run["command"] == "leakaudit.api"
+
+    from leakaudit.cli import app
+
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(app, _membership_argv(leaky, out))
+    assert res.exit_code == 0, res.output
+    cli_rows = [json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()]
+    cli_findings = [x for x in cli_rows if x["entry_type"] not in ("run", "summary")]
+    assert _less_run(r.to_dicts()) == _less_run(cli_findings)
+
+
+def _membership_argv(leaky, out):
+    from leakaudit.cli import app  # noqa: F401  (spelling of the membership subcommand)
+
+    from typer.main import get_command
+
+    group = get_command(app).commands["membership"]
+    sub = ["llm"] if hasattr(group, "commands") and "llm" in group.commands else []
+    model_opt = [] if sub else ["--model"]
+    return ["membership", *sub, *model_opt, str(leaky / "target"), "--members",
+            str(leaky / "members.jsonl"), "--nonmembers", str(leaky / "nonmembers.jsonl"),
+            "--reference", str(leaky / "reference"), "--out", str(out)]
+
+
+def test_out_writes_the_commands_files_and_to_frame(leaky, tmp_path):
+    pd = pytest.importorskip("pandas")
+    r = la.membership(str(leaky / "target"), leaky / "members.jsonl", leaky / "nonmembers.jsonl",
+                      out=tmp_path / "o", formats=["jsonl", "sarif"])
+    assert {"jsonl", "sarif"} <= set(r.files)
+    assert (tmp_path / "o" / "report.jsonl").is_file() and (tmp_path / "o" / "summary.json").is_file()
+    assert not (tmp_path / "o" / "report.html").exists()  # only the formats asked for
+    df = r.to_frame()
+    assert isinstance(df, pd.DataFrame) and len(df) == len(r)
+    loss = df[(df.entry_type == "membership") & (df.method == "loss")]
+    assert len(loss) == 1 and 0.0 <= float(loss.value.iloc[0]) <= 1.0
+    assert float(loss.ci_low.iloc[0]) <= float(loss.value.iloc[0]) <= float(loss.ci_high.iloc[0])
+
+
+def test_defaults_are_the_commands():
+    """Every option the API and the command share has one default: the request dataclass's."""
+    from typer.main import get_command
+
+    from leakaudit.audits.extraction import ExtractionRequest
+    from leakaudit.audits.memorization import MemorizationRequest
+    from leakaudit.cli import app
+
+    names = {"samples": "n_samples", "index": "index_backend", "sampler": "samplers",
+             "reference": "references", "no_stratify": None, "prefix": None, "model": None,
+             "format": None, "fail_on": None, "out": None, "corpus": None}
+    cmds = get_command(app).commands
+    checked = 0
+    for cmd, req in (("extract", ExtractionRequest), ("memorization", MemorizationRequest)):
+        defaults = la.request_defaults(req)
+        for p in cmds[cmd].params:
+            field = names.get(p.name, p.name)
+            if field is None or field not in defaults:
+                continue
+            cli = p.default if not isinstance(p.default, list) else tuple(p.default)
+            if cli is None and defaults[field] == ():
+                continue
+            assert cli == defaults[field], (cmd, p.name, cli, defaults[field])
+            checked += 1
+    assert checked >= 20
+
+
+def test_bad_options_raise_one_line_errors(leaky):
+    with pytest.raises(InputError, match=r"'nonmember' \(did you mean 'nonmembers'\?\)"):
+        la.membership(str(leaky / "target"), leaky / "members.jsonl", leaky / "nonmembers.jsonl",
+                      nonmember="x")
+    with pytest.raises(InputError, match="unknown --format 'pdf'"):
+        la.membership(str(leaky / "target"), leaky / "members.jsonl", leaky / "nonmembers.jsonl",
+                      formats=["pdf"])
+    with pytest.raises(InputError):
+        la.membership(str(leaky / "target"), leaky / "missing.jsonl", leaky / "nonmembers.jsonl")
+
+
+def test_negative_control_same_distribution_is_chance(leaky, tmp_path):
+    """Two sets of documents the model never saw: no attack separates them."""
+    for name, seed in (("a", 11), ("b", 12)):
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(json.dumps({"text": t}) + "\n" for t in random_docs(24, seed)))
+    r = la.membership(str(leaky / "target"), tmp_path / "a.jsonl", tmp_path / "b.jsonl")
+    for f in r.of("membership"):
+        if f.metric is not None and f.metric.name == "auc" and f.metric.ci_low is not None:
+            assert f.metric.ci_low < 0.5 < f.metric.ci_high, f.data.get("method")
+
+
+def test_report_is_a_dataclass_with_rows():
+    rep = la.AuditReport(run={}, findings=[], summary={})
+    assert rep.rows() == [] and len(rep) == 0 and dataclasses.is_dataclass(rep)
