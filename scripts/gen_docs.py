@@ -128,6 +128,9 @@ def _anchor(title: str) -> str:
 # ---------------------------------------------------------------- the registry
 
 
+_TITLES = {"dp-auditors": "DP auditors", "formats": "Output formats"}
+
+
 def registry_markdown() -> str:
     """Every builtin entry of ``leakaudit.registry``, one table per kind."""
     import leakaudit.registry as reg
@@ -144,7 +147,7 @@ def registry_markdown() -> str:
         return "\n".join(lines).rstrip() + "\n"
     for kind in reg.KINDS:
         rows = [e for e in reg.entries(kind) if e.source == "leakaudit"]
-        lines += [f"## {kind.capitalize()}", "", f"{len(rows)} entries.", ""]
+        lines += [f"## {_TITLES.get(kind, kind.capitalize())}", "", f"{len(rows)} entries.", ""]
         cols = _registry_columns(rows)
         lines += ["| " + " | ".join(c for c, _ in cols) + " |", "|" + "---|" * len(cols)]
         for e in sorted(rows, key=lambda e: (str(e.meta.get("family", "")), e.name)):
@@ -158,8 +161,18 @@ def _registry_columns(rows) -> list[tuple[str, Callable]]:
     def code_list(xs):
         return ", ".join(f"`{x}`" for x in xs)
 
+    def value(v):
+        if isinstance(v, (list, tuple)):
+            return ", ".join(f"`{x}`" for x in v)
+        return _cell(v)
+
     def meta(e):
-        return ", ".join(f"{k}: {_cell(v)}" for k, v in sorted(e.meta.items()))
+        return "; ".join(f"{k}: {value(v)}" for k, v in sorted(e.meta.items())
+                         if v not in ((), [], None, ""))
+
+    def ref(e):
+        r = e.reference
+        return f"[{_cell(r.split('://', 1)[-1].split('/')[0])}]({r})" if r.startswith("http") else _cell(r)
 
     cand = [("Name", lambda e: f"`{e.name}`", True),
             ("What it is", lambda e: _cell(e.summary), True),
@@ -168,7 +181,7 @@ def _registry_columns(rows) -> list[tuple[str, Callable]]:
             ("Produces", lambda e: _cell(e.produces), any(e.produces for e in rows)),
             ("Needs", lambda e: (f"`pip install 'leakaudit[{e.extra}]'`" if e.extra
                                  else code_list(e.requires)), any(e.requires for e in rows)),
-            ("Reference", lambda e: _cell(e.reference), any(e.reference for e in rows)),
+            ("Reference", ref, any(e.reference for e in rows)),
             ("Details", meta, any(e.meta for e in rows)),
             ("Object", lambda e: f"`{e.to_dict()['target']}`", True)]
     return [(c, f) for c, f, show in cand if show]
