@@ -148,8 +148,13 @@ def test_nav_lists_every_page():
 CMD_START = re.compile(r"(?:^|[\s`(/])leakaudit\s+(?=[-a-z])")
 
 
+SHELL = {"", "bash", "sh", "shell", "console", "text"}
+
+
 def _code_blocks(text: str) -> list[str]:
-    return [m.group(0) for m in FENCE.finditer(text)]
+    """Fenced blocks of shell commands (a ```python or ```toml block is not a command line)."""
+    return [m.group(0) for m in FENCE.finditer(text)
+            if m.group(0).splitlines()[0].strip("`~ ").lower() in SHELL]
 
 
 def command_lines(text: str) -> list[str]:
@@ -231,7 +236,8 @@ def test_command_checker_negative_controls():
     assert check_command("--share CMD --whatever") is None  # a placeholder command
     assert check_command("extract --model m --samples --out x") is None  # '--out' read as a value: not judged
     found = command_lines("text `leakaudit lab --quick` and\n```bash\nx && .venv/bin/leakaudit lab \\\n"
-                          "   --out y   # comment --bogus\nleakaudit.targets is a module\n```\n")
+                          "   --out y   # comment --bogus\nleakaudit.targets is a module\n```\n"
+                          "```python\nimport leakaudit as la\n```\n")
     assert sorted(found) == ["lab --out y", "lab --quick"]
 
 
