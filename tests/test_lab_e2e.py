@@ -10,14 +10,7 @@ from leakaudit.lab.run import LabConfig, run_lab
 from leakaudit.report.records import load_report
 
 
-@pytest.fixture(scope="module")
-def quick_lab(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lab") / "out"
-    cfg = LabConfig.quick(seed=0)
-    cfg = replace(cfg, extraction=replace(cfg.extraction, show_pii=True))
-    summary = run_lab(out, cfg, log=lambda m: None, formats=("jsonl", "html", "sarif", "junit"),
-                      fail_on=["extraction.verified > 0", "extraction.verified > 100000"])
-    return out, summary, cfg
+# quick_lab: the session fixture in conftest.py (the notebooks of docs/ run on it too)
 
 
 def test_quick_lab_finds_verified_memorized_samples(quick_lab):
