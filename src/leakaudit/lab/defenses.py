@@ -121,7 +121,7 @@ def run_defense_lab(out_dir: str | Path, config: DefenseLabConfig, *, progress=n
     from leakaudit.defenses.dedup import DedupConfig, deduplicate
     from leakaudit.defenses.scrub import ScrubConfig, residual_secrets, scrub_texts
     from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus
-    from leakaudit.lab.run import _jsonable
+    from leakaudit.runs.store import jsonable
     from leakaudit.versions import versions
     from leakaudit.report.html import render_html
     from leakaudit.runs.staged import staged_output
@@ -211,7 +211,7 @@ def run_defense_lab(out_dir: str | Path, config: DefenseLabConfig, *, progress=n
         summary = {"attack": "defense_comparison", "variants": list(models), "claims": claims,
                    "wall_s": round(time.perf_counter() - t_start, 1)}
         run_record = {**versions(), "command": command, "seed": cfg.seed, "threads": torch.get_num_threads(),
-                      "config": {"defense_lab": _jsonable(asdict(cfg))},
+                      "config": {"defense_lab": jsonable(asdict(cfg))},
                       "models": {n: {"path": f"models/{n}", "fingerprint": m.fingerprint(),
                                      "n_params": rows[n]["n_params"]} for n, m in models.items()},
                       "corpus": {"path": "corpus/train.jsonl", "n_docs": len(train_texts)},

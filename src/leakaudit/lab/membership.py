@@ -16,7 +16,6 @@ Carlini et al.'s evaluation protocol, at laptop scale:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -191,7 +190,7 @@ def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig 
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     from leakaudit.runs.files import link_tree
-    from leakaudit.runs.store import RunStore, stage_key
+    from leakaudit.runs.store import RunStore, jsonable, stage_key
 
     existing = out_dir / "shadows"
     with staged_output(out_dir, produces=("report.jsonl", "summary.json", "report.html"),
@@ -199,7 +198,7 @@ def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig 
         # the shadow models resume from the run store (each is saved when done)
         store = RunStore.for_output(out_dir, log=log)
         shadow_dir = store.workspace("membership-lab-shadows", stage_key(
-            "membership-lab", json.loads(json.dumps(asdict(cfg), default=str))))
+            "membership-lab", jsonable(asdict(cfg))))
         if existing.is_dir() and not (shadow_dir / "manifest.json").exists():
             link_tree(existing, shadow_dir)  # an earlier run's models, without a run store
         audit = classifier_membership_experiment(shadow_dir, cfg, progress=progress, log=log)
@@ -211,7 +210,7 @@ def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig 
                                for e in audit.evaluations}}
         write_report(stage, run_record={
             **versions(), "command": command, "started": started, "seed": cfg.seed,
-            "config": {"membership_lab": json.loads(json.dumps(asdict(cfg), default=str))}},
+            "config": {"membership_lab": jsonable(asdict(cfg))}},
             records=audit.records(top_n=cfg.eval.top_n), summary=summary, formats=formats)
         link_tree(shadow_dir, stage / "shadows")
         for tmp in (stage / "shadows").rglob("*.tmp.npy"):
