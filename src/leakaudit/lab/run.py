@@ -16,7 +16,6 @@ never saw them either, its ratio is not biased towards calling them non-members.
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from typing import Any
 
 from leakaudit.attacks.extraction.pipeline import ExtractionConfig
 from leakaudit.attacks.memorization.measure import MemorizationConfig
+from leakaudit.lab.stages import run_stages
 from leakaudit.progress import null_progress
 from leakaudit.training.lm import LMSpec
 from leakaudit.versions import versions
@@ -183,10 +183,7 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
                      cache=Path(cache_dir) if cache_dir is not None else store.cache_dir,
                      threads=torch.get_num_threads(), progress=progress, log=log,
                      command=command, started=started, formats=tuple(formats), fail_on=fail_on)
-        got: dict[str, Any] = {}
-        for name, fn in LAB_STAGES:
-            got[name] = fn(run, **{p: got[p] for p in _needs(fn)})
-        summary, written = got["report"]
+        summary, written = run_stages(LAB_STAGES, run)["report"]
         summary["wall_s"] = round(time.perf_counter() - t_start, 1)
         if store.reused:
             log(f"run store: reused {len(store.reused)} finished stages "
@@ -211,11 +208,6 @@ class LabRun:
     started: str
     formats: tuple[str, ...]
     fail_on: list[str] | None
-
-
-def _needs(fn: Callable) -> list[str]:
-    """The earlier stages a stage takes: its parameters after the :class:`LabRun`."""
-    return list(inspect.signature(fn).parameters)[1:]
 
 
 @dataclass(frozen=True)
@@ -532,7 +524,7 @@ def _run_record(run: LabRun, corpus: LabData, models: LabModels, index,
 
 
 #: The lab, in order: (name, stage). A stage takes the :class:`LabRun` and, by parameter name,
-#: the results of earlier stages; :func:`run_lab` walks the list. The expensive stages keep
+#: the results of earlier stages; :func:`run_lab` walks the list (:mod:`leakaudit.lab.stages`). The expensive stages keep
 #: their results in the run store under keys of their inputs (stage names ``corpus``,
 #: ``tokenizer``, ``train-<role>``, ``memorization``, ``exposure-<role>``, ``pii-probes``,
 #: ``membership``, ``inversion``, and extraction's ``samples-*`` / ``score-*`` / ``verify-*``).
