@@ -29,7 +29,7 @@ from leakaudit.progress import null_progress
 
 @dataclass(frozen=True)
 class BatteryConfig:
-    """The attack settings of :func:`run_battery` (the defense lab's config has the same fields)."""
+    """The attack settings of :func:`run_battery` (the defenses lab builds one from its config)."""
 
     memorization: MemorizationConfig = field(default_factory=lambda: MemorizationConfig(
         prefix_lengths=(32,), suffix_length=32, n_sequences=500, greedy_check=0))
@@ -121,7 +121,7 @@ def run_battery(models: dict[str, Any], *, reference, train_texts: Sequence[str]
                 progress=null_progress, log=print, lab_membership=None) -> tuple[dict[str, dict], list]:
     """The same attacks on every model of ``models`` (name → HFCausalLM), all against the same
     training documents; returns per-model rows and the memorization records (for the report's
-    memorization section). ``config`` is a :class:`BatteryConfig` (or anything with its fields).
+    memorization section). ``config`` is a :class:`BatteryConfig`.
     With ``lab_corpus`` (a :class:`~leakaudit.lab.corpus.LabCorpus`) canary exposure runs too and
     membership is the lab's two audits (documents without insertions, canaries); without it,
     membership is the training documents vs ``heldout_texts``. ``lab_membership``: the lab's
