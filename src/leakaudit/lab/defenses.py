@@ -268,13 +268,11 @@ def index_stage(run: DefenseLabRun, corpus):
 def battery_stage(run: DefenseLabRun, corpus, variants: Variants, index) -> tuple[dict, list]:
     """The same attacks on every variant, against the original training split
     (:func:`leakaudit.audits.compare.run_battery`): rows by variant and memorization records."""
-    from leakaudit.lab.membership import llm_lab_membership
-
     return run_battery(
         variants.models, reference=variants.reference, train_texts=[d["text"] for d in corpus.train],
         train_ids=[d["id"] for d in corpus.train], heldout_texts=[d["text"] for d in corpus.heldout],
         index=index, config=run.cfg.battery(), lab_corpus=corpus, cache_dir=run.stage / "cache",
-        progress=run.progress, log=run.log, lab_membership=llm_lab_membership)
+        progress=run.progress, log=run.log)
 
 
 def report_stage(run: DefenseLabRun, corpus, training_data, variants: Variants,

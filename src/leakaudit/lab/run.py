@@ -414,7 +414,7 @@ def membership_stage(run: LabRun, corpus: LabData, models: LabModels) -> list:
     if not cfg.membership:
         return [[], None]
     from leakaudit.attacks.membership.evaluate import EvalConfig
-    from leakaudit.lab.membership import llm_lab_membership
+    from leakaudit.audits.lab_membership import llm_lab_membership
     from leakaudit.runs.store import jsonable, stage_key
 
     m, t0, fps = models.models, time.perf_counter(), models.fingerprints()
