@@ -28,6 +28,7 @@ from leakaudit.attacks.extraction.pipeline import ExtractionConfig
 from leakaudit.attacks.memorization.measure import MemorizationConfig
 from leakaudit.lab.stages import run_stages
 from leakaudit.progress import null_progress
+from leakaudit.runs.store import RunStore
 from leakaudit.training.lm import LMSpec
 from leakaudit.versions import versions
 
@@ -169,7 +170,6 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
 
     from leakaudit.report.writer import FORMAT_FILES
     from leakaudit.runs.staged import staged_output
-    from leakaudit.runs.store import RunStore
 
     cfg = config.with_seed(config.seed)
     if cfg.n_reference < 1:
@@ -198,7 +198,7 @@ class LabRun:
     store, the staging folder that becomes ``--out``, and the run's settings."""
 
     cfg: LabConfig
-    store: Any  #: :class:`leakaudit.runs.store.RunStore` of ``--out``
+    store: RunStore  #: the run store of ``--out``
     stage: Path
     cache: Path  #: the LLM signal cache
     threads: int
