@@ -247,7 +247,7 @@ def test_llm_membership_on_the_quick_lab(quick_lab):
     from leakaudit.attacks.membership.audit_llm import audit_llm_membership
     from leakaudit.attacks.membership.llm import LossAttack
     from leakaudit.lab.corpus import LabCorpus
-    from leakaudit.lab.membership import strip_insertions
+    from leakaudit.audits.lab_membership import strip_insertions
     from leakaudit.targets.hf import HFCausalLM
 
     out, summary, cfg = quick_lab
