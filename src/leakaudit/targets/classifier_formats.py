@@ -10,7 +10,7 @@ spec               target
                    (``#output=logits|probabilities``; default: an output named ``*prob*`` is
                    probabilities, else the first float output is logits)
 ``skops:FILE``     a scikit-learn model persisted with skops; loaded without pickle, after a
-                   check that every type in the file is trusted (scikit-learn, numpy and scipy
+                   check that every type in the file is trusted (skops' defaults, scikit-learn's
                    types, plus those named in ``#trust=a.B,c.D``)
 ``leakaudit:DIR``  a folder written by ``leakaudit.training.classifier.save_classifier``
                    (``classifier.json`` + ``model.safetensors``)
@@ -154,12 +154,12 @@ def _starts_like_pickle(path: Path) -> bool:
 # -- skops ------------------------------------------------------------------------------------
 
 #: modules whose types a skops file may hold without being named in ``trust``
-TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+TRUSTED_MODULE_PREFIXES = ("sklearn.",)
 
 
 def load_skops_classifier(rest: str, options: ClassifierOptions) -> Classifier:
     """A scikit-learn estimator persisted with skops: every type in the file must be trusted
-    (:data:`TRUSTED_MODULE_PREFIXES` or named in ``options.trust``) before anything is built."""
+    (scikit-learn's own, or named in ``options.trust``) before anything is built."""
     import skops.io as sio
 
     path = Path(os.path.expanduser(rest))
