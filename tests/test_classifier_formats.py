@@ -284,3 +284,32 @@ def test_label_only_endpoint_declares_itself_and_audits_skip_with_the_reason(lab
     assert choose_attack(t, None)[1][0]["missing"] == ["gradients"]
     with pytest.raises(CapabilityError, match="gradients"):
         choose_attack(t, "mi_face")
+
+
+def test_audits_give_the_same_records_on_the_native_folder_and_its_onnx_export(mlp, onnx_file, digits):
+    """Membership (LOSS, label-only attacks, baseline) and black-box inversion (NES) on the
+    leakaudit folder and on its ONNX export: the same numbers within float tolerance."""
+    from leakaudit.attacks.inversion.audit import make_attack
+    from leakaudit.attacks.membership.audit_clf import LabelOnlySettings, audit_classifier_membership
+    from leakaudit.attacks.membership.evaluate import EvalConfig
+
+    _, d = mlp
+    a, b = digits["a"], digits["b"]
+    runs = {}
+    for spec in (d / "native", f"onnx:{onnx_file}"):
+        t = load_classifier_target(spec)
+        res = audit_classifier_membership(t, a.x[:40], a.y[:40], b.x[:40], b.y[:40], rmia_a=0.3,
+                                          seed=0, eval_config=EvalConfig(n_boot=50),
+                                          label_only=LabelOnlySettings(budget=40, image_shape=(8, 8)),
+                                          log=lambda *_: None)
+        nes = make_attack("nes", budget=42, clip=(0.0, 1.0), image_shape=(8, 8), tv_weight=None)
+        inv = nes.invert(t, [0, 3], start=np.full(64, 0.3), seed=0)
+        runs[str(spec)] = ({e.method: e for e in res.evaluations}, inv)
+    (ev1, inv1), (ev2, inv2) = runs.values()
+    assert set(ev1) == set(ev2) == {"clf_loss", "label_gap", "label_augment", "boundary_distance",
+                                    "blind_baseline"}
+    for m in ev1:
+        np.testing.assert_allclose(ev1[m].scores, ev2[m].scores, atol=1e-4, rtol=0)
+        assert ev1[m].metrics.auc == pytest.approx(ev2[m].metrics.auc, abs=1e-9)
+    np.testing.assert_allclose(inv1.x, inv2.x, atol=1e-4)
+    np.testing.assert_allclose(inv1.confidence, inv2.confidence, atol=1e-5)

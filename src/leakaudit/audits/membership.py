@@ -250,7 +250,9 @@ def _run_classifier(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict
     cfg = EvalConfig()
     if spec is None:  # a text classifier: no MLP reference models
         n_shadow = 0
-    label_only = LabelOnlySettings(budget=req.budget, seed=req.seed) if req.budget else None
+    image = (getattr(target, "meta", None) or {}).get("image_shape")  # a leakaudit folder's
+    label_only = LabelOnlySettings(budget=req.budget, seed=req.seed,
+                                   image_shape=tuple(image) if image else None) if req.budget else None
     rr["config"].update({"classifier": str(getattr(target, "source", None) or req.classifier),
                          "data": str(req.data), "shadows": n_shadow, "epochs": req.epochs,
                          "rmia_a": req.rmia_a, "label_only_budget": req.budget,

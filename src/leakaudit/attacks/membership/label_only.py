@@ -90,6 +90,10 @@ class LabelOnlyAttack(MembershipAttack):
     kind = "label_only"
     capabilities = ("labels", "float_inputs")
 
+    @property
+    def label(self) -> str:
+        return f"{self.name}(budget={self.budget})"  # the other settings are in params()
+
     def _check_budget(self, needed: int) -> None:
         if self.budget < needed:
             raise InputError(f"{self.name} needs at least {needed} queries per record; budget is "
