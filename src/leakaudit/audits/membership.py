@@ -31,6 +31,7 @@ class MembershipRequest:
     input_shape: str | None = None
     answers: str = "probabilities"
     timeout: float = 30.0
+    classifier_batch_size: int = 256  #: inputs per call to the classifier (batch_size is the LM's)
     epochs: int = 100
     rmia_a: float = 0.3
     shadows: int = 16
@@ -182,7 +183,7 @@ def load_classifier_for(req: MembershipRequest):
 
         shape = parse_shape(req.input_shape, "--input-shape")
     return load_classifier_target(str(req.classifier), options=ClassifierOptions(
-        n_classes=req.n_classes, input_shape=shape, batch_size=max(req.batch_size, 1),
+        n_classes=req.n_classes, input_shape=shape, batch_size=req.classifier_batch_size,
         timeout_s=req.timeout, device=req.device, answers=req.answers))
 
 
