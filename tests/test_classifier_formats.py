@@ -67,7 +67,8 @@ def test_native_folder_onnx_and_python_module_give_the_same_probabilities(mlp, o
     assert native.capabilities.gradients and wrapped.capabilities.gradients
     assert not onnx.capabilities.gradients and onnx.capabilities.logits
     np.testing.assert_allclose(onnx.logits(x[:5]), native.logits(x[:5]), atol=TOL, rtol=0)
-    # fingerprints hash content: the same file twice agrees, another format of it does not
+    # fingerprints hash content: the same weights agree, another format of them does not
+    assert wrapped.fingerprint() == native.fingerprint()
     assert load_classifier_target(f"onnx:{onnx_file}").fingerprint() == onnx.fingerprint()
     assert onnx.fingerprint() != native.fingerprint()
     assert onnx.source == f"onnx:{onnx_file}"
@@ -152,6 +153,10 @@ def test_hf_image_classifier_folder(tmp_path):
     logp, g = t.input_gradient(x[:2], 3)
     assert g.shape == (2, 1, 8, 8) and np.allclose(logp, np.log(ref[:2, 3]), atol=TOL)
     assert split_classifier_spec(tmp_path / "vit")[0] == "hf"  # a folder with config.json
+    # the model object itself (its output carries .logits), through the Python API
+    obj = classifier_from(model, input_shape=(1, 8, 8))
+    assert obj.n_classes == 10 and obj.queries == 0
+    np.testing.assert_allclose(obj.predict_proba(x), ref, atol=TOL, rtol=0)
 
 
 def _bert_folder(path):

@@ -305,9 +305,10 @@ def classifier_from(obj, *, n_classes: int | None = None, input_shape: tuple[int
                          "input, e.g. (64,) or (3, 32, 32))")
     shape = tuple(int(d) for d in input_shape)
     if is_module:
-        module = _LogitsOf.wrap(obj)
-        n = n_classes or _probe_width(lambda z: module.to(device).eval()(
-            torch.from_numpy(z).to(device)).detach().cpu().numpy(), shape)
+        with torch.no_grad():  # one setup call: does the output carry .logits, how many classes
+            out = obj.to(device).eval()(torch.zeros((1, *shape), device=device))
+        module = _LogitsOf.wrap(obj) if hasattr(out, "logits") else obj
+        n = n_classes or _probe_width(lambda z: getattr(out, "logits", out).cpu().numpy(), shape)
         return TorchClassifier(module, n_classes=n, input_shape=shape, batch_size=batch_size,
                                device=device)
     fn = obj.predict_proba if hasattr(obj, "predict_proba") else obj
