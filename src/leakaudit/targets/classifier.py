@@ -13,9 +13,10 @@ One interface for every classifier the tool audits (membership inference, model 
 
 Each backend declares what it can answer in ``capabilities`` (:class:`ClassifierCapabilities`);
 an audit runs the attacks the target can serve and records the others as skipped, naming the
-capability they need. Inputs are numpy arrays of shape ``(n, *input_shape)``; probabilities come back as float64
-``(n, n_classes)`` rows that sum to 1. Every example sent to the model is counted in
-``queries`` (the query budget of black-box attacks is checked against it).
+capability they need. Inputs are numpy arrays of shape ``(n, *input_shape)`` (texts for a text
+classifier); probabilities come back as float64 ``(n, n_classes)`` rows that sum to 1. Every
+example sent to the model is counted in ``queries`` (the query budget of black-box attacks is
+checked against it).
 """
 
 from __future__ import annotations
@@ -252,7 +253,8 @@ class FunctionClassifier(Classifier):
         return np.asarray(self.fn(x), dtype=np.float64)
 
     def fingerprint(self) -> str:
-        name = f"{getattr(self.fn, '__module__', '')}.{getattr(self.fn, '__qualname__', type(self.fn).__name__)}"
+        qual = getattr(self.fn, "__qualname__", type(self.fn).__name__)
+        name = f"{getattr(self.fn, '__module__', '')}.{qual}"
         return hashlib.sha256(f"function:{name}:{super().fingerprint()}".encode()).hexdigest()
 
 

@@ -140,7 +140,8 @@ def audit_classifier_membership(target, x_members, y_members, x_nonmembers, y_no
                                        n_shadow=n_shadow, shadow_dir=shadow_dir, seed=seed,
                                        progress=progress, log=log, executor=executor)
         for atk in runnable:
-            evaluate(atk, atk.score(sig), {**atk.params(), "n_reference_models": n_shadow if atk.needs else 0})
+            n_refs = n_shadow if atk.needs else 0
+            evaluate(atk, atk.score(sig), {**atk.params(), "n_reference_models": n_refs})
     if label_only is not None:
         _label_only(result, target, x, y, label_only, skip, evaluate, log)
     if blind is not None:
