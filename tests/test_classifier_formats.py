@@ -318,3 +318,33 @@ def test_audits_give_the_same_records_on_the_native_folder_and_its_onnx_export(m
         assert ev1[m].metrics.auc == pytest.approx(ev2[m].metrics.auc, abs=1e-9)
     np.testing.assert_allclose(inv1.x, inv2.x, atol=1e-4)
     np.testing.assert_allclose(inv1.confidence, inv2.confidence, atol=1e-5)
+
+
+def test_membership_command_on_a_text_classifier_folder(tmp_path):
+    """`membership --classifier DIR` on an HF text classifier with texts in the .npz: LOSS and the
+    model-free baseline reported; the label-only attacks listed as skipped (inputs are text)."""
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    _bert_folder(tmp_path / "bert")
+    words = "the a patient was seen today for pain and fever".split()
+    rng = np.random.default_rng(0)
+    texts = np.array([" ".join(rng.choice(words, 6)) for _ in range(24)])
+    np.savez(tmp_path / "d.npz", x_members=texts[:12], y_members=rng.integers(0, 3, 12),
+             x_nonmembers=texts[12:], y_nonmembers=rng.integers(0, 3, 12))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["membership", "--classifier", f"hf:{tmp_path / 'bert'}", "--data",
+                                 str(tmp_path / "d.npz"), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
+    mem = [x for x in recs if x["entry_type"] == "membership"]
+    assert {x["method"] for x in mem if not x.get("skipped")} == {"clf_loss", "blind_baseline"}
+    skipped = {x["method"]: x["missing"] for x in mem if x.get("skipped")}
+    assert skipped == {m: ["float_inputs"] for m in ("label_gap", "label_augment", "boundary_distance")}
+    # numeric inputs for a text classifier: one line, exit 2
+    np.savez(tmp_path / "bad.npz", x_members=np.zeros((4, 3)), y_members=np.zeros(4, int),
+             x_nonmembers=np.zeros((4, 3)), y_nonmembers=np.zeros(4, int))
+    r = CliRunner().invoke(app, ["membership", "--classifier", str(tmp_path / "bert"), "--data",
+                                 str(tmp_path / "bad.npz"), "--out", str(tmp_path / "o2")])
+    assert r.exit_code == 2 and "array of texts" in r.output and r.output.count("\n") == 1
