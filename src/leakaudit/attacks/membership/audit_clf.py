@@ -35,11 +35,12 @@ from leakaudit.progress import null_progress
 @dataclass(frozen=True)
 class LabelOnlySettings:
     """The label-only attacks' settings: ``budget`` queries per record (each attack's hard cap),
-    the input domain ``clip``, the 2-D ``image_shape`` of an input for shift augmentations (None:
-    the last two input dimensions, if any), and the attacks' own parameters."""
+    the input domain ``clip`` (None: from the smallest to the largest value in the audited
+    records), the 2-D ``image_shape`` of an input for shift augmentations (None: the last two
+    input dimensions, if any), and the attacks' own parameters."""
 
     budget: int = 100
-    clip: tuple[float, float] | None = (0.0, 1.0)
+    clip: tuple[float, float] | None = None
     image_shape: tuple[int, int] | None = None
     max_shift: int = 1
     noise_sigmas: tuple[float, ...] = (0.1, 0.2, 0.3)
@@ -185,10 +186,12 @@ def _label_only(result: ClassifierMembershipResult, target, x, y, settings: Labe
     for atk in settings.attacks(image):
         if skip(atk):
             continue
+        clip = settings.clip or (float(np.min(x)), float(np.max(x)))
         before = target.queries
-        q = LabelQueries(target, x, y, clip=settings.clip, image_shape=settings.image_shape)
+        q = LabelQueries(target, x, y, clip=clip, image_shape=settings.image_shape)
         scores = atk.score(q)
-        spent = {"budget_per_record": settings.budget, "max_per_record": int(atk.queries_.max()),
+        spent = {"budget_per_record": settings.budget, "input_domain": list(clip),
+                 "max_per_record": int(atk.queries_.max()),
                  "mean_per_record": float(atk.queries_.mean()), "total": int(atk.queries_.sum())}
         assert target.queries - before == spent["total"]  # every query was charged to a record
         result.queries[atk.name] = spent
