@@ -218,7 +218,9 @@ class ONNXClassifier(Classifier):
     def _pick_output(self, wanted: str | None) -> tuple[str, str]:
         outs = [o for o in self.session.get_outputs() if o.type in ("tensor(float)", "tensor(double)")]
         if not outs:
-            raise InputError("the model has no float output (class scores)", path=str(self.path))
+            raise InputError("the model has no float tensor output (class scores); a scikit-learn "
+                             "model converted with skl2onnx needs options={'zipmap': False}",
+                             path=str(self.path))
         if wanted not in (None, "logits", "probabilities"):
             raise InputError(f"output must be logits or probabilities, got {wanted!r}", path=str(self.path))
         probs = [o for o in outs if "prob" in o.name.lower()]
