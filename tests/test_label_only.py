@@ -40,6 +40,21 @@ def test_binary_search_distance_by_hand():
     assert atk2.score(q2)[0] == 0 and atk2.queries_[0] == 1
 
 
+def test_records_with_nothing_to_search_toward_use_random_points_and_stay_finite():
+    """Every audited record is labelled 0 and lies left of the boundary: the search starts from
+    random points of [0, 1]² (half of them labelled 1), so each distance is an upper bound ≥ the
+    true one (0.5 − x[0]); a target with no boundary at all gives equal, finite scores."""
+    x = np.array([[0.1, 0.5], [0.3, 0.5], [0.45, 0.5]])
+    atk = boundary(30, 0)
+    d = atk.score(LabelQueries(threshold_classifier(), x, np.zeros(3, int)))
+    assert np.all(d >= 0.5 - x[:, 0] - 1e-9) and np.all(d < 1.5) and atk.queries_.max() <= 30
+    constant = FunctionClassifier(lambda z: np.tile([1.0, 0.0], (len(z), 1)), n_classes=2,
+                                  input_shape=(2,))
+    atk = boundary(30, 2)
+    d = atk.score(LabelQueries(constant, x, np.zeros(3, int)))
+    assert d.tolist() == [0.0, 0.0, 0.0] and atk.queries_.tolist() == [2, 2, 2]  # 1 + n_starts probes
+
+
 def test_hopskipjump_steps_move_toward_the_nearest_boundary_point():
     """Toward (0.9, 0.9) from (0.2, 0.2) the line crosses the boundary 0.3·√2 ≈ 0.424 away; the
     nearest boundary point is 0.3 away. Gradient-estimate steps close most of that gap."""

@@ -15,7 +15,8 @@ label_augment       how many of the record and its augmented copies (shifts by โ
                     true label (Choquette-Choo et al. ยง4: the data-augmentation attack)
 boundary_distance   the L2 distance from the record to the decision boundary (0 if it is already
                     misclassified), found HopSkipJump-style: a binary search toward each of the
-                    ``n_starts`` nearest audited records that the target labels differently, then
+                    ``n_starts`` nearest audited records that the target labels differently
+                    (random points of the input domain when there are none), then
                     ``grad_steps`` steps of HopSkipJump's boundary-normal estimate from
                     ``n_grad`` label queries and a geometric step, each closing with a binary
                     search back to the boundary (Chen, Jordan & Wainwright 2020, arXiv 1904.02144)
@@ -220,6 +221,9 @@ class BoundaryDistanceAttack(LabelOnlyAttack):
             for step in range(1, self.grad_steps + 1):
                 best = self._hsj_step(oracle, flat, q.y, ok, best, step, rng)
             dist[ok] = np.linalg.norm(best - flat[ok], axis=1)
+        # no boundary found within the budget: as robust as the most robust record measured
+        found = np.isfinite(dist)
+        dist[~found] = dist[found].max() if found.any() else 0.0
         self.queries_ = oracle.spent
         return dist
 
@@ -242,7 +246,29 @@ class BoundaryDistanceAttack(LabelOnlyAttack):
             d = np.linalg.norm(pt - x0, axis=1)
             better = d < best_d[rows]
             best[rows[better]], best_d[rows[better]] = pt[better], d[better]
+        self._random_starts(oracle, flat, y, ok, best, best_d)
         return best
+
+    def _random_starts(self, oracle: _Oracle, flat, y, ok, best, best_d) -> None:
+        """Records with no differently-labelled audited record to search toward: up to
+        ``n_starts`` uniform random points of the input domain (the data's range when there is
+        no ``clip``), each one query; a bisection toward the first that the target labels
+        differently. Updates ``best`` / ``best_d`` in place."""
+        lost = np.flatnonzero(~np.isfinite(best_d))
+        lo, hi = oracle.q.clip if oracle.q.clip is not None else (flat.min(), flat.max())
+        rng = np.random.default_rng([self.seed, 1])
+        for _ in range(self.n_starts):
+            rows = lost[oracle.left(ok[lost]) >= 2]  # a probe and at least one bisection step
+            if not len(rows):
+                return
+            cand = rng.uniform(lo, hi, (len(rows), flat.shape[1]))
+            adv = oracle.labels(ok[rows], cand) != y[ok[rows]]
+            rows, cand = rows[adv], cand[adv]
+            x0 = flat[ok[rows]]
+            t = _bisect(oracle, ok[rows], x0, cand, y[ok[rows]], self.tol)
+            best[rows] = x0 + t[:, None] * (cand - x0)
+            best_d[rows] = np.linalg.norm(best[rows] - x0, axis=1)
+            lost = lost[~np.isfinite(best_d[lost])]
 
     def _hsj_step(self, oracle: _Oracle, flat, y, ok, best, step: int, rng) -> np.ndarray:
         """One HopSkipJump iteration for the records that can afford it: estimate the boundary
