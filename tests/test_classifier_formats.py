@@ -59,7 +59,8 @@ def test_native_folder_onnx_and_python_module_give_the_same_probabilities(mlp, o
     onnx = load_classifier_target(f"onnx:{onnx_file}")
     bare = load_classifier_target(str(onnx_file))  # kind from the extension
     wrapped = classifier_from(module, input_shape=(64,))  # n_classes read from one setup call
-    for t in (native, onnx, bare, wrapped):
+    prefixed = load_classifier_target(f"leakaudit:{d / 'native'}")
+    for t in (native, onnx, bare, wrapped, prefixed):
         assert t.n_classes == 10 and t.input_shape == (64,)
         np.testing.assert_allclose(t.predict_proba(x), ref, atol=TOL, rtol=0)
         assert t.queries == len(x)  # setup calls are not queries
