@@ -37,7 +37,7 @@ def _clf_attack(name: str, cls: str, reference: str, *, threat_model: str, summa
                 needs: tuple[str, ...] = ()):
     return _row(name, f"leakaudit.attacks.membership.classifier:{cls}", summary,
                 family="membership", world="classifier", threat_model=threat_model,
-                reference=reference, needs=needs)
+                reference=reference, needs=needs, capabilities=("probabilities",))
 
 
 BACKENDS = [
@@ -143,17 +143,20 @@ ATTACKS = [
                 summary="relative membership inference (Zarifzadeh et al. 2024)"),
     _row("label_gap", "leakaudit.attacks.membership.label_only:LabelGapAttack",
          "label-only gap attack: member iff the top-1 label is right (1 query a record)",
-         family="membership", world="classifier", capabilities=("labels", "float_inputs"),
+         family="membership", world="label_only", capabilities=("labels", "float_inputs"),
+         needs=(),
          threat_model="label-only: the top-1 label of the record",
          reference="https://arxiv.org/abs/2007.14321"),
     _row("label_augment", "leakaudit.attacks.membership.label_only:AugmentationAttack",
          "label-only data-augmentation attack: how many perturbed copies keep the true label",
-         family="membership", world="classifier", capabilities=("labels", "float_inputs"),
+         family="membership", world="label_only", capabilities=("labels", "float_inputs"),
+         needs=(),
          threat_model="label-only: top-1 labels of the record and of a few perturbed copies",
          reference="https://arxiv.org/abs/2007.14321"),
     _row("boundary_distance", "leakaudit.attacks.membership.label_only:BoundaryDistanceAttack",
          "label-only decision-boundary distance (HopSkipJump-style search, budget per record)",
-         family="membership", world="classifier", capabilities=("labels", "float_inputs"),
+         family="membership", world="label_only", capabilities=("labels", "float_inputs"),
+         needs=(),
          threat_model="label-only: top-1 labels of chosen inputs (query access)",
          reference="https://arxiv.org/abs/2007.14321"),
     _row("mi_face", "leakaudit.attacks.inversion.mi_face:MIFace",
