@@ -41,7 +41,6 @@ lab_app = typer.Typer(cls=mode_group(RENAMED), add_completion=False)
 
 LAB_OUT = Annotated[Path, typer.Option("--out", help="Folder for the corpus, models and report.")]
 SEED = Annotated[int, typer.Option("--seed", help="Seed for the corpus, training and sampling.")]
-SAMPLES = Annotated[Optional[int], typer.Option("--samples", min=1, help="Generations per sampler (default: 1000, quick: 100).")]
 SHOW_PII = Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")]
 
 
@@ -55,7 +54,7 @@ def lab(
     out: LAB_OUT = Path("leakaudit-lab"),
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes for tests and CI (about four minutes on 2 cores; the default takes about 12).")] = False,
     seed: SEED = 0,
-    samples: SAMPLES = None,
+    samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="Generations per sampler (default: 1000, quick: 100).")] = None,
     show_pii: SHOW_PII = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
     tiny: Annotated[bool, typer.Option("--tiny", hidden=True, help="The smallest lab that runs every stage (tests of crash and resume).")] = False,
@@ -99,9 +98,9 @@ def _no_options_before(ctx: typer.Context) -> None:
 @lab_app.command("defenses")
 def defenses(
     out: LAB_OUT = Path("leakaudit-lab"),
-    quick: Annotated[bool, typer.Option("--quick", help="Small sizes for tests and CI (100 training documents; the default has 150).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes for tests and CI (100 training documents, a 2×64 target; the default: 150 documents, 2×128).")] = False,
     seed: SEED = 0,
-    samples: SAMPLES = None,
+    samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="Generations per sampler (default: 100, quick: 40).")] = None,
 ) -> None:
     """Train the defense variants (dedup, scrubbed, DP-SGD at ε 8 and 1, two smaller sizes) on one
     corpus and re-run the same attacks on each."""
