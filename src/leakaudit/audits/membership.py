@@ -43,8 +43,8 @@ class MembershipRequest:
     device: str = "cpu"
     show_pii: bool = False
     allow_download: bool = False
-    #: an executor (``auto``/ADDRESS: Ray, or ``local``) for --classifier's reference models
-    #: or --model's teacher-forced passes
+    #: an executor (``auto``/ADDRESS: Ray, or ``local``) for a classifier's reference models
+    #: or an LLM's teacher-forced passes
     cluster: str | None = None
 
 
@@ -142,7 +142,7 @@ def _prepare_classifier(req: MembershipRequest) -> dict[str, Any]:
 
     data = req.data
     if data is None:
-        raise LeakauditError("--classifier needs --data FILE.npz")
+        raise LeakauditError("a classifier needs --data FILE.npz")
     if not data.is_file():
         raise InputError("no such file", path=str(data))
     if req.budget < 0:

@@ -1,4 +1,4 @@
-"""``leakaudit lab --defenses``: every training-side defense judged by re-running the same attacks.
+"""``leakaudit lab defenses``: every training-side defense judged by re-running the same attacks.
 
 One seeded lab corpus (:mod:`leakaudit.lab.corpus`), one tokenizer (trained on the undefended
 training split, so per-token perplexities compare), one seed, the target's training schedule;
@@ -116,7 +116,7 @@ class DefenseLabConfig:
 # ------------------------------------------------------------------------------ the lab
 
 def run_defense_lab(out_dir: str | Path, config: DefenseLabConfig, *, progress=null_progress, log=print,
-                    command: str = "leakaudit lab --defenses") -> dict[str, Any]:
+                    command: str = "leakaudit lab defenses") -> dict[str, Any]:
     """Corpus → variants → the battery → ``report.jsonl`` (one ``defense_comparison`` record per
     variant), ``summary.json`` and ``report.html`` in ``out_dir``: the stages of
     :data:`DEFENSE_LAB_STAGES`, in order."""

@@ -177,7 +177,7 @@ def classifier_membership_experiment(shadow_dir: str | Path, cfg: ClassifierLabC
 
 def run_classifier_membership_lab(out_dir: str | Path, cfg: ClassifierLabConfig = ClassifierLabConfig(),
                                   *, progress=null_progress, log=print,
-                                  command: str = "leakaudit membership --lab",
+                                  command: str = "leakaudit membership lab",
                                   formats=("jsonl", "html")) -> dict[str, Any]:
     """Run :func:`classifier_membership_experiment` and write ``report.jsonl``, ``summary.json``,
     the shadow models (``shadows/``) and ``report.html`` into ``out_dir`` (staged: all or nothing).
