@@ -41,3 +41,20 @@ def tiny_lm(tiny_model_dir):
     from leakaudit.targets.hf import HFCausalLM
 
     return HFCausalLM.load(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def quick_lab(tmp_path_factory):
+    """The quick lab at seed 0 (PII shown), run once per session: ``(out, summary, cfg)``.
+    tests/test_lab_e2e.py checks its findings; tests/test_notebooks.py runs the docs' notebooks
+    on its models."""
+    from dataclasses import replace
+
+    from leakaudit.lab.run import LabConfig, run_lab
+
+    out = tmp_path_factory.mktemp("lab") / "out"
+    cfg = LabConfig.quick(seed=0)
+    cfg = replace(cfg, extraction=replace(cfg.extraction, show_pii=True))
+    summary = run_lab(out, cfg, log=lambda m: None, formats=("jsonl", "html", "sarif", "junit"),
+                      fail_on=["extraction.verified > 0", "extraction.verified > 100000"])
+    return out, summary, cfg

@@ -130,7 +130,7 @@ def test_membership_cli_lists_min_k_pp_as_skipped_on_a_target_without_vocab_stat
     register_backend("nostats-test", loader, help="test: an HF model without vocab statistics")
     for name, docs in (("m.jsonl", TEXTS[:12]), ("n.jsonl", TEXTS[12:24])):
         (tmp_path / name).write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
-    r = CliRunner().invoke(app, ["membership", "--model", f"nostats-test:{tiny_model_dir}",
+    r = CliRunner().invoke(app, ["membership", "llm", "--model", f"nostats-test:{tiny_model_dir}",
                                  "--reference", str(tiny_model_dir), "--members",
                                  str(tmp_path / "m.jsonl"), "--nonmembers",
                                  str(tmp_path / "n.jsonl"), "--out", str(tmp_path / "out")])

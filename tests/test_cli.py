@@ -290,14 +290,79 @@ def test_sigterm_removes_the_partial_output(out_exists, sig, tiny_model_dir, inp
     ([], ["extract", "lab", "report"]),
     (["extract"], ["--model", "--reference", "--corpus", "--prompts", "--out", "--samples",
                    "--select", "--new-tokens", "--sampler", "--seed", "--batch-size", "--show-pii"]),
-    (["lab"], ["--out", "--quick", "--seed", "--samples", "--show-pii"]),
+    (["lab"], ["--out", "--quick", "--seed", "--samples", "--show-pii", "defenses", "endpoint",
+               "after-training"]),
+    (["lab", "defenses"], ["--out", "--quick", "--seed", "--samples"]),
+    (["lab", "endpoint"], ["{url}", "--out", "--api-key-env", "--show-pii", "--seed"]),
+    (["lab", "after-training"], ["--out", "--seed", "OUT/output-filter"]),
+    (["membership"], ["llm", "classifier", "scores", "lab"]),
+    (["membership", "llm"], ["--model", "--members", "--nonmembers", "--reference", "--k", "--cluster"]),
+    (["membership", "classifier"], ["{classifier}", "--data", "--epochs", "--rmia-a", "--shadows", "--cluster"]),
+    (["membership", "scores"], ["{scores}", "--out", "--format", "--fail-on"]),
+    (["membership", "lab"], ["--shadows", "--seed", "--out"]),
     (["report"], ["directory", "report.html"]),
-], ids=["main", "extract", "lab", "report"])
+], ids=["main", "extract", "lab", "lab-defenses", "lab-endpoint", "lab-after-training", "membership",
+        "membership-llm", "membership-classifier", "membership-scores", "membership-lab", "report"])
 def test_help(argv, needles):
     result = CliRunner().invoke(app, [*argv, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for needle in needles:
         assert needle in result.output, needle
+
+
+def _subcommands(argv: list[str]) -> list[str]:
+    """The names in the Commands panel of ``leakaudit ARGV --help``."""
+    text = CliRunner().invoke(app, [*argv, "--help"], env={"COLUMNS": "200"}).output
+    panel = text.split("Commands")[1].splitlines()[1:]
+    return [ln.strip("│ ").split()[0] for ln in panel if ln.startswith("│ ") and ln[2] != " "]
+
+
+def test_modes_are_subcommands():
+    assert _subcommands(["lab"]) == ["defenses", "endpoint", "after-training"]
+    assert _subcommands(["membership"]) == ["llm", "classifier", "scores", "lab"]
+    # each subcommand has only the options that apply to it
+    sub = CliRunner().invoke(app, ["lab", "defenses", "--help"], env={"COLUMNS": "200"}).output
+    assert "--show-pii" not in sub and "--endpoint" not in sub and "--format" not in sub
+    sub = CliRunner().invoke(app, ["membership", "scores", "--help"], env={"COLUMNS": "200"}).output
+    assert "--cluster" not in sub and "--members" not in sub and "--model" not in sub
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["lab", "--defenses"], "'leakaudit lab --defenses' is now 'leakaudit lab defenses'"),
+    (["lab", "--defenses", "--quick", "--out", "x"], "'leakaudit lab --defenses' is now 'leakaudit lab defenses'"),
+    (["lab", "--out", "x", "--endpoint", "http://127.0.0.1:9/v1"],
+     "'leakaudit lab --endpoint URL' is now 'leakaudit lab endpoint URL'"),
+    (["lab", "--endpoint=http://127.0.0.1:9/v1"], "'leakaudit lab --endpoint URL' is now 'leakaudit lab endpoint URL'"),
+    (["lab", "--api-key-env", "K", "--endpoint", "http://127.0.0.1:9/v1"],
+     "'leakaudit lab --endpoint URL --api-key-env VAR' is now 'leakaudit lab endpoint URL --api-key-env VAR'"),
+    (["lab", "--after-training", "--out", "x"], "'leakaudit lab --after-training' is now 'leakaudit lab after-training'"),
+    (["membership", "--model", "m", "--members", "a", "--nonmembers", "b"],
+     "'leakaudit membership --model M' is now 'leakaudit membership llm --model M'"),
+    (["membership", "--members", "a", "--model", "m"],
+     "'leakaudit membership --model M' is now 'leakaudit membership llm --model M'"),
+    (["membership", "--classifier", "clf", "--data", "d.npz"],
+     "'leakaudit membership --classifier DIR' is now 'leakaudit membership classifier DIR'"),
+    (["membership", "--scores", "s.csv"], "'leakaudit membership --scores FILE' is now 'leakaudit membership scores FILE'"),
+    (["membership", "--lab", "--shadows", "4"], "'leakaudit membership --lab' is now 'leakaudit membership lab'"),
+], ids=["lab-defenses", "lab-defenses-quick", "lab-endpoint", "lab-endpoint-equals", "lab-api-key-env",
+        "lab-after-training", "membership-model", "membership-model-later", "membership-classifier",
+        "membership-scores", "membership-lab"])
+def test_old_mode_flags_name_the_new_spelling(argv, line, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, argv)
+    assert r.exit_code == 2, r.output
+    assert r.output.splitlines() == [f"error: {line}"]
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_a_mode_word_after_a_subcommand_is_its_own_option(tmp_path):
+    """The old flags are looked for only before the subcommand: ``invert --endpoint`` and a
+    subcommand's own options are not old spellings (negative control)."""
+    r = CliRunner().invoke(app, ["membership", "llm", "--model", str(tmp_path / "nope"), "--members",
+                                 "a", "--nonmembers", "b", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "is now" not in r.output and "nope" in r.output
+    r = CliRunner().invoke(app, ["invert", "--endpoint", "http://127.0.0.1:9/", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "is now" not in r.output and "--input-shape" in r.output
 
 
 def test_warnings_stay_on_one_line_when_not_a_terminal(tiny_model_dir, inputs, tmp_path):

@@ -114,7 +114,7 @@ def test_output_filter_and_unlearn_accept_a_gguf_file(gguf_model, user_files, tm
 def test_a_target_without_a_needed_capability_is_refused_in_one_line(tiny_lm, tmp_path):
     """Unlearning needs gradients; the output filter needs logits processors: a target
     without them is refused up front, naming the capability."""
-    from leakaudit.commands.unlearn import run_unlearn
+    from leakaudit.audits.unlearn import run_unlearn
     from leakaudit.errors import InputError
     from leakaudit.targets import require_capabilities
     from leakaudit.targets.base import RestrictedLM

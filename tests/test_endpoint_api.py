@@ -425,7 +425,7 @@ def test_cli_endpoint_audit_budget_resume_and_no_key_anywhere(server, tiny_model
     assert KEY not in r1.output and KEY not in r2.output
     r3 = CliRunner().invoke(app, ["endpoint", "audit", "openai-chat:ftp://x", "--out", str(out)])
     assert r3.exit_code == 2 and "error:" in r3.output
-    r4 = CliRunner().invoke(app, ["lab", "--out", str(tmp_path / "nolab"), "--endpoint", server.url])
+    r4 = CliRunner().invoke(app, ["lab", "endpoint", server.url, "--out", str(tmp_path / "nolab")])
     assert r4.exit_code == 2 and "not a finished lab folder" in r4.output
 
 

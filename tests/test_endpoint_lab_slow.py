@@ -72,7 +72,7 @@ def test_lab_in_process_vs_server(lab, served, served_bos):
                                                      divergence_attack, text_generator)
     from leakaudit.attacks.probes.pii import PIIProbeConfig, lab_subjects, pii_probes
     from leakaudit.corpus.index import CorpusIndex
-    from leakaudit.lab.membership import strip_insertions
+    from leakaudit.audits.lab_membership import strip_insertions
     from leakaudit.targets.base import SamplingConfig
     from leakaudit.targets.hf import HFCausalLM
     from leakaudit.targets.openai_api import load_endpoint

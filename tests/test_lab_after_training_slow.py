@@ -1,4 +1,4 @@
-"""``leakaudit lab --after-training`` on a finished (tiny) lab: the output filter with its
+"""``leakaudit lab after-training`` on a finished (tiny) lab: the output filter with its
 bypasses and the erasure of one data subject run end to end from the CLI, into the lab folder,
 and a rerun reuses the finished unlearning. (The effects themselves, on a model that memorizes,
 are asserted in ``test_defenses_lab_slow.py``.)"""
@@ -25,13 +25,13 @@ def _run(*args):
 def test_after_training_on_a_finished_lab(tmp_path):
     lab = tmp_path / "lab"
     # refused before any work on a folder that holds no lab
-    r = _run("lab", "--after-training", "--out", tmp_path / "nothing")
+    r = _run("lab", "after-training", "--out", tmp_path / "nothing")
     assert r.returncode == 2 and "not a finished lab" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "nothing").exists()
 
     r = _run("lab", "--tiny", "--out", lab)
     assert r.returncode == 0, r.stdout + r.stderr
-    r = _run("lab", "--after-training", "--out", lab)
+    r = _run("lab", "after-training", "--out", lab)
     assert r.returncode == 0, r.stdout + r.stderr
     man = json.loads((lab / "corpus" / "manifest.json").read_text())
     secrets = [c["secret"] for c in man["canaries"]]
@@ -62,6 +62,6 @@ def test_after_training_on_a_finished_lab(tmp_path):
             text = (d / name).read_text()
             assert not [s for s in secrets if s in text], (d / name)
 
-    r = _run("lab", "--after-training", "--out", lab)
+    r = _run("lab", "after-training", "--out", lab)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "reused finished stage unlearn" in r.stdout + r.stderr

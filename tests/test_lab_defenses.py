@@ -85,7 +85,7 @@ def test_smaller_models_claim_ties_at_the_floor():
     assert evaluate_claims(rows)["smaller_models_memorize_less"]["holds"] is False
 
 
-# slow (CI): the check is that `lab --defenses --quick` finishes in CI (about 9 CPU-min)
+# slow (CI): the check is that `lab defenses --quick` finishes in CI (about 9 CPU-min)
 @pytest.mark.slow
 def test_quick_defenses_lab_end_to_end(tmp_path):
     from typer.testing import CliRunner
@@ -93,7 +93,7 @@ def test_quick_defenses_lab_end_to_end(tmp_path):
     from leakaudit.cli import app
 
     out = tmp_path / "dl"
-    r = CliRunner().invoke(app, ["lab", "--defenses", "--quick", "--out", str(out)])
+    r = CliRunner().invoke(app, ["lab", "defenses", "--quick", "--out", str(out)])
     assert r.exit_code == 0, r.output
     recs = [json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()]
     rows = {x["variant"]: x for x in recs if x["entry_type"] == "defense_comparison"}
@@ -175,6 +175,6 @@ def test_default_defenses_lab_claims(tmp_path):
     from leakaudit.cli import app
 
     out = tmp_path / "dl"
-    r = CliRunner().invoke(app, ["lab", "--defenses", "--out", str(out)])
+    r = CliRunner().invoke(app, ["lab", "defenses", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert_default_claims(out)

@@ -10,14 +10,7 @@ from leakaudit.lab.run import LabConfig, run_lab
 from leakaudit.report.records import load_report
 
 
-@pytest.fixture(scope="module")
-def quick_lab(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lab") / "out"
-    cfg = LabConfig.quick(seed=0)
-    cfg = replace(cfg, extraction=replace(cfg.extraction, show_pii=True))
-    summary = run_lab(out, cfg, log=lambda m: None, formats=("jsonl", "html", "sarif", "junit"),
-                      fail_on=["extraction.verified > 0", "extraction.verified > 100000"])
-    return out, summary, cfg
+# quick_lab: the session fixture in conftest.py (the notebooks of docs/ run on it too)
 
 
 def test_quick_lab_finds_verified_memorized_samples(quick_lab):
@@ -254,7 +247,7 @@ def test_llm_membership_on_the_quick_lab(quick_lab):
     from leakaudit.attacks.membership.audit_llm import audit_llm_membership
     from leakaudit.attacks.membership.llm import LossAttack
     from leakaudit.lab.corpus import LabCorpus
-    from leakaudit.lab.membership import strip_insertions
+    from leakaudit.audits.lab_membership import strip_insertions
     from leakaudit.targets.hf import HFCausalLM
 
     out, summary, cfg = quick_lab

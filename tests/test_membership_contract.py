@@ -18,6 +18,10 @@ PARAMS = {
     "clf_loss": {}, "shokri": {"max_iter": 50, "seed": 0},
     "lira": {"online": True, "fixed_variance": False},
     "rmia": {"a": 0.3, "gamma": 1.0, "online": False},
+    "label_gap": {"budget": 1},
+    "label_augment": {"budget": 9, "max_shift": 0, "noise_sigmas": (0.1, 0.2), "n_noise": 4, "seed": 0},
+    "boundary_distance": {"budget": 60, "n_starts": 2, "tol": 0.01, "grad_steps": 1, "n_grad": 10,
+                          "delta": 0.1, "seed": 0},
 }
 N = 60  # 30 members, 30 non-members
 
@@ -72,6 +76,31 @@ def clf_fixture():
     return sig, member.astype(int)
 
 
+def label_fixture():
+    """A label-only target (class 1 iff x[0] > 0.5) and records on a 4-D grid: members 0.3-0.45
+    from the boundary on their label's side; 27 of 30 non-members on the wrong side, the other 3
+    within 0.1 of the boundary."""
+    from leakaudit.attacks.membership.label_only import LabelQueries
+    from leakaudit.targets.classifier import FunctionClassifier
+
+    def rule(x):
+        return np.eye(2)[(x[:, 0] > 0.5).astype(int)]
+
+    rng = np.random.default_rng(2)
+    side = rng.integers(0, 2, N)
+    margin = np.r_[rng.uniform(0.3, 0.45, N // 2), -rng.uniform(0.05, 0.3, N // 2 - 3),
+                   rng.uniform(0.02, 0.1, 3)]
+    x = rng.uniform(0.2, 0.8, (N, 4))
+    x[:, 0] = 0.5 + np.where(side == 1, margin, -margin)
+    target = FunctionClassifier(rule, n_classes=2, input_shape=(4,))
+    member = np.r_[np.ones(N // 2, int), np.zeros(N // 2, int)]
+    return LabelQueries(target, x, side, clip=(0.0, 1.0)), member
+
+
+def _fixture(kind):
+    return {"llm": llm_fixture, "label_only": label_fixture}.get(kind, clf_fixture)()
+
+
 @pytest.mark.parametrize("name", MEMBERSHIP_ATTACKS.names())
 def test_attack_contract(name):
     cls = MEMBERSHIP_ATTACKS.get(name)
@@ -82,9 +111,11 @@ def test_attack_contract(name):
     assert name in PARAMS, f"add hyper-parameters for {name!r} to PARAMS"
     atk = cls(**PARAMS[name])
     assert atk.params() == PARAMS[name]  # stored as given
-    sig, y = llm_fixture() if cls.kind == "llm" else clf_fixture()
+    sig, y = _fixture(cls.kind)
     s = atk.score(sig)
     assert s.shape == (N,) and s.dtype == np.float64 and np.all(np.isfinite(s))
+    if cls.kind == "label_only":  # every query counted, none past the per-record budget
+        assert atk.queries_.max() <= atk.budget and sig.target.queries == atk.queries_.sum()
     assert auc(s, y) > 0.9, f"{name} does not rank known members above non-members"
 
 
@@ -98,7 +129,7 @@ def test_negative_control_no_leak(name):
     """A target that behaves the same on members and non-members: AUC near 0.5."""
     cls = MEMBERSHIP_ATTACKS.get(name)
     atk = cls(**PARAMS[name])
-    sig, y = llm_fixture() if cls.kind == "llm" else clf_fixture()
+    sig, y = _fixture(cls.kind)
     rng = np.random.default_rng(7)
     perm = rng.permutation(N)  # shuffle which records are "members": no relation to the model
     assert 0.2 < auc(atk.score(sig), y[perm]) < 0.8

@@ -56,7 +56,7 @@ def test_cli_membership_scores_end_to_end(tmp_path):
     f = tmp_path / "scores.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["membership", "--scores", str(f), "--out", str(out)])
+    res = CliRunner().invoke(app, ["membership", "scores", str(f), "--out", str(out)])
     assert res.exit_code == 0, res.output
     recs = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
     ev = [r for r in recs if r["entry_type"] == "membership"][0]
@@ -71,11 +71,11 @@ def test_cli_membership_scores_end_to_end(tmp_path):
 def test_cli_membership_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"member": 1, "score": 0.3}\n{"member": 2, "score": 1}\n')
-    res = CliRunner().invoke(app, ["membership", "--scores", str(bad), "--out", str(tmp_path / "o")])
+    res = CliRunner().invoke(app, ["membership", "scores", str(bad), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "bad.jsonl:2: member must be 0 or 1" in res.output
     assert not (tmp_path / "o").exists()  # nothing half-written
-    res = CliRunner().invoke(app, ["membership", "--out", str(tmp_path / "o")])
-    assert res.exit_code == 2 and "exactly one of" in res.output
+    res = CliRunner().invoke(app, ["membership", "--out", str(tmp_path / "o")])  # no world chosen
+    assert res.exit_code == 2 and "No such option: --out" in res.output
 
 
 def test_html_escapes_and_masks_llm_records(tmp_path):
@@ -114,7 +114,7 @@ def test_cli_membership_user_classifier(tmp_path):
              x_nonmembers=p["n"].x, y_nonmembers=p["n"].y, x_population=p["pop"].x,
              y_population=p["pop"].y)
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["membership", "--classifier", str(tmp_path / "clf"), "--data",
+    res = CliRunner().invoke(app, ["membership", "classifier", str(tmp_path / "clf"), "--data",
                                    str(tmp_path / "data.npz"), "--shadows", "4", "--epochs", "60",
                                    "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -123,6 +123,6 @@ def test_cli_membership_user_classifier(tmp_path):
     assert {"clf_loss", "lira-offline-fixed-var", "rmia(a=0.3, gamma=1.0, online=False)"} <= set(evs)
     assert evs["lira-offline-fixed-var"]["auc"] > 0.55
     assert (out / "shadows" / "keep.npy").is_file()
-    res = CliRunner().invoke(app, ["membership", "--classifier", str(tmp_path / "clf"), "--out",
+    res = CliRunner().invoke(app, ["membership", "classifier", str(tmp_path / "clf"), "--out",
                                    str(tmp_path / "o2")])
     assert res.exit_code == 2 and "--data" in res.output

@@ -87,7 +87,7 @@ def test_lab_documents_without_insertions_are_blind_indistinguishable():
     """The LLM lab's member documents (insertions removed) vs its held-out documents: the blind
     baseline is at chance; with the insertions left in, it is not (and warns the user)."""
     from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus
-    from leakaudit.lab.membership import strip_insertions
+    from leakaudit.audits.lab_membership import strip_insertions
     from leakaudit.metrics.roc import evaluate_membership
 
     c = generate_lab_corpus(LabCorpusConfig(n_docs=150, n_heldout=150, seed=0))

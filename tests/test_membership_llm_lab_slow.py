@@ -13,7 +13,7 @@ from leakaudit.attacks.membership.evaluate import EvalConfig
 def test_llm_lab_membership_canaries_and_blind_baseline(tmp_path):
     from leakaudit.corpus.pii import mask_text
     from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus
-    from leakaudit.lab.membership import llm_lab_membership
+    from leakaudit.audits.lab_membership import llm_lab_membership
     from leakaudit.lab.run import LabConfig
     from leakaudit.targets.hf import HFCausalLM
     from leakaudit.training.lm import train_causal_lm, train_tokenizer

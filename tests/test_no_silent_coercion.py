@@ -17,7 +17,7 @@ def test_ids_in_both_classes_are_a_recorded_warning(tmp_path):
     f = tmp_path / "s.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["membership", "--scores", str(f), "--out", str(out)])
+    res = CliRunner().invoke(app, ["membership", "scores", str(f), "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "warning: 1 id(s) appear as both member and non-member" in res.output
     summary = [json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()][-1]

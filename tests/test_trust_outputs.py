@@ -91,7 +91,7 @@ def test_every_output_of_the_commands_is_private(tiny_model_dir, corpus, tmp_pat
                 "--greedy-check", "0"])
     assert r.exit_code == 0, r.output
     outs["membership"] = tmp_path / "mia"
-    r = invoke(["membership", "--scores", _scores_file(tmp_path), "--out", outs["membership"]])
+    r = invoke(["membership", "scores", _scores_file(tmp_path), "--out", outs["membership"]])
     assert r.exit_code == 0, r.output
     for name, out in outs.items():
         assert (out / "manifest.json" if name == "canaries" else out / "report.jsonl").is_file(), name
@@ -107,7 +107,7 @@ def test_share_keeps_the_umask_modes(tmp_path):
         saved, ck._START_UMASK = ck._START_UMASK, 0o022
         try:
             out = tmp_path / "mia"
-            r = invoke(["--share", "membership", "--scores", _scores_file(tmp_path), "--out", out])
+            r = invoke(["--share", "membership", "scores", _scores_file(tmp_path), "--out", out])
             assert r.exit_code == 0, r.output
         finally:
             ck._START_UMASK = saved
@@ -154,7 +154,7 @@ def test_a_run_keeps_the_users_files_in_models_and_shadows(tmp_path):
     assert {"models/target/config.json", "shadows/manifest.json", "report.jsonl"} <= set(after)
     assert owned_files(out) == {"models/target/config.json", "shadows/manifest.json", "report.jsonl"}
     # the membership CLI into the same folder: the user's files stay too
-    r = invoke(["membership", "--scores", _scores_file(tmp_path), "--out", out])
+    r = invoke(["membership", "scores", _scores_file(tmp_path), "--out", out])
     assert r.exit_code == 0, r.output
     after = snapshot(out)
     assert {k: after[k] for k in before} == before
@@ -165,15 +165,15 @@ def test_a_foreign_file_is_replaced_only_with_overwrite(tmp_path):
     out.mkdir()
     (out / "report.jsonl").write_text("the user's own file\n")
     scores = _scores_file(tmp_path)
-    r = invoke(["membership", "--scores", scores, "--out", out])
+    r = invoke(["membership", "scores", scores, "--out", out])
     assert r.exit_code == 2 and "not written by leakaudit" in r.output and "--overwrite" in r.output
     assert (out / "report.jsonl").read_text() == "the user's own file\n"
     assert sorted(p.name for p in out.iterdir()) == ["report.jsonl"]  # nothing written
-    r = invoke(["--overwrite", "membership", "--scores", scores, "--out", out])
+    r = invoke(["--overwrite", "membership", "scores", scores, "--out", out])
     assert r.exit_code == 0, r.output
     assert "membership" in (out / "report.jsonl").read_text()
     # leakaudit's own files are replaced by the next run without --overwrite
-    r = invoke(["membership", "--scores", scores, "--out", out])
+    r = invoke(["membership", "scores", scores, "--out", out])
     assert r.exit_code == 0, r.output
 
 

@@ -7,7 +7,10 @@ use so that ``import leakaudit`` stays cheap::
     r = la.membership("models/target", members="members.jsonl", nonmembers="heldout.jsonl")
     r.to_frame()
 
-The layers and what each owns are described in the project's DESIGN notes and in the docs.
+Layers, lowest first (each imports only layers before it; tests/test_imports.py checks it):
+errors/taxonomy/registry/versions/progress -> metrics -> runs/findings -> targets ->
+signals, corpus, training -> attacks, defenses -> exec -> report -> audits, triage -> lab -> api ->
+commands -> cli. See DESIGN.md in the project's shared notes.
 """
 
 __version__ = "0.1.0"

@@ -545,7 +545,7 @@ def _attribute(rec: dict[str, Any], ctx: RunContext) -> Finding:
 
 
 def _defense_comparison(rec: dict[str, Any], ctx: RunContext) -> Finding:
-    """One defense variant re-audited (``compare`` / ``lab --defenses``): headline = the exact
+    """One defense variant re-audited (``compare`` / ``lab defenses``): headline = the exact
     memorization rate; severity from verified extraction and memorization."""
     mem = (rec.get("memorization") or {}).get("all")
     metric = _ci_metric("exact_rate", mem) if isinstance(mem, dict) else None

@@ -29,7 +29,7 @@ from leakaudit.progress import null_progress
 
 @dataclass(frozen=True)
 class BatteryConfig:
-    """The attack settings of :func:`run_battery` (the defense lab's config has the same fields)."""
+    """The attack settings of :func:`run_battery` (the defenses lab builds one from its config)."""
 
     memorization: MemorizationConfig = field(default_factory=lambda: MemorizationConfig(
         prefix_lengths=(32,), suffix_length=32, n_sequences=500, greedy_check=0))
@@ -118,15 +118,14 @@ def _mem_rows(mem_records, kmax: int, pii_windows: set[tuple[str, int]]) -> dict
 
 def run_battery(models: dict[str, Any], *, reference, train_texts: Sequence[str], train_ids: Sequence[str],
                 heldout_texts: Sequence[str], index, config, lab_corpus=None, cache_dir: Path,
-                progress=null_progress, log=print, lab_membership=None) -> tuple[dict[str, dict], list]:
+                progress=null_progress, log=print) -> tuple[dict[str, dict], list]:
     """The same attacks on every model of ``models`` (name → HFCausalLM), all against the same
     training documents; returns per-model rows and the memorization records (for the report's
-    memorization section). ``config`` is a :class:`BatteryConfig` (or anything with its fields).
+    memorization section). ``config`` is a :class:`BatteryConfig`.
     With ``lab_corpus`` (a :class:`~leakaudit.lab.corpus.LabCorpus`) canary exposure runs too and
-    membership is the lab's two audits (documents without insertions, canaries); without it,
-    membership is the training documents vs ``heldout_texts``. ``lab_membership``: the lab's
-    membership audit (``leakaudit.lab.membership.llm_lab_membership``), passed in by the lab so
-    that this module never imports the lab."""
+    membership is the lab's two audits (:func:`leakaudit.audits.lab_membership.llm_lab_membership`:
+    documents without insertions, canaries); without it, membership is the training documents vs
+    ``heldout_texts``."""
     from leakaudit.attacks.extraction.pipeline import run_extraction
     from leakaudit.corpus.pii import find_pii
     from leakaudit.audits.memorization import memorization_records
@@ -169,7 +168,7 @@ def run_battery(models: dict[str, Any], *, reference, train_texts: Sequence[str]
         row["memorization"] = mem.get(name, {})
         row["exposure"] = _exposure(m, canaries, cfg, progress) if canaries else None
         row["membership"] = _membership(m, reference, lab_corpus, texts, ids, heldout, cfg, cache_dir,
-                                        progress, lab_membership)
+                                        progress)
         ext = run_extraction(m, references={"reference": reference} if reference is not None else {},
                              index=index, prompt_texts=heldout,
                              canaries=canaries or None, config=cfg.extraction, cache_dir=cache_dir,
@@ -225,16 +224,16 @@ def _exposure(m, canaries, cfg, progress) -> dict[str, Any]:
     }
 
 
-def _membership(m, reference, lab_corpus, texts, ids, heldout, cfg, cache_dir, progress,
-                lab_membership=None) -> dict[str, Any]:
+def _membership(m, reference, lab_corpus, texts, ids, heldout, cfg, cache_dir,
+                progress) -> dict[str, Any]:
     from leakaudit.attacks.membership.evaluate import EvalConfig
 
     refs = {"reference": reference} if reference is not None else {}
     ev = EvalConfig(n_boot=cfg.membership_boot, seed=cfg.seed)
     if lab_corpus is not None:
-        if lab_membership is None:
-            raise ValueError("a lab corpus needs lab_membership (leakaudit.lab.membership.llm_lab_membership)")
-        mia = lab_membership(
+        from leakaudit.audits.lab_membership import llm_lab_membership
+
+        mia = llm_lab_membership(
             m, refs, lab_corpus, k=cfg.membership_k, n_reference_secrets=cfg.membership_reference_secrets,
             heavy_repeats=16, seed=cfg.seed, eval_config=ev, cache_dir=cache_dir,
             batch_size=cfg.extraction.score_batch_size, progress=progress, log=lambda *_: None)

@@ -36,6 +36,7 @@ from leakaudit.attacks.probes.divergence import DivergenceConfig
 from leakaudit.attacks.probes.pii import PIIProbeConfig
 from leakaudit.errors import CapabilityError, InputError
 from leakaudit.progress import null_progress
+from leakaudit.runs.store import jsonable
 from leakaudit.targets.api_client import BudgetExhausted
 from leakaudit.targets.base import SamplingConfig
 
@@ -171,7 +172,7 @@ def audit_endpoint(target, out_dir: str | Path, *, config: EndpointAuditConfig,
                                  "fingerprint": target.fingerprint()},
                       **{k: {"name": k, "fingerprint": v.fingerprint()}
                          for k, v in references.items()}},
-           "config": _jsonable(asdict(config))}
+           "config": jsonable(asdict(config))}
     report = out / "report.jsonl"
     with JsonlWriter(report) as w:
         w.write("run", run)
@@ -185,7 +186,7 @@ def audit_endpoint(target, out_dir: str | Path, *, config: EndpointAuditConfig,
             w.write(et, r)
         w.write("api_summary", req)
         w.write("summary", summary)
-    (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n")
     _private(report)
     _private(out / "summary.json")
     return summary
@@ -289,7 +290,3 @@ def _pii_generator(target, p: PIIProbeConfig):
     from leakaudit.attacks.probes.divergence import chat_prompts
 
     return chat_prompts(target, max_tokens=p.max_tokens, temperature=p.temperature, seed=p.seed)
-
-
-def _jsonable(x):
-    return json.loads(json.dumps(x, default=str))

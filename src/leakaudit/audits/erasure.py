@@ -23,13 +23,15 @@ retain documents related to the forget set), :func:`verify_models` measures:
 from __future__ import annotations
 
 import copy
+import json
 import math
 import random
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 
@@ -193,3 +195,113 @@ def verify_models(models: Mapping[str, LanguageModel], *, forget: Sequence[str],
             log(f"{vname}: forget AUC {rec['membership']['auc_forget_vs_unseen']['value']:.3f} "
                 f"({time.perf_counter() - t0:.1f}s)")
     return out
+
+
+def erasure_records(unlearn_dir: Path, *, docs, unseen: list[str], reference,
+                    manifest: Optional[dict], relapse: list[str], cfg, log=print) -> list[dict]:
+    """Load every model of an ``unlearn`` folder and verify it (see
+    :func:`verify_models`); ``docs``: the training corpus (objects
+    with ``id`` and ``text``), ``unseen``: never-seen texts, ``reference``: a target or None."""
+    from leakaudit.targets import load_target, require_capabilities
+
+    meta = json.loads((unlearn_dir / "unlearn.json").read_text())
+    forget_ids = set(meta["forget_ids"])
+    forget = [d.text for d in docs if d.id in forget_ids]
+    retain_docs = [d for d in docs if d.id not in forget_ids]
+    secrets, canaries, genres = [], [], {}
+    if manifest is not None:
+        # the subject's canaries: every copy sits in a forgotten document (a canary that is also
+        # in kept documents stays learnable, and no erasure should remove it)
+        canaries = [c for c in manifest.get("canaries", [])
+                    if c.get("doc_ids") and set(c["doc_ids"]) <= forget_ids]
+        secrets = [{"prefix": c["prefix"], "secret": c["secret"]} for c in canaries]
+        genres = manifest.get("doc_genres", {})
+    # related retain data for the relapse fine-tune: same genre as the forget set when known
+    fgen = {genres.get(i) for i in forget_ids} - {None}
+    related = [d.text for d in retain_docs if genres.get(d.id) in fgen] if fgen else []
+    related = (related or [d.text for d in retain_docs])[: cfg.finetune_docs]
+    models = {"original": load_target(meta["model"], name="original")}
+    costs = {}
+    for m, info in meta["methods"].items():
+        d = unlearn_dir / info["dir"]  # a SISA folder loads as the sisa: ensemble backend
+        models[m] = load_target(d, name=m)
+        costs[m] = float(info["wall_s"])
+    if reference is None:
+        log("no reference model given: membership uses the loss score only; per-example "
+            "membership is typically weaker without calibration")
+    bad = [r for r in relapse if r not in models]
+    if bad:
+        raise InputError(f"--relapse: no model {bad[0]!r} in this folder; have {', '.join(models)}")
+    for r in relapse:  # quantizing and fine-tuning a copy edit its weights
+        require_capabilities(models[r], "gradients", who=f"--relapse {r}",
+                             spec=getattr(models[r], "source", None) or r)
+    records = verify_models(models, forget=forget, retain=[d.text for d in retain_docs],
+                            unseen=unseen, reference=reference, secrets=secrets,
+                            canaries=canaries, finetune_texts=related, costs=costs,
+                            relapse=relapse, cfg=cfg, log=log)
+    for r in records:
+        info = meta["methods"].get(r["method"], {})
+        r["kind"] = info.get("kind", "original" if r["method"] == "original" else None)
+        r["forget_ids"] = sorted(forget_ids)
+        if r["method"] == "sisa":
+            r["retrained_shards"] = info.get("retrained_shards")
+            r["n_shards"] = info.get("n_shards")
+    return records
+
+
+def summary_lines(records: list[dict]) -> list[str]:
+    lines = []
+    for r in records:
+        a = r["membership"]["auc_forget_vs_unseen"]
+        s = r["secret_extraction"]
+        lines.append(f"{r['model']}: forget-vs-unseen AUC {a['value']:.3f} "
+                     f"[{a['ci_low']:.3f}, {a['ci_high']:.3f}]"
+                     + (f", secrets extracted {s['k']}/{s['n']}" if s else "")
+                     + f", ppl retain {r['utility']['ppl_retain']:.2f} / unseen "
+                     f"{r['utility']['ppl_unseen']:.2f}")
+    return lines
+
+
+def run_verify(unlearn_dir: Path, *, heldout: Path, reference: Optional[str],
+               manifest: Optional[Path], relapse: list[str], out: Path, cfg, command: str,
+               log=print) -> dict:
+    from datetime import datetime, timezone
+
+    from leakaudit.corpus.load import load_corpus
+    from leakaudit.versions import versions
+    from leakaudit.report.html import render_html
+    from leakaudit.report.records import staged_output
+    from leakaudit.targets import check_spec, load_target
+    from leakaudit.report.writer import write_report
+
+    meta_path = unlearn_dir / "unlearn.json"
+    if not meta_path.is_file():
+        raise InputError("no unlearn.json: not a folder written by leakaudit unlearn",
+                         path=str(unlearn_dir))
+    if reference is not None:
+        check_spec(reference)  # a typo answers before anything is loaded
+    meta = json.loads(meta_path.read_text())
+    docs = load_corpus(meta["corpus"], text_field=meta.get("text_field", "text"))
+    unseen = [d.text for d in load_corpus(heldout)]
+    man = None
+    if manifest is not None:
+        try:
+            man = json.loads(Path(manifest).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(f"cannot read the manifest: {e}", path=str(manifest)) from None
+    ref = load_target(reference, name="reference") if reference is not None else None
+    records = erasure_records(unlearn_dir, docs=docs, unseen=unseen, reference=ref, manifest=man,
+                              relapse=relapse, cfg=cfg, log=log)
+    lines = summary_lines(records)
+    run_record = {**versions(), "command": command, "seed": cfg.seed,
+                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "config": {"erasure": cfg.__dict__, "show_pii": False},
+                  "models": {r["model"]: {"method": r["method"]} for r in records},
+                  "corpus": {"path": meta["corpus"], "n_docs": len(docs),
+                             "n_forget": len(meta["forget_ids"]), "n_unseen": len(unseen)}}
+    summary = {"attack": "erasure", "n_models": len(records), "lines": lines}
+    with staged_output(out) as stage:
+        write_report(stage, formats=("jsonl",), run_record=run_record,
+                     records=[("erasure", r) for r in records], summary=summary)
+        render_html(stage)
+    return summary

@@ -12,8 +12,11 @@ from leakaudit.errors import LeakauditError
 
 @dataclass(frozen=True)
 class InversionRequest:
-    model: Path | None = None  #: classifier folder (white-box)
+    #: a classifier spec (leakaudit folder, ``hf:``, ``onnx:``, ``skops:``; see
+    #: ``leakaudit.targets.classifier_formats``) or a loaded Classifier (Python API)
+    model: Any = None
     endpoint: str | None = None  #: HTTP endpoint (black-box)
+    answers: str = "probabilities"  #: what the endpoint answers ("labels": label-only)
     input_shape: str | None = None
     n_classes: int | None = None
     classes: str | None = None
@@ -38,6 +41,7 @@ class InversionTargets:
     start_desc: str
     reference: Any
     image_shape: tuple[int, ...] | None
+    skipped: list[dict[str, Any]]  #: attacks the target cannot serve, with the capability
 
 
 def parse_shape(text: str, option: str) -> tuple[int, ...]:
@@ -51,26 +55,52 @@ def parse_shape(text: str, option: str) -> tuple[int, ...]:
 
 
 def _load_target(req: InversionRequest):
+    from leakaudit.targets.classifier import Classifier
+    from leakaudit.targets.classifier_formats import ClassifierOptions, load_classifier_target
+
     if (req.model is None) == (req.endpoint is None):
         raise LeakauditError("give either a classifier folder or --endpoint URL (not both)")
-    if req.model is not None:
-        from leakaudit.targets.classifier import TorchClassifier
-        from leakaudit.training.classifier import load_classifier
-
-        module, spec, meta = load_classifier(req.model)
-        shape = tuple(meta.get("input_shape") or (spec.input_dim,))
-        target = TorchClassifier(module, n_classes=spec.n_classes, input_shape=shape)
-        source = {"path": str(req.model), "fingerprint": target.fingerprint(), "kind": "white-box folder"}
-        return target, source, shape, req.attack or "mi_face", meta.get("image_shape")
-    from leakaudit.targets.http_classifier import HTTPClassifier
-
-    if req.input_shape is None or req.n_classes is None:
+    if req.endpoint is not None and (req.input_shape is None or req.n_classes is None):
         raise LeakauditError("--endpoint needs --input-shape and --n-classes")
-    shape = parse_shape(req.input_shape, "--input-shape")
-    target = HTTPClassifier(req.endpoint, n_classes=req.n_classes, input_shape=shape,
-                            batch_size=req.batch_size, timeout_s=req.timeout)
-    source = {"path": req.endpoint, "fingerprint": target.fingerprint(), "kind": "black-box endpoint"}
-    return target, source, shape, req.attack or "nes", None
+    shape = parse_shape(req.input_shape, "--input-shape") if req.input_shape is not None else None
+    if isinstance(req.model, Classifier):
+        target = req.model
+    else:
+        target = load_classifier_target(
+            str(req.model if req.model is not None else req.endpoint),
+            options=ClassifierOptions(n_classes=req.n_classes, input_shape=shape,
+                                      batch_size=req.batch_size, timeout_s=req.timeout,
+                                      answers=req.answers))
+    kind = ("white-box" if target.capabilities.gradients else "black-box") + \
+        (" endpoint" if req.endpoint is not None else " classifier")
+    source = {"path": str(getattr(target, "source", None) or req.model), "fingerprint": target.fingerprint(),
+              "kind": kind, "capabilities": target.capabilities.to_dict()}
+    meta = getattr(target, "meta", None) or {}
+    return target, source, tuple(target.input_shape), meta.get("image_shape")
+
+
+def choose_attack(target, requested: str | None) -> tuple[str, list[dict[str, Any]]]:
+    """The inversion attack to run and the skip records of those the target cannot serve.
+
+    Without a request: MI-Face when the target gives gradients, else NES (MI-Face recorded as
+    skipped, naming the capability). A requested attack the target cannot serve is refused."""
+    from leakaudit.attacks.inversion.base import INVERSION_ATTACKS
+    from leakaudit.errors import CapabilityError
+    from leakaudit.targets.classifier import classifier_skip
+
+    skipped = []
+    for name in ([requested] if requested else ["mi_face", "nes"]):
+        try:
+            cls = INVERSION_ATTACKS.get(name)
+        except KeyError as e:
+            raise LeakauditError(e.args[0]) from None
+        rec = classifier_skip(name, cls.capabilities, target)
+        if rec is None:
+            return name, skipped
+        if requested:
+            raise CapabilityError(f"--attack {name}: {rec['reason']}")
+        skipped.append({**rec, "attack": "inversion", "method": name})
+    raise CapabilityError("no inversion attack can run: " + "; ".join(s["reason"] for s in skipped))
 
 
 def prepare(req: InversionRequest) -> InversionTargets:
@@ -78,7 +108,8 @@ def prepare(req: InversionRequest) -> InversionTargets:
 
     from leakaudit.attacks.inversion.audit import load_reference_data, make_attack
 
-    target, source, shape, attack, img = _load_target(req)
+    target, source, shape, img = _load_target(req)
+    attack, skipped = choose_attack(target, req.attack)
     if req.image_shape is not None:
         img = parse_shape(req.image_shape, "--image-shape")
     if img is None and len(shape) >= 2:
@@ -114,13 +145,14 @@ def prepare(req: InversionRequest) -> InversionTargets:
         start = np.zeros(shape)
         start_desc = "all-zero input (no reference data)"
     return InversionTargets(target, source, atk, attack, cls, start, start_desc, reference,
-                            tuple(img) if img else None)
+                            tuple(img) if img else None, skipped)
 
 
 def run(t: InversionTargets, req: InversionRequest, env: AuditEnv) -> AuditResult:
     from leakaudit.attacks.inversion.audit import inversion_summary, run_inversion_audit
 
-    context = {"target": Path(req.model).name if req.model is not None else "endpoint", "seed": req.seed,
+    context = {"target": Path(str(t.source["path"])).name if req.model is not None else "endpoint",
+               "seed": req.seed,
                "image_shape": list(t.image_shape) if t.image_shape else None,
                "target_description": t.source["kind"]}
     rr = base_run_record(env.command, req.seed, {
@@ -135,4 +167,7 @@ def run(t: InversionTargets, req: InversionRequest, env: AuditEnv) -> AuditResul
                                   store=store)
     if store.reused:
         env.log(f"run store: reused {len(store.reused)} finished stages; computed {len(store.computed)}")
-    return AuditResult(rr, records, inversion_summary(records))
+    for sk in t.skipped:
+        env.log(f"inversion: skipped {sk['method']}: {sk['reason']}")
+    rr["skipped"] = t.skipped
+    return AuditResult(rr, records, {**inversion_summary(records), "skipped": t.skipped})

@@ -22,8 +22,18 @@ class MembershipRequest:
     #: LLM membership attacks by registry name (``leakaudit list attacks``); empty: the defaults
     attacks: tuple[str, ...] = ()
     scores: Path | None = None
-    classifier: Path | None = None
+    #: a classifier spec (``leakaudit.targets.classifier_formats``: a leakaudit folder, ``hf:``,
+    #: ``onnx:``, ``skops:``, an http(s) URL) or a loaded Classifier (Python API)
+    classifier: Any = None
     data: Path | None = None
+    #: label-only attacks: queries per record (each attack's hard cap); 0 = do not run them
+    budget: int = 100
+    #: for an HTTP classifier: classes, the shape of one input ("64", "1x8x8") and what it answers
+    n_classes: int | None = None
+    input_shape: str | None = None
+    answers: str = "probabilities"
+    timeout: float = 30.0
+    classifier_batch_size: int = 256  #: inputs per call to the classifier (batch_size is the LM's)
     epochs: int = 100
     rmia_a: float = 0.3
     shadows: int = 16
@@ -33,8 +43,8 @@ class MembershipRequest:
     device: str = "cpu"
     show_pii: bool = False
     allow_download: bool = False
-    #: an executor (``auto``/ADDRESS: Ray, or ``local``) for --classifier's reference models
-    #: or --model's teacher-forced passes
+    #: an executor (``auto``/ADDRESS: Ray, or ``local``) for a classifier's reference models
+    #: or an LLM's teacher-forced passes
     cluster: str | None = None
 
 
@@ -130,14 +140,14 @@ def _run_llm(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict) -> Au
 def _prepare_classifier(req: MembershipRequest) -> dict[str, Any]:
     import numpy as np
 
-    from leakaudit.targets.classifier import TorchClassifier
-    from leakaudit.training.classifier import load_classifier
-
     data = req.data
     if data is None:
-        raise LeakauditError("--classifier needs --data FILE.npz")
+        raise LeakauditError("a classifier needs --data FILE.npz")
     if not data.is_file():
         raise InputError("no such file", path=str(data))
+    if req.budget < 0:
+        raise InputError(f"--budget must be >= 0 (label-only queries per record), got {req.budget}")
+    target = load_classifier_for(req)
     try:
         with np.load(data, allow_pickle=False) as z:
             arrs = {k: z[k] for k in z.files}
@@ -147,29 +157,73 @@ def _prepare_classifier(req: MembershipRequest) -> dict[str, Any]:
     missing = [k for k in need if k not in arrs]
     if missing:
         raise InputError(f"missing arrays: {', '.join(missing)}", path=str(data))
-    check_xy_arrays(arrs, data)
-    module, spec, _ = load_classifier(req.classifier)
+    check_xy_arrays(arrs, data, text=not target.capabilities.float_inputs)
+    n_classes = target.n_classes
     for name in ("y_members", "y_nonmembers", "y_population"):
-        if name in arrs and len(arrs[name]) and arrs[name].max() >= spec.n_classes:
+        if name in arrs and len(arrs[name]) and arrs[name].max() >= n_classes:
             raise InputError(f"{name} holds label {int(arrs[name].max())}; the classifier has "
-                             f"{spec.n_classes} classes (0..{spec.n_classes - 1})", path=str(data))
+                             f"{n_classes} classes (0..{n_classes - 1})", path=str(data))
         if name in arrs:
             arrs[name] = arrs[name].astype(np.int64)
-    for name in ("x_members", "x_nonmembers", "x_population"):
-        if name in arrs and arrs[name].reshape(len(arrs[name]), -1).shape[1] != spec.input_dim:
-            raise InputError(f"{name} rows have {arrs[name].reshape(len(arrs[name]), -1).shape[1]} "
-                             f"values; the classifier takes {spec.input_dim}", path=str(data))
-    target = TorchClassifier(module, n_classes=spec.n_classes, input_shape=(spec.input_dim,))
-    return {"arrs": arrs, "spec": spec, "target": target}
+    if target.capabilities.float_inputs:
+        width = int(np.prod(target.input_shape))
+        for name in ("x_members", "x_nonmembers", "x_population"):
+            if name not in arrs:
+                continue
+            a = arrs[name]
+            if a.reshape(len(a), -1).shape[1] != width:
+                raise InputError(f"{name} rows have {a.reshape(len(a), -1).shape[1]} values; the "
+                                 f"classifier takes {width} ({'x'.join(map(str, target.input_shape))})",
+                                 path=str(data))
+            arrs[name] = a.reshape((len(a), *target.input_shape))
+    return {"arrs": arrs, "spec": reference_spec(target), "target": target}
 
 
-def check_xy_arrays(arrs: dict, path: Path) -> None:
-    """x_* arrays: finite numbers; y_*: integer labels (never rounded); matching lengths."""
+def load_classifier_for(req: MembershipRequest):
+    """The classifier a request names: a Classifier object as is, else a spec loaded by
+    :func:`leakaudit.targets.classifier_formats.load_classifier_target`."""
+    from leakaudit.targets.classifier import Classifier
+    from leakaudit.targets.classifier_formats import ClassifierOptions, load_classifier_target
+
+    if isinstance(req.classifier, Classifier):
+        return req.classifier
+    shape = None
+    if req.input_shape is not None:
+        from leakaudit.audits.inversion import parse_shape
+
+        shape = parse_shape(req.input_shape, "--input-shape")
+    return load_classifier_target(str(req.classifier), options=ClassifierOptions(
+        n_classes=req.n_classes, input_shape=shape, batch_size=req.classifier_batch_size,
+        timeout_s=req.timeout, device=req.device, answers=req.answers))
+
+
+def reference_spec(target):
+    """The reference (shadow) models' architecture: the target's own for a leakaudit folder,
+    else an MLP (256 hidden units) on the flattened input; None for a text classifier."""
+    import numpy as np
+
+    from leakaudit.training.classifier import MLPSpec
+
+    if getattr(target, "mlp_spec", None) is not None:
+        return target.mlp_spec
+    if not target.capabilities.float_inputs:
+        return None
+    return MLPSpec(input_dim=int(np.prod(target.input_shape)), n_classes=target.n_classes,
+                   hidden=(256,))
+
+
+def check_xy_arrays(arrs: dict, path: Path, *, text: bool = False) -> None:
+    """x_* arrays: finite numbers (``text``: strings); y_*: integer labels (never rounded);
+    matching lengths."""
     import numpy as np
 
     for name in sorted(arrs):
         a = arrs[name]
-        if name.startswith("x_"):
+        if name.startswith("x_") and text:
+            if a.dtype.kind != "U" or a.ndim != 1:
+                raise InputError(f"{name} must be a 1-D array of texts for a text classifier, got "
+                                 f"dtype {a.dtype} shape {a.shape}", path=str(path))
+        elif name.startswith("x_"):
             if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
                 raise InputError(f"{name} must hold numbers, got dtype {a.dtype}", path=str(path))
             bad = int(np.size(a) - np.isfinite(a).sum())
@@ -194,7 +248,7 @@ def check_xy_arrays(arrs: dict, path: Path) -> None:
 def _run_classifier(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict) -> AuditResult:
     import hashlib
 
-    from leakaudit.attacks.membership.audit_clf import audit_classifier_membership
+    from leakaudit.attacks.membership.audit_clf import LabelOnlySettings, audit_classifier_membership
     from leakaudit.attacks.membership.evaluate import EvalConfig, exposed_records, summarize
     from leakaudit.attacks.membership.shadow import TorchMLPTrainer
     from leakaudit.runs.files import link_tree
@@ -205,12 +259,23 @@ def _run_classifier(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict
     has_pop = "x_population" in arrs and "y_population" in arrs
     n_shadow = req.shadows if has_pop else 0
     cfg = EvalConfig()
-    rr["config"].update({"classifier": str(req.classifier), "data": str(req.data), "shadows": n_shadow,
-                         "epochs": req.epochs, "rmia_a": req.rmia_a})
-    trainer = TorchMLPTrainer(spec, TrainConfig(epochs=req.epochs, seed=req.seed))
+    if spec is None:  # a text classifier: no MLP reference models
+        n_shadow = 0
+    image = (getattr(target, "meta", None) or {}).get("image_shape")  # a leakaudit folder's
+    label_only = LabelOnlySettings(budget=req.budget, seed=req.seed,
+                                   image_shape=tuple(image) if image else None) if req.budget else None
+    rr["config"].update({"classifier": str(getattr(target, "source", None) or req.classifier),
+                         "data": str(req.data), "shadows": n_shadow, "epochs": req.epochs,
+                         "rmia_a": req.rmia_a, "label_only_budget": req.budget,
+                         "reference_architecture": spec.to_dict() if spec is not None else None})
+    rr["models"] = {"target": {"spec": str(getattr(target, "source", None) or req.classifier),
+                               "fingerprint": target.fingerprint(),
+                               "capabilities": target.capabilities.to_dict()}}
+    trainer = TorchMLPTrainer(spec, TrainConfig(epochs=req.epochs, seed=req.seed)) if n_shadow else None
     # shadow models resume from the run store (each is saved when done)
     shadow_dir = env.store().workspace("shadows", stage_key(
-        "shadows", hashlib.sha256(req.data.read_bytes()).hexdigest(), trainer.describe(), n_shadow, req.seed))
+        "shadows", hashlib.sha256(req.data.read_bytes()).hexdigest(), trainer.describe(), n_shadow,
+        req.seed)) if trainer is not None else None
     executor = None
     if req.cluster and n_shadow:
         from leakaudit.exec import get_executor
@@ -218,30 +283,35 @@ def _run_classifier(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict
         executor = get_executor(req.cluster)
         rr["executor"] = executor.name
     try:
-        evals = audit_classifier_membership(
+        audit = audit_classifier_membership(
             target, arrs["x_members"], arrs["y_members"], arrs["x_nonmembers"], arrs["y_nonmembers"],
             x_population=arrs.get("x_population"), y_population=arrs.get("y_population"),
             trainer=trainer, n_shadow=n_shadow, shadow_dir=shadow_dir, rmia_a=req.rmia_a,
-            seed=req.seed, eval_config=cfg, progress=env.progress, log=env.log, executor=executor)
+            seed=req.seed, eval_config=cfg, label_only=label_only, progress=env.progress,
+            log=env.log, executor=executor)
     finally:
         if executor is not None:
             executor.close()
+    evals = audit.evaluations
     if not has_pop:
         env.log("warning: no x_population/y_population in --data: LOSS only; reference-model "
                 "attacks (LiRA, RMIA) are typically far stronger at low FPR")
     ids = [f"member-{i}" for i in range(len(arrs["y_members"]))] + \
           [f"nonmember-{i}" for i in range(len(arrs["y_nonmembers"]))]
     pairs = [("membership", e.record()) for e in evals]
+    pairs += [("membership", {"world": "classifier", **sk}) for sk in audit.skipped]
     for e in evals:
         pairs += [("membership_record", r) for r in exposed_records(e, ids=ids, texts=None, top_n=cfg.top_n)]
+    summary = {**summarize(evals, world="classifier"), "skipped": audit.skipped,
+               "label_only_queries": audit.queries}
 
     def link_shadows(stage: Path) -> None:
-        if has_pop:
+        if has_pop and shadow_dir is not None:
             link_tree(shadow_dir, stage / "shadows")
             for tmp in (stage / "shadows").rglob("*.tmp.npy"):
                 tmp.unlink()
 
-    return AuditResult(rr, pairs, summarize(evals, world="classifier"), after_write=link_shadows)
+    return AuditResult(rr, pairs, summary, after_write=link_shadows)
 
 
 def _run_scores(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict) -> AuditResult:

@@ -44,9 +44,10 @@ import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from leakaudit.defenses.output_filter import MemFreeLM, TokenNgramIndex, verbatim_windows
+from leakaudit.defenses.output_filter import MemFreeLM, NgramFilter, TokenNgramIndex, verbatim_windows
 from leakaudit.errors import InputError
 from leakaudit.metrics.stats import rate
 from leakaudit.targets.base import LanguageModel, SamplingConfig
@@ -203,3 +204,46 @@ def evaluate_bypass(targets: Mapping[str, LanguageModel], train_texts: Sequence[
 def leak_table(result: dict, kind: str) -> dict[tuple[str, str, str], dict]:
     """``{(target, style, measure): rate dict}`` for one probe kind."""
     return {(r["target"], r["style"], r["measure"]): r for r in result["rates"] if r["kind"] == kind}
+
+
+def run_output_filter(*, model, docs, canaries, n: int, fp_rate: float, config, out: Path,
+                      run_extra: dict, command: str, repeated=(), log=print) -> dict:
+    """Build the filter, evaluate unfiltered vs filtered, write report.jsonl/html to ``out``;
+    ``command``: the command line recorded in the run record."""
+    import time
+    from datetime import datetime, timezone
+
+    from leakaudit.corpus.index import CorpusIndex
+    from leakaudit.versions import versions
+    from leakaudit.report.html import render_html
+    from leakaudit.report.records import staged_output
+    from leakaudit.report.writer import write_report
+
+    texts = [d["text"] for d in docs]
+    t0 = time.perf_counter()
+    filt = NgramFilter.from_texts(texts, model, n=n, fp_rate=fp_rate)
+    build_s = time.perf_counter() - t0
+    fp = filt.measure_fp_rate(vocab_size=model.vocab_size, n_probes=20_000, seed=config.seed)
+    index = CorpusIndex.build(texts, [d["id"] for d in docs])
+    log(f"filter: {filt.describe()['approx_distinct_ngrams']:,} n-grams (n={n}) in {build_s:.1f}s; "
+        f"false positives {fp['measured']['k']}/{fp['measured']['n']} random n-grams")
+    targets = {"unfiltered": model, "memfree": MemFreeLM(model, filt, name="memfree")}
+    res = evaluate_bypass(targets, texts, index, n=n, canaries=canaries, config=config,
+                          repeated=repeated)
+    setup = {"kind": "setup", "filter": filt.describe(), "fp_rate": fp, "build_s": build_s,
+             "config": res["config"], "n_probes": res["n_probes"],
+             "filter_stats": res["filter_stats"]}
+    records = [("output_filter", setup)]
+    for r in res["rates"]:
+        rr = dict(r)
+        rr["probe_kind"] = rr.pop("kind")
+        rr["variant"] = rr.pop("target")
+        records.append(("output_filter", {"kind": "rate", **rr}))
+    run_record = {**versions(), "command": command, "seed": config.seed,
+                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "config": {"output_filter": res["config"], "show_pii": False}, **run_extra}
+    summary = {"attack": "output_filter", "rates": res["rates"]}
+    with staged_output(out) as stage:
+        write_report(stage, formats=("jsonl",), run_record=run_record, records=records, summary=summary)
+        render_html(stage)
+    return res

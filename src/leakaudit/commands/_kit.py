@@ -1,14 +1,20 @@
 """Shared pieces of the command line: consoles, one-line errors, logging, progress, library
-set-up. Every command module (``cli.py`` and ``leakaudit/commands/*``) imports these."""
+set-up, the output and input checks every audit command makes first, and the command group of a
+command whose modes are subcommands. Every command module (``leakaudit/commands/*``) and
+``cli.py`` import these."""
 
 from __future__ import annotations
 
 import os
 import shlex
 import sys
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+
+from leakaudit.errors import LeakauditError
 
 # markup=False: user text (paths, JSONL keys, an endpoint's error body) is printed verbatim, never
 # parsed as console markup ("[/]" in a file name must not crash, "[b]" must not vanish).
@@ -127,6 +133,25 @@ class OneLineErrorGroup(_TyperGroup):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def mode_group(renamed: dict[str, str]) -> type:
+    """The command group of a command whose modes became subcommands (``lab defenses``,
+    ``membership llm``). ``renamed`` maps each old mode flag to the line that names its new
+    spelling; an old flag given before any subcommand prints that one line and exits with 2."""
+
+    class ModeGroup(_TyperGroup):
+        def parse_args(self, ctx, args):
+            for a in args:
+                if a == "--" or a in self.commands:  # a subcommand's options are its own
+                    break
+                line = renamed.get(a.split("=", 1)[0])
+                if line is not None:
+                    _error_line(line)
+                    raise typer.Exit(code=2)
+            return super().parse_args(ctx, args)
+
+    return ModeGroup
+
+
 def _apply_global_options(*, share: bool, overwrite: bool) -> None:
     """``leakaudit --share`` / ``--overwrite``: file modes and replacement of foreign files for
     every command of this process."""
@@ -152,6 +177,59 @@ def _command() -> str:
     return "leakaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def _check_out(out: Path, produces, inputs=()) -> None:
+    """The output location, checked first of all (a file, unwritable, a foreign file in the way,
+    one of the inputs)."""
+    from leakaudit.runs.staged import check_output_location
+
+    try:
+        check_output_location(out, produces=produces, inputs=inputs)
+    except LeakauditError as e:
+        _fail(e)
+
+
+def _check_specs(specs: list[str], allow_download: bool) -> None:
+    """Check target specs before anything heavy is imported: a missing path or an unknown
+    scheme fails in well under a second, with no network request."""
+    from leakaudit.targets import check_spec
+
+    try:
+        for spec in specs:
+            check_spec(spec, allow_download=allow_download)
+    except LeakauditError as e:
+        _fail(e)
+
+
+def _parse_ints(value: str, *, what: str) -> tuple[int, ...]:
+    from leakaudit.errors import InputError
+
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"{what} must be comma-separated integers, got {value!r}") from None
+    if not out or any(v < 1 for v in out):
+        raise InputError(f"{what} must be positive integers, got {value!r}")
+    return out
+
+
+def _print_summary(out: Path, summary: dict) -> None:
+    """The extraction summary of ``extract`` and the lab."""
+    best = summary.get("best") or {}
+    out_console.print(f"samples {summary['n_samples']}  candidates "
+                      f"{summary['n_candidates']}  verified memorized candidates "
+                      f"{summary['n_verified_candidates']}", highlight=False)
+    if best:
+        out_console.print(f"best: {best['ranking']} on {best['sampler']} samples, precision "
+                          f"{best['precision']:.0%} (95% CI {best['ci_low']:.0%}–{best['ci_high']:.0%})",
+                          highlight=False)
+    if summary.get("n_canaries"):
+        out_console.print(f"canaries extracted: {len(summary['canaries_extracted'])} of "
+                          f"{summary['n_canaries']} ({', '.join(summary['canaries_extracted']) or 'none'})",
+                          highlight=False)
+    out_console.print(f"report: {out / 'report.html'}\nrecords: {out / 'report.jsonl'} "
+                      f"(verified hits in {out / 'hits.jsonl'})", highlight=False)
+
+
 
 # ---------------------------------------------------------------- outputs CI acts on
 
@@ -163,9 +241,12 @@ FAIL_ON_HELP = ("Exit 1 if this threshold is crossed, e.g. 'extraction.verified 
                 "2 bad input, 130/143 interrupted.")
 
 
+FORMAT = Annotated[Optional[str], typer.Option("--format", help=FORMAT_HELP)]
+FAIL_ON = Annotated[Optional[list[str]], typer.Option("--fail-on", help=FAIL_ON_HELP)]
+
+
 def _outputs(formats: str | None, fail_on: list[str] | None) -> tuple[tuple[str, ...], list[str]]:
     """Check ``--format`` and ``--fail-on`` before any expensive work (bad input exits 2)."""
-    from leakaudit.errors import LeakauditError
     from leakaudit.report.thresholds import parse_all
     from leakaudit.report.writer import parse_formats
 
@@ -180,8 +261,6 @@ def _outputs(formats: str | None, fail_on: list[str] | None) -> tuple[tuple[str,
 def _verdicts(written, out) -> None:
     """Print the ``--fail-on`` verdicts; exit 1 when one was crossed. Call it after the staged
     output has moved into ``out``."""
-    from pathlib import Path
-
     if written is None:
         return
     for v in written.verdicts:
@@ -195,3 +274,17 @@ def _verdicts(written, out) -> None:
             out_console.print(f"{fmt}: {Path(out) / written.files[fmt].name}", highlight=False)
     if written.exit_code:
         raise typer.Exit(code=written.exit_code)
+
+
+def _audit(module, request, out: Path, *, produces, inputs, formats, fail_on, catch=(LeakauditError,)):
+    """Run one audit module (``prepare`` + ``run``) into ``out``; bad input exits 2."""
+    fmts, thresholds = _outputs(formats, fail_on)
+    _quiet_libraries()
+    from leakaudit.audits.base import execute
+
+    try:
+        return execute(out, produces=produces, inputs=inputs, prepare=lambda: module.prepare(request),
+                       run=lambda t, env: module.run(t, request, env), formats=fmts,
+                       fail_on=thresholds, command=_command(), progress=_progress(), log=_log)
+    except catch as e:
+        _fail(e)

@@ -11,50 +11,6 @@ import typer
 from leakaudit.commands._kit import _command, _fail, _log, _quiet_libraries, out_console
 
 
-def run_output_filter(*, model, docs, canaries, n: int, fp_rate: float, config, out: Path,
-                      run_extra: dict, repeated=(), log=_log) -> dict:
-    """Build the filter, evaluate unfiltered vs filtered, write report.jsonl/html to ``out``."""
-    import time
-    from datetime import datetime, timezone
-
-    from leakaudit.corpus.index import CorpusIndex
-    from leakaudit.defenses.output_filter import MemFreeLM, NgramFilter
-    from leakaudit.audits.output_filter import evaluate_bypass
-    from leakaudit.versions import versions
-    from leakaudit.report.html import render_html
-    from leakaudit.report.records import staged_output
-    from leakaudit.report.writer import write_report
-
-    texts = [d["text"] for d in docs]
-    t0 = time.perf_counter()
-    filt = NgramFilter.from_texts(texts, model, n=n, fp_rate=fp_rate)
-    build_s = time.perf_counter() - t0
-    fp = filt.measure_fp_rate(vocab_size=model.vocab_size, n_probes=20_000, seed=config.seed)
-    index = CorpusIndex.build(texts, [d["id"] for d in docs])
-    log(f"filter: {filt.describe()['approx_distinct_ngrams']:,} n-grams (n={n}) in {build_s:.1f}s; "
-        f"false positives {fp['measured']['k']}/{fp['measured']['n']} random n-grams")
-    targets = {"unfiltered": model, "memfree": MemFreeLM(model, filt, name="memfree")}
-    res = evaluate_bypass(targets, texts, index, n=n, canaries=canaries, config=config,
-                          repeated=repeated)
-    setup = {"kind": "setup", "filter": filt.describe(), "fp_rate": fp, "build_s": build_s,
-             "config": res["config"], "n_probes": res["n_probes"],
-             "filter_stats": res["filter_stats"]}
-    records = [("output_filter", setup)]
-    for r in res["rates"]:
-        rr = dict(r)
-        rr["probe_kind"] = rr.pop("kind")
-        rr["variant"] = rr.pop("target")
-        records.append(("output_filter", {"kind": "rate", **rr}))
-    run_record = {**versions(), "command": _command(), "seed": config.seed,
-                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "config": {"output_filter": res["config"], "show_pii": False}, **run_extra}
-    summary = {"attack": "output_filter", "rates": res["rates"]}
-    with staged_output(out) as stage:
-        write_report(stage, formats=("jsonl",), run_record=run_record, records=records, summary=summary)
-        render_html(stage)
-    return res
-
-
 def register(app: typer.Typer) -> None:
     @app.command("output-filter")
     def output_filter(
@@ -84,7 +40,7 @@ def register(app: typer.Typer) -> None:
         except LeakauditError as e:
             _fail(e)
         from leakaudit.corpus.load import load_corpus
-        from leakaudit.audits.output_filter import BypassConfig
+        from leakaudit.audits.output_filter import BypassConfig, run_output_filter
         from leakaudit.targets import load_target, require_capabilities
         from leakaudit.targets.checks import check_device
 
@@ -109,7 +65,7 @@ def register(app: typer.Typer) -> None:
             require_capabilities(m, "logits_processors", "generation", who="the output filter",
                                  spec=model)
             res = run_output_filter(model=m, docs=ds, canaries=canaries, n=n, fp_rate=fp_rate,
-                                    config=cfg, out=out, repeated=repeated,
+                                    config=cfg, out=out, repeated=repeated, command=_command(), log=_log,
                                     run_extra={"models": {m.name: {"path": str(model)}},
                                                "corpus": {"path": str(corpus), "n_docs": len(ds)}})
         except LeakauditError as e:

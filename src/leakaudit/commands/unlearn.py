@@ -51,77 +51,6 @@ def select_forget(docs, *, match: list[str], ids_file: Optional[Path]) -> list[s
     return sorted(wanted)
 
 
-def run_unlearn(*, model, docs, forget_ids: list[str], methods: list[str], out: Path,
-                steps: int, lr: float, batch_size: int, beta: float, retain_weight: float,
-                shards: int, train_spec, seed: int, target=None, log=_log) -> dict:
-    """Produce every requested unlearned model under ``out`` and write ``out/unlearn.json``.
-
-    ``model`` is a target spec (HF directory, ``.gguf`` file, …); ``target`` the target it names
-    when already loaded. Unlearning edits weights, so the target must provide gradients."""
-    import copy
-    import time
-
-    from leakaudit.defenses.unlearning import (
-        UnlearnConfig,
-        dequantized,
-        retrain,
-        sisa_delete,
-        sisa_train,
-        unlearn_model,
-    )
-
-    if target is None:
-        from leakaudit.targets import load_target
-
-        target = load_target(model, name="original")
-    from leakaudit.targets import require_capabilities
-
-    require_capabilities(target, "gradients", who="unlearning", spec=model)
-    out.mkdir(parents=True, exist_ok=True)
-    forget = set(forget_ids)
-    forget_texts = [d.text for d in docs if d.id in forget]
-    retain_docs = [d for d in docs if d.id not in forget]
-    retain_texts = [d.text for d in retain_docs]
-    spec, train_seed = train_spec
-    result: dict = {"model": str(model), "forget_ids": sorted(forget), "n_docs": len(docs),
-                    "train_spec": spec.__dict__, "train_seed": train_seed, "methods": {}}
-    tok = target.tokenizer
-    for m in methods:
-        if m in ("ga", "gd", "npo"):
-            cfg = UnlearnConfig(method=m, steps=steps, lr=lr, batch_size=batch_size, beta=beta,
-                                retain_weight=retain_weight, seed=seed)
-            cfg.validate()
-            # the original's weights, fresh for each method (a GGUF file's, dequantized)
-            net = dequantized(copy.deepcopy(target.model))
-            t0 = time.perf_counter()
-            net, info = unlearn_model(net, tok, forget_texts, retain_texts, cfg)
-            wall = time.perf_counter() - t0
-            net.save_pretrained(str(out / m), safe_serialization=True)
-            tok.save_pretrained(str(out / m))
-            result["methods"][m] = {"kind": "approximate", "dir": m, "wall_s": wall,
-                                    "final_loss": info["losses"][-1], "config": info["config"]}
-        elif m == "oracle":
-            t0 = time.perf_counter()
-            retrain(target, retain_texts, spec, seed=train_seed, out_dir=out / "oracle")
-            result["methods"][m] = {"kind": "exact", "dir": "oracle",
-                                    "wall_s": time.perf_counter() - t0}
-        elif m == "sisa":
-            items = [{"id": d.id, "text": d.text} for d in docs]
-            t0 = time.perf_counter()
-            sisa_train(target, items, spec, n_shards=shards, seed=train_seed, out_dir=out / "sisa-before")
-            t_train = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            man = sisa_delete(out / "sisa-before", target, items, sorted(forget),
-                              out_dir=out / "sisa")
-            result["methods"][m] = {"kind": "exact", "dir": "sisa", "before_dir": "sisa-before",
-                                    "wall_s": time.perf_counter() - t0, "train_wall_s": t_train,
-                                    "n_shards": shards,
-                                    "retrained_shards": man["retrained_shards"]}
-        log(f"{m}: {result['methods'][m]['wall_s']:.1f}s")
-    (out / "unlearn.json").write_text(json.dumps(result, indent=1, default=str))
-    return result
-
-
 def register(app: typer.Typer) -> None:
     @app.command("unlearn")
     def unlearn(
@@ -154,6 +83,7 @@ def register(app: typer.Typer) -> None:
         except LeakauditError as e:
             _fail(e)
         from leakaudit.corpus.load import load_corpus
+        from leakaudit.audits.unlearn import run_unlearn
         from leakaudit.defenses.unlearning import training_spec
         from leakaudit.targets import load_target, require_capabilities
         from leakaudit.training.lm import LMSpec
@@ -178,7 +108,7 @@ def register(app: typer.Typer) -> None:
             res = run_unlearn(model=model, docs=docs, forget_ids=fids, methods=ms, out=out,
                               steps=steps, lr=lr, batch_size=batch_size, beta=beta,
                               retain_weight=retain_weight, shards=shards, train_spec=spec,
-                              seed=seed, target=target)
+                              seed=seed, target=target, log=_log)
             res["corpus"] = str(corpus)
             res["text_field"] = text_field
             res["command"] = _command()
@@ -213,128 +143,16 @@ def register(app: typer.Typer) -> None:
             _fail(e)
         _quiet_libraries()
         try:
-            from leakaudit.audits.erasure import VerifyConfig
+            from leakaudit.audits.erasure import VerifyConfig, run_verify
 
             cfg = VerifyConfig(n_retain=n_retain, exposure_references=exposure_references,
                                finetune_docs=finetune_docs, seed=seed)
             summary = run_verify(unlearn_dir, heldout=heldout, reference=reference,
                                  manifest=manifest,
                                  relapse=[r.strip() for r in relapse.split(",") if r.strip()],
-                                 out=out, cfg=cfg)
+                                 out=out, cfg=cfg, command=_command(), log=_log)
         except LeakauditError as e:
             _fail(e)
         for line in summary["lines"]:
             out_console.print(line, highlight=False)
         out_console.print(f"report: {out / 'report.html'}", highlight=False)
-
-
-def erasure_records(unlearn_dir: Path, *, docs, unseen: list[str], reference,
-                    manifest: Optional[dict], relapse: list[str], cfg, log=_log) -> list[dict]:
-    """Load every model of an ``unlearn`` folder and verify it (see
-    :func:`leakaudit.audits.erasure.verify_models`); ``docs``: the training corpus (objects
-    with ``id`` and ``text``), ``unseen``: never-seen texts, ``reference``: a target or None."""
-    from leakaudit.audits.erasure import verify_models
-    from leakaudit.errors import InputError
-    from leakaudit.targets import load_target, require_capabilities
-
-    meta = json.loads((unlearn_dir / "unlearn.json").read_text())
-    forget_ids = set(meta["forget_ids"])
-    forget = [d.text for d in docs if d.id in forget_ids]
-    retain_docs = [d for d in docs if d.id not in forget_ids]
-    secrets, canaries, genres = [], [], {}
-    if manifest is not None:
-        # the subject's canaries: every copy sits in a forgotten document (a canary that is also
-        # in kept documents stays learnable, and no erasure should remove it)
-        canaries = [c for c in manifest.get("canaries", [])
-                    if c.get("doc_ids") and set(c["doc_ids"]) <= forget_ids]
-        secrets = [{"prefix": c["prefix"], "secret": c["secret"]} for c in canaries]
-        genres = manifest.get("doc_genres", {})
-    # related retain data for the relapse fine-tune: same genre as the forget set when known
-    fgen = {genres.get(i) for i in forget_ids} - {None}
-    related = [d.text for d in retain_docs if genres.get(d.id) in fgen] if fgen else []
-    related = (related or [d.text for d in retain_docs])[: cfg.finetune_docs]
-    models = {"original": load_target(meta["model"], name="original")}
-    costs = {}
-    for m, info in meta["methods"].items():
-        d = unlearn_dir / info["dir"]  # a SISA folder loads as the sisa: ensemble backend
-        models[m] = load_target(d, name=m)
-        costs[m] = float(info["wall_s"])
-    if reference is None:
-        log("no reference model given: membership uses the loss score only; per-example "
-            "membership is typically weaker without calibration")
-    bad = [r for r in relapse if r not in models]
-    if bad:
-        raise InputError(f"--relapse: no model {bad[0]!r} in this folder; have {', '.join(models)}")
-    for r in relapse:  # quantizing and fine-tuning a copy edit its weights
-        require_capabilities(models[r], "gradients", who=f"--relapse {r}",
-                             spec=getattr(models[r], "source", None) or r)
-    records = verify_models(models, forget=forget, retain=[d.text for d in retain_docs],
-                            unseen=unseen, reference=reference, secrets=secrets,
-                            canaries=canaries, finetune_texts=related, costs=costs,
-                            relapse=relapse, cfg=cfg, log=log)
-    for r in records:
-        info = meta["methods"].get(r["method"], {})
-        r["kind"] = info.get("kind", "original" if r["method"] == "original" else None)
-        r["forget_ids"] = sorted(forget_ids)
-        if r["method"] == "sisa":
-            r["retrained_shards"] = info.get("retrained_shards")
-            r["n_shards"] = info.get("n_shards")
-    return records
-
-
-def summary_lines(records: list[dict]) -> list[str]:
-    lines = []
-    for r in records:
-        a = r["membership"]["auc_forget_vs_unseen"]
-        s = r["secret_extraction"]
-        lines.append(f"{r['model']}: forget-vs-unseen AUC {a['value']:.3f} "
-                     f"[{a['ci_low']:.3f}, {a['ci_high']:.3f}]"
-                     + (f", secrets extracted {s['k']}/{s['n']}" if s else "")
-                     + f", ppl retain {r['utility']['ppl_retain']:.2f} / unseen "
-                     f"{r['utility']['ppl_unseen']:.2f}")
-    return lines
-
-
-def run_verify(unlearn_dir: Path, *, heldout: Path, reference: Optional[str],
-               manifest: Optional[Path], relapse: list[str], out: Path, cfg, log=_log) -> dict:
-    from datetime import datetime, timezone
-
-    from leakaudit.corpus.load import load_corpus
-    from leakaudit.errors import InputError
-    from leakaudit.versions import versions
-    from leakaudit.report.html import render_html
-    from leakaudit.report.records import staged_output
-    from leakaudit.targets import check_spec, load_target
-    from leakaudit.report.writer import write_report
-
-    meta_path = unlearn_dir / "unlearn.json"
-    if not meta_path.is_file():
-        raise InputError("no unlearn.json: not a folder written by leakaudit unlearn",
-                         path=str(unlearn_dir))
-    if reference is not None:
-        check_spec(reference)  # a typo answers before anything is loaded
-    meta = json.loads(meta_path.read_text())
-    docs = load_corpus(meta["corpus"], text_field=meta.get("text_field", "text"))
-    unseen = [d.text for d in load_corpus(heldout)]
-    man = None
-    if manifest is not None:
-        try:
-            man = json.loads(Path(manifest).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(f"cannot read the manifest: {e}", path=str(manifest)) from None
-    ref = load_target(reference, name="reference") if reference is not None else None
-    records = erasure_records(unlearn_dir, docs=docs, unseen=unseen, reference=ref, manifest=man,
-                              relapse=relapse, cfg=cfg, log=log)
-    lines = summary_lines(records)
-    run_record = {**versions(), "command": _command(), "seed": cfg.seed,
-                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "config": {"erasure": cfg.__dict__, "show_pii": False},
-                  "models": {r["model"]: {"method": r["method"]} for r in records},
-                  "corpus": {"path": meta["corpus"], "n_docs": len(docs),
-                             "n_forget": len(meta["forget_ids"]), "n_unseen": len(unseen)}}
-    summary = {"attack": "erasure", "n_models": len(records), "lines": lines}
-    with staged_output(out) as stage:
-        write_report(stage, formats=("jsonl",), run_record=run_record,
-                     records=[("erasure", r) for r in records], summary=summary)
-        render_html(stage)
-    return summary

@@ -32,6 +32,7 @@ import numpy as np
 
 from leakaudit.errors import InputError
 from leakaudit.exec.base import Executor, StageStore
+from leakaudit.runs.store import jsonable
 
 
 def cluster_specs(target, references: dict[str, Any], index, *, device: str = "auto") -> dict[str, Any]:
@@ -78,13 +79,7 @@ def run_samples(executor: Executor, store, specs: dict[str, Any],
     res = executor.map("extract_sample", specs, payloads,
                        _stages(store, [(p["name"], p["key"]) for p in plan]), progress=progress,
                        keys=keys)
-    return [_json(r) for r in res]
-
-
-def _json(value):
-    import json
-
-    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
+    return [jsonable(r) for r in res]
 
 
 def _b64(a: np.ndarray) -> str:
@@ -215,7 +210,7 @@ def run_verify(executor: Executor, store, specs: dict[str, Any], target, texts: 
                        keys=[k for _, k in plan])
     out: dict[int, dict[str, Any]] = {}
     for c, r in zip(chunks, res):
-        for i, v in zip(c, _json(r)):
+        for i, v in zip(c, jsonable(r)):
             out[i] = v
         if progress is not None:
             progress(len(c))

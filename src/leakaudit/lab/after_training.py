@@ -37,9 +37,9 @@ def pick_subject(canaries: Sequence[Mapping[str, Any]], train: Sequence[Mapping[
 
 
 def lab_output_filter(target_dir: Path, corpus, out: Path, *, n: int, fp_rate: float, config,
-                      log=print) -> dict:
+                      command: str = "leakaudit lab after-training", log=print) -> dict:
     """Run the output-filter evaluation on a lab target and its corpus (report in ``out``)."""
-    from leakaudit.commands.output_filter import run_output_filter
+    from leakaudit.audits.output_filter import run_output_filter
     from leakaudit.targets import load_target
 
     model = load_target(target_dir, name="target")
@@ -47,7 +47,8 @@ def lab_output_filter(target_dir: Path, corpus, out: Path, *, n: int, fp_rate: f
                              fp_rate=fp_rate, config=config, out=out,
                              repeated=[b["text"] for b in corpus.boilerplate],
                              run_extra={"models": {"target": {"path": str(target_dir)}},
-                                        "corpus": {"n_docs": len(corpus.train)}}, log=log)
+                                        "corpus": {"n_docs": len(corpus.train)}},
+                             command=command, log=log)
 
 
 
@@ -58,7 +59,7 @@ def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rat
                            filter_docs: int = 30, steps: int = 15, lr: float = 5e-4,
                            shards: int = 2, max_repeats: int = 8, n_retain: int = 40,
                            exposure_references: int = 50, finetune_docs: int = 30,
-                           command: str = "leakaudit lab --after-training", log=print) -> dict:
+                           command: str = "leakaudit lab after-training", log=print) -> dict:
     """The defenses that act after training, on a finished lab (``leakaudit lab --out LAB``):
 
     1. the MemFree output filter over the training corpus's ``n``-grams on the lab target, with
@@ -72,10 +73,10 @@ def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rat
     unchanged (``unlearn.json``), and redoes the rest."""
     import json
 
-    from leakaudit.commands.unlearn import run_unlearn, run_verify
     from leakaudit.corpus.load import load_corpus
-    from leakaudit.audits.erasure import VerifyConfig
+    from leakaudit.audits.erasure import VerifyConfig, run_verify
     from leakaudit.audits.output_filter import BypassConfig
+    from leakaudit.audits.unlearn import run_unlearn
     from leakaudit.defenses.unlearning import training_spec
     from leakaudit.errors import InputError
     from leakaudit.lab.corpus import LabCorpus
@@ -96,7 +97,7 @@ def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rat
     marker = unl / ".leakaudit-after-training"  # written first: a killed run's folder is ours
     if unl.is_dir() and any(unl.iterdir()) and not marker.is_file() and not (
             meta_path.is_file() and "lab_settings" in meta_path.read_text()):
-        raise InputError("exists and was not written by leakaudit lab --after-training; move it "
+        raise InputError("exists and was not written by leakaudit lab after-training; move it "
                          "away or choose another lab folder", path=str(unl))
     corpus = LabCorpus.read(lab / "corpus")
     target = lab / "models" / "target"
@@ -104,7 +105,7 @@ def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rat
     log(f"output filter: MemFree over the training {n}-grams, with its bypasses")
     of = lab_output_filter(target, corpus, lab / "output-filter", n=n, fp_rate=fp_rate,
                            config=BypassConfig(n_docs=filter_docs, prefix_tokens=32,
-                                               suffix_tokens=32, seed=seed), log=log)
+                                               suffix_tokens=32, seed=seed), command=command, log=log)
 
     subj = pick_subject(corpus.canaries, corpus.train, n_shards=shards, max_repeats=max_repeats)
     log(f"erasure: the owner of one {subj['canary']['kind']} canary, "
@@ -118,7 +119,7 @@ def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rat
         from leakaudit.runs.atomic import atomic_write_text
 
         unl.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write_text(marker, "written by leakaudit lab --after-training\n")
+        atomic_write_text(marker, "written by leakaudit lab after-training\n")
         spec = training_spec(target)
         docs = load_corpus(lab / "corpus" / "train.jsonl")
         res = run_unlearn(model=target, docs=docs, forget_ids=subj["forget_ids"],
@@ -133,5 +134,6 @@ def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rat
                          manifest=lab / "corpus" / "manifest.json", relapse=["ga", "gd", "npo"],
                          out=lab / "erasure" / "report",
                          cfg=VerifyConfig(n_retain=n_retain, exposure_references=exposure_references,
-                                          finetune_docs=finetune_docs, seed=seed), log=log)
+                                          finetune_docs=finetune_docs, seed=seed),
+                         command=command, log=log)
     return {"output_filter": of, "subject": subj, "erasure": summary}

@@ -1,4 +1,4 @@
-"""``leakaudit lab --defenses``: every training-side defense judged by re-running the same attacks.
+"""``leakaudit lab defenses``: every training-side defense judged by re-running the same attacks.
 
 One seeded lab corpus (:mod:`leakaudit.lab.corpus`), one tokenizer (trained on the undefended
 training split, so per-token perplexities compare), one seed, the target's training schedule;
@@ -31,16 +31,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from leakaudit.attacks.extraction.pipeline import ExtractionConfig
 from leakaudit.attacks.memorization.measure import MemorizationConfig
 from leakaudit.audits.compare import (  # noqa: F401  (re-exported)
-    bootstrap_mean_ci, heldout_perplexity, run_battery)
+    BatteryConfig, bootstrap_mean_ci, heldout_perplexity, run_battery)
+from leakaudit.lab.stages import run_stages
 from leakaudit.progress import null_progress
 from leakaudit.training.lm import LMSpec
 
@@ -108,28 +108,22 @@ class DefenseLabConfig:
         return replace(self, seed=seed, extraction=replace(self.extraction, seed=seed),
                        memorization=replace(self.memorization, seed=seed))
 
+    def battery(self) -> BatteryConfig:
+        """The attack settings the battery takes (:class:`~leakaudit.audits.compare.BatteryConfig`)."""
+        return BatteryConfig(**{f.name: getattr(self, f.name) for f in fields(BatteryConfig)})
+
 
 # ------------------------------------------------------------------------------ the lab
 
 def run_defense_lab(out_dir: str | Path, config: DefenseLabConfig, *, progress=null_progress, log=print,
-                    command: str = "leakaudit lab --defenses") -> dict[str, Any]:
+                    command: str = "leakaudit lab defenses") -> dict[str, Any]:
     """Corpus → variants → the battery → ``report.jsonl`` (one ``defense_comparison`` record per
-    variant), ``summary.json`` and ``report.html`` in ``out_dir``."""
-    import torch
+    variant), ``summary.json`` and ``report.html`` in ``out_dir``: the stages of
+    :data:`DEFENSE_LAB_STAGES`, in order."""
+    import shutil
 
-    from leakaudit.corpus.index import CorpusIndex
-    from leakaudit.defenses.dedup import DedupConfig, deduplicate
-    from leakaudit.defenses.scrub import ScrubConfig, residual_secrets, scrub_texts
-    from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus
-    from leakaudit.lab.run import _jsonable
-    from leakaudit.versions import versions
     from leakaudit.report.html import render_html
     from leakaudit.runs.staged import staged_output
-    from leakaudit.targets import load_target
-    from leakaudit.targets.hf import HFCausalLM
-    from leakaudit.training.dp_lm import DPLMConfig, train_causal_lm_dp
-    from leakaudit.training.lm import train_causal_lm, train_tokenizer
-    from leakaudit.report.writer import write_report
 
     cfg = config.with_seed(config.seed)
     unknown = [v for v in cfg.variants if v not in VARIANTS]
@@ -137,92 +131,191 @@ def run_defense_lab(out_dir: str | Path, config: DefenseLabConfig, *, progress=n
         raise ValueError(f"variants must include 'undefended' and come from {VARIANTS}; got {cfg.variants}")
     t_start = time.perf_counter()
     with staged_output(out_dir, produces=DEFENSE_LAB_OUTPUTS) as stage:
-        corpus = generate_lab_corpus(LabCorpusConfig(
-            n_docs=cfg.n_docs, n_heldout=cfg.n_heldout, n_reference=cfg.n_reference, seed=cfg.seed,
-            canary_repeats=cfg.canary_repeats, boilerplate_repeats=cfg.boilerplate_repeats))
-        corpus.write(stage / "corpus")
-        train_texts = [d["text"] for d in corpus.train]
-        tok = train_tokenizer(train_texts, vocab_size=cfg.vocab_size)
-        defenses: dict[str, dict[str, Any]] = {}
-        data: dict[str, list[str]] = {"undefended": train_texts}
-        if "dedup" in cfg.variants:
-            dd = deduplicate(train_texts, [d["id"] for d in corpus.train], tokenizer=tok, config=DedupConfig())
-            data["dedup"] = [t for t, k in zip(dd.texts, dd.kept) if k]
-            defenses["dedup"] = dd.summary()
-            log(f"dedup: {dd.stats['n_near_duplicate_docs']} near-duplicate documents, "
-                f"{dd.stats['n_repeated_spans']} repeated spans ({dd.stats['n_repeated_span_tokens']} tokens) "
-                f"removed; windows before {dd.windows_before}, after {dd.windows_after}")
-        if "scrubbed" in cfg.variants:
-            sc = scrub_texts(train_texts, ScrubConfig(mode=cfg.scrub_mode))
-            data["scrubbed"] = sc.texts
-            truth = [(c["kind"], c["secret"]) for c in corpus.manifest["canaries"]]
-            defenses["scrubbed"] = {**sc.summary(), "canary_secrets_left": residual_secrets(sc.texts, truth)}
-            log(f"scrub: replaced {sc.counts}; residual {sc.residual}; canary secrets left "
-                f"{defenses['scrubbed']['canary_secrets_left']}")
-        training: dict[str, Any] = {}
-        models: dict[str, HFCausalLM] = {}
-        specs: dict[str, LMSpec] = {}
-
-        def fit(name: str, texts, spec: LMSpec, seed_off: int, dp: DPLMConfig | None = None):
-            mdir = stage / "models" / name
-            t0 = time.perf_counter()
-            with progress(f"training {name}", None) as adv:
-                cb = lambda s, total, loss, _a=adv: _a(1)  # noqa: E731
-                if dp is None:
-                    train_causal_lm(texts, tok, spec, seed=cfg.seed * 101 + seed_off, out_dir=mdir, progress=cb)
-                    rec = None
-                else:
-                    _, rec = train_causal_lm_dp(texts, tok, spec, dp, seed=cfg.seed * 101 + seed_off,
-                                                out_dir=mdir, progress=cb)
-            training[name] = {"wall_s": round(time.perf_counter() - t0, 1), "spec": asdict(spec),
-                              "n_docs": len(texts), **({"dp": rec} if rec else {})}
-            specs[name] = spec
-            log(f"trained {name}: {spec.n_layer}×{spec.n_embd}"
-                + (f", ε = {rec['epsilon']:.2f} (σ = {rec['noise_multiplier']:.3f}, q = {rec['sample_rate']:.4f}, "
-                   f"{rec['steps']} steps)" if rec else "") + f" ({training[name]['wall_s']}s)")
-            return load_target(mdir, name=name)
-
-        models["undefended"] = fit("undefended", train_texts, cfg.target, 0)
-        for v in ("dedup", "scrubbed"):
-            if v in cfg.variants:
-                models[v] = fit(v, data[v], cfg.target, 0)
-        for v, eps in zip(("dp_eps8", "dp_eps1"), cfg.dp_epsilons):
-            if v in cfg.variants:
-                models[v] = fit(v, train_texts, cfg.target, 0,
-                                DPLMConfig(target_epsilon=eps, max_grad_norm=cfg.dp_max_grad_norm))
-        for v, w in zip(("small", "tiny"), cfg.small_widths):
-            if v in cfg.variants:
-                models[v] = fit(v, train_texts, replace(cfg.target, n_embd=w), 0)
-        reference = fit("reference", [d["text"] for d in corpus.reference], cfg.reference, 1)
-        index = CorpusIndex.build(train_texts, [d["id"] for d in corpus.train])
-        from leakaudit.lab.membership import llm_lab_membership
-
-        rows, mem_records = run_battery(
-            models, reference=reference, train_texts=train_texts, train_ids=[d["id"] for d in corpus.train],
-            heldout_texts=[d["text"] for d in corpus.heldout], index=index, config=cfg, lab_corpus=corpus,
-            cache_dir=stage / "cache", progress=progress, log=log, lab_membership=llm_lab_membership)
-        records = []
-        for name in models:
-            row = rows[name]
-            row.update({"defense": name, "n_params": sum(p.numel() for p in models[name].model.parameters()),
-                        "training": training[name], "defense_record": defenses.get(name)})
-            records.append(("defense_comparison", row))
-        claims = evaluate_claims(rows)
-        summary = {"attack": "defense_comparison", "variants": list(models), "claims": claims,
-                   "wall_s": round(time.perf_counter() - t_start, 1)}
-        run_record = {**versions(), "command": command, "seed": cfg.seed, "threads": torch.get_num_threads(),
-                      "config": {"defense_lab": _jsonable(asdict(cfg))},
-                      "models": {n: {"path": f"models/{n}", "fingerprint": m.fingerprint(),
-                                     "n_params": rows[n]["n_params"]} for n, m in models.items()},
-                      "corpus": {"path": "corpus/train.jsonl", "n_docs": len(train_texts)},
-                      "training": training}
-        write_report(stage, formats=("jsonl",), run_record=run_record,
-                     records=records + mem_records, summary=summary)
-        import shutil
-
+        run = DefenseLabRun(cfg=cfg, stage=stage, progress=progress, log=log, command=command,
+                            t_start=t_start)
+        summary = run_stages(DEFENSE_LAB_STAGES, run)["report"]
         shutil.rmtree(stage / "cache", ignore_errors=True)
         render_html(stage)
     return summary
+
+
+@dataclass(frozen=True)
+class DefenseLabRun:
+    """What every stage of the defenses lab is given besides earlier stages' results."""
+
+    cfg: DefenseLabConfig
+    stage: Path  #: the staging folder that becomes ``--out``
+    progress: Any
+    log: Callable[[str], None]
+    command: str
+    t_start: float
+
+
+@dataclass(frozen=True)
+class Variants:
+    """The trained variants by name (undefended first), the reference, and how each was
+    trained."""
+
+    models: dict[str, Any]
+    reference: Any
+    training: dict[str, dict[str, Any]]
+
+
+def corpus_stage(run: DefenseLabRun):
+    """The seeded lab corpus, written into ``--out/corpus``."""
+    from leakaudit.lab.corpus import LabCorpusConfig, generate_lab_corpus
+
+    cfg = run.cfg
+    corpus = generate_lab_corpus(LabCorpusConfig(
+        n_docs=cfg.n_docs, n_heldout=cfg.n_heldout, n_reference=cfg.n_reference, seed=cfg.seed,
+        canary_repeats=cfg.canary_repeats, boilerplate_repeats=cfg.boilerplate_repeats))
+    corpus.write(run.stage / "corpus")
+    return corpus
+
+
+def tokenizer_stage(run: DefenseLabRun, corpus):
+    """One tokenizer for every variant, trained on the undefended training split."""
+    from leakaudit.training.lm import train_tokenizer
+
+    return train_tokenizer([d["text"] for d in corpus.train], vocab_size=run.cfg.vocab_size)
+
+
+def training_data_stage(run: DefenseLabRun, corpus, tokenizer) -> tuple[dict[str, list[str]], dict]:
+    """The training texts of each variant (deduplicated, scrubbed, or the training split) and
+    each corpus defense's record."""
+    from leakaudit.defenses.dedup import DedupConfig, deduplicate
+    from leakaudit.defenses.scrub import ScrubConfig, residual_secrets, scrub_texts
+
+    cfg, log = run.cfg, run.log
+    train_texts = [d["text"] for d in corpus.train]
+    data: dict[str, list[str]] = {"undefended": train_texts}
+    defenses: dict[str, dict[str, Any]] = {}
+    if "dedup" in cfg.variants:
+        dd = deduplicate(train_texts, [d["id"] for d in corpus.train], tokenizer=tokenizer,
+                         config=DedupConfig())
+        data["dedup"] = [t for t, k in zip(dd.texts, dd.kept) if k]
+        defenses["dedup"] = dd.summary()
+        log(f"dedup: {dd.stats['n_near_duplicate_docs']} near-duplicate documents, "
+            f"{dd.stats['n_repeated_spans']} repeated spans ({dd.stats['n_repeated_span_tokens']} tokens) "
+            f"removed; windows before {dd.windows_before}, after {dd.windows_after}")
+    if "scrubbed" in cfg.variants:
+        sc = scrub_texts(train_texts, ScrubConfig(mode=cfg.scrub_mode))
+        data["scrubbed"] = sc.texts
+        truth = [(c["kind"], c["secret"]) for c in corpus.manifest["canaries"]]
+        defenses["scrubbed"] = {**sc.summary(), "canary_secrets_left": residual_secrets(sc.texts, truth)}
+        log(f"scrub: replaced {sc.counts}; residual {sc.residual}; canary secrets left "
+            f"{defenses['scrubbed']['canary_secrets_left']}")
+    return data, defenses
+
+
+def variants_stage(run: DefenseLabRun, corpus, tokenizer, training_data) -> Variants:
+    """Every variant of ``cfg.variants`` trained (the target's schedule; DP-SGD or a smaller
+    width where the variant says so), then the reference on the reference split."""
+    from leakaudit.training.dp_lm import DPLMConfig
+
+    cfg, (data, _) = run.cfg, training_data
+    training: dict[str, Any] = {}
+
+    def fit(name, texts, spec, seed_off, dp=None):
+        return _fit(run, tokenizer, training, name, texts, spec, seed_off, dp)
+
+    models = {"undefended": fit("undefended", data["undefended"], cfg.target, 0)}
+    for v in ("dedup", "scrubbed"):
+        if v in cfg.variants:
+            models[v] = fit(v, data[v], cfg.target, 0)
+    for v, eps in zip(("dp_eps8", "dp_eps1"), cfg.dp_epsilons):
+        if v in cfg.variants:
+            models[v] = fit(v, data["undefended"], cfg.target, 0,
+                            DPLMConfig(target_epsilon=eps, max_grad_norm=cfg.dp_max_grad_norm))
+    for v, w in zip(("small", "tiny"), cfg.small_widths):
+        if v in cfg.variants:
+            models[v] = fit(v, data["undefended"], replace(cfg.target, n_embd=w), 0)
+    reference = fit("reference", [d["text"] for d in corpus.reference], cfg.reference, 1)
+    return Variants(models, reference, training)
+
+
+def _fit(run: DefenseLabRun, tok, training: dict[str, Any], name: str, texts, spec: LMSpec,
+         seed_off: int, dp=None):
+    """Train one variant into ``--out/models/<name>``; its record goes into ``training``."""
+    from leakaudit.targets import load_target
+    from leakaudit.training.dp_lm import train_causal_lm_dp
+    from leakaudit.training.lm import train_causal_lm
+
+    mdir, seed = run.stage / "models" / name, run.cfg.seed * 101 + seed_off
+    t0 = time.perf_counter()
+    with run.progress(f"training {name}", None) as adv:
+        cb = lambda s, total, loss, _a=adv: _a(1)  # noqa: E731
+        if dp is None:
+            train_causal_lm(texts, tok, spec, seed=seed, out_dir=mdir, progress=cb)
+            rec = None
+        else:
+            _, rec = train_causal_lm_dp(texts, tok, spec, dp, seed=seed, out_dir=mdir, progress=cb)
+    training[name] = {"wall_s": round(time.perf_counter() - t0, 1), "spec": asdict(spec),
+                      "n_docs": len(texts), **({"dp": rec} if rec else {})}
+    run.log(f"trained {name}: {spec.n_layer}×{spec.n_embd}"
+            + (f", ε = {rec['epsilon']:.2f} (σ = {rec['noise_multiplier']:.3f}, q = {rec['sample_rate']:.4f}, "
+               f"{rec['steps']} steps)" if rec else "") + f" ({training[name]['wall_s']}s)")
+    return load_target(mdir, name=name)
+
+
+def index_stage(run: DefenseLabRun, corpus):
+    """The exact-match index of the (undefended) training split."""
+    from leakaudit.corpus.index import CorpusIndex
+
+    return CorpusIndex.build([d["text"] for d in corpus.train], [d["id"] for d in corpus.train])
+
+
+def battery_stage(run: DefenseLabRun, corpus, variants: Variants, index) -> tuple[dict, list]:
+    """The same attacks on every variant, against the original training split
+    (:func:`leakaudit.audits.compare.run_battery`): rows by variant and memorization records."""
+    return run_battery(
+        variants.models, reference=variants.reference, train_texts=[d["text"] for d in corpus.train],
+        train_ids=[d["id"] for d in corpus.train], heldout_texts=[d["text"] for d in corpus.heldout],
+        index=index, config=run.cfg.battery(), lab_corpus=corpus, cache_dir=run.stage / "cache",
+        progress=run.progress, log=run.log)
+
+
+def report_stage(run: DefenseLabRun, corpus, training_data, variants: Variants,
+                 battery) -> dict[str, Any]:
+    """One ``defense_comparison`` record per variant, the claims' verdicts and the run record,
+    written as ``report.jsonl`` and ``summary.json``; returns the summary."""
+    import torch
+
+    from leakaudit.report.writer import write_report
+    from leakaudit.runs.store import jsonable
+    from leakaudit.versions import versions
+
+    cfg, (rows, mem_records), defenses = run.cfg, battery, training_data[1]
+    models, training = variants.models, variants.training
+    records = []
+    for name in models:
+        row = rows[name]
+        row.update({"defense": name, "n_params": sum(p.numel() for p in models[name].model.parameters()),
+                    "training": training[name], "defense_record": defenses.get(name)})
+        records.append(("defense_comparison", row))
+    summary = {"attack": "defense_comparison", "variants": list(models), "claims": evaluate_claims(rows),
+               "wall_s": round(time.perf_counter() - run.t_start, 1)}
+    run_record = {**versions(), "command": run.command, "seed": cfg.seed, "threads": torch.get_num_threads(),
+                  "config": {"defense_lab": jsonable(asdict(cfg))},
+                  "models": {n: {"path": f"models/{n}", "fingerprint": m.fingerprint(),
+                                 "n_params": rows[n]["n_params"]} for n, m in models.items()},
+                  "corpus": {"path": "corpus/train.jsonl", "n_docs": len(corpus.train)},
+                  "training": training}
+    write_report(run.stage, formats=("jsonl",), run_record=run_record,
+                 records=records + mem_records, summary=summary)
+    return summary
+
+
+#: The defenses lab, in order: (name, stage); see :mod:`leakaudit.lab.stages`.
+DEFENSE_LAB_STAGES: tuple[tuple[str, Callable[..., Any]], ...] = (
+    ("corpus", corpus_stage),
+    ("tokenizer", tokenizer_stage),
+    ("training_data", training_data_stage),
+    ("variants", variants_stage),
+    ("index", index_stage),
+    ("battery", battery_stage),
+    ("report", report_stage),
+)
 
 
 def _v(r: dict | None):

@@ -2,7 +2,7 @@
 
 ``leakaudit lab --out DIR`` trains the lab; ``leakaudit endpoint export-gguf DIR/models/target
 target.gguf`` writes the target for llama.cpp; ``python -m llama_cpp.server --model target.gguf``
-serves it; ``leakaudit lab --out DIR --endpoint URL`` then audits the endpoint against the lab's
+serves it; ``leakaudit lab endpoint URL --out DIR`` then audits the endpoint against the lab's
 ground truth: its corpus (memorization, divergence verification), held-out documents (membership
 non-members, PII control subjects), canaries (exposure), the data subjects of its documents (PII
 probes) and its reference model (the reference attack, and the PII probes' negative control).
@@ -20,7 +20,7 @@ from leakaudit.progress import null_progress
 def run_endpoint_lab(lab_dir: str | Path, spec: str, *, out: str | Path | None = None,
                      config=None, client_config=None, model: str | None = None,
                      api_key_env: str | None = None, api_key_file: str | None = None,
-                     progress=null_progress, log=print, command: str = "leakaudit lab --endpoint"
+                     progress=null_progress, log=print, command: str = "leakaudit lab endpoint"
                      ) -> dict[str, Any]:
     """Audit the endpoint ``spec`` (``openai-completions:URL`` / ``openai-chat:URL``, or a bare
     URL for completions) against the finished lab in ``lab_dir``; the report goes to

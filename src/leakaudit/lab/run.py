@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +26,9 @@ from typing import Any
 
 from leakaudit.attacks.extraction.pipeline import ExtractionConfig
 from leakaudit.attacks.memorization.measure import MemorizationConfig
+from leakaudit.lab.stages import run_stages
 from leakaudit.progress import null_progress
+from leakaudit.runs.store import RunStore
 from leakaudit.training.lm import LMSpec
 from leakaudit.versions import versions
 
@@ -150,31 +153,22 @@ LAB_OUTPUTS = (("report.jsonl", "summary.json", "report.html", "hits.jsonl")
 def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, log=print,
             command: str = "leakaudit lab", cache_dir: str | Path | None = None,
             formats=("jsonl", "html"), fail_on: list[str] | None = None) -> dict[str, Any]:
-    """Build the corpus, train the models, run extraction and write the report into ``out_dir``.
+    """Build the corpus, train the models, run every audit and write the report into ``out_dir``:
+    the stages of :data:`LAB_STAGES`, in order.
 
-    Every stage (corpus, tokenizer, each model's training, memorization, each model's exposure
-    references, membership, inversion, extraction's sampling shards, scoring passes and
-    verification) is recorded in the run store of ``out_dir`` (``.leakaudit/store``) under a key
-    of its inputs and config, so rerunning after a crash or ``kill -9`` reuses what finished and
-    gives the same records. The outputs are written into a staging folder and merged into
-    ``out_dir`` at the end (never replacing files leakaudit did not write). The LLM signal cache
-    lives in the run store unless ``cache_dir`` shares another. Returns the summary record, with
-    ``written`` (a :class:`leakaudit.report.writer.Written`: files by ``formats`` and the verdicts
-    of the ``fail_on`` thresholds) added (not in summary.json).
+    Every expensive stage (corpus, tokenizer, each model's training, memorization, each model's
+    exposure references, PII probes, membership, inversion, extraction's sampling shards, scoring
+    passes and verification) is recorded in the run store of ``out_dir`` (``.leakaudit/store``)
+    under a key of its inputs and config, so rerunning after a crash or ``kill -9`` reuses what
+    finished and gives the same records. The outputs are written into a staging folder and merged
+    into ``out_dir`` at the end (never replacing files leakaudit did not write). The LLM signal
+    cache lives in the run store unless ``cache_dir`` shares another. Returns the summary record,
+    with ``written`` (a :class:`leakaudit.report.writer.Written`: files by ``formats`` and the
+    verdicts of the ``fail_on`` thresholds) added (not in summary.json).
     """
     import torch
 
-    from leakaudit.corpus.index import CorpusIndex
-    from leakaudit.lab.corpus import LabCorpus, LabCorpusConfig, generate_lab_corpus
-    from leakaudit.report.writer import write_report
-    from leakaudit.runs.files import link_tree
     from leakaudit.runs.staged import staged_output
-    from leakaudit.runs.store import RunStore, stage_key, texts_key
-    from leakaudit.targets import load_target
-    from leakaudit.training.lm import train_causal_lm, train_tokenizer
-    from leakaudit.audits.exposure import exposure_records
-    from leakaudit.audits.extraction import extraction_records
-    from leakaudit.audits.memorization import memorization_records
 
     cfg = config.with_seed(config.seed)
     if cfg.n_reference < 1:
@@ -186,202 +180,11 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
     extra = format_files(formats)
     with staged_output(out_dir, produces=LAB_OUTPUTS + extra, log=log) as stage:
         store = RunStore.for_output(out_dir, log=log)
-        cache = Path(cache_dir) if cache_dir is not None else store.cache_dir
-        threads = torch.get_num_threads()
-        # corpus
-        t0 = time.perf_counter()
-        ccfg = LabCorpusConfig(n_docs=cfg.n_docs, n_heldout=cfg.n_heldout,
-                               n_reference=cfg.n_reference, seed=cfg.seed,
-                               canary_repeats=cfg.canary_repeats,
-                               boilerplate_repeats=cfg.boilerplate_repeats,
-                               subject_repeats=cfg.subject_repeats,
-                               subjects_per_repeat=cfg.subjects_per_repeat)
-        ckey = stage_key("lab-corpus", ccfg)
-        cdir = store.directory("corpus", ckey, lambda d: generate_lab_corpus(ccfg).write(d))
-        corpus = LabCorpus.read(cdir)
-        link_tree(cdir, stage / "corpus")
-        (stage / "corpus" / "stage.json").unlink(missing_ok=True)
-        train_texts = [d["text"] for d in corpus.train]
-        log(f"corpus: {len(train_texts)} training documents, {len(corpus.heldout)} held-out, "
-            f"{len(corpus.reference)} reference, {len(corpus.manifest['canaries'])} canaries ({time.perf_counter() - t0:.1f}s)")
-
-        # tokenizer + models
-        tkey = stage_key("tokenizer", ckey, cfg.vocab_size)
-        tdir = store.directory("tokenizer", tkey, lambda d: train_tokenizer(
-            train_texts, vocab_size=cfg.vocab_size, out_dir=d))
-        tok = None
-        training: dict[str, Any] = {}
-        heldout_texts = [d["text"] for d in corpus.heldout]
-        reference_texts = [d["text"] for d in corpus.reference]
-        models: dict[str, Any] = {}
-        for role, spec, seed_off, texts in (("target", cfg.target, 0, train_texts),
-                                            ("reference", cfg.reference, 1, reference_texts),
-                                            ("small", cfg.small, 2, train_texts)):
-            t0 = time.perf_counter()
-            mkey = stage_key("lm", tkey, texts_key(texts), spec, cfg.seed * 101 + seed_off, threads)
-
-            def train(d: Path, *, _role=role, _spec=spec, _seed=cfg.seed * 101 + seed_off,
-                      _texts=texts) -> None:
-                nonlocal tok
-                if tok is None:
-                    from transformers import PreTrainedTokenizerFast
-
-                    tok = PreTrainedTokenizerFast.from_pretrained(str(tdir))
-                last = {"loss": float("nan")}
-                t1 = time.perf_counter()
-                with progress(f"training {_role}", None) as adv:
-                    def cb(step, total, loss, _adv=adv):
-                        last["loss"] = loss
-                        _adv(1)
-
-                    train_causal_lm(_texts, tok, _spec, seed=_seed, out_dir=d, progress=cb)
-                (d / "lab_training.json").write_text(json.dumps(
-                    {"final_loss": last["loss"], "wall_s": round(time.perf_counter() - t1, 1)}))
-
-            mdir = store.directory(f"train-{role}", mkey, train)
-            info = json.loads((mdir / "lab_training.json").read_text())
-            link_tree(mdir, stage / "models" / role)
-            for extra in ("stage.json", "lab_training.json"):
-                (stage / "models" / role / extra).unlink(missing_ok=True)
-            training[role] = {"final_loss": info["final_loss"], "wall_s": info["wall_s"],
-                              "spec": asdict(spec), "n_docs": len(texts),
-                              "data": "reference split" if role == "reference" else "training split"}
-            log(f"trained {role}: {spec.n_layer} layers × {spec.n_embd}, final loss "
-                f"{info['final_loss']:.3f} ({time.perf_counter() - t0:.1f}s)")
-            models[role] = load_target(mdir, name=role)
-        target, reference, small = models["target"], models["reference"], models["small"]
-
-        index = CorpusIndex.build(train_texts, [d["id"] for d in corpus.train])
-        run_record = {
-            **versions(),
-            "command": command,
-            "started": started,
-            "seed": cfg.seed,
-            "config": {"lab": _jsonable(asdict(cfg)), **_jsonable(asdict(cfg.extraction))},
-            "models": {
-                "target": {"path": "models/target", "fingerprint": target.fingerprint(),
-                           "token_convention": target.token_convention(),
-                           "n_params": sum(p.numel() for p in target.model.parameters())},
-                "reference": {"path": "models/reference", "fingerprint": reference.fingerprint(),
-                              "token_convention": reference.token_convention(),
-                              "n_params": sum(p.numel() for p in reference.model.parameters())},
-                "small": {"path": "models/small", "fingerprint": small.fingerprint(),
-                          "token_convention": small.token_convention(),
-                          "n_params": sum(p.numel() for p in small.model.parameters())},
-            },
-            "corpus": {"path": "corpus/train.jsonl", "n_docs": len(train_texts),
-                       "n_bytes": index.n_bytes},
-            "lab": {"manifest": "corpus/manifest.json",
-                    "genre_counts": corpus.manifest.get("genre_counts")},
-            "training": training,
-            "threads": threads,
-        }
-        fps = {m: models[m].fingerprint() for m in models}
-        # memorization of training windows (target, smaller model, and the reference as a negative
-        # control: it never saw the training split) and canary exposure
-        t0 = time.perf_counter()
-        mem = store.json("memorization", stage_key("memorization", fps, ckey, cfg.memorization,
-                                                    cfg.extraction.show_pii), lambda: _jsonable(
-            memorization_records(
-                {"target": target, "small": small, "reference": reference}, texts=train_texts,
-                doc_ids=[d["id"] for d in corpus.train], index=index, config=cfg.memorization,
-                show_pii=cfg.extraction.show_pii, progress=progress, log=log,
-                trained_on={"target": "training split", "small": "training split",
-                            "reference": "reference split"})))
-        mem_pairs, mem_summary = [tuple(p) for p in mem[0]], mem[1]
-        log(f"memorization: exact at k={max(cfg.memorization.prefix_lengths)}: " + ", ".join(
-            f"{m} {v:.1%}" for m, v in mem_summary["exact_rate"].items())
-            + f" ({time.perf_counter() - t0:.1f}s)")
-        t0 = time.perf_counter()
-        exp_pairs: list = []
-        for m in (target, small, reference):
-            ek = stage_key("exposure", fps[m.name], corpus.manifest["canaries"],
-                           cfg.exposure_references, cfg.seed, cfg.extraction.score_batch_size,
-                           cfg.extraction.show_pii)
-            pairs, by_rep = store.json(f"exposure-{m.name}", ek, lambda _m=m: _jsonable(exposure_records(
-                _m, corpus.manifest["canaries"], n_references=cfg.exposure_references,
-                seed=cfg.seed, batch_size=cfg.extraction.score_batch_size,
-                show_pii=cfg.extraction.show_pii, progress=progress)))
-            exp_pairs += [tuple(p) for p in pairs]
-            log(f"exposure ({m.name}): " + ", ".join(
-                f"r{r['repeats']} {r['mean_exposure_rank']:.1f}" for r in by_rep) + " bits")
-        log(f"exposure: {time.perf_counter() - t0:.1f}s")
-        # PII probes (ProPILE-style): a data subject's name (and e-mail) in the corpus's own
-        # formats, asking for their e-mail, phone or date of birth; the reference model and the
-        # held-out subjects are the negative controls
-        from leakaudit.attacks.probes.pii import PIIProbeConfig, lab_pii_probes
-
-        t0 = time.perf_counter()
-        pcfg = PIIProbeConfig(seed=cfg.seed)
-        pk = stage_key("pii-probes", fps["target"], fps["reference"], ckey, pcfg,
-                       cfg.extraction.show_pii)
-        pii_pairs_raw, pii_summary = store.json("pii-probes", pk, lambda: _jsonable(lab_pii_probes(
-            {"target": target, "reference": reference}, corpus, config=pcfg,
-            show_pii=cfg.extraction.show_pii)))
-        pii_pairs = [tuple(p) for p in pii_pairs_raw]
-        for k, v in pii_summary.items():
-            log(f"pii probes ({k}): exact {v['exact']['k']}/{v['exact']['n']}, "
-                f"partial {v['partial']['k']}/{v['partial']['n']}")
-        log(f"pii probes: {time.perf_counter() - t0:.1f}s")
-        mem_inf_pairs: list = []
-        summary_extra: dict[str, Any] = {"memorization": mem_summary, "pii_probes": pii_summary}
-        if cfg.membership:
-            from leakaudit.attacks.membership.evaluate import EvalConfig
-            from leakaudit.lab.membership import llm_lab_membership
-
-            t0 = time.perf_counter()
-
-            def membership() -> Any:
-                mia = llm_lab_membership(
-                    target, {"reference": reference}, corpus, k=cfg.membership_k,
-                    n_reference_secrets=cfg.membership_reference_secrets,
-                    heavy_repeats=cfg.membership_heavy_repeats, seed=cfg.seed,
-                    eval_config=EvalConfig(n_boot=cfg.membership_boot, seed=cfg.seed),
-                    cache_dir=cache, batch_size=cfg.extraction.score_batch_size,
-                    show_pii=cfg.extraction.show_pii, progress=progress, log=log)
-                return _jsonable([mia.records(), mia.summary()])
-
-            mk = stage_key("membership", fps["target"], fps["reference"], ckey, cfg.membership_k,
-                           cfg.membership_reference_secrets, cfg.membership_heavy_repeats,
-                           cfg.membership_boot, cfg.seed, cfg.extraction.score_batch_size,
-                           cfg.extraction.show_pii)
-            mia_records, mia_summary = store.json("membership", mk, membership)
-            mem_inf_pairs = [tuple(p) for p in mia_records]
-            summary_extra["membership"] = mia_summary
-            for audit in mia_summary.values():
-                for sub, r in audit.items():
-                    best = max(r["attacks"], key=lambda a: r["attacks"][a]["auc"])
-                    tpr = r["attacks"][best]["tpr@0.01"]
-                    log(f"membership ({sub}): best {best} AUC {r['attacks'][best]['auc']:.3f}, "
-                        f"TPR@1%FPR {'n/a' if tpr is None else f'{tpr:.1%}'}; "
-                        f"model-free baseline AUC {r['blind_auc']:.3f}")
-            log(f"membership: {time.perf_counter() - t0:.1f}s")
-        # model inversion of classifiers (digits) and attribute inference (tabular records)
-        from leakaudit.lab.inversion import InversionLabConfig, run_inversion_lab
-
-        inv_pairs: list = []
-        if cfg.inversion:
-            t0 = time.perf_counter()
-            inv_cfg = cfg.inversion_config or (
-                InversionLabConfig.quick(cfg.seed) if cfg.inversion_quick
-                else InversionLabConfig(seed=cfg.seed))
-            inv_pairs = [tuple(p) for p in store.json(
-                "inversion", stage_key("inversion", inv_cfg, threads),
-                lambda: _jsonable(run_inversion_lab(inv_cfg, progress=progress, log=log)))]
-            run_record["config"]["inversion"] = _jsonable(inv_cfg.to_dict())
-            log(f"inversion: {time.perf_counter() - t0:.1f}s")
-        ext_pairs, summary = extraction_records(
-            target=target, references={"reference": reference}, index=index,
-            prompt_texts=heldout_texts,
-            canaries=corpus.manifest["canaries"], config=cfg.extraction,
-            progress=progress, log=log, cache_dir=cache, store=store,
-            doc_locations={d["id"]: {"file": "corpus/train.jsonl", "line": i + 1}
-                           for i, d in enumerate(corpus.train)})
-        summary.update(summary_extra)
-        written = write_report(stage, run_record=run_record,
-                               records=ext_pairs + mem_pairs + exp_pairs + pii_pairs + mem_inf_pairs
-                               + inv_pairs,
-                               summary=summary, formats=formats, fail_on=fail_on)
+        run = LabRun(cfg=cfg, store=store, stage=stage,
+                     cache=Path(cache_dir) if cache_dir is not None else store.cache_dir,
+                     threads=torch.get_num_threads(), progress=progress, log=log,
+                     command=command, started=started, formats=tuple(formats), fail_on=fail_on)
+        summary, written = run_stages(LAB_STAGES, run)["report"]
         summary["wall_s"] = round(time.perf_counter() - t_start, 1)
         if store.reused:
             log(f"run store: reused {len(store.reused)} finished stages "
@@ -390,5 +193,352 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
     return summary
 
 
-def _jsonable(x):
-    return json.loads(json.dumps(x, default=str))
+@dataclass(frozen=True)
+class LabRun:
+    """What every stage of the lab is given besides earlier stages' results: the config, the run
+    store, the staging folder that becomes ``--out``, and the run's settings."""
+
+    cfg: LabConfig
+    store: RunStore  #: the run store of ``--out``
+    stage: Path
+    cache: Path  #: the LLM signal cache
+    threads: int
+    progress: Any
+    log: Callable[[str], None]
+    command: str
+    started: str
+    formats: tuple[str, ...]
+    fail_on: list[str] | None
+
+
+@dataclass(frozen=True)
+class LabData:
+    """The lab corpus (train, held-out and reference splits, manifest) and its run-store key."""
+
+    corpus: Any  #: :class:`leakaudit.lab.corpus.LabCorpus`
+    key: str
+
+    @property
+    def train_texts(self) -> list[str]:
+        return [d["text"] for d in self.corpus.train]
+
+    @property
+    def train_ids(self) -> list[str]:
+        return [d["id"] for d in self.corpus.train]
+
+    @property
+    def canaries(self) -> list[dict[str, Any]]:
+        return self.corpus.manifest["canaries"]
+
+
+@dataclass(frozen=True)
+class LabModels:
+    """The three trained models by role (target, reference, small) and how each was trained."""
+
+    models: dict[str, Any]
+    training: dict[str, dict[str, Any]]
+
+    def fingerprints(self) -> dict[str, str]:
+        return {role: m.fingerprint() for role, m in self.models.items()}
+
+
+# ------------------------------------------------------------------------------ the stages
+
+
+def corpus_stage(run: LabRun) -> LabData:
+    """The seeded corpus with its ground truth, linked into ``--out/corpus``."""
+    from leakaudit.lab.corpus import LabCorpus, LabCorpusConfig, generate_lab_corpus
+    from leakaudit.runs.files import link_tree
+    from leakaudit.runs.store import stage_key
+
+    cfg, t0 = run.cfg, time.perf_counter()
+    ccfg = LabCorpusConfig(n_docs=cfg.n_docs, n_heldout=cfg.n_heldout,
+                           n_reference=cfg.n_reference, seed=cfg.seed,
+                           canary_repeats=cfg.canary_repeats,
+                           boilerplate_repeats=cfg.boilerplate_repeats,
+                           subject_repeats=cfg.subject_repeats,
+                           subjects_per_repeat=cfg.subjects_per_repeat)
+    ckey = stage_key("lab-corpus", ccfg)
+    cdir = run.store.directory("corpus", ckey, lambda d: generate_lab_corpus(ccfg).write(d))
+    corpus = LabCorpus.read(cdir)
+    link_tree(cdir, run.stage / "corpus")
+    (run.stage / "corpus" / "stage.json").unlink(missing_ok=True)
+    run.log(f"corpus: {len(corpus.train)} training documents, {len(corpus.heldout)} held-out, "
+            f"{len(corpus.reference)} reference, {len(corpus.manifest['canaries'])} canaries "
+            f"({time.perf_counter() - t0:.1f}s)")
+    return LabData(corpus, ckey)
+
+
+def tokenizer_stage(run: LabRun, corpus: LabData) -> tuple[Path, str]:
+    """The byte-level BPE tokenizer trained on the training split: its folder and key."""
+    from leakaudit.runs.store import stage_key
+    from leakaudit.training.lm import train_tokenizer
+
+    tkey = stage_key("tokenizer", corpus.key, run.cfg.vocab_size)
+    tdir = run.store.directory("tokenizer", tkey, lambda d: train_tokenizer(
+        corpus.train_texts, vocab_size=run.cfg.vocab_size, out_dir=d))
+    return tdir, tkey
+
+
+def models_stage(run: LabRun, corpus: LabData, tokenizer: tuple[Path, str]) -> LabModels:
+    """The target and the small model trained on the training split, the reference on the
+    reference split, each linked into ``--out/models/<role>``."""
+    cfg, train_texts = run.cfg, corpus.train_texts
+    reference_texts = [d["text"] for d in corpus.corpus.reference]
+    loaded: dict[str, Any] = {}  # the tokenizer, loaded once by the first model trained
+    models, training = {}, {}
+    for role, spec, seed_off, texts in (("target", cfg.target, 0, train_texts),
+                                        ("reference", cfg.reference, 1, reference_texts),
+                                        ("small", cfg.small, 2, train_texts)):
+        models[role], training[role] = _train_model(run, tokenizer, loaded, role, spec,
+                                                    cfg.seed * 101 + seed_off, texts)
+    return LabModels(models, training)
+
+
+def _train_model(run: LabRun, tokenizer: tuple[Path, str], loaded: dict[str, Any], role: str,
+                 spec: LMSpec, seed: int, texts: list[str]) -> tuple[Any, dict[str, Any]]:
+    from leakaudit.runs.files import link_tree
+    from leakaudit.runs.store import stage_key, texts_key
+    from leakaudit.targets import load_target
+    from leakaudit.training.lm import train_causal_lm
+
+    tdir, tkey = tokenizer
+    t0 = time.perf_counter()
+
+    def train(d: Path) -> None:
+        if "tok" not in loaded:
+            from transformers import PreTrainedTokenizerFast
+
+            loaded["tok"] = PreTrainedTokenizerFast.from_pretrained(str(tdir))
+        last = {"loss": float("nan")}
+        t1 = time.perf_counter()
+        with run.progress(f"training {role}", None) as adv:
+            def cb(step, total, loss):
+                last["loss"] = loss
+                adv(1)
+
+            train_causal_lm(texts, loaded["tok"], spec, seed=seed, out_dir=d, progress=cb)
+        (d / "lab_training.json").write_text(json.dumps(
+            {"final_loss": last["loss"], "wall_s": round(time.perf_counter() - t1, 1)}))
+
+    mkey = stage_key("lm", tkey, texts_key(texts), spec, seed, run.threads)
+    mdir = run.store.directory(f"train-{role}", mkey, train)
+    info = json.loads((mdir / "lab_training.json").read_text())
+    link_tree(mdir, run.stage / "models" / role)
+    for name in ("stage.json", "lab_training.json"):
+        (run.stage / "models" / role / name).unlink(missing_ok=True)
+    run.log(f"trained {role}: {spec.n_layer} layers × {spec.n_embd}, final loss "
+            f"{info['final_loss']:.3f} ({time.perf_counter() - t0:.1f}s)")
+    return load_target(mdir, name=role), {
+        "final_loss": info["final_loss"], "wall_s": info["wall_s"], "spec": asdict(spec),
+        "n_docs": len(texts),
+        "data": "reference split" if role == "reference" else "training split"}
+
+
+def index_stage(run: LabRun, corpus: LabData):
+    """The exact-match index of the training split (verifies extracted text)."""
+    from leakaudit.corpus.index import CorpusIndex
+
+    return CorpusIndex.build(corpus.train_texts, corpus.train_ids)
+
+
+def memorization_stage(run: LabRun, corpus: LabData, models: LabModels, index) -> list:
+    """Exact memorization of training windows: the target, the smaller model, and the reference
+    as a negative control (it never saw the training split). Returns the records and summary."""
+    from leakaudit.audits.memorization import memorization_records
+    from leakaudit.runs.store import jsonable, stage_key
+
+    cfg, m, t0 = run.cfg, models.models, time.perf_counter()
+    key = stage_key("memorization", models.fingerprints(), corpus.key, cfg.memorization,
+                    cfg.extraction.show_pii)
+    mem = run.store.json("memorization", key, lambda: jsonable(memorization_records(
+        {"target": m["target"], "small": m["small"], "reference": m["reference"]},
+        texts=corpus.train_texts, doc_ids=corpus.train_ids, index=index, config=cfg.memorization,
+        show_pii=cfg.extraction.show_pii, progress=run.progress, log=run.log,
+        trained_on={"target": "training split", "small": "training split",
+                    "reference": "reference split"})))
+    run.log(f"memorization: exact at k={max(cfg.memorization.prefix_lengths)}: " + ", ".join(
+        f"{name} {v:.1%}" for name, v in mem[1]["exact_rate"].items())
+        + f" ({time.perf_counter() - t0:.1f}s)")
+    return [[tuple(p) for p in mem[0]], mem[1]]
+
+
+def exposure_stage(run: LabRun, corpus: LabData, models: LabModels) -> list:
+    """Canary exposure (Secret Sharer) of each model against its own reference secrets."""
+    from leakaudit.audits.exposure import exposure_records
+    from leakaudit.runs.store import jsonable, stage_key
+
+    cfg, t0 = run.cfg, time.perf_counter()
+    pairs_all: list = []
+    for role in ("target", "small", "reference"):
+        m = models.models[role]
+        key = stage_key("exposure", m.fingerprint(), corpus.canaries, cfg.exposure_references,
+                        cfg.seed, cfg.extraction.score_batch_size, cfg.extraction.show_pii)
+        pairs, by_rep = run.store.json(f"exposure-{role}", key, lambda _m=m: jsonable(
+            exposure_records(_m, corpus.canaries, n_references=cfg.exposure_references,
+                             seed=cfg.seed, batch_size=cfg.extraction.score_batch_size,
+                             show_pii=cfg.extraction.show_pii, progress=run.progress)))
+        pairs_all += [tuple(p) for p in pairs]
+        run.log(f"exposure ({role}): " + ", ".join(
+            f"r{r['repeats']} {r['mean_exposure_rank']:.1f}" for r in by_rep) + " bits")
+    run.log(f"exposure: {time.perf_counter() - t0:.1f}s")
+    return pairs_all
+
+
+def pii_probes_stage(run: LabRun, corpus: LabData, models: LabModels) -> list:
+    """PII probes (ProPILE-style): a data subject's name (and e-mail) in the corpus's own
+    formats, asking for their e-mail, phone or date of birth; the reference model and the
+    held-out subjects are the negative controls. Returns the records and summary."""
+    from leakaudit.attacks.probes.pii import PIIProbeConfig, lab_pii_probes
+    from leakaudit.runs.store import jsonable, stage_key
+
+    cfg, m, t0 = run.cfg, models.models, time.perf_counter()
+    pcfg = PIIProbeConfig(seed=cfg.seed)
+    fps = models.fingerprints()
+    key = stage_key("pii-probes", fps["target"], fps["reference"], corpus.key, pcfg,
+                    cfg.extraction.show_pii)
+    pairs, summary = run.store.json("pii-probes", key, lambda: jsonable(lab_pii_probes(
+        {"target": m["target"], "reference": m["reference"]}, corpus.corpus, config=pcfg,
+        show_pii=cfg.extraction.show_pii)))
+    for k, v in summary.items():
+        run.log(f"pii probes ({k}): exact {v['exact']['k']}/{v['exact']['n']}, "
+                f"partial {v['partial']['k']}/{v['partial']['n']}")
+    run.log(f"pii probes: {time.perf_counter() - t0:.1f}s")
+    return [[tuple(p) for p in pairs], summary]
+
+
+def membership_stage(run: LabRun, corpus: LabData, models: LabModels) -> list:
+    """LLM membership inference: training documents (insertions removed) vs held-out documents,
+    and canaries vs same-template secrets. Returns the records and summary ([], None when
+    ``membership`` is off)."""
+    cfg = run.cfg
+    if not cfg.membership:
+        return [[], None]
+    from leakaudit.attacks.membership.evaluate import EvalConfig
+    from leakaudit.audits.lab_membership import llm_lab_membership
+    from leakaudit.runs.store import jsonable, stage_key
+
+    m, t0, fps = models.models, time.perf_counter(), models.fingerprints()
+
+    def membership() -> Any:
+        mia = llm_lab_membership(
+            m["target"], {"reference": m["reference"]}, corpus.corpus, k=cfg.membership_k,
+            n_reference_secrets=cfg.membership_reference_secrets,
+            heavy_repeats=cfg.membership_heavy_repeats, seed=cfg.seed,
+            eval_config=EvalConfig(n_boot=cfg.membership_boot, seed=cfg.seed),
+            cache_dir=run.cache, batch_size=cfg.extraction.score_batch_size,
+            show_pii=cfg.extraction.show_pii, progress=run.progress, log=run.log)
+        return jsonable([mia.records(), mia.summary()])
+
+    key = stage_key("membership", fps["target"], fps["reference"], corpus.key, cfg.membership_k,
+                    cfg.membership_reference_secrets, cfg.membership_heavy_repeats,
+                    cfg.membership_boot, cfg.seed, cfg.extraction.score_batch_size,
+                    cfg.extraction.show_pii)
+    records, summary = run.store.json("membership", key, membership)
+    for audit in summary.values():
+        for sub, r in audit.items():
+            best = max(r["attacks"], key=lambda a: r["attacks"][a]["auc"])
+            tpr = r["attacks"][best]["tpr@0.01"]
+            run.log(f"membership ({sub}): best {best} AUC {r['attacks'][best]['auc']:.3f}, "
+                    f"TPR@1%FPR {'n/a' if tpr is None else f'{tpr:.1%}'}; "
+                    f"model-free baseline AUC {r['blind_auc']:.3f}")
+    run.log(f"membership: {time.perf_counter() - t0:.1f}s")
+    return [[tuple(p) for p in records], summary]
+
+
+def inversion_stage(run: LabRun) -> list:
+    """Model inversion of classifiers (digits) and attribute inference (tabular records).
+    Returns the records and the inversion config as JSON ([], None when ``inversion`` is off)."""
+    cfg = run.cfg
+    if not cfg.inversion:
+        return [[], None]
+    from leakaudit.lab.inversion import InversionLabConfig, run_inversion_lab
+    from leakaudit.runs.store import jsonable, stage_key
+
+    t0 = time.perf_counter()
+    inv_cfg = cfg.inversion_config or (
+        InversionLabConfig.quick(cfg.seed) if cfg.inversion_quick
+        else InversionLabConfig(seed=cfg.seed))
+    pairs = run.store.json("inversion", stage_key("inversion", inv_cfg, run.threads),
+                           lambda: jsonable(run_inversion_lab(inv_cfg, progress=run.progress,
+                                                              log=run.log)))
+    run.log(f"inversion: {time.perf_counter() - t0:.1f}s")
+    return [[tuple(p) for p in pairs], jsonable(inv_cfg.to_dict())]
+
+
+def extraction_stage(run: LabRun, corpus: LabData, models: LabModels, index) -> tuple:
+    """Untargeted extraction (Carlini et al. 2021) from the target, ranked against the reference
+    and verified against the training split. Returns the records and summary."""
+    from leakaudit.audits.extraction import extraction_records
+
+    cfg, m = run.cfg, models.models
+    return extraction_records(
+        target=m["target"], references={"reference": m["reference"]}, index=index,
+        prompt_texts=[d["text"] for d in corpus.corpus.heldout], canaries=corpus.canaries,
+        config=cfg.extraction, progress=run.progress, log=run.log, cache_dir=run.cache,
+        store=run.store, doc_locations={d["id"]: {"file": "corpus/train.jsonl", "line": i + 1}
+                                        for i, d in enumerate(corpus.corpus.train)})
+
+
+def report_stage(run: LabRun, corpus: LabData, models: LabModels, index, memorization,
+                 exposure, pii_probes, membership, inversion, extraction) -> tuple:
+    """``report.jsonl`` (the run record, every stage's records, the summary) and the other
+    formats, into the staging folder. Returns the summary and what was written."""
+    from leakaudit.report.writer import write_report
+
+    ext_pairs, summary = extraction
+    summary.update({"memorization": memorization[1], "pii_probes": pii_probes[1]})
+    if membership[1] is not None:
+        summary["membership"] = membership[1]
+    written = write_report(
+        run.stage, run_record=_run_record(run, corpus, models, index, inversion[1]),
+        records=ext_pairs + memorization[0] + exposure + pii_probes[0] + membership[0]
+        + inversion[0], summary=summary, formats=run.formats, fail_on=run.fail_on)
+    return summary, written
+
+
+def _run_record(run: LabRun, corpus: LabData, models: LabModels, index,
+                inversion_config: dict[str, Any] | None) -> dict[str, Any]:
+    from leakaudit.runs.store import jsonable
+
+    cfg = run.cfg
+    config = {"lab": jsonable(asdict(cfg)), **jsonable(asdict(cfg.extraction))}
+    if inversion_config is not None:
+        config["inversion"] = inversion_config
+    return {
+        **versions(),
+        "command": run.command,
+        "started": run.started,
+        "seed": cfg.seed,
+        "config": config,
+        "models": {role: {"path": f"models/{role}", "fingerprint": m.fingerprint(),
+                          "token_convention": m.token_convention(),
+                          "n_params": sum(p.numel() for p in m.model.parameters())}
+                   for role, m in models.models.items()},
+        "corpus": {"path": "corpus/train.jsonl", "n_docs": len(corpus.corpus.train),
+                   "n_bytes": index.n_bytes},
+        "lab": {"manifest": "corpus/manifest.json",
+                "genre_counts": corpus.corpus.manifest.get("genre_counts")},
+        "training": models.training,
+        "threads": run.threads,
+    }
+
+
+#: The lab, in order: (name, stage). A stage takes the :class:`LabRun` and, by parameter name,
+#: the results of earlier stages; :func:`run_lab` walks the list (:mod:`leakaudit.lab.stages`). The expensive stages keep
+#: their results in the run store under keys of their inputs (stage names ``corpus``,
+#: ``tokenizer``, ``train-<role>``, ``memorization``, ``exposure-<role>``, ``pii-probes``,
+#: ``membership``, ``inversion``, and extraction's ``samples-*`` / ``score-*`` / ``verify-*``).
+LAB_STAGES: tuple[tuple[str, Callable[..., Any]], ...] = (
+    ("corpus", corpus_stage),
+    ("tokenizer", tokenizer_stage),
+    ("models", models_stage),
+    ("index", index_stage),
+    ("memorization", memorization_stage),
+    ("exposure", exposure_stage),
+    ("pii_probes", pii_probes_stage),
+    ("membership", membership_stage),
+    ("inversion", inversion_stage),
+    ("extraction", extraction_stage),
+    ("report", report_stage),
+)

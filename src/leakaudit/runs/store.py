@@ -64,6 +64,12 @@ def stage_key(*parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists, other objects their ``str``):
+    what a stage's JSON result is whether it was computed now or reused."""
+    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
+
+
 def texts_key(texts) -> str:
     """A hash of a sequence of strings (order matters)."""
     h = hashlib.sha256()
@@ -203,4 +209,4 @@ class NullStore:
         raise RuntimeError("NullStore has no folders")
 
     def json(self, name, key, compute, *, describe=None):
-        return json.loads(json.dumps(compute(), ensure_ascii=False, default=str))
+        return jsonable(compute())

@@ -97,7 +97,7 @@ def skip_record(attack: str, needs: Sequence[str], caps: Capabilities, *, target
     return {"attack": attack, "skipped": True, "target": target, "needs": list(needs),
             "missing": miss,
             "reason": f"{target} does not provide {', '.join(miss)} "
-                      f"({'; '.join(Capabilities.DESCRIPTIONS[m] for m in miss)})"}
+                      f"({'; '.join(type(caps).DESCRIPTIONS[m] for m in miss)})"}
 
 
 @dataclass

@@ -5,17 +5,25 @@ One interface for every classifier the tool audits (membership inference, model 
 - :class:`TorchClassifier`: any ``torch.nn.Module`` mapping a float tensor ``(n, *input_shape)`` to
   logits ``(n, n_classes)``. White-box: logits and input gradients.
 - :class:`SklearnClassifier`: any fitted estimator with ``predict_proba``. Black-box.
+- :class:`FunctionClassifier`: any function ``x -> probabilities``. Black-box.
 
-Inputs are numpy arrays of shape ``(n, *input_shape)``; probabilities come back as float64
-``(n, n_classes)`` rows that sum to 1. Every example sent to the model is counted in
-``queries`` (the query budget of black-box attacks is checked against it).
+:func:`classifier_from` wraps any of these Python objects; files and folders (``hf:``, ``onnx:``,
+``skops:``, leakaudit's own folder, an HTTP endpoint) load through
+:func:`leakaudit.targets.classifier_formats.load_classifier_target`.
+
+Each backend declares what it can answer in ``capabilities`` (:class:`ClassifierCapabilities`);
+an audit runs the attacks the target can serve and records the others as skipped, naming the
+capability they need. Inputs are numpy arrays of shape ``(n, *input_shape)`` (texts for a text
+classifier); probabilities come back as float64 ``(n, n_classes)`` rows that sum to 1. Every
+example sent to the model is counted in ``queries`` (the query budget of black-box attacks is
+checked against it).
 """
 
 from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,11 +32,59 @@ from leakaudit.errors import CapabilityError, InputError
 
 @dataclass(frozen=True)
 class ClassifierCapabilities:
-    """What a classifier backend can answer. Attacks check these and refuse clearly."""
+    """What a classifier backend can answer. Attacks check these and refuse clearly; audits skip
+    what a target cannot serve (:meth:`missing`, :func:`classifier_skip`)."""
 
-    probabilities: bool = True  # the full probability vector (False: top-1 label only)
-    logits: bool = False  # raw logits (white-box, or an API that returns them)
-    gradients: bool = False  # d log p(class | x) / dx
+    probabilities: bool = True  #: the full probability vector (False: top-1 label only)
+    logits: bool = False  #: raw logits (white-box, or an API that returns them)
+    gradients: bool = False  #: d log p(class | x) / dx
+    labels: bool = True  #: the top-1 label of any input (every classifier answers this)
+    float_inputs: bool = True  #: inputs are float arrays that can be perturbed (False: text)
+    batch_size: int | None = None  #: most inputs sent in one call (None: no limit)
+
+    #: Each capability, with what it means, for skip messages and documentation.
+    DESCRIPTIONS = {
+        "probabilities": "the full vector of class probabilities",
+        "logits": "raw logits",
+        "gradients": "white-box input gradients of log p(class | x)",
+        "labels": "the top-1 label of a query",
+        "float_inputs": "numeric inputs that can be perturbed (not text)",
+    }
+
+    @property
+    def label_only(self) -> bool:
+        """Only the top-1 label is answered (no confidence)."""
+        return self.labels and not self.probabilities
+
+    def missing(self, *names: str) -> list[str]:
+        """The capabilities among ``names`` that this target lacks (empty: all there)."""
+        unknown = [n for n in names if n not in self.DESCRIPTIONS]
+        if unknown:
+            raise ValueError(f"unknown classifier capabilities {unknown}; known: "
+                             f"{list(self.DESCRIPTIONS)}")
+        return [n for n in names if not getattr(self, n)]
+
+    def require(self, *names: str, who: str) -> None:
+        miss = self.missing(*names)
+        if miss:
+            raise CapabilityError(f"{who} needs {', '.join(miss)} "
+                                  f"({'; '.join(self.DESCRIPTIONS[m] for m in miss)}), "
+                                  "which this classifier does not provide")
+
+    def to_dict(self) -> dict:
+        return {**{n: getattr(self, n) for n in self.DESCRIPTIONS}, "label_only": self.label_only,
+                "batch_size": self.batch_size}
+
+
+def classifier_skip(attack: str, needs, target: "Classifier") -> dict | None:
+    """The skip record of ``attack`` on ``target`` when it lacks capabilities in ``needs``
+    (``{"attack", "skipped", "needs", "missing", "reason"}``), or None when it can run."""
+    from leakaudit.targets.base import skip_record
+
+    caps = target.capabilities
+    if not caps.missing(*needs):
+        return None
+    return skip_record(attack, needs, caps, target=getattr(target, "source", None) or "the classifier")
 
 
 class Classifier(ABC):
@@ -100,6 +156,7 @@ class TorchClassifier(Classifier):
         self.module = module.to(device).eval()
         self.batch_size = int(batch_size)
         self.device = device
+        self.capabilities = replace(type(self).capabilities, batch_size=self.batch_size)
 
     def logits(self, x) -> np.ndarray:
         import torch
@@ -134,10 +191,15 @@ class TorchClassifier(Classifier):
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(super().fingerprint().encode())
-        for name, t in sorted(self.module.state_dict().items()):
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        hash_state(self.module, h)
         return h.hexdigest()
+
+
+def hash_state(module, h) -> None:
+    """Feed every tensor of ``module``'s state dict (name, dtype, bytes) into the hash ``h``."""
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
 
 
 class SklearnClassifier(Classifier):
@@ -147,7 +209,8 @@ class SklearnClassifier(Classifier):
     classes is not silently misaligned.
     """
 
-    def __init__(self, estimator, *, input_shape: tuple[int, ...] | None = None):
+    def __init__(self, estimator, *, input_shape: tuple[int, ...] | None = None,
+                 batch_size: int | None = None):
         if not hasattr(estimator, "predict_proba"):
             raise InputError(f"{type(estimator).__name__} has no predict_proba; leakaudit needs "
                              "class probabilities (e.g. SVC(probability=True))")
@@ -163,9 +226,106 @@ class SklearnClassifier(Classifier):
             raise InputError("input_shape is needed: the estimator does not record n_features_in_")
         super().__init__(n_classes=len(classes), input_shape=shape)
         self.estimator = estimator
+        self.batch_size = batch_size  # inputs per predict_proba call (None: all at once)
+        self.capabilities = replace(type(self).capabilities, batch_size=batch_size)
 
     def _predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return self.estimator.predict_proba(x.reshape(len(x), -1))
+        flat = x.reshape(len(x), -1)
+        step = self.batch_size or len(flat)
+        return np.concatenate([self.estimator.predict_proba(flat[i:i + step])
+                               for i in range(0, len(flat), step)])
+
+
+class FunctionClassifier(Classifier):
+    """Any function ``f(x) -> probabilities`` (black-box): ``x`` a float32 array
+    ``(n, *input_shape)``, the answer ``(n, n_classes)`` rows of probabilities. Its fingerprint
+    names the function (module and qualified name), not its behaviour."""
+
+    capabilities = ClassifierCapabilities(probabilities=True, logits=False, gradients=False)
+
+    def __init__(self, fn, *, n_classes: int, input_shape: tuple[int, ...]):
+        if not callable(fn):
+            raise InputError(f"{type(fn).__name__} is not callable")
+        super().__init__(n_classes=n_classes, input_shape=input_shape)
+        self.fn = fn
+
+    def _predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.fn(x), dtype=np.float64)
+
+    def fingerprint(self) -> str:
+        qual = getattr(self.fn, "__qualname__", type(self.fn).__name__)
+        name = f"{getattr(self.fn, '__module__', '')}.{qual}"
+        return hashlib.sha256(f"function:{name}:{super().fingerprint()}".encode()).hexdigest()
+
+
+class _LogitsOf:
+    """Adapts a module whose output carries ``.logits`` (a transformers model) to a plain
+    ``x -> logits`` module; built lazily so this module imports without torch."""
+
+    @staticmethod
+    def wrap(module):
+        import torch
+
+        class LogitsOf(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x):
+                out = self.inner(x)
+                return out.logits if hasattr(out, "logits") else out
+
+        return LogitsOf(module)
+
+
+def classifier_from(obj, *, n_classes: int | None = None, input_shape: tuple[int, ...] | None = None,
+                    batch_size: int = 1024, device: str = "cpu") -> Classifier:
+    """The classifier target of a Python object, for the Python API:
+
+    - a :class:`Classifier`: returned as is;
+    - a ``torch.nn.Module`` mapping float ``(n, *input_shape)`` to logits (or to an output with
+      ``.logits``, as transformers models give): white-box :class:`TorchClassifier`;
+    - a fitted scikit-learn estimator (``predict_proba`` and ``classes_``): :class:`SklearnClassifier`;
+    - any other object with ``predict_proba``, or a function ``x -> probabilities``:
+      :class:`FunctionClassifier`.
+
+    ``input_shape`` is needed unless the object records it (scikit-learn's ``n_features_in_``);
+    ``n_classes``, when not given or recorded, is read from one call on an all-zero input (a setup
+    call, not counted as a query).
+    """
+    if isinstance(obj, Classifier):
+        return obj
+    try:
+        import torch
+        is_module = isinstance(obj, torch.nn.Module)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        is_module = False
+    if hasattr(obj, "predict_proba") and hasattr(obj, "classes_") and not is_module:
+        return SklearnClassifier(obj, input_shape=input_shape)
+    if input_shape is None:
+        raise InputError(f"input_shape is needed to wrap a {type(obj).__name__} (the shape of one "
+                         "input, e.g. (64,) or (3, 32, 32))")
+    shape = tuple(int(d) for d in input_shape)
+    if is_module:
+        with torch.no_grad():  # one setup call: does the output carry .logits, how many classes
+            out = obj.to(device).eval()(torch.zeros((1, *shape), device=device))
+        module = _LogitsOf.wrap(obj) if hasattr(out, "logits") else obj
+        n = n_classes or _probe_width(lambda z: getattr(out, "logits", out).cpu().numpy(), shape)
+        return TorchClassifier(module, n_classes=n, input_shape=shape, batch_size=batch_size,
+                               device=device)
+    fn = obj.predict_proba if hasattr(obj, "predict_proba") else obj
+    if not callable(fn):
+        raise InputError(f"cannot make a classifier of a {type(obj).__name__}: give a torch module, "
+                         "an object with predict_proba, or a function x -> probabilities")
+    return FunctionClassifier(fn, n_classes=n_classes or _probe_width(fn, shape), input_shape=shape)
+
+
+def _probe_width(fn, shape: tuple[int, ...]) -> int:
+    """The number of classes: the width of ``fn``'s answer to one all-zero input."""
+    out = np.asarray(fn(np.zeros((1, *shape), dtype=np.float32)))
+    if out.ndim != 2 or out.shape[0] != 1:
+        raise InputError(f"the classifier answered shape {out.shape} for one input; expected (1, n_classes)")
+    return int(out.shape[1])
 
 
 class DefendedOutputs(Classifier):

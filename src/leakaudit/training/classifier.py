@@ -141,3 +141,17 @@ def load_classifier(path: str | Path):
         raise InputError(f"weights do not match classifier.json: {msg}",
                          path=str(path / "model.safetensors")) from None
     return model.eval(), spec, meta
+
+
+def native_classifier_target(path: str, options):
+    """The classifier target of a folder written by :func:`save_classifier` (white-box), for
+    :func:`leakaudit.targets.classifier_formats.load_classifier_target` (``leakaudit:DIR``).
+    ``target.meta`` holds ``classifier.json``, ``target.mlp_spec`` the architecture."""
+    from leakaudit.targets.classifier import TorchClassifier
+
+    module, spec, meta = load_classifier(Path(path).expanduser())
+    shape = tuple(meta.get("input_shape") or (spec.input_dim,))
+    target = TorchClassifier(module, n_classes=spec.n_classes, input_shape=shape,
+                             batch_size=max(options.batch_size, 1), device=options.device)
+    target.meta, target.mlp_spec = meta, spec
+    return target

@@ -40,7 +40,7 @@ def audits_first(profile: Profile) -> list[dict[str, str]]:
         out.append({"audit": "membership inference",
                     "why": "first: fast, needs only scores, and a confirmed member is already a "
                            "disclosure (that the person is in the data set)",
-                    "command": f"leakaudit membership --classifier MODEL_DIR --data members_nonmembers.npz {fail_mia}"})
+                    "command": f"leakaudit membership classifier MODEL_DIR --data members_nonmembers.npz {fail_mia}"})
         out.append({"audit": "model inversion / attribute inference",
                     "why": "scores let an attacker reconstruct class representatives or a record's "
                            "sensitive attribute",
@@ -49,7 +49,7 @@ def audits_first(profile: Profile) -> list[dict[str, str]]:
     out.append({"audit": "membership inference",
                 "why": "first: faster than extraction and almost always shows something; compare "
                        "against the model-free baseline and a reference (base) model",
-                "command": "leakaudit membership --model MODEL_DIR --members train_sample.jsonl "
+                "command": "leakaudit membership llm --model MODEL_DIR --members train_sample.jsonl "
                            f"--nonmembers heldout.jsonl --reference BASE_MODEL {fail_mia}"})
     out.append({"audit": "training-data extraction",
                 "why": "does the model recite training records verbatim? verified against the corpus",

@@ -56,6 +56,8 @@ class MIFace:
     threat_model = "white-box: input gradients of log p(class | x)"
     doc_uri = FREDRIKSON_2015
     tags = TAXONOMY["inversion"]
+    #: the target capabilities it needs (:class:`leakaudit.targets.classifier.ClassifierCapabilities`)
+    capabilities = ("gradients", "float_inputs")
 
     def __init__(self, *, lr: float, max_iter: int, patience: int, gamma: float, min_delta: float,
                  tv_weight: float, l2_weight: float, clip: tuple[float, float],

@@ -54,6 +54,8 @@ class NESInversion:
     threat_model = "black-box: class probabilities only, query budget per class"
     doc_uri = FREDRIKSON_2015
     tags = TAXONOMY["inversion"]
+    #: only queries (a label-only target gives it a flat signal: it then returns the start)
+    capabilities = ("float_inputs",)
 
     def __init__(self, *, budget: int, n_directions: int, sigma: float, lr: float, patience: int,
                  gamma: float, min_delta: float, tv_weight: float, l2_weight: float,

@@ -5,6 +5,7 @@ member texts from the non-member texts, cross-validated, and its out-of-fold sco
 evaluated like any attack. If it does as well as an attack, the member and non-member sets differ
 in distribution and the attack's "success" may measure that shift, not memorization
 (Das, Zhang & Tramèr 2024, arXiv 2406.16201; Duan et al. 2024, arXiv 2402.07841).
+:func:`blind_baseline_features` is the same test for classifier records (features and class).
 """
 
 from __future__ import annotations
@@ -39,13 +40,49 @@ def blind_baseline_scores(texts: Sequence[str], labels, *, config: BlindBaseline
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
 
-    y = np.asarray(labels, dtype=np.int64)
     texts = list(texts)
-    if len(texts) != len(y):
-        raise ValueError(f"{len(texts)} texts but {len(y)} labels")
+
+    def fit_predict(tr, te, y):
+        clf = make_pipeline(
+            TfidfVectorizer(ngram_range=config.ngram_range, sublinear_tf=True, lowercase=True),
+            LogisticRegression(C=config.C, max_iter=2000))
+        clf.fit([texts[i] for i in tr], y[tr])
+        return clf.predict_proba([texts[i] for i in te])[:, 1]
+
+    return _out_of_fold(fit_predict, len(texts), labels, config=config, groups=groups)
+
+
+def blind_baseline_features(x, y, labels, *, n_classes: int,
+                            config: BlindBaselineConfig) -> np.ndarray:
+    """The classifier audit's model-free baseline: out-of-fold P(member) from a standardized
+    L2 logistic regression (inverse regularization ``config.C``) on each record's own features
+    (``x`` flattened) and one-hot class ``y`` — the records alone, never the model."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    feats = np.hstack([x, np.eye(n_classes)[np.asarray(y, dtype=np.int64)]])
+
+    def fit_predict(tr, te, lab):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=config.C, max_iter=2000))
+        clf.fit(feats[tr], lab[tr])
+        return clf.predict_proba(feats[te])[:, 1]
+
+    return _out_of_fold(fit_predict, len(feats), labels, config=config, groups=None)
+
+
+def _out_of_fold(fit_predict, n: int, labels, *, config: BlindBaselineConfig,
+                 groups: Sequence[str] | None) -> np.ndarray:
+    """Every record scored by ``fit_predict(train_idx, test_idx, labels)`` fitted on the other
+    folds only (stratified, or stratified-grouped by ``groups``, shuffled with ``config.seed``)."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    y = np.asarray(labels, dtype=np.int64)
+    if n != len(y):
+        raise ValueError(f"{n} texts but {len(y)} labels")
     n_min = int(min(y.sum(), len(y) - y.sum()))
     if n_min < 2:
         raise ValueError("the blind baseline needs at least 2 members and 2 non-members")
@@ -61,9 +98,5 @@ def blind_baseline_scores(texts: Sequence[str], labels, *, config: BlindBaseline
         folds = StratifiedKFold(n_splits=splits, shuffle=True, random_state=config.seed).split(
             np.zeros(len(y)), y)
     for tr, te in folds:
-        clf = make_pipeline(
-            TfidfVectorizer(ngram_range=config.ngram_range, sublinear_tf=True, lowercase=True),
-            LogisticRegression(C=config.C, max_iter=2000))
-        clf.fit([texts[i] for i in tr], y[tr])
-        out[te] = clf.predict_proba([texts[i] for i in te])[:, 1]
+        out[te] = fit_predict(tr, te, y)
     return out

@@ -76,6 +76,9 @@ class ClassifierSignals:
 
 class ClassifierAttack(MembershipAttack):
     kind = "classifier"
+    #: every attack here reads the target's probability vectors
+    #: (:class:`leakaudit.targets.classifier.ClassifierCapabilities`)
+    capabilities = ("probabilities",)
 
 
 @validated
