@@ -335,7 +335,7 @@ def test_membership_command_on_a_text_classifier_folder(tmp_path):
     np.savez(tmp_path / "d.npz", x_members=texts[:12], y_members=rng.integers(0, 3, 12),
              x_nonmembers=texts[12:], y_nonmembers=rng.integers(0, 3, 12))
     out = tmp_path / "out"
-    r = CliRunner().invoke(app, ["membership", "--classifier", f"hf:{tmp_path / 'bert'}", "--data",
+    r = CliRunner().invoke(app, ["membership", "classifier", f"hf:{tmp_path / 'bert'}", "--data",
                                  str(tmp_path / "d.npz"), "--out", str(out)])
     assert r.exit_code == 0, r.output
     recs = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
@@ -346,6 +346,6 @@ def test_membership_command_on_a_text_classifier_folder(tmp_path):
     # numeric inputs for a text classifier: one line, exit 2
     np.savez(tmp_path / "bad.npz", x_members=np.zeros((4, 3)), y_members=np.zeros(4, int),
              x_nonmembers=np.zeros((4, 3)), y_nonmembers=np.zeros(4, int))
-    r = CliRunner().invoke(app, ["membership", "--classifier", str(tmp_path / "bert"), "--data",
+    r = CliRunner().invoke(app, ["membership", "classifier", str(tmp_path / "bert"), "--data",
                                  str(tmp_path / "bad.npz"), "--out", str(tmp_path / "o2")])
     assert r.exit_code == 2 and "array of texts" in r.output and r.output.count("\n") == 1

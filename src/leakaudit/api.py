@@ -30,7 +30,7 @@ from leakaudit.errors import InputError
 from leakaudit.findings import Finding, Record, RunContext, to_record
 
 __all__ = ["AuditReport", "extract", "memorization", "exposure", "membership",
-           "membership_classifier", "membership_scores", "invert", "request_defaults"]
+           "membership_classifier", "membership_scores", "invert", "request_defaults", "run_audit"]
 
 
 @dataclass
@@ -127,17 +127,27 @@ def _typed(records: Iterable, run: dict[str, Any]) -> list[Finding]:
     return out
 
 
-def _run(module, request, *, out, produces, inputs, formats, fail_on, progress, log):
-    """``prepare`` + ``run`` of one audit module through :func:`leakaudit.audits.base.execute`,
-    into ``out`` or into a temporary folder that is removed afterwards."""
+def run_audit(module, request, out: str | Path, *, produces, inputs, formats, fail_on,
+              progress, log, command: str = "leakaudit.api"):
+    """``prepare`` + ``run`` of one audit module (a module of :mod:`leakaudit.audits` with a
+    request dataclass) into ``out`` through :func:`leakaudit.audits.base.execute`; returns
+    ``(AuditResult, Written)``. Every command and every function of this module runs its audit
+    here."""
     from leakaudit.audits.base import execute
 
+    return execute(Path(out), produces=produces, inputs=inputs,
+                   prepare=lambda: module.prepare(request),
+                   run=lambda t, env: module.run(t, request, env), formats=formats,
+                   fail_on=fail_on, command=command, progress=progress,
+                   log=log or (lambda m: None))
+
+
+def _run(module, request, *, out, produces, inputs, formats, fail_on, progress, log):
+    """:func:`run_audit` into ``out``, or into a temporary folder that is removed afterwards."""
+
     def go(folder: Path):
-        return execute(folder, produces=produces, inputs=inputs,
-                       prepare=lambda: module.prepare(request),
-                       run=lambda t, env: module.run(t, request, env), formats=formats,
-                       fail_on=fail_on, command="leakaudit.api", progress=progress,
-                       log=log or (lambda m: None))
+        return run_audit(module, request, folder, produces=produces, inputs=inputs,
+                         formats=formats, fail_on=fail_on, progress=progress, log=log)
 
     if out is None:
         with tempfile.TemporaryDirectory(prefix="leakaudit-api-") as tmp:

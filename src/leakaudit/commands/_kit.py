@@ -280,11 +280,10 @@ def _audit(module, request, out: Path, *, produces, inputs, formats, fail_on, ca
     """Run one audit module (``prepare`` + ``run``) into ``out``; bad input exits 2."""
     fmts, thresholds = _outputs(formats, fail_on)
     _quiet_libraries()
-    from leakaudit.audits.base import execute
+    from leakaudit.api import run_audit  # the Python API's own path: same audit, same files
 
     try:
-        return execute(out, produces=produces, inputs=inputs, prepare=lambda: module.prepare(request),
-                       run=lambda t, env: module.run(t, request, env), formats=fmts,
-                       fail_on=thresholds, command=_command(), progress=_progress(), log=_log)
+        return run_audit(module, request, out, produces=produces, inputs=inputs, formats=fmts,
+                         fail_on=thresholds, command=_command(), progress=_progress(), log=_log)
     except catch as e:
         _fail(e)

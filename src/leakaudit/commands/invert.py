@@ -11,7 +11,7 @@ from leakaudit.commands._kit import FAIL_ON, FORMAT, _audit, _verdicts, out_cons
 
 
 def invert(
-    model: Annotated[Optional[Path], typer.Argument(help="A classifier folder written by leakaudit (classifier.json + model.safetensors): white-box.")] = None,
+    model: Annotated[Optional[str], typer.Argument(help="The classifier: a leakaudit classifier folder, hf:DIR, onnx:FILE or skops:FILE (leakaudit list backends); MI-Face needs gradients, NES only probabilities.")] = None,
     endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="HTTP endpoint: POST {\"inputs\": [[...]]} -> {\"probabilities\": [[...]]} (black-box).")] = None,
     input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="Input shape for --endpoint, e.g. 64 or 8x8.")] = None,
     n_classes: Annotated[Optional[int], typer.Option("--n-classes", min=2, help="Number of classes for --endpoint.")] = None,
@@ -23,6 +23,7 @@ def invert(
     image_shape: Annotated[Optional[str], typer.Option("--image-shape", help="2-D layout of flat inputs (e.g. 8x8) for the image grid and the smoothness prior.")] = None,
     clip: Annotated[str, typer.Option("--clip", help="Input domain lo,hi.")] = "0,1",
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per endpoint request.")] = 30.0,
+    answers: Annotated[str, typer.Option("--answers", help="What --endpoint answers: probabilities, or labels (then no inversion attack applies and each is recorded as skipped).")] = "probabilities",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Inputs per endpoint request.")] = 256,
     out: Annotated[Path, typer.Option("--out", help="Output folder (report.jsonl, report.html).")] = Path("leakaudit-invert"),
     formats: FORMAT = None,
@@ -35,7 +36,7 @@ def invert(
     req = inversion.InversionRequest(
         model=model, endpoint=endpoint, input_shape=input_shape, n_classes=n_classes, classes=classes,
         attack=attack, budget=budget, seed=seed, reference_data=reference_data, image_shape=image_shape,
-        clip=clip, timeout=timeout, batch_size=batch_size)
+        clip=clip, timeout=timeout, batch_size=batch_size, answers=answers)
     result, written = _audit(inversion, req, out, produces=REPORT_OUTPUTS, inputs=[model, reference_data],
                              formats=formats, fail_on=fail_on)
     _print_inversion(result, out)

@@ -85,6 +85,7 @@ def llm(
     members: Annotated[Path, typer.Option("--members", help="Documents known to be in training (JSONL, .txt, Parquet, folder).")],
     nonmembers: Annotated[Path, typer.Option("--nonmembers", help="Documents known NOT to be in training, from the same distribution.")],
     reference: Annotated[Optional[list[str]], typer.Option("--reference", help="Reference LM(s) for the ratio attack; repeatable.")] = None,
+    attack: Annotated[Optional[list[str]], typer.Option("--attack", help="Attacks by name (leakaudit list attacks; repeatable; default: every LLM attack the target serves).")] = None,
     k: Annotated[float, typer.Option("--k", min=0.0, max=1.0, help="Fraction of lowest-probability tokens for Min-K% and Min-K%++.")] = 0.2,
     out: OUT = Path("leakaudit-membership"),
     text_field: Annotated[str, typer.Option("--text-field", help="JSONL/Parquet field holding the text.")] = "text",
@@ -105,7 +106,8 @@ def llm(
     from leakaudit.audits.membership import MembershipRequest
 
     req = MembershipRequest(model=model, members=members, nonmembers=nonmembers,
-                            references=tuple(reference or ()), k=k, text_field=text_field, seed=seed,
+                            references=tuple(reference or ()), attacks=tuple(attack or ()), k=k,
+                            text_field=text_field, seed=seed,
                             batch_size=batch_size, device=device, show_pii=show_pii,
                             allow_download=allow_download, cluster=cluster)
     _run(req, out, inputs, formats, fail_on)
@@ -113,8 +115,14 @@ def llm(
 
 @membership_app.command("classifier")
 def classifier(
-    classifier: Annotated[Path, typer.Argument(help="A classifier folder written by leakaudit (model.safetensors + classifier.json).")],
+    classifier: Annotated[str, typer.Argument(help="The classifier: a leakaudit classifier folder, hf:DIR (image or text classification), onnx:FILE, skops:FILE, or an http(s):// endpoint (leakaudit list backends).")],
     data: Annotated[Path, typer.Option("--data", help=".npz with x_members, y_members, x_nonmembers, y_nonmembers and optionally x_population, y_population (reference models).")],
+    budget: Annotated[int, typer.Option("--budget", min=0, help="Queries per record for the label-only attacks (each attack's hard cap; 0: do not run them).")] = 100,
+    answers: Annotated[str, typer.Option("--answers", help="What an http(s) endpoint answers: probabilities, or labels (label-only).")] = "probabilities",
+    n_classes: Annotated[Optional[int], typer.Option("--n-classes", min=2, help="Number of classes (an endpoint's).")] = None,
+    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="Shape of one input for an endpoint, e.g. 64 or 1x8x8.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per endpoint request.")] = 30.0,
+    classifier_batch_size: Annotated[int, typer.Option("--classifier-batch-size", min=1, help="Inputs per call to the classifier.")] = 256,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs of each reference model.")] = 100,
     rmia_a: Annotated[float, typer.Option("--rmia-a", min=0.0, max=1.0, help="RMIA's offline parameter a.")] = 0.3,
     shadows: Annotated[int, typer.Option("--shadows", min=4, help="Reference (shadow) models trained on x_population, y_population.")] = 16,
@@ -130,7 +138,9 @@ def classifier(
     from leakaudit.audits.membership import MembershipRequest
 
     req = MembershipRequest(classifier=classifier, data=data, epochs=epochs, rmia_a=rmia_a,
-                            shadows=shadows, seed=seed, cluster=cluster)
+                            shadows=shadows, seed=seed, cluster=cluster, budget=budget,
+                            answers=answers, n_classes=n_classes, input_shape=input_shape,
+                            timeout=timeout, classifier_batch_size=classifier_batch_size)
     _run(req, out, [classifier, data], formats, fail_on)
 
 
