@@ -546,7 +546,8 @@ class StepGDPResult:
 def step_gdp_audit(x_in, x_out, *, alpha: float, select_fraction: float = 0.5, seed: int = 0) -> StepGDPResult:
     """Lower bound on a step's μ from observations with the canary in the step (``x_in``) and
     without (``x_out``): a seeded ``select_fraction`` of each side picks the threshold (the one with
-    the largest :func:`gdp_mu_lower_bound` among ≤ 64 quantiles); the other samples certify it.
+    the largest :func:`gdp_mu_lower_bound` among 49 quantiles, 2% to 98%, of the selection samples); the
+    other samples certify it.
 
     >>> rng = np.random.default_rng(0)
     >>> res = step_gdp_audit(rng.normal(1, 1, 4000), rng.normal(0, 1, 4000), alpha=0.05)
@@ -564,7 +565,7 @@ def step_gdp_audit(x_in, x_out, *, alpha: float, select_fraction: float = 0.5, s
     if min(ci, co, len(si) - ci, len(so) - co) < 1:
         raise ValueError(f"need at least two samples per side; got {len(si)} in, {len(so)} out")
     sel_in, cert_in, sel_out, cert_out = si[pi[:ci]], si[pi[ci:]], so[po[:co]], so[po[co:]]
-    cands = np.unique(np.quantile(np.r_[sel_in, sel_out], np.linspace(0.005, 0.995, 64)))
+    cands = np.unique(np.quantile(np.r_[sel_in, sel_out], np.linspace(0.02, 0.98, 49)))
 
     def mu_at(a_in, a_out, t):
         tp, fp = int((a_in >= t).sum()), int((a_out >= t).sum())

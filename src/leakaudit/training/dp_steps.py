@@ -78,8 +78,10 @@ def noise_for_epsilon(epsilon: float, *, sample_rate: float, steps: int, delta: 
     """σ that Opacus' RDP accountant needs for (ε, δ) after ``steps`` steps at rate q."""
     from opacus.accountants.utils import get_noise_multiplier
 
-    return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
-                                      steps=steps, accountant="rdp"))
+    with warnings.catch_warnings():  # the search visits σ at the ends of the order grid
+        warnings.filterwarnings("ignore", message="Optimal order is the")
+        return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
+                                          steps=steps, accountant="rdp"))
 
 
 def schedule(n_rows: int, batch_size: int, epochs: int) -> tuple[float, int, int]:
