@@ -187,6 +187,28 @@ def test_unknown_variant():
         _trainer("bogus")(None)
 
 
+@pytest.mark.slow   # ~15 s alone, ~50 s on a shared 2-core machine
+def test_lm_pipeline_through_the_opacus_tap():
+    """The LM DP-SGD trainer (Opacus, flat clipping) audited through a tap on its DPOptimizer:
+    honest is not caught, noise switched off (the σ still claimed) is."""
+    from leakaudit.training.dp_lm import DPHooks, DPLMConfig
+    from leakaudit.training.dp_steps import LMStepTrainer
+    from leakaudit.training.lm import LMSpec, train_tokenizer
+
+    texts = [f"Record {i}: patient {i * 7919 % 1000} visited clinic {i % 5} on Monday." for i in range(60)]
+    tok = train_tokenizer(texts, vocab_size=300)
+    spec = LMSpec(n_layer=1, n_embd=32, n_head=2, n_ctx=32, epochs=2, lr=3e-3, batch_size=10)
+    dp = DPLMConfig(target_epsilon=2.0, clipping="flat", delta=1e-5)
+    honest = whitebox_audit(LMStepTrainer(texts, tok, spec, dp, seed=0), m=1000, seed=0)
+    assert honest.steps == honest.claim["steps"] == round(2 / honest.claim["sample_rate"])
+    assert honest.caught == [] and honest.step_gdp["epsilon"] <= 2.0
+    broken = whitebox_audit(LMStepTrainer(texts, tok, spec, dp, seed=0,
+                                          hooks=DPHooks(noise_multiplier_used=lambda s: 0.0)), m=1000, seed=0)
+    assert "step_gdp" in broken.caught and broken.step_gdp["epsilon"] > 10 * 2.0
+    with pytest.raises(InputError, match="flat"):
+        LMStepTrainer(texts, tok, spec, DPLMConfig(target_epsilon=2.0), seed=0)
+
+
 # ------------------------------------------------------------------ stale results never served
 
 HOOK = '''import numpy as np

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Protocol
 
@@ -43,6 +44,7 @@ import numpy as np
 from leakaudit.errors import InputError
 from leakaudit.training.classifier import MLPSpec, TrainConfig, build_mlp, check_training_data
 from leakaudit.training.dp_classifier import DPConfig
+from leakaudit.training.dp_lm import epsilon_from_record, noise_for_epsilon
 
 VARIANTS = ("dp", "sigma_div10", "no_noise", "no_clip", "clip_after_noise", "shuffle",
             "noise_once_per_epoch")
@@ -65,23 +67,18 @@ def rdp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: 
     σ = 0. The same accountant makes the claim and converts an audited σ̂ into ε̂."""
     if noise_multiplier <= 0:
         return math.inf
-    from opacus.accountants import RDPAccountant
+    with _quiet_orders():
+        return epsilon_from_record({"accountant": "rdp", "noise_multiplier": noise_multiplier,
+                                    "sample_rate": sample_rate, "steps": steps, "delta": delta})
 
-    acc = RDPAccountant()
-    acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))]
-    with warnings.catch_warnings():  # an extreme σ̂ hits the end of the order grid: ε is then an upper bound
+
+@contextmanager
+def _quiet_orders():
+    """An extreme σ (an audit's σ̂, or the σ search) reaches the end of the RDP order grid: Opacus
+    warns that ε is then looser, a known and harmless condition here."""
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Optimal order is the")
-        return float(acc.get_epsilon(delta))
-
-
-def noise_for_epsilon(epsilon: float, *, sample_rate: float, steps: int, delta: float) -> float:
-    """σ that Opacus' RDP accountant needs for (ε, δ) after ``steps`` steps at rate q."""
-    from opacus.accountants.utils import get_noise_multiplier
-
-    with warnings.catch_warnings():  # the search visits σ at the ends of the order grid
-        warnings.filterwarnings("ignore", message="Optimal order is the")
-        return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
-                                          steps=steps, accountant="rdp"))
+        yield
 
 
 def schedule(n_rows: int, batch_size: int, epochs: int) -> tuple[float, int, int]:
@@ -178,8 +175,48 @@ def _append_rows(torch, params, rows: np.ndarray) -> None:
     at = 0
     for p in params:
         part = rows[:, at:at + p.numel()].reshape(len(rows), *p.shape)
-        p.grad_sample = torch.cat([p.grad_sample, part]) if p.grad_sample is not None else part
+        gs = p.grad_sample
+        if isinstance(gs, list):  # accumulated micro-batches
+            gs = torch.cat(gs) if gs else None
+        p.grad_sample = part if gs is None else torch.cat([gs, part.to(gs.dtype)])
         at += p.numel()
+
+
+def tap_dp_optimizer(optimizer, hook: StepHook, *, sample_rate: float, seed: int) -> None:
+    """Serve ``hook`` from an existing Opacus ``DPOptimizer`` (any pipeline built on Opacus with
+    per-example gradients, i.e. not ghost clipping): before each clipping every virtual example
+    joins the batch independently with probability ``sample_rate`` (the claimed q; the auditor
+    samples, so the pipeline's own sampler is *not* tested this way), and after the noise the
+    released noisy sum is observed (``p.grad`` times the expected batch size when Opacus averages).
+    The optimizer's own step hook (the accountant's) still runs first."""
+    import torch
+
+    if not hasattr(optimizer, "clip_and_accumulate") or "FastGradientClipping" in type(optimizer).__name__:
+        raise InputError(f"the white-box tap needs an Opacus DPOptimizer with per-example gradients "
+                         f"(flat clipping); got {type(optimizer).__name__}")
+    params = list(optimizer.params)
+    hook.start(sum(p.numel() for p in params))
+    rng = np.random.default_rng(seed)
+    state = {"step": 0, "sampled": np.zeros(hook.n_rows, dtype=bool)}
+    clip, previous = optimizer.clip_and_accumulate, optimizer.step_hook
+
+    def clip_with_canaries():
+        state["sampled"] = rng.random(hook.n_rows) < sample_rate
+        ids = np.flatnonzero(state["sampled"])
+        if len(ids):
+            _append_rows(torch, params, hook.rows(ids))
+        clip()
+
+    def observe(opt):
+        if previous is not None:
+            previous(opt)
+        scale = opt.expected_batch_size * opt.accumulated_iterations if opt.loss_reduction == "mean" else 1
+        update = torch.cat([p.grad.detach().reshape(-1) for p in params]) * scale
+        hook.observe(state["step"], update.numpy().astype(np.float64), state["sampled"])
+        state["step"] += 1
+
+    optimizer.clip_and_accumulate = clip_with_canaries
+    optimizer.step_hook = observe
 
 
 def _optimizer(torch, params, config: TrainConfig, dp: DPConfig, variant: str):
@@ -240,8 +277,37 @@ class StepTrainer:
         if sigma is None:
             q, _, steps = schedule(len(self.x) + (hook.n_rows if hook else 0), self.config.batch_size,
                                    self.config.epochs)
-            sigma = noise_for_epsilon(self.epsilon, sample_rate=q, steps=steps, delta=self.delta)
+            with _quiet_orders():
+                sigma = noise_for_epsilon(self.epsilon, self.delta, q, steps)
         dp = DPConfig(noise_multiplier=sigma, max_grad_norm=self.max_grad_norm, delta=self.delta)
         self.model_, record = train_classifier_dp_steps(self.x, self.y, self.spec, self.config, dp,
                                                         variant=self.variant, hook=hook)
+        return record
+
+
+class LMStepTrainer:
+    """``train(hook) -> record`` for :func:`leakaudit.training.dp_lm.train_causal_lm_dp` with flat
+    clipping: the hook is attached to its ``DPOptimizer`` by :func:`tap_dp_optimizer` (canaries
+    sampled by the auditor at the pipeline's q). ``hooks`` may add deliberate deviations
+    (:class:`~leakaudit.training.dp_lm.DPHooks`), e.g. ``noise_multiplier_used``."""
+
+    def __init__(self, texts, tokenizer, spec, dp, *, seed: int, hooks=None):
+        from leakaudit.training.dp_lm import DPHooks
+
+        if dp.clipping != "flat":
+            raise InputError("white-box LM audits need clipping='flat' (per-example gradients to add canaries to)")
+        self.texts, self.tokenizer, self.spec, self.dp, self.seed = texts, tokenizer, spec, dp, seed
+        self.hooks = hooks or DPHooks()
+        self.max_grad_norm = float(dp.max_grad_norm)
+
+    def __call__(self, hook: StepHook) -> dict:
+        from dataclasses import replace
+
+        from leakaudit.training.dp_lm import train_causal_lm_dp
+
+        def attach(optimizer, q):
+            tap_dp_optimizer(optimizer, hook, sample_rate=q, seed=self.seed + 7)
+
+        self.model_, record = train_causal_lm_dp(self.texts, self.tokenizer, self.spec, self.dp, seed=self.seed,
+                                                 hooks=replace(self.hooks, on_optimizer=attach))
         return record
