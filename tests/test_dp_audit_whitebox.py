@@ -187,6 +187,27 @@ def test_unknown_variant():
         _trainer("bogus")(None)
 
 
+def test_a_user_opacus_pipeline_through_the_tap():
+    """A pipeline built on Opacus' make_private (leakaudit's classifier trainer, as a user's would
+    be) serves the audit by handing its DPOptimizer to tap_dp_optimizer."""
+    from leakaudit.training.dp_classifier import DPConfig, train_classifier_dp
+    from leakaudit.training.dp_steps import tap_dp_optimizer
+
+    x, y = _blobs(300, 1)
+
+    def train(hook):
+        dp = DPConfig(noise_multiplier=1.5, max_grad_norm=1.0, delta=1e-5)
+        _, rec = train_classifier_dp(x, y, MLPSpec(8, 2, (40,)), TrainConfig(epochs=4, lr=0.5, batch_size=60, seed=1),
+                                     dp, on_optimizer=lambda opt, q: tap_dp_optimizer(opt, hook, sample_rate=q, seed=1))
+        return {**rec, "steps": rec["accounted_steps"]}
+
+    train.max_grad_norm = 1.0
+    res = whitebox_audit(train, m=400, seed=1)
+    assert res.claim["sample_rate"] == pytest.approx(0.2) and res.steps == 20 == res.claim["steps"]
+    assert res.caught == [] and res.step_gdp["epsilon"] <= res.claim["epsilon"]
+    assert res.step_gdp["sigma_hat"] >= 1.5 and res.step_gdp["epsilon"] >= 0.5 * res.claim["epsilon"]
+
+
 @pytest.mark.slow   # ~15 s alone, ~50 s on a shared 2-core machine
 def test_lm_pipeline_through_the_opacus_tap():
     """The LM DP-SGD trainer (Opacus, flat clipping) audited through a tap on its DPOptimizer:
