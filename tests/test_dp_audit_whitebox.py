@@ -120,6 +120,10 @@ def test_whitebox_audit_exact_gaussian_steps(seed):
     unclipped = whitebox_audit(GaussianSteps(sigma=2.5, actual_sigma=2.5, clip=False, seed=seed), m=1000, seed=seed)
     assert {"one_run", "step_gdp"} <= set(unclipped.caught)
     assert set(honest.to_dict()["threat_model"]) == {"one_run", "step_gdp", "sampling"}
+    assert "proves nothing" in honest.verdict() and not honest.to_dict()["refuted"]
+    assert "claim refuted by one-run ε̂, per-step ε̂" in unclipped.verdict()
+    lines = unclipped.summary_lines()
+    assert len(lines) == 5 and "max certifiable" in lines[1] and "known sampling" in lines[2]
 
 
 def test_whitebox_audit_rejects_bad_trainers():

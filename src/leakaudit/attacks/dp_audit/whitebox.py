@@ -136,10 +136,32 @@ class WhiteBoxResult:
         out = [k for k in ("one_run", "step_gdp") if getattr(self, k)["epsilon"] > eps]
         return out + (["sampling"] if self.sampling["refuted"] else [])
 
+    def verdict(self) -> str:
+        c = self.claim
+        if not self.caught:
+            return "consistent with the claim — " + NOT_A_PROOF
+        why = {"one_run": "one-run ε̂", "step_gdp": "per-step ε̂", "sampling": "the sampling test"}
+        return (f"claim refuted by {', '.join(why[k] for k in self.caught)}: the training is not "
+                f"({c['epsilon']:.3g}, {c['delta']:g})-DP as claimed")
+
+    def summary_lines(self) -> list[str]:
+        """What a report prints: each result with its maximum certifiable value and threat model."""
+        o, s, p = self.one_run, self.step_gdp, self.sampling
+        return [f"white-box audit, {self.m} gradient canaries, {self.steps} steps; claimed ε = "
+                f"{self.claim['epsilon']:.3f} at δ = {self.claim['delta']:g} (σ = {self.claim['noise_multiplier']:.3g}, "
+                f"q = {self.claim['sample_rate']:.3g})",
+                f"  one-run   ε̂ = {o['epsilon']:.3f} (max certifiable {o['max_certifiable']:.3f}, confidence "
+                f"{o['confidence']:g}) — {o['threat_model']}",
+                f"  per-step  ε̂ = {s['epsilon']:.3f} (max certifiable {s['max_certifiable']:.3f}, confidence "
+                f"{s['confidence']:g}; μ̂ = {s['mu']:.3f} per step vs claimed {s['claimed_mu']:.3f}) — {s['threat_model']}",
+                f"  sampling  p = {p['p_value']:.3g} (refuted below {p['beta']:g}) — {p['threat_model']}",
+                f"  {self.verdict()}"]
+
     def to_dict(self) -> dict:
         return {"claim": self.claim, "one_run": self.one_run, "step_gdp": self.step_gdp,
                 "sampling": self.sampling, "m": self.m, "steps": self.steps, "caught": self.caught,
-                "threat_model": self.threat_model, "note": NOT_A_PROOF}
+                "refuted": bool(self.caught), "verdict": self.verdict(), "threat_model": self.threat_model,
+                "note": NOT_A_PROOF}
 
 
 def whitebox_audit(train_fn: Callable[[DiracCanaries], dict], *, m: int, seed: int, beta: float = 0.05,
