@@ -212,6 +212,26 @@ def test_a_user_opacus_pipeline_through_the_tap():
     assert res.step_gdp["sigma_hat"] >= 1.5 and res.step_gdp["epsilon"] >= 0.5 * res.claim["epsilon"]
 
 
+def test_a_pipeline_written_outside_leakaudit_through_the_hook_protocol():
+    """tests/dp_hooks.py:train_numpy_dpsgd does its own sampling, clipping and noise (numpy) and
+    serves the audit through the hook protocol; its unclipped twin makes the same claim."""
+    from leakaudit.attacks.dp_audit.whitebox import hook_trainer
+    from tests import dp_hooks
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 600)
+    x = rng.normal(0, 1, (600, 399)) * 0.1 + (2 * y - 1)[:, None] * 0.02
+    honest = whitebox_audit(hook_trainer(dp_hooks.train_numpy_dpsgd, x, y, seed=0, max_grad_norm=1.0), m=400, seed=0)
+    eps = honest.claim["epsilon"]
+    assert honest.caught == [] and honest.step_gdp["epsilon"] <= eps and honest.step_gdp["epsilon"] >= 0.5 * eps
+    broken = whitebox_audit(hook_trainer(dp_hooks.train_numpy_dpsgd_unclipped, x, y, seed=0, max_grad_norm=1.0),
+                            m=400, seed=0)
+    assert broken.claim["epsilon"] == eps and {"one_run", "step_gdp"} <= set(broken.caught)
+    with pytest.raises(InputError, match="must return"):
+        whitebox_audit(hook_trainer(lambda x, y, *, seed, whitebox: "no claim", x, y, seed=0, max_grad_norm=1.0),
+                       m=10, seed=0)
+
+
 @pytest.mark.slow   # ~15 s alone, ~50 s on a shared 2-core machine
 def test_lm_pipeline_through_the_opacus_tap():
     """The LM DP-SGD trainer (Opacus, flat clipping) audited through a tap on its DPOptimizer:

@@ -330,7 +330,7 @@ def lab_whitebox_trainer(variant: str, epsilon: float, *, n_train: int = 1000, e
 
 
 def run_whitebox_lab(variant: str, epsilon: float, *, m: int = 1000, seed: int = 0, beta: float = 0.05,
-                     alpha: float = 0.05):
+                     alpha: float = 0.01):
     """One white-box audit (:func:`leakaudit.attacks.dp_audit.whitebox.whitebox_audit`) of the lab
     trainer: m Dirac canaries, one training run."""
     from leakaudit.attacks.dp_audit.whitebox import whitebox_audit

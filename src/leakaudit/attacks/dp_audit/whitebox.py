@@ -164,8 +164,13 @@ class WhiteBoxResult:
                 "note": NOT_A_PROOF}
 
 
+#: Default level of the per-step audit: its bound sits close to an honest pipeline's true μ (it is
+#: tight), so a false refutation happens at nearly this rate; 1% keeps it rare at little cost.
+STEP_ALPHA = 0.01
+
+
 def whitebox_audit(train_fn: Callable[[DiracCanaries], dict], *, m: int, seed: int, beta: float = 0.05,
-                   alpha: float = 0.05, norm_factor: float = 10.0) -> WhiteBoxResult:
+                   alpha: float = STEP_ALPHA, norm_factor: float = 10.0) -> WhiteBoxResult:
     """Run ``train_fn(canaries) -> claim`` once with m Dirac canaries and audit its claim.
 
     ``claim`` needs :data:`CLAIM_KEYS` (``max_grad_norm`` is C; the canaries are built before
@@ -193,6 +198,22 @@ def whitebox_audit(train_fn: Callable[[DiracCanaries], dict], *, m: int, seed: i
 #: The one-run scores, fixed before any data: the LLR of the raw observations, and of the
 #: observations minus their running median over DETREND_WINDOW steps; each is tested at beta / 2.
 DETREND_WINDOW = 5
+
+
+def hook_trainer(train_fn: Callable, x, y, *, seed: int, max_grad_norm: float) -> Callable[[DiracCanaries], dict]:
+    """A user's white-box training entry point ``train(x, y, *, seed, whitebox) -> (model, claim)``
+    (or just the claim) as :func:`whitebox_audit` calls it; C is given by the auditor (the
+    canaries are built before training) and checked against the claim."""
+
+    def run(hook: DiracCanaries) -> dict:
+        out = train_fn(x, y, seed=seed, whitebox=hook)
+        claim = out[1] if isinstance(out, tuple) and len(out) == 2 else out
+        if not isinstance(claim, dict):
+            raise InputError("a white-box training entry point must return (model, claim dict) or the claim dict")
+        return claim
+
+    run.max_grad_norm = float(max_grad_norm)
+    return run
 
 
 def audit_one_run(x: np.ndarray, included: np.ndarray, claim: dict, *, beta: float, seed: int) -> dict:
