@@ -21,7 +21,6 @@ from leakaudit.metrics.dp_audit import (
 from leakaudit.training.classifier import MLPSpec, TrainConfig
 from leakaudit.training.dp_steps import StepTrainer, rdp_epsilon, schedule
 
-
 # ------------------------------------------------------------------ statistics, by hand
 
 def test_llr_scores_by_hand():

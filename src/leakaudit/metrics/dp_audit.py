@@ -561,7 +561,7 @@ def step_gdp_audit(x_in, x_out, *, alpha: float, select_fraction: float = 0.5, s
         raise ValueError(f"need alpha and select_fraction in (0, 1), got {alpha}, {select_fraction}")
     rng = np.random.default_rng(seed)
     pi, po = rng.permutation(len(si)), rng.permutation(len(so))
-    ci, co = int(round(select_fraction * len(si))), int(round(select_fraction * len(so)))
+    ci, co = round(select_fraction * len(si)), round(select_fraction * len(so))
     if min(ci, co, len(si) - ci, len(so) - co) < 1:
         raise ValueError(f"need at least two samples per side; got {len(si)} in, {len(so)} out")
     sel_in, cert_in, sel_out, cert_out = si[pi[:ci]], si[pi[ci:]], so[po[:co]], so[po[co:]]

@@ -42,7 +42,12 @@ from typing import Protocol
 import numpy as np
 
 from leakaudit.errors import InputError
-from leakaudit.training.classifier import MLPSpec, TrainConfig, build_mlp, check_training_data
+from leakaudit.training.classifier import (
+    MLPSpec,
+    TrainConfig,
+    build_mlp,
+    check_training_data,
+)
 from leakaudit.training.dp_classifier import DPConfig
 from leakaudit.training.dp_lm import epsilon_from_record, noise_for_epsilon
 

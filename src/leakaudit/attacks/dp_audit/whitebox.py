@@ -147,13 +147,13 @@ class WhiteBoxResult:
     def summary_lines(self) -> list[str]:
         """What a report prints: each result with its maximum certifiable value and threat model."""
         o, s, p = self.one_run, self.step_gdp, self.sampling
-        return [f"white-box audit, {self.m} gradient canaries, {self.steps} steps; claimed ε = "
-                f"{self.claim['epsilon']:.3f} at δ = {self.claim['delta']:g} (σ = {self.claim['noise_multiplier']:.3g}, "
-                f"q = {self.claim['sample_rate']:.3g})",
-                f"  one-run   ε̂ = {o['epsilon']:.3f} (max certifiable {o['max_certifiable']:.3f}, confidence "
-                f"{o['confidence']:g}) — {o['threat_model']}",
-                f"  per-step  ε̂ = {s['epsilon']:.3f} (max certifiable {s['max_certifiable']:.3f}, confidence "
-                f"{s['confidence']:g}; μ̂ = {s['mu']:.3f} per step vs claimed {s['claimed_mu']:.3f}) — {s['threat_model']}",
+        return [(f"white-box audit, {self.m} gradient canaries, {self.steps} steps; claimed ε = "
+                 f"{self.claim['epsilon']:.3f} at δ = {self.claim['delta']:g} (σ = {self.claim['noise_multiplier']:.3g}, "
+                 f"q = {self.claim['sample_rate']:.3g})"),
+                (f"  one-run   ε̂ = {o['epsilon']:.3f} (max certifiable {o['max_certifiable']:.3f}, confidence "
+                 f"{o['confidence']:g}) — {o['threat_model']}"),
+                (f"  per-step  ε̂ = {s['epsilon']:.3f} (max certifiable {s['max_certifiable']:.3f}, confidence "
+                 f"{s['confidence']:g}; μ̂ = {s['mu']:.3f} per step vs claimed {s['claimed_mu']:.3f}) — {s['threat_model']}"),
                 f"  sampling  p = {p['p_value']:.3g} (refuted below {p['beta']:g}) — {p['threat_model']}",
                 f"  {self.verdict()}"]
 
