@@ -163,7 +163,7 @@ def _run_steps(torch, model, params, opt, x, y, config, q, per_epoch, *, shuffle
                     p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
             if len(virtual):
                 _append_rows(torch, params, hook.rows(virtual))
-            opt.noise_this_step = j == 0
+            opt.noise_this_step = j == 0  # read by the noise_once_per_epoch variant only
             opt.step()
             if hook is not None:
                 sampled = np.zeros(n_virtual, dtype=bool)
