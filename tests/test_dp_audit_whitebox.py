@@ -49,8 +49,9 @@ def test_step_gdp_audit_recovers_mu_and_its_negative_control():
     assert 1.6 < res.mu < 2.0 < res.max_mu             # a lower bound, close with 10k samples a side
     null = step_gdp_audit(rng.normal(0, 1, 20000), rng.normal(0, 1, 20000), alpha=0.05)
     assert null.mu < 0.05
-    perfect = step_gdp_audit(np.ones(200), np.zeros(200), alpha=0.05)
-    assert perfect.mu == perfect.max_mu == pytest.approx(gdp_mu_lower_bound(100, 100, 0, 100, alpha=0.05))
+    perfect = step_gdp_audit(np.ones(200), np.zeros(200), alpha=0.05)     # 40 + 40 select, 160 + 160 certify
+    assert perfect.n_in == perfect.n_out == 160
+    assert perfect.mu == perfect.max_mu == pytest.approx(gdp_mu_lower_bound(160, 160, 0, 160, alpha=0.05))
 
 
 def test_poisson_sampling_test():
@@ -200,12 +201,12 @@ def test_a_user_opacus_pipeline_through_the_tap():
 
     def train(hook):
         dp = DPConfig(noise_multiplier=1.5, max_grad_norm=1.0, delta=1e-5)
-        _, rec = train_classifier_dp(x, y, MLPSpec(8, 2, (40,)), TrainConfig(epochs=4, lr=0.5, batch_size=60, seed=1),
+        _, rec = train_classifier_dp(x, y, MLPSpec(8, 2, (120,)), TrainConfig(epochs=4, lr=0.5, batch_size=60, seed=1),
                                      dp, on_optimizer=lambda opt, q: tap_dp_optimizer(opt, hook, sample_rate=q, seed=1))
         return {**rec, "steps": rec["accounted_steps"]}
 
     train.max_grad_norm = 1.0
-    res = whitebox_audit(train, m=400, seed=1)
+    res = whitebox_audit(train, m=1200, seed=1)
     assert res.claim["sample_rate"] == pytest.approx(0.2) and res.steps == 20 == res.claim["steps"]
     assert res.caught == [] and res.step_gdp["epsilon"] <= res.claim["epsilon"]
     assert res.step_gdp["sigma_hat"] >= 1.5 and res.step_gdp["epsilon"] >= 0.5 * res.claim["epsilon"]
@@ -219,12 +220,12 @@ def test_a_pipeline_written_outside_leakaudit_through_the_hook_protocol():
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 600)
-    x = rng.normal(0, 1, (600, 399)) * 0.1 + (2 * y - 1)[:, None] * 0.02
-    honest = whitebox_audit(hook_trainer(dp_hooks.train_numpy_dpsgd, x, y, seed=0, max_grad_norm=1.0), m=400, seed=0)
+    x = rng.normal(0, 1, (600, 999)) * 0.1 + (2 * y - 1)[:, None] * 0.02
+    honest = whitebox_audit(hook_trainer(dp_hooks.train_numpy_dpsgd, x, y, seed=0, max_grad_norm=1.0), m=1000, seed=0)
     eps = honest.claim["epsilon"]
     assert honest.caught == [] and honest.step_gdp["epsilon"] <= eps and honest.step_gdp["epsilon"] >= 0.5 * eps
     broken = whitebox_audit(hook_trainer(dp_hooks.train_numpy_dpsgd_unclipped, x, y, seed=0, max_grad_norm=1.0),
-                            m=400, seed=0)
+                            m=1000, seed=0)
     assert broken.claim["epsilon"] == eps and {"one_run", "step_gdp"} <= set(broken.caught)
     with pytest.raises(InputError, match="must return"):
         whitebox_audit(hook_trainer(lambda x, y, *, seed, whitebox: "no claim", x, y, seed=0, max_grad_norm=1.0),
