@@ -291,3 +291,30 @@ def test_editing_the_hook_retrains(tmp_path, monkeypatch):
     fixed = run(0.25)                                 # the hook edited: retrained, its new claim
     assert (fixed.models_trained, fixed.models_reused, fixed.claimed_epsilon) == (1, 0, 0.25)
     assert first.trainer.startswith("j30_edited_hook:train@") and fixed.trainer != first.trainer
+
+
+def test_cli_white_box_subcommand_refutes_a_broken_lab_pipeline(tmp_path):
+    """`leakaudit dp-audit white-box` on the lab's σ/10 pipeline: the claim is refuted, the
+    record is a dp_audit finding with the white-box threat model; options before the subcommand
+    are refused, not ignored."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    out = tmp_path / "wb"
+    r = CliRunner().invoke(app, ["dp-audit", "white-box", "--lab-variant", "sigma_div10",
+                                 "--epsilon", "2", "--canaries", "1000", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rec = [json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()][1]
+    assert rec["entry_type"] == "dp_audit" and rec["mode"] == "white-box"
+    assert rec["refuted"] is True and rec["severity"] == "critical"
+    assert rec["metric"]["value"] > rec["claimed_epsilon"] == pytest.approx(2.0, rel=0.05)
+    assert "one-run" in json.dumps(rec["threat_model"]) or rec["threat_model"]
+    bad = CliRunner().invoke(app, ["dp-audit", "--seed", "1", "white-box"])
+    assert bad.exit_code == 2 and "--seed before 'white-box'" in bad.output
+    bad = CliRunner().invoke(app, ["dp-audit", "white-box", "--lab-variant", "typo",
+                                   "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--lab-variant must be one of" in bad.output
+    assert not (tmp_path / "x").exists()
