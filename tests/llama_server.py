@@ -129,10 +129,12 @@ class FaultProxy(_LoopbackServer):
     request, ``attempt``: how many times this exact body was seen before, from 0). Faults: ``"429"`` (with
     ``Retry-After: 0``), ``"500"``, ``"502"``, ``"503"``, ``"timeout"`` (sleeps past the client's
     timeout, then answers nothing), ``"drop"`` (closes the connection without a response),
-    ``"malformed"`` (HTTP 200 with truncated JSON). ``forwarded`` counts bodies sent upstream.
+    ``"malformed"`` (HTTP 200 with truncated JSON). ``forwarded`` counts bodies sent upstream;
+    ``rewrite(body) -> body`` changes what is forwarded (a server that ignores a field).
     """
 
-    def __init__(self, upstream: str, plan, *, sleep_s: float = 2.0, delay_s: float = 0.0):
+    def __init__(self, upstream: str, plan, *, sleep_s: float = 2.0, delay_s: float = 0.0,
+                 rewrite=None):
         import hashlib
 
         self.upstream = upstream.rstrip("/")
@@ -168,6 +170,8 @@ class FaultProxy(_LoopbackServer):
                     return
                 if delay_s:
                     time.sleep(delay_s)
+                if rewrite is not None:  # a server that drops or changes request fields
+                    body = json.dumps(rewrite(json.loads(body))).encode()
                 r = httpx.post(proxy.upstream + self.path.removeprefix("/v1"), content=body,
                                headers={"Content-Type": "application/json", **self._auth()},
                                timeout=60)

@@ -321,6 +321,22 @@ class ApiClient:
         except (httpx.HTTPError, ValueError) as e:
             raise LeakauditError(self.redact(f"GET {self.base_url}{path} failed: {e}")) from None
 
+    def post_plain(self, path: str, payload: dict[str, Any], *, root: bool = False
+                   ) -> dict[str, Any] | None:
+        """An uncached POST outside the completions API (a server's tokenize route), counted as
+        an attempt; ``root``: ``path`` is under the server's root, not under ``/v1``. None when
+        the server has no such route or does not answer it (the caller then does without)."""
+        import httpx
+
+        base = self.base_url.removesuffix("/v1") if root else self.base_url
+        with self._lock:
+            self.stats.attempts += 1
+        try:
+            r = self._http.post(base + path, json=payload, headers=self._headers())
+            return r.json() if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+
     def _attempt(self, path: str, payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
         import httpx
 
