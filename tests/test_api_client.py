@@ -70,3 +70,62 @@ def test_config_validation():
         ClientConfig(max_requests=-1).validate()
     with pytest.raises(InputError, match="http"):
         ApiClient("ftp://x")
+
+
+def _llama_reply(n: int) -> dict:
+    """An echo answer as llama-cpp-python writes it (n prompt tokens, one top log-prob each)."""
+    return {"id": "cmpl-256e7246-4403-4eb4-90cf-e7bd2ce7c975", "object": "text_completion",
+            "created": 1796475459, "model": "/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "choices": [{"text": "x" * n, "index": 0, "finish_reason": "length", "logprobs": {
+                "text_offset": list(range(n)), "tokens": [f" w{i % 50}" for i in range(n)],
+                "token_logprobs": [None] + [-1.0 - i / 7 for i in range(1, n)],
+                "top_logprobs": [None] + [{f" w{i % 50}": -0.5 - i / 9} for i in range(1, n)]}}],
+            "usage": {"prompt_tokens": n, "completion_tokens": 1, "total_tokens": n + 1}}
+
+
+def test_ledger_stores_only_what_the_audit_reads_compressed(tmp_path):
+    import json
+    import sqlite3
+
+    from leakaudit.targets.api_client import compact_response
+
+    body = _llama_reply(100)
+    small = compact_response(body)
+    assert set(small) == {"usage", "choices"} and "id" not in small and "model" not in small
+    assert set(small["choices"][0]["logprobs"]) == {"tokens", "token_logprobs", "top_logprobs"}
+    assert small["choices"][0]["logprobs"]["token_logprobs"] == \
+        body["choices"][0]["logprobs"]["token_logprobs"]
+    led = RequestLedger(tmp_path / "l.sqlite")
+    led.put("k", path="/completions", status="ok", http_status=200, attempts=1, latency_s=0.1,
+            prompt_tokens=100, completion_tokens=1, error=None, response=body)
+    assert led.get("k") == small
+    led.close()
+    with sqlite3.connect(tmp_path / "l.sqlite") as db:
+        (blob,) = db.execute("SELECT response FROM requests").fetchone()
+        assert db.execute("PRAGMA user_version").fetchone()[0] == RequestLedger.FORMAT == 2
+    # stored: compressed, well under the JSON of the fields kept (the bound is 2x that JSON)
+    kept = len(json.dumps(small, separators=(",", ":")))
+    print(f"reply {len(json.dumps(body))} bytes, fields kept {kept}, stored {len(blob)}")
+    assert isinstance(blob, bytes) and len(blob) <= kept <= 2 * kept
+
+
+def test_a_ledger_of_the_previous_format_is_read_and_a_newer_one_refused(tmp_path):
+    import json
+    import sqlite3
+
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:  # format 1: whole answers as JSON text, user_version 0
+        db.execute(RequestLedger.SCHEMA)
+        db.execute("INSERT INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                   ("k1", "/completions", "ok", 200, 1, 0.1, 3, 1, None,
+                    json.dumps(_llama_reply(3)), 0.0))
+    led = RequestLedger(old)
+    assert led.get("k1") == _llama_reply(3)  # read as it was written
+    led.put("k2", path="/completions", status="ok", http_status=200, attempts=1, latency_s=0.1,
+            prompt_tokens=3, completion_tokens=1, error=None, response=_llama_reply(3))
+    assert "id" not in led.get("k2")
+    led.close()
+    with sqlite3.connect(old) as db:
+        db.execute("PRAGMA user_version = 3")
+    with pytest.raises(InputError, match="newer leakaudit \\(format 3, this one reads up to 2\\)"):
+        RequestLedger(old)

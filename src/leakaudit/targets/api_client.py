@@ -29,6 +29,7 @@ import random
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -150,12 +151,48 @@ def request_key(base_url: str, path: str, payload: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+#: The fields of a completions answer the audits read; nothing else is kept (ids, timestamps,
+#: the model's path, offsets and fingerprints are dropped).
+_CHOICE_FIELDS = ("index", "text", "finish_reason", "message", "logprobs", "prompt_logprobs")
+_LOGPROB_FIELDS = ("tokens", "token_logprobs", "top_logprobs", "content")
+_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def compact_response(body: dict[str, Any]) -> dict[str, Any]:
+    """What the audits read of a completions answer: per choice its text or message content,
+    finish reason, log-probs (token strings, log-probs, top log-probs where asked for; vLLM's
+    ``prompt_logprobs``), and the usage counts."""
+    out: dict[str, Any] = {}
+    usage = body.get("usage")
+    if isinstance(usage, dict):
+        out["usage"] = {k: usage[k] for k in _USAGE_FIELDS if k in usage}
+    if "prompt_logprobs" in body:
+        out["prompt_logprobs"] = body["prompt_logprobs"]
+    choices = []
+    for c in body.get("choices") or []:
+        if isinstance(c, dict):
+            c = {k: c[k] for k in _CHOICE_FIELDS if k in c}
+            if isinstance(c.get("message"), dict):
+                c["message"] = {"content": c["message"].get("content")}
+            if isinstance(c.get("logprobs"), dict):
+                c["logprobs"] = {k: c["logprobs"][k] for k in _LOGPROB_FIELDS
+                                 if k in c["logprobs"]}
+        choices.append(c)
+    out["choices"] = choices
+    return out
+
+
 class RequestLedger:
     """SQLite table of every request: key, status, response, attempts, latency, tokens, error.
 
     A row is committed as soon as its request finishes, so a killed run loses at most the
-    requests in flight. The file is created private (0600).
+    requests in flight. The file is created private (0600). Answers are stored as
+    :func:`compact_response` JSON, zlib-compressed (format 2, ``PRAGMA user_version``); a ledger
+    of the previous format (whole answers as JSON text) is read as it is; one of a later format
+    is refused.
     """
+
+    FORMAT = 2
 
     SCHEMA = """CREATE TABLE IF NOT EXISTS requests (
         key TEXT PRIMARY KEY, path TEXT NOT NULL, status TEXT NOT NULL, http_status INTEGER,
@@ -173,7 +210,15 @@ class RequestLedger:
                                    check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL" if self.path is not None else "PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > self.FORMAT:
+            self._db.close()
+            raise InputError(f"the request ledger was written by a newer leakaudit (format "
+                             f"{version}, this one reads up to {self.FORMAT}); give another "
+                             "--out or --ledger", path=str(self.path))
         self._db.execute(self.SCHEMA)
+        if version < self.FORMAT:  # new rows are compact; rows of format 1 are read as they are
+            self._db.execute(f"PRAGMA user_version = {self.FORMAT}")
         self._lock = threading.Lock()
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -187,7 +232,8 @@ class RequestLedger:
             return None
         if row[0] == "rejected":
             return {"rejected": row[2], "http_status": row[3]}
-        return json.loads(row[1])
+        blob = row[1]
+        return json.loads(zlib.decompress(blob) if isinstance(blob, bytes) else blob)
 
     def put(self, key: str, *, path: str, status: str, http_status: int | None, attempts: int,
             latency_s: float, prompt_tokens: int | None, completion_tokens: int | None,
@@ -196,7 +242,8 @@ class RequestLedger:
             self._db.execute(
                 "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (key, path, status, http_status, attempts, latency_s, prompt_tokens,
-                 completion_tokens, error, None if response is None else json.dumps(response),
+                 completion_tokens, error, None if response is None else zlib.compress(
+                     json.dumps(compact_response(response), separators=(",", ":")).encode(), 6),
                  time.time()))
 
     def rows(self) -> list[dict[str, Any]]:
@@ -406,6 +453,7 @@ class ApiClient:
         except PermanentError as exc:
             return self._fail(key, path, exc, attempts, time.perf_counter() - t0)
         latency = time.perf_counter() - t0
+        body = compact_response(body)  # what a rerun gets from the ledger, the same now
         usage = body.get("usage") or {}
         pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
         self.ledger.put(key, path=path, status="ok", http_status=http_status, attempts=attempts,
