@@ -129,3 +129,75 @@ def test_a_ledger_of_the_previous_format_is_read_and_a_newer_one_refused(tmp_pat
         db.execute("PRAGMA user_version = 3")
     with pytest.raises(InputError, match="newer leakaudit \\(format 3, this one reads up to 2\\)"):
         RequestLedger(old)
+
+
+_CHILD = """
+import signal, sys
+from leakaudit.targets.api_client import ApiClient, ClientConfig
+
+def term(signum, frame):  # as the CLI does: SIGTERM raises SystemExit in the main thread
+    raise SystemExit(143)
+
+signal.signal(signal.SIGTERM, term)
+c = ApiClient(sys.argv[1], ledger=sys.argv[2], log=lambda m: None,
+              config=ClientConfig(concurrency=2, timeout_s=120))
+c.post_many("/completions", [{"prompt": f"p{i}"} for i in range(40)])
+"""
+
+
+def test_sigterm_ends_a_run_at_once_and_keeps_what_finished(tmp_path):
+    """Requests 0-3 are answered at once, the others take 60 s: SIGTERM while two of those are in
+    flight ends the process within 5 s (exit 143), with the 4 finished answers in the ledger."""
+    import http.server
+    import json
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from .llama_server import _LoopbackServer
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if int(body["prompt"][1:]) >= 4:
+                time.sleep(60)
+            out = json.dumps({"choices": [{"text": "x", "index": 0}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+    ledger = tmp_path / "l.sqlite"
+    srv = _LoopbackServer()
+    srv._serve(Handler)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, srv.url, str(ledger)], env=env)
+    done = 0
+    for _ in range(300):  # bounded: up to 30 s for the 4 quick answers
+        time.sleep(0.1)
+        try:
+            with sqlite3.connect(ledger) as db:
+                done = db.execute("SELECT COUNT(*) FROM requests WHERE status='ok'").fetchone()[0]
+        except sqlite3.Error:
+            continue
+        if done >= 4:
+            break
+    assert done == 4 and child.poll() is None
+    time.sleep(0.5)  # two slow requests are in flight now
+    t0 = time.monotonic()
+    child.send_signal(signal.SIGTERM)
+    rc = child.wait(timeout=30)
+    took = time.monotonic() - t0
+    srv.server.server_close()
+    print(f"exit {rc} {took:.2f} s after SIGTERM")
+    assert rc == 143 and took < 5
+    with sqlite3.connect(ledger) as db:
+        assert db.execute("SELECT COUNT(*) FROM requests WHERE status='ok'").fetchone()[0] == 4

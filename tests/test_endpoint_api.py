@@ -237,12 +237,17 @@ def test_budget_stops_cleanly_and_resume_sends_the_rest(server, tiny_model_dir, 
 
 def test_fault_injection_every_request_accounted_for(server, tiny_model_dir, tiny_lm, tmp_path,
                                                      key_env):
-    """Faults on first attempts are retried away; a few requests fail every attempt and are
-    reported, never dropped; what succeeded equals the fault-free run."""
+    """Faults on first attempts are retried away, except a request whose answer did not come in
+    time (the server may still be working on it: it is reported and left to a rerun); a few
+    requests fail every attempt and are reported, never dropped; what succeeded equals the
+    fault-free run."""
     faults = ["429", "500", "502", "503", "timeout", "drop", "malformed"]
+
+    calls: dict[str, int] = {}
 
     def plan(body, attempt):  # only the scoring requests below (" #i" in the prompt) see faults
         prompt = body.get("prompt", "")
+        calls[prompt] = calls.get(prompt, 0) + 1
         if " #" not in prompt:
             return None
         i = int(prompt.rsplit("#", 1)[1])
@@ -273,9 +278,14 @@ def test_fault_injection_every_request_accounted_for(server, tiny_model_dir, tin
         from leakaudit.targets.api_client import ApiFailure
 
         failed = [r for r in res if isinstance(r, ApiFailure)]
-        assert len(failed) == s["failed"] == 2, [f.error for f in failed][:4]  # #5 and #17
-        assert [i for i, r in enumerate(res) if isinstance(r, ApiFailure)] == [5, 17]
-        assert all("503" in f.error for f in failed)
+        # 503 on every attempt: #5 and #17; no answer in time on the first attempt that reached
+        # the proxy (i % 7 == 4, i % 3 != 0: #4, #11, #25): not retried, the proxy saw it once
+        bad = {i: r.error for i, r in enumerate(res) if isinstance(r, ApiFailure)}
+        assert len(bad) == s["failed"] and {5, 17} <= set(bad) <= {4, 5, 11, 17, 25}, bad
+        assert all(("503" in e) == (i in (5, 17)) for i, e in bad.items())
+        late = [i for i, e in bad.items() if "no answer in 5 s" in e]
+        assert len(late) >= 2
+        assert all(calls[payloads[i]["prompt"]] == 1 for i in late), calls
         rec = [r for _, r in lm.request_records()]
         assert sum(r["status"] == "failed" for r in rec) == s["failed"]
         # what succeeded equals the fault-free run

@@ -6,10 +6,14 @@ Every request an audit makes goes through :class:`ApiClient.post_many`:
   key, and looked up in a SQLite **ledger** first: a request that already succeeded is answered
   from the ledger and never sent again, so a rerun, or a run resumed after a crash, re-sends only
   what had not finished (each finished request is committed the moment it completes);
-- it runs on a bounded thread pool (``concurrency``) over one ``httpx.Client`` with a timeout;
-- transient failures (HTTP 408/409/425/429/5xx, timeouts, dropped connections, malformed JSON)
-  are retried by tenacity with exponential backoff and jitter, waiting what a ``Retry-After``
-  header asks for when it is given (capped at ``max_wait_s``); other 4xx fail at once;
+- it runs on ``concurrency`` daemon threads over one ``httpx.Client``, with a timeout scaled to
+  the request's size (:func:`request_timeout`); a SIGTERM ends the run at once (no request
+  starts after it, those in flight are abandoned and sent again by a rerun);
+- transient failures (HTTP 408/409/425/429/5xx, connect timeouts, dropped connections,
+  malformed JSON) are retried by tenacity with exponential backoff and jitter, waiting what a
+  ``Retry-After`` header asks for when it is given (capped at ``max_wait_s``); other 4xx fail at
+  once, and so does a request whose answer did not come in time (the server may still be
+  working on it: sending it again would queue the same work twice);
 - a request that still fails is recorded as failed with its error and returned as an
   :class:`ApiFailure` in its place: it is never dropped, and the summary counts it;
 - budgets (``max_requests`` sent over the network, ``max_tokens`` billed) stop the run cleanly:
@@ -31,7 +35,6 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +79,10 @@ class ClientConfig:
     """How requests are sent. Every field is stored as given.
 
     concurrency   requests in flight at once
-    timeout_s     per-request timeout (connect, read, write)
+    timeout_s     timeout of a request of up to 1,000 tokens of work (prompt + max_tokens); a
+                  larger request gets proportionally longer. A request whose answer did not
+                  come in time is not retried in this run: the server may still be working on
+                  it (a rerun sends it again); one that never reached the server is retried
     max_retries   retries after the first attempt of one request
     backoff_s     first backoff; doubles per retry (with up to 50% jitter), capped at max_wait_s
     max_wait_s    longest wait between attempts, ``Retry-After`` included
@@ -288,6 +294,21 @@ class RequestStats:
                 "mean_latency_s": (self.latency_s / self.succeeded) if self.succeeded else None}
 
 
+def request_timeout(base_s: float, payload: dict[str, Any]) -> float:
+    """Seconds to wait for one request: ``base_s`` per 1,000 tokens of work, at least ``base_s``.
+    Work is the prompt (about 4 characters a token) plus the tokens asked for per choice.
+
+    >>> request_timeout(60, {"prompt": "x" * 16000, "max_tokens": 1000})
+    300.0
+    >>> request_timeout(60, {"prompt": "short", "max_tokens": 1})
+    60.0
+    """
+    prompt = payload.get("prompt", payload.get("messages", ""))
+    chars = len(prompt) if isinstance(prompt, str) else len(json.dumps(prompt))
+    work = chars / 4 + int(payload.get("max_tokens") or 0) * int(payload.get("n") or 1)
+    return float(base_s) * max(1.0, work / 1000)
+
+
 def _retry_after(headers) -> float | None:
     v = headers.get("retry-after")
     if v is None:
@@ -406,10 +427,16 @@ class ApiClient:
         return self._attempt_at(self.base_url, path, payload, httpx)
 
     def _attempt_at(self, base: str, path: str, payload: dict[str, Any], httpx):
+        timeout = request_timeout(self.config.timeout_s, payload)
         try:
-            r = self._http.post(base + path, json=payload, headers=self._headers())
-        except httpx.TimeoutException as e:
+            r = self._http.post(base + path, json=payload, headers=self._headers(),
+                                timeout=timeout)
+        except (httpx.ConnectTimeout, httpx.PoolTimeout) as e:  # never reached the server
             raise TransientError(f"timeout: {type(e).__name__}") from None
+        except httpx.TimeoutException as e:
+            raise PermanentError(f"no answer in {timeout:.0f} s ({type(e).__name__}); not "
+                                 "retried while the server may still be working on it (a "
+                                 "rerun sends it again)") from None
         except httpx.TransportError as e:  # refused, reset, dropped mid-response
             raise TransientError(f"connection error: {type(e).__name__}: {e}") from None
         if r.status_code in RETRY_STATUSES:
@@ -501,6 +528,39 @@ class ApiClient:
                           f"--max-tokens {c.max_tokens})")
 
     # ------------------------------------------------------------------ many requests
+    def _in_order(self, fn, items):
+        """``fn`` over ``items`` on ``concurrency`` daemon threads; results yielded in input
+        order. If the caller is interrupted (SIGTERM raises ``SystemExit`` in the main thread)
+        no further request starts, and the process can exit at once: the requests in flight are
+        abandoned unfinished (sent again by a rerun), everything finished is in the ledger."""
+        import queue
+        from concurrent.futures import Future
+
+        futures = [Future() for _ in items]
+        todo: queue.SimpleQueue = queue.SimpleQueue()
+        for k in range(len(items)):
+            todo.put(k)
+        stop = threading.Event()
+
+        def work() -> None:
+            while not stop.is_set():
+                try:
+                    k = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    futures[k].set_result(fn(items[k]))
+                except BaseException as e:  # noqa: BLE001  handed to the caller
+                    futures[k].set_exception(e)
+
+        for _ in range(min(self.config.concurrency, len(items))):
+            threading.Thread(target=work, daemon=True).start()
+        try:
+            for f in futures:
+                yield f.result()
+        finally:
+            stop.set()
+
     def post_many(self, path: str, payloads: Sequence[dict[str, Any]], *,
                   progress: Callable[[int], None] | None = None
                   ) -> list[dict[str, Any] | ApiFailure]:
@@ -546,11 +606,10 @@ class ApiClient:
             return i, res
 
         if todo:
-            with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-                for i, res in pool.map(run, todo):
-                    out[i] = res
-                    if progress is not None and res is not None:
-                        progress(1)
+            for i, res in self._in_order(run, todo):
+                out[i] = res
+                if progress is not None and res is not None:
+                    progress(1)
         for i, j in dup:
             out[i] = out[j]
         if any(o is None for o in out):
