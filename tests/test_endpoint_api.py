@@ -76,7 +76,15 @@ def test_probe_scores_and_greedy_match_in_process(server, tiny_model_dir, tiny_l
     assert caps.prompt_logprobs_via == "echo" and lm.probe_answers["adds_bos"]
     assert caps.seed and caps.top_k and caps.top_p and caps.temperature
     ids = tiny_lm.tokenize(UNIQUE)
+    s0 = lm.request_summary()
     api = lm.score_ids(ids)
+    s1 = lm.request_summary()
+    # one echo request per text, one top log-prob per token: at most 20 kB per 100 tokens
+    n_tok = sum(len(x) for x in ids)
+    assert s1["sent"] - s0["sent"] == len(ids)
+    per_100 = 100 * (s1["bytes_received"] - s0["bytes_received"]) / n_tok
+    print(f"echo: {per_100:.0f} bytes per 100 tokens")
+    assert per_100 <= 20_000
     # this server adds BOS: compare with the in-process scores of BOS + text (which cover every
     # text token); llama.cpp's echo gives the first one no log-prob, so the API covers tokens 2..n
     local = tiny_lm.score_ids([[tiny_lm.bos_id] + x for x in ids])

@@ -110,8 +110,9 @@ def test_membership_audit_through_llama_cpp_equals_in_process(smollm2, tmp_path)
         assert caps["probe"]["adds_bos"] is False and caps["tokenize_route"]
         ledger = out / "requests.sqlite"
         size = ledger.stat().st_size
-        print(f"ledger {size} bytes for {json.loads((out / 'summary.json').read_text())['requests']}")
-        assert size <= 5 * 2**20
+        req = json.loads((out / "summary.json").read_text())["requests"]
+        print(f"ledger {size} bytes; requests {req}")
+        assert size <= 5 * 2**20 and req["failed"] == 0
         # the same documents from the ledger: nothing is sent again
         lm = load_endpoint(f"openai-completions:{srv.url}", tokenizer=str(hf_dir), ledger=ledger,
                            log=lambda m: None)

@@ -279,6 +279,7 @@ class RequestStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0  #: summed over successful requests
+    bytes_received: int = 0  #: bytes of the successful answers as sent (before compaction)
     records: list[dict[str, Any]] = field(default_factory=list)  #: one per request
 
     @property
@@ -291,7 +292,8 @@ class RequestStats:
                 "attempts": self.attempts, "retried": self.retried,
                 "tokens_billed": self.prompt_tokens + self.completion_tokens,
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "mean_latency_s": (self.latency_s / self.succeeded) if self.succeeded else None}
+                "mean_latency_s": (self.latency_s / self.succeeded) if self.succeeded else None,
+                "bytes_received": self.bytes_received}
 
 
 def request_timeout(base_s: float, payload: dict[str, Any]) -> float:
@@ -451,6 +453,7 @@ class ApiClient:
                                  status=r.status_code) from None
         if not isinstance(body, dict) or "choices" not in body:
             raise TransientError("response has no 'choices'", status=r.status_code)
+        body["_bytes"] = len(r.content)  # counted, then dropped by compact_response
         return body, r.status_code
 
     def _wait(self, state) -> float:
@@ -480,6 +483,7 @@ class ApiClient:
         except PermanentError as exc:
             return self._fail(key, path, exc, attempts, time.perf_counter() - t0)
         latency = time.perf_counter() - t0
+        n_bytes = int(body.get("_bytes") or 0)
         body = compact_response(body)  # what a rerun gets from the ledger, the same now
         usage = body.get("usage") or {}
         pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
@@ -493,6 +497,7 @@ class ApiClient:
             s.prompt_tokens += int(pt or 0)
             s.completion_tokens += int(ct or 0)
             s.latency_s += latency
+            s.bytes_received += n_bytes
             s.records.append({"key": key[:16], "path": path, "status": "ok",
                               "http_status": http_status, "attempts": attempts,
                               "latency_s": round(latency, 4), "prompt_tokens": pt,
