@@ -55,7 +55,7 @@ import numpy as np
 from leakaudit.errors import CapabilityError, InputError, LeakauditError
 from leakaudit.targets.api_client import ApiClient, ApiFailure, ClientConfig, read_api_key
 from leakaudit.targets.base import (Capabilities, Generation, LanguageModel, Progress,
-                                    SamplingConfig, TokenScores)
+                                    SamplingConfig, TokenScores, tokenizer_start_ids)
 
 SCHEMES = ("openai-completions", "openai-chat")
 
@@ -644,6 +644,14 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             return
         raise tokenization_error(text, local=local, server_count=used,
                                  server_ids=self.server_tokenize(text), start=start)
+
+    @property
+    def start_ids(self) -> list[int]:
+        """The local tokenizer's default start tokens: a document is the same token sequence as
+        in-process (the token convention), whatever the server adds itself."""
+        if not hasattr(self, "_start_ids"):
+            self._start_ids = tokenizer_start_ids(self.tokenizer) if self.tokenizer is not None else []
+        return list(self._start_ids)
 
     @property
     def bos_id(self) -> int:
