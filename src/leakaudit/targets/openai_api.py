@@ -551,7 +551,8 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         """The value the forced route gives the greedy token after ``head_ids`` (it must equal
         the generation path's ``want``), or None when the server does not honour ``logit_bias``
         by token id: forcing another token must then generate something else, scored lower."""
-        other = next(t for t in (self.tokenize([" the"])[0][0], self.bos_id, 0) if t != greedy)
+        # an ordinary word's first token (a special one may end generation: no log-prob back)
+        other = next(x[0] for x in self.tokenize([" the", " and"]) if x and x[0] != greedy)
         got = self._post_forced([(head_ids, greedy), (head_ids, other)])
         if any(isinstance(r, ApiFailure) for r in got):
             return None
