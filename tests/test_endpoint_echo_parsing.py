@@ -172,3 +172,24 @@ def test_a_tokenizer_mismatch_names_both_counts_and_the_first_differing_id(tiny_
     with pytest.raises(LeakauditError, match=f"counts {len(x)} prompt tokens .* local tokenizer "
                                              f"has {len(x)} \\(\\+1 start token\\)"):
         lm.score_ids([x])
+
+
+def test_byte_fragments_exact_on_the_echo_and_counted_where_a_prefix_cannot_be_sent(tiny_lm):
+    """A character the byte-level vocabulary spells in several byte tokens: the echo (the whole
+    text sent) scores every token exactly; the forced route cannot send a prefix that ends inside
+    the character (its text is not those bytes), so those tokens are left out and counted."""
+    text = "Tea ☕ and café ☕ for the naïve 🦊 fox."
+    (x,) = tiny_lm.tokenize([text])
+    frag = [j for j in range(1, len(x)) if tiny_lm.tokenize([tiny_lm.decode(x[:j])])[0] != x[:j]]
+    assert frag  # some prefixes end inside a character
+    want, _ = _in_process(tiny_lm, [tiny_lm.bos_id] + x)
+    (s,) = _endpoint(ModelServer(tiny_lm, bos=True)).score_ids([x])
+    np.testing.assert_allclose(s.logprobs, want[1:], atol=1e-5)
+    logs: list[str] = []
+    lm = _endpoint(ModelServer(tiny_lm, bos=False), logs)
+    (f,) = lm.score_ids([x])
+    keep = [j for j in range(1, len(x)) if j not in frag]
+    want, _ = _in_process(tiny_lm, x)
+    assert f.token_ids.tolist() == [x[j] for j in keep]
+    np.testing.assert_allclose(f.logprobs, want[np.array(keep) - 1], atol=1e-5)
+    assert f"{len(frag)} of {len(x) - 1} tokens got no log-prob" in logs[-1]
