@@ -119,6 +119,18 @@ def _relay_handler(upstream: str):
                           timeout=30)
             self._reply(r.status_code, r.content)
 
+        def relay_outside_v1(self) -> bool:
+            """Relay a POST outside ``/v1`` (a tokenize route) to the upstream server's root,
+            uncounted; False for a ``/v1`` request (the proxy's own business)."""
+            if self.path.startswith("/v1/"):
+                return False
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            r = httpx.post(upstream.removesuffix("/v1") + self.path, content=body,
+                           headers={"Content-Type": "application/json", **self._auth()},
+                           timeout=30)
+            self._reply(r.status_code, r.content)
+            return True
+
     return Relay
 
 
@@ -147,6 +159,8 @@ class FaultProxy(_LoopbackServer):
 
         class Handler(_relay_handler(self.upstream)):
             def do_POST(self):
+                if self.relay_outside_v1():
+                    return
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 key = hashlib.sha256(body).hexdigest()
                 with proxy.lock:
@@ -200,6 +214,8 @@ class ChoicesProxy(_LoopbackServer):
 
         class Handler(_relay_handler(self.upstream)):
             def do_POST(self):
+                if self.relay_outside_v1():
+                    return
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 n = int(body.pop("n", 1) or 1)
                 with proxy.lock:
@@ -242,6 +258,8 @@ class PromptLogprobsShim(_LoopbackServer):
 
         class Handler(_relay_handler(self.upstream)):
             def do_POST(self):
+                if self.relay_outside_v1():
+                    return
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 path = proxy.upstream + self.path.removeprefix("/v1")
                 if body.pop("prompt_logprobs", None) is None:
