@@ -23,7 +23,7 @@ class _Stats:
     def to_dict(self):
         return {}
 
-    records: list = []
+    records: tuple = ()
 
 
 class ModelServer:
@@ -60,7 +60,7 @@ class ModelServer:
         bias = {int(k): v for k, v in (p.get("logit_bias") or {}).items()}
         nxt = max(bias, key=bias.get) if bias and self.honour_bias else int(rows[-1].argmax())
         gen_v = float(rows[-1][nxt])
-        top = lambda r: {"x": float(r.max())}  # noqa: E731  one key for every token
+        top = lambda r: {"x": float(r.max())}  # one key for every token
         if p.get("echo"):
             text = ids[1:] if self.bos else ids
             # row i describes ids[i + 1]; llama.cpp's no-BOS echo pairs text token i with row i

@@ -26,45 +26,45 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Famous public-domain texts (the model has very likely seen them).
 FAMOUS = [
-    "Four score and seven years ago our fathers brought forth on this continent, a new nation, "
-    "conceived in Liberty, and dedicated to the proposition that all men are created equal. Now "
-    "we are engaged in a great civil war, testing whether that nation, or any nation so conceived "
-    "and so dedicated, can long endure.",
-    "When in the Course of human events, it becomes necessary for one people to dissolve the "
-    "political bands which have connected them with another, and to assume among the powers of "
-    "the earth, the separate and equal station to which the Laws of Nature and of Nature's God "
-    "entitle them, a decent respect to the opinions of mankind requires that they should declare "
-    "the causes which impel them to the separation.",
-    "We the People of the United States, in Order to form a more perfect Union, establish "
-    "Justice, insure domestic Tranquility, provide for the common defence, promote the general "
-    "Welfare, and secure the Blessings of Liberty to ourselves and our Posterity, do ordain and "
-    "establish this Constitution for the United States of America.",
-    "In the beginning God created the heaven and the earth. And the earth was without form, and "
-    "void; and darkness was upon the face of the deep. And the Spirit of God moved upon the face "
-    "of the waters. And God said, Let there be light: and there was light.",
-    "The Lord is my shepherd; I shall not want. He maketh me to lie down in green pastures: he "
-    "leadeth me beside the still waters. He restoreth my soul: he leadeth me in the paths of "
-    "righteousness for his name's sake.",
-    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
-    "must be in want of a wife. However little known the feelings or views of such a man may be "
-    "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
-    "surrounding families, that he is considered the rightful property of some one or other of "
-    "their daughters.",
-    "Call me Ishmael. Some years ago - never mind how long precisely - having little or no money "
-    "in my purse, and nothing particular to interest me on shore, I thought I would sail about a "
-    "little and see the watery part of the world. It is a way I have of driving off the spleen "
-    "and regulating the circulation.",
-    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the "
-    "age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the "
-    "season of Light, it was the season of Darkness, it was the spring of hope, it was the winter "
-    "of despair.",
-    "Shall I compare thee to a summer's day? Thou art more lovely and more temperate: Rough winds "
-    "do shake the darling buds of May, And summer's lease hath all too short a date; Sometime too "
-    "hot the eye of heaven shines, And often is his gold complexion dimm'd.",
-    "To be, or not to be, that is the question: Whether 'tis nobler in the mind to suffer The "
-    "slings and arrows of outrageous fortune, Or to take arms against a sea of troubles And by "
-    "opposing end them. To die - to sleep, No more; and by a sleep to say we end The heart-ache "
-    "and the thousand natural shocks That flesh is heir to.",
+    ("Four score and seven years ago our fathers brought forth on this continent, a new nation, "
+     "conceived in Liberty, and dedicated to the proposition that all men are created equal. Now "
+     "we are engaged in a great civil war, testing whether that nation, or any nation so conceived "
+     "and so dedicated, can long endure."),
+    ("When in the Course of human events, it becomes necessary for one people to dissolve the "
+     "political bands which have connected them with another, and to assume among the powers of "
+     "the earth, the separate and equal station to which the Laws of Nature and of Nature's God "
+     "entitle them, a decent respect to the opinions of mankind requires that they should declare "
+     "the causes which impel them to the separation."),
+    ("We the People of the United States, in Order to form a more perfect Union, establish "
+     "Justice, insure domestic Tranquility, provide for the common defence, promote the general "
+     "Welfare, and secure the Blessings of Liberty to ourselves and our Posterity, do ordain and "
+     "establish this Constitution for the United States of America."),
+    ("In the beginning God created the heaven and the earth. And the earth was without form, and "
+     "void; and darkness was upon the face of the deep. And the Spirit of God moved upon the face "
+     "of the waters. And God said, Let there be light: and there was light."),
+    ("The Lord is my shepherd; I shall not want. He maketh me to lie down in green pastures: he "
+     "leadeth me beside the still waters. He restoreth my soul: he leadeth me in the paths of "
+     "righteousness for his name's sake."),
+    ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+     "must be in want of a wife. However little known the feelings or views of such a man may be "
+     "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
+     "surrounding families, that he is considered the rightful property of some one or other of "
+     "their daughters."),
+    ("Call me Ishmael. Some years ago - never mind how long precisely - having little or no money "
+     "in my purse, and nothing particular to interest me on shore, I thought I would sail about a "
+     "little and see the watery part of the world. It is a way I have of driving off the spleen "
+     "and regulating the circulation."),
+    ("It was the best of times, it was the worst of times, it was the age of wisdom, it was the "
+     "age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the "
+     "season of Light, it was the season of Darkness, it was the spring of hope, it was the winter "
+     "of despair."),
+    ("Shall I compare thee to a summer's day? Thou art more lovely and more temperate: Rough winds "
+     "do shake the darling buds of May, And summer's lease hath all too short a date; Sometime too "
+     "hot the eye of heaven shines, And often is his gold complexion dimm'd."),
+    ("To be, or not to be, that is the question: Whether 'tis nobler in the mind to suffer The "
+     "slings and arrows of outrageous fortune, Or to take arms against a sea of troubles And by "
+     "opposing end them. To die - to sleep, No more; and by a sleep to say we end The heart-ache "
+     "and the thousand natural shocks That flesh is heir to."),
 ]
 
 
