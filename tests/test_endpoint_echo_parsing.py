@@ -193,3 +193,20 @@ def test_byte_fragments_exact_on_the_echo_and_counted_where_a_prefix_cannot_be_s
     assert f.token_ids.tolist() == [x[j] for j in keep]
     np.testing.assert_allclose(f.logprobs, want[np.array(keep) - 1], atol=1e-5)
     assert f"{len(frag)} of {len(x) - 1} tokens got no log-prob" in logs[-1]
+
+
+def test_a_generation_is_capped_only_when_the_server_stopped_for_length(tiny_lm):
+    """A reply shorter than max_new_tokens is "truncated" (the context capped it) only when the
+    server says it stopped for length; an end token ("stop") is the model's own choice."""
+    from leakaudit.targets.base import SamplingConfig
+
+    srv = ModelServer(tiny_lm, bos=True)
+    lm = _endpoint(srv)
+    prompt = [tiny_lm.bos_id] + tiny_lm.tokenize(UNIQUE[:1])[0][:3]
+    greedy = SamplingConfig(max_new_tokens=8, greedy=True)
+    answer = srv._answer
+    for reason, capped in (("length", True), ("stop", False)):
+        srv._answer = lambda p, r=reason: {**answer(p), "choices": [
+            {**answer(p)["choices"][0], "finish_reason": r}]}
+        (g,) = lm.generate_ids([prompt], greedy, seed=len(reason))
+        assert len(g.new_ids) == 1 < 8 and g.meta["truncated"] is capped, (reason, g.meta)
