@@ -147,9 +147,13 @@ def main() -> None:
             with httpx.Client(timeout=120) as c:
                 c.post(url + "/completions", json={"model": "bench", **payload(doc_texts[0])})
                 t0 = time.perf_counter()
+                raw_bytes = 0
                 for t in doc_texts:
-                    c.post(url + "/completions", json={"model": "bench", **payload(t)}).raise_for_status()
+                    r = c.post(url + "/completions", json={"model": "bench", **payload(t)})
+                    r.raise_for_status()
+                    raw_bytes += len(r.content)
                 res["raw_http_docs_per_s"] = len(docs) / (time.perf_counter() - t0)
+                res["raw_http_bytes_per_token"] = raw_bytes / n_tok
             # 3. leakaudit at each concurrency, fresh ledger; then a rerun on the same ledger
             res["leakaudit"] = {}
             for conc in args.concurrency:
@@ -158,6 +162,7 @@ def main() -> None:
                                    ledger=ledger, config=ClientConfig(concurrency=conc),
                                    log=lambda m: None)
                 probe = lm.request_summary()["sent"]
+                probe_bytes = lm.request_summary()["bytes_received"]
                 t0 = time.perf_counter()
                 lm.score_ids(docs)
                 dt = time.perf_counter() - t0
@@ -176,6 +181,8 @@ def main() -> None:
                     "docs_per_s": dps, "vs_engine": dps / res["engine_docs_per_s"],
                     "vs_raw_http": dps / res["raw_http_docs_per_s"],
                     "requests_per_doc_scoring": (s["sent"] - probe) / len(docs),
+                    "bytes_per_token": (s["bytes_received"] - probe_bytes) / n_tok,
+                    "route": lm.capabilities.prompt_logprobs_via,
                     "probe_requests": probe, "rerun_sent": s2["sent"],
                     "rerun_docs_per_s": len(docs) / cached_dt}
                 print(f"scoring, concurrency {conc}: {dps:.1f} docs/s = "
@@ -194,7 +201,9 @@ def main() -> None:
     for conc, r in res["leakaudit"].items():
         print(f"concurrency {conc}: {r['docs_per_s']:.1f} docs/s = {r['vs_engine']:.2f} x engine "
               f"({res['engine_docs_per_s']:.1f}), {r['vs_raw_http']:.2f} x raw HTTP "
-              f"({res['raw_http_docs_per_s']:.1f}); {r['requests_per_doc_scoring']:.2f} requests/doc; "
+              f"({res['raw_http_docs_per_s']:.1f}); {r['requests_per_doc_scoring']:.2f} requests/doc "
+              f"({r['route']}), {r['bytes_per_token']:.0f} bytes per scored token (raw HTTP "
+              f"{res['raw_http_bytes_per_token']:.0f}); "
               f"rerun sent {r['rerun_sent']}")
     if "extraction" in res:
         e = res["extraction"]

@@ -36,3 +36,48 @@ def lm_ignores_data(texts, *, seed):
     d = os.environ["LEAKAUDIT_TEST_LM_DIR"]
     return (AutoModelForCausalLM.from_pretrained(d).eval(), AutoTokenizer.from_pretrained(d),
             {"epsilon": 2.0, "delta": 1e-5, "n_texts": len(texts)})
+
+
+def train_numpy_dpsgd(x, y, *, seed, whitebox=None, clip=True):
+    """A DP-SGD logistic regression written outside leakaudit (numpy; its own Poisson sampling,
+    per-example clipping and noise; its claim from Opacus' RDP accountant), serving a white-box
+    audit through the hook protocol: ``whitebox.n_rows`` extra examples in its sampler, their
+    gradients from ``whitebox.rows``, each step's noisy sum to ``whitebox.observe``. ``clip=False``
+    is the broken version (clipping skipped; the same claim)."""
+    import math
+
+    from opacus.accountants import RDPAccountant
+
+    rng = np.random.default_rng(seed)
+    n, d = x.shape
+    C, sigma, batch, epochs, lr = 1.0, 1.5, 50, 3, 0.5
+    extra = whitebox.n_rows if whitebox is not None else 0
+    rows = n + extra
+    q, steps = batch / rows, epochs * math.ceil(rows / batch)
+    if whitebox is not None:
+        whitebox.start(d + 1)
+    x1, w = np.c_[x, np.ones(n)], np.zeros(d + 1)
+    for t in range(steps):
+        idx = np.flatnonzero(rng.random(rows) < q)
+        data, virtual = idx[idx < n], idx[idx >= n] - n
+        p = 1 / (1 + np.exp(-x1[data] @ w))
+        g = (p - y[data])[:, None] * x1[data]
+        if len(virtual):
+            g = np.vstack([g, whitebox.rows(virtual)])
+        if clip:
+            g = g * np.minimum(1.0, C / (np.linalg.norm(g, axis=1) + 1e-12))[:, None]
+        noisy = g.sum(0) + rng.normal(0, sigma * C, d + 1)
+        if whitebox is not None:
+            mask = np.zeros(extra, dtype=bool)
+            mask[virtual] = True
+            whitebox.observe(t, noisy, mask)
+        w = w - lr * noisy / batch
+    acc = RDPAccountant()
+    acc.history = [(sigma, q, steps)]
+    claim = {"epsilon": acc.get_epsilon(1e-5), "delta": 1e-5, "noise_multiplier": sigma, "max_grad_norm": C,
+             "sample_rate": q, "steps": steps}
+    return w, claim
+
+
+def train_numpy_dpsgd_unclipped(x, y, *, seed, whitebox=None):
+    return train_numpy_dpsgd(x, y, seed=seed, whitebox=whitebox, clip=False)

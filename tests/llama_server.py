@@ -119,6 +119,18 @@ def _relay_handler(upstream: str):
                           timeout=30)
             self._reply(r.status_code, r.content)
 
+        def relay_outside_v1(self) -> bool:
+            """Relay a POST outside ``/v1`` (a tokenize route) to the upstream server's root,
+            uncounted; False for a ``/v1`` request (the proxy's own business)."""
+            if self.path.startswith("/v1/"):
+                return False
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            r = httpx.post(upstream.removesuffix("/v1") + self.path, content=body,
+                           headers={"Content-Type": "application/json", **self._auth()},
+                           timeout=30)
+            self._reply(r.status_code, r.content)
+            return True
+
     return Relay
 
 
@@ -129,10 +141,12 @@ class FaultProxy(_LoopbackServer):
     request, ``attempt``: how many times this exact body was seen before, from 0). Faults: ``"429"`` (with
     ``Retry-After: 0``), ``"500"``, ``"502"``, ``"503"``, ``"timeout"`` (sleeps past the client's
     timeout, then answers nothing), ``"drop"`` (closes the connection without a response),
-    ``"malformed"`` (HTTP 200 with truncated JSON). ``forwarded`` counts bodies sent upstream.
+    ``"malformed"`` (HTTP 200 with truncated JSON). ``forwarded`` counts bodies sent upstream;
+    ``rewrite(body) -> body`` changes what is forwarded (a server that ignores a field).
     """
 
-    def __init__(self, upstream: str, plan, *, sleep_s: float = 2.0, delay_s: float = 0.0):
+    def __init__(self, upstream: str, plan, *, sleep_s: float = 2.0, delay_s: float = 0.0,
+                 rewrite=None):
         import hashlib
 
         self.upstream = upstream.rstrip("/")
@@ -145,6 +159,8 @@ class FaultProxy(_LoopbackServer):
 
         class Handler(_relay_handler(self.upstream)):
             def do_POST(self):
+                if self.relay_outside_v1():
+                    return
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 key = hashlib.sha256(body).hexdigest()
                 with proxy.lock:
@@ -168,6 +184,8 @@ class FaultProxy(_LoopbackServer):
                     return
                 if delay_s:
                     time.sleep(delay_s)
+                if rewrite is not None:  # a server that drops or changes request fields
+                    body = json.dumps(rewrite(json.loads(body))).encode()
                 r = httpx.post(proxy.upstream + self.path.removeprefix("/v1"), content=body,
                                headers={"Content-Type": "application/json", **self._auth()},
                                timeout=60)
@@ -196,6 +214,8 @@ class ChoicesProxy(_LoopbackServer):
 
         class Handler(_relay_handler(self.upstream)):
             def do_POST(self):
+                if self.relay_outside_v1():
+                    return
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 n = int(body.pop("n", 1) or 1)
                 with proxy.lock:
@@ -238,6 +258,8 @@ class PromptLogprobsShim(_LoopbackServer):
 
         class Handler(_relay_handler(self.upstream)):
             def do_POST(self):
+                if self.relay_outside_v1():
+                    return
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 path = proxy.upstream + self.path.removeprefix("/v1")
                 if body.pop("prompt_logprobs", None) is None:

@@ -262,7 +262,7 @@ CASES = [
     # --- lab
     ("lab-samples-zero", ["lab", "--samples", "0", "--out", "{out}"], "--samples"),
     ("lab-defenses-samples-zero", ["lab", "defenses", "--samples", "0", "--out", "{out}"], "--samples"),
-    ("lab-option-before-subcommand", ["lab", "--out", "{out}", "defenses"], "--out before 'defenses' belongs to the default lab"),
+    ("lab-option-before-subcommand", ["lab", "--out", "{out}", "defenses"], "--out before 'defenses' belongs to the default 'leakaudit lab'"),
     ("lab-quick-before-subcommand", ["lab", "--quick", "defenses", "--out", "{out}"], "--quick before 'defenses'"),
     ("lab-defenses-show-pii", ["lab", "defenses", "--show-pii", "--out", "{out}"], "--show-pii"),
     ("lab-endpoint-no-url", ["lab", "endpoint", "--out", "{out}"], "Missing argument"),

@@ -70,16 +70,27 @@ def test_probe_scores_and_greedy_match_in_process(server, tiny_model_dir, tiny_l
     caps = lm.capabilities
     assert caps.prompt_logprobs and caps.argmax and caps.aligned == "ok"
     # llama-cpp-python's echo gives the first prompt token no log-prob, and an empty prompt
-    # returns no distribution: the first token is left out (every other one is scored)
-    assert not caps.first_token_logprob and caps.top_logprobs_max >= len(tiny_lm.tokenizer)
+    # returns no distribution: the first token is left out (every other one is scored); the
+    # probe never asks for more than 20 top log-probs, and the server's tokenize route was used
+    assert not caps.first_token_logprob and caps.top_logprobs_max == 20 and caps.tokenize_route
+    assert caps.prompt_logprobs_via == "echo" and lm.probe_answers["adds_bos"]
     assert caps.seed and caps.top_k and caps.top_p and caps.temperature
     ids = tiny_lm.tokenize(UNIQUE)
+    s0 = lm.request_summary()
     api = lm.score_ids(ids)
+    s1 = lm.request_summary()
+    # one echo request per text, one top log-prob per token: at most 20 kB per 100 tokens
+    n_tok = sum(len(x) for x in ids)
+    assert s1["sent"] - s0["sent"] == len(ids)
+    per_100 = 100 * (s1["bytes_received"] - s0["bytes_received"]) / n_tok
+    print(f"echo: {per_100:.0f} bytes per 100 tokens")
+    assert per_100 <= 20_000
     # this server adds BOS: compare with the in-process scores of BOS + text (which cover every
     # text token); llama.cpp's echo gives the first one no log-prob, so the API covers tokens 2..n
     local = tiny_lm.score_ids([[tiny_lm.bos_id] + x for x in ids])
     for x, a, b in zip(ids, api, local):
-        assert a.truncated and a.token_ids.tolist() == x[1:] == b.token_ids[1:].tolist()
+        # not "truncated": that means cut at the context, and these texts fit in it
+        assert not a.truncated and a.token_ids.tolist() == x[1:] == b.token_ids[1:].tolist()
         np.testing.assert_allclose(a.logprobs, b.logprobs[1:], atol=2e-3)
         assert (a.is_argmax == b.is_argmax[1:]).mean() >= 0.95  # float-noise ties may differ
     # greedy continuations: the same tokens as in-process greedy decoding
@@ -117,7 +128,7 @@ def test_empty_sequences_are_scored_without_a_request(server, tiny_model_dir, ti
     out = lm.score_ids([[], ids[0], []])
     assert lm.request_summary()["requests"] - before == 1
     assert [len(x.token_ids) for x in out] == [0, len(ids[0]) - 1, 0]
-    assert out[0].truncated and out[2].truncated and len(out[0].logprobs) == 0
+    assert not out[0].truncated and not out[2].truncated and len(out[0].logprobs) == 0
     lm.close()
 
 
@@ -140,9 +151,9 @@ def test_vllm_prompt_logprobs_are_used_and_checked(server, tiny_model_dir, tiny_
     via_echo = echo.score_ids(ids)
     echo.close()
     local = tiny_lm.score_ids([[tiny_lm.bos_id] + x for x in ids])
-    assert len(api[-1].token_ids) == 0 and api[-1].truncated  # the empty text: no request
+    assert len(api[-1].token_ids) == 0 and not api[-1].truncated  # the empty text: no request
     for x, a, e, b in zip(ids, api, via_echo, local):
-        assert a.truncated and a.token_ids.tolist() == x[1:] == e.token_ids.tolist()
+        assert not a.truncated and a.token_ids.tolist() == x[1:] == e.token_ids.tolist()
         np.testing.assert_array_equal(a.logprobs, e.logprobs)
         np.testing.assert_allclose(a.logprobs, b.logprobs[1:], atol=2e-3)
         assert (a.is_argmax == b.is_argmax[1:]).mean() >= 0.95
@@ -160,39 +171,55 @@ def test_vllm_prompt_logprobs_are_used_and_checked(server, tiny_model_dir, tiny_
 
 @pytest.mark.slow
 def test_misaligned_server_is_caught(ggufs, tiny_model_dir, tiny_lm, tmp_path):
-    """Without BOS, llama.cpp reports each echoed log-prob one position late: the alignment
-    check notices; with full top log-probs it realigns, and the realigned scores equal a plain
-    in-process evaluation of the same tokens without BOS."""
+    """Without BOS, llama.cpp's echo reports log p(token i | tokens 1..i), which nothing can
+    realign: the alignment check notices and scores each token by its own request (the token
+    forced by its id), which equals a plain in-process evaluation of the same tokens without BOS,
+    with n - 1 requests per text and never a whole-vocabulary one. A server that ignores
+    ``logit_bias`` (a proxy drops it) is refused."""
     import torch
 
     with LlamaServer(ggufs[1], n_ctx=128, log=tmp_path / "s.log") as srv:
         logs: list[str] = []
         lm = load_endpoint(f"openai-completions:{srv.url}", tokenizer=str(tiny_model_dir),
-                           ledger=tmp_path / "l.sqlite", log=logs.append)
-        assert lm.capabilities.aligned == "realigned"
-        assert any("one position late" in w for w in logs)
+                           ledger=tmp_path / "l.sqlite", log=logs.append, max_logprobs=5)
+        caps = lm.capabilities
+        assert caps.aligned == "ok" and caps.prompt_logprobs_via == "forced"
+        assert caps.first_token_logprob and not lm.probe_answers["adds_bos"]
+        assert any("by its own request" in w for w in logs)
         ids = tiny_lm.tokenize(UNIQUE[:3])
+        before = lm.request_summary()["requests"]
         api = lm.score_ids(ids)
+        assert lm.request_summary()["requests"] - before == sum(len(x) - 1 for x in ids)
         local = tiny_lm.score_ids(ids)  # GPT-2's convention: no start token, tokens 2..n scored
         for x, a, b in zip(ids, api, local):
             with torch.no_grad():
                 logits = tiny_lm.model(torch.tensor([x])).logits[0]
             ref = torch.log_softmax(logits, -1)[torch.arange(len(x) - 1), torch.tensor(x[1:])]
-            assert a.token_ids.tolist() == b.token_ids.tolist() == x[1:]
+            assert a.token_ids.tolist() == b.token_ids.tolist() == x[1:] and not a.truncated
             np.testing.assert_allclose(a.logprobs, ref.numpy(), atol=2e-3)
             np.testing.assert_allclose(a.logprobs, b.logprobs, atol=2e-3)
+            assert (a.is_argmax == b.is_argmax).mean() >= 0.95
+        # a memorization window (last=k) costs k requests, not n - 1
+        i = max(range(len(ids)), key=lambda j: len(ids[j]))
+        assert len(ids[i]) > 5
+        before = lm.request_summary()["requests"]
+        (w,) = lm.score_ids([ids[i]], last=4)
+        assert lm.request_summary()["requests"] - before == 4 and len(w) == 4
+        np.testing.assert_array_equal(w.logprobs, api[i].logprobs[-4:])
         lm.close()
-        # with at most 5 top log-probs (a hosted API's limit) it cannot realign: it refuses
+        # negative control: logit_bias dropped on the way, so a forced token is not generated
         logs.clear()
-        lm = load_endpoint(f"openai-completions:{srv.url}", tokenizer=str(tiny_model_dir),
-                           ledger=tmp_path / "l.sqlite", log=logs.append, max_logprobs=5)
-        assert lm.capabilities.aligned == "misaligned" and not lm.capabilities.prompt_logprobs
-        assert any("cannot be realigned" in w for w in logs)
-        from leakaudit.errors import CapabilityError
+        strip = lambda body: {k: v for k, v in body.items() if k != "logit_bias"}  # noqa: E731
+        with FaultProxy(srv.url, lambda b, a: None, rewrite=strip) as proxy:
+            lm = load_endpoint(f"openai-completions:{proxy.url}", tokenizer=str(tiny_model_dir),
+                               ledger=tmp_path / "p.sqlite", log=logs.append)
+            assert lm.capabilities.aligned == "misaligned" and not lm.capabilities.prompt_logprobs
+            assert any("refused" in w for w in logs)
+            from leakaudit.errors import CapabilityError
 
-        with pytest.raises(CapabilityError):
-            lm.score_ids(ids)
-        lm.close()
+            with pytest.raises(CapabilityError):
+                lm.score_ids(ids)
+            lm.close()
 
 
 def test_budget_stops_cleanly_and_resume_sends_the_rest(server, tiny_model_dir, tiny_lm,
@@ -218,12 +245,17 @@ def test_budget_stops_cleanly_and_resume_sends_the_rest(server, tiny_model_dir, 
 
 def test_fault_injection_every_request_accounted_for(server, tiny_model_dir, tiny_lm, tmp_path,
                                                      key_env):
-    """Faults on first attempts are retried away; a few requests fail every attempt and are
-    reported, never dropped; what succeeded equals the fault-free run."""
+    """Faults on first attempts are retried away, except a request whose answer did not come in
+    time (the server may still be working on it: it is reported and left to a rerun); a few
+    requests fail every attempt and are reported, never dropped; what succeeded equals the
+    fault-free run."""
     faults = ["429", "500", "502", "503", "timeout", "drop", "malformed"]
+
+    calls: dict[str, int] = {}
 
     def plan(body, attempt):  # only the scoring requests below (" #i" in the prompt) see faults
         prompt = body.get("prompt", "")
+        calls[prompt] = calls.get(prompt, 0) + 1
         if " #" not in prompt:
             return None
         i = int(prompt.rsplit("#", 1)[1])
@@ -254,9 +286,14 @@ def test_fault_injection_every_request_accounted_for(server, tiny_model_dir, tin
         from leakaudit.targets.api_client import ApiFailure
 
         failed = [r for r in res if isinstance(r, ApiFailure)]
-        assert len(failed) == s["failed"] == 2, [f.error for f in failed][:4]  # #5 and #17
-        assert [i for i, r in enumerate(res) if isinstance(r, ApiFailure)] == [5, 17]
-        assert all("503" in f.error for f in failed)
+        # 503 on every attempt: #5 and #17; no answer in time on the first attempt that reached
+        # the proxy (i % 7 == 4, i % 3 != 0: #4, #11, #25): not retried, the proxy saw it once
+        bad = {i: r.error for i, r in enumerate(res) if isinstance(r, ApiFailure)}
+        assert len(bad) == s["failed"] and {5, 17} <= set(bad) <= {4, 5, 11, 17, 25}, bad
+        assert all(("503" in e) == (i in (5, 17)) for i, e in bad.items())
+        late = [i for i, e in bad.items() if "no answer in 5 s" in e]
+        assert len(late) >= 2
+        assert all(calls[payloads[i]["prompt"]] == 1 for i in late), calls
         rec = [r for _, r in lm.request_records()]
         assert sum(r["status"] == "failed" for r in rec) == s["failed"]
         # what succeeded equals the fault-free run

@@ -3,8 +3,8 @@
 A small GPT-2 is trained to memorize 12 documents (one per block, after the start token), written
 as a float32 GGUF and served on 127.0.0.1. ``leakaudit endpoint audit --attack extraction``
 samples through the API (top-k from the start token, one seeded request per sample), ranks with
-the log-probs the server returns with the samples (its echo would need realigning: costly), and
-verifies against the corpus (a 50-token verbatim window): it
+the log-probs the server returns with the samples (its echo is misaligned: scoring a sample would
+take one request per token), and verifies against the corpus (a 50-token verbatim window): it
 finds verified extractions, of the same documents the in-process run finds. Negative control: the
 same samples (answered from the request ledger: 0 sent) verified against 12 documents of the same
 form the model never saw give 0 verified.

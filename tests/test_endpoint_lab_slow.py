@@ -82,9 +82,10 @@ def test_lab_in_process_vs_server(lab, served, served_bos):
     reference = HFCausalLM.load(d / "models" / "reference", name="reference")
     api = load_endpoint(f"openai-completions:{served.url}", tokenizer=str(d / "models" / "target"),
                         ledger=d / "requests.sqlite", name="server")
-    # GPT-2's tokenizer adds no start token, so neither does the served model; llama.cpp then
-    # reports echoed log-probs one position late, and the backend realigns them
-    assert api.capabilities.aligned == "realigned"
+    # GPT-2's tokenizer adds no start token, so neither does the served model; llama.cpp's echo
+    # then reports log p(token i | tokens 1..i), and each token is scored by its own request
+    # (forced by its id): a 32-token memorization suffix costs 32 requests
+    assert api.capabilities.aligned == "ok" and api.capabilities.prompt_logprobs_via == "forced"
     train = [x["text"] for x in corpus.train]
     index = CorpusIndex.build(train, [x["id"] for x in corpus.train])
 
@@ -116,8 +117,7 @@ def test_lab_in_process_vs_server(lab, served, served_bos):
 
     # membership: AUCs inside each other's CIs. Documents as the lab's tokenizer writes them
     # (start token, then the text) from the server that adds the start token: its echo is
-    # aligned, so one top log-prob per position does (realigning needs the whole vocabulary at
-    # every position, which llama-cpp-python sorts in Python: ~10 s per 255-token document)
+    # aligned, so one request per document does (the forced route needs one per token)
     api_doc = load_endpoint(f"openai-completions:{served_bos.url}",
                             tokenizer=str(d / "models" / "target"),
                             ledger=d / "requests-bos.sqlite", name="server")

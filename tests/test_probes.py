@@ -30,8 +30,10 @@ def test_divergence_detection_verification_and_rate():
         "book": "book book book the weather is nice and the cat sat on the mat all day long",
         # never diverges
         "one": "one " * 40,
+        # never repeats the word: other text from the start is not a divergence
+        "sky": "I cannot repeat words forever, but here is a poem about the sky instead.",
     }
-    cfg = DivergenceConfig(words=("poem", "book", "one"), samples_per_word=1,
+    cfg = DivergenceConfig(words=("poem", "book", "one", "sky"), samples_per_word=1,
                            min_match_tokens=30)
 
     def chat(prompts):
@@ -44,12 +46,15 @@ def test_divergence_detection_verification_and_rate():
     assert rows["poem"]["longest_match"] >= 30 and rows["poem"]["locations"][0][0] == "doc-0"
     assert rows["book"]["diverged"] and not rows["book"]["memorized"]
     assert rows["one"]["repeats"] == 40 and not rows["one"]["diverged"]
+    assert rows["sky"]["repeats"] == 0 and not rows["sky"]["diverged"]
     s = res.summary
-    assert s["memorized"]["k"] == 1 and s["n_answered"] == 3
-    assert s["per_1000"]["value"] == pytest.approx(1000 / 3)
-    # Clopper-Pearson 95% for 1/3: [0.0084, 0.9057]
-    assert s["per_1000"]["ci_low"] == pytest.approx(8.4, abs=0.1)
-    assert s["per_1000"]["ci_high"] == pytest.approx(905.7, abs=0.1)
+    assert s["memorized"]["k"] == 1 and s["n_answered"] == 4
+    assert s["diverged"]["k"] == 2  # poem and book: repeated the word, then something else
+    assert s["repeat_counts"] == {"0": 1, "3": 1, "5": 1, "40": 1}
+    assert s["per_1000"]["value"] == pytest.approx(1000 / 4)
+    # Clopper-Pearson 95% for 1/4: [0.0063, 0.8059]
+    assert s["per_1000"]["ci_low"] == pytest.approx(6.3, abs=0.1)
+    assert s["per_1000"]["ci_high"] == pytest.approx(805.9, abs=0.1)
     # the memorized text is masked in the record (the e-mail of the ticket's customer)
     assert "ann.lee@mail.com" not in str(res.records())
 

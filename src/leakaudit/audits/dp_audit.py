@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -183,7 +185,10 @@ def load_hook(spec: str) -> Callable:
         raise InputError(f"training entry point must look like 'package.module:function'; got {spec!r}")
     mod_name, fn_name = spec.split(":")
     try:
+        loaded = mod_name in sys.modules
         mod = importlib.import_module(mod_name)
+        if loaded:  # the code run must be the file's current content, which keys the stored models
+            mod = importlib.reload(mod)
     except ImportError as e:
         raise InputError(f"cannot import {mod_name!r} for the training entry point: {e}") from None
     fn = getattr(mod, fn_name, None)
@@ -194,11 +199,26 @@ def load_hook(spec: str) -> Callable:
 
 def trainer_id(train_fn: Callable) -> str:
     """A stable name of a trainer, part of every stored model's key: ``train_fn.trainer_id`` when
-    it has one (the lab's trainers carry their full configuration), else module:qualname."""
+    it has one (the lab's trainers carry their full configuration), else
+    ``module:qualname@<hash of the module's source file>``, so a hook fixed between two runs into
+    one folder is retrained, never served its old models."""
     tid = getattr(train_fn, "trainer_id", None)
     if tid:
         return str(tid)
-    return f"{getattr(train_fn, '__module__', '?')}:{getattr(train_fn, '__qualname__', repr(train_fn))}"
+    name = f"{getattr(train_fn, '__module__', '?')}:{getattr(train_fn, '__qualname__', repr(train_fn))}"
+    return f"{name}@{source_hash(train_fn)}"
+
+
+def source_hash(fn: Callable) -> str:
+    """sha256 (16 hex) of the file that defines ``fn`` (its module's source), or of its own source
+    when it has no file, or "nosource" for a callable without either (a builtin)."""
+    mod = sys.modules.get(getattr(fn, "__module__", None) or "")
+    path = getattr(mod, "__file__", None)
+    try:
+        data = Path(path).read_bytes() if path else inspect.getsource(fn).encode()
+    except (OSError, TypeError):
+        return "nosource"
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def _call_hook(train_fn: Callable, x, y, *, seed: int) -> Trained:

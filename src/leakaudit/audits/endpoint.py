@@ -266,7 +266,8 @@ def _run_attack(name, target, *, config, corpus, nonmembers, canaries, subjects,
             f"{d.min_match_tokens}-{s['unit']} verbatim training run "
             f"({s['per_1000']['value'] or 0:.1f} per 1,000 queries, 95% CI "
             f"{s['per_1000']['ci_low']:.1f}-{s['per_1000']['ci_high']:.1f}); "
-            f"{s['diverged']['k']} diverged")
+            f"{s['diverged']['k']} diverged after repeating the word (replies by repeats "
+            f"before stopping: {s['repeat_counts']})")
         return res.records(), s
     if name == "pii":
         from leakaudit.attacks.probes.divergence import text_generator

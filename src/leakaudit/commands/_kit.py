@@ -152,6 +152,20 @@ def mode_group(renamed: dict[str, str]) -> type:
     return ModeGroup
 
 
+def no_options_before(ctx, command: str) -> None:
+    """``lab --out X defenses`` would run ``defenses`` with its own default --out: the options
+    before a subcommand belong to the group's default mode, so giving any is an error, not
+    silently ignored."""
+    from leakaudit.errors import InputError
+
+    given = [p.opts[0] for p in ctx.command.params
+             if getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
+    if given:
+        _fail(InputError(f"{given[0]} before '{ctx.invoked_subcommand}' belongs to the default "
+                         f"'leakaudit {command}'; write 'leakaudit {command} "
+                         f"{ctx.invoked_subcommand} {given[0]} ...'"))
+
+
 def _apply_global_options(*, share: bool, overwrite: bool) -> None:
     """``leakaudit --share`` / ``--overwrite``: file modes and replacement of foreign files for
     every command of this process."""

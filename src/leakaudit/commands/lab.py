@@ -25,6 +25,7 @@ from leakaudit.commands._kit import (
     _quiet_libraries,
     _verdicts,
     mode_group,
+    no_options_before,
     out_console,
 )
 from leakaudit.errors import InputError, LeakauditError
@@ -64,7 +65,7 @@ def lab(
     """Run the embedded lab: synthetic corpus → small target models → extraction, memorization,
     canary exposure, membership inference and classifier inversion → report."""
     if ctx.invoked_subcommand is not None:
-        return _no_options_before(ctx)
+        return no_options_before(ctx, "lab")
     from dataclasses import replace
 
     from leakaudit.lab.run import LAB_OUTPUTS, LabConfig, run_lab
@@ -83,16 +84,6 @@ def lab(
         _fail(e)
     _print_summary(out, summary)
     _verdicts(summary.pop("written"), out)
-
-
-def _no_options_before(ctx: typer.Context) -> None:
-    """``lab --out X defenses`` would run ``defenses`` with its own default --out: the options
-    before a subcommand belong to the default lab, so giving any is an error, not ignored."""
-    given = [p.opts[0] for p in ctx.command.params
-             if getattr(ctx.get_parameter_source(p.name), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
-    if given:
-        _fail(InputError(f"{given[0]} before '{ctx.invoked_subcommand}' belongs to the default lab; "
-                         f"write 'leakaudit lab {ctx.invoked_subcommand} {given[0]} ...'"))
 
 
 @lab_app.command("defenses")

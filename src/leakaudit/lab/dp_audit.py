@@ -307,3 +307,32 @@ def lab_lm_trainer(variant: str, epsilon: float | None, *, delta: float = 1e-5, 
     texts = lab_lm_texts(n_texts, seed=seed)
     return LabLMTrainer(variant=variant, target_epsilon=epsilon, delta=delta, tokenizer_texts=tuple(texts),
                         **kw), texts
+
+
+# --------------------------------------------------------------------------------------------
+# white-box audits (gradient canaries) of the lab's step-exposing DP-SGD trainer
+# --------------------------------------------------------------------------------------------
+
+def lab_whitebox_trainer(variant: str, epsilon: float, *, n_train: int = 1000, epochs: int = 5,
+                         batch_size: int = 150, seed: int = 0, delta: float = 1e-5):
+    """The lab's DP-SGD classifier (digits, MLP 64-64-10, SGD lr 0.5, C = 1) claiming (ε, δ),
+    honest (``variant="dp"``) or one of the broken variants of
+    :data:`leakaudit.training.dp_steps.VARIANTS`; call it with a white-box hook."""
+    import numpy as np
+
+    from leakaudit.training.dp_steps import StepTrainer
+
+    d = lab_data(n_train, seed=seed)
+    x = np.asarray(d.x, np.float32).reshape(len(d.x), -1)
+    return StepTrainer(x, d.y, MLPSpec(x.shape[1], d.n_classes, (64,)),
+                       TrainConfig(epochs=epochs, lr=0.5, batch_size=batch_size, seed=seed),
+                       max_grad_norm=1.0, delta=delta, variant=variant, epsilon=epsilon)
+
+
+def run_whitebox_lab(variant: str, epsilon: float, *, m: int = 1000, seed: int = 0, beta: float = 0.05,
+                     alpha: float = 0.01):
+    """One white-box audit (:func:`leakaudit.attacks.dp_audit.whitebox.whitebox_audit`) of the lab
+    trainer: m Dirac canaries, one training run."""
+    from leakaudit.attacks.dp_audit.whitebox import whitebox_audit
+
+    return whitebox_audit(lab_whitebox_trainer(variant, epsilon, seed=seed), m=m, seed=seed, beta=beta, alpha=alpha)

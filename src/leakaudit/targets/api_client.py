@@ -6,10 +6,14 @@ Every request an audit makes goes through :class:`ApiClient.post_many`:
   key, and looked up in a SQLite **ledger** first: a request that already succeeded is answered
   from the ledger and never sent again, so a rerun, or a run resumed after a crash, re-sends only
   what had not finished (each finished request is committed the moment it completes);
-- it runs on a bounded thread pool (``concurrency``) over one ``httpx.Client`` with a timeout;
-- transient failures (HTTP 408/409/425/429/5xx, timeouts, dropped connections, malformed JSON)
-  are retried by tenacity with exponential backoff and jitter, waiting what a ``Retry-After``
-  header asks for when it is given (capped at ``max_wait_s``); other 4xx fail at once;
+- it runs on ``concurrency`` daemon threads over one ``httpx.Client``, with a timeout scaled to
+  the request's size (:func:`request_timeout`); a SIGTERM ends the run at once (no request
+  starts after it, those in flight are abandoned and sent again by a rerun);
+- transient failures (HTTP 408/409/425/429/5xx, connect timeouts, dropped connections,
+  malformed JSON) are retried by tenacity with exponential backoff and jitter, waiting what a
+  ``Retry-After`` header asks for when it is given (capped at ``max_wait_s``); other 4xx fail at
+  once, and so does a request whose answer did not come in time (the server may still be
+  working on it: sending it again would queue the same work twice);
 - a request that still fails is recorded as failed with its error and returned as an
   :class:`ApiFailure` in its place: it is never dropped, and the summary counts it;
 - budgets (``max_requests`` sent over the network, ``max_tokens`` billed) stop the run cleanly:
@@ -29,8 +33,8 @@ import random
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +79,10 @@ class ClientConfig:
     """How requests are sent. Every field is stored as given.
 
     concurrency   requests in flight at once
-    timeout_s     per-request timeout (connect, read, write)
+    timeout_s     timeout of a request of up to 1,000 tokens of work (prompt + max_tokens); a
+                  larger request gets proportionally longer. A request whose answer did not
+                  come in time is not retried in this run: the server may still be working on
+                  it (a rerun sends it again); one that never reached the server is retried
     max_retries   retries after the first attempt of one request
     backoff_s     first backoff; doubles per retry (with up to 50% jitter), capped at max_wait_s
     max_wait_s    longest wait between attempts, ``Retry-After`` included
@@ -150,12 +157,48 @@ def request_key(base_url: str, path: str, payload: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+#: The fields of a completions answer the audits read; nothing else is kept (ids, timestamps,
+#: the model's path, offsets and fingerprints are dropped).
+_CHOICE_FIELDS = ("index", "text", "finish_reason", "message", "logprobs", "prompt_logprobs")
+_LOGPROB_FIELDS = ("tokens", "token_logprobs", "top_logprobs", "content")
+_USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def compact_response(body: dict[str, Any]) -> dict[str, Any]:
+    """What the audits read of a completions answer: per choice its text or message content,
+    finish reason, log-probs (token strings, log-probs, top log-probs where asked for; vLLM's
+    ``prompt_logprobs``), and the usage counts."""
+    out: dict[str, Any] = {}
+    usage = body.get("usage")
+    if isinstance(usage, dict):
+        out["usage"] = {k: usage[k] for k in _USAGE_FIELDS if k in usage}
+    if "prompt_logprobs" in body:
+        out["prompt_logprobs"] = body["prompt_logprobs"]
+    choices = []
+    for c in body.get("choices") or []:
+        if isinstance(c, dict):
+            c = {k: c[k] for k in _CHOICE_FIELDS if k in c}
+            if isinstance(c.get("message"), dict):
+                c["message"] = {"content": c["message"].get("content")}
+            if isinstance(c.get("logprobs"), dict):
+                c["logprobs"] = {k: c["logprobs"][k] for k in _LOGPROB_FIELDS
+                                 if k in c["logprobs"]}
+        choices.append(c)
+    out["choices"] = choices
+    return out
+
+
 class RequestLedger:
     """SQLite table of every request: key, status, response, attempts, latency, tokens, error.
 
     A row is committed as soon as its request finishes, so a killed run loses at most the
-    requests in flight. The file is created private (0600).
+    requests in flight. The file is created private (0600). Answers are stored as
+    :func:`compact_response` JSON, zlib-compressed (format 2, ``PRAGMA user_version``); a ledger
+    of the previous format (whole answers as JSON text) is read as it is; one of a later format
+    is refused.
     """
+
+    FORMAT = 2
 
     SCHEMA = """CREATE TABLE IF NOT EXISTS requests (
         key TEXT PRIMARY KEY, path TEXT NOT NULL, status TEXT NOT NULL, http_status INTEGER,
@@ -173,7 +216,15 @@ class RequestLedger:
                                    check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL" if self.path is not None else "PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > self.FORMAT:
+            self._db.close()
+            raise InputError(f"the request ledger was written by a newer leakaudit (format "
+                             f"{version}, this one reads up to {self.FORMAT}); give another "
+                             "--out or --ledger", path=str(self.path))
         self._db.execute(self.SCHEMA)
+        if version < self.FORMAT:  # new rows are compact; rows of format 1 are read as they are
+            self._db.execute(f"PRAGMA user_version = {self.FORMAT}")
         self._lock = threading.Lock()
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -187,7 +238,8 @@ class RequestLedger:
             return None
         if row[0] == "rejected":
             return {"rejected": row[2], "http_status": row[3]}
-        return json.loads(row[1])
+        blob = row[1]
+        return json.loads(zlib.decompress(blob) if isinstance(blob, bytes) else blob)
 
     def put(self, key: str, *, path: str, status: str, http_status: int | None, attempts: int,
             latency_s: float, prompt_tokens: int | None, completion_tokens: int | None,
@@ -196,7 +248,8 @@ class RequestLedger:
             self._db.execute(
                 "INSERT OR REPLACE INTO requests VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (key, path, status, http_status, attempts, latency_s, prompt_tokens,
-                 completion_tokens, error, None if response is None else json.dumps(response),
+                 completion_tokens, error, None if response is None else zlib.compress(
+                     json.dumps(compact_response(response), separators=(",", ":")).encode(), 6),
                  time.time()))
 
     def rows(self) -> list[dict[str, Any]]:
@@ -226,6 +279,7 @@ class RequestStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0  #: summed over successful requests
+    bytes_received: int = 0  #: bytes of the successful answers as sent (before compaction)
     records: list[dict[str, Any]] = field(default_factory=list)  #: one per request
 
     @property
@@ -238,7 +292,23 @@ class RequestStats:
                 "attempts": self.attempts, "retried": self.retried,
                 "tokens_billed": self.prompt_tokens + self.completion_tokens,
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "mean_latency_s": (self.latency_s / self.succeeded) if self.succeeded else None}
+                "mean_latency_s": (self.latency_s / self.succeeded) if self.succeeded else None,
+                "bytes_received": self.bytes_received}
+
+
+def request_timeout(base_s: float, payload: dict[str, Any]) -> float:
+    """Seconds to wait for one request: ``base_s`` per 1,000 tokens of work, at least ``base_s``.
+    Work is the prompt (about 4 characters a token) plus the tokens asked for per choice.
+
+    >>> request_timeout(60, {"prompt": "x" * 16000, "max_tokens": 1000})
+    300.0
+    >>> request_timeout(60, {"prompt": "short", "max_tokens": 1})
+    60.0
+    """
+    prompt = payload.get("prompt", payload.get("messages", ""))
+    chars = len(prompt) if isinstance(prompt, str) else len(json.dumps(prompt))
+    work = chars / 4 + int(payload.get("max_tokens") or 0) * int(payload.get("n") or 1)
+    return float(base_s) * max(1.0, work / 1000)
 
 
 def _retry_after(headers) -> float | None:
@@ -321,6 +391,22 @@ class ApiClient:
         except (httpx.HTTPError, ValueError) as e:
             raise LeakauditError(self.redact(f"GET {self.base_url}{path} failed: {e}")) from None
 
+    def post_plain(self, path: str, payload: dict[str, Any], *, root: bool = False
+                   ) -> dict[str, Any] | None:
+        """An uncached POST outside the completions API (a server's tokenize route), counted as
+        an attempt; ``root``: ``path`` is under the server's root, not under ``/v1``. None when
+        the server has no such route or does not answer it (the caller then does without)."""
+        import httpx
+
+        base = self.base_url.removesuffix("/v1") if root else self.base_url
+        with self._lock:
+            self.stats.attempts += 1
+        try:
+            r = self._http.post(base + path, json=payload, headers=self._headers())
+            return r.json() if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+
     def _attempt(self, path: str, payload: dict[str, Any]) -> tuple[dict[str, Any], int]:
         import httpx
 
@@ -343,10 +429,16 @@ class ApiClient:
         return self._attempt_at(self.base_url, path, payload, httpx)
 
     def _attempt_at(self, base: str, path: str, payload: dict[str, Any], httpx):
+        timeout = request_timeout(self.config.timeout_s, payload)
         try:
-            r = self._http.post(base + path, json=payload, headers=self._headers())
-        except httpx.TimeoutException as e:
+            r = self._http.post(base + path, json=payload, headers=self._headers(),
+                                timeout=timeout)
+        except (httpx.ConnectTimeout, httpx.PoolTimeout) as e:  # never reached the server
             raise TransientError(f"timeout: {type(e).__name__}") from None
+        except httpx.TimeoutException as e:
+            raise PermanentError(f"no answer in {timeout:.0f} s ({type(e).__name__}); not "
+                                 "retried while the server may still be working on it (a "
+                                 "rerun sends it again)") from None
         except httpx.TransportError as e:  # refused, reset, dropped mid-response
             raise TransientError(f"connection error: {type(e).__name__}: {e}") from None
         if r.status_code in RETRY_STATUSES:
@@ -361,6 +453,7 @@ class ApiClient:
                                  status=r.status_code) from None
         if not isinstance(body, dict) or "choices" not in body:
             raise TransientError("response has no 'choices'", status=r.status_code)
+        body["_bytes"] = len(r.content)  # counted, then dropped by compact_response
         return body, r.status_code
 
     def _wait(self, state) -> float:
@@ -390,6 +483,8 @@ class ApiClient:
         except PermanentError as exc:
             return self._fail(key, path, exc, attempts, time.perf_counter() - t0)
         latency = time.perf_counter() - t0
+        n_bytes = int(body.get("_bytes") or 0)
+        body = compact_response(body)  # what a rerun gets from the ledger, the same now
         usage = body.get("usage") or {}
         pt, ct = usage.get("prompt_tokens"), usage.get("completion_tokens")
         self.ledger.put(key, path=path, status="ok", http_status=http_status, attempts=attempts,
@@ -402,6 +497,7 @@ class ApiClient:
             s.prompt_tokens += int(pt or 0)
             s.completion_tokens += int(ct or 0)
             s.latency_s += latency
+            s.bytes_received += n_bytes
             s.records.append({"key": key[:16], "path": path, "status": "ok",
                               "http_status": http_status, "attempts": attempts,
                               "latency_s": round(latency, 4), "prompt_tokens": pt,
@@ -437,6 +533,39 @@ class ApiClient:
                           f"--max-tokens {c.max_tokens})")
 
     # ------------------------------------------------------------------ many requests
+    def _in_order(self, fn, items):
+        """``fn`` over ``items`` on ``concurrency`` daemon threads; results yielded in input
+        order. If the caller is interrupted (SIGTERM raises ``SystemExit`` in the main thread)
+        no further request starts, and the process can exit at once: the requests in flight are
+        abandoned unfinished (sent again by a rerun), everything finished is in the ledger."""
+        import queue
+        from concurrent.futures import Future
+
+        futures = [Future() for _ in items]
+        todo: queue.SimpleQueue = queue.SimpleQueue()
+        for k in range(len(items)):
+            todo.put(k)
+        stop = threading.Event()
+
+        def work() -> None:
+            while not stop.is_set():
+                try:
+                    k = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    futures[k].set_result(fn(items[k]))
+                except BaseException as e:  # noqa: BLE001  handed to the caller
+                    futures[k].set_exception(e)
+
+        for _ in range(min(self.config.concurrency, len(items))):
+            threading.Thread(target=work, daemon=True).start()
+        try:
+            for f in futures:
+                yield f.result()
+        finally:
+            stop.set()
+
     def post_many(self, path: str, payloads: Sequence[dict[str, Any]], *,
                   progress: Callable[[int], None] | None = None
                   ) -> list[dict[str, Any] | ApiFailure]:
@@ -482,11 +611,10 @@ class ApiClient:
             return i, res
 
         if todo:
-            with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-                for i, res in pool.map(run, todo):
-                    out[i] = res
-                    if progress is not None and res is not None:
-                        progress(1)
+            for i, res in self._in_order(run, todo):
+                out[i] = res
+                if progress is not None and res is not None:
+                    progress(1)
         for i, j in dup:
             out[i] = out[j]
         if any(o is None for o in out):

@@ -37,6 +37,21 @@ from leakaudit.errors import CapabilityError
 Progress = Callable[[int], None]
 
 
+def tokenizer_start_ids(tokenizer) -> list[int]:
+    """The tokens a (Hugging Face) tokenizer puts before a text by default
+    (``add_special_tokens=True``), found by encoding a probe both ways; tokens it appends at the
+    end are not included. Empty for a minimal id-only tokenizer (not callable)."""
+    if not callable(tokenizer):
+        return []
+    probe = "Hello world"
+    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    full = list(tokenizer(probe)["input_ids"])
+    for i in range(len(full) - len(plain) + 1):
+        if full[i: i + len(plain)] == plain:
+            return [int(t) for t in full[:i]]
+    return []
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a language-model target can do; every optional output is one field.

@@ -27,6 +27,7 @@ from leakaudit.targets.base import (
     Progress,
     SamplingConfig,
     TokenScores,
+    tokenizer_start_ids,
 )
 
 _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
@@ -303,18 +304,7 @@ class HFCausalLM(LanguageModel):
         """The tokens the tokenizer puts before a text by default (``add_special_tokens=True``),
         found by encoding a probe both ways; tokens it appends at the end are not included."""
         if self._start_ids is None:
-            probe = "Hello world"
-            if not callable(self.tokenizer):  # a minimal id-only tokenizer (benchmarks, tests)
-                self._start_ids = []
-                return []
-            plain = list(self.tokenizer(probe, add_special_tokens=False)["input_ids"])
-            full = list(self.tokenizer(probe)["input_ids"])
-            start: list[int] = []
-            for i in range(len(full) - len(plain) + 1):
-                if full[i: i + len(plain)] == plain:
-                    start = full[:i]
-                    break
-            self._start_ids = [int(t) for t in start]
+            self._start_ids = tokenizer_start_ids(self.tokenizer)
         return list(self._start_ids)
 
     @property

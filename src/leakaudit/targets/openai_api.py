@@ -15,16 +15,27 @@ providers). These backends audit it with whatever it exposes, and find out what 
 - token-level methods need a **local tokenizer** that matches the served model (``tokenizer=``);
   without one only text-level attacks run.
 
-**Alignment.** A server's echoed log-probs must describe the tokens they are reported with. The
-check scores a probe text with ``echo`` and compares the log-prob reported for its last token with
-the distribution the server gives when it *generates* that position from the prompt without the
-last token (a different code path whose answer is known). A server that reports each position's
-log-prob one token late (llama.cpp-based servers do when the model adds no BOS token) is caught;
-with enough top log-probs the scores are realigned (with a warning), otherwise the backend refuses
-to score. The first prompt token of llama.cpp's echo is always ``null`` (the OpenAI convention); its
-log-prob is taken from the server's unconditional next-token distribution (one request, cached)
-when the server returns one; llama-cpp-python's does not (an empty prompt returns no log-probs),
-so there the first token of each text is left out and ``TokenScores.truncated`` says so.
+**Alignment.** A server's prompt log-probs must describe the tokens they are reported with. The
+probe finds out once per server (recorded in ``probe_answers``) and every later number is read
+by position or by token id, never by matching token strings (llama-cpp-python keys top log-probs
+by token *string*; distinct tokens share strings, and some tokens echo as ""):
+
+- token ids: the probe text's ids from the server's own tokenize route (llama-cpp-python's
+  ``POST /extras/tokenize``) must equal the local tokenizer's (plus the start token the server
+  adds); per text, the server's ``usage.prompt_tokens`` must equal the local count;
+- values: the echoed log-prob of the probe's last token (by position) must equal the value the
+  server reports when it *generates* that token after the rest of the probe. Where it does not
+  (a llama.cpp server whose model adds no BOS reports each echoed value one row late, i.e. the
+  log-prob of token i given tokens 1..i, which no realignment can recover), each token is
+  scored by its own request (``prompt_logprobs_via == "forced"``): the prefix before it, one
+  generated token forced by ``logit_bias`` on its id, its log-prob read by position. That route
+  is checked the same way (forcing the greedy token must reproduce the greedy value).
+
+Cost per text: one request (echo or vLLM's ``prompt_logprobs``, one top log-prob each) or one
+per scored token (forced); never a whole-vocabulary request. With a BOS-adding llama.cpp
+server the first text token has no log-prob (its echo nulls it and an empty prompt returns
+none), so it is left out (``capabilities.first_token_logprob`` says so); a text cut at the
+server's context is the only thing marked ``TokenScores.truncated``.
 
 All HTTP goes through :class:`~leakaudit.targets.api_client.ApiClient`: cached, counted, retried,
 budgeted; the API key never reaches a log or a file.
@@ -44,7 +55,7 @@ import numpy as np
 from leakaudit.errors import CapabilityError, InputError, LeakauditError
 from leakaudit.targets.api_client import ApiClient, ApiFailure, ClientConfig, read_api_key
 from leakaudit.targets.base import (Capabilities, Generation, LanguageModel, Progress,
-                                    SamplingConfig, TokenScores)
+                                    SamplingConfig, TokenScores, tokenizer_start_ids)
 
 SCHEMES = ("openai-completions", "openai-chat")
 
@@ -53,6 +64,9 @@ PROBE_TEXT = "The quick brown fox jumps over the lazy dog. The quick brown fox j
 
 #: Tolerance (nats) when comparing two of the server's own log-probs of the same event.
 ALIGN_TOL = 1e-3
+
+#: ``logit_bias`` that forces one token id to be generated (logits are O(10); +100 wins).
+FORCE_BIAS = 100.0
 
 
 @dataclass(frozen=True)
@@ -69,10 +83,12 @@ class ApiCapabilities(Capabilities):
     top_p: bool = False
     tokenizer: bool = False  #: a matching local tokenizer was given
     first_token_logprob: bool = False  #: the first prompt token gets a log-prob
-    aligned: str = "unknown"  #: "ok", "realigned", "misaligned" (scoring refused), "untested"
-    #: how prompt log-probs are asked for: "echo" (``echo`` + ``logprobs``), "prompt_logprobs"
-    #: (vLLM's own field: log-probs keyed by token id), "" (not at all)
+    aligned: str = "unknown"  #: "ok", "misaligned" (scoring refused), "untested"
+    #: how prompt log-probs are asked for: "echo" (``echo`` + ``logprobs``, read by position),
+    #: "prompt_logprobs" (vLLM's own field: log-probs keyed by token id), "forced" (one
+    #: request per token: the token forced by ``logit_bias`` on its id), "" (not at all)
     prompt_logprobs_via: str = ""
+    tokenize_route: bool = False  #: the server tokenizes text for us (``/extras/tokenize``)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -203,6 +219,13 @@ class _Endpoint:
     def decode(self, ids: Sequence[int]) -> str:
         return self._need_tokenizer().decode(list(ids), skip_special_tokens=True)
 
+    def server_tokenize(self, text: str) -> list[int] | None:
+        """The server's own token ids of ``text`` (its start token included) from its tokenize
+        route (llama-cpp-python's ``POST /extras/tokenize``); None when it has none."""
+        r = self.client.post_plain("/extras/tokenize", {"input": text}, root=True)
+        toks = (r or {}).get("tokens")
+        return [int(t) for t in toks] if isinstance(toks, list) else None
+
     # -- plumbing
     def _post(self, payloads: Sequence[dict[str, Any]], progress: Progress | None = None):
         path = "/completions" if self.kind == "completions" else "/chat/completions"
@@ -249,19 +272,63 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs)))
 
 
-def _echo_matches(L: dict[str, Any], n: int, text: str) -> bool:
-    """Whether an echo's first ``n`` tokens are exactly ``text`` (the server tokenized it into
-    the same ``n`` tokens). What follows them is generated and may be several tokens: llama.cpp
-    keeps generating past ``max_tokens`` until a UTF-8 character is complete, and drops the
-    generated token when it adds no BOS. A token cut inside a UTF-8 character echoes as "", so
-    for such texts the offset of token ``n`` is compared instead."""
-    toks = L.get("tokens") or []
-    if len(toks) < n:
-        return False
-    if "".join(toks[:n]) == text:
-        return True
-    offs = L.get("text_offset") or []
-    return not text.isascii() and len(offs) > n and offs[n] == len(text)
+def _echo_logprobs(resp: dict[str, Any]) -> dict[str, Any]:
+    return ((resp.get("choices") or [{}])[0].get("logprobs")) or {}
+
+
+def _prompt_count(resp: dict[str, Any] | None) -> int | None:
+    """The server's own count of the prompt's tokens (``usage.prompt_tokens``; its start token
+    included), None when it does not say."""
+    v = ((resp or {}).get("usage") or {}).get("prompt_tokens")
+    return int(v) if isinstance(v, int) else None
+
+
+def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def tokenization_error(text: str, *, local: Sequence[int], server_count: int | None,
+                       server_ids: Sequence[int] | None, start: int) -> LeakauditError:
+    """The error for a text the server tokenizes unlike the local tokenizer, with the true counts
+    of both sides (``start``: the start tokens the server adds) and, when the server's own ids
+    are known, the first token where they differ."""
+    n = len(local)
+    head = f"text starting {text[:30]!r}"
+    if server_ids is not None:
+        ids = list(server_ids)[start:]
+        i = _first_difference(ids, local)
+        where = (f"; first difference at token {i}: server id "
+                 f"{ids[i] if i < len(ids) else 'none'}, local id "
+                 f"{local[i] if i < n else 'none'}") if ids != list(local) else \
+            " (the ids agree: the server's completion route counts differently)"
+        return LeakauditError(
+            f"the server tokenizes a {head} into {len(ids)} tokens (+{start} start), the local "
+            f"tokenizer into {n}{where}: the tokenizer does not match the served model")
+    return LeakauditError(
+        f"the server counts {server_count} prompt tokens for a {head} where the local tokenizer "
+        f"has {n} (+{start} start token{'s' if start != 1 else ''}): the tokenizer does not match "
+        "the served model")
+
+
+def _top_max(d: Any) -> float | None:
+    """The largest value of one position's top log-probs (read by value, never by key)."""
+    return max(d.values()) if isinstance(d, dict) and d else None
+
+
+def _positional(resp: dict[str, Any], positions: Sequence[int]) -> tuple[list[float | None],
+                                                                        list[bool]]:
+    """The log-probs a ``logprobs`` answer reports at ``positions`` (of ``token_logprobs``, by
+    position: token strings are never read) and whether each is the largest of its position's
+    top log-probs (the argmax)."""
+    L = _echo_logprobs(resp)
+    tlp, top = L.get("token_logprobs") or [], L.get("top_logprobs") or []
+    vals, am = [], []
+    for i in positions:
+        v = tlp[i] if i < len(tlp) else None
+        best = _top_max(top[i]) if i < len(top) else None
+        vals.append(None if v is None else float(v))
+        am.append(v is not None and best is not None and v >= best - 1e-6)
+    return vals, am
 
 
 def _prompt_logprobs(resp: dict[str, Any] | None) -> list[Any] | None:
@@ -291,20 +358,18 @@ def _plp_entry(entry: Any, token_id: int) -> tuple[float, bool] | None:
 def _token_scores(x: list[int], lp: np.ndarray, am: np.ndarray, was_cut: bool, *,
                   last: int | None, sampling) -> TokenScores:
     """A text's :class:`TokenScores` from the log-probs the server gave its tokens (NaN: none).
-    Token convention (targets/base.py): a score covers tokens 2..n of the sequence; a server that
-    adds BOS may give token 1 no log-prob either (llama.cpp's echo nulls it), and the tokens left
-    out at the start are marked ``truncated``."""
-    n = len(x)
-    truncated = was_cut or n == 0
-    lead = 0
-    while lead < n and np.isnan(lp[lead]) and lead < 2:
-        lead += 1
-    if lead:
-        lp, am, x, truncated = lp[lead:], am[lead:], x[lead:], True
+    Token convention (targets/base.py): a score covers tokens 2..n of the sequence; tokens the
+    server gave no log-prob (the first text token behind a BOS-adding llama.cpp echo, a prefix
+    that does not survive re-tokenization on the forced route) are left out, counted by the
+    caller. ``truncated`` means one thing only: the text was cut at the server's context."""
+    keep = np.zeros(len(x), dtype=bool)
+    keep[1:] = ~np.isnan(lp[1:])
     if last is not None:
-        lp, am, x = lp[-last:], am[-last:], x[-last:]
-    return TokenScores(token_ids=np.asarray(x, dtype=np.int64), logprobs=lp, is_argmax=am,
-                       truncated=truncated,
+        keep[: max(0, len(x) - last)] = False
+    idx = np.flatnonzero(keep)
+    lp, am = lp[idx], am[idx]
+    return TokenScores(token_ids=np.asarray(x, dtype=np.int64)[idx], logprobs=lp,
+                       is_argmax=am, truncated=bool(was_cut),
                        sampling_logprobs=lp.copy() if sampling is not None else None)
 
 
@@ -328,13 +393,11 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             prompt_logprobs=False, vocab_stats=False, argmax=False, generation=True,
             seeded_generation=False, kind="completions", tokenizer=tokenizer is not None,
             aligned="untested")
-        self._shift = 0
         self._adds_bos: bool | None = None
         #: most choices asked for in one request when the server honours ``n`` (several samples
         #: of the same prompt share one request)
         self.max_n = 16
         self._neutral: dict[str, Any] = {}
-        self._first_dist: dict[str, float] | None = None
         #: the server's context in tokens (None: unknown; texts are sent whole); ``context=``
         #: or the tokenizer folder's model config sets it
         self.max_length = int(getattr(tokenizer, "model_max_length", 0) or 0) or None
@@ -349,19 +412,18 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         if gen is None:
             raise LeakauditError(f"the endpoint {self.client.base_url} did not answer a "
                                  "completion request (see the warnings above)")
-        ans["greedy"] = greedy = _choice_text(gen)
-        # top log-probs: the largest k honoured (requests that fail are answered with k = 0)
+        ans["greedy"] = _choice_text(gen)
+        # top log-probs: the largest k honoured, up to 20 (requests that fail are answered with
+        # k = 0); a whole-vocabulary request is never made: nothing here reads one
         kmax = 0
-        vocab = len(self.tokenizer) if self.tokenizer is not None else 1000
-        for k in (vocab, 20, 5, 1):
+        for k in (20, 5, 1):
             if self.max_logprobs is not None and k > self.max_logprobs:
                 continue
             r = self._one({"prompt": PROBE_TEXT, "max_tokens": 1, "temperature": 0, "logprobs": k})
-            lp = (r or {}).get("choices", [{}])[0].get("logprobs") if r else None
-            top = (lp or {}).get("top_logprobs") or [None]
+            top = _echo_logprobs(r or {}).get("top_logprobs") or [None]
             # honoured if about k entries came back (tokens that decode to the same text, such
             # as byte pieces of one UTF-8 character, share one key, so a full answer is < k)
-            if top[0] and len(top[0]) >= min(k, 20) // 2:
+            if top[0] and len(top[0]) >= max(1, k // 2):
                 kmax = k if len(top[0]) >= k // 2 else len(top[0])
                 break
         ans["top_logprobs_max"] = kmax
@@ -380,12 +442,21 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         prompt_lp = bool(via)
         ans["echo_scored"] = n_scored
         ans["prompt_logprobs_via"] = via
-        # does the server put a start token before a prompt? (its prompt token count against
-        # the local tokenizer's; unknown without usage or a tokenizer)
-        used = (((vp if via == "prompt_logprobs" else echo) or {}).get("usage") or {}) \
-            .get("prompt_tokens")
-        if used is not None and self.tokenizer is not None:
-            self._adds_bos = int(used) == len(self.tokenize([PROBE_TEXT])[0]) + 1
+        # does the server put a start token before a prompt? Its own token ids when it has a
+        # tokenize route, else its prompt token count against the local tokenizer's
+        server_ids = self.server_tokenize(PROBE_TEXT)
+        ans["tokenize_route"] = server_ids is not None
+        if self.tokenizer is not None:
+            local = self.tokenize([PROBE_TEXT])[0]
+            used = _prompt_count(vp if via == "prompt_logprobs" else echo)
+            if server_ids is not None:
+                start = len(server_ids) - len(local)
+                if start not in (0, 1) or server_ids[start:] != local:
+                    raise tokenization_error(PROBE_TEXT, local=local, server_count=used,
+                                             server_ids=server_ids, start=max(0, start))
+                self._adds_bos = start == 1
+            elif used is not None:
+                self._adds_bos = used == len(local) + 1
         ans["adds_bos"] = self._adds_bos
         rn = self._one({"prompt": PROBE_TEXT, "max_tokens": 4, "temperature": 1.0, "n": 2,
                         "seed": 1})
@@ -425,7 +496,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         self.capabilities = ApiCapabilities(
             vocab_stats=False, generation=True, kind="completions",
             tokenizer=self.tokenizer is not None, aligned="untested", prompt_logprobs_via=via,
-            **caps)
+            tokenize_route=server_ids is not None, **caps)
         if via == "prompt_logprobs" and self.tokenizer is not None:
             self._check_alignment_ids(ans)
         elif prompt_lp and self.tokenizer is not None:
@@ -440,95 +511,94 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         return self.capabilities
 
     def _check_alignment(self, ans: dict[str, Any]) -> None:
-        """Compare the echoed log-prob of the probe's last token with the generation path's."""
-        V = len(self.tokenizer)
-        kmax = self.capabilities.top_logprobs_max
-        # the full distribution when the server gives it (realignment needs it), else 20 at most
-        k = V if kmax >= V else max(1, min(kmax, 20))
-        gen, _, probe_text, ids = self._alignment_probe(k)
+        """Which route reads prompt log-probs right on this server: the echoed value of the probe's
+        last token (by position) against the generation path's value of that token; where they
+        differ, the forced route (that token forced by its id), checked against the same value."""
+        want, head_ids, probe_text, ids = self._alignment_probe()
+        replace_caps: dict[str, Any] = {"aligned": "untested"}
         echo = None
-        if gen is not None:
+        if want is not None:
             echo = self._one({"prompt": probe_text, "max_tokens": 1, "temperature": 0,
-                              "logprobs": k, "echo": True})
-        replace_caps = {}
-        if echo is None or gen is None:
-            replace_caps["aligned"] = "untested"
-        else:
-            elp = echo["choices"][0]["logprobs"]
-            gtop = gen["choices"][0]["logprobs"]["top_logprobs"][0] or {}
-            toks = elp["tokens"][: len(ids)]
-            last = toks[-1] if toks else None
-            ans["echo_tokens"] = len(elp["tokens"]) - 1
-            if not _echo_matches(elp, len(ids), probe_text):
-                raise LeakauditError(
-                    f"the server tokenizes the probe text into {len(toks)} tokens, "
-                    f"the local tokenizer into {len(ids)}: the tokenizer does not match the "
-                    "served model")
-            want = gtop.get(last)
-            tlp = elp["token_logprobs"]
-            ans["align"] = {"generated": want, "echo_last": tlp[len(ids) - 1],
-                            "echo_prev": tlp[len(ids) - 2]}
-            if want is None:
-                replace_caps["aligned"] = "untested"
-                self.warnings.append("alignment not checked: the probe's last token is not in "
-                                     "the server's top log-probs")
-            elif tlp[len(ids) - 1] is not None and abs(tlp[len(ids) - 1] - want) <= ALIGN_TOL:
+                              "logprobs": 1, "echo": True})
+        if echo is not None:
+            self._check_count(probe_text, ids, echo)
+            (got,), _ = _positional(echo, [len(ids) - 1])
+            forced = None
+            if got is None or abs(got - want) > ALIGN_TOL:
+                forced = self._forced_check(head_ids, ids[-1], want)
+            ans["align"] = {"generated": want, "echo_last": got, "forced": forced}
+            if got is not None and abs(got - want) <= ALIGN_TOL:
                 replace_caps["aligned"] = "ok"
+            elif forced is not None and abs(forced - want) <= ALIGN_TOL:
+                replace_caps.update(aligned="ok", prompt_logprobs_via="forced")
+                self.warnings.append(
+                    "the server's echoed log-probs do not describe the tokens they are reported "
+                    f"with (echo {got} vs generation {want:.4f} for the probe's last token; a "
+                    "llama.cpp server whose model adds no BOS reports log p(token i | tokens "
+                    "1..i)): each token is scored by its own request, the token forced by its id")
             else:
-                # reported one position late? then position i's top log-probs hold the
-                # distribution that predicts token i + 1
-                prev_top = (elp["top_logprobs"][len(ids) - 2] or {})
-                if last in prev_top and abs(prev_top[last] - want) <= ALIGN_TOL and \
-                        self.capabilities.top_logprobs_max >= len(self.tokenizer):
-                    replace_caps["aligned"] = "realigned"
-                    self._shift = 1
-                    self.warnings.append(
-                        "the server reports each prompt token's log-prob one position late "
-                        "(a llama.cpp server with a model that adds no BOS token); scores are "
-                        "realigned from the full top log-probs (one large request per text)")
-                else:
-                    replace_caps["aligned"] = "misaligned"
-                    replace_caps["prompt_logprobs"] = False
-                    replace_caps["argmax"] = False
-                    self.warnings.append(
-                        "the server's echoed log-probs do not line up with the tokens they "
-                        f"score (echo {tlp[len(ids) - 1]} vs generation {want:.4f} for the "
-                        "probe's last token) and cannot be realigned: prompt log-prob attacks "
-                        "are refused")
-        first = None
-        if replace_caps.get("aligned") == "ok":  # a realigned server has no BOS to condition on
-            first = self._first_token_logprob_dist()
-        replace_caps["first_token_logprob"] = first is not None
-        self._first_dist = first
-        if first is None and replace_caps.get("aligned") in ("ok", "realigned"):
-            self.warnings.append("the server gives no log-prob for the first prompt token and "
-                                 "no unconditional next-token distribution: the first token of "
-                                 "every text is left out (its other tokens are scored)")
+                replace_caps.update(aligned="misaligned", prompt_logprobs=False, argmax=False)
+                self.warnings.append(
+                    "the server's echoed log-probs do not line up with the tokens they score "
+                    f"(echo {got} vs generation {want:.4f} for the probe's last token) and a "
+                    "forced token is not scored alike either: prompt log-prob attacks are refused")
+        ans["prompt_logprobs_via"] = replace_caps.get("prompt_logprobs_via",
+                                                      self.capabilities.prompt_logprobs_via)
+        self._first_token_note(replace_caps)
         self.capabilities = ApiCapabilities(**{**self.capabilities.to_dict(), **replace_caps})
 
-    def _alignment_probe(self, k: int):
-        """The known answer both alignment checks compare with: the server's own next-token
-        log-probs (top ``k``) after the probe text without its last token (``head``), and the
-        probe text ``head`` + the likeliest of those tokens that tokenizes as one token after it
-        (so a check works with a single top log-prob). Returns (generation response or None,
-        its top log-probs, probe text, its token ids)."""
+    def _forced_check(self, head_ids: list[int], greedy: int, want: float) -> float | None:
+        """The value the forced route gives the greedy token after ``head_ids`` (it must equal
+        the generation path's ``want``), or None when the server does not honour ``logit_bias``
+        by token id: forcing another token must then generate something else, scored lower."""
+        # an ordinary word's first token (a special one may end generation: no log-prob back)
+        other = next(x[0] for x in self.tokenize([" the", " and"]) if x and x[0] != greedy)
+        got = self._post_forced([(head_ids, greedy), (head_ids, other)])
+        if any(isinstance(r, ApiFailure) for r in got):
+            return None
+        (v,), _ = _positional(got[0], [0])
+        (w,), _ = _positional(got[1], [0])
+        honoured = w is not None and w < want - ALIGN_TOL and \
+            _choice_text(got[1]) != _choice_text(got[0])
+        return v if honoured else None
+
+    def _first_token_note(self, replace_caps: dict[str, Any], first: bool = False) -> None:
+        """Record whether the first text token gets a log-prob: never on a BOS-adding server's
+        echo (llama.cpp nulls it), always on the forced route (it is context only there)."""
+        via = replace_caps.get("prompt_logprobs_via", self.capabilities.prompt_logprobs_via)
+        replace_caps["first_token_logprob"] = first or not self._adds_bos
+        if self._adds_bos and not first and via == "echo" and \
+                replace_caps.get("aligned") == "ok":
+            self.warnings.append("the server adds a start token but gives the first text token "
+                                 "no log-prob: that token of every text is left out (its other "
+                                 "tokens are scored)")
+
+    def _alignment_probe(self):
+        """The known answer both alignment checks compare with: the server's own log-prob of its
+        greedy next token after the probe text without its last token (``head``), read by
+        position from the generation path. Returns (that value or None, head's ids, probe text
+        ``head`` + that token, its ids); the value is None when the greedy token does not
+        tokenize as one token after ``head`` (the check is then not made)."""
         ids = self.tokenize([PROBE_TEXT])[0]
-        head = self.decode(ids[:-1])
-        gen = self._one({"prompt": head, "max_tokens": 1, "temperature": 0, "logprobs": k})
-        gtop0 = ((((gen or {}).get("choices") or [{}])[0].get("logprobs") or {})
-                 .get("top_logprobs") or [None])[0]
-        for cand, _ in sorted((gtop0 or {}).items(), key=lambda kv: -kv[1]):
-            t = self.tokenize([head + cand])[0]
-            if cand and t[:-1] == ids[:-1] and len(t) == len(ids):
-                return gen, gtop0, head + cand, t
-        return gen, gtop0, PROBE_TEXT, ids
+        head_ids = ids[:-1]
+        head = self.decode(head_ids)
+        gen = self._one({"prompt": head, "max_tokens": 1, "temperature": 0, "logprobs": 1,
+                         **self._neutral})
+        if gen is None:
+            return None, head_ids, PROBE_TEXT, ids
+        (want,), _ = _positional(gen, [0])
+        t = self.tokenize([head + _choice_text(gen)])[0]
+        if want is None or len(t) != len(ids) or t[:-1] != head_ids:
+            self.warnings.append("alignment not checked: the server's greedy token after the "
+                                 "probe does not tokenize as one token")
+            return None, head_ids, PROBE_TEXT, ids
+        return want, head_ids, head + _choice_text(gen), t
 
     def _check_alignment_ids(self, ans: dict[str, Any]) -> None:
         """The alignment check for vLLM's ``prompt_logprobs``: the log-prob reported for the probe's
         last token (keyed by its id) against the generation path's after the rest of the probe;
         the server's token ids must be the local tokenizer's."""
-        gen, gtop0, probe_text, ids = self._alignment_probe(
-            max(1, min(self.capabilities.top_logprobs_max, 20)))
+        want, _, probe_text, ids = self._alignment_probe()
         got = self._one({"prompt": probe_text, "max_tokens": 1, "temperature": 0,
                          "prompt_logprobs": 1})
         plist = _prompt_logprobs(got)
@@ -546,11 +616,10 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             self._adds_bos = off == 1
             ans["adds_bos"] = self._adds_bos
             last = _plp_entry(plist[-1], ids[-1])
-            want = (gtop0 or {}).get(self.decode(ids[-1:]))
             ans["align"] = {"generated": want, "prompt_logprob_last": last and last[0]}
             if last is None or want is None:
-                self.warnings.append("alignment not checked: the probe's last token is not in "
-                                     "the server's top log-probs")
+                self.warnings.append("alignment not checked: the probe's last token has no "
+                                     "prompt log-prob or no generated value")
             elif abs(last[0] - want) <= ALIGN_TOL:
                 aligned = "ok"
             else:
@@ -559,26 +628,31 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                     "the server's prompt log-probs do not line up with the tokens they score "
                     f"({last[0]:.4f} vs generation {want:.4f} for the probe's last token): "
                     "prompt log-prob attacks are refused")
-        if not first and aligned == "ok":
-            self.warnings.append("the server gives no log-prob for the first prompt token: the "
-                                 "first token of every text is left out (its other tokens are "
-                                 "scored)")
-        bad = aligned == "misaligned"
-        self.capabilities = ApiCapabilities(**{
-            **self.capabilities.to_dict(), "aligned": aligned, "first_token_logprob": first,
-            **({"prompt_logprobs": False, "argmax": False} if bad else {})})
+        caps = {"aligned": aligned}
+        if aligned == "misaligned":
+            caps.update(prompt_logprobs=False, argmax=False)
+        self._first_token_note(caps, first=first)
+        self.capabilities = ApiCapabilities(**{**self.capabilities.to_dict(), **caps})
 
-    def _first_token_logprob_dist(self) -> dict[str, float] | None:
-        """log p(first token | BOS) for every token: the generation distribution after an empty
-        prompt, when the server returns all of it."""
-        V = len(self.tokenizer)
-        if self.capabilities.top_logprobs_max < V:
-            return None
-        r = self._one({"prompt": "", "max_tokens": 1, "temperature": 0, "logprobs": V})
-        if r is None:
-            return None
-        top = ((r["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None])[0]
-        return dict(top) if top else None
+    def _check_count(self, text: str, local: list[int], resp: dict[str, Any]) -> None:
+        """Raise unless the server counted ``text``'s prompt tokens as the local tokenizer does
+        (plus the start token it adds); the error names both sides' counts, and the first
+        differing id when the server has a tokenize route. Token strings are not compared: some
+        tokens echo as "" (a byte of a UTF-8 character) and distinct tokens share strings."""
+        start = int(bool(self._adds_bos))
+        used = _prompt_count(resp)
+        if used is None or used == len(local) + start:
+            return
+        raise tokenization_error(text, local=local, server_count=used,
+                                 server_ids=self.server_tokenize(text), start=start)
+
+    @property
+    def start_ids(self) -> list[int]:
+        """The local tokenizer's default start tokens: a document is the same token sequence as
+        in-process (the token convention), whatever the server adds itself."""
+        if not hasattr(self, "_start_ids"):
+            self._start_ids = tokenizer_start_ids(self.tokenizer) if self.tokenizer is not None else []
+        return list(self._start_ids)
 
     @property
     def bos_id(self) -> int:
@@ -626,30 +700,81 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         if caps.prompt_logprobs_via == "prompt_logprobs":
             return self._score_prompt_logprobs(seqs, texts, cut, last=last, sampling=sampling,
                                                progress=progress)
-        k = len(self.tokenizer) if self._shift else 1
-        resps = self._post_texts(seqs, texts, {"logprobs": k, "echo": True}, progress)
-        second: list[Any] = [None] * len(seqs)
-        if self._shift:
-            # realigned: the distribution that scores token 1 sits at the echo's position 0,
-            # which llama.cpp reports as null; ask for it by generating after token 0
-            # (a first token that decodes to no text, a byte of a UTF-8 character, cannot be
-            # sent alone; a failed request is counted and reported: token 1 is then left out)
-            idx = [i for i, x in enumerate(seqs) if len(x) >= 2 and self.decode(x[:1])]
-            got = self._post([{"prompt": self.decode(seqs[i][:1]), "max_tokens": 1,
-                               "temperature": 0, "logprobs": k} for i in idx])
-            for i, g in zip(idx, got):
-                second[i] = None if isinstance(g, ApiFailure) else g
+        if caps.prompt_logprobs_via == "forced":
+            return self._score_forced(seqs, cut, last=last, sampling=sampling, progress=progress)
+        resps = self._post_texts(seqs, texts, {"logprobs": 1, "echo": True}, progress)
         self._raise_failed(resps)
         out = []
-        for x, text, r, g, was_cut in zip(seqs, texts, resps, second, cut):
+        for x, text, r, was_cut in zip(seqs, texts, resps, cut):
             lp, am = self._parse_echo(x, text, r)
-            if g is not None and len(x) >= 2:
-                d = ((g["choices"][0].get("logprobs") or {}).get("top_logprobs") or [None])[0]
-                t1 = r["choices"][0]["logprobs"]["tokens"][1]
-                v = None if not d else d.get(t1, d.get(t1.lstrip(" ")))
-                if v is not None:
-                    lp[1], am[1] = v, v >= max(d.values()) - 1e-6
             out.append(_token_scores(x, lp, am, was_cut, last=last, sampling=sampling))
+        self._note_unscored(seqs, out, last)
+        return out
+
+    def _core(self, ids: list[int]) -> tuple[int, list[int]]:
+        """(offset, ids the prompt text stands for): a leading start token the server adds
+        itself is not part of the text sent."""
+        o = int(bool(ids) and bool(self._adds_bos) and ids[0] == self.bos_id)
+        return o, ids[o:]
+
+    def _note_unscored(self, seqs, out: list[TokenScores], last: int | None) -> None:
+        """Log how many tokens the server gave no log-prob (beyond each text's first token,
+        which the token convention leaves out)."""
+        want = sum(max(0, min(len(x) - 1, last if last is not None else len(x))) for x in seqs)
+        got = sum(len(s) for s in out)
+        if got < want:
+            self.log(f"warning: {want - got} of {want} tokens got no log-prob from the server and "
+                     "are left out of the scores (see the capability warnings)")
+
+    def _post_forced(self, pairs: Sequence[tuple[list[int], int]],
+                     progress: Progress | None = None) -> list[Any]:
+        """One request per (prefix ids, token id): the prefix as text, one generated token
+        forced by ``logit_bias`` on the token's id (the log-prob the server reports for it is
+        the model's, read by position: biases act on sampling, not on reported log-probs)."""
+        payloads = [{"prompt": self.decode(self._core(p)[1]), "max_tokens": 1, "temperature": 0,
+                     "logprobs": 1, "logit_bias": {str(int(t)): FORCE_BIAS}, **self._neutral}
+                    for p, t in pairs]
+        return self._post(payloads, progress=progress)
+
+    def _score_forced(self, seqs, cut, *, last, sampling, progress):
+        """Scores from one forced-token request per scored token (the route for a server whose
+        echo is misaligned). A prefix whose text does not re-tokenize to its own ids cannot be
+        sent as a prompt (e.g. "\\n" "\\n" before "##" merges into "\\n\\n"): that token is left
+        out and counted."""
+        jobs: list[tuple[int, int]] = []
+        for s, x in enumerate(seqs):
+            lo = 1 if last is None else max(1, len(x) - last)
+            jobs += [(s, j) for j in range(lo, len(x)) if self._core(x[:j])[1]]
+        cores = [self._core(seqs[s][:j])[1] for s, j in jobs]
+        again = self.tokenize([self.decode(c) for c in cores]) if cores else []
+        jobs = [jc for jc, c, a in zip(jobs, cores, again) if c == a]
+        bounds = np.cumsum(np.bincount([s for s, _ in jobs], minlength=len(seqs)))
+        done, texts_done = [0], [0]
+
+        def tick(k: int) -> None:  # progress counts texts: one is done with its last request
+            done[0] += k
+            while texts_done[0] < len(seqs) and bounds[texts_done[0]] <= done[0]:
+                texts_done[0] += 1
+                progress(1)
+
+        resps = self._post_forced([(seqs[s][:j], seqs[s][j]) for s, j in jobs],
+                                  progress=tick if progress is not None else None)
+        self._raise_failed(resps)
+        lps = [np.full(len(x), np.nan, dtype=np.float32) for x in seqs]
+        ams = [np.zeros(len(x), dtype=bool) for x in seqs]
+        for (s, j), r in zip(jobs, resps):
+            self._check_count(self.decode(self._core(seqs[s][:j])[1]), self._core(seqs[s][:j])[1],
+                              r)
+            (v,), (a,) = _positional(r, [0])
+            if v is not None:
+                lps[s][j], ams[s][j] = v, a
+        out = [_token_scores(x, lp, am, c, last=last, sampling=sampling)
+               for x, lp, am, c in zip(seqs, lps, ams, cut)]
+        if progress is not None:
+            while texts_done[0] < len(seqs):
+                texts_done[0] += 1
+                progress(1)
+        self._note_unscored(seqs, out, last)
         return out
 
     def _post_texts(self, seqs, texts, fields: dict[str, Any], progress) -> list[Any]:
@@ -657,7 +782,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         log-probs); None for an empty one. An empty text has no token to score and is not sent:
         llama-cpp-python answers an echoed empty prompt whose one generated token is the end
         token with HTTP 500 (its echo strips the start token, then indexes an empty list)."""
-        send = [i for i, x in enumerate(seqs) if x]
+        send = [i for i, t in enumerate(texts) if t]
         got = self._post([{"prompt": texts[i], "max_tokens": 1, "temperature": 0, **fields}
                           for i in send], progress=progress)
         resps: list[Any] = [None] * len(seqs)
@@ -709,37 +834,27 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             out.append(_token_scores(x, lp, am, was_cut, last=last, sampling=sampling))
         return out
 
-    def _parse_echo(self, ids: list[int], text: str, resp: dict[str, Any]):
+    def _parse_echo(self, ids: list[int], text: str, resp: dict[str, Any] | None):
+        """(log-probs, is_argmax) of ``ids`` from an echo of ``text``, read by position: entry i
+        of ``token_logprobs`` describes text token i (what follows the text is generated). The
+        server must have counted the text's tokens as the local tokenizer does
+        (:meth:`_check_count`); token strings are never read. NaN where the server gives none."""
         n = len(ids)
         lp = np.full(n, np.nan, dtype=np.float32)
         am = np.zeros(n, dtype=bool)
-        if n == 0:
+        o, core = self._core(ids)
+        if not core or resp is None:
             return lp, am
-        L = resp["choices"][0]["logprobs"]
-        toks, tlp, top = L["tokens"], L["token_logprobs"], L["top_logprobs"]
-        if not _echo_matches(L, n, text):
+        self._check_count(text, core, resp)
+        L = _echo_logprobs(resp)
+        if len(L.get("token_logprobs") or []) < len(core):
             raise LeakauditError(
-                f"the server tokenized a text into {len(toks) - 1} tokens where the local "
-                f"tokenizer has {n} (text starting {text[:30]!r}): the tokenizer does not match "
-                "the served model, or the text does not survive decoding")
-        for i in range(n):
-            if self._shift:
-                # position i's distribution is reported with token i - 1's entry
-                d = top[i - 1] if i >= 1 else None
-                # the dict's keys were detokenized after one token fewer (llama.cpp drops a
-                # leading space right after the start), so try the string without it too
-                v = None if d is None else d.get(toks[i], d.get(toks[i].lstrip(" ")))
-                best = None if d is None else max(d.values())
-            else:
-                v = tlp[i]
-                d = top[i]
-                best = None if not d else max(d.values())
-            if i == 0 and v is None and self._first_dist is not None:
-                v = self._first_dist.get(toks[0])
-                best = max(self._first_dist.values())
+                f"the server echoed {len(L.get('token_logprobs') or [])} log-probs for a text of "
+                f"{len(core)} tokens (text starting {text[:30]!r}); the echo is incomplete")
+        vals, arg = _positional(resp, range(len(core)))
+        for i, (v, a) in enumerate(zip(vals, arg)):
             if v is not None:
-                lp[i] = v
-                am[i] = best is not None and v >= best - 1e-6
+                lp[o + i], am[o + i] = v, a
         return lp, am
 
     # ------------------------------------------------------------------ sampling
@@ -757,8 +872,8 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         ``meta["is_argmax"]`` hold the model's log-prob of each new token (given the prompt and
         the tokens before it) and whether it was the greedy choice. A failed request yields
         Generations with no new tokens and ``meta["failed"]`` (counted in the request summary).
-        A server stops at EOS, so a sample may be shorter than ``max_new_tokens``
-        (``meta["truncated"]``)."""
+        A server stops at EOS, so a sample may be shorter than ``max_new_tokens``;
+        ``meta["truncated"]`` says the server's context capped it (it stopped for length)."""
         caps = self.capabilities
         if sampling.decay is not None:
             raise CapabilityError("a decaying temperature needs a logits processor; the API has "
@@ -826,8 +941,11 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                     core = p[1:] if p and p[0] == self.bos_id else p  # decode dropped BOS
                     new = full[len(core):] if full[: len(core)] == core else \
                         self.tokenize([comp])[0]
+                # capped by the context only when the server stopped for length short of
+                # max_new_tokens (an end token, "stop", is the model's own choice)
                 meta = {"finish_reason": c.get("finish_reason"),
-                        "truncated": len(new) < sampling.max_new_tokens}
+                        "truncated": c.get("finish_reason") == "length"
+                        and len(new) < sampling.max_new_tokens}
                 if lps is not None:  # ids_exact: new_ids are the scored tokens themselves
                     meta.update(logprobs=lps, is_argmax=am, ids_exact=len(lps) == len(new))
                 out[i] = Generation(prompt_ids=p, new_ids=new, text=t + comp, prompt_text=t,

@@ -37,11 +37,14 @@ class DPConfig:
 
 
 def train_classifier_dp(x: np.ndarray, y: np.ndarray, spec: MLPSpec, config: TrainConfig,
-                        dp: DPConfig):
+                        dp: DPConfig, *, on_optimizer=None):
     """Train an MLP with DP-SGD (SGD optimizer with ``config.lr``; Poisson batches of expected
     size ``config.batch_size``). Returns ``(module, record)``; ``record["epsilon"]`` is the ε spent
     at ``dp.delta``. Deterministic for a given ``config.seed`` on CPU (the noise comes from a
-    seeded generator; Opacus' secure RNG is off — fine for auditing, not for deployment)."""
+    seeded generator; Opacus' secure RNG is off — fine for auditing, not for deployment).
+    ``on_optimizer(optimizer, q)``, if given, is called once with Opacus' ``DPOptimizer`` and the
+    sampling rate before the first step (a white-box auditor's tap:
+    :func:`leakaudit.training.dp_steps.tap_dp_optimizer`)."""
     try:
         import torch
         from opacus import PrivacyEngine
@@ -62,10 +65,10 @@ def train_classifier_dp(x: np.ndarray, y: np.ndarray, spec: MLPSpec, config: Tra
         # the full-backward-hook note fires because inputs do not require gradients.
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        return _train(torch, PrivacyEngine, model, x, y, spec, config, dp)
+        return _train(torch, PrivacyEngine, model, x, y, spec, config, dp, on_optimizer)
 
 
-def _train(torch, PrivacyEngine, model, x, y, spec, config, dp):
+def _train(torch, PrivacyEngine, model, x, y, spec, config, dp, on_optimizer=None):
     gen = torch.Generator().manual_seed(config.seed)
     ds = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
     loader = torch.utils.data.DataLoader(ds, batch_size=config.batch_size, shuffle=True, generator=gen)
@@ -76,6 +79,8 @@ def _train(torch, PrivacyEngine, model, x, y, spec, config, dp):
                                              noise_multiplier=dp.noise_multiplier,
                                              max_grad_norm=dp.max_grad_norm, poisson_sampling=True,
                                              noise_generator=torch.Generator().manual_seed(config.seed + 1))
+    if on_optimizer is not None:
+        on_optimizer(opt, float(loader.sample_rate))
     t0 = time.time()
     steps = 0
     last = float("nan")

@@ -50,6 +50,10 @@ they give. The hooks change what is done or what is reported without touching th
   diverges; use it with ``noise_multiplier_used`` for "no clipping, small noise").
 - ``on_step(step, optimizer)``: called after every optimizer step (for logging or further
   sabotage).
+- ``on_optimizer(optimizer, q)``: called once with Opacus' ``DPOptimizer`` and the true sampling
+  rate before the first step;
+  a white-box auditor attaches its gradient canaries there
+  (:func:`leakaudit.training.dp_steps.tap_dp_optimizer`, ``clipping="flat"``).
 
 The record lists the hooks that were set under ``"hooks"`` (so a run is never mistaken for an
 honest one when its record is read by a person); an auditor under test should be given only the
@@ -101,12 +105,13 @@ class DPHooks:
     sample_rate_reported: Callable[[float], float] | None = None
     max_grad_norm_used: Callable[[float], float] | None = None
     on_step: Callable[[int, Any], None] | None = None
+    on_optimizer: Callable[[Any, float], None] | None = None
 
     def names(self) -> list[str]:
         return [k for k, v in (("noise_multiplier_used", self.noise_multiplier_used),
                                ("sample_rate_reported", self.sample_rate_reported),
                                ("max_grad_norm_used", self.max_grad_norm_used),
-                               ("on_step", self.on_step)) if v is not None]
+                               ("on_step", self.on_step), ("on_optimizer", self.on_optimizer)) if v is not None]
 
 
 def _accountant(name: str):
@@ -315,6 +320,8 @@ def train_causal_lm_dp(
             gm, dpopt, dploader = made
             dpcrit = None
         q_opacus = float(dploader.sample_rate)
+        if hooks.on_optimizer is not None:
+            hooks.on_optimizer(dpopt, q_opacus)
         if abs(q_opacus - q_true) > 1e-12:  # pragma: no cover - Opacus changed its rule
             raise RuntimeError(f"Opacus sampled at q={q_opacus}, expected {q_true}")
         sched = torch.optim.lr_scheduler.LambdaLR(

