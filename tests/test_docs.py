@@ -255,3 +255,16 @@ def test_docs_have_command_lines():
                          ids=[f"{w}:{a[:40]}" for w, a in _all_command_lines()])
 def test_command_lines_are_valid_spellings(where, args):
     assert check_command(args) is None, f"{where}: `leakaudit {args}`: {check_command(args)}"
+
+
+# ---------------------------------------------------------------- the README
+
+
+def test_readme_is_a_short_front_door():
+    """At most 150 lines, with the exact test command .ci/run runs, and links into the docs."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 150
+    test_cmd = "bash scripts/setup.sh --test && .venv/bin/python -m pytest"
+    assert test_cmd in readme and test_cmd in ci
+    assert len([link for link in _links(ROOT / "README.md") if link.startswith("docs/")]) >= 10
