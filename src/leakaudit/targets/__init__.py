@@ -67,6 +67,9 @@ register_backend("gguf", "leakaudit.targets.hf:load_gguf", help="a GGUF file", e
                  needs=("gguf",))
 register_backend("sisa", "leakaudit.defenses.unlearning:load_sisa",
                  help="a SISA ensemble folder written by leakaudit unlearn (sisa.json, shard-K/)")
+register_backend("peft", "leakaudit.targets.peft:load_peft",  # issue 28: found by check_spec
+                 help="a PEFT (LoRA) adapter folder: adapter_config.json names the base model",
+                 extra="finetune", needs=("peft",))
 register_backend("openai-completions", "leakaudit.targets.openai_api:load_openai_completions",
                  help="an OpenAI-compatible /v1/completions endpoint: URL[#model=..&tokenizer=.."
                       "&api_key_env=VAR]", extra="api", needs=("httpx", "tenacity"))
@@ -119,6 +122,15 @@ def check_spec(spec: str | os.PathLike, *, allow_download: bool = False) -> tupl
     """Everything about a spec that can be checked without loading it: the scheme exists, a
     local path exists, a hub name is allowed. Cheap (no torch import); raises InputError."""
     scheme, rest = parse_spec(spec)
+    # --- issue 28 hook: a PEFT adapter folder (adapter_config.json, no config.json) given as
+    # hf:DIR or a bare path loads as base + adapter (targets/peft.py); the registry takes it over.
+    if scheme == "hf":
+        from leakaudit.targets.peft import check_adapter, is_adapter_dir
+
+        if is_adapter_dir(rest):
+            check_adapter(rest, allow_download=allow_download)
+            return "peft", rest
+    # --- end of the issue 28 hook
     if scheme in ("hf", "gguf"):
         from leakaudit.targets.hf import resolve_local
 

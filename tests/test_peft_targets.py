@@ -1,0 +1,186 @@
+"""PEFT adapter folders as targets (issue 28): a LoRA adapter saved by peft itself loads by its
+folder, scores exactly as peft's own forward pass, equals its merged form, and is fingerprinted
+with its base; the base is the default reference of the reference-based audits."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("peft")
+
+TEXTS = ["Patient John Doe, DOB 1970-01-01, presented with a mild cough and fever.",
+         "Order 5521 shipped to 42 Main Street; call 555-201-7788 with questions."]
+
+
+def _lora(base_dir: Path, out: Path, *, seed: int = 0, base_name: str | None = None) -> Path:
+    """A LoRA adapter with non-zero B (so it changes the outputs), saved by peft itself."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir))
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True,
+                     lora_dropout=0.0)
+    m = get_peft_model(base, cfg)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    if base_name is not None:
+        m.peft_config["default"].base_model_name_or_path = base_name
+    m.save_pretrained(str(out))
+    return out
+
+
+def _peft_forward_logprobs(base_dir: Path, adapter: Path, text: str) -> np.ndarray:
+    """peft's own forward pass: log p(token_t | tokens_<t) of the text as the tokenizer encodes
+    it, every token after the first."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(base_dir))
+    m = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base_dir)), str(adapter)).eval()
+    ids = torch.tensor([tok(text)["input_ids"]])
+    with torch.no_grad():
+        lp = torch.log_softmax(m(input_ids=ids).logits[0, :-1].float(), -1)
+    return lp.gather(1, ids[0, 1:, None])[:, 0].numpy()
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_model_dir, tmp_path_factory):
+    return _lora(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "lora")
+
+
+def test_adapter_folder_loads_and_scores_as_peft(adapter, tiny_model_dir):
+    from leakaudit.targets import check_spec, load_target
+    from leakaudit.targets.peft import PeftCausalLM
+
+    assert check_spec(f"hf:{adapter}") == ("peft", str(adapter))
+    assert check_spec(adapter)[0] == "peft"
+    t = load_target(f"hf:{adapter}")
+    assert isinstance(t, PeftCausalLM)
+    assert Path(t.base_spec) == tiny_model_dir
+    for text in TEXTS:
+        got = t.score_ids(t.document_ids([text]))[0].logprobs
+        want = _peft_forward_logprobs(tiny_model_dir, adapter, text)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    # negative control: the adapter changes the scores (the base alone scores differently)
+    base = load_target(tiny_model_dir)
+    ids = t.tokenize(TEXTS[:1])
+    diff = np.abs(base.score_ids(ids)[0].logprobs - t.score_ids(ids)[0].logprobs).max()
+    assert diff > 1e-2
+
+
+def test_merged_and_unmerged_score_equal(adapter, tiny_model_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from leakaudit.targets import load_target
+
+    merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)),
+                                       str(adapter)).merge_and_unload()
+    merged.save_pretrained(str(tmp_path / "merged"))
+    AutoTokenizer.from_pretrained(str(tiny_model_dir)).save_pretrained(str(tmp_path / "merged"))
+    a, b = load_target(adapter), load_target(tmp_path / "merged")
+    ids = a.tokenize(TEXTS)
+    for x, y in zip(a.score_ids(ids), b.score_ids(ids)):
+        np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-4)
+    # greedy generation agrees too (the adapter is active while generating)
+    from leakaudit.targets.base import SamplingConfig
+
+    s = SamplingConfig(greedy=True, max_new_tokens=8)
+    ga = a.generate_ids([ids[0][:3]], s, seed=0)[0].new_ids
+    gb = b.generate_ids([ids[0][:3]], s, seed=0)[0].new_ids
+    assert ga == gb
+
+
+def test_fingerprint_covers_adapter_and_base(adapter, tiny_model_dir, tmp_path):
+    from leakaudit.targets import load_target
+
+    f1 = load_target(adapter).fingerprint()
+    assert load_target(adapter).fingerprint() == f1  # content, not load order
+    other = _lora(tiny_model_dir, tmp_path / "other", seed=1)
+    assert load_target(other).fingerprint() != f1  # another adapter on the same base
+    # the same adapter bytes elsewhere, naming the same base: the same fingerprint
+    shutil.copytree(adapter, tmp_path / "copy")
+    assert load_target(tmp_path / "copy").fingerprint() == f1
+    # the same adapter on another base: a different fingerprint
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    m = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    with torch.no_grad():
+        m.transformer.ln_f.weight.add_(0.1)
+    m.save_pretrained(str(tmp_path / "base2"))
+    AutoTokenizer.from_pretrained(str(tiny_model_dir)).save_pretrained(str(tmp_path / "base2"))
+    shutil.copytree(adapter, tmp_path / "rebased")
+    cfg = json.loads((tmp_path / "rebased" / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(tmp_path / "base2")
+    (tmp_path / "rebased" / "adapter_config.json").write_text(json.dumps(cfg))
+    assert load_target(tmp_path / "rebased").fingerprint() != f1
+
+
+def test_relative_base_resolves_against_adapter_folder(tiny_model_dir, tmp_path):
+    from leakaudit.targets import load_target
+
+    shutil.copytree(tiny_model_dir, tmp_path / "base")
+    _lora(tmp_path / "base", tmp_path / "ad", base_name="../base")
+    t = load_target(tmp_path / "ad")
+    assert Path(t.base_spec.split(":", 1)[1]) == (tmp_path / "base").resolve()
+
+
+def test_bad_adapter_folders(tiny_model_dir, adapter, tmp_path):
+    from leakaudit.errors import InputError
+    from leakaudit.targets import check_spec
+
+    bad = tmp_path / "nobase"
+    shutil.copytree(adapter, bad)
+    cfg = json.loads((bad / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(tmp_path / "does-not-exist")
+    (bad / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match="base model.*not found"):
+        check_spec(bad)
+    cfg["base_model_name_or_path"] = "some-org/some-model-not-cached"
+    (bad / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match="offline"):
+        check_spec(bad)  # a hub base is never fetched unless allowed
+    cfg.pop("base_model_name_or_path")
+    (bad / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match="names no base model"):
+        check_spec(bad)
+    pick = tmp_path / "pickle"
+    pick.mkdir()
+    shutil.copy(adapter / "adapter_config.json", pick)
+    (pick / "adapter_model.bin").write_bytes(b"\x80\x04")
+    with pytest.raises(InputError, match="pickle"):
+        check_spec(pick)
+    trunc = tmp_path / "trunc"
+    shutil.copytree(adapter, trunc)
+    w = trunc / "adapter_model.safetensors"
+    w.write_bytes(w.read_bytes()[:-10])
+    with pytest.raises(InputError, match="truncated"):
+        check_spec(trunc)
+
+
+def test_base_spec_and_default_reference(adapter, tiny_model_dir, tmp_path):
+    from leakaudit.targets import load_target
+    from leakaudit.targets.peft import base_spec, default_reference, references_or_base
+
+    t = load_target(adapter)
+    assert base_spec(t) == str(tiny_model_dir)
+    ref = default_reference(t)
+    assert ref.fingerprint() == load_target(tiny_model_dir).fingerprint()
+    refs, source = references_or_base(t, {})
+    assert list(refs) == ["base"] and source == "adapter base"
+    given = {"mine": ref}
+    assert references_or_base(t, given) == (given, "given")  # an explicit reference wins
+    # negative control: a plain model has no known base
+    plain = load_target(tiny_model_dir)
+    assert base_spec(plain) is None and references_or_base(plain, {}) == ({}, None)
