@@ -184,3 +184,59 @@ def test_base_spec_and_default_reference(adapter, tiny_model_dir, tmp_path):
     # negative control: a plain model has no known base
     plain = load_target(tiny_model_dir)
     assert base_spec(plain) is None and references_or_base(plain, {}) == ({}, None)
+
+
+def _read_run(out: Path) -> dict:
+    for line in (out / "report.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r.get("entry_type") in ("run", "start_run setup", "run_record") or "reference_source" in r:
+            return r
+    raise AssertionError("no run record")
+
+
+def test_membership_uses_the_base_by_default_and_records_it(adapter, tiny_model_dir, tmp_path):
+    """The adapter's base is the reference of the ratio attack unless one is given; the run
+    record says which (``reference_source``)."""
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    mem, non = tmp_path / "m.txt", tmp_path / "n.txt"
+    mem.write_text("\n".join(f"member record {i}: patient {i} took {i * 3} mg" for i in range(6)) + "\n")
+    non.write_text("\n".join(f"other record {i}: order {i} shipped to {i} Main St" for i in range(6)) + "\n")
+    runs = {}
+    for label, extra in (("default", []), ("given", ["--reference", str(tiny_model_dir)]),
+                         ("plain", [])):
+        model = str(tiny_model_dir) if label == "plain" else str(adapter)
+        out = tmp_path / label
+        res = CliRunner().invoke(app, ["membership", "--model", model, "--members", str(mem),
+                                       "--nonmembers", str(non), "--out", str(out), *extra])
+        assert res.exit_code == 0, res.output
+        runs[label] = _read_run(out)
+    assert runs["default"]["reference_source"] == "adapter base"
+    assert "base" in runs["default"]["models"]
+    assert runs["default"]["models"]["base"]["fingerprint"] == runs["plain"]["models"]["target"]["fingerprint"]
+    assert runs["given"]["reference_source"] == "given" and "base" not in runs["given"]["models"]
+    assert runs["plain"]["reference_source"] is None  # negative control: no base known
+
+
+def test_extraction_and_memorization_default_to_the_base(adapter, tiny_model_dir, tmp_path):
+    from leakaudit.audits.extraction import ExtractionRequest
+    from leakaudit.audits.extraction import prepare as prep_ext
+    from leakaudit.audits.memorization import MemorizationRequest
+    from leakaudit.audits.memorization import prepare as prep_mem
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(TEXTS * 3) + "\n")
+    t = prep_ext(ExtractionRequest(model=str(adapter), corpus=corpus, out=tmp_path / "x",
+                                   index_backend="memory"))
+    assert list(t.references) == ["base"] and t.extra["reference_source"] == "adapter base"
+    t = prep_ext(ExtractionRequest(model=str(adapter), corpus=corpus, out=tmp_path / "x",
+                                   references=(str(tiny_model_dir),), index_backend="memory"))
+    assert "base" not in t.references and t.extra["reference_source"] == "given"
+    m = prep_mem(MemorizationRequest(models=(str(adapter),), corpus=corpus, prefix=(4,), suffix=4,
+                                     out=tmp_path / "y", index_backend="memory"))
+    assert set(m.models) == {"lora", "base"} and m.reference_source == "adapter base"
+    m = prep_mem(MemorizationRequest(models=(str(tiny_model_dir),), corpus=corpus, prefix=(4,),
+                                     suffix=4, out=tmp_path / "z", index_backend="memory"))
+    assert len(m.models) == 1 and m.reference_source is None
