@@ -25,9 +25,11 @@ target's base is (an adapter's ``adapter_config.json``, or the ``finetune.json``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,15 @@ def adapter_fingerprint(folder: Path, base_fingerprint: str) -> str:
     return h.hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def peft_quiet():
+    """Silence transformers' advisory ``is_gradient_checkpointing`` deprecation that peft
+    triggers on every wrap (it says nothing about the model or the results)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        yield
+
+
 class PeftCausalLM(HFCausalLM):
     """An HF causal LM with an unmerged PEFT adapter (``peft.PeftModel``); ``base_spec`` names
     the base model, ``base_fingerprint`` is the base target's fingerprint."""
@@ -147,7 +158,8 @@ def load_peft(rest: str, *, name: str | None = None, device: str = "cpu", dtype:
                          path=str(folder / ADAPTER_CONFIG))
     base_fp = base_target.fingerprint()  # of the base weights, before the adapter wraps them
     try:
-        model = PeftModel.from_pretrained(base_target.model, str(folder), is_trainable=False)
+        with peft_quiet():
+            model = PeftModel.from_pretrained(base_target.model, str(folder), is_trainable=False)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"could not apply the adapter to its base {base!r}: {msg}",
