@@ -395,3 +395,23 @@ def finetune(base_spec: str, texts: Sequence[str], out_dir: str | Path, cfg: Fin
         "final_loss": next((x for x in reversed(losses) if not math.isnan(x)), float("nan")),
         "loss_every_10": losses[::10], "wall_s": round(wall, 2), "device": device,
     }
+
+
+# ------------------------------------------------------------------------------ reporting
+
+def privacy_statement(dp: dict[str, Any] | None) -> str:
+    """ε as a report must state it: with δ and the privacy unit, from a DP-SGD record (this
+    module's or :mod:`leakaudit.training.dp_lm`'s); ``"∞ (non-private)"`` without one.
+
+    >>> privacy_statement({"epsilon": 7.98, "delta": 1e-5, "privacy_unit": "document"})
+    'ε = 7.98 at δ = 1e-05 per document'
+    >>> privacy_statement(None)
+    '∞ (non-private)'
+    """
+    if not dp:
+        return "∞ (non-private)"
+    eps, delta = dp.get("epsilon"), dp.get("delta")
+    unit = dp.get("privacy_unit") or "unstated unit (treat the guarantee as unknown)"
+    e = "?" if eps is None else f"{float(eps):.3g}"
+    d = "unstated δ" if delta is None else f"δ = {float(delta):.3g}"
+    return f"ε = {e} at {d} per {unit}"
