@@ -151,6 +151,6 @@ def run_finetune(model: str, corpus: Path, out: Path, cfg, *, dp=None, record_ke
                        device=device, allow_download=allow_download, progress=progress)
         record.update({"corpus": {"path": str(corpus), "n_docs": len(docs),
                                   "text_field": text_field, "record_key": record_key},
-                       "command": _command(), **{"versions": versions()}})
+                       "command": _command(), "versions": versions()})
         (stage / "finetune.json").write_text(json.dumps(record, indent=1, default=str))
     return record

@@ -227,7 +227,7 @@ def train_plain(model, params, units, pad: int, cfg: FinetuneConfig,
 
     blocks = [b for u in units for b in u]
     gen = torch.Generator().manual_seed(cfg.seed)
-    total = max(1, int(round(cfg.epochs * math.ceil(len(blocks) / cfg.batch_size))))
+    total = max(1, round(cfg.epochs * math.ceil(len(blocks) / cfg.batch_size)))
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _schedule(opt, total, cfg.warmup_frac)
     losses: list[float] = []
@@ -257,9 +257,10 @@ def train_dp(model, params, units, pad: int, cfg: FinetuneConfig, dp: FinetuneDP
     """DP-SGD over privacy units (see the module docstring); returns the losses and the DP
     record (ε, δ, σ, C, q, steps, accountant, privacy unit)."""
     import torch
+    from opacus.accountants import create_accountant
     from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
-    from leakaudit.training.dp_lm import _accountant, epsilon_from_record, noise_for_epsilon
+    from leakaudit.training.dp_lm import epsilon_from_record, noise_for_epsilon
 
     n = len(units)
     delta = dp.delta if dp.delta is not None else 1.0 / (10 * n)
@@ -267,7 +268,7 @@ def train_dp(model, params, units, pad: int, cfg: FinetuneConfig, dp: FinetuneDP
         raise InputError(f"DP-SGD: δ must be in (0, 1/n) = (0, {1.0 / n:.3g}) for n = {n} "
                          f"privacy units ({dp.privacy_unit}), got {delta}")
     q = min(1.0, cfg.batch_size / n)
-    total = max(1, int(round(cfg.epochs / q)))
+    total = max(1, round(cfg.epochs / q))
     sigma = (float(dp.noise_multiplier) if dp.noise_multiplier is not None
              else noise_for_epsilon(dp.target_epsilon, delta, q, total, dp.accountant))
     C = float(dp.max_grad_norm)
@@ -277,7 +278,7 @@ def train_dp(model, params, units, pad: int, cfg: FinetuneConfig, dp: FinetuneDP
                                             steps=total)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _schedule(opt, total, cfg.warmup_frac)
-    accountant = _accountant(dp.accountant)
+    accountant = create_accountant(dp.accountant)
     losses: list[float] = []
     sizes: list[int] = []
     clipped = 0
@@ -290,11 +291,12 @@ def train_dp(model, params, units, pad: int, cfg: FinetuneConfig, dp: FinetuneDP
                 p.grad = None
             loss = _loss(model, units[i], pad)
             loss.backward()
-            norm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in params))
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+            norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads))
             coef = min(1.0, C / (float(norm) + 1e-6))
             clipped += coef < 1.0
-            for a, p in zip(acc, params):
-                a.add_(p.grad, alpha=coef)
+            for a, g in zip(acc, grads):
+                a.add_(g, alpha=coef)
             step_loss.append(float(loss.detach()))
         for a, p in zip(acc, params):
             noise = torch.normal(0.0, sigma * C, size=a.shape, generator=noise_gen)
@@ -330,7 +332,7 @@ def base_location(spec: str | os.PathLike) -> str:
     from leakaudit.targets import parse_spec
     from leakaudit.targets.base import looks_local
 
-    scheme, rest = parse_spec(spec)
+    _, rest = parse_spec(spec)
     if looks_local(rest):
         return str(Path(os.path.expanduser(rest)).resolve())
     return rest
@@ -355,7 +357,7 @@ def finetune(base_spec: str, texts: Sequence[str], out_dir: str | Path, cfg: Fin
         raise InputError("nothing to fine-tune on: the corpus has no documents")
     base = base_target or load_target(base_spec, name="base", device=device,
                                       allow_download=allow_download)
-    if not isinstance(base, HFCausalLM) or type(base).__name__ != "HFCausalLM":
+    if type(base) is not HFCausalLM:  # not an adapter (PeftCausalLM), endpoint or wrapper
         raise InputError("fine-tuning needs a transformers model (a model folder, a cached hub "
                          "name or a .gguf file), not an adapter, endpoint or wrapper",
                          path=str(base_spec))
