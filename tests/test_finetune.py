@@ -207,3 +207,38 @@ def test_bad_inputs_one_error_line(tiny_model_dir, corpus, tmp_path):
     assert ok.exit_code == 0, ok.output
     res = _run("--model", tmp_path / "ad", "--corpus", corpus, "--out", tmp_path / "o2")
     assert res.exit_code == 2 and "not a peft: target" in res.output
+
+
+def test_clipping_is_per_unit_over_all_its_blocks(tiny_model_dir):
+    """The clipped sum of DP-SGD at a privacy unit, checked against plain autograd: a record
+    unit of two documents is clipped once, as a whole (mean token loss over both documents);
+    clipping each document separately (the document unit) gives a different, larger sum."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from leakaudit.training.finetune import clipped_unit_sum, privacy_units
+    from leakaudit.training.lm import pad_batch
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    params = [model.lm_head.weight]  # tied to wte; one tensor keeps the check readable
+    texts = [DOCS[0]["text"], DOCS[1]["text"]]
+    rec = privacy_units(texts, tok, 64, "record", ["a", "a"])
+    doc = privacy_units(texts, tok, 64, "document")
+    assert len(rec) == 1 and len(rec[0]) == 2 and len(doc) == 2
+
+    def grad(blocks):
+        inp, att, labels = pad_batch(blocks, tok.pad_token_id)
+        model.zero_grad()
+        model(input_ids=inp, attention_mask=att, labels=labels).loss.backward()
+        return params[0].grad.clone()
+
+    C = 0.1
+    g = grad(rec[0])
+    want = g * min(1.0, C / (g.norm().item() + 1e-6))
+    (got,), norms, _ = clipped_unit_sum(model, params, rec, tok.pad_token_id, C)
+    assert norms[0] == pytest.approx(g.norm().item(), rel=1e-5) and norms[0] > C  # clipped
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert got.norm().item() == pytest.approx(C, rel=1e-4)  # one unit: at most C
+    (per_doc,), _, _ = clipped_unit_sum(model, params, doc, tok.pad_token_id, C)
+    assert per_doc.norm().item() > C * 1.2  # two documents, two budgets (negative control)

@@ -252,6 +252,33 @@ def train_plain(model, params, units, pad: int, cfg: FinetuneConfig,
     return {"steps": total, "losses": losses}
 
 
+def clipped_unit_sum(model, params, units, pad: int, max_grad_norm: float):
+    """Σ over ``units`` of each unit's gradient (of its mean token loss over all its blocks,
+    w.r.t. ``params``) scaled by min(1, C / ‖g‖₂); returns ``(sums, norms, losses)``, one
+    tensor per parameter and one norm and loss per unit. The core of DP-SGD at a privacy unit:
+    a unit's blocks and documents share one clipping budget."""
+    import torch
+
+    acc = [torch.zeros_like(p) for p in params]
+    norms: list[float] = []
+    losses: list[float] = []
+    for unit in units:
+        for p in params:
+            p.grad = None
+        loss = _loss(model, unit, pad)
+        loss.backward()
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        norm = float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads)))
+        coef = min(1.0, max_grad_norm / (norm + 1e-6))
+        for a, g in zip(acc, grads):
+            a.add_(g, alpha=coef)
+        norms.append(norm)
+        losses.append(float(loss.detach()))
+    for p in params:
+        p.grad = None
+    return acc, norms, losses
+
+
 def train_dp(model, params, units, pad: int, cfg: FinetuneConfig, dp: FinetuneDP,
              progress: Progress | None = None) -> dict[str, Any]:
     """DP-SGD over privacy units (see the module docstring); returns the losses and the DP
@@ -284,20 +311,8 @@ def train_dp(model, params, units, pad: int, cfg: FinetuneConfig, dp: FinetuneDP
     clipped = 0
     model.train()
     for step, idx in enumerate(sampler, start=1):
-        acc = [torch.zeros_like(p) for p in params]
-        step_loss = []
-        for i in idx:
-            for p in params:
-                p.grad = None
-            loss = _loss(model, units[i], pad)
-            loss.backward()
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-            norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads))
-            coef = min(1.0, C / (float(norm) + 1e-6))
-            clipped += coef < 1.0
-            for a, g in zip(acc, grads):
-                a.add_(g, alpha=coef)
-            step_loss.append(float(loss.detach()))
+        acc, norms, step_loss = clipped_unit_sum(model, params, [units[i] for i in idx], pad, C)
+        clipped += sum(x > C for x in norms)
         for a, p in zip(acc, params):
             noise = torch.normal(0.0, sigma * C, size=a.shape, generator=noise_gen)
             p.grad = (a + noise.to(a.device, a.dtype)) / (q * n)
