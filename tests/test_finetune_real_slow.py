@@ -5,7 +5,7 @@ own fine-tuning documents vs held-out ones uses the base as reference by default
 reference-calibrated attack beats LOSS (numbers printed whatever they are).
 
 Measured (2026-12-05, one CPU thread on a loaded 2-core machine, 94 s of CPU time in all):
-16 LoRA steps in 69 s, final loss 1.94; base-reference AUC 0.613 vs LOSS AUC 0.535 (TPR at 1%
+16 LoRA steps in 87 s, final loss 2.00; base-reference AUC 0.695 vs LOSS AUC 0.660 (TPR at 1%
 FPR is not resolvable with 16 non-members, so AUC is the comparison here).
 """
 
@@ -57,25 +57,42 @@ DX = ["type 2 diabetes", "asthma", "hypertension", "migraine", "anemia", "atrial
 
 CITY = ["Paris", "London", "Boston", "Madrid", "Berlin", "Rome", "Vienna", "Dublin"]
 ADJ = ["sunny", "warm", "pleasant", "bright", "mild", "calm"]
+MONTH = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+         "October", "November", "December"]
+WHAT = ["walk in the park", "picnic by the river", "ride along the coast", "visit to the market",
+        "game of football", "concert in the square", "swim at the lake", "trip to the museum"]
 
 
-def _records(n: int, seed: int) -> list[dict]:
-    """A corpus of mixed difficulty, as real ones are: patient notes full of random names,
-    dates and numbers (hard to predict) alternating with plain everyday sentences (easy). LOSS
-    ranks by difficulty as much as by membership; the base as reference removes the difficulty."""
+def _note(rng: random.Random) -> str:
+    name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+    return (f"Patient {name}, born {rng.randint(1940, 2005)}-{rng.randint(1, 12):02d}-"
+            f"{rng.randint(1, 28):02d}, MRN {rng.randint(100000, 999999)}, was seen for "
+            f"{rng.choice(DX)}; prescribed {rng.randint(5, 95)} mg daily.")
+
+
+def _everyday(rng: random.Random) -> str:
+    return (f"One {rng.choice(ADJ)} day in {rng.choice(MONTH)}, many families in "
+            f"{rng.choice(CITY)} went out for a {rng.choice(WHAT)} and came home happy.")
+
+
+def corpus(n_members: int, n_nonmembers: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """Members and non-members of mixed difficulty, as real corpora are: patient notes full of
+    random names, dates and numbers (hard to predict) alternating with everyday sentences
+    (easy). LOSS ranks by difficulty as much as by membership; the base as reference removes the
+    difficulty. Every text is distinct, so no text is both a member and a non-member."""
     rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        if i % 2 == 0:
-            name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
-            text = (f"Patient {name}, born {rng.randint(1940, 2005)}-{rng.randint(1, 12):02d}-"
-                    f"{rng.randint(1, 28):02d}, MRN {rng.randint(100000, 999999)}, was seen for "
-                    f"{rng.choice(DX)}; prescribed {rng.randint(5, 95)} mg daily.")
-        else:
-            text = (f"The weather in {rng.choice(CITY)} was {rng.choice(ADJ)} today, so many "
-                    f"people went to the park to enjoy the afternoon with their families.")
-        out.append({"id": f"r{seed}-{i}", "text": text})
-    return out
+    seen: set[str] = set()
+    docs: list[dict] = []
+    while len(docs) < n_members + n_nonmembers:
+        text = (_note if len(docs) % 2 == 0 else _everyday)(rng)
+        if text not in seen:
+            seen.add(text)
+            docs.append({"id": f"d{len(docs)}", "text": text})
+    # alternate kinds within each side: members take pairs 0, 2, 4, ...; non-members 1, 3, ...
+    pairs = [docs[i: i + 2] for i in range(0, len(docs), 2)]
+    members = [d for p in pairs[0::2] for d in p][:n_members]
+    nonmembers = [d for p in pairs[1::2] for d in p][:n_nonmembers]
+    return members, nonmembers
 
 
 def test_lora_on_smollm2_gguf_base_as_reference_beats_loss(tmp_path):
@@ -90,7 +107,7 @@ def test_lora_on_smollm2_gguf_base_as_reference_beats_loss(tmp_path):
     from leakaudit.targets import load_target
     from leakaudit.targets.peft import PeftCausalLM
 
-    members, nonmembers = _records(16, seed=1), _records(16, seed=2)
+    members, nonmembers = corpus(16, 16, seed=1)
     for name, docs in (("members", members), ("nonmembers", nonmembers)):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     ad = tmp_path / "adapter"

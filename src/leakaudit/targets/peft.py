@@ -113,10 +113,13 @@ def adapter_fingerprint(folder: Path, base_fingerprint: str) -> str:
 
 @contextlib.contextmanager
 def peft_quiet():
-    """Silence transformers' advisory ``is_gradient_checkpointing`` deprecation that peft
-    triggers on every wrap (it says nothing about the model or the results)."""
+    """Silence two advisories peft triggers that say nothing about the model or the results:
+    transformers' ``is_gradient_checkpointing`` deprecation on every wrap, and, when saving an
+    adapter whose base is not a folder (a ``.gguf`` file), "Could not find a config file" (it
+    looks there for a resized vocabulary; LoRA leaves the vocabulary alone)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        warnings.filterwarnings("ignore", message="Could not find a config file in")
         yield
 
 

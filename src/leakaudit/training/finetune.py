@@ -394,8 +394,11 @@ def finetune(base_spec: str, texts: Sequence[str], out_dir: str | Path, cfg: Fin
     out_dir.mkdir(parents=True, exist_ok=True)
     where = base_location(base_spec)
     if cfg.method == "lora":
+        from leakaudit.targets.peft import peft_quiet
+
         model.peft_config["default"].base_model_name_or_path = where
-        model.save_pretrained(str(out_dir), safe_serialization=True)
+        with peft_quiet():
+            model.save_pretrained(str(out_dir), safe_serialization=True)
         kind = "adapter"
     else:
         model.save_pretrained(str(out_dir), safe_serialization=True)
