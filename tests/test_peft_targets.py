@@ -176,7 +176,24 @@ def test_base_spec_and_default_reference(adapter, tiny_model_dir, tmp_path):
     t = load_target(adapter)
     assert base_spec(t) == str(tiny_model_dir)
     ref = default_reference(t)
-    assert ref.fingerprint() == load_target(tiny_model_dir).fingerprint()
+    base = load_target(tiny_model_dir)
+    assert ref.fingerprint() == base.fingerprint() and ref.source == str(tiny_model_dir)
+    # the adapter's own weights with the adapter off: exactly the base's scores and greedy
+    # tokens, and the adapter target is unchanged afterwards (no second copy of the base)
+    from leakaudit.targets.base import SamplingConfig
+    from leakaudit.targets.peft import AdapterBaseLM
+
+    assert isinstance(ref, AdapterBaseLM) and ref.model is t.model
+    ids = t.document_ids(TEXTS)
+    before = [s.logprobs for s in t.score_ids(ids)]
+    for x, y in zip(ref.score_ids(ids), base.score_ids(ids)):
+        np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-6)
+    greedy = SamplingConfig(greedy=True, max_new_tokens=6)
+    assert ref.generate_ids([ids[0][:3]], greedy, seed=0)[0].new_ids == \
+        base.generate_ids([ids[0][:3]], greedy, seed=0)[0].new_ids
+    for x, y in zip(t.score_ids(ids), before):
+        np.testing.assert_allclose(x.logprobs, y, atol=1e-6)
+    assert np.abs(before[0] - base.score_ids(ids)[0].logprobs).max() > 1e-2  # adapter matters
     refs, source = references_or_base(t, {})
     assert list(refs) == ["base"] and source == "adapter base"
     given = {"mine": ref}

@@ -140,6 +140,26 @@ class PeftCausalLM(HFCausalLM):
         return self._fingerprint
 
 
+class AdapterBaseLM(HFCausalLM):
+    """The base model of a loaded adapter target, served by the *same* weights with the adapter
+    switched off (``PeftModel.disable_adapter()``) around every pass: the default reference of
+    an adapter costs no second copy of the base (a 7B base stays one 7B base in memory). Its
+    fingerprint and ``source`` are the base's, so caches and workers that reload by spec see
+    the base itself. Not for concurrent use with its adapter target (they share one module)."""
+
+    def __init__(self, adapter: PeftCausalLM, *, name: str = "base"):
+        super().__init__(adapter.model, adapter.tokenizer, name=name, source=adapter.base_spec)
+        self._fingerprint = adapter.base_fingerprint
+
+    def score_ids(self, *args, **kwargs):
+        with self.model.disable_adapter():
+            return super().score_ids(*args, **kwargs)
+
+    def generate_ids(self, *args, **kwargs):
+        with self.model.disable_adapter():
+            return super().generate_ids(*args, **kwargs)
+
+
 def load_peft(rest: str, *, name: str | None = None, device: str = "cpu", dtype: str = "float32",
               allow_download: bool = False) -> PeftCausalLM:
     """The adapter backend of :func:`leakaudit.targets.load_target`: the base target, then
@@ -199,10 +219,13 @@ def base_spec(target_or_spec) -> str | None:
 
 
 def default_reference(target, *, device: str = "cpu", allow_download: bool = False):
-    """The base model of a fine-tuned target, loaded as a reference target named ``base``, or
-    None when the base is not known (see :func:`base_spec`)."""
+    """The base model of a fine-tuned target as a reference target named ``base``, or None when
+    the base is not known (see :func:`base_spec`): for an adapter target, its own base weights
+    with the adapter switched off (:class:`AdapterBaseLM`); else the base spec, loaded."""
     from leakaudit.targets import load_target
 
+    if isinstance(target, PeftCausalLM) and str(target.device).startswith(str(device)):
+        return AdapterBaseLM(target)  # the loaded base weights, adapter off: no second copy
     spec = base_spec(target)
     if spec is None:
         return None
