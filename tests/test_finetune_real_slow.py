@@ -122,7 +122,7 @@ def test_lora_on_smollm2_gguf_base_as_reference_beats_loss(tmp_path):
     assert isinstance(t, PeftCausalLM) and t.base_spec == str(gguf.resolve())
     del t
     out = tmp_path / "mia"
-    r = CliRunner().invoke(app, ["membership", "--model", str(ad), "--members",
+    r = CliRunner().invoke(app, ["membership", "llm", "--model", str(ad), "--members",
                                  str(tmp_path / "members.jsonl"), "--nonmembers",
                                  str(tmp_path / "nonmembers.jsonl"), "--out", str(out)])
     assert r.exit_code == 0, r.output

@@ -226,7 +226,7 @@ def test_membership_uses_the_base_by_default_and_records_it(adapter, tiny_model_
                          ("plain", [])):
         model = str(tiny_model_dir) if label == "plain" else str(adapter)
         out = tmp_path / label
-        res = CliRunner().invoke(app, ["membership", "--model", model, "--members", str(mem),
+        res = CliRunner().invoke(app, ["membership", "llm", "--model", model, "--members", str(mem),
                                        "--nonmembers", str(non), "--out", str(out), *extra])
         assert res.exit_code == 0, res.output
         runs[label] = _read_run(out)
