@@ -322,7 +322,7 @@ def test_audits_give_the_same_records_on_the_native_folder_and_its_onnx_export(m
 
 
 def test_membership_command_on_a_text_classifier_folder(tmp_path):
-    """`membership --classifier DIR` on an HF text classifier with texts in the .npz: LOSS and the
+    """`membership classifier DIR` on an HF text classifier with texts in the .npz: LOSS and the
     model-free baseline reported; the label-only attacks listed as skipped (inputs are text)."""
     from typer.testing import CliRunner
 

@@ -265,6 +265,6 @@ def test_list_backends_without_torch():
                        env={**os.environ, "PYTHONPATH": src})
     assert r.stderr.strip().endswith("TORCH False"), r.stderr
     backends = [e["name"] for e in json.loads(r.stdout)["backends"]]
-    assert backends[:5] == ["hf", "gguf", "sisa", "openai-completions", "openai-chat"]
+    assert backends[:6] == ["hf", "gguf", "sisa", "peft", "openai-completions", "openai-chat"]
     assert {"torch-classifier", "sklearn-classifier", "http-classifier"} <= set(backends)
     assert set(json.loads(r.stdout)) == set(registry.KINDS)

@@ -245,3 +245,70 @@ def _membership(m, reference, lab_corpus, texts, ids, heldout, cfg, cache_dir,
                                 batch_size=cfg.extraction.score_batch_size, progress=progress,
                                 log=lambda *_: None, subset_name="training documents vs held-out")
     return {"documents": _best_tpr(docs)}
+
+
+# ------------------------------------------------------------------------------ honest verdicts
+
+#: a model-free baseline AUC above this means the member and non-member sets differ in ways a
+#: blind attacker sees (length, topic, date): membership numbers then measure the split
+BLIND_AUC_WARN = 0.6
+
+#: leakage measures of a battery row, higher = more leaked: (label, getter)
+_LEAKAGE = (
+    ("membership TPR@1%FPR", lambda r: ((r.get("membership") or {}).get("documents") or {}).get("tpr")),
+    ("exact memorization", lambda r: ((r.get("memorization") or {}).get("all") or {}).get("value")),
+    ("mean canary exposure", lambda r: ((r.get("exposure") or {}).get("mean") or {}).get("value")),
+    ("verified extraction samples", lambda r: (r.get("extraction") or {}).get("verified_samples")),
+    ("canaries extracted", lambda r: (r.get("extraction") or {}).get("canaries_extracted")),
+)
+
+
+def comparison_warnings(rows: dict[str, dict], *, baseline: str) -> list[str]:
+    """What makes a defense comparison misleading, one sentence each: a blind (model-free)
+    baseline that separates members from non-members (AUC > 0.6), and a defended variant that
+    leaks *more* than the undefended ``baseline`` on some measure (point estimates).
+
+    >>> rows = {"undefended": {"membership": {"documents": {"tpr": 0.2, "blind_auc": 0.5}}},
+    ...         "dp": {"membership": {"documents": {"tpr": 0.3, "blind_auc": 0.7}}}}
+    >>> for w in comparison_warnings(rows, baseline="undefended"): print(w)
+    dp: the blind baseline separates members from non-members (AUC 0.700 > 0.6): the membership numbers measure the split as much as the model
+    dp scores higher than the undefended model (undefended) on membership TPR@1%FPR (0.3 vs 0.2): the defense did not reduce it here
+    """
+    out: list[str] = []
+    for name, r in rows.items():
+        for subset, m in ((r.get("membership") or {}).items()):
+            auc = (m or {}).get("blind_auc")
+            if auc is not None and auc > BLIND_AUC_WARN:
+                where = "" if subset == "documents" else f" ({subset})"
+                out.append(f"{name}{where}: the blind baseline separates members from non-members "
+                           f"(AUC {auc:.3f} > {BLIND_AUC_WARN}): the membership numbers measure the "
+                           f"split as much as the model")
+    base = rows.get(baseline)
+    if base is None:
+        return out
+    for name, r in rows.items():
+        if name == baseline:
+            continue
+        for label, get in _LEAKAGE:
+            a, b = get(base), get(r)
+            if a is not None and b is not None and b > a:
+                out.append(f"{name} scores higher than the undefended model ({baseline}) on "
+                           f"{label} ({b:.3g} vs {a:.3g}): the defense did not reduce it here")
+    return out
+
+
+def claim_verdict(claim: dict[str, Any]) -> str:
+    """The verdict of a defense claim (``holds``: True / False / None, ``undefended_leaked``:
+    whether the undefended side leaked anything the claim could cut): ``"not testable"`` when
+    it leaked nothing (a defense cannot be credited for removing what was never there; ``holds``
+    is then set to None), else ``"holds"``, ``"does not hold"`` or ``"not resolvable"``.
+
+    >>> claim_verdict({"holds": True, "undefended_leaked": False})
+    'not testable'
+    >>> claim_verdict({"holds": True, "undefended_leaked": True})
+    'holds'
+    """
+    if claim.get("undefended_leaked") is False:
+        claim["holds"] = None
+        return "not testable"
+    return {True: "holds", False: "does not hold", None: "not resolvable"}[claim.get("holds")]

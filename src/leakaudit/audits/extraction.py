@@ -87,6 +87,8 @@ def prepare(req: ExtractionRequest) -> ExtractionTargets:
             raise InputError(f"no text has at least {lo} tokens (the internet sampler cuts "
                              f"{lo}–{hi}-token prefixes from it)", path=str(req.prompts))
     refs = load_references(req.references, device=req.device, allow_download=req.allow_download)
+    refs, ref_source = default_references(target, refs, device=req.device,
+                                          allow_download=req.allow_download)
     # on a cluster the workers verify against the on-disk index (``auto`` picks it)
     backend = "disk" if req.cluster and req.index_backend == "auto" else req.index_backend
     index = build_corpus_index(docs, backend, req.index_dir, req.out) if docs else None
@@ -98,7 +100,7 @@ def prepare(req: ExtractionRequest) -> ExtractionTargets:
                            score_batch_size=max(1, req.batch_size // 2), show_pii=req.show_pii,
                            shard_samples=req.shard_samples)
     return ExtractionTargets(target, refs, docs, prompt_docs, index, cfg,
-                             extra={"executor": executor})
+                             extra={"executor": executor, "reference_source": ref_source})
 
 
 def check_index_backend(backend: str) -> None:
@@ -128,12 +130,23 @@ def load_references(specs, *, device: str, allow_download: bool) -> dict[str, An
     return refs
 
 
+def default_references(target, refs: dict[str, Any], *, device: str,
+                       allow_download: bool) -> tuple[dict[str, Any], str | None]:
+    """The reference models of a reference-based attack: those given, else a fine-tuned
+    target's base model (an adapter's base, or the base in a ``finetune.json``), else none; and
+    where they came from (``"given"``, ``"adapter base"`` or None), for the run record."""
+    from leakaudit.targets.peft import references_or_base
+
+    return references_or_base(target, refs, device=device, allow_download=allow_download)
+
+
 def run(t: ExtractionTargets, req: ExtractionRequest, env: AuditEnv) -> AuditResult:
     from leakaudit.targets import describe_target
 
     run_record = base_run_record(env.command, req.seed, asdict(t.config))
     run_record["models"] = {"target": {"path": req.model, **describe_target(t.target, req.model)},
                             **{k: {"path": str(v.source), **describe_target(v)} for k, v in t.references.items()}}
+    run_record["reference_source"] = t.extra.get("reference_source")
     run_record["corpus"] = ({"path": str(req.corpus), "n_docs": len(t.docs), "n_bytes": t.index.n_bytes}
                             if t.docs else None)
     store = env.store()

@@ -80,7 +80,7 @@ def prepare(req: MembershipRequest) -> Prepared:
     from leakaudit.corpus.load import load_corpus
     from leakaudit.targets import load_target
 
-    from leakaudit.audits.extraction import load_references
+    from leakaudit.audits.extraction import default_references, load_references
 
     if req.members is None or req.nonmembers is None:
         raise LeakauditError("--model needs --members FILE and --nonmembers FILE")
@@ -93,7 +93,10 @@ def prepare(req: MembershipRequest) -> Prepared:
     ndocs = load_corpus(req.nonmembers, text_field=req.text_field)
     target = load_target(req.model, name="target", device=req.device, allow_download=req.allow_download)
     refs = load_references(req.references, device=req.device, allow_download=req.allow_download)
-    return Prepared("llm", {"target": target, "refs": refs, "mdocs": mdocs, "ndocs": ndocs})
+    refs, ref_source = default_references(target, refs, device=req.device,
+                                          allow_download=req.allow_download)
+    return Prepared("llm", {"target": target, "refs": refs, "mdocs": mdocs, "ndocs": ndocs,
+                            "reference_source": ref_source})
 
 
 def run(p: Prepared, req: MembershipRequest, env: AuditEnv) -> AuditResult:
@@ -112,6 +115,7 @@ def _run_llm(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict) -> Au
     rr["config"].update({"k": req.k, "members": str(req.members), "nonmembers": str(req.nonmembers)})
     if req.attacks:
         rr["config"]["attacks"] = list(req.attacks)
+    rr["reference_source"] = p.data.get("reference_source")
     executor = None
     if req.cluster:
         from leakaudit.exec import get_executor

@@ -45,6 +45,8 @@ class MemorizationTargets:
     index: Any
     config: Any  #: MemorizationConfig
     executor: Any = None
+    #: "adapter base" when the one target's base model was added as the reference model
+    reference_source: str | None = None
 
 
 def prepare(req: MemorizationRequest) -> MemorizationTargets:
@@ -79,13 +81,20 @@ def prepare(req: MemorizationRequest) -> MemorizationTargets:
         name = Path(m).name or f"model{i}"
         name = name if name not in models else f"{name}-{i}"
         models[name] = load_target(m, name=name, device=req.device, allow_download=req.allow_download)
+    ref_source = None
+    if len(models) == 1:  # a fine-tune alone: its base is the comparison (what fine-tuning added)
+        from leakaudit.audits.extraction import default_references
+
+        base, ref_source = default_references(next(iter(models.values())), {}, device=req.device,
+                                              allow_download=req.allow_download)
+        models.update(base)
     index = build_corpus_index(docs, req.index_backend, req.index_dir, req.out)
     executor = None
     if req.cluster:
         from leakaudit.exec import get_executor
 
         executor = get_executor(req.cluster)
-    return MemorizationTargets(models, docs, index, cfg, executor)
+    return MemorizationTargets(models, docs, index, cfg, executor, ref_source)
 
 
 def run(t: MemorizationTargets, req: MemorizationRequest, env: AuditEnv) -> AuditResult:
@@ -96,6 +105,8 @@ def run(t: MemorizationTargets, req: MemorizationRequest, env: AuditEnv) -> Audi
         pairs, msum = memorization_records(
             t.models, texts=[d.text for d in t.docs], doc_ids=[d.id for d in t.docs], index=t.index,
             config=t.config, show_pii=req.show_pii, progress=env.progress, log=env.log, store=store,
+            trained_on={"base": "the base model the target was fine-tuned from (reference)"}
+            if t.reference_source else None,
             executor=t.executor, executor_device="auto" if req.device == "cpu" else req.device)
     finally:
         if t.executor is not None:
@@ -107,6 +118,7 @@ def run(t: MemorizationTargets, req: MemorizationRequest, env: AuditEnv) -> Audi
     if t.executor is not None:
         rr["executor"] = t.executor.name
     rr["models"] = {k: {"path": str(v.source), **describe_target(v)} for k, v in t.models.items()}
+    rr["reference_source"] = t.reference_source
     rr["corpus"] = {"path": str(req.corpus), "n_docs": len(t.docs), "n_bytes": t.index.n_bytes}
     return AuditResult(rr, pairs, {"attack": "memorization", "memorization": msum})
 

@@ -12,6 +12,17 @@ import typer
 from leakaudit.commands._kit import _command, _fail, _log, _progress, _quiet_libraries, out_console
 
 
+def training_record(spec: str) -> dict | None:
+    """How a compared model was trained, when leakaudit trained it: ``leakaudit_training.json``
+    (lab and defense trainers) or ``finetune.json`` (``leakaudit finetune``); its ``dp`` entry
+    carries ε with δ and the privacy unit."""
+    folder = Path(spec.split(":", 1)[1] if spec.startswith(("hf:", "peft:")) else spec)
+    for name in ("leakaudit_training.json", "finetune.json"):
+        if (folder / name).is_file():
+            return json.loads((folder / name).read_text())
+    return None
+
+
 def register(app: typer.Typer) -> None:
     app.command("compare")(compare)
 
@@ -51,7 +62,7 @@ def compare(
             check_spec(p, allow_download=allow_download)  # a typo answers at once, no torch
     except LeakauditError as e:
         _fail(e)
-    from leakaudit.audits.compare import BatteryConfig, run_battery
+    from leakaudit.audits.compare import BatteryConfig, comparison_warnings, run_battery
     from leakaudit.corpus.index import CorpusIndex
     from leakaudit.corpus.load import load_corpus
     from leakaudit.versions import versions
@@ -87,16 +98,18 @@ def compare(
                 net = getattr(m, "model", None)
                 rows[n]["n_params"] = (sum(p.numel() for p in net.parameters())
                                        if net is not None else None)
-                tj = Path(dict(specs)[n]) / "leakaudit_training.json"
-                if tj.is_file():
-                    rows[n]["training"] = json.loads(tj.read_text())
+                rows[n]["training"] = training_record(dict(specs)[n])
                 recs.append(("defense_comparison", rows[n]))
             run = {**versions(), "command": _command(), "seed": seed,
                    "models": {n: {"path": str(p), "fingerprint": models[n].fingerprint(),
                                   "n_params": rows[n]["n_params"]} for n, p in specs},
                    "corpus": {"path": str(corpus), "n_docs": len(train), "heldout": str(heldout)}}
+            warnings = comparison_warnings(rows, baseline=specs[0][0])
+            for w in warnings:
+                _log(f"warning: {w}")
             write_report(stage, formats=("jsonl",), run_record=run, records=recs + mem,
-                         summary={"attack": "defense_comparison", "variants": list(models)})
+                         summary={"attack": "defense_comparison", "variants": list(models),
+                                  "baseline": specs[0][0], "warnings": warnings})
             import shutil
 
             shutil.rmtree(stage / "cache", ignore_errors=True)
@@ -109,7 +122,10 @@ def compare(
         d = r["membership"]["documents"]
         tpr = "n/a" if d["tpr"] is None else f"{d['tpr']:.1%}"
         mem_s = "—" if mem_all is None else f"{mem_all:.1%}"
-        out_console.print(f"{n}: held-out perplexity {u['value']:.2f}; exact memorization "
+        from leakaudit.training.finetune import privacy_statement
+
+        priv = privacy_statement((r.get("training") or {}).get("dp"))
+        out_console.print(f"{n} ({priv}): held-out perplexity {u['value']:.2f}; exact memorization "
                           f"{mem_s}; membership TPR@1%FPR {tpr}; verified extraction samples "
                           f"{r['extraction']['verified_samples']}", highlight=False, markup=False)
     out_console.print(f"report: {out / 'report.html'}", highlight=False, markup=False)

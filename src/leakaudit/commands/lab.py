@@ -108,8 +108,9 @@ def defenses(
     except LeakauditError as e:
         _fail(e)
     for c in summary["claims"].values():
-        out_console.print(f"{c['claim']}: {dict([(True, 'holds'), (False, 'does not hold'), (None, 'not resolvable')])[c['holds']]}",
-                          highlight=False, markup=False)
+        out_console.print(f"{c['claim']}: {c['verdict']}", highlight=False, markup=False)
+    for w in summary.get("warnings") or []:
+        out_console.print(f"warning: {w}", highlight=False, markup=False)
     out_console.print(f"report: {out / 'report.html'}", highlight=False, markup=False)
 
 

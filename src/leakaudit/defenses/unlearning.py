@@ -48,6 +48,9 @@ from leakaudit.targets.base import (
     TokenScores,
     WrappedLM,
 )
+# the GGUF-load markers' removal lives with the fine-tuning code; re-exported for the commands
+from leakaudit.training.finetune import dequantized  # noqa: F401
+from leakaudit.training.finetune import drop_gguf_config as _drop_gguf_config
 from leakaudit.training.lm import LMSpec, document_blocks, pad_batch, sequence_logprobs
 
 METHODS = ("ga", "gd", "npo")
@@ -158,27 +161,6 @@ def unlearn_model(model, tokenizer, forget_texts: Sequence[str], retain_texts: S
 # --------------------------------------------------------------------------------------------
 # Exact options
 # --------------------------------------------------------------------------------------------
-
-
-def dequantized(model):
-    """``model`` (a transformers model, edited in place) without the marker of a GGUF load.
-
-    transformers dequantizes a GGUF file into plain float tensors but keeps its quantizer on the
-    model and a ``quantization_config`` on its config, and then refuses to save the model or to
-    build a fresh one from that config. The weights are ordinary, so both markers go."""
-    q = getattr(model, "hf_quantizer", None)
-    if q is not None and getattr(getattr(q, "quantization_config", None), "quant_method", None) \
-            is not None and "gguf" in str(q.quantization_config.quant_method).lower():
-        model.hf_quantizer = None
-        _drop_gguf_config(model.config)
-    return model
-
-
-def _drop_gguf_config(cfg):
-    qc = getattr(cfg, "quantization_config", None)
-    if qc is not None and "gguf" in str(getattr(qc, "quant_method", "")).lower():
-        del cfg.quantization_config
-    return cfg
 
 
 def training_spec(model_dir: str | Path) -> tuple[LMSpec, int] | None:

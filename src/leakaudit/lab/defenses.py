@@ -40,8 +40,10 @@ from leakaudit.attacks.extraction.pipeline import ExtractionConfig
 from leakaudit.attacks.memorization.measure import MemorizationConfig
 from leakaudit.audits.compare import (  # noqa: F401  (re-exported)
     BatteryConfig, bootstrap_mean_ci, heldout_perplexity, run_battery)
+from leakaudit.audits.compare import claim_verdict, comparison_warnings
 from leakaudit.lab.stages import run_stages
 from leakaudit.progress import null_progress
+from leakaudit.training.finetune import privacy_statement
 from leakaudit.training.lm import LMSpec
 
 VARIANTS = ("undefended", "dedup", "scrubbed", "dp_eps8", "dp_eps1", "small", "tiny")
@@ -253,7 +255,7 @@ def _fit(run: DefenseLabRun, tok, training: dict[str, Any], name: str, texts, sp
     training[name] = {"wall_s": round(time.perf_counter() - t0, 1), "spec": asdict(spec),
                       "n_docs": len(texts), **({"dp": rec} if rec else {})}
     run.log(f"trained {name}: {spec.n_layer}×{spec.n_embd}"
-            + (f", ε = {rec['epsilon']:.2f} (σ = {rec['noise_multiplier']:.3f}, q = {rec['sample_rate']:.4f}, "
+            + (f", {privacy_statement(rec)} (σ = {rec['noise_multiplier']:.3f}, q = {rec['sample_rate']:.4f}, "
                f"{rec['steps']} steps)" if rec else "") + f" ({training[name]['wall_s']}s)")
     return load_target(mdir, name=name)
 
@@ -294,6 +296,7 @@ def report_stage(run: DefenseLabRun, corpus, training_data, variants: Variants,
                     "training": training[name], "defense_record": defenses.get(name)})
         records.append(("defense_comparison", row))
     summary = {"attack": "defense_comparison", "variants": list(models), "claims": evaluate_claims(rows),
+               "warnings": comparison_warnings(rows, baseline="undefended"),
                "wall_s": round(time.perf_counter() - run.t_start, 1)}
     run_record = {**versions(), "command": run.command, "seed": cfg.seed, "threads": torch.get_num_threads(),
                   "config": {"defense_lab": jsonable(asdict(cfg))},
@@ -335,6 +338,7 @@ def evaluate_claims(rows: dict[str, dict]) -> dict[str, dict[str, Any]]:
         out["dedup_cuts_duplicated_memorization"] = {
             "claim": "deduplication cuts verbatim memorization of formerly duplicated content several-fold",
             "undefended": a, "dedup": b, "ratio": ratio,
+            "undefended_leaked": None if a is None else bool(a["value"]),
             # several-fold (≥ 3×), and the intervals separate
             # not resolvable when the undefended model memorizes none of them
             "holds": None if a is None or b is None or not a["value"] else bool(
@@ -347,6 +351,8 @@ def evaluate_claims(rows: dict[str, dict]) -> dict[str, dict[str, Any]]:
             "claim": "DP-SGD at ε≈8 cuts the best membership attack's TPR at 1% FPR to at most a third "
                      "of the undefended model's, and canary exposure falls",
             "undefended_tpr": a, "dp_tpr": b, "undefended_exposure": ea, "dp_exposure": eb,
+            "privacy": privacy_statement((rows["dp_eps8"].get("training") or {}).get("dp")),
+            "undefended_leaked": None if a["tpr"] is None else bool(a["tpr"]),
             "holds": None if ok is None else bool(ok and eb["ci_high"] < ea["ci_low"])}
     if "scrubbed" in rows:
         a, b = u["extraction"], rows["scrubbed"]["extraction"]
@@ -358,6 +364,7 @@ def evaluate_claims(rows: dict[str, dict]) -> dict[str, dict[str, Any]]:
             "undefended_pii_in_samples": a["corpus_pii_in_samples"], "scrubbed_pii_in_samples": b["corpus_pii_in_samples"],
             "undefended_canaries_extracted": a["canaries_extracted"], "scrubbed_canaries_extracted": b["canaries_extracted"],
             "undefended_nonpii_memorization": ma, "scrubbed_nonpii_memorization": mb,
+            "undefended_leaked": bool(sum(a["corpus_pii_in_samples"].values()) or a["canaries_extracted"]),
             # no training-corpus PII value and no canary secret in any sample, and the non-PII
             # memorization intervals overlap
             "holds": None if ma is None or mb is None else bool(
@@ -373,10 +380,13 @@ def evaluate_claims(rows: dict[str, dict]) -> dict[str, dict[str, Any]]:
         out["smaller_models_memorize_less"] = {
             "claim": "smaller models memorize less",
             "by_size": {n: {"n_params": rows[n].get("n_params"), "exact": r} for n, r in zip(sizes, rs)},
+            "undefended_leaked": None if rs[0] is None else bool(rs[0]["value"]),
             "ties": [] if any(r is None for r in rs) else [
                 [sizes[i], sizes[i + 1]] for i in range(len(rs) - 1)
                 if rs[i]["value"] == rs[i + 1]["value"]],
             "holds": None if any(r is None for r in rs) else bool(
                 all(rs[i]["value"] >= rs[i + 1]["value"] for i in range(len(rs) - 1))
                 and rs[0]["ci_low"] > rs[-1]["ci_high"])}
+    for c in out.values():  # a claim whose undefended side leaked nothing is "not testable"
+        c["verdict"] = claim_verdict(c)
     return out

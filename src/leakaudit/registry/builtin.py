@@ -55,6 +55,12 @@ BACKENDS = [
                        "seeded_generation"),
          threat_model="white-box: every shard model loaded in process",
          reference="https://arxiv.org/abs/1912.03817", scheme=True, world="llm"),
+    _row("peft", "leakaudit.targets.peft:load_peft",
+         "a PEFT (LoRA) adapter folder: adapter_config.json names the base model (an hf: folder "
+         "with an adapter_config.json and no config.json loads this way too)",
+         capabilities=_LM_CAPS, threat_model="white-box: base weights and adapter loaded in process",
+         reference="https://huggingface.co/docs/peft", requires=("peft",), extra="finetune",
+         scheme=True, world="llm"),
     _row("openai-completions", "leakaudit.targets.openai_api:load_openai_completions",
          "an OpenAI-compatible /v1/completions endpoint: URL[#model=..&tokenizer=..&api_key_env=VAR]",
          capabilities=("generation", "top_logprobs", "prompt_logprobs"),

@@ -17,8 +17,18 @@ def _ci(r: dict | None, pct: bool = True, key: str = "value") -> str:
 
 
 def _eps(row: dict) -> str:
-    dp = (row.get("training") or {}).get("dp")
-    return "∞" if not dp else f"{dp['epsilon']:.2f}"
+    """ε with its δ and privacy unit, never alone."""
+    from leakaudit.training.finetune import privacy_statement
+
+    return privacy_statement((row.get("training") or {}).get("dp"))
+
+
+def _verdict(c: dict) -> str:
+    """A claim's verdict: ``verdict`` when recorded (``not testable`` when the undefended side
+    leaked nothing), else from ``holds`` (reports written before verdicts existed)."""
+    if c.get("verdict"):
+        return c["verdict"]
+    return {True: "holds", False: "does not hold", None: "not resolvable"}[c.get("holds")]
 
 
 def _plot(rows: list[dict[str, Any]]) -> str:
@@ -59,7 +69,7 @@ def build_defenses(rd: ReportData) -> Section | None:
     table = {
         "id": "defense-table",
         "caption": "Each variant against the same attacks on the original training data (95% intervals)",
-        "headers": ["variant", "parameters", "ε", "held-out perplexity", "exact memorization",
+        "headers": ["variant", "parameters", "privacy (ε, δ, unit)", "held-out perplexity", "exact memorization",
                     "… of duplicated windows", "mean canary exposure (bits)", "MIA TPR@1%FPR (best)",
                     "blind baseline AUC", "extraction precision", "verified samples",
                     "canaries extracted", "corpus PII values in samples"],
@@ -79,8 +89,8 @@ def build_defenses(rd: ReportData) -> Section | None:
     claim_table = {
         "id": "defense-claims",
         "caption": "The literature's claims, reproduced or not on this corpus",
-        "headers": ["claim", "holds here"],
-        "rows": [[c["claim"], {True: "yes", False: "no", None: "not resolvable"}[c.get("holds")]]
+        "headers": ["claim", "verdict here"],
+        "rows": [[c["claim"] + (f" ({c['privacy']})" if c.get("privacy") else ""), _verdict(c)]
                  for c in claims.values()],
     }
     figs = [{"img": _plot(rows), "alt": "privacy-utility plot",
@@ -90,4 +100,5 @@ def build_defenses(rd: ReportData) -> Section | None:
                    {"intro": "Every variant is trained on the same corpus with the same seed and "
                              "schedule; only the defense differs. All attacks target the original "
                              "(undefended) training data.",
+                    "warnings": list(summ.get("warnings") or []),
                     "tables": [table, claim_table], "figures": figs})

@@ -81,6 +81,15 @@ def check_spec(spec: str | os.PathLike, *, allow_download: bool = False) -> tupl
     """Everything about a spec that can be checked without loading it: the scheme exists, a
     local path exists, a hub name is allowed. Cheap (no torch import); raises InputError."""
     scheme, rest = parse_spec(spec)
+    # --- issue 28 hook: a PEFT adapter folder (adapter_config.json, no config.json) given as
+    # hf:DIR or a bare path loads as base + adapter (targets/peft.py); the registry takes it over.
+    if scheme == "hf":
+        from leakaudit.targets.peft import check_adapter, is_adapter_dir
+
+        if is_adapter_dir(rest):
+            check_adapter(rest, allow_download=allow_download)
+            return "peft", rest
+    # --- end of the issue 28 hook
     if scheme in ("hf", "gguf"):
         from leakaudit.targets.hf import resolve_local
 
