@@ -56,7 +56,7 @@ def test_dp_audit_lab(data, tmp_path):
     assert broken.epsilon_lb > 1.0 and broken.refuted, broken.summary_line()
     # misreported sampling rate (σ calibrated for q/100): claiming ε = 0.5 while the accountant of
     # what ran says 6.8, the audit refutes the claim; at q/10 claiming ε = 1 (true 3.65) it does not
-    # (README: ε̂ 0.03-0.28), as for honest DP-SGD at ε = 4: black-box final-model audits are loose
+    # (docs/results/dp-audit.md: ε̂ 0.03-0.28), as for honest DP-SGD at ε = 4: black-box final-model audits are loose
     misreported = _one_run(replace(lab_trainer("sample_rate", 0.5, CFG), misreport_factor=100.0), data, 1, tmp_path)
     assert misreported.training["accountant_epsilon_of_what_ran"] > 6 and misreported.claimed_epsilon == 0.5
     assert misreported.epsilon_lb > 0.5 and misreported.refuted, misreported.summary_line()

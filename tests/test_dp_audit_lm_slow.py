@@ -4,7 +4,7 @@ included with probability ½ and seen every epoch (10 epochs, counted by the acc
 
 - power: the broken "noise off" pipeline claiming ε = 1 is refuted (ε̂ > 1);
 - soundness: correctly trained DP-SGD at ε = 8: ε̂ ≤ ε for each of 5 seeds (CI budget; the full
-  sweep ε ∈ {1, 4, 8} × 5 seeds was run once, numbers in the README).
+  sweep ε ∈ {1, 4, 8} × 5 seeds was run once, numbers in docs/results/dp-audit.md).
 """
 
 import resource

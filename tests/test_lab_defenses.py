@@ -119,7 +119,7 @@ def test_quick_defenses_lab_end_to_end(tmp_path):
     claims = summary["claims"]
     assert set(claims) == {"dedup_cuts_duplicated_memorization", "dp_eps8_cuts_mia_and_exposure",
                            "scrub_removes_pii_keeps_other_memorization", "smaller_models_memorize_less"}
-    # The seeds' four claims, with their intervals (seed 0, one thread: all four hold, see README)
+    # The seeds' four claims, with their intervals (seed 0, one thread: all four hold, see docs/results/defenses.md)
     d = claims["dedup_cuts_duplicated_memorization"]
     assert d["undefended"]["ci_low"] > d["dedup"]["ci_high"] and d["holds"] is True
     p = claims["dp_eps8_cuts_mia_and_exposure"]
@@ -147,7 +147,7 @@ def test_claims_not_resolvable_without_leakage_to_cut():
 
 def assert_default_claims(out) -> dict:
     """The four claims on a default-size defenses lab folder, re-evaluated from its records with
-    the current verdict rules (seed 0; numbers in the README)."""
+    the current verdict rules (seed 0; numbers in docs/results/defenses.md)."""
     recs = [json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()]
     rows = {x["variant"]: x for x in recs if x["entry_type"] == "defense_comparison"}
     assert list(rows) == list(VARIANTS)
@@ -167,7 +167,7 @@ def assert_default_claims(out) -> dict:
     return c
 
 
-# extended: about 52 CPU-minutes (README: "Default-size defenses lab")
+# extended: about 52 CPU-minutes (docs/results/defenses.md: "Default-size defenses lab")
 @pytest.mark.extended
 def test_default_defenses_lab_claims(tmp_path):
     from typer.testing import CliRunner
