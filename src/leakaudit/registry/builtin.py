@@ -40,6 +40,12 @@ def _clf_attack(name: str, cls: str, reference: str, *, threat_model: str, summa
                 reference=reference, needs=needs, capabilities=("probabilities",))
 
 
+def _label_attack(name: str, cls: str, summary: str, threat_model: str):
+    return _row(name, f"leakaudit.attacks.membership.label_only:{cls}", summary,
+                family="membership", world="label_only", capabilities=("labels", "float_inputs"),
+                needs=(), threat_model=threat_model, reference="https://arxiv.org/abs/2007.14321")
+
+
 BACKENDS = [
     _row("hf", "leakaudit.targets.hf:load_hf",
          "a transformers model directory, or a hub name (cache; --allow-download)",
@@ -147,24 +153,15 @@ ATTACKS = [
                              "target did not train on",
                 needs=("ref_probs", "pop_y", "pop_target_probs", "pop_ref_probs"),
                 summary="relative membership inference (Zarifzadeh et al. 2024)"),
-    _row("label_gap", "leakaudit.attacks.membership.label_only:LabelGapAttack",
-         "label-only gap attack: member iff the top-1 label is right (1 query a record)",
-         family="membership", world="label_only", capabilities=("labels", "float_inputs"),
-         needs=(),
-         threat_model="label-only: the top-1 label of the record",
-         reference="https://arxiv.org/abs/2007.14321"),
-    _row("label_augment", "leakaudit.attacks.membership.label_only:AugmentationAttack",
-         "label-only data-augmentation attack: how many perturbed copies keep the true label",
-         family="membership", world="label_only", capabilities=("labels", "float_inputs"),
-         needs=(),
-         threat_model="label-only: top-1 labels of the record and of a few perturbed copies",
-         reference="https://arxiv.org/abs/2007.14321"),
-    _row("boundary_distance", "leakaudit.attacks.membership.label_only:BoundaryDistanceAttack",
-         "label-only decision-boundary distance (HopSkipJump-style search, budget per record)",
-         family="membership", world="label_only", capabilities=("labels", "float_inputs"),
-         needs=(),
-         threat_model="label-only: top-1 labels of chosen inputs (query access)",
-         reference="https://arxiv.org/abs/2007.14321"),
+    _label_attack("label_gap", "LabelGapAttack",
+                  "label-only gap attack: member iff the top-1 label is right (1 query a record)",
+                  "label-only: the top-1 label of the record"),
+    _label_attack("label_augment", "AugmentationAttack",
+                  "label-only data-augmentation attack: how many perturbed copies keep the true label",
+                  "label-only: top-1 labels of the record and of a few perturbed copies"),
+    _label_attack("boundary_distance", "BoundaryDistanceAttack",
+                  "label-only decision-boundary distance (HopSkipJump-style search, budget per record)",
+                  "label-only: top-1 labels of chosen inputs (query access)"),
     _row("mi_face", "leakaudit.attacks.inversion.mi_face:MIFace",
          "gradient descent on the input toward a class (Fredrikson et al. 2015)",
          family="inversion", world="classifier", capabilities=("gradients",),
