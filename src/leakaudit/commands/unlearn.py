@@ -105,14 +105,18 @@ def register(app: typer.Typer) -> None:
                 spec = (LMSpec(n_ctx=min(n_ctx, 1024), epochs=epochs, lr=train_lr, batch_size=8), seed)
             spec = spec or (LMSpec(), seed)
             _log(f"forget set: {len(fids)} of {len(docs)} documents")
-            res = run_unlearn(model=model, docs=docs, forget_ids=fids, methods=ms, out=out,
-                              steps=steps, lr=lr, batch_size=batch_size, beta=beta,
-                              retain_weight=retain_weight, shards=shards, train_spec=spec,
-                              seed=seed, target=target, log=_log)
-            res["corpus"] = str(corpus)
-            res["text_field"] = text_field
-            res["command"] = _command()
-            (out / "unlearn.json").write_text(json.dumps(res, indent=1, default=str))
+            from leakaudit.runs.staged import owned_output
+
+            with owned_output(out, produces=("unlearn.json",), inputs=[corpus, forget_ids],
+                              log=_log):  # the folder's lock, and no foreign file replaced
+                res = run_unlearn(model=model, docs=docs, forget_ids=fids, methods=ms, out=out,
+                                  steps=steps, lr=lr, batch_size=batch_size, beta=beta,
+                                  retain_weight=retain_weight, shards=shards, train_spec=spec,
+                                  seed=seed, target=target, log=_log)
+                res["corpus"] = str(corpus)
+                res["text_field"] = text_field
+                res["command"] = _command()
+                (out / "unlearn.json").write_text(json.dumps(res, indent=1, default=str))
         except LeakauditError as e:
             _fail(e)
         for m, info in res["methods"].items():
