@@ -361,6 +361,12 @@ class ApiClient:
                                  status=r.status_code) from None
         if not isinstance(body, dict) or "choices" not in body:
             raise TransientError("response has no 'choices'", status=r.status_code)
+        from leakaudit.targets.api_replies import MalformedReply, check_reply
+
+        try:  # a reply of the wrong shape fails here, counted, never scored
+            check_reply(body)
+        except MalformedReply as e:
+            raise PermanentError(f"malformed reply: {e}", status=r.status_code) from None
         return body, r.status_code
 
     def _wait(self, state) -> float:
