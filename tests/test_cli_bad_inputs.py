@@ -133,6 +133,14 @@ def bad(tiny_model_dir, tmp_path_factory):
                          {"entry_type": 5, "scores": "no", "text": 5}])
     report("rep_notobj", [run, "[1, 2]"])
     report("rep_[/]key", [run, {"entry_type": "eval", "[/]": 1, "precision": "[/]"}])
+    report("rep_piilist", [run, {"entry_type": "pii", "counts": [1, 2], "scope": "verified"}])
+    # third-wave inputs
+    e = np.zeros((0, 4), np.float32)
+    npz("data_empty.npz", x_members=e, y_members=np.zeros(0, np.int64), x_nonmembers=e,
+        y_nonmembers=np.zeros(0, np.int64))
+    npz("data_onenon.npz", x_members=x, y_members=y, x_nonmembers=x[:1], y_nonmembers=y[:1])
+    w("nothing.npz", data=b"")
+    w("one.jsonl", json.dumps({"id": "z", "text": "A single held out document about the weather."}) + "\n")
     return p
 
 
@@ -259,6 +267,20 @@ CASES = [
     ("report-no-run", ["report", "{rep_norun}"], "run record"),
     ("report-entry-type-not-string", ["report", "{rep_types}"], "report.jsonl:3: entry_type"),
     ("report-line-not-object", ["report", "{rep_notobj}"], "report.jsonl:2"),
+    ("report-pii-counts-list", ["report", "{rep_piilist}"], "the pii records do not have the shape leakaudit writes"),
+    # --- issue 26: tracebacks and silent results of the third wave
+    ("canaries-template-globals", ["canaries", "insert", "--corpus", "{corpus_jsonl}", "--template", "x {secret.__class__.__init__.__globals__} {secret}", "--space", "ssn", "--out", "{out}"], "only the field {secret} is allowed, not {secret.__class__.__init__.__globals__}"),
+    ("canaries-template-class", ["canaries", "insert", "--corpus", "{corpus_jsonl}", "--template", "x {secret.__class__}", "--space", "ssn", "--out", "{out}"], "not {secret.__class__}"),
+    ("canaries-template-index", ["canaries", "insert", "--corpus", "{corpus_jsonl}", "--template", "x {secret[0]}", "--space", "ssn", "--out", "{out}"], "not {secret[0]}"),
+    ("canaries-template-other-field", ["canaries", "insert", "--corpus", "{corpus_jsonl}", "--template", "x {secret} {name}", "--space", "ssn", "--out", "{out}"], "not {name}"),
+    ("invert-huge-shape", ["invert", "--endpoint", "http://127.0.0.1:9/x", "--input-shape", "1000000x1000000", "--n-classes", "2", "--out", "{out}"], "1,000,000,000,000 values per input"),
+    ("invert-huge-shape-overflow", ["invert", "--endpoint", "http://127.0.0.1:9/x", "--input-shape", "99999999999999999999", "--n-classes", "2", "--out", "{out}"], "--input-shape"),
+    ("invert-negative-shape", ["invert", "--endpoint", "http://127.0.0.1:9/x", "--input-shape=-5", "--n-classes", "2", "--out", "{out}"], "--input-shape"),
+    ("classifier-data-empty", ["membership", "classifier", "{clf}", "--data", "{data_empty_npz}", "--out", "{out}"], "x_members holds 0 records"),
+    ("classifier-data-one-nonmember", ["membership", "classifier", "{clf}", "--data", "{data_onenon_npz}", "--out", "{out}"], "x_nonmembers holds 1 records"),
+    ("classifier-data-empty-file", ["membership", "classifier", "{clf}", "--data", "{nothing_npz}", "--out", "{out}"], "nothing.npz: not a plain numeric .npz"),
+    ("membership-llm-one-nonmember", ["membership", "llm", "--model", "{model}", "--members", "{corpus_jsonl}", "--nonmembers", "{one_jsonl}", "--out", "{out}"], "one.jsonl: 1 non-member"),
+    ("extract-fail-on-deep", ["extract", "--model", "{model}", "--fail-on", "(" * 1000 + "extraction.verified > 0" + ")" * 1000, "--out", "{out}"], "nest more than 32 deep"),
     # --- lab
     ("lab-samples-zero", ["lab", "--samples", "0", "--out", "{out}"], "--samples"),
     ("lab-defenses-samples-zero", ["lab", "defenses", "--samples", "0", "--out", "{out}"], "--samples"),

@@ -26,11 +26,13 @@ Quantities (computed from the findings of one report; "max" is over every target
 ====================== ==============================================================
 
 A quantity the report did not measure (e.g. ``membership.auc`` on an extraction run) makes its
-comparison *not evaluated*: it neither passes nor fails, and is reported as such. Several
-``--fail-on`` options are combined with "or": the command exits 1 if any is crossed.
+comparison *not evaluated*, and the command exits 2 naming the quantities the run did measure: a
+CI gate on something that was never measured must not pass. Several ``--fail-on`` options are
+combined with "or": the command exits 1 if any is crossed. Parentheses and ``not`` nest at most
+:data:`MAX_DEPTH` deep.
 
-Exit codes of every command: 0 passed, 1 a threshold was crossed, 2 bad input, 130 interrupted
-(SIGINT), 143 terminated (SIGTERM).
+Exit codes of every command: 0 passed, 1 a threshold was crossed, 2 bad input (an unmeasured
+``--fail-on`` quantity included), 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ from leakaudit.errors import InputError
 from leakaudit.findings import ENTRY_TYPES, SEVERITIES, severity_rank
 
 EXIT_PASSED, EXIT_THRESHOLD, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+
+#: how deep parentheses and ``not`` may nest in one expression
+MAX_DEPTH = 32
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
        "==": operator.eq, "!=": operator.ne}
@@ -84,10 +89,22 @@ class Verdict:
     expression: str
     crossed: bool | None
     values: dict[str, float | None] = field(default_factory=dict)
+    measured: tuple[str, ...] = ()  # every quantity the report measured (for the message)
 
     @property
     def status(self) -> str:
-        return {True: "crossed", False: "passed", None: "not evaluated"}[self.crossed]
+        return "not evaluated" if self.unmeasured else \
+            {True: "crossed", False: "passed", None: "not evaluated"}[self.crossed]
+
+    @property
+    def unmeasured(self) -> list[str]:
+        return [k for k, v in self.values.items() if v is None]
+
+    def error(self) -> str:
+        """The one-line message of an expression that needs a quantity the run did not measure."""
+        return (f"--fail-on {self.expression!r}: this run did not measure "
+                f"{', '.join(self.unmeasured)}; it measured "
+                f"{', '.join(self.measured) if self.measured else 'nothing --fail-on can test'}")
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -149,14 +166,27 @@ def parse(text: str):
             args.append(unary())
         return args[0] if len(args) == 1 else BoolOp("and", tuple(args))
 
+    depth = 0
+
+    def nested(inner):
+        nonlocal depth
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise InputError(f"--fail-on {text[:60]!r}…: parentheses and 'not' nest more than "
+                             f"{MAX_DEPTH} deep")
+        try:
+            return inner()
+        finally:
+            depth -= 1
+
     def unary():
         kind, val = peek()
         if kind == "name" and val.lower() == "not":
             take()
-            return Not(unary())
+            return Not(nested(unary))
         if kind == "paren" and val == "(":
             take()
-            e = expr()
+            e = nested(expr)
             if take() != ("paren", ")"):
                 raise InputError(f"--fail-on {text!r}: missing ')'")
             return e
@@ -260,12 +290,31 @@ def evaluate(tree, q: dict[str, float | None], records, values: dict[str, float 
 def check(records: dict[str, list[dict[str, Any]]], expressions: list[str]) -> list[Verdict]:
     """Evaluate every expression on one report's grouped records."""
     q = quantities(records)
+    done = measured(q, records)
     out = []
     for text, tree in parse_all(expressions):
         values: dict[str, float | None] = {}
-        out.append(Verdict(text, evaluate(tree, q, records, values), values))
+        out.append(Verdict(text, evaluate(tree, q, records, values), values, done))
     return out
 
 
+def measured(q: dict[str, float | None], records) -> tuple[str, ...]:
+    """The quantities a report measured: the fixed ones with a value (``findings.*`` only when
+    there are findings) and every ``FAMILY.METRIC`` of its findings."""
+    names = {k for k, v in q.items() if v is not None and not k.startswith("findings.")}
+    if any(v for k, v in q.items() if k.startswith("findings.")):
+        names.add("findings.SEVERITY")
+    for recs in records.values():
+        for r in recs:
+            if isinstance(r, dict) and r.get("family") and isinstance(r.get("metric"), dict) and \
+                    isinstance(r["metric"].get("name"), str):
+                names.add(f"{r['family']}.{r['metric']['name'].lower()}")
+    return tuple(sorted(names))
+
+
 def exit_code(verdicts: list[Verdict]) -> int:
+    """2 when an expression needs a quantity the run did not measure (a gate that cannot be
+    checked must not pass), else 1 when one was crossed, else 0."""
+    if any(v.unmeasured for v in verdicts):
+        return EXIT_BAD_INPUT
     return EXIT_THRESHOLD if any(v.crossed for v in verdicts) else EXIT_PASSED
