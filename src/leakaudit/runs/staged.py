@@ -120,6 +120,22 @@ def check_output_location(out: str | Path, *, produces: Iterable[str] = (),
     return out
 
 
+def check_output_file(path: str | Path, option: str) -> Path:
+    """Fail now, before any work, if the single file ``path`` (given with ``option``) cannot be
+    written: it is a folder, or its folder cannot be created (a file on the way) or written."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} is a folder, not a file", path=str(path))
+    p = _resolved(path).parent
+    while not p.exists():
+        p = p.parent
+    if not p.is_dir():
+        raise InputError(f"cannot write {option}: {p} is a file, not a folder", path=str(path))
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {option}: {p} is not writable", path=str(path))
+    return path
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

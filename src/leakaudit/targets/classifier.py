@@ -30,6 +30,26 @@ import numpy as np
 from leakaudit.errors import CapabilityError, InputError
 
 
+#: how far a row of probabilities may sum from 1 (float32 softmax and JSON rounding stay well
+#: inside it; a vector of scores or logits does not)
+PROB_SUM_TOL = 1e-3
+
+
+def check_probability_rows(p: np.ndarray, who: str) -> None:
+    """Every row of ``p`` must be a probability vector: finite, each value in [0, 1], summing to
+    1 (within :data:`PROB_SUM_TOL`). Scores, logits or negative "probabilities" would otherwise be
+    attacked as if they were probabilities, and give wrong results without a word."""
+    if not np.all(np.isfinite(p)):
+        raise InputError(f"{who}: the probabilities contain NaN or infinity")
+    bad = np.flatnonzero((p < -1e-6).any(axis=1) | (p > 1 + 1e-6).any(axis=1)
+                         | (np.abs(p.sum(axis=1) - 1) > PROB_SUM_TOL))
+    if len(bad):
+        i = int(bad[0])
+        raise InputError(f"{who}: row {i} of the answer is not a probability vector (min "
+                         f"{p[i].min():.4g}, max {p[i].max():.4g}, sum {p[i].sum():.4g}); each "
+                         "value must be in [0, 1] and each row must sum to 1")
+
+
 @dataclass(frozen=True)
 class ClassifierCapabilities:
     """What a classifier backend can answer. Attacks check these and refuse clearly; audits skip
@@ -120,6 +140,7 @@ class Classifier(ABC):
         if p.shape != (len(x), self.n_classes):
             raise InputError(f"classifier returned probabilities of shape {p.shape}; expected "
                              f"{(len(x), self.n_classes)}")
+        check_probability_rows(p, getattr(self, "url", None) or type(self).__name__)
         return p
 
     def predict(self, x) -> np.ndarray:
