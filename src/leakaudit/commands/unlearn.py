@@ -78,6 +78,9 @@ def register(app: typer.Typer) -> None:
         from leakaudit.targets import check_spec
 
         try:
+            from leakaudit.runs.staged import check_output_location
+
+            check_output_location(out, produces=("unlearn.json",), inputs=[corpus, forget_ids])
             ms = _methods(methods)
             check_spec(model, allow_download=allow_download)  # a typo answers at once, no torch
         except LeakauditError as e:
