@@ -222,39 +222,54 @@ def _max(values) -> float | None:
     return max(vals) if vals else None
 
 
+def _obj(x: Any) -> dict[str, Any]:
+    """``x`` if it is a JSON object, else an empty one: a field of the wrong type in an edited
+    or foreign report counts as not measured (never a crash, never a number)."""
+    return x if isinstance(x, dict) else {}
+
+
+def _objs(x: Any) -> list[dict[str, Any]]:
+    return [r for r in x if isinstance(r, dict)] if isinstance(x, list) else []
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def quantities(records: dict[str, list[dict[str, Any]]]) -> dict[str, float | None]:
     """The fixed quantities of one report (``None`` = not measured)."""
-    samples = records.get("sample") or []
+    samples = _objs(records.get("sample"))
     q: dict[str, float | None] = {}
-    q["extraction.verified"] = (float(sum(1 for s in samples if s.get("verified")))
-                                if samples and any(s.get("verified") is not None for s in samples) else None)
-    q["extraction.precision"] = _max(e.get("precision") for e in records.get("eval") or [])
-    canaries = records.get("canary") or []
-    q["canaries.extracted"] = float(sum(1 for c in canaries if c.get("extracted"))) if canaries else None
-    exp = [r for r in records.get("exposure") or [] if r.get("kind") == "canary"]
+    q["extraction.verified"] = (float(sum(1 for s in samples if s.get("verified") is True))
+                                if any(isinstance(s.get("verified"), bool) for s in samples) else None)
+    q["extraction.precision"] = _max(e.get("precision") for e in _objs(records.get("eval")))
+    canaries = _objs(records.get("canary"))
+    q["canaries.extracted"] = float(sum(1 for c in canaries if c.get("extracted") is True)) if canaries else None
+    exp = [r for r in _objs(records.get("exposure")) if r.get("kind") == "canary"]
     q["exposure.max"] = _max(r.get("exposure_extrapolated") for r in exp)
     q["exposure.rank_max"] = _max(r.get("exposure_rank") for r in exp)
-    q["memorization.exact"] = _max((r.get("exact") or {}).get("value") for r in records.get("memorization") or []
+    q["memorization.exact"] = _max(_obj(r.get("exact")).get("value") for r in _objs(records.get("memorization"))
                                    if r.get("kind") == "rate" and r.get("bucket") == "all")
-    mia = [r for r in records.get("membership") or [] if not r.get("baseline")]
+    mia = [r for r in _objs(records.get("membership")) if not r.get("baseline")]
     q["membership.auc"] = _max(r.get("auc") for r in mia)
     q["membership.epsilon_lb"] = _max(r.get("epsilon_lb") for r in mia)
-    fprs = sorted({t["fpr"] for r in mia for t in r.get("tpr_at_fpr") or [] if "fpr" in t})
-    for fpr in fprs:
-        q[f"membership.tpr@{fpr:g}"] = _max(t.get("tpr") for r in mia for t in r.get("tpr_at_fpr") or []
-                                            if t.get("fpr") == fpr and t.get("resolvable"))
-    q["inversion.top1"] = _max((r.get("top1") or {}).get("value") for r in records.get("inversion") or [])
-    findings = [r for recs in records.values() for r in recs if isinstance(r, dict) and "severity" in r]
+    points = [t for r in mia for t in _objs(r.get("tpr_at_fpr")) if _number(t.get("fpr"))]
+    for fpr in sorted({float(t["fpr"]) for t in points}):
+        q[f"membership.tpr@{fpr:g}"] = _max(t.get("tpr") for t in points
+                                            if t["fpr"] == fpr and t.get("resolvable") is True)
+    q["inversion.top1"] = _max(_obj(r.get("top1")).get("value") for r in _objs(records.get("inversion")))
+    ranks = [severity_rank(r["severity"]) for recs in records.values() for r in _objs(recs)
+             if r.get("severity") in SEVERITIES]
     for sev in SEVERITIES:
-        q[f"findings.{sev}"] = float(sum(1 for f in findings if severity_rank(f["severity"]) >= severity_rank(sev)))
+        q[f"findings.{sev}"] = float(sum(1 for k in ranks if k >= severity_rank(sev)))
     return q
 
 
 def _generic(records, quantity: str) -> float | None:
     fam, _, metric = quantity.partition(".")
-    return _max((r.get("metric") or {}).get("value") for recs in records.values() for r in recs
-                if isinstance(r, dict) and r.get("family") == fam
-                and (r.get("metric") or {}).get("name", "").lower() == metric)
+    return _max(_obj(r.get("metric")).get("value") for recs in records.values() for r in _objs(recs)
+                if r.get("family") == fam and isinstance(_obj(r.get("metric")).get("name"), str)
+                and r["metric"]["name"].lower() == metric)
 
 
 def _lookup(q: dict[str, float | None], records, quantity: str) -> float | None:
@@ -305,9 +320,8 @@ def measured(q: dict[str, float | None], records) -> tuple[str, ...]:
     if any(v for k, v in q.items() if k.startswith("findings.")):
         names.add("findings.SEVERITY")
     for recs in records.values():
-        for r in recs:
-            if isinstance(r, dict) and r.get("family") and isinstance(r.get("metric"), dict) and \
-                    isinstance(r["metric"].get("name"), str):
+        for r in _objs(recs):
+            if isinstance(r.get("family"), str) and isinstance(_obj(r.get("metric")).get("name"), str):
                 names.add(f"{r['family']}.{r['metric']['name'].lower()}")
     return tuple(sorted(names))
 
