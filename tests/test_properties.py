@@ -178,3 +178,37 @@ def test_fail_on_parser_gives_a_tree_or_an_input_error(text):
     from leakaudit.report.thresholds import parse
 
     _result_or_input_error(parse, text)
+
+
+# ----------------------------------------------------------------------------- server replies
+
+logprob_objects = st.fixed_dictionaries({}, optional={
+    "tokens": json_values, "token_logprobs": st.one_of(json_values, st.lists(scalars, max_size=4)),
+    "top_logprobs": json_values, "text_offset": json_values, "content": json_values})
+
+
+@SETTINGS
+@given(reply=st.one_of(json_values, st.fixed_dictionaries({}, optional={
+    "choices": st.one_of(json_values, st.lists(st.one_of(json_values, st.fixed_dictionaries(
+        {}, optional={"text": field_values, "logprobs": st.one_of(json_values, logprob_objects),
+                      "prompt_logprobs": json_values})), max_size=3)),
+    "usage": st.one_of(json_values, st.dictionaries(
+        st.sampled_from(["prompt_tokens", "completion_tokens", "total_tokens"]), scalars))})))
+def test_reply_check_accepts_only_what_can_be_read(reply):
+    """A reply that passes :func:`check_reply` can be read the way the backends read it."""
+    from leakaudit.targets.api_replies import MalformedReply, check_reply
+
+    try:
+        check_reply(reply)
+    except MalformedReply:
+        return
+    c0 = reply["choices"][0]
+    assert isinstance(c0, dict)
+    usage = reply.get("usage") or {}
+    assert all(isinstance(usage.get(k) or 0, int) for k in ("prompt_tokens", "completion_tokens"))
+    lp = c0.get("logprobs") or {}
+    if "content" not in lp or lp.get("content") is None:
+        lengths = {len(lp[k]) for k in ("tokens", "token_logprobs", "top_logprobs", "text_offset")
+                   if lp.get(k) is not None}
+        assert len(lengths) <= 1
+        assert all(v is None or v <= 1e-6 for v in lp.get("token_logprobs") or [])
