@@ -90,6 +90,10 @@ def test_probability_rows_are_checked():
     from leakaudit.targets.classifier import check_probability_rows
 
     check_probability_rows(np.array([[0.2, 0.8], [1.0, 0.0], [0.5, 0.5 + 5e-4]]), "c")
+    check_probability_rows(np.array([[0.33, 0.33, 0.33]]), "c")  # rounded to 2 decimals: 0.99
+    check_probability_rows(np.array([[0.3, 0.3, 0.3]]), "c", sums=False)  # a rounding defense
+    with pytest.raises(InputError, match="row 0"):  # ... still in [0, 1]
+        check_probability_rows(np.array([[-0.1, 0.3, 0.3]]), "c", sums=False)
     for rows, needle in (([[-0.2, 1.2]], "row 0 of the answer is not a probability vector (min -0.2"),
                          ([[0.2, 0.8], [0.3, 0.3]], "row 1 of the answer is not a probability vector"
                                                     " (min 0.3, max 0.3, sum 0.6)"),

@@ -30,25 +30,21 @@ import numpy as np
 from leakaudit.errors import CapabilityError, InputError
 
 
-#: how far a row of probabilities may sum from 1 (float32 softmax and JSON rounding stay well
-#: inside it; a vector of scores or logits does not)
-PROB_SUM_TOL = 1e-3
-
-
-def check_probability_rows(p: np.ndarray, who: str) -> None:
-    """Every row of ``p`` must be a probability vector: finite, each value in [0, 1], summing to
-    1 (within :data:`PROB_SUM_TOL`). Scores, logits or negative "probabilities" would otherwise be
+def check_probability_rows(p: np.ndarray, who: str, *, sums: bool = True) -> None:
+    """Every row of ``p`` must be a probability vector: finite, each value in [0, 1], and (with
+    ``sums``) summing to 1 within ``0.001 + 0.005 × classes``, which answers rounded to two
+    decimals pass and scores, logits or negative "probabilities" do not: they would otherwise be
     attacked as if they were probabilities, and give wrong results without a word."""
     if not np.all(np.isfinite(p)):
         raise InputError(f"{who}: the probabilities contain NaN or infinity")
-    bad = np.flatnonzero((p < -1e-6).any(axis=1) | (p > 1 + 1e-6).any(axis=1)
-                         | (np.abs(p.sum(axis=1) - 1) > PROB_SUM_TOL))
-    if len(bad):
-        i = int(bad[0])
+    bad = (p < -1e-6).any(axis=1) | (p > 1 + 1e-6).any(axis=1)
+    if sums:
+        bad |= np.abs(p.sum(axis=1) - 1) > 1e-3 + 0.005 * p.shape[1]
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
         raise InputError(f"{who}: row {i} of the answer is not a probability vector (min "
                          f"{p[i].min():.4g}, max {p[i].max():.4g}, sum {p[i].sum():.4g}); each "
                          "value must be in [0, 1] and each row must sum to 1")
-
 
 @dataclass(frozen=True)
 class ClassifierCapabilities:
@@ -111,6 +107,9 @@ class Classifier(ABC):
     """A classifier under audit. Subclasses implement :meth:`_predict_proba`."""
 
     capabilities: ClassifierCapabilities = ClassifierCapabilities()
+    #: answers are checked to be probability vectors; a wrapper that rounds them says False here
+    #: (its rows are still checked to lie in [0, 1])
+    rows_sum_to_one: bool = True
 
     def __init__(self, *, n_classes: int, input_shape: tuple[int, ...]):
         self.n_classes = int(n_classes)
@@ -140,7 +139,8 @@ class Classifier(ABC):
         if p.shape != (len(x), self.n_classes):
             raise InputError(f"classifier returned probabilities of shape {p.shape}; expected "
                              f"{(len(x), self.n_classes)}")
-        check_probability_rows(p, getattr(self, "url", None) or type(self).__name__)
+        check_probability_rows(p, getattr(self, "url", None) or type(self).__name__,
+                               sums=self.rows_sum_to_one)
         return p
 
     def predict(self, x) -> np.ndarray:
@@ -378,6 +378,7 @@ class RoundedOutputs(DefendedOutputs):
         super().__init__(inner)
         self.decimals = int(decimals)
         self.defense = f"rounded_{self.decimals}"
+        self.rows_sum_to_one = False
 
     def _transform(self, p: np.ndarray) -> np.ndarray:
         return np.round(p, self.decimals)
