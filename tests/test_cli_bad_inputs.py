@@ -290,6 +290,7 @@ CASES = [
     ("endpoint-audit-bad-corpus", ["endpoint", "audit", "openai-completions:http://127.0.0.1:9/v1", "--corpus", "{badjson_jsonl}", "--out", "{out}"], "badjson.jsonl:2"),
     ("endpoint-audit-target-scores", ["endpoint", "audit", "openai-completions:http://127.0.0.1:9/v1", "--target-scores", "logits", "--out", "{out}"], "--target-scores"),
     ("endpoint-audit-missing-reference", ["endpoint", "audit", "openai-completions:http://127.0.0.1:9/v1", "--reference", "{d}/nope", "--out", "{out}"], "nope"),
+    ("endpoint-audit-one-nonmember", ["endpoint", "audit", "openai-completions:http://127.0.0.1:9/v1", "--corpus", "{corpus_jsonl}", "--nonmembers", "{one_jsonl}", "--out", "{out}"], "one.jsonl: 1 non-member; membership inference needs at least 2"),
     ("endpoint-audit-samples-zero", ["endpoint", "audit", "openai-completions:http://127.0.0.1:9/v1", "--samples", "0", "--out", "{out}"], "--samples"),
     ("endpoint-export-gguf-missing-model", ["endpoint", "export-gguf", "{d}/nope", "{out}"], "nope"),
     ("endpoint-export-gguf-empty-dir", ["endpoint", "export-gguf", "{emptydir}", "{out}"], "emptydir"),

@@ -57,6 +57,17 @@ class Prepared:
 #: the fewest members and non-members a membership evaluation takes (a ROC needs two of each)
 MIN_PER_SIDE = 2
 
+
+def check_sides(members, members_path, nonmembers, nonmembers_path) -> None:
+    """At least :data:`MIN_PER_SIDE` member and non-member documents, or an :class:`InputError`
+    naming the file that has too few."""
+    for docs, side, path in ((members, "member", members_path),
+                             (nonmembers, "non-member", nonmembers_path)):
+        if len(docs) < MIN_PER_SIDE:
+            raise InputError(f"{len(docs)} {side}{'' if len(docs) == 1 else 's'}; membership "
+                             f"inference needs at least {MIN_PER_SIDE} members and "
+                             f"{MIN_PER_SIDE} non-members", path=str(path))
+
 def prepare(req: MembershipRequest) -> Prepared:
     from leakaudit.targets.checks import check_device
 
@@ -94,11 +105,7 @@ def prepare(req: MembershipRequest) -> Prepared:
         raise InputError("the reference attack needs --reference MODEL")
     mdocs = load_corpus(req.members, text_field=req.text_field)
     ndocs = load_corpus(req.nonmembers, text_field=req.text_field)
-    for docs, side, path in ((mdocs, "members", req.members), (ndocs, "non-members", req.nonmembers)):
-        if len(docs) < MIN_PER_SIDE:
-            raise InputError(f"{len(docs)} {side[:-1] if len(docs) == 1 else side}; membership "
-                             f"inference needs at least {MIN_PER_SIDE} members and "
-                             f"{MIN_PER_SIDE} non-members", path=str(path))
+    check_sides(mdocs, req.members, ndocs, req.nonmembers)
     target = load_target(req.model, name="target", device=req.device, allow_download=req.allow_download)
     refs = load_references(req.references, device=req.device, allow_download=req.allow_download)
     return Prepared("llm", {"target": target, "refs": refs, "mdocs": mdocs, "ndocs": ndocs})

@@ -117,6 +117,10 @@ def register(app: typer.Typer) -> None:
             cfg.validate()
             docs = _docs(load_corpus, corpus)
             non = _docs(load_corpus, nonmembers)
+            if non and "membership" in cfg.attacks:
+                from leakaudit.audits.membership import check_sides
+
+                check_sides(docs, corpus, non, nonmembers)
             refs = {}
             for i, r in enumerate(reference or []):
                 name = default_name(r)
