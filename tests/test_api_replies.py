@@ -67,8 +67,8 @@ def test_malformed_replies_are_named(reply, needle):
 
 pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
 
-from .llama_server import _LoopbackServer, _relay_handler  # noqa: E402
-from .test_endpoint_api import ggufs, key_env, server  # noqa: E402,F401  (the real llama.cpp server)
+from .llama_server import _LoopbackServer, _relay_handler
+from .test_endpoint_api import ggufs, key_env, server  # noqa: F401  (the real llama.cpp server)
 
 
 class CorruptingProxy(_LoopbackServer):
@@ -111,7 +111,7 @@ def _no_choices(r):
     return r
 
 
-def _run(proxy, argv, tmp_path, tiny_model_dir, key_env):
+def _run(proxy, argv, tmp_path, tiny_model_dir, key_env):  # noqa: F811  (the imported fixtures)
     from typer.testing import CliRunner
 
     from leakaudit.cli import app
@@ -133,8 +133,8 @@ def _run(proxy, argv, tmp_path, tiny_model_dir, key_env):
 
 @pytest.mark.parametrize("corrupt", [_usage_string, _no_choices], ids=["usage-string", "choices-empty"])
 @pytest.mark.parametrize("command", ["probe", "audit"])
-def test_a_server_whose_every_reply_is_malformed(corrupt, command, server, tiny_model_dir,
-                                                  tmp_path, key_env):
+def test_a_server_whose_every_reply_is_malformed(corrupt, command, server, tiny_model_dir,  # noqa: F811  (the imported fixtures)
+                                                  tmp_path, key_env):  # noqa: F811  (the imported fixtures)
     with CorruptingProxy(server.url, corrupt) as proxy:
         r = _run(proxy, command, tmp_path, tiny_model_dir, key_env)
     lines = [x for x in r.output.splitlines() if x.startswith("error:")]
@@ -143,7 +143,7 @@ def test_a_server_whose_every_reply_is_malformed(corrupt, command, server, tiny_
     assert not (tmp_path / "out" / "report.jsonl").exists()
 
 
-def test_a_server_whose_log_probs_are_one_short(server, tiny_model_dir, tmp_path, key_env):
+def test_a_server_whose_log_probs_are_one_short(server, tiny_model_dir, tmp_path, key_env):  # noqa: F811  (the imported fixtures)
     """Replies with one log-prob fewer than tokens fail (counted); the endpoint is then known not
     to serve prompt log-probs, and the attacks that need them are skipped, not fed wrong numbers."""
     with CorruptingProxy(server.url, _one_short) as proxy:

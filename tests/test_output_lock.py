@@ -150,7 +150,7 @@ def test_a_lock_that_created_the_folder_removes_it(tmp_path):
 llama = pytest.importorskip("llama_cpp.server", reason="needs llama-cpp-python[server]")
 
 
-def test_endpoint_audit_keeps_the_users_report(server, tiny_model_dir, tmp_path, key_env):
+def test_endpoint_audit_keeps_the_users_report(server, tiny_model_dir, tmp_path, key_env):  # noqa: F811  (the imported fixtures)
     out = tmp_path / "mine"
     out.mkdir()
     (out / "report.jsonl").write_text('{"my": "own report"}\n')
@@ -178,4 +178,4 @@ def test_endpoint_audit_keeps_the_users_report(server, tiny_model_dir, tmp_path,
     assert r.exit_code == 0, r.output
 
 
-from .test_endpoint_api import ggufs, key_env, server  # noqa: E402,F401  (the real llama.cpp server)
+from .test_endpoint_api import ggufs, key_env, server  # noqa: F401  (the real llama.cpp server)

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from leakaudit.errors import InputError
@@ -71,9 +71,9 @@ def describe_holder(raw: str) -> str:
     known of it; an unreadable record is "an unknown process")."""
     try:
         rec = json.loads(raw)
-        if not isinstance(rec, dict):
-            raise ValueError
     except ValueError:
+        rec = None
+    if not isinstance(rec, dict):
         return "an unknown process"
     parts = [f"pid {rec.get('pid', '?')}"]
     if rec.get("started"):
@@ -87,7 +87,7 @@ def describe_holder(raw: str) -> str:
 def _record() -> str:
     cmd = "leakaudit " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else "python"
     return json.dumps({"pid": os.getpid(), "command": cmd[:500],
-                       "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}) + "\n"
+                       "started": datetime.now(UTC).isoformat(timespec="seconds")}) + "\n"
 
 
 def acquire(out: str | Path, log=None) -> None:
