@@ -77,8 +77,34 @@ def test_fail_on_bad_input(bad):
         T.parse(bad)
 
 
+def test_fail_on_nesting_is_limited():
+    deep = "(" * 1000 + "extraction.verified > 0" + ")" * 1000
+    with pytest.raises(InputError, match="nest more than 32 deep"):
+        T.parse(deep)
+    with pytest.raises(InputError, match="nest more than 32 deep"):
+        T.parse("not " * 1000 + "extraction.verified > 0")
+    ok = "(" * 32 + "extraction.verified > 0" + ")" * 32
+    assert T.parse(ok) == T.parse("extraction.verified > 0")
+
+
+def test_an_unmeasured_quantity_is_an_error_naming_what_was_measured(report):
+    r = invoke(["report", report, "--format", "junit", "--fail-on", "membership.epsilon_lb > 1"])
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert r.exit_code == 2, r.output
+    assert len(lines) == 1 and lines[0].startswith("error: --fail-on 'membership.epsilon_lb > 1': "
+                                                   "this run did not measure membership.epsilon_lb;"
+                                                   " it measured "), lines
+    assert "extraction.verified" in lines[0] and "membership.auc" in lines[0]
+    r = invoke(["report", report, "--fail-on", "(" * 1000 + "extraction.verified > 0" + ")" * 1000])
+    assert r.exit_code == 2 and r.output.startswith("error: ") and "nest more" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
 def test_exit_codes():
-    assert T.exit_code([T.Verdict("a", False), T.Verdict("b", None)]) == 0
+    assert T.exit_code([T.Verdict("a", False)]) == 0
+    # a quantity the run did not measure: exit 2, even beside a crossed one (the gate is broken)
+    assert T.exit_code([T.Verdict("a", False), T.Verdict("b", None, {"membership.auc": None})]) == 2
+    assert T.exit_code([T.Verdict("a", True), T.Verdict("b", None, {"membership.auc": None})]) == 2
     assert T.exit_code([T.Verdict("a", False), T.Verdict("b", True)]) == 1
     assert (T.EXIT_BAD_INPUT, T.EXIT_SIGINT, T.EXIT_SIGTERM) == (2, 128 + signal.SIGINT, 128 + signal.SIGTERM)
 

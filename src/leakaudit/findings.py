@@ -338,7 +338,11 @@ def upgrade(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if v == SCHEMA_VERSION or et_name not in ENTRY_TYPES:
             out.append(d)
             continue
-        out.append(to_record(et_name, d, ctx).to_dict())
+        try:
+            out.append(to_record(et_name, d, ctx).to_dict())
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
+            raise InputError(f"record {len(out) + 1} ({et_name}) has a field of a type leakaudit "
+                             f"never writes ({type(e).__name__}: {e})") from None
     return out
 
 

@@ -277,6 +277,9 @@ def _verdicts(written, out) -> None:
     output has moved into ``out``."""
     if written is None:
         return
+    unmeasured = [v for v in written.verdicts if v.unmeasured]
+    if unmeasured:  # a gate on something this run never measured must not pass silently
+        _fail(LeakauditError(unmeasured[0].error()))
     for v in written.verdicts:
         vals = ", ".join(f"{k} = {'not measured' if x is None else f'{x:g}'}" for k, x in v.values.items())
         style = {"crossed": "bold red", "passed": "green", "not evaluated": "yellow"}[v.status]

@@ -55,7 +55,17 @@ def lab_output_filter(target_dir: Path, corpus, out: Path, *, n: int, fp_rate: f
 UNLEARN_METHODS = ("ga", "gd", "npo", "oracle", "sisa")
 
 
-def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rate: float = 1e-4,
+def run_after_training_lab(lab: str | Path, *, log=print, **kwargs) -> dict:
+    """:func:`_after_training` holding the lab folder's lock (one run at a time into a lab)."""
+    from leakaudit.runs.lock import output_lock
+    from leakaudit.runs.staged import check_output_location
+
+    check_output_location(lab)
+    with output_lock(lab, log=log):
+        return _after_training(lab, log=log, **kwargs)
+
+
+def _after_training(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rate: float = 1e-4,
                            filter_docs: int = 30, steps: int = 15, lr: float = 5e-4,
                            shards: int = 2, max_repeats: int = 8, n_retain: int = 40,
                            exposure_references: int = 50, finetune_docs: int = 30,

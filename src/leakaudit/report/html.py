@@ -456,7 +456,11 @@ def build_pii(rd: ReportData) -> Section | None:
     if not recs:
         return None
     p = recs[-1]
-    counts = sorted((p.get("counts") or {}).items(), key=lambda kv: (-(kv[1] or 0), kv[0]))
+    counts = p.get("counts") or {}
+    if not isinstance(counts, dict) or not all(isinstance(v, (int, float)) or v is None
+                                                for v in counts.values()):
+        raise ValueError("pii.counts must map each kind to a number")
+    counts = sorted(counts.items(), key=lambda kv: (-(kv[1] or 0), kv[0]))
     return Section("pii", "PII in verified samples", "pii", {
         "counts": [(k, _int(v)) for k, v in counts], "scope": _scalar(p.get("scope")),
         "n_samples": _int(p.get("n_samples_with_pii")), "show_pii": rd.show_pii})
@@ -768,9 +772,24 @@ def _late_builders() -> list[Callable[[ReportData], Section | None]]:
 
 def build_context(report_dir: str | Path) -> dict[str, Any]:
     rd = ReportData.load(report_dir)
-    sections = [s for s in (b(rd) for b in [*SECTION_BUILDERS, *_late_builders()]) if s is not None]
-    return {"header": build_header(rd), "sections": sections, "show_pii": rd.show_pii,
-            "match_tokens": rd.config.get("match_tokens")}
+    sections = [s for s in (_shaped(b, rd, report_dir)
+                            for b in [*SECTION_BUILDERS, *_late_builders()]) if s is not None]
+    return {"header": _shaped(build_header, rd, report_dir), "sections": sections,
+            "show_pii": rd.show_pii, "match_tokens": rd.config.get("match_tokens")}
+
+
+def _shaped(build: Callable[[ReportData], Any], rd: ReportData, report_dir: str | Path) -> Any:
+    """``build(rd)``, or an :class:`InputError` when a record has fields of a shape leakaudit never
+    writes (an edited or foreign report.jsonl: e.g. ``pii.counts`` a list, not an object)."""
+    from leakaudit.errors import InputError
+
+    try:
+        return build(rd)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
+        what = build.__name__.removeprefix("build_").replace("_", " ")
+        raise InputError(f"the {what} records do not have the shape leakaudit writes "
+                         f"({type(e).__name__}: {e})",
+                         path=str(Path(report_dir) / "report.jsonl")) from None
 
 
 def _environment():
