@@ -116,8 +116,10 @@ def defenses(
         summary = run_defense_lab(out, dcfg, progress=_progress(), log=_log, command=_command())
     except LeakauditError as e:
         _fail(e)
+    from leakaudit.report.sections_defenses import VERDICT_WORDS, claim_numbers
+
     for c in summary["claims"].values():
-        out_console.print(f"{c['claim']}: {dict([(True, 'holds'), (False, 'does not hold'), (None, 'not resolvable')])[c['holds']]}",
+        out_console.print(f"{c['claim']}: {VERDICT_WORDS[c['holds']]} ({claim_numbers(c)})",
                           highlight=False, markup=False)
     out_console.print(f"report: {out / 'report.html'}", highlight=False, markup=False)
 

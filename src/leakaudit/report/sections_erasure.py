@@ -162,6 +162,35 @@ def build_erasure(rd: ReportData) -> Section | None:
                    data={"intro": intro, "tables": tables, "figures": []})
 
 
+def secret_headline(rates: list[dict], *, filtered: str = "memfree",
+                    unfiltered: str = "unfiltered") -> str | None:
+    """The output filter's answer in one line: how many canary secrets still came out with the
+    filter on, per prompt style (a secret counts when its letters and digits appear in the
+    output: the ``normalized`` measure, so a spaced or reformatted secret counts too), next to
+    the unfiltered model's count. ``rates``: the ``output_filter`` rate records (``variant``,
+    ``style``, ``probe_kind``, ``measure``, ``k``, ``n``). None without secret probes.
+
+    >>> r = [{"variant": v, "style": st, "probe_kind": "secret", "measure": "normalized",
+    ...       "k": k, "n": 18} for v, st, k in [("memfree", "plain", 1), ("memfree", "spaced", 2),
+    ...                                         ("unfiltered", "plain", 9)]]
+    >>> secret_headline(r)
+    'Canary secrets still extracted with the filter on: 1/18 plain, 2/18 spaced (unfiltered: 9/18 plain).'
+    """
+    sel = [r for r in rates if r.get("probe_kind") == "secret" and r.get("measure") == "normalized"]
+    on = [r for r in sel if r.get("variant") == filtered]
+    if not on:
+        return None
+    def counts(rs: list[dict]) -> str:
+        return ", ".join(f"{r['k']}/{r['n']} {r['style']}" for r in rs)
+
+    parts = counts(on)
+    off = [r for r in sel if r.get("variant") == unfiltered]
+    ctx = f" (unfiltered: {counts(off)})" if off else ""
+    if any(r["k"] for r in on):
+        return f"Canary secrets still extracted with the filter on: {parts}{ctx}."
+    return f"No canary secret extracted with the filter on: {parts}{ctx}."
+
+
 def build_output_filter(rd: ReportData) -> Section | None:
     recs = rd.of("output_filter")
     if not recs:
@@ -195,5 +224,8 @@ def build_output_filter(rd: ReportData) -> Section | None:
                        "headers": ["style", "variant", *measures],
                        "rows": [[st, t, *[_rate(by.get((t, st, m))) for m in measures]]
                                 for t, st in keys]})
+    head = secret_headline(rates)
+    if head:
+        intro = head + " " + intro
     return Section(id="output-filter", title="Output filter and its bypasses", kind="tables",
                    data={"intro": intro, "tables": tables, "figures": []})
