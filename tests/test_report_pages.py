@@ -96,3 +96,19 @@ def test_defenses_page_title_and_guide():
     rd = ReportData({"run": [RUN], "sample": [{"verified": True}]}, RUN, {})
     h = build_header(rd)
     assert h["audit_title"] == "Training-data extraction audit" and h["guide"] == []
+
+
+def test_erasure_finding_severity_follows_the_oracle_comparison():
+    from leakaudit.findings import RunContext, to_record
+
+    by = {r["model"]: r for _, r in _erasure_records()}
+    ctx = RunContext.from_run(RUN)
+    sev = {m: to_record("erasure", dict(r), ctx).severity for m, r in by.items()}
+    assert sev == {"original": "high", "oracle": "info"}  # the oracle is the yardstick
+    # an oracle whose own AUC CI is above 0.5 (the 0.770) is still no finding
+    hi = dict(by["oracle"], membership={**by["oracle"]["membership"], "auc_forget_vs_unseen": {
+        "value": 0.77, "ci_low": 0.70, "ci_high": 0.84}})
+    assert to_record("erasure", hi, ctx).severity == "info"
+    over = dict(by["original"], vs_oracle={**by["original"]["vs_oracle"],
+                                           "verdict": "over-forgotten"})
+    assert to_record("erasure", over, ctx).severity == "medium"
