@@ -272,15 +272,16 @@ GUIDES: dict[str, list[str]] = {
 
 def audit_kind(rd: ReportData) -> str:
     """What a report folder audited, for its subtitle and guide (first match): erasure, output
-    filter, defenses, a DP audit, inversion only, membership or memorization without
-    extraction; else extraction."""
-    extraction = bool(rd.of("sample") or rd.of("eval") or rd.summary("extraction"))
+    filter, defenses (pages of their own); extraction (the lab's page too); a DP audit,
+    inversion, membership or memorization without extraction; else extraction."""
     for kind, entry in (("erasure", "erasure"), ("output_filter", "output_filter"),
-                        ("defenses", "defense_comparison"), ("dp_audit", "dp_audit")):
+                        ("defenses", "defense_comparison")):
         if rd.of(entry):
             return kind
-    if extraction:
+    if rd.of("sample") or rd.of("eval") or rd.summary("extraction"):
         return "extraction"
+    if rd.of("dp_audit"):
+        return "dp_audit"
     if rd.of("inversion") or rd.of("attribute_inference"):
         return "inversion"
     for kind in ("membership", "memorization"):
