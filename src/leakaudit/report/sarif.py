@@ -125,10 +125,6 @@ def _level(f: dict[str, Any]) -> str:
     return "warning" if level == "error" and f["entry_type"] not in LEAK_TYPES else level
 
 
-def _worst(fs: list[dict[str, Any]]) -> str:
-    return max((f["severity"] for f in fs), key=severity_rank)
-
-
 def _memorization_note(model: str, fs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     rates = [f for f in fs if f.get("kind") == "rate"]
     seqs = [f for f in fs if f.get("kind") == "sequence"]
@@ -238,46 +234,54 @@ def _distinct_heads(results: list[dict[str, Any]]) -> None:
                                         + r["message"]["text"])
 
 
+def _rule_levels(findings: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+    """Per rule: the worst severity of its findings, and the highest level of its results."""
+    order = ("none", "note", "warning", "error")
+    worst: dict[str, str] = {}
+    level: dict[str, str] = {}
+    for f in findings:
+        rid = _rule_id(f)
+        if rid not in worst or severity_rank(f["severity"]) > severity_rank(worst[rid]):
+            worst[rid] = f["severity"]
+        lv = _level(f)
+        if f["entry_type"] in PER_MODEL_NOTES and lv != "none":
+            lv = "note"
+        if order.index(lv) > order.index(level.get(rid, "none")):
+            level[rid] = lv
+        level.setdefault(rid, "none")
+    return worst, level
+
+
 def sarif_log(records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """The SARIF 2.1.0 log of a report's records (grouped by entry type, as ``load_report``)."""
     run = (records.get("run") or [{}])[0]
     findings = [r for recs in records.values() for r in recs
                 if isinstance(r, dict) and "family" in r and isinstance(r.get("target"), dict)]
-    worst: dict[str, str] = {}
     first: dict[str, dict[str, Any]] = {}
     for f in findings:
-        rid = _rule_id(f)
-        first.setdefault(rid, f)
-        if rid not in worst or severity_rank(f["severity"]) > severity_rank(worst[rid]):
-            worst[rid] = f["severity"]
-    rule_ids = list(first)
-    order = ("none", "note", "warning", "error")
-    level: dict[str, str] = {}
-    for f in findings:
-        lv = "note" if f["entry_type"] in PER_MODEL_NOTES and LEVELS[f["severity"]] != "none" \
-            else _level(f)
-        if order.index(lv) > order.index(level.get(_rule_id(f), "none")):
-            level[_rule_id(f)] = lv
-    rules = [_rule(rid, first[rid], worst[rid], level.get(rid, "none")) for rid in rule_ids]
-    index = {rid: i for i, rid in enumerate(rule_ids)}
+        first.setdefault(_rule_id(f), f)
+    worst, level = _rule_levels(findings)
+    rules = [_rule(rid, f, worst[rid], level[rid]) for rid, f in first.items()]
+    index = {rid: i for i, rid in enumerate(first)}
     results = []
-    notes: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    notes: dict[tuple, list[dict[str, Any]]] = {}
     for f in findings:
         if severity_rank(f["severity"]) < SEVERITIES.index("low"):
             continue
         if f["entry_type"] in PER_MODEL_NOTES:
-            notes.setdefault((f["entry_type"], _rule_id(f), f["target"]["name"]), []).append(f)
+            key = (f["entry_type"], _rule_id(f), f["target"]["name"], f.get("defense"))
+            notes.setdefault(key, []).append(f)
             continue
         props: dict[str, Any] = {}
         if f["entry_type"] == "sample":
             props["rankings"] = list(f.get("selected_by") or [])
         results.append(_result(f, index, run, _level(f), _message(f), _fingerprint(f), props))
-    for (et, rid, model), fs in notes.items():
+    for (et, rid, model, defense), fs in notes.items():
         msg, props = (_memorization_note if et == "memorization" else _eval_note)(model, fs)
-        fp = hashlib.sha256(json.dumps([rid, fs[0]["target"].get("fingerprint") or model, et,
-                                        fs[0].get("defense")]).encode()).hexdigest()[:32]
-        props["severity_worst"] = _worst(fs)
-        results.append(_result(fs[0], index, run, "note", msg, fp, props))
+        top = max(fs, key=lambda f: severity_rank(f["severity"]))
+        fp = hashlib.sha256(json.dumps([rid, top["target"].get("fingerprint") or model, et,
+                                        defense]).encode()).hexdigest()[:32]
+        results.append(_result(top, index, run, "note", msg, fp, props))
     _distinct_heads(results)
     invocation = {"executionSuccessful": True}
     if run.get("command"):
