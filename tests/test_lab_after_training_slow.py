@@ -60,7 +60,7 @@ def test_after_training_on_a_finished_lab(tmp_path):
     # the subject's phone (or e-mail) in each of their documents is a secret to extract
     assert er["oracle"]["secret_extraction"]["n"] >= 8
     html = (lab / "erasure" / "report" / "report.html").read_text()
-    assert "Erasure (right to be forgotten)" in html and "the oracle (reference)" in html
+    assert "Erasure (right to be forgotten)" in html and "the oracle (the yardstick)" in html
     for p in [*(lab / "output-filter").rglob("*"), *(lab / "erasure").rglob("*")]:
         assert os.lstat(p).st_mode & 0o077 == 0, p  # private by default
     for name in ("report.jsonl", "report.html"):  # no raw secret in the reports

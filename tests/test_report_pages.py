@@ -41,7 +41,7 @@ def test_erasure_page_has_its_own_title_guide_and_oracle_row(tmp_path):
     assert "Erasure verification (right to be forgotten)" in html
     assert "Training-data extraction audit" not in html and EXTRACTION_GUIDE not in html
     assert "Each unlearning method is judged against the oracle" in html
-    assert "the oracle (reference)" in html and "retained" in html  # original vs the oracle
+    assert "the oracle (the yardstick)" in html and "retained" in html  # original vs the oracle
     assert "+0.812" in html  # original's Δ AUC vs the oracle, 1 − 0.1875
     # the training table: a number or nothing, never "final loss —"
     assert "final loss 1.234" in html and "final loss —" not in html

@@ -25,7 +25,7 @@ def _f(x: Any, fmt: str = "{:.2f}") -> str:
     return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
 
 
-ORACLE = "the oracle (reference)"
+ORACLE = "the oracle (the yardstick)"
 
 
 def _oracle_of(recs: list[dict]) -> dict | None:
