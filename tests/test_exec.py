@@ -528,6 +528,7 @@ def test_a_ray_cluster_leakaudit_starts_has_no_open_dashboard(monkeypatch, recwa
 
     fake = _FakeRay(running)
     monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setitem(sys.modules, "ray._raylet", None)  # even after a real Ray was imported
     RayExecutor(address=address).close()
     assert all(i["include_dashboard"] is False for i in fake.inits)
     started = [i for i in fake.inits if i["address"] is None]
