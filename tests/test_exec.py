@@ -538,8 +538,10 @@ def test_a_ray_cluster_leakaudit_starts_has_no_open_dashboard(monkeypatch, recwa
     assert [str(w.message) for w in recwarn] == [UNAUTHENTICATED] * starts
 
 
-def test_a_real_local_ray_cluster_has_token_auth_and_no_dashboard(recwarn):
+def test_a_real_local_ray_cluster_has_token_auth_and_no_dashboard(recwarn, monkeypatch):
     """A real local start (about 10 s): Ray's auth mode is token, and no dashboard listens."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "unset")  # Ray sets it: monkeypatch restores its absence
+    monkeypatch.delenv("RAY_AUTH_MODE")
     ray = pytest.importorskip("ray")
     psutil = pytest.importorskip("psutil")
     from ray._raylet import AuthenticationMode, get_authentication_mode
