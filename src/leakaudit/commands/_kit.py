@@ -21,6 +21,10 @@ from leakaudit.errors import LeakauditError
 console = Console(stderr=True, markup=False, emoji=False)
 out_console = Console(markup=False, emoji=False)
 
+#: the help texts' "needs Ray" sentence: the extra's brackets escaped, or rich (which renders the
+#: help) reads "[ray]" as markup and prints ``pip install 'leakaudit'``
+NEEDS_RAY = "Needs pip install 'leakaudit\\[ray]'."
+
 #: the umask the process started with (``--share`` keeps it; by default outputs are private)
 _START_UMASK = os.umask(0o077)
 os.umask(_START_UMASK)

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.commands._kit import _fail, _log, _quiet_libraries
+from leakaudit.commands._kit import NEEDS_RAY, _fail, _log, _quiet_libraries
 from leakaudit.errors import InputError, LeakauditError
 
 scale_app = typer.Typer(help="Sharded audits on one machine or a Ray cluster, and on-disk corpus indexes.",
@@ -55,7 +55,7 @@ def extract_cmd(
     corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Training corpus to verify against.")] = None,
     index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="An on-disk index (leakaudit scale index); built into OUT/index from --corpus when absent.")] = None,
     reference: Annotated[Optional[list[str]], typer.Option("--reference", help="Reference model directory (repeatable).")] = None,
-    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Run shards on Ray: auto (the running cluster, else a local one) or ADDRESS. Needs pip install 'leakaudit[ray]'.")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Run shards on Ray: auto (the running cluster, else a local one) or ADDRESS. " + NEEDS_RAY)] = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="Generations per sampler.")] = 1000,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Generations per sampling shard (= leakaudit extract --shard-samples; also texts per scoring and verification shard).")] = 64,
     select: Annotated[int, typer.Option("--select", min=1)] = 100,
