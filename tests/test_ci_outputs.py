@@ -77,8 +77,34 @@ def test_fail_on_bad_input(bad):
         T.parse(bad)
 
 
+def test_fail_on_nesting_is_limited():
+    deep = "(" * 1000 + "extraction.verified > 0" + ")" * 1000
+    with pytest.raises(InputError, match="nest more than 32 deep"):
+        T.parse(deep)
+    with pytest.raises(InputError, match="nest more than 32 deep"):
+        T.parse("not " * 1000 + "extraction.verified > 0")
+    ok = "(" * 32 + "extraction.verified > 0" + ")" * 32
+    assert T.parse(ok) == T.parse("extraction.verified > 0")
+
+
+def test_an_unmeasured_quantity_is_an_error_naming_what_was_measured(report):
+    r = invoke(["report", report, "--format", "junit", "--fail-on", "membership.epsilon_lb > 1"])
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert r.exit_code == 2, r.output
+    assert len(lines) == 1 and lines[0].startswith("error: --fail-on 'membership.epsilon_lb > 1': "
+                                                   "this run did not measure membership.epsilon_lb;"
+                                                   " it measured "), lines
+    assert "extraction.verified" in lines[0] and "membership.auc" in lines[0]
+    r = invoke(["report", report, "--fail-on", "(" * 1000 + "extraction.verified > 0" + ")" * 1000])
+    assert r.exit_code == 2 and r.output.startswith("error: ") and "nest more" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
 def test_exit_codes():
-    assert T.exit_code([T.Verdict("a", False), T.Verdict("b", None)]) == 0
+    assert T.exit_code([T.Verdict("a", False)]) == 0
+    # a quantity the run did not measure: exit 2, even beside a crossed one (the gate is broken)
+    assert T.exit_code([T.Verdict("a", False), T.Verdict("b", None, {"membership.auc": None})]) == 2
+    assert T.exit_code([T.Verdict("a", True), T.Verdict("b", None, {"membership.auc": None})]) == 2
     assert T.exit_code([T.Verdict("a", False), T.Verdict("b", True)]) == 1
     assert (T.EXIT_BAD_INPUT, T.EXIT_SIGINT, T.EXIT_SIGTERM) == (2, 128 + signal.SIGINT, 128 + signal.SIGTERM)
 
@@ -187,3 +213,97 @@ def test_skipped_attack_is_a_skipped_junit_case_and_a_valid_finding(tmp_path):
     (case,) = [c for s in JUnitXml.fromfile(str(tmp_path / "junit.xml")) for c in s]
     assert any(isinstance(r, Skipped) and "vocab_stats" in r.message for r in case.result)
     assert json.loads((tmp_path / "report.sarif").read_text())["runs"][0]["results"] == []
+
+
+def _finding(et, family, attack, severity, metric, target="target", **kw):
+    return {"entry_type": et, "family": family, "attack": attack, "severity": severity,
+            "target": {"name": target, "fingerprint": f"fp-{target}"}, "defense": None,
+            "tags": ["owasp:LLM02:2025"],
+            "metric": {"name": metric[0], "value": metric[1], "ci_low": None, "ci_high": None},
+            **kw}
+
+
+def _lab_like_records():
+    """A lab's findings in miniature: 2 verified samples (each selected by 3 rankings) and an
+    unverified one, 1 extracted canary, canary exposures, membership, 6 ranking precisions and
+    memorization buckets and windows of two models."""
+    S = "sample"
+    recs = [
+        _finding(S, "extraction", "extraction", "critical", ("verified", 1.0), sample_id=7,
+                 sampler="top_k", selected_by=["zlib#1", "perplexity#2", "min_k#1"],
+                 longest_match_tokens=80, match_docs=["doc-1", "doc-2"], match_doc_count=2),
+        _finding(S, "extraction", "extraction", "high", ("verified", 1.0), sample_id=9,
+                 sampler="top_k", selected_by=["zlib#2", "perplexity#1", "min_k#3"],
+                 longest_match_tokens=60, match_docs=["doc-1", "doc-2"], match_doc_count=2),
+        _finding(S, "extraction", "extraction", "info", ("verified", 0.0), sample_id=3),
+        _finding("canary", "extraction", "canary_extraction", "critical", ("extracted", 1.0),
+                 canary_id="canary-005-ssn-r32", kind="ssn", repeats=32, n_samples_with_secret=5),
+    ]
+    for cid in ("canary-001-ssn-r8", "canary-002-ssn-r8"):  # same numbers, different canaries
+        recs.append(_finding("exposure", "exposure", "canary_exposure", "critical",
+                             ("exposure_extrapolated", 25.0), canary_id=cid, kind="canary",
+                             repeats=8))
+    for attack in ("loss", "min_k"):
+        recs.append(_finding("membership", "membership", attack, "high", ("tpr@0.01", 0.26),
+                             subset="lab documents (no insertions) vs held-out", world="llm"))
+    for ranking in ("zlib", "perplexity", "min_k"):
+        for sampler in ("top_k", "temperature"):
+            recs.append(_finding("eval", "extraction", ranking, "medium", ("precision", 0.08),
+                                 ranking=ranking, sampler=sampler))
+    for model, n_rate, n_seq in (("target", 3, 5), ("small", 2, 1)):
+        for i in range(n_rate):
+            recs.append(_finding("memorization", "memorization", "memorization", "high",
+                                 ("exact_rate", 0.1 * (i + 1)), target=model, kind="rate",
+                                 k=8 * (i + 1), ell=32, bucket="all"))
+        for i in range(n_seq):
+            recs.append(_finding("memorization", "memorization", "memorization", "low",
+                                 ("exact", 1.0), target=model, kind="sequence", k=8,
+                                 doc_id=f"doc-{i}", offset=10 * i, bucket="2-3"))
+    out: dict = {}
+    for r in recs:
+        out.setdefault(r["entry_type"], []).append(r)
+    return out
+
+
+def test_sarif_one_error_per_verified_leak_and_one_memorization_note_per_model():
+    from leakaudit.report.sarif import sarif_log
+
+    log = sarif_log(_lab_like_records())
+    assert not list(sarif_validator().iter_errors(log))
+    res = log["runs"][0]["results"]
+    # 2 verified samples + 1 extracted canary: 3 errors, one per leak (before: 9, with the
+    # canary exposures and membership results as errors too)
+    errors = [r for r in res if r["level"] == "error"]
+    assert len(errors) == 3
+    assert {r["properties"]["entry_type"] for r in errors} == {"sample", "canary"}
+    samples = [r for r in res if r["properties"]["entry_type"] == "sample"]
+    assert [r["properties"]["rankings"] for r in samples] == [
+        ["zlib#1", "perplexity#2", "min_k#1"], ["zlib#2", "perplexity#1", "min_k#3"]]
+    # memorization: one note per model (before: 8 + 3 results), its buckets and windows inside
+    mem = {r["properties"]["target"]["name"]: r for r in res
+           if r["properties"]["entry_type"] == "memorization"}
+    assert set(mem) == {"target", "small"} and {r["level"] for r in mem.values()} == {"note"}
+    assert [len(mem[m]["properties"]["buckets"]) for m in ("target", "small")] == [3, 2]
+    assert [len(mem[m]["properties"]["sequences"]) for m in ("target", "small")] == [5, 1]
+    assert mem["target"]["message"]["text"].startswith("target: memorization, 5 training window")
+    # the ranking precisions: one note per ranking and model, the samplers inside
+    evals = [r for r in res if r["properties"]["entry_type"] == "eval"]
+    assert len(evals) == 3 and all(len(r["properties"]["rankings"]) == 2 for r in evals)
+    assert len(res) == 2 + 1 + 2 + 2 + 3 + 2
+    # every message differs from every other in its first 80 characters, and leads with the leak
+    heads = [r["message"]["text"][:80] for r in res]
+    assert len(set(heads)) == len(heads), heads
+    assert samples[0]["message"]["text"].startswith("Verified leak: sample 7 of target")
+    expo = [r["message"]["text"] for r in res if r["properties"]["entry_type"] == "exposure"]
+    assert sorted(expo)[0].startswith("target, canary-001-ssn-r8: exposure")
+
+
+def test_sarif_distinct_heads_marks_only_colliding_messages():
+    from leakaudit.report.sarif import _distinct_heads
+
+    long = "x" * 90
+    rs = [{"message": {"text": long + "a"}, "partialFingerprints": {"leakaudit/v1": "a" * 32}},
+          {"message": {"text": long + "b"}, "partialFingerprints": {"leakaudit/v1": "b" * 32}},
+          {"message": {"text": "short"}, "partialFingerprints": {"leakaudit/v1": "c" * 32}}]
+    _distinct_heads(rs)
+    assert [r["message"]["text"][:10] for r in rs] == ["[aaaaaaaa]", "[bbbbbbbb]", "short"]

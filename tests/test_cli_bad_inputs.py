@@ -133,6 +133,14 @@ def bad(tiny_model_dir, tmp_path_factory):
                          {"entry_type": 5, "scores": "no", "text": 5}])
     report("rep_notobj", [run, "[1, 2]"])
     report("rep_[/]key", [run, {"entry_type": "eval", "[/]": 1, "precision": "[/]"}])
+    report("rep_piilist", [run, {"entry_type": "pii", "counts": [1, 2], "scope": "verified"}])
+    # third-wave inputs
+    e = np.zeros((0, 4), np.float32)
+    npz("data_empty.npz", x_members=e, y_members=np.zeros(0, np.int64), x_nonmembers=e,
+        y_nonmembers=np.zeros(0, np.int64))
+    npz("data_onenon.npz", x_members=x, y_members=y, x_nonmembers=x[:1], y_nonmembers=y[:1])
+    w("nothing.npz", data=b"")
+    w("one.jsonl", json.dumps({"id": "z", "text": "A single held out document about the weather."}) + "\n")
     return p
 
 
@@ -259,6 +267,74 @@ CASES = [
     ("report-no-run", ["report", "{rep_norun}"], "run record"),
     ("report-entry-type-not-string", ["report", "{rep_types}"], "report.jsonl:3: entry_type"),
     ("report-line-not-object", ["report", "{rep_notobj}"], "report.jsonl:2"),
+    ("report-pii-counts-list", ["report", "{rep_piilist}"], "the pii records do not have the shape leakaudit writes"),
+    # --- issue 26: tracebacks and silent results of the third wave
+    ("canaries-template-globals", ["canaries", "insert", "--corpus", "{corpus_jsonl}", "--template", "x {secret.__class__.__init__.__globals__} {secret}", "--space", "ssn", "--out", "{out}"], "only the field {secret} is allowed, not {secret.__class__.__init__.__globals__}"),
+    ("canaries-template-class", ["canaries", "insert", "--corpus", "{corpus_jsonl}", "--template", "x {secret.__class__}", "--space", "ssn", "--out", "{out}"], "not {secret.__class__}"),
+    ("canaries-template-index", ["canaries", "insert", "--corpus", "{corpus_jsonl}", "--template", "x {secret[0]}", "--space", "ssn", "--out", "{out}"], "not {secret[0]}"),
+    ("canaries-template-other-field", ["canaries", "insert", "--corpus", "{corpus_jsonl}", "--template", "x {secret} {name}", "--space", "ssn", "--out", "{out}"], "not {name}"),
+    ("invert-huge-shape", ["invert", "--endpoint", "http://127.0.0.1:9/x", "--input-shape", "1000000x1000000", "--n-classes", "2", "--out", "{out}"], "1,000,000,000,000 values per input"),
+    ("invert-huge-shape-overflow", ["invert", "--endpoint", "http://127.0.0.1:9/x", "--input-shape", "99999999999999999999", "--n-classes", "2", "--out", "{out}"], "--input-shape"),
+    ("invert-negative-shape", ["invert", "--endpoint", "http://127.0.0.1:9/x", "--input-shape=-5", "--n-classes", "2", "--out", "{out}"], "--input-shape"),
+    ("classifier-data-empty", ["membership", "classifier", "{clf}", "--data", "{data_empty_npz}", "--out", "{out}"], "x_members holds 0 records"),
+    ("classifier-data-one-nonmember", ["membership", "classifier", "{clf}", "--data", "{data_onenon_npz}", "--out", "{out}"], "x_nonmembers holds 1 records"),
+    ("classifier-data-empty-file", ["membership", "classifier", "{clf}", "--data", "{nothing_npz}", "--out", "{out}"], "nothing.npz: not a plain numeric .npz"),
+    ("membership-llm-one-nonmember", ["membership", "llm", "--model", "{model}", "--members", "{corpus_jsonl}", "--nonmembers", "{one_jsonl}", "--out", "{out}"], "one.jsonl: 1 non-member"),
+    ("extract-fail-on-deep", ["extract", "--model", "{model}", "--fail-on", "(" * 1000 + "extraction.verified > 0" + ")" * 1000, "--out", "{out}"], "nest more than 32 deep"),
+    # --- second- and third-wave commands: endpoint, defend, compare, unlearn, verify-erasure,
+    # output-filter, dp-audit, triage, list, membership subcommands
+    ("endpoint-audit-out-is-file", ["endpoint", "audit", "openai-completions:http://127.0.0.1:9/v1", "--out", "{outfile}"], "--out is a file"),
+    ("endpoint-audit-out-under-file", ["endpoint", "audit", "openai-completions:http://127.0.0.1:9/v1", "--out", "{outfile}/sub"], "is a file"),
+    ("endpoint-audit-unknown-scheme", ["endpoint", "audit", "openai-complete:http://127.0.0.1:9/v1", "--out", "{out}"], "openai-complete"),
+    ("endpoint-audit-missing-corpus", ["endpoint", "audit", "openai-completions:http://127.0.0.1:9/v1", "--corpus", "{d}/none.jsonl", "--out", "{out}"], "none.jsonl"),
+    ("endpoint-audit-bad-corpus", ["endpoint", "audit", "openai-completions:http://127.0.0.1:9/v1", "--corpus", "{badjson_jsonl}", "--out", "{out}"], "badjson.jsonl:2"),
+    ("endpoint-audit-target-scores", ["endpoint", "audit", "openai-completions:http://127.0.0.1:9/v1", "--target-scores", "logits", "--out", "{out}"], "--target-scores"),
+    ("endpoint-audit-missing-reference", ["endpoint", "audit", "openai-completions:http://127.0.0.1:9/v1", "--reference", "{d}/nope", "--out", "{out}"], "nope"),
+    ("endpoint-audit-one-nonmember", ["endpoint", "audit", "openai-completions:http://127.0.0.1:9/v1", "--corpus", "{corpus_jsonl}", "--nonmembers", "{one_jsonl}", "--out", "{out}"], "one.jsonl: 1 non-member; membership inference needs at least 2"),
+    ("endpoint-audit-samples-zero", ["endpoint", "audit", "openai-completions:http://127.0.0.1:9/v1", "--samples", "0", "--out", "{out}"], "--samples"),
+    ("endpoint-export-gguf-missing-model", ["endpoint", "export-gguf", "{d}/nope", "{out}"], "nope"),
+    ("endpoint-export-gguf-empty-dir", ["endpoint", "export-gguf", "{emptydir}", "{out}"], "emptydir"),
+    ("endpoint-export-gguf-under-file", ["endpoint", "export-gguf", "{model}", "{outfile}/m.gguf"], "is a file, not a folder"),
+    ("endpoint-export-gguf-into-folder", ["endpoint", "export-gguf", "{model}", "{emptydir}"], "is a folder, not a file"),
+    ("defend-unknown-subcommand", ["defend", "dedupe"], "dedupe"),
+    ("defend-dedup-missing-corpus", ["defend", "dedup", "{d}/none.jsonl", "--out", "{out}"], "none.jsonl"),
+    ("defend-dedup-empty-corpus", ["defend", "dedup", "{empty_jsonl}", "--out", "{out}"], "empty.jsonl"),
+    ("defend-dedup-out-is-file", ["defend", "dedup", "{corpus_jsonl}", "--out", "{outfile}"], "--out is a file"),
+    ("defend-dedup-bad-method", ["defend", "dedup", "{corpus_jsonl}", "--method", "fuzzy", "--out", "{out}"], "fuzzy"),
+    ("defend-scrub-bad-json", ["defend", "scrub", "{badjson_jsonl}", "--out", "{out}"], "badjson.jsonl:2"),
+    ("defend-scrub-binary", ["defend", "scrub", "{binary_jsonl}", "--out", "{out}"], "binary.jsonl"),
+    ("defend-dp-train-missing-corpus", ["defend", "dp-train", "{d}/none.jsonl", "--epsilon", "8", "--out", "{out}"], "none.jsonl"),
+    ("defend-capacity-missing-corpus", ["defend", "capacity", "{d}/none.jsonl", "--width", "16", "--out", "{out}"], "none.jsonl"),
+    ("compare-missing-model", ["compare", "--model", "a={d}/nope", "--corpus", "{corpus_jsonl}", "--heldout", "{corpus_jsonl}", "--out", "{out}"], "nope"),
+    ("compare-missing-heldout", ["compare", "--model", "a={model}", "--corpus", "{corpus_jsonl}", "--heldout", "{d}/none.jsonl", "--out", "{out}"], "none.jsonl"),
+    ("compare-out-is-file", ["compare", "--model", "a={model}", "--corpus", "{corpus_jsonl}", "--heldout", "{corpus_jsonl}", "--out", "{outfile}"], "--out is a file"),
+    ("unlearn-missing-model", ["unlearn", "--model", "{d}/nope", "--corpus", "{corpus_jsonl}", "--forget-match", "order", "--out", "{out}"], "nope"),
+    ("unlearn-unknown-method", ["unlearn", "--model", "{model}", "--corpus", "{corpus_jsonl}", "--forget-match", "order", "--methods", "ga,retrain", "--out", "{out}"], "retrain"),
+    ("unlearn-missing-corpus", ["unlearn", "--model", "{model}", "--corpus", "{d}/none.jsonl", "--forget-match", "order", "--out", "{out}"], "none.jsonl"),
+    ("unlearn-out-is-file", ["unlearn", "--model", "{model}", "--corpus", "{corpus_jsonl}", "--forget-match", "order", "--out", "{outfile}"], "--out is a file"),
+    ("verify-erasure-not-an-unlearn-folder", ["verify-erasure", "{emptydir}", "--heldout", "{corpus_jsonl}", "--out", "{out}"], "emptydir"),
+    ("verify-erasure-missing-folder", ["verify-erasure", "{d}/nope", "--heldout", "{corpus_jsonl}", "--out", "{out}"], "nope"),
+    ("output-filter-missing-model", ["output-filter", "--model", "{d}/nope", "--corpus", "{corpus_jsonl}", "--out", "{out}"], "nope"),
+    ("output-filter-bad-corpus", ["output-filter", "--model", "{model}", "--corpus", "{badjson_jsonl}", "--out", "{out}"], "badjson.jsonl:2"),
+    ("output-filter-bad-manifest", ["output-filter", "--model", "{model}", "--corpus", "{corpus_jsonl}", "--manifest", "{man_list_json}", "--out", "{out}"], "man_list.json"),
+    ("output-filter-unknown-style", ["output-filter", "--model", "{model}", "--corpus", "{corpus_jsonl}", "--styles", "plain,leet", "--out", "{out}"], "leet"),
+    ("output-filter-manifest-no-canaries", ["output-filter", "--model", "{model}", "--corpus", "{corpus_jsonl}", "--manifest", "{man_none_json}", "--out", "{out}"], "man_none.json: the manifest has no canaries"),
+    ("output-filter-out-is-file", ["output-filter", "--model", "{model}", "--corpus", "{corpus_jsonl}", "--out", "{outfile}"], "--out is a file"),
+    ("dp-audit-unknown-mode", ["dp-audit", "--mode", "two-run", "--out", "{out}"], "two-run"),
+    ("dp-audit-unknown-world", ["dp-audit", "--world", "image", "--out", "{out}"], "image"),
+    ("dp-audit-confidence", ["dp-audit", "--confidence", "1.5", "--out", "{out}"], "confidence must be in (0, 1)"),
+    ("dp-audit-out-is-file", ["dp-audit", "--out", "{outfile}"], "--out is a file"),
+    ("triage-nothing", ["triage"], "give a profile"),
+    ("triage-unknown-example", ["triage", "--example", "Z"], "Z"),
+    ("triage-missing-profile", ["triage", "{d}/none.toml"], "none.toml"),
+    ("triage-bad-profile", ["triage", "{badjson_jsonl}"], "badjson.jsonl"),
+    ("triage-json-under-file", ["triage", "--example", "A", "--json", "{outfile}/t.json"], "is a file, not a folder"),
+    ("triage-html-is-folder", ["triage", "--example", "A", "--html", "{emptydir}"], "is a folder, not a file"),
+    ("list-unknown-kind", ["list", "atacks"], "atacks"),
+    ("membership-classifier-unknown-scheme", ["membership", "classifier", "xyz:foo", "--data", "{data_ok_npz}", "--out", "{out}"], "xyz"),
+    ("membership-llm-unknown-attack", ["membership", "llm", "--model", "{model}", "--members", "{corpus_jsonl}", "--nonmembers", "{corpus_jsonl}", "--attack", "minkk", "--out", "{out}"], "minkk"),
+    ("membership-lab-out-is-file", ["membership", "lab", "--out", "{outfile}"], "--out is a file"),
+    ("membership-scores-fail-on-unknown", ["membership", "scores", "{s_onlymembers_jsonl}", "--fail-on", "nosuch.family > 1", "--out", "{out}"], "nosuch.family"),
     # --- lab
     ("lab-samples-zero", ["lab", "--samples", "0", "--out", "{out}"], "--samples"),
     ("lab-defenses-samples-zero", ["lab", "defenses", "--samples", "0", "--out", "{out}"], "--samples"),
@@ -273,7 +349,7 @@ CASES = [
 
 
 def test_the_table_is_large_enough():
-    assert len(CASES) >= 60
+    assert len(CASES) >= 170
     assert len({c[0] for c in CASES}) == len(CASES)
 
 

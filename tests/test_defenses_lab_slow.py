@@ -63,10 +63,10 @@ def test_erasure_of_one_subject(small_lab, tmp_path):
     from typer.testing import CliRunner
 
     from leakaudit.cli import app
-    from leakaudit.lab.after_training import pick_subject
+    from leakaudit.lab.after_training import pick_canary_owner
 
     d, corpus = small_lab
-    subj = pick_subject(corpus.canaries, corpus.train, n_shards=2, max_repeats=8)
+    subj = pick_canary_owner(corpus.canaries, corpus.train, n_shards=2, max_repeats=8)
     ids = tmp_path / "forget.txt"
     ids.write_text("\n".join(subj["forget_ids"]))
     runner = CliRunner()

@@ -488,3 +488,89 @@ def test_scale_extract_cli_runs_and_resumes(tiny_model_dir, tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "ray", None)
     r = CliRunner().invoke(app, args + ["--cluster", "auto"])
     assert r.exit_code == 2 and "pip install 'leakaudit[ray]'" in r.output
+
+
+class _FakeRay:
+    """Records ``ray.init`` calls; ``running``: whether a cluster answers ``address=``. It has no
+    ``ray._raylet``: a Ray without token authentication."""
+
+    def __init__(self, running: bool):
+        self.running, self.inits, self._up = running, [], False
+
+    def is_initialized(self):
+        return self._up
+
+    def init(self, address=None, **kw):
+        self.inits.append({"address": address, **kw})
+        if address not in (None, "local") and not self.running:
+            raise ConnectionError("no cluster")
+        self._up = True
+
+    def cluster_resources(self):
+        return {"CPU": 1.0}
+
+    def remote(self, **kw):
+        return lambda fn: fn
+
+    def shutdown(self):
+        self._up = False
+
+
+@pytest.mark.parametrize("address,running,starts", [
+    ("auto", False, True),  # no cluster: leakaudit starts one
+    ("local", False, True),
+    ("auto", True, False),  # a running cluster is joined as it is, not reconfigured
+    ("10.0.0.5:6379", True, False),
+])
+def test_a_ray_cluster_leakaudit_starts_has_no_open_dashboard(monkeypatch, recwarn, address,
+                                                               running, starts):
+    from leakaudit.exec.ray_exec import UNAUTHENTICATED, RayExecutor
+
+    fake = _FakeRay(running)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setitem(sys.modules, "ray._raylet", None)  # even after a real Ray was imported
+    RayExecutor(address=address).close()
+    assert all(i["include_dashboard"] is False for i in fake.inits)
+    started = [i for i in fake.inits if i["address"] is None]
+    assert len(started) == starts
+    assert all(i["dashboard_host"] == "127.0.0.1" for i in started)
+    # a started cluster without token authentication says what that exposes
+    assert [str(w.message) for w in recwarn] == [UNAUTHENTICATED] * starts
+
+
+def test_a_real_local_ray_cluster_has_token_auth_and_no_dashboard(recwarn, monkeypatch):
+    """A real local start (about 10 s): Ray's auth mode is token, and no dashboard listens."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "unset")  # Ray sets it: monkeypatch restores its absence
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    ray = pytest.importorskip("ray")
+    psutil = pytest.importorskip("psutil")
+    from ray._raylet import AuthenticationMode, get_authentication_mode
+
+    from leakaudit.exec.ray_exec import UNAUTHENTICATED, RayExecutor
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ex = RayExecutor(address="local", num_gpus_per_task=0)
+    try:
+        assert get_authentication_mode() == AuthenticationMode.TOKEN
+        assert UNAUTHENTICATED not in [str(w.message) for w in recwarn]
+        me = psutil.Process()
+        ours = {me.pid, *(c.pid for c in me.children(recursive=True))}
+        ports = {c.laddr.port for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in ours}
+        assert ports and 8265 not in ports  # Ray listens, but not its dashboard
+    finally:
+        ex.close()
+    assert not ray.is_initialized()
+
+
+def test_cluster_help_names_the_ray_extra():
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    for cmd in (["extract"], ["memorization"], ["scale", "extract"], ["membership", "llm"]):
+        r = CliRunner().invoke(app, [*cmd, "--help"], env={"COLUMNS": "400"},
+                               terminal_width=400)
+        assert r.exit_code == 0, r.output
+        assert "pip install 'leakaudit[ray]'" in r.output, cmd  # not read as markup

@@ -45,16 +45,22 @@ def test_after_training_on_a_finished_lab(tmp_path):
 
     meta = json.loads((lab / "erasure" / "unlearn" / "unlearn.json").read_text())
     assert set(meta["methods"]) == {"ga", "gd", "npo", "oracle", "sisa"}
-    assert len(meta["methods"]["sisa"]["retrained_shards"]) == 1
+    # the forget set: one recurring data subject's documents (at least 8), not a canary's copies
     forget = set(meta["forget_ids"])
-    subject = next(c for c in man["canaries"] if set(c["doc_ids"]) == forget)
-    assert subject["secret"] in secrets
+    subject = next(s for s in man["recurring_subjects"] if set(s["doc_ids"]) == forget)
+    assert len(forget) >= 8 and subject["repeats"] >= 8
+    assert 1 <= len(meta["methods"]["sisa"]["retrained_shards"]) <= 2
     recs = [json.loads(x) for x in
             (lab / "erasure" / "report" / "report.jsonl").read_text().splitlines()]
-    models = {x["model"] for x in recs if x.get("entry_type") == "erasure"}
-    assert {"original", "oracle", "sisa", "ga", "gd", "npo", "ga+int8", "npo+finetune"} <= models
+    er = {x["model"]: x for x in recs if x.get("entry_type") == "erasure"}
+    assert {"original", "oracle", "sisa", "ga", "gd", "npo", "ga+int8", "npo+finetune"} <= set(er)
+    assert er["oracle"]["n_forget"] == len(forget) and er["oracle"]["vs_oracle"] is None
+    assert all(x["vs_oracle"]["verdict"] in ("as the oracle", "retained", "over-forgotten")
+               for m, x in er.items() if m != "oracle")
+    # the subject's phone (or e-mail) in each of their documents is a secret to extract
+    assert er["oracle"]["secret_extraction"]["n"] >= 8
     html = (lab / "erasure" / "report" / "report.html").read_text()
-    assert "Erasure (right to be forgotten)" in html
+    assert "Erasure (right to be forgotten)" in html and "the oracle (the yardstick)" in html
     for p in [*(lab / "output-filter").rglob("*"), *(lab / "erasure").rglob("*")]:
         assert os.lstat(p).st_mode & 0o077 == 0, p  # private by default
     for name in ("report.jsonl", "report.html"):  # no raw secret in the reports

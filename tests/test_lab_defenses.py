@@ -71,17 +71,29 @@ def test_claims_verdicts_hold_and_fail():
 
 def test_smaller_models_claim_ties_at_the_floor():
     # the default-size lab's numbers: 29.3% [24.3, 34.7] -> 0% -> 0% (both smaller sizes at the
-    # floor): less memorization, a tie between the two smaller ones, not a refutation
+    # floor): a tie between the two smaller ones that the measure cannot resolve (0/300 vs
+    # 0/300): "not resolvable", neither a refutation nor "holds"
     rows = {"undefended": _row(0.293, 0.378, 0.427, 7.64, n_params=300),
             "small": _row(0.0, 0.0, 0.26, 6.59, n_params=200),
             "tiny": _row(0.0, 0.0, 0.167, 5.58, n_params=100)}
     c = evaluate_claims(rows)["smaller_models_memorize_less"]
-    assert c["holds"] is True and c["ties"] == [["small", "tiny"]]
+    assert c["holds"] is None and c["ties"] == c["floor_ties"] == [["small", "tiny"]]
+    # two sizes both at the floor: not resolvable either (was "does not hold")
+    two = {k: rows[k] for k in ("small", "tiny")}
+    two["undefended"] = rows["small"]
+    assert evaluate_claims(two)["smaller_models_memorize_less"]["holds"] is None
+    # a tie above the floor is no obstacle: 29.3% -> 10% -> 10% holds
+    rows["small"] = rows["tiny"] = _row(0.1, 0.0, 0.2, 6.0, n_params=200)
+    c = evaluate_claims(rows)["smaller_models_memorize_less"]
+    assert c["holds"] is True and c["floor_ties"] == [] and c["ties"] == [["small", "tiny"]]
+    rows["small"] = _row(0.0, 0.0, 0.26, 6.59, n_params=200)
     # negative controls: a smaller model memorizing more, or overlapping ends, refute it
     rows["tiny"] = _row(0.05, 0.0, 0.167, 5.58, n_params=100)
     assert evaluate_claims(rows)["smaller_models_memorize_less"]["holds"] is False
     rows["tiny"] = _row(0.0, 0.0, 0.1, 5.0, n_params=100)
     rows["undefended"] = _row(0.01, 0.0, 0.2, 6.0, n_params=300)  # CI [0, 0.03] overlaps tiny's
+    assert evaluate_claims(rows)["smaller_models_memorize_less"]["holds"] is None  # floor tie
+    rows["small"] = _row(0.005, 0.0, 0.26, 6.59, n_params=200)  # no floor tie: overlap refutes
     assert evaluate_claims(rows)["smaller_models_memorize_less"]["holds"] is False
 
 
@@ -178,3 +190,25 @@ def test_default_defenses_lab_claims(tmp_path):
     r = CliRunner().invoke(app, ["lab", "defenses", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert_default_claims(out)
+
+
+def test_claims_table_shows_the_numbers_behind_each_verdict():
+    from leakaudit.report.sections_defenses import VERDICT_WORDS, claim_numbers
+
+    rows = {"undefended": _row(0.5, 0.9, 0.30, 8.0, pii=5, canaries=4, n_params=300),
+            "dedup": _row(0.3, 0.1, 0.25, 7.0),
+            "dp_eps8": _row(0.0, 0.0, 0.05, 1.0),
+            "scrubbed": _row(0.45, 0.8, 0.3, 6.0, nonpii=0.5),
+            "small": _row(0.0, 0.6, 0.2, 6.0, n_params=200), "tiny": _row(0.0, 0.2, 0.1, 4.0)}
+    c = evaluate_claims(rows)
+    assert claim_numbers(c["dedup_cuts_duplicated_memorization"]) == (
+        "duplicated windows memorized 90.0% [88.0%, 92.0%] → 10.0% [8.0%, 12.0%] (9.0×)")
+    assert claim_numbers(c["dp_eps8_cuts_mia_and_exposure"]) == (
+        "MIA TPR@1%FPR 30.0% [15.0%, 45.0%] → 5.0% [2.5%, 7.5%]; "
+        "mean canary exposure 8.00 [7.50, 8.50] → 1.00 [0.50, 1.50] bits")
+    assert claim_numbers(c["scrub_removes_pii_keeps_other_memorization"]).startswith(
+        "corpus PII values in samples 5 → 0; canaries extracted 4 → 0; non-PII memorization")
+    size = c["smaller_models_memorize_less"]
+    assert claim_numbers(size) == ("undefended 50.0% [48.0%, 52.0%] → small 0.0% [0.0%, 2.0%] → "
+                                   "tiny 0.0% [0.0%, 2.0%]; small and tiny tie at 0 (the floor)")
+    assert VERDICT_WORDS[size["holds"]] == "not resolvable"  # never "holds", never a bare "yes"

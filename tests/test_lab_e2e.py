@@ -112,6 +112,15 @@ def test_lab_sarif_names_the_corpus_line_of_each_verified_leak(quick_lab):
     lines = (out / "corpus/train.jsonl").read_text(encoding="utf-8").splitlines()
     leaks = [r for r in log["runs"][0]["results"] if r["properties"]["entry_type"] == "sample"]
     assert len(leaks) == summary["n_verified_samples"] > 0
+    # one error per verified leak (a verified sample, an extracted canary), nothing else
+    recs = [json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()]
+    n_canaries = sum(1 for r in recs if r.get("entry_type") == "canary" and r.get("extracted"))
+    errors = [r for r in log["runs"][0]["results"] if r["level"] == "error"]
+    assert len(errors) == len(leaks) + n_canaries
+    heads = [r["message"]["text"][:80] for r in log["runs"][0]["results"]]
+    assert len(set(heads)) == len(heads)
+    mem = [r for r in log["runs"][0]["results"] if r["properties"]["entry_type"] == "memorization"]
+    assert len(mem) == len({r["properties"]["target"]["name"] for r in mem})  # a note per model
     for r in leaks:
         assert r["level"] == "error" and r["locations"]
         for loc in r["locations"]:

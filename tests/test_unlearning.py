@@ -109,6 +109,10 @@ def test_unlearn_and_verify_on_a_users_model(tiny_model_dir, user_corpus, tmp_pa
     assert {x["model"] for x in er} == {"original", "ga", "npo", "oracle", "sisa", "ga+int8",
                                         "ga+int4", "ga+finetune"}
     assert all(x["membership_score"] == "loss" for x in er)
+    # judged against the oracle: its own record carries no comparison, every other one does
+    assert [x["vs_oracle"] for x in er if x["model"] == "oracle"] == [None]
+    assert all(x["vs_oracle"]["verdict"] in ("as the oracle", "retained", "over-forgotten")
+               for x in er if x["model"] != "oracle")
     html = (rep / "report.html").read_text()
     assert "Erasure (right to be forgotten)" in html and "erasure-relapse-table" in html
 
@@ -122,3 +126,73 @@ def test_unlearn_bad_input(tiny_model_dir, user_corpus, tmp_path):
     assert r.exit_code == 2 and "--epochs" in r.output
     r = invoke(["verify-erasure", tmp_path, "--heldout", user_corpus / "heldout.jsonl"])
     assert r.exit_code == 2 and "unlearn.json" in r.output
+
+
+class _Scores:
+    """A stand-in model whose mean log-prob of a text is given by a table: the verification's
+    membership numbers can then be checked by hand."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def score(self, texts, batch_size):
+        import numpy as np
+
+        from leakaudit.targets.base import TokenScores
+
+        return [TokenScores(token_ids=np.array([1]), logprobs=np.array([float(self.table[t])]),
+                            is_argmax=np.array([False]))
+                for t in texts]
+
+
+def test_erasure_is_judged_against_the_retrained_oracle_not_against_half():
+    import numpy as np
+
+    from leakaudit.audits.erasure import VerifyConfig, verify_models
+    from leakaudit.report.sections_erasure import ORACLE, _oracle_of, erasure_verdict
+
+    forget = [f"f{i}" for i in range(8)]  # one data subject's 8 documents
+    unseen = [f"u{i}" for i in range(10)]
+    retain = [f"r{i}" for i in range(5)]
+    base = {**{u: i for i, u in enumerate(unseen)}, **{r: 5 for r in retain}}
+    # the oracle ranks its forget documents low: 1+2+3+4+5 of 8·10 pairs, AUC 0.1875 (like the
+    # quick lab's retrain, 0.213): against 0.5 it would itself be "over-forgotten"
+    oracle_f = [0.5, 1.5, 2.5, 3.5, 4.5, -1, -2, -3]
+    tables = {"original": [20 + i for i in range(8)],  # AUC 1: still holds them
+              "oracle": oracle_f,
+              "npo": [x + 0.01 for x in oracle_f],  # the same ranks as the oracle
+              "ga": [-10] * 8}  # AUC 0: far below the retrain
+    models = {m: _Scores({**base, **dict(zip(forget, f))}) for m, f in tables.items()}
+    recs = verify_models(models, forget=forget, retain=retain, unseen=unseen, reference=None,
+                         oracle="oracle", cfg=VerifyConfig(n_boot=300, seed=0))
+    by = {r["model"]: r for r in recs}
+    assert by["oracle"]["membership"]["auc_forget_vs_unseen"]["value"] == pytest.approx(0.1875)
+    assert by["oracle"]["membership"]["auc_forget_vs_unseen"]["ci_high"] < 0.5
+    assert by["oracle"]["vs_oracle"] is None and by["oracle"]["is_oracle"]
+    npo, ga, orig = by["npo"]["vs_oracle"], by["ga"]["vs_oracle"], by["original"]["vs_oracle"]
+    assert (npo["auc_diff"], npo["ci_low"], npo["ci_high"]) == (0.0, 0.0, 0.0)
+    assert ga["auc_diff"] == pytest.approx(-0.1875) and ga["ci_high"] < 0
+    assert orig["auc_diff"] == pytest.approx(0.8125) and orig["ci_low"] > 0
+    oracle = _oracle_of(recs)
+    verdicts = {m: erasure_verdict(r, oracle) for m, r in by.items()}
+    assert verdicts == {"original": "retained", "oracle": ORACLE, "npo": "as the oracle",
+                        "ga": "over-forgotten"}
+
+
+def test_erasure_verdict_of_older_records_and_without_an_oracle():
+    from leakaudit.report.sections_erasure import ORACLE, erasure_verdict
+
+    def rec(model, v, lo, hi, k=0):
+        return {"model": model, "method": model, "relapse": None,
+                "membership": {"auc_forget_vs_unseen": {"value": v, "ci_low": lo, "ci_high": hi}},
+                "secret_extraction": {"k": k, "n": 1}}
+
+    oracle = rec("oracle", 0.77, 0.70, 0.84)
+    assert erasure_verdict(oracle, oracle) == ORACLE
+    # no paired difference stored: the AUC CIs against the oracle's (the issue's NPO at 0.660,
+    # below 0.5's "retained" line but within reach of the oracle's 0.770)
+    assert erasure_verdict(rec("npo", 0.66, 0.55, 0.75), oracle) == "as the oracle"
+    assert erasure_verdict(rec("ga", 0.30, 0.20, 0.40), oracle) == "over-forgotten"
+    assert erasure_verdict(rec("original", 0.95, 0.90, 0.99), oracle) == "retained"
+    assert erasure_verdict(rec("npo", 0.66, 0.55, 0.75, k=1), oracle) == "retained"  # a secret
+    assert erasure_verdict(rec("npo", 0.66, 0.55, 0.75), None) == "no oracle"

@@ -338,7 +338,11 @@ def upgrade(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if v == SCHEMA_VERSION or et_name not in ENTRY_TYPES:
             out.append(d)
             continue
-        out.append(to_record(et_name, d, ctx).to_dict())
+        try:
+            out.append(to_record(et_name, d, ctx).to_dict())
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
+            raise InputError(f"record {len(out) + 1} ({et_name}) has a field of a type leakaudit "
+                             f"never writes ({type(e).__name__}: {e})") from None
     return out
 
 
@@ -635,14 +639,23 @@ def _output_filter(rec: dict[str, Any], ctx: RunContext) -> Finding:
 
 def _erasure(rec: dict[str, Any], ctx: RunContext) -> Finding:
     """One model of an erasure verification: headline = forget-vs-never-seen membership AUC.
-    Severity: the forget set still detectable (AUC CI above 0.5) or a forget-set secret extracted
-    → high; else info."""
+    Severity, against the retrained oracle when the record compares with one (``vs_oracle``):
+    the oracle itself → info; retained (above the oracle) or a forget-set secret extracted →
+    high; over-forgotten (the unlearning itself detectable) → medium; as the oracle → info.
+    Older records without the comparison: AUC CI above 0.5 or a secret extracted → high."""
     mem = rec.get("membership") or {}
     a = mem.get("auc_forget_vs_unseen") or {}
     metric = Metric("auc_forget_vs_unseen", a.get("value"), a.get("ci_low"), a.get("ci_high"),
                     0.95, rec.get("n_forget"), "auc")
     sec = rec.get("secret_extraction") or {}
-    sev = "high" if (a.get("ci_low") or 0) > 0.5 or (sec.get("k") or 0) > 0 else "info"
+    vs = rec.get("vs_oracle") if isinstance(rec.get("vs_oracle"), dict) else None
+    if rec.get("is_oracle"):
+        sev = "info"
+    elif vs is not None:
+        sev = ("high" if vs.get("verdict") == "retained" or (sec.get("k") or 0) > 0 else
+               "medium" if vs.get("verdict") == "over-forgotten" else "info")
+    else:
+        sev = "high" if (a.get("ci_low") or 0) > 0.5 or (sec.get("k") or 0) > 0 else "info"
     return Finding("erasure", "membership", "erasure_verification",
                    ctx.target(rec.get("model") or "target"), sev,
                    list(rec.get("tags") or TAXONOMY["membership"]), metric,

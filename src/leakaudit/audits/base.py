@@ -63,18 +63,20 @@ def execute(out: Path, *, produces: Iterable[str], inputs: Iterable[Any], prepar
     when everything succeeded.
     """
     from leakaudit.report.writer import format_files, write_report
+    from leakaudit.runs.lock import output_lock
     from leakaudit.runs.staged import check_output_location, staged_output
 
     formats = tuple(formats)
     produces = tuple(produces) + format_files(formats)
     inputs = [i for i in inputs if i is not None]
     check_output_location(out, produces=produces, inputs=inputs)
-    prepared = prepare()
-    with staged_output(out, produces=produces, inputs=inputs, log=log) as stage:
-        env = AuditEnv(Path(out), stage, command, progress, log)
-        result = run(prepared, env)
-        written = write_report(stage, run_record=result.run_record, records=result.records,
-                               summary=result.summary, formats=formats, fail_on=fail_on)
-        if result.after_write is not None:
-            result.after_write(stage)
+    with output_lock(out, log=log):  # one run at a time into ``out``, from the check to the merge
+        prepared = prepare()
+        with staged_output(out, produces=produces, inputs=inputs, log=log) as stage:
+            env = AuditEnv(Path(out), stage, command, progress, log)
+            result = run(prepared, env)
+            written = write_report(stage, run_record=result.run_record, records=result.records,
+                                   summary=result.summary, formats=formats, fail_on=fail_on)
+            if result.after_write is not None:
+                result.after_write(stage)
     return result, written

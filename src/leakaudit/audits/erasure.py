@@ -12,6 +12,10 @@ retain documents related to the forget set), :func:`verify_models` measures:
   documents. Reported: AUC of forget vs never-seen and of retain vs never-seen with bootstrap
   CIs (0.5 = indistinguishable), and the share of forget documents scoring above the
   ``flag_quantile`` of never-seen scores (chance = 1 − quantile) with a Clopper-Pearson CI;
+  and, for every model but the oracle, the **difference from the oracle**: its forget-vs-never-
+  seen AUC minus the oracle's, with a paired bootstrap CI over both sides (:func:`vs_oracle`).
+  An exact retrain is what erasure means, so each method is judged against it, not against 0.5
+  (a retrained model can still tell its never-seen documents apart from the forgotten ones);
 - **secret extraction**: greedy continuation of each forget-set secret's prompt contains the
   secret (letters and digits compared);
 - **canary exposure** (Carlini et al. 2019) of forget-set canaries, by rank among same-space
@@ -111,8 +115,10 @@ def _exposure(model: LanguageModel, canaries: Sequence[Mapping], cfg: VerifyConf
 
 def measure(model: LanguageModel, *, texts: Mapping[str, Sequence[str]],
             ref_logp: Mapping[str, np.ndarray] | None, secrets: Sequence[Mapping],
-            canaries: Sequence[Mapping], cfg: VerifyConfig) -> dict[str, Any]:
-    """Every measure of the module docstring for one model."""
+            canaries: Sequence[Mapping], cfg: VerifyConfig
+            ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Every measure of the module docstring for one model, and its per-document membership
+    scores (``{"forget"|"retain"|"unseen": array}``)."""
     lp = {k: mean_logprobs(model, v, cfg.batch_size) for k, v in texts.items()}
     score = {k: lp[k] - ref_logp[k] if ref_logp is not None else lp[k] for k in lp}
     return {
@@ -121,7 +127,25 @@ def measure(model: LanguageModel, *, texts: Mapping[str, Sequence[str]],
         "secret_extraction": _secrets(model, secrets, cfg),
         "exposure": _exposure(model, canaries, cfg),
         "utility": {f"ppl_{k}": float(math.exp(-np.nanmean(lp[k]))) for k in ("retain", "unseen")},
-    }
+    }, score
+
+
+def vs_oracle(score: Mapping[str, np.ndarray], oracle: Mapping[str, np.ndarray],
+              cfg: VerifyConfig) -> dict[str, Any]:
+    """A model's forget-vs-never-seen AUC minus the retrained oracle's, with a paired bootstrap
+    CI over both the forget and the never-seen documents (both models score the same documents),
+    and the verdict it supports: ``as the oracle`` when the CI holds 0, ``retained`` when it is
+    above 0 (the forget documents still stand out more than after an exact retrain),
+    ``over-forgotten`` when below (they stand out *less* than never-seen documents would after a
+    retrain: the unlearning itself is detectable, the "Streisand effect" of MUSE's PrivLeak)."""
+    from leakaudit.metrics.roc import auc_diff_bootstrap_ci
+
+    d, lo, hi = auc_diff_bootstrap_ci(score["forget"], score["unseen"], oracle["forget"],
+                                      oracle["unseen"], n_boot=cfg.n_boot, alpha=0.05,
+                                      seed=cfg.seed)
+    verdict = "retained" if lo > 0 else "over-forgotten" if hi < 0 else "as the oracle"
+    return {"auc_diff": d, "ci_low": lo, "ci_high": hi, "ci_level": 0.95, "n_boot": cfg.n_boot,
+            "verdict": verdict}
 
 
 def relapse_variants(name: str, model, tokenizer, finetune_texts: Sequence[str],
@@ -152,11 +176,13 @@ def verify_models(models: Mapping[str, LanguageModel], *, forget: Sequence[str],
                   retain: Sequence[str], unseen: Sequence[str], reference: LanguageModel | None,
                   secrets: Sequence[Mapping] = (), canaries: Sequence[Mapping] = (),
                   finetune_texts: Sequence[str] = (), costs: Mapping[str, float] | None = None,
-                  relapse: Sequence[str] = (), cfg: VerifyConfig, log=lambda m: None
-                  ) -> list[dict[str, Any]]:
+                  relapse: Sequence[str] = (), oracle: str | None = None, cfg: VerifyConfig,
+                  log=lambda m: None) -> list[dict[str, Any]]:
     """One ``erasure`` record per model and per relapse variant of each model named in
     ``relapse`` (these must be HFCausalLM targets). ``costs``: wall seconds per model; the
-    ``oracle`` entry, when present, is the unit of ``cost_vs_oracle``."""
+    ``oracle`` entry, when present, is the unit of ``cost_vs_oracle``. ``oracle``: the name of
+    the model retrained without the forget set; every other record (relapse variants included)
+    gets ``vs_oracle`` (:func:`vs_oracle`), the oracle's own record ``is_oracle``."""
     from leakaudit.targets.hf import HFCausalLM
 
     if not forget:
@@ -170,7 +196,9 @@ def verify_models(models: Mapping[str, LanguageModel], *, forget: Sequence[str],
                 if reference is not None else None)
     costs = dict(costs or {})
     unit = costs.get("oracle")
-    out = []
+    if oracle is not None and oracle not in models:
+        raise InputError(f"no oracle model {oracle!r}; have {', '.join(models)}")
+    out, scores = [], {}
     for name, model in models.items():
         variants: dict[str, Any] = {name: model}
         if name in relapse:
@@ -181,8 +209,8 @@ def verify_models(models: Mapping[str, LanguageModel], *, forget: Sequence[str],
             log(f"relapse variants of {name}: {time.perf_counter() - t0:.1f}s")
         for vname, m in variants.items():
             t0 = time.perf_counter()
-            rec = measure(m, texts=texts, ref_logp=ref_logp, secrets=secrets, canaries=canaries,
-                          cfg=cfg)
+            rec, scores[vname] = measure(m, texts=texts, ref_logp=ref_logp, secrets=secrets,
+                                         canaries=canaries, cfg=cfg)
             rec.update({"model": vname, "method": name,
                         "relapse": None if vname == name else vname[len(name) + 1:],
                         "n_forget": len(forget), "n_retain": len(retain_s),
@@ -194,6 +222,36 @@ def verify_models(models: Mapping[str, LanguageModel], *, forget: Sequence[str],
             out.append(rec)
             log(f"{vname}: forget AUC {rec['membership']['auc_forget_vs_unseen']['value']:.3f} "
                 f"({time.perf_counter() - t0:.1f}s)")
+    for rec in out:
+        rec["is_oracle"] = rec["model"] == oracle
+        rec["vs_oracle"] = (vs_oracle(scores[rec["model"]], scores[oracle], cfg)
+                            if oracle is not None and not rec["is_oracle"] else None)
+    return out
+
+
+#: characters of a document before a data subject's identifier that prompt for it
+SUBJECT_PREFIX_CHARS = 200
+
+
+def subject_secrets(manifest: Mapping[str, Any], docs, forget_ids: set[str]) -> list[dict]:
+    """The forgotten data subjects' own identifiers as secrets: for each recurring subject of a
+    lab manifest (``recurring_subjects``) all of whose documents are forgotten, and each of those
+    documents, the text before the subject's phone number (else e-mail) as the prompt
+    (at most :data:`SUBJECT_PREFIX_CHARS` characters) and the identifier as the secret."""
+    out = []
+    by_id = {d.id: d.text for d in docs}
+    for subj in manifest.get("recurring_subjects") or []:
+        if not subj.get("doc_ids") or not set(subj["doc_ids"]) <= forget_ids:
+            continue
+        for i in subj["doc_ids"]:
+            text = by_id.get(i, "")
+            for key in ("phone", "email"):
+                value = subj.get(key)
+                at = text.find(value) if value else -1
+                if at > 0:
+                    out.append({"prefix": text[max(0, at - SUBJECT_PREFIX_CHARS):at],
+                                "secret": subj[key]})
+                    break
     return out
 
 
@@ -215,6 +273,7 @@ def erasure_records(unlearn_dir: Path, *, docs, unseen: list[str], reference,
         canaries = [c for c in manifest.get("canaries", [])
                     if c.get("doc_ids") and set(c["doc_ids"]) <= forget_ids]
         secrets = [{"prefix": c["prefix"], "secret": c["secret"]} for c in canaries]
+        secrets += subject_secrets(manifest, docs, forget_ids)
         genres = manifest.get("doc_genres", {})
     # related retain data for the relapse fine-tune: same genre as the forget set when known
     fgen = {genres.get(i) for i in forget_ids} - {None}
@@ -238,7 +297,8 @@ def erasure_records(unlearn_dir: Path, *, docs, unseen: list[str], reference,
     records = verify_models(models, forget=forget, retain=[d.text for d in retain_docs],
                             unseen=unseen, reference=reference, secrets=secrets,
                             canaries=canaries, finetune_texts=related, costs=costs,
-                            relapse=relapse, cfg=cfg, log=log)
+                            relapse=relapse, oracle="oracle" if "oracle" in models else None,
+                            cfg=cfg, log=log)
     for r in records:
         info = meta["methods"].get(r["method"], {})
         r["kind"] = info.get("kind", "original" if r["method"] == "original" else None)
@@ -254,8 +314,12 @@ def summary_lines(records: list[dict]) -> list[str]:
     for r in records:
         a = r["membership"]["auc_forget_vs_unseen"]
         s = r["secret_extraction"]
+        v = r.get("vs_oracle")
         lines.append(f"{r['model']}: forget-vs-unseen AUC {a['value']:.3f} "
                      f"[{a['ci_low']:.3f}, {a['ci_high']:.3f}]"
+                     + (" (the oracle)" if r.get("is_oracle") else "")
+                     + (f", vs oracle {v['auc_diff']:+.3f} [{v['ci_low']:+.3f}, "
+                        f"{v['ci_high']:+.3f}]: {v['verdict']}" if v else "")
                      + (f", secrets extracted {s['k']}/{s['n']}" if s else "")
                      + f", ppl retain {r['utility']['ppl_retain']:.2f} / unseen "
                      f"{r['utility']['ppl_unseen']:.2f}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ class InversionTargets:
     skipped: list[dict[str, Any]]  #: attacks the target cannot serve, with the capability
 
 
+#: the most values one classifier input may have (every attack holds many inputs in memory)
+MAX_INPUT_ELEMENTS = 2048 * 2048 * 4
+
+
 def parse_shape(text: str, option: str) -> tuple[int, ...]:
     try:
         dims = tuple(int(v) for v in text.lower().replace("x", ",").split(",") if v.strip())
@@ -51,6 +56,9 @@ def parse_shape(text: str, option: str) -> tuple[int, ...]:
         dims = ()
     if not dims or any(d < 1 for d in dims):
         raise LeakauditError(f"{option} must look like 64 or 8x8, got {text!r}")
+    if math.prod(dims) > MAX_INPUT_ELEMENTS:
+        raise LeakauditError(f"{option} {text!r} has {math.prod(dims):,} values per input; at most "
+                             f"{MAX_INPUT_ELEMENTS:,} (a 2048x2048x4 image) are supported")
     return dims
 
 

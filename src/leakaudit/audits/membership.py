@@ -54,6 +54,20 @@ class Prepared:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+#: the fewest members and non-members a membership evaluation takes (a ROC needs two of each)
+MIN_PER_SIDE = 2
+
+
+def check_sides(members, members_path, nonmembers, nonmembers_path) -> None:
+    """At least :data:`MIN_PER_SIDE` member and non-member documents, or an :class:`InputError`
+    naming the file that has too few."""
+    for docs, side, path in ((members, "member", members_path),
+                             (nonmembers, "non-member", nonmembers_path)):
+        if len(docs) < MIN_PER_SIDE:
+            raise InputError(f"{len(docs)} {side}{'' if len(docs) == 1 else 's'}; membership "
+                             f"inference needs at least {MIN_PER_SIDE} members and "
+                             f"{MIN_PER_SIDE} non-members", path=str(path))
+
 def prepare(req: MembershipRequest) -> Prepared:
     from leakaudit.targets.checks import check_device
 
@@ -91,6 +105,7 @@ def prepare(req: MembershipRequest) -> Prepared:
         raise InputError("the reference attack needs --reference MODEL")
     mdocs = load_corpus(req.members, text_field=req.text_field)
     ndocs = load_corpus(req.nonmembers, text_field=req.text_field)
+    check_sides(mdocs, req.members, ndocs, req.nonmembers)
     target = load_target(req.model, name="target", device=req.device, allow_download=req.allow_download)
     refs = load_references(req.references, device=req.device, allow_download=req.allow_download)
     refs, ref_source = default_references(target, refs, device=req.device,
@@ -155,13 +170,19 @@ def _prepare_classifier(req: MembershipRequest) -> dict[str, Any]:
     try:
         with np.load(data, allow_pickle=False) as z:
             arrs = {k: z[k] for k in z.files}
-    except (ValueError, OSError) as e:
-        raise InputError(f"not a plain numeric .npz ({e})", path=str(data)) from None
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"not a plain numeric .npz ({e or 'empty file'})", path=str(data)) from None
     need = ["x_members", "y_members", "x_nonmembers", "y_nonmembers"]
     missing = [k for k in need if k not in arrs]
     if missing:
         raise InputError(f"missing arrays: {', '.join(missing)}", path=str(data))
     check_xy_arrays(arrs, data, text=not target.capabilities.float_inputs)
+    for name in ("x_members", "x_nonmembers"):
+        if arrs[name].ndim < 1 or len(arrs[name]) < MIN_PER_SIDE:
+            n = 0 if arrs[name].ndim < 1 else len(arrs[name])
+            raise InputError(f"{name} holds {n} records; membership inference needs at least "
+                             f"{MIN_PER_SIDE} members and {MIN_PER_SIDE} non-members",
+                             path=str(data))
     n_classes = target.n_classes
     for name in ("y_members", "y_nonmembers", "y_population"):
         if name in arrs and len(arrs[name]) and arrs[name].max() >= n_classes:

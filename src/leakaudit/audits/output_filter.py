@@ -217,6 +217,7 @@ def run_output_filter(*, model, docs, canaries, n: int, fp_rate: float, config, 
     from leakaudit.versions import versions
     from leakaudit.report.html import render_html
     from leakaudit.report.records import staged_output
+    from leakaudit.report.sections_erasure import secret_headline
     from leakaudit.report.writer import write_report
 
     texts = [d["text"] for d in docs]
@@ -242,7 +243,10 @@ def run_output_filter(*, model, docs, canaries, n: int, fp_rate: float, config, 
     run_record = {**versions(), "command": command, "seed": config.seed,
                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "config": {"output_filter": res["config"], "show_pii": False}, **run_extra}
-    summary = {"attack": "output_filter", "rates": res["rates"]}
+    head = secret_headline([r for _, r in records])
+    if head:
+        log(head)
+    summary = {"attack": "output_filter", "headline": head, "rates": res["rates"]}
     with staged_output(out) as stage:
         write_report(stage, formats=("jsonl",), run_record=run_record, records=records, summary=summary)
         render_html(stage)

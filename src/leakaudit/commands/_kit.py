@@ -21,6 +21,10 @@ from leakaudit.errors import LeakauditError
 console = Console(stderr=True, markup=False, emoji=False)
 out_console = Console(markup=False, emoji=False)
 
+#: the help texts' "needs Ray" sentence: the extra's brackets escaped, or rich (which renders the
+#: help) reads "[ray]" as markup and prints ``pip install 'leakaudit'``
+NEEDS_RAY = "Needs pip install 'leakaudit\\[ray]'."
+
 #: the umask the process started with (``--share`` keeps it; by default outputs are private)
 _START_UMASK = os.umask(0o077)
 os.umask(_START_UMASK)
@@ -277,6 +281,9 @@ def _verdicts(written, out) -> None:
     output has moved into ``out``."""
     if written is None:
         return
+    unmeasured = [v for v in written.verdicts if v.unmeasured]
+    if unmeasured:  # a gate on something this run never measured must not pass silently
+        _fail(LeakauditError(unmeasured[0].error()))
     for v in written.verdicts:
         vals = ", ".join(f"{k} = {'not measured' if x is None else f'{x:g}'}" for k, x in v.values.items())
         style = {"crossed": "bold red", "passed": "green", "not evaluated": "yellow"}[v.status]

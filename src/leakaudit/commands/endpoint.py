@@ -24,6 +24,11 @@ KeyFileOpt = Annotated[Optional[Path], typer.Option("--api-key-file", help="File
 TokOpt = Annotated[Optional[Path], typer.Option("--tokenizer", help="Local tokenizer matching the served model (token-level attacks need it).")]
 
 
+#: what ``endpoint audit`` writes into --out (the request ledger is SQLite in WAL mode)
+ENDPOINT_OUTPUTS = ("report.jsonl", "summary.json", "requests.sqlite", "requests.sqlite-wal",
+                    "requests.sqlite-shm")
+
+
 def _client_config(concurrency, timeout, retries, max_requests, max_tokens):
     from leakaudit.targets.api_client import ClientConfig
 
@@ -112,6 +117,10 @@ def register(app: typer.Typer) -> None:
             cfg.validate()
             docs = _docs(load_corpus, corpus)
             non = _docs(load_corpus, nonmembers)
+            if non and "membership" in cfg.attacks:
+                from leakaudit.audits.membership import check_sides
+
+                check_sides(docs, corpus, non, nonmembers)
             refs = {}
             for i, r in enumerate(reference or []):
                 name = default_name(r)
@@ -126,17 +135,21 @@ def register(app: typer.Typer) -> None:
                     subjects["held-out"] = lab_subjects(non)
                 if not subjects["trained"]:
                     subjects = None
-            t = load_endpoint(spec, model=model, api_key_env=api_key_env,
-                              api_key_file=None if api_key_file is None else str(api_key_file),
-                              tokenizer=None if tokenizer is None else str(tokenizer),
-                              ledger=out / "requests.sqlite", context=context,
-                              replicas=replica or (),
-                              config=_client_config(concurrency, timeout, retries, max_requests,
-                                                    max_tokens), log=_log)
-            summary = audit_endpoint(t, out, config=cfg, corpus=docs, nonmembers=non,
-                                     subjects=subjects, references=refs, progress=_progress(),
-                                     log=_log)
-            t.close()
+            from leakaudit.runs.staged import owned_output
+
+            with owned_output(out, produces=ENDPOINT_OUTPUTS, inputs=[corpus, nonmembers],
+                              log=_log):  # the folder's lock, and no foreign file replaced
+                t = load_endpoint(spec, model=model, api_key_env=api_key_env,
+                                  api_key_file=None if api_key_file is None else str(api_key_file),
+                                  tokenizer=None if tokenizer is None else str(tokenizer),
+                                  ledger=out / "requests.sqlite", context=context,
+                                  replicas=replica or (),
+                                  config=_client_config(concurrency, timeout, retries, max_requests,
+                                                        max_tokens), log=_log)
+                summary = audit_endpoint(t, out, config=cfg, corpus=docs, nonmembers=non,
+                                         subjects=subjects, references=refs, progress=_progress(),
+                                         log=_log)
+                t.close()
         except LeakauditError as e:
             _fail(e)
         _print(summary, out)

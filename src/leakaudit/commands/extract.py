@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.commands._kit import (
+from leakaudit.commands._kit import (NEEDS_RAY, 
     FAIL_ON, FORMAT, _audit, _check_out, _check_specs, _print_summary, _verdicts,
 )
 
@@ -33,7 +33,7 @@ def extract(
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
     cache: Annotated[Optional[Path], typer.Option("--cache", help="Share an LLM signal cache folder between runs (default: inside --out's run store).")] = None,
     shard_samples: Annotated[int, typer.Option("--shard-samples", min=1, help="Generations per sampling shard: the unit that a rerun after a crash reuses (and of seeding: keep it fixed to reproduce a run).")] = 256,
-    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Run sampling shards, scoring batches and verification as Ray tasks: auto (the running cluster, else a local one) or ADDRESS; 'local' runs the same shards in this process. Same findings as without it. Needs pip install 'leakaudit[ray]'.")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Run sampling shards, scoring batches and verification as Ray tasks: auto (the running cluster, else a local one) or ADDRESS; 'local' runs the same shards in this process. Same findings as without it. " + NEEDS_RAY)] = None,
     formats: FORMAT = None,
     fail_on: FAIL_ON = None,
 ) -> None:

@@ -107,8 +107,11 @@ def defenses(
         summary = run_defense_lab(out, dcfg, progress=_progress(), log=_log, command=_command())
     except LeakauditError as e:
         _fail(e)
+    from leakaudit.report.sections_defenses import VERDICT_WORDS, claim_numbers
+
     for c in summary["claims"].values():
-        out_console.print(f"{c['claim']}: {c['verdict']}", highlight=False, markup=False)
+        out_console.print(f"{c['claim']}: {c.get('verdict') or VERDICT_WORDS[c['holds']]} "
+                          f"({claim_numbers(c)})", highlight=False, markup=False)
     for w in summary.get("warnings") or []:
         out_console.print(f"warning: {w}", highlight=False, markup=False)
     out_console.print(f"report: {out / 'report.html'}", highlight=False, markup=False)

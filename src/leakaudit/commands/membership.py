@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.commands._kit import (
+from leakaudit.commands._kit import (NEEDS_RAY, 
     FAIL_ON,
     FORMAT,
     _audit,
@@ -46,7 +46,7 @@ membership_app = typer.Typer(
 OUT = Annotated[Path, typer.Option("--out", help="Output folder.")]
 SEED = Annotated[int, typer.Option("--seed")]
 CLUSTER_HELP = (" auto (the running cluster, else a local one) or ADDRESS; 'local' runs the same tasks "
-                "in this process. Same findings as without it. Needs pip install 'leakaudit[ray]'.")
+                "in this process. Same findings as without it. " + NEEDS_RAY)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.commands._kit import (
+from leakaudit.commands._kit import (NEEDS_RAY, 
     FAIL_ON, FORMAT, _audit, _check_out, _check_specs, _fail, _parse_ints, _verdicts,
     out_console,
 )
@@ -36,7 +36,7 @@ def memorization(
     index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="Folder of the on-disk index (default: OUT-index); reused when it indexes the same documents.")] = None,
     show_pii: Annotated[bool, typer.Option("--show-pii", help="Write raw PII into the report (masked by default).")] = False,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Allow fetching a hub model (leakaudit works offline by default).")] = False,
-    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Run the teacher-forced passes as Ray tasks (the same batches as in one process, so the same records): auto (the running cluster, else a local one) or ADDRESS; 'local' runs the same tasks in this process; the greedy cross-check stays on this machine. Needs pip install 'leakaudit[ray]'.")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Run the teacher-forced passes as Ray tasks (the same batches as in one process, so the same records): auto (the running cluster, else a local one) or ADDRESS; 'local' runs the same tasks in this process; the greedy cross-check stays on this machine. " + NEEDS_RAY)] = None,
     formats: FORMAT = None,
     fail_on: FAIL_ON = None,
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -53,12 +52,16 @@ def register(app: typer.Typer) -> None:
             cfg.validate()
             canaries, repeated = [], []
             if manifest is not None:
-                try:
-                    man = json.loads(manifest.read_text())
-                    canaries = man["canaries"]
-                    repeated = [b["text"] for b in man.get("boilerplate", [])]
-                except (OSError, json.JSONDecodeError, KeyError) as e:
-                    raise InputError(f"not a canary manifest: {e}", path=str(manifest)) from None
+                from leakaudit.audits.exposure import read_manifest
+                from leakaudit.errors import read_json_object
+
+                canaries = read_manifest(manifest)
+                blocks = read_json_object(manifest).get("boilerplate") or []
+                if not isinstance(blocks, list) or not all(
+                        isinstance(b, dict) and isinstance(b.get("text"), str) for b in blocks):
+                    raise InputError('"boilerplate" must be a list of {"text": ...} blocks',
+                                     path=str(manifest))
+                repeated = [b["text"] for b in blocks]
             ds = [{"id": d.id, "text": d.text} for d in load_corpus(corpus, text_field=text_field)]
             m = load_target(model, device=device, allow_download=allow_download)
             # MemFree runs inside the model's own decoding loop

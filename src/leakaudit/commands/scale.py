@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from leakaudit.commands._kit import _fail, _log, _quiet_libraries
+from leakaudit.commands._kit import NEEDS_RAY, _fail, _log, _quiet_libraries
 from leakaudit.errors import InputError, LeakauditError
 
 scale_app = typer.Typer(help="Sharded audits on one machine or a Ray cluster, and on-disk corpus indexes.",
@@ -55,7 +55,7 @@ def extract_cmd(
     corpus: Annotated[Optional[Path], typer.Option("--corpus", help="Training corpus to verify against.")] = None,
     index_dir: Annotated[Optional[Path], typer.Option("--index-dir", help="An on-disk index (leakaudit scale index); built into OUT/index from --corpus when absent.")] = None,
     reference: Annotated[Optional[list[str]], typer.Option("--reference", help="Reference model directory (repeatable).")] = None,
-    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Run shards on Ray: auto (the running cluster, else a local one) or ADDRESS. Needs pip install 'leakaudit[ray]'.")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Run shards on Ray: auto (the running cluster, else a local one) or ADDRESS. " + NEEDS_RAY)] = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="Generations per sampler.")] = 1000,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1, help="Generations per sampling shard (= leakaudit extract --shard-samples; also texts per scoring and verification shard).")] = 64,
     select: Annotated[int, typer.Option("--select", min=1)] = 100,
@@ -74,34 +74,44 @@ def extract_cmd(
     from leakaudit.runs.store import RunStore
 
     _quiet_libraries()
-    try:
-        if index_dir is None and corpus is None:
-            raise InputError("give --corpus (or --index-dir) to verify candidates against")
-        executor = get_executor(cluster)  # fails here, before any work, without Ray
-        if index_dir is None:
-            from leakaudit.corpus.index_disk import build_index
-            from leakaudit.corpus.load import load_corpus
+    from contextlib import ExitStack
 
-            docs = load_corpus(corpus, text_field=text_field)
-            index_dir = out / "index"
-            build_index([d.text for d in docs], [d.id for d in docs], backend="disk",
-                        directory=index_dir)
-        cfg = ExtractionConfig(samplers=("top_k", "temperature"), n_samples=samples,
-                               select=select, max_new_tokens=new_tokens, seed=seed,
-                               generate_batch_size=batch_size,
-                               score_batch_size=max(1, batch_size // 2))
-        refs = {Path(r).name or f"ref{i}": r for i, r in enumerate(reference or [])}
+    from leakaudit.runs.staged import owned_output
+
+    with ExitStack() as held:  # the folder's lock for the run; no foreign findings.json replaced
         try:
-            f = sharded_extraction(model, executor=executor, config=cfg, references=refs,
-                                   index_dir=index_dir, store=RunStore(out / "shards"),
-                                   shard_size=shard_size, threads=threads)
-        finally:
-            executor.close()
-    except LeakauditError as e:
-        _fail(e)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "findings.json").write_text(json.dumps(f, indent=1))
-    (out / "findings.json").chmod(0o600)
+            held.enter_context(owned_output(out, produces=("findings.json",),
+                                            inputs=[corpus, index_dir], log=_log))
+        except LeakauditError as e:
+            _fail(e)
+        try:
+            if index_dir is None and corpus is None:
+                raise InputError("give --corpus (or --index-dir) to verify candidates against")
+            executor = get_executor(cluster)  # fails here, before any work, without Ray
+            if index_dir is None:
+                from leakaudit.corpus.index_disk import build_index
+                from leakaudit.corpus.load import load_corpus
+
+                docs = load_corpus(corpus, text_field=text_field)
+                index_dir = out / "index"
+                build_index([d.text for d in docs], [d.id for d in docs], backend="disk",
+                            directory=index_dir)
+            cfg = ExtractionConfig(samplers=("top_k", "temperature"), n_samples=samples,
+                                   select=select, max_new_tokens=new_tokens, seed=seed,
+                                   generate_batch_size=batch_size,
+                                   score_batch_size=max(1, batch_size // 2))
+            refs = {Path(r).name or f"ref{i}": r for i, r in enumerate(reference or [])}
+            try:
+                f = sharded_extraction(model, executor=executor, config=cfg, references=refs,
+                                       index_dir=index_dir, store=RunStore(out / "shards"),
+                                       shard_size=shard_size, threads=threads)
+            finally:
+                executor.close()
+        except LeakauditError as e:
+            _fail(e)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "findings.json").write_text(json.dumps(f, indent=1))
+        (out / "findings.json").chmod(0o600)
     _log(f"{f['n_samples']} samples in {f['n_shards']} sampling shards ({executor.name}: "
          f"{executor.stats['run']} shard tasks run, {executor.stats['reused']} reused); "
          f"{len(f['verified'])} verified against the corpus → {out / 'findings.json'}")

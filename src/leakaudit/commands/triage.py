@@ -28,7 +28,13 @@ def triage(
     from leakaudit.triage.profile import example_names
     from leakaudit.triage.render import print_assessment, print_comparison, write_html
 
+    from leakaudit.runs.atomic import atomic_write_text
+    from leakaudit.runs.staged import check_output_file
+
     try:
+        for path, option in ((html, "--html"), (json_out, "--json")):
+            if path is not None:
+                check_output_file(path, option)
         names = [n for e in example or [] for n in (example_names() if e.lower() == "all" else [e])]
         loaded = [load_example(n) for n in names] + [load_profile(p) for p in profiles or []]
         if not loaded:
@@ -47,7 +53,8 @@ def triage(
             write_html(ranked, html)
             out_console.print(f"html: {html}", highlight=False)
         if json_out:
-            json_out.write_text(json.dumps([a.to_dict() for a in ranked], indent=1, ensure_ascii=False))
+            atomic_write_text(json_out, json.dumps([a.to_dict() for a in ranked], indent=1,
+                                                   ensure_ascii=False))
             out_console.print(f"json: {json_out}", highlight=False)
     except LeakauditError as e:
         _fail(e)

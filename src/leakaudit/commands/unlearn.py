@@ -78,6 +78,9 @@ def register(app: typer.Typer) -> None:
         from leakaudit.targets import check_spec
 
         try:
+            from leakaudit.runs.staged import check_output_location
+
+            check_output_location(out, produces=("unlearn.json",), inputs=[corpus, forget_ids])
             ms = _methods(methods)
             check_spec(model, allow_download=allow_download)  # a typo answers at once, no torch
         except LeakauditError as e:
@@ -105,14 +108,18 @@ def register(app: typer.Typer) -> None:
                 spec = (LMSpec(n_ctx=min(n_ctx, 1024), epochs=epochs, lr=train_lr, batch_size=8), seed)
             spec = spec or (LMSpec(), seed)
             _log(f"forget set: {len(fids)} of {len(docs)} documents")
-            res = run_unlearn(model=model, docs=docs, forget_ids=fids, methods=ms, out=out,
-                              steps=steps, lr=lr, batch_size=batch_size, beta=beta,
-                              retain_weight=retain_weight, shards=shards, train_spec=spec,
-                              seed=seed, target=target, log=_log)
-            res["corpus"] = str(corpus)
-            res["text_field"] = text_field
-            res["command"] = _command()
-            (out / "unlearn.json").write_text(json.dumps(res, indent=1, default=str))
+            from leakaudit.runs.staged import owned_output
+
+            with owned_output(out, produces=("unlearn.json",), inputs=[corpus, forget_ids],
+                              log=_log):  # the folder's lock, and no foreign file replaced
+                res = run_unlearn(model=model, docs=docs, forget_ids=fids, methods=ms, out=out,
+                                  steps=steps, lr=lr, batch_size=batch_size, beta=beta,
+                                  retain_weight=retain_weight, shards=shards, train_spec=spec,
+                                  seed=seed, target=target, log=_log)
+                res["corpus"] = str(corpus)
+                res["text_field"] = text_field
+                res["command"] = _command()
+                (out / "unlearn.json").write_text(json.dumps(res, indent=1, default=str))
         except LeakauditError as e:
             _fail(e)
         for m, info in res["methods"].items():

@@ -289,9 +289,20 @@ _ID_WORD = re.compile(r"(?i:(?:order|acc(?:oun)?t|invoice|inv|ticket|case|mrn|id
                       r"serial|sku|tracking)[ \t]*[:#.]?[ \t]*)$")
 
 
+#: An e-mail address cut off by the end of the text (a sample or a window ends mid-address):
+#: ``alice.smith@exa``, ``alice.smith@``, or a dotted / underscored local part such as
+#: ``alice.smith`` or ``j_doe42`` as the text's last word. A complete address is matched by the
+#: ``email`` detector; a dotted name inside the text (``alice.smith said``) is not an address.
+_EMAIL_CUT = re.compile(
+    r"(?<![\w.%+@-])(?:[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9.-]*"
+    r"|[A-Za-z][A-Za-z0-9]*(?:[._+][A-Za-z0-9]+)+)(?=\s*\Z)")
+
+
 def find_pii(text: str) -> list[PIIFinding]:
     """All PII findings in ``text``: non-overlapping, sorted by start (longer wins on overlap)."""
     cands: list[PIIFinding] = []
+    for m in _EMAIL_CUT.finditer(text):
+        cands.append(PIIFinding("email", m.start(), m.end(), m.group()))
     for m in _BARE_PHONE.finditer(text):
         if not _ID_WORD.search(text[max(0, m.start() - 20):m.start()]):
             cands.append(PIIFinding("phone", m.start(), m.end(), m.group()))
@@ -337,7 +348,8 @@ def mask_value(kind: str, value: str) -> str:
     """A masked form of ``value`` that shows its kind and only a hint of its content.
 
     - email: first character of the user and of the domain, and the top-level domain:
-      ``john.doe@example.com`` → ``j***@e***.com``;
+      ``john.doe@example.com`` → ``j***@e***.com``; an address cut off by the end of the text
+      keeps what it has: ``alice.smith@exa`` → ``a***@e***``, ``alice.smith`` → ``a***@…``;
     - phone, ssn, credit_card: every digit but the last two becomes ``•``, separators stay:
       ``(555) 123-4567`` → ``(•••) •••-••67``;
     - api_key: the first four characters and ``…``: ``sk_live_abc…`` → ``sk_l…``;
@@ -352,6 +364,8 @@ def mask_value(kind: str, value: str) -> str:
         labels = domain.split(".")
         tld = labels[-1] if len(labels) > 1 else ""
         return f"{local[:1]}***@{domain[:1]}***" + (f".{tld}" if tld else "")
+    if kind == "email":  # the local part of an address cut off by the end of the text
+        return f"{value[:1]}***@…"
     if kind in ("phone", "ssn", "credit_card"):
         return _mask_digits(value, keep_last=2)
     if kind == "api_key":

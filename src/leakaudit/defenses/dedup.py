@@ -287,8 +287,11 @@ def edit_similarity(a: str, b: str) -> float:
 
 def near_duplicates(texts: Sequence[str], config: DedupConfig = DedupConfig()):
     """Near-duplicate clusters. Returns ``(remove, pairs, n_candidates)``: ``remove[j] = (i,
-    jaccard, edit_sim)`` for every document ``j`` removed as a near-duplicate of the kept
-    document ``i`` (the first of its cluster), and the verified pairs."""
+    jaccard, edit_sim, via, via_jaccard)`` for every document ``j`` removed as a near-duplicate of
+    the kept document ``i`` (the first of its cluster), with ``j``'s own Jaccard and edit
+    similarity to ``i`` (below the thresholds when ``j`` joined the cluster through another
+    document), the document ``via`` of its strongest verified link and that link's Jaccard; and
+    the verified pairs."""
     grams = [set(word_ngrams(t, config.ngram)) for t in texts]
     idx = [i for i, g in enumerate(grams) if g]
     sigs = minhash_signatures([sorted(grams[i]) for i in idx], config.num_perm, config.seed, config.backend)
@@ -315,12 +318,18 @@ def near_duplicates(texts: Sequence[str], config: DedupConfig = DedupConfig()):
         ri, rj = find(i), find(j)
         if ri != rj:
             parent[max(ri, rj)] = min(ri, rj)
-    best: dict[int, tuple[float, float]] = {}  # strongest verified link of each document
-    for i, j, jac, es in verified:
-        for x in (i, j):
+    best: dict[int, tuple[float, int]] = {}  # strongest verified link of each document
+    for i, j, jac, _ in verified:
+        for x, y in ((i, j), (j, i)):
             if x not in best or jac > best[x][0]:
-                best[x] = (jac, es)
-    remove = {x: (find(x), *best[x]) for x in range(len(texts)) if find(x) != x}
+                best[x] = (jac, y)
+    remove = {}
+    for x in range(len(texts)):
+        r = find(x)
+        if r == x:
+            continue
+        own = len(grams[x] & grams[r]) / len(grams[x] | grams[r])  # with the document kept
+        remove[x] = (r, own, edit_similarity(texts[x], texts[r]), best[x][1], best[x][0])
     return remove, verified, len(cand)
 
 
@@ -342,11 +351,12 @@ def deduplicate(texts: Sequence[str], doc_ids: Sequence[str] | None = None, *, t
     if config.method in ("both", "near"):
         remove, pairs, n_cand = near_duplicates(texts, config)
         n_pairs = len(pairs)
-        for j, (i, jac, es) in sorted(remove.items()):
+        for j, (i, jac, es, via, via_jac) in sorted(remove.items()):
             kept[j] = False
             removals.append({"doc_id": doc_ids[j], "reason": "near_duplicate_document",
                              "duplicate_of": doc_ids[i], "jaccard": round(jac, 4),
-                             "edit_similarity": round(es, 4), "n_chars": len(texts[j])})
+                             "edit_similarity": round(es, 4), "linked_via": doc_ids[via],
+                             "link_jaccard": round(via_jac, 4), "n_chars": len(texts[j])})
     t_near = time.perf_counter() - t0
     out = [t if k else "" for t, k in zip(texts, kept)]
     toks = tokenize(texts, tokenizer, offsets=False)

@@ -4,7 +4,8 @@ results stream back with ``ray.wait`` and go into the shard store as each one fi
 Workers are Ray's pooled worker processes: a process that ran one shard keeps its loaded target
 (:func:`leakaudit.exec.tasks.worker_model`) for the next, so each worker loads a target once.
 ``num_gpus_per_task`` (default: 1 when the cluster has GPUs, else 0) puts each shard on a GPU,
-where the task loads the model on CUDA.
+where the task loads the model on CUDA. A cluster the executor starts itself on this machine:
+see :data:`LOCAL_CLUSTER_KW`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,37 @@ from pathlib import Path
 from typing import Any
 
 from leakaudit.exec.base import Executor
+
+
+#: ``ray.init`` settings of a Ray cluster that leakaudit starts itself on this machine: no
+#: dashboard (its job API runs any code it is sent), and its host the loopback interface should
+#: it be turned on. Ray's own servers listen on every interface whatever the node address (Ray
+#: resolves 127.0.0.1 to the machine's address), so what guards them is Ray's token
+#: authentication, on by default for a new local cluster in Ray 2.60 at least (the token in
+#: ``~/.ray/auth_token``); :func:`_start_local` warns when it is off.
+LOCAL_CLUSTER_KW: dict[str, Any] = {"include_dashboard": False, "dashboard_host": "127.0.0.1"}
+
+UNAUTHENTICATED = ("the local Ray cluster leakaudit started has no token authentication (a Ray "
+                   "without it, or RAY_AUTH_MODE=disabled): anyone who can reach this machine's "
+                   "Ray ports can run code on it; block them at the firewall, or unset "
+                   "RAY_AUTH_MODE / upgrade Ray")
+
+
+def _token_auth_on() -> bool:
+    try:
+        from ray._raylet import AuthenticationMode, get_authentication_mode
+    except ImportError:  # a Ray without token authentication
+        return False
+    return get_authentication_mode() == AuthenticationMode.TOKEN
+
+
+def _start_local(ray, kw: dict[str, Any]) -> None:
+    """Start a Ray cluster on this machine (see :data:`LOCAL_CLUSTER_KW`)."""
+    import warnings
+
+    ray.init(**{**kw, **LOCAL_CLUSTER_KW})
+    if not _token_auth_on():
+        warnings.warn(UNAUTHENTICATED, stacklevel=3)
 
 
 def _remote_run(task: str, specs: dict[str, Any], shard: dict[str, Any]) -> Any:
@@ -43,14 +75,14 @@ class RayExecutor(Executor):
             kw: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False,
                                   "include_dashboard": False}
             if address in ("local", None):
-                ray.init(**kw)
+                _start_local(ray, kw)
             else:
                 try:
                     ray.init(address=address, **kw)
                 except ConnectionError:
                     if address != "auto":
                         raise
-                    ray.init(**kw)  # no running cluster: start one on this machine
+                    _start_local(ray, kw)  # no running cluster: start one on this machine
             self._owns = True
         if num_gpus_per_task is None:
             num_gpus_per_task = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0

@@ -1,10 +1,12 @@
 """Lab experiments for defenses applied after training: the MemFree output filter against its
 bypasses, and the erasure of one data subject (unlearning and its verification).
 
-The data subject is the owner of one canary secret (an SSN, a phone number, ...) that the lab
-corpus copies into several training documents: their forget set is every training document that
-holds the secret, found by searching the corpus for it, as an operator answering a GDPR request
-would search for the subject's identifiers.
+The data subject is one of the lab corpus's recurring customers (``recurring_subjects`` in the
+manifest): a person named, with their e-mail and phone, in at least 8 training tickets and
+e-mails, as a frequent customer or a chronic patient is in a real corpus. Their forget set is
+every training document that names them, found by searching the corpus for their name and
+e-mail, as an operator answering a GDPR request would. (A lab without such a subject falls back
+to the owner of a canary secret copied into several documents.)
 """
 
 from __future__ import annotations
@@ -16,8 +18,39 @@ from typing import Any
 from leakaudit.defenses.unlearning import shard_of
 
 
-def pick_subject(canaries: Sequence[Mapping[str, Any]], train: Sequence[Mapping[str, str]], *,
-                 n_shards: int, max_repeats: int) -> dict[str, Any]:
+#: the fewest training documents of the data subject whose erasure the lab verifies: with fewer,
+#: the forget-vs-never-seen AUC's bootstrap has almost nothing to resample on the forget side
+MIN_SUBJECT_DOCS = 8
+
+
+def pick_subject(manifest: Mapping[str, Any], train: Sequence[Mapping[str, str]], *,
+                 n_shards: int, max_repeats: int, min_docs: int = MIN_SUBJECT_DOCS
+                 ) -> dict[str, Any]:
+    """The data subject to erase: the recurring subject (``manifest["recurring_subjects"]``)
+    with at least ``min_docs`` training documents whose documents touch the fewest of
+    ``n_shards`` SISA shards (then: the fewest documents, the first id). Its forget set is every
+    training document that contains the subject's name or e-mail. Returns ``{"subject",
+    "forget_ids", "kind": "recurring"}``; a lab without such a subject: the canary owner of
+    :func:`pick_canary_owner` (``kind "canary"``)."""
+    best = None
+    for subj in manifest.get("recurring_subjects") or []:
+        keys = [subj[k] for k in ("name", "email") if subj.get(k)]
+        docs = sorted(d["id"] for d in train if any(k in d["text"] for k in keys))
+        if len(docs) < min_docs:
+            continue
+        rank = (len({shard_of(i, n_shards) for i in docs}), len(docs), subj["id"])
+        if best is None or rank < best[0]:
+            best = (rank, subj, docs)
+    if best is None:
+        return {**pick_canary_owner(manifest["canaries"], train, n_shards=n_shards,
+                                    max_repeats=max_repeats), "kind": "canary"}
+    _, subj, docs = best
+    return {"subject": {k: subj[k] for k in ("id", "repeats")}, "forget_ids": docs,
+            "kind": "recurring"}
+
+
+def pick_canary_owner(canaries: Sequence[Mapping[str, Any]], train: Sequence[Mapping[str, str]],
+                      *, n_shards: int, max_repeats: int) -> dict[str, Any]:
     """The canary (data subject) with the most repeats, at most ``max_repeats``, whose documents
     all sit in one SISA shard (so its deletion retrains one shard; the lab reports how many
     shards a deletion touches in general). Its forget set is every training document containing
@@ -55,7 +88,17 @@ def lab_output_filter(target_dir: Path, corpus, out: Path, *, n: int, fp_rate: f
 UNLEARN_METHODS = ("ga", "gd", "npo", "oracle", "sisa")
 
 
-def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rate: float = 1e-4,
+def run_after_training_lab(lab: str | Path, *, log=print, **kwargs) -> dict:
+    """:func:`_after_training` holding the lab folder's lock (one run at a time into a lab)."""
+    from leakaudit.runs.lock import output_lock
+    from leakaudit.runs.staged import check_output_location
+
+    check_output_location(lab)
+    with output_lock(lab, log=log):
+        return _after_training(lab, log=log, **kwargs)
+
+
+def _after_training(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rate: float = 1e-4,
                            filter_docs: int = 30, steps: int = 15, lr: float = 5e-4,
                            shards: int = 2, max_repeats: int = 8, n_retain: int = 40,
                            exposure_references: int = 50, finetune_docs: int = 30,
@@ -64,7 +107,7 @@ def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rat
 
     1. the MemFree output filter over the training corpus's ``n``-grams on the lab target, with
        its bypasses (``LAB/output-filter``);
-    2. the erasure of one data subject (the canary owner picked by :func:`pick_subject`): GA, GD
+    2. the erasure of one data subject (picked by :func:`pick_subject`): GA, GD
        and NPO next to the retrained oracle and SISA (``LAB/erasure/unlearn``), verified with
        membership, extraction, exposure, utility, cost and relapse under quantization and a
        short fine-tune (``LAB/erasure/report``).
@@ -107,9 +150,14 @@ def run_after_training_lab(lab: str | Path, *, seed: int = 0, n: int = 8, fp_rat
                            config=BypassConfig(n_docs=filter_docs, prefix_tokens=32,
                                                suffix_tokens=32, seed=seed), command=command, log=log)
 
-    subj = pick_subject(corpus.canaries, corpus.train, n_shards=shards, max_repeats=max_repeats)
-    log(f"erasure: the owner of one {subj['canary']['kind']} canary, "
-        f"{len(subj['forget_ids'])} training documents")
+    subj = pick_subject(corpus.manifest, corpus.train, n_shards=shards, max_repeats=max_repeats)
+    if subj["kind"] == "recurring":
+        log(f"erasure: data subject {subj['subject']['id']}, named in "
+            f"{len(subj['forget_ids'])} training documents")
+    else:
+        log(f"erasure: no recurring data subject with >= {MIN_SUBJECT_DOCS} documents in this "
+            f"lab; the owner of one {subj['canary']['kind']} canary, "
+            f"{len(subj['forget_ids'])} training documents (too few for a CI over both sides)")
     settings = {"forget_ids": subj["forget_ids"], "methods": list(UNLEARN_METHODS),
                 "steps": steps, "lr": lr, "shards": shards, "seed": seed}
     prev = json.loads(meta_path.read_text()) if meta_path.is_file() else None

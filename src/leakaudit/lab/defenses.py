@@ -374,19 +374,27 @@ def evaluate_claims(rows: dict[str, dict]) -> dict[str, dict[str, Any]]:
     if len(sizes) > 1:
         rs = [rows[n]["memorization"].get("all") for n in sizes]
         # each smaller model memorizes no more than the next larger one, and the largest's
-        # interval lies above the smallest's. Two sizes that both memorize nothing (the floor)
-        # are a tie, listed in "ties", not a refutation: the rule first asked for a strict drop
-        # at every step, which two zeros fail (default-size lab: 29.3% -> 0% -> 0%).
+        # interval lies above the smallest's. Two sizes that both memorize nothing (the floor,
+        # e.g. 0/300 and 0/300) are a tie the measure cannot resolve: listed in "ties", and the
+        # claim is then "not resolvable" (None) unless a resolvable step refutes it; never
+        # "holds" (default-size lab: 29.3% -> 0% -> 0%).
+        ties = [] if any(r is None for r in rs) else [
+            [sizes[i], sizes[i + 1]] for i in range(len(rs) - 1)
+            if rs[i]["value"] == rs[i + 1]["value"]]
+        floor = [t for t in ties if rows[t[0]]["memorization"]["all"]["value"] == 0]
+        if any(r is None for r in rs):
+            holds = None
+        elif any(rs[i]["value"] < rs[i + 1]["value"] for i in range(len(rs) - 1)):
+            holds = False  # a smaller model memorizes more
+        elif floor:
+            holds = None
+        else:
+            holds = bool(rs[0]["ci_low"] > rs[-1]["ci_high"])
         out["smaller_models_memorize_less"] = {
             "claim": "smaller models memorize less",
             "by_size": {n: {"n_params": rows[n].get("n_params"), "exact": r} for n, r in zip(sizes, rs)},
             "undefended_leaked": None if rs[0] is None else bool(rs[0]["value"]),
-            "ties": [] if any(r is None for r in rs) else [
-                [sizes[i], sizes[i + 1]] for i in range(len(rs) - 1)
-                if rs[i]["value"] == rs[i + 1]["value"]],
-            "holds": None if any(r is None for r in rs) else bool(
-                all(rs[i]["value"] >= rs[i + 1]["value"] for i in range(len(rs) - 1))
-                and rs[0]["ci_low"] > rs[-1]["ci_high"])}
+            "ties": ties, "floor_ties": floor, "holds": holds}
     for c in out.values():  # a claim whose undefended side leaked nothing is "not testable"
         c["verdict"] = claim_verdict(c)
     return out

@@ -202,8 +202,97 @@ def _plot_match_hist(samples: list[dict[str, Any]], match_tokens: Any) -> str | 
 
 # ---------------------------------------------------------------- header
 
+#: the page's subtitle by what the report holds (:func:`audit_kind`)
+AUDIT_TITLES = {
+    "erasure": "Erasure verification (right to be forgotten)",
+    "output_filter": "Output filter evaluation",
+    "defenses": "Defense evaluation: the same attacks on every defended variant",
+    "dp_audit": "Differential-privacy audit",
+    "membership": "Membership inference audit",
+    "memorization": "Memorization audit",
+    "inversion": "Model inversion audit",
+    "extraction": "Training-data extraction audit",
+}
+
+#: "How to read this report" of each kind of page (extraction and inversion: in the template)
+GUIDES: dict[str, list[str]] = {
+    "erasure": [
+        "Each unlearning method is judged against the oracle, the model retrained without the "
+        "forget set: an exact retrain is what erasure means, and its own forget-vs-never-seen "
+        "AUC need not be 0.5. The oracle gets no verdict.",
+        "AUC: the forget documents' membership scores against never-seen documents' (0.5 = "
+        "indistinguishable). Δ AUC vs oracle: the method's AUC minus the oracle's, with a paired "
+        "95% bootstrap interval that resamples both the forget and the never-seen documents.",
+        "as the oracle: the interval holds 0 and no more secrets are extracted than from the "
+        "oracle; retained: above the oracle, or more secrets extracted; over-forgotten: below "
+        "it, so the unlearning itself is detectable.",
+        "Relapse rows repeat the measures after 8/4-bit quantization and a short fine-tune on "
+        "related documents: forgetting that comes back was hidden, not removed.",
+        "Method: Hayes et al. 2024 (per-example U-MIAs); Shi et al. 2024, MUSE (PrivLeak); "
+        "Bourtoule et al. 2021 (SISA).",
+    ],
+    "output_filter": [
+        "The headline counts canary secrets whose letters and digits still appear in the "
+        "output with the filter on, per prompt style: a filter that blocks verbatim n-grams can "
+        "be walked around by asking for the text spaced out, upper-cased or reformatted.",
+        "exact / near / normalized compare the output with the true continuation; filter "
+        "n-gram and text window check the output itself against the training corpus. Every "
+        "rate has an exact (Clopper–Pearson) 95% interval; a style that recovers nothing shows 0.",
+        "Method: Ippolito et al. 2023, \"Preventing Generation of Verbatim Memorization in "
+        "Language Models Gives a False Sense of Privacy\" (MemFree).",
+    ],
+    "defenses": [
+        "Every variant is trained on the same corpus with the same seed and schedule; only the "
+        "defense differs, and every attack targets the original training data.",
+        "Leakage (memorization, exposure, membership TPR at 1% FPR, extraction) is read "
+        "against utility (held-out perplexity): a defense that leaks less only because the "
+        "model learned less is visible in the plot.",
+        "A claim holds when the measured intervals separate as it says; a tie at a measure's "
+        "floor (0/N against 0/N) is not resolvable, and so is a claim whose undefended model "
+        "leaked nothing to cut.",
+    ],
+    "dp_audit": [
+        "An audit gives a lower bound on ε from the attack's true- and false-positive counts "
+        "(Clopper–Pearson, 95%); a bound above the claimed ε refutes the claim, a bound below "
+        "it does not prove it.",
+    ],
+    "membership": [
+        "Every score is oriented so that higher = more likely member. Results are TPR at low "
+        "FPR with exact 95% intervals (Carlini et al. 2022); a TPR at an FPR below 1/(number of "
+        "non-members) is not resolvable. The model-free baseline shows how much of a result "
+        "the data's own differences explain.",
+    ],
+    "memorization": [
+        "A window is memorized when the model's greedy continuation of its prefix reproduces "
+        "the suffix exactly (Carlini et al. 2022); rates carry exact 95% intervals and are "
+        "broken down by how often the window is duplicated in the corpus.",
+    ],
+}
+
+
+def audit_kind(rd: ReportData) -> str:
+    """What a report folder audited, for its subtitle and guide (first match): erasure, output
+    filter, defenses (pages of their own); extraction (the lab's page too); a DP audit,
+    inversion, membership or memorization without extraction; else extraction."""
+    for kind, entry in (("erasure", "erasure"), ("output_filter", "output_filter"),
+                        ("defenses", "defense_comparison")):
+        if rd.of(entry):
+            return kind
+    if rd.of("sample") or rd.of("eval") or rd.summary("extraction"):
+        return "extraction"
+    if rd.of("dp_audit"):
+        return "dp_audit"
+    if rd.of("inversion") or rd.of("attribute_inference"):
+        return "inversion"
+    for kind in ("membership", "memorization"):
+        if rd.of(kind):
+            return kind
+    return "extraction"
+
+
 def build_header(rd: ReportData) -> dict[str, Any]:
     run = rd.run
+    audit = audit_kind(rd)
     models = []
     for name, m in (run.get("models") or {}).items():
         m = m if isinstance(m, dict) else {"path": m}
@@ -222,11 +311,11 @@ def build_header(rd: ReportData) -> dict[str, Any]:
     lab_rows = [(k, _scalar(v)) for k, v in lab.items()] if isinstance(lab, dict) else []
     training = []
     for name, t in (run.get("training") or {}).items():
-        if isinstance(t, dict):
-            training.append({"name": name, "final_loss": _scalar(t.get("final_loss")),
-                             "wall_s": _scalar(t.get("wall_s"))})
-        else:
-            training.append({"name": name, "final_loss": _scalar(t), "wall_s": "—"})
+        t = t if isinstance(t, dict) else {"final_loss": t}
+        if t.get("final_loss") is None and t.get("wall_s") is None:
+            continue  # nothing measured to show (no "final loss —" row)
+        training.append({"name": name, "final_loss": _scalar(t.get("final_loss")),
+                         "wall_s": _scalar(t.get("wall_s"))})
     extras = [(k, _scalar(run[k])) for k in ("seed", "started", "command", "threads") if run.get(k) is not None]
     return {
         "models": models, "versions": versions, "corpus": corpus_rows, "lab": lab_rows,
@@ -234,8 +323,8 @@ def build_header(rd: ReportData) -> dict[str, Any]:
         "config_json": json.dumps(rd.config, indent=2, ensure_ascii=False, sort_keys=True, default=str),
         "title": f"leakaudit report — {', '.join(m['name'] for m in models) or 'model audit'}",
         # a report with only inversion findings (``leakaudit invert``) has no corpus and no extraction
-        "inversion_only": bool(rd.of("inversion") or rd.of("attribute_inference"))
-                          and not (rd.of("sample") or rd.of("eval") or rd.summary("extraction")),
+        "inversion_only": audit == "inversion",
+        "audit": audit, "audit_title": AUDIT_TITLES[audit], "guide": GUIDES.get(audit, []),
     }
 
 
@@ -456,7 +545,11 @@ def build_pii(rd: ReportData) -> Section | None:
     if not recs:
         return None
     p = recs[-1]
-    counts = sorted((p.get("counts") or {}).items(), key=lambda kv: (-(kv[1] or 0), kv[0]))
+    counts = p.get("counts") or {}
+    if not isinstance(counts, dict) or not all(isinstance(v, (int, float)) or v is None
+                                                for v in counts.values()):
+        raise ValueError("pii.counts must map each kind to a number")
+    counts = sorted(counts.items(), key=lambda kv: (-(kv[1] or 0), kv[0]))
     return Section("pii", "PII in verified samples", "pii", {
         "counts": [(k, _int(v)) for k, v in counts], "scope": _scalar(p.get("scope")),
         "n_samples": _int(p.get("n_samples_with_pii")), "show_pii": rd.show_pii})
@@ -768,9 +861,24 @@ def _late_builders() -> list[Callable[[ReportData], Section | None]]:
 
 def build_context(report_dir: str | Path) -> dict[str, Any]:
     rd = ReportData.load(report_dir)
-    sections = [s for s in (b(rd) for b in [*SECTION_BUILDERS, *_late_builders()]) if s is not None]
-    return {"header": build_header(rd), "sections": sections, "show_pii": rd.show_pii,
-            "match_tokens": rd.config.get("match_tokens")}
+    sections = [s for s in (_shaped(b, rd, report_dir)
+                            for b in [*SECTION_BUILDERS, *_late_builders()]) if s is not None]
+    return {"header": _shaped(build_header, rd, report_dir), "sections": sections,
+            "show_pii": rd.show_pii, "match_tokens": rd.config.get("match_tokens")}
+
+
+def _shaped(build: Callable[[ReportData], Any], rd: ReportData, report_dir: str | Path) -> Any:
+    """``build(rd)``, or an :class:`InputError` when a record has fields of a shape leakaudit never
+    writes (an edited or foreign report.jsonl: e.g. ``pii.counts`` a list, not an object)."""
+    from leakaudit.errors import InputError
+
+    try:
+        return build(rd)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
+        what = build.__name__.removeprefix("build_").replace("_", " ")
+        raise InputError(f"the {what} records do not have the shape leakaudit writes "
+                         f"({type(e).__name__}: {e})",
+                         path=str(Path(report_dir) / "report.jsonl")) from None
 
 
 def _environment():

@@ -48,7 +48,9 @@ def load_report(directory: str | Path) -> dict[str, list[dict[str, Any]]]:
     grouped: dict[str, list[dict[str, Any]]] = {t: [] for t in entry_types()}
     try:
         records = upgrade(list(read_jsonl(path)))
-    except SchemaVersionError as e:
+    except (SchemaVersionError, InputError) as e:
+        if getattr(e, "path", None) is not None:
+            raise
         raise InputError(str(e), path=str(path)) from None
     for rec in records:
         grouped.setdefault(rec.get("entry_type", "unknown"), []).append(rec)

@@ -25,22 +25,55 @@ def _f(x: Any, fmt: str = "{:.2f}") -> str:
     return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
 
 
-def erasure_verdict(rec: dict) -> str:
-    """One word for a model's state on the forget set:
+ORACLE = "the oracle (the yardstick)"
 
-    - ``retained``: the forget documents still score above never-seen ones (the AUC's 95% CI is
-      above 0.5) or a forget-set secret is still extracted;
-    - ``over-forgotten``: they score *below* never-seen ones (CI below 0.5), which itself shows
-      that they were unlearned (the "Streisand effect" of MUSE's PrivLeak);
-    - ``removed``: indistinguishable from never-seen documents and no secret extracted.
+
+def _oracle_of(recs: list[dict]) -> dict | None:
+    """The retrained oracle's own record (not a relapse variant of it)."""
+    return next((r for r in recs if (r.get("is_oracle") or r.get("method") == "oracle")
+                 and not r.get("relapse")), None)
+
+
+def erasure_verdict(rec: dict, oracle: dict | None) -> str:
+    """One verdict for a model's state on the forget set, relative to the oracle retrained
+    without it (an exact retrain is what erasure means; its own forget-vs-never-seen AUC need not
+    be 0.5, so 0.5 is not the yardstick):
+
+    - the oracle itself: no verdict (:data:`ORACLE`);
+    - ``retained``: the forget documents stand out more than after the retrain (the AUC
+      difference's paired bootstrap CI is above 0; in records without it, the AUC CIs do not
+      overlap and this one is higher), or it extracts more forget-set secrets than the oracle;
+    - ``over-forgotten``: they stand out *less* than after the retrain (CI below 0): the
+      unlearning itself is detectable (the "Streisand effect" of MUSE's PrivLeak);
+    - ``as the oracle``: neither;
+    - ``no oracle``: nothing to compare with (a folder unlearned without ``oracle``).
     """
-    a = rec["membership"]["auc_forget_vs_unseen"]
-    s = rec.get("secret_extraction")
-    if a["ci_low"] > 0.5 or (s and s["k"] > 0):
+    if oracle is not None and rec is oracle:
+        return ORACLE
+    if rec.get("is_oracle"):
+        return ORACLE
+    s, so = rec.get("secret_extraction"), (oracle or {}).get("secret_extraction")
+    if s and s["k"] > (so["k"] if so else 0):
         return "retained"
-    if a["ci_high"] < 0.5:
+    v = rec.get("vs_oracle")
+    if v is not None:
+        return v["verdict"]
+    if oracle is None:
+        return "no oracle"
+    a = rec["membership"]["auc_forget_vs_unseen"]
+    o = oracle["membership"]["auc_forget_vs_unseen"]
+    if a["ci_low"] > o["ci_high"]:
+        return "retained"
+    if a["ci_high"] < o["ci_low"]:
         return "over-forgotten"
-    return "removed"
+    return "as the oracle"
+
+
+def _vs_oracle(rec: dict) -> str:
+    v = rec.get("vs_oracle")
+    if not v:
+        return "—"
+    return f"{v['auc_diff']:+.3f} [{v['ci_low']:+.3f}, {v['ci_high']:+.3f}]"
 
 
 def build_erasure(rd: ReportData) -> Section | None:
@@ -52,18 +85,20 @@ def build_erasure(rd: ReportData) -> Section | None:
     first = recs[0]
     score = first.get("membership_score")
     chance = first["membership"].get("flag_chance", 0.05)
-    verdicts = {r["model"]: erasure_verdict(r) for r in recs}
+    oracle = _oracle_of(recs)
+    verdicts = {r["model"]: erasure_verdict(r, oracle) for r in recs}
     # the answer, in words
     lines = []
     for r in base:
         m = r["model"]
         v = verdicts[m]
         rel = [x for x in relapsed if x["method"] == m and verdicts[x["model"]] == "retained"]
-        rel_txt = (f"; relapses under {', '.join(x['relapse'] for x in rel)}" if rel and v != "retained"
-                   else "")
+        rel_txt = (f"; relapses under {', '.join(x['relapse'] for x in rel)}"
+                   if rel and v not in ("retained", ORACLE) else "")
         probed = any(x["method"] == m for x in relapsed)
         cost = r.get("cost_vs_oracle")
-        lines.append(f"{m}: {v}{rel_txt}"
+        lines.append(f"{m}: {v}" + (f" (Δ AUC {_vs_oracle(r)})" if r.get("vs_oracle") else "")
+                     + rel_txt
                      + ("" if rel or not probed or v == "retained" else "; no relapse found")
                      + (f"; cost {cost:.2f}× the oracle's retraining" if cost is not None else "")
                      + f"; perplexity on retain {_f(r['utility']['ppl_retain'])}, "
@@ -77,16 +112,23 @@ def build_erasure(rd: ReportData) -> Section | None:
         f"documents above the {1 - chance:.0%} quantile of never-seen scores (chance {chance:.0%}). "
         "Relapse: the same measures after 8/4-bit round-to-nearest per-output-channel fake "
         "quantization of the linear weights (output embeddings kept) and after a short fine-tune "
-        "on related retain documents. Verdicts: removed = indistinguishable and no secret "
-        "extracted; retained = still detectable or extracted; over-forgotten = scores below "
-        "never-seen (detectable as unlearned). "
+        "on related retain documents. Each option is judged against the oracle, not against "
+        "0.5 (a retrained model's own AUC need not be 0.5): the difference of its forget-vs-"
+        "never-seen AUC from the oracle's, with a paired 95% bootstrap CI that resamples both "
+        "the forget and the never-seen documents. Verdicts: as the oracle = the CI holds 0 and "
+        "no more secrets extracted than by the oracle; retained = above the oracle (or more "
+        "secrets extracted); over-forgotten = below it (detectable as unlearned). The oracle "
+        "itself gets no verdict. "
+        + (f"Oracle: forget-vs-never-seen AUC {_auc(oracle['membership']['auc_forget_vs_unseen'])}. "
+           if oracle else "No oracle in this folder: no verdicts. ")
         + " | ".join(lines))
     base_auc = {r["model"]: r["membership"]["auc_forget_vs_unseen"]["value"] for r in base}
     moved = [f"{r['model']} {base_auc[r['method']]:.2f}→{r['membership']['auc_forget_vs_unseen']['value']:.2f}"
              for r in relapsed if r["method"] in base_auc]
     if moved:
         intro += " | Forget AUC before→after each relapse probe: " + ", ".join(moved) + "."
-    headers = ["model", "kind", "verdict", "forget vs never-seen AUC", "Δ vs before relapse",
+    headers = ["model", "kind", "verdict", "forget vs never-seen AUC", "Δ AUC vs oracle [CI]",
+               "Δ vs before relapse",
                "retain vs never-seen AUC",
                f"forget docs flagged (chance {chance:.0%})", "secrets extracted",
                "mean canary exposure (bits)", "ppl retain", "ppl never-seen", "cost vs oracle"]
@@ -95,7 +137,7 @@ def build_erasure(rd: ReportData) -> Section | None:
         mem = r["membership"]
         exp = r.get("exposure")
         return [r["model"], r.get("kind") or ("relapse" if r.get("relapse") else "—"),
-                verdicts[r["model"]], _auc(mem["auc_forget_vs_unseen"]),
+                verdicts[r["model"]], _auc(mem["auc_forget_vs_unseen"]), _vs_oracle(r),
                 (_f(mem["auc_forget_vs_unseen"]["value"] - base_auc[r["method"]], "{:+.3f}")
                  if r.get("relapse") and r["method"] in base_auc else "—"),
                 _auc(mem["auc_retain_vs_unseen"]), _rate(mem["forget_flagged"]),
@@ -118,6 +160,35 @@ def build_erasure(rd: ReportData) -> Section | None:
                                  _f(s.get("cost_vs_oracle"), "{:.2f}×")]]})
     return Section(id="erasure", title="Erasure (right to be forgotten)", kind="tables",
                    data={"intro": intro, "tables": tables, "figures": []})
+
+
+def secret_headline(rates: list[dict], *, filtered: str = "memfree",
+                    unfiltered: str = "unfiltered") -> str | None:
+    """The output filter's answer in one line: how many canary secrets still came out with the
+    filter on, per prompt style (a secret counts when its letters and digits appear in the
+    output: the ``normalized`` measure, so a spaced or reformatted secret counts too), next to
+    the unfiltered model's count. ``rates``: the ``output_filter`` rate records (``variant``,
+    ``style``, ``probe_kind``, ``measure``, ``k``, ``n``). None without secret probes.
+
+    >>> r = [{"variant": v, "style": st, "probe_kind": "secret", "measure": "normalized",
+    ...       "k": k, "n": 18} for v, st, k in [("memfree", "plain", 1), ("memfree", "spaced", 2),
+    ...                                         ("unfiltered", "plain", 9)]]
+    >>> secret_headline(r)
+    'Canary secrets still extracted with the filter on: 1/18 plain, 2/18 spaced (unfiltered: 9/18 plain).'
+    """
+    sel = [r for r in rates if r.get("probe_kind") == "secret" and r.get("measure") == "normalized"]
+    on = [r for r in sel if r.get("variant") == filtered]
+    if not on:
+        return None
+    def counts(rs: list[dict]) -> str:
+        return ", ".join(f"{r['k']}/{r['n']} {r['style']}" for r in rs)
+
+    parts = counts(on)
+    off = [r for r in sel if r.get("variant") == unfiltered]
+    ctx = f" (unfiltered: {counts(off)})" if off else ""
+    if any(r["k"] for r in on):
+        return f"Canary secrets still extracted with the filter on: {parts}{ctx}."
+    return f"No canary secret extracted with the filter on: {parts}{ctx}."
 
 
 def build_output_filter(rd: ReportData) -> Section | None:
@@ -153,5 +224,8 @@ def build_output_filter(rd: ReportData) -> Section | None:
                        "headers": ["style", "variant", *measures],
                        "rows": [[st, t, *[_rate(by.get((t, st, m))) for m in measures]]
                                 for t, st in keys]})
+    head = secret_headline(rates)
+    if head:
+        intro = head + " " + intro
     return Section(id="output-filter", title="Output filter and its bypasses", kind="tables",
                    data={"intro": intro, "tables": tables, "figures": []})

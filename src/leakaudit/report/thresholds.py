@@ -26,11 +26,13 @@ Quantities (computed from the findings of one report; "max" is over every target
 ====================== ==============================================================
 
 A quantity the report did not measure (e.g. ``membership.auc`` on an extraction run) makes its
-comparison *not evaluated*: it neither passes nor fails, and is reported as such. Several
-``--fail-on`` options are combined with "or": the command exits 1 if any is crossed.
+comparison *not evaluated*, and the command exits 2 naming the quantities the run did measure: a
+CI gate on something that was never measured must not pass. Several ``--fail-on`` options are
+combined with "or": the command exits 1 if any is crossed. Parentheses and ``not`` nest at most
+:data:`MAX_DEPTH` deep.
 
-Exit codes of every command: 0 passed, 1 a threshold was crossed, 2 bad input, 130 interrupted
-(SIGINT), 143 terminated (SIGTERM).
+Exit codes of every command: 0 passed, 1 a threshold was crossed, 2 bad input (an unmeasured
+``--fail-on`` quantity included), 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ from leakaudit.errors import InputError
 from leakaudit.findings import ENTRY_TYPES, SEVERITIES, severity_rank
 
 EXIT_PASSED, EXIT_THRESHOLD, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+
+#: how deep parentheses and ``not`` may nest in one expression
+MAX_DEPTH = 32
 
 OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
        "==": operator.eq, "!=": operator.ne}
@@ -84,10 +89,22 @@ class Verdict:
     expression: str
     crossed: bool | None
     values: dict[str, float | None] = field(default_factory=dict)
+    measured: tuple[str, ...] = ()  # every quantity the report measured (for the message)
 
     @property
     def status(self) -> str:
-        return {True: "crossed", False: "passed", None: "not evaluated"}[self.crossed]
+        return "not evaluated" if self.unmeasured else \
+            {True: "crossed", False: "passed", None: "not evaluated"}[self.crossed]
+
+    @property
+    def unmeasured(self) -> list[str]:
+        return [k for k, v in self.values.items() if v is None]
+
+    def error(self) -> str:
+        """The one-line message of an expression that needs a quantity the run did not measure."""
+        return (f"--fail-on {self.expression!r}: this run did not measure "
+                f"{', '.join(self.unmeasured)}; it measured "
+                f"{', '.join(self.measured) if self.measured else 'nothing --fail-on can test'}")
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -149,14 +166,27 @@ def parse(text: str):
             args.append(unary())
         return args[0] if len(args) == 1 else BoolOp("and", tuple(args))
 
+    depth = 0
+
+    def nested(inner):
+        nonlocal depth
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise InputError(f"--fail-on {text[:60]!r}…: parentheses and 'not' nest more than "
+                             f"{MAX_DEPTH} deep")
+        try:
+            return inner()
+        finally:
+            depth -= 1
+
     def unary():
         kind, val = peek()
         if kind == "name" and val.lower() == "not":
             take()
-            return Not(unary())
+            return Not(nested(unary))
         if kind == "paren" and val == "(":
             take()
-            e = expr()
+            e = nested(expr)
             if take() != ("paren", ")"):
                 raise InputError(f"--fail-on {text!r}: missing ')'")
             return e
@@ -192,39 +222,54 @@ def _max(values) -> float | None:
     return max(vals) if vals else None
 
 
+def _obj(x: Any) -> dict[str, Any]:
+    """``x`` if it is a JSON object, else an empty one: a field of the wrong type in an edited
+    or foreign report counts as not measured (never a crash, never a number)."""
+    return x if isinstance(x, dict) else {}
+
+
+def _objs(x: Any) -> list[dict[str, Any]]:
+    return [r for r in x if isinstance(r, dict)] if isinstance(x, list) else []
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def quantities(records: dict[str, list[dict[str, Any]]]) -> dict[str, float | None]:
     """The fixed quantities of one report (``None`` = not measured)."""
-    samples = records.get("sample") or []
+    samples = _objs(records.get("sample"))
     q: dict[str, float | None] = {}
-    q["extraction.verified"] = (float(sum(1 for s in samples if s.get("verified")))
-                                if samples and any(s.get("verified") is not None for s in samples) else None)
-    q["extraction.precision"] = _max(e.get("precision") for e in records.get("eval") or [])
-    canaries = records.get("canary") or []
-    q["canaries.extracted"] = float(sum(1 for c in canaries if c.get("extracted"))) if canaries else None
-    exp = [r for r in records.get("exposure") or [] if r.get("kind") == "canary"]
+    q["extraction.verified"] = (float(sum(1 for s in samples if s.get("verified") is True))
+                                if any(isinstance(s.get("verified"), bool) for s in samples) else None)
+    q["extraction.precision"] = _max(e.get("precision") for e in _objs(records.get("eval")))
+    canaries = _objs(records.get("canary"))
+    q["canaries.extracted"] = float(sum(1 for c in canaries if c.get("extracted") is True)) if canaries else None
+    exp = [r for r in _objs(records.get("exposure")) if r.get("kind") == "canary"]
     q["exposure.max"] = _max(r.get("exposure_extrapolated") for r in exp)
     q["exposure.rank_max"] = _max(r.get("exposure_rank") for r in exp)
-    q["memorization.exact"] = _max((r.get("exact") or {}).get("value") for r in records.get("memorization") or []
+    q["memorization.exact"] = _max(_obj(r.get("exact")).get("value") for r in _objs(records.get("memorization"))
                                    if r.get("kind") == "rate" and r.get("bucket") == "all")
-    mia = [r for r in records.get("membership") or [] if not r.get("baseline")]
+    mia = [r for r in _objs(records.get("membership")) if not r.get("baseline")]
     q["membership.auc"] = _max(r.get("auc") for r in mia)
     q["membership.epsilon_lb"] = _max(r.get("epsilon_lb") for r in mia)
-    fprs = sorted({t["fpr"] for r in mia for t in r.get("tpr_at_fpr") or [] if "fpr" in t})
-    for fpr in fprs:
-        q[f"membership.tpr@{fpr:g}"] = _max(t.get("tpr") for r in mia for t in r.get("tpr_at_fpr") or []
-                                            if t.get("fpr") == fpr and t.get("resolvable"))
-    q["inversion.top1"] = _max((r.get("top1") or {}).get("value") for r in records.get("inversion") or [])
-    findings = [r for recs in records.values() for r in recs if isinstance(r, dict) and "severity" in r]
+    points = [t for r in mia for t in _objs(r.get("tpr_at_fpr")) if _number(t.get("fpr"))]
+    for fpr in sorted({float(t["fpr"]) for t in points}):
+        q[f"membership.tpr@{fpr:g}"] = _max(t.get("tpr") for t in points
+                                            if t["fpr"] == fpr and t.get("resolvable") is True)
+    q["inversion.top1"] = _max(_obj(r.get("top1")).get("value") for r in _objs(records.get("inversion")))
+    ranks = [severity_rank(r["severity"]) for recs in records.values() for r in _objs(recs)
+             if r.get("severity") in SEVERITIES]
     for sev in SEVERITIES:
-        q[f"findings.{sev}"] = float(sum(1 for f in findings if severity_rank(f["severity"]) >= severity_rank(sev)))
+        q[f"findings.{sev}"] = float(sum(1 for k in ranks if k >= severity_rank(sev)))
     return q
 
 
 def _generic(records, quantity: str) -> float | None:
     fam, _, metric = quantity.partition(".")
-    return _max((r.get("metric") or {}).get("value") for recs in records.values() for r in recs
-                if isinstance(r, dict) and r.get("family") == fam
-                and (r.get("metric") or {}).get("name", "").lower() == metric)
+    return _max(_obj(r.get("metric")).get("value") for recs in records.values() for r in _objs(recs)
+                if r.get("family") == fam and isinstance(_obj(r.get("metric")).get("name"), str)
+                and r["metric"]["name"].lower() == metric)
 
 
 def _lookup(q: dict[str, float | None], records, quantity: str) -> float | None:
@@ -260,12 +305,30 @@ def evaluate(tree, q: dict[str, float | None], records, values: dict[str, float 
 def check(records: dict[str, list[dict[str, Any]]], expressions: list[str]) -> list[Verdict]:
     """Evaluate every expression on one report's grouped records."""
     q = quantities(records)
+    done = measured(q, records)
     out = []
     for text, tree in parse_all(expressions):
         values: dict[str, float | None] = {}
-        out.append(Verdict(text, evaluate(tree, q, records, values), values))
+        out.append(Verdict(text, evaluate(tree, q, records, values), values, done))
     return out
 
 
+def measured(q: dict[str, float | None], records) -> tuple[str, ...]:
+    """The quantities a report measured: the fixed ones with a value (``findings.*`` only when
+    there are findings) and every ``FAMILY.METRIC`` of its findings."""
+    names = {k for k, v in q.items() if v is not None and not k.startswith("findings.")}
+    if any(v for k, v in q.items() if k.startswith("findings.")):
+        names.add("findings.SEVERITY")
+    for recs in records.values():
+        for r in _objs(recs):
+            if isinstance(r.get("family"), str) and isinstance(_obj(r.get("metric")).get("name"), str):
+                names.add(f"{r['family']}.{r['metric']['name'].lower()}")
+    return tuple(sorted(names))
+
+
 def exit_code(verdicts: list[Verdict]) -> int:
+    """2 when an expression needs a quantity the run did not measure (a gate that cannot be
+    checked must not pass), else 1 when one was crossed, else 0."""
+    if any(v.unmeasured for v in verdicts):
+        return EXIT_BAD_INPUT
     return EXIT_THRESHOLD if any(v.crossed for v in verdicts) else EXIT_PASSED

@@ -60,6 +60,11 @@ def owned_files(out: str | Path) -> set[str]:
         return set()
 
 
+def record_owned(out: str | Path, rels: Iterable[str]) -> None:
+    """Add ``rels`` (relative paths) to the files leakaudit wrote into ``out``."""
+    _record_owned(Path(out), rels)
+
+
 def _record_owned(out: Path, rels: Iterable[str]) -> None:
     from leakaudit.runs.atomic import atomic_write_text
 
@@ -113,6 +118,22 @@ def check_output_location(out: str | Path, *, produces: Iterable[str] = (),
                 raise InputError("exists and was not written by leakaudit; give --overwrite to "
                                  "replace it, or another --out", path=str(dest))
     return out
+
+
+def check_output_file(path: str | Path, option: str) -> Path:
+    """Fail now, before any work, if the single file ``path`` (given with ``option``) cannot be
+    written: it is a folder, or its folder cannot be created (a file on the way) or written."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} is a folder, not a file", path=str(path))
+    p = _resolved(path).parent
+    while not p.exists():
+        p = p.parent
+    if not p.is_dir():
+        raise InputError(f"cannot write {option}: {p} is a file, not a folder", path=str(path))
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {option}: {p} is not writable", path=str(path))
+    return path
 
 
 def _pid_alive(pid: int) -> bool:
@@ -189,16 +210,16 @@ def staged_output(out_dir: str | Path, *, produces: Iterable[str] = (),
     On any exception the staging folder is removed; ``out_dir`` too if this run created it and
     it holds nothing worth keeping (a run store with finished stages is kept, so a rerun resumes).
     """
+    from leakaudit.runs.lock import created_by_lock, output_lock
+
     out_dir = Path(out_dir)
+    produces = tuple(produces)
+    inputs = tuple(inputs)
     check_output_location(out_dir, produces=produces, inputs=inputs, overwrite=overwrite)
-    created = not out_dir.exists()
-    meta_created = not (out_dir / META).exists()
-    with private_umask():
-        try:
-            mkdir_private(out_dir)
-        except OSError as e:
-            raise InputError(f"cannot create the output folder: {e.strerror}",
-                             path=str(out_dir)) from None
+    with output_lock(out_dir, log=log), private_umask():
+        created, meta_created = created_by_lock(out_dir)
+        # checked again under the lock: another run may have written here meanwhile
+        check_output_location(out_dir, produces=produces, inputs=inputs, overwrite=overwrite)
         remove_stale_partials(out_dir, log=log)
         stage = Path(tempfile.mkdtemp(prefix=f"{PARTIAL}{os.getpid()}-", dir=out_dir))
         try:
@@ -237,3 +258,26 @@ def _remove_created(out_dir: Path) -> None:
             except OSError as e:  # pragma: no cover
                 if e.errno != errno.ENOENT:
                     raise
+
+
+@contextmanager
+def owned_output(out: str | Path, *, produces: Iterable[str], inputs: Iterable[str | Path | None] = (),
+                 overwrite: bool | None = None, log=None) -> Iterator[Path]:
+    """For a writer that writes into ``out`` directly (not through a staging folder): hold the
+    folder's lock, refuse a foreign file among ``produces`` (before and under the lock), and
+    record every one of ``produces`` that exists at the end (success or failure) as written by
+    leakaudit, so a rerun may replace it and nothing else."""
+    from leakaudit.runs.lock import output_lock
+
+    out = Path(out)
+    produces = tuple(produces)
+    inputs = tuple(inputs)
+    check_output_location(out, produces=produces, inputs=inputs, overwrite=overwrite)
+    with output_lock(out, log=log):
+        check_output_location(out, produces=produces, inputs=inputs, overwrite=overwrite)
+        try:
+            yield out
+        finally:
+            made = [rel for rel in produces if (out / rel).exists()]
+            if made:
+                _record_owned(out, made)

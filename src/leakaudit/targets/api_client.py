@@ -453,6 +453,12 @@ class ApiClient:
                                  status=r.status_code) from None
         if not isinstance(body, dict) or "choices" not in body:
             raise TransientError("response has no 'choices'", status=r.status_code)
+        from leakaudit.targets.api_replies import MalformedReply, check_reply
+
+        try:  # a reply of the wrong shape fails here, counted, never scored
+            check_reply(body)
+        except MalformedReply as e:
+            raise PermanentError(f"malformed reply: {e}", status=r.status_code) from None
         body["_bytes"] = len(r.content)  # counted, then dropped by compact_response
         return body, r.status_code
 

@@ -30,6 +30,22 @@ import numpy as np
 from leakaudit.errors import CapabilityError, InputError
 
 
+def check_probability_rows(p: np.ndarray, who: str, *, sums: bool = True) -> None:
+    """Every row of ``p`` must be a probability vector: finite, each value in [0, 1], and (with
+    ``sums``) summing to 1 within ``0.001 + 0.005 × classes``, which answers rounded to two
+    decimals pass and scores, logits or negative "probabilities" do not: they would otherwise be
+    attacked as if they were probabilities, and give wrong results without a word."""
+    if not np.all(np.isfinite(p)):
+        raise InputError(f"{who}: the probabilities contain NaN or infinity")
+    bad = (p < -1e-6).any(axis=1) | (p > 1 + 1e-6).any(axis=1)
+    if sums:
+        bad |= np.abs(p.sum(axis=1) - 1) > 1e-3 + 0.005 * p.shape[1]
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{who}: row {i} of the answer is not a probability vector (min "
+                         f"{p[i].min():.4g}, max {p[i].max():.4g}, sum {p[i].sum():.4g}); each "
+                         "value must be in [0, 1] and each row must sum to 1")
+
 @dataclass(frozen=True)
 class ClassifierCapabilities:
     """What a classifier backend can answer. Attacks check these and refuse clearly; audits skip
@@ -91,6 +107,9 @@ class Classifier(ABC):
     """A classifier under audit. Subclasses implement :meth:`_predict_proba`."""
 
     capabilities: ClassifierCapabilities = ClassifierCapabilities()
+    #: answers are checked to be probability vectors; a wrapper that rounds them says False here
+    #: (its rows are still checked to lie in [0, 1])
+    rows_sum_to_one: bool = True
 
     def __init__(self, *, n_classes: int, input_shape: tuple[int, ...]):
         self.n_classes = int(n_classes)
@@ -120,6 +139,8 @@ class Classifier(ABC):
         if p.shape != (len(x), self.n_classes):
             raise InputError(f"classifier returned probabilities of shape {p.shape}; expected "
                              f"{(len(x), self.n_classes)}")
+        check_probability_rows(p, getattr(self, "url", None) or type(self).__name__,
+                               sums=self.rows_sum_to_one)
         return p
 
     def predict(self, x) -> np.ndarray:
@@ -357,6 +378,7 @@ class RoundedOutputs(DefendedOutputs):
         super().__init__(inner)
         self.decimals = int(decimals)
         self.defense = f"rounded_{self.decimals}"
+        self.rows_sum_to_one = False
 
     def _transform(self, p: np.ndarray) -> np.ndarray:
         return np.round(p, self.decimals)

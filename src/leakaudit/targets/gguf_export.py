@@ -36,8 +36,21 @@ def write_gpt2_gguf(model, tokenizer, path: str | Path, *, add_bos: bool = False
     except ImportError as e:
         raise ImportError("writing GGUF needs the gguf package: pip install 'leakaudit[gguf]'") from e
 
+    import os
+
     cfg = model.config
     path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")  # moved into place when whole
+    try:
+        _write(gguf, model, tokenizer, cfg, tmp, add_bos=add_bos, chat_template=chat_template)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _write(gguf, model, tokenizer, cfg, path: Path, *, add_bos: bool,
+           chat_template: str | None) -> None:
     w = gguf.GGUFWriter(str(path), "gpt2")
     w.add_context_length(cfg.n_positions)
     w.add_embedding_length(cfg.n_embd)
@@ -59,9 +72,11 @@ def write_gpt2_gguf(model, tokenizer, path: str | Path, *, add_bos: bool = False
     special = set(tokenizer.all_special_tokens)
     w.add_token_types([gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL
                        for t in tokens])
-    w.add_bos_token_id(tokenizer.bos_token_id)
-    w.add_eos_token_id(tokenizer.eos_token_id)
-    w.add_pad_token_id(tokenizer.pad_token_id)
+    for add, tid in ((w.add_bos_token_id, tokenizer.bos_token_id),
+                     (w.add_eos_token_id, tokenizer.eos_token_id),
+                     (w.add_pad_token_id, tokenizer.pad_token_id)):
+        if tid is not None:  # a GPT-2 tokenizer has no pad token (nor, some, a BOS)
+            add(tid)
     w.add_add_bos_token(bool(add_bos))
     if chat_template is not None:
         w.add_chat_template(chat_template)
@@ -78,7 +93,6 @@ def write_gpt2_gguf(model, tokenizer, path: str | Path, *, add_bos: bool = False
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    return path
 
 
 def export_gguf(model_dir: str | Path, out: str | Path, *, add_bos: bool = False,
@@ -87,7 +101,9 @@ def export_gguf(model_dir: str | Path, out: str | Path, *, add_bos: bool = False
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
     from leakaudit.errors import InputError
+    from leakaudit.runs.staged import check_output_file
 
+    check_output_file(out, "the output .gguf")
     try:
         tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         model = GPT2LMHeadModel.from_pretrained(str(model_dir), local_files_only=True)

@@ -107,6 +107,22 @@ def _row(d: dict, path: str, line: int, n_classes: list) -> tuple:
     return ("probs", m, None, label, v)
 
 
+def _read_csv(path, p: str, rows: list, ids: list, n_classes: list) -> None:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        cols = reader.fieldnames or []
+        pc = sorted((c for c in cols if c.startswith("p") and c[1:].isdigit()), key=lambda c: int(c[1:]))
+        lc = sorted((c for c in cols if c.startswith("logit") and c[5:].isdigit()), key=lambda c: int(c[5:]))
+        for line, r in enumerate(reader, start=2):
+            d = {"member": r.get("member"), "score": r.get("score"), "label": r.get("label")}
+            if pc:
+                d["probs"] = [r[c] for c in pc]
+            elif lc:
+                d["logits"] = [r[c] for c in lc]
+            rows.append(_row(d, p, line, n_classes))
+            ids.append(str(r.get("id") or len(ids)))
+
+
 def load_outputs(path: str | Path) -> PrecomputedOutputs:
     """Read a scores/outputs file (see the module docstring)."""
     path = Path(path)
@@ -143,19 +159,12 @@ def load_outputs(path: str | Path) -> PrecomputedOutputs:
                 rows.append(_row(d, p, line, n_classes))
                 ids.append(str(d.get("id", len(ids))))
     elif suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            cols = reader.fieldnames or []
-            pc = sorted((c for c in cols if c.startswith("p") and c[1:].isdigit()), key=lambda c: int(c[1:]))
-            lc = sorted((c for c in cols if c.startswith("logit") and c[5:].isdigit()), key=lambda c: int(c[5:]))
-            for line, r in enumerate(reader, start=2):
-                d = {"member": r.get("member"), "score": r.get("score"), "label": r.get("label")}
-                if pc:
-                    d["probs"] = [r[c] for c in pc]
-                elif lc:
-                    d["logits"] = [r[c] for c in lc]
-                rows.append(_row(d, p, line, n_classes))
-                ids.append(str(r.get("id") or len(ids)))
+        try:
+            _read_csv(path, p, rows, ids, n_classes)
+        except UnicodeDecodeError:
+            raise InputError("not UTF-8 text", path=p) from None
+        except csv.Error as e:
+            raise InputError(f"malformed CSV: {e}", path=p) from None
     else:
         raise InputError("unknown format: use .csv, .jsonl or .npy", path=p)
     if not rows:

@@ -52,17 +52,33 @@ class CanarySpec:
             return pattern_space(self.space)
 
     def validate(self) -> None:
-        if self.template.count("{secret}") != 1:
-            raise InputError(f"a canary template needs exactly one {{secret}}: {self.template!r}")
-        try:
-            self.template.format(secret="x")
-        except (KeyError, IndexError, ValueError) as e:
-            raise InputError(f"canary template {self.template!r} is not a format string with "
-                             f"only {{secret}}: {e}") from None
+        check_template(self.template)
         try:
             self.secret_space()
         except ValueError as e:
             raise InputError(str(e)) from None
+
+
+def check_template(template: str) -> None:
+    """A canary template holds the bare field ``{secret}`` exactly once and no other field:
+    ``{secret.__class__}``, ``{secret[0]}``, ``{secret!r}``, ``{secret:>9}`` or ``{other}`` are
+    refused (attribute access would put Python objects, or worse, into the corpus); literal
+    braces are written ``{{`` and ``}}``."""
+    import string
+
+    try:
+        fields = [(name, conv, spec) for _, name, spec, conv in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as e:
+        raise InputError(f"canary template {template!r} is not a format string with only "
+                         f"{{secret}}: {e}") from None
+    for name, conv, spec in fields:
+        if name != "secret" or conv or spec:
+            field = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+            raise InputError(f"canary template {template!r}: only the field {{secret}} is "
+                             f"allowed, not {field}")
+    if len(fields) != 1:
+        raise InputError(f"a canary template needs exactly one {{secret}}: {template!r}")
 
 
 def insert_canaries(docs: Sequence[dict[str, Any]], specs: Sequence[CanarySpec],

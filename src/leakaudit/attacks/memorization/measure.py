@@ -91,6 +91,10 @@ class MemorizationConfig:
             raise InputError(f"n_sequences must be positive, got {self.n_sequences}")
         if self.stride is not None and self.stride < 1:
             raise InputError(f"stride must be positive, got {self.stride}")
+        if isinstance(self.greedy_check, bool) or not isinstance(self.greedy_check, int) or \
+                self.greedy_check < -1:
+            raise InputError(f"--greedy-check must be -1 (every window), 0 (none) or a positive "
+                             f"number of windows, got {self.greedy_check!r}")
         if self.sampling.greedy:
             raise InputError("p_z needs a sampling scheme (temperature, top-k), not greedy")
         if not 0.0 < self.extraction_p < 1.0:
