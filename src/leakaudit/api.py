@@ -13,6 +13,10 @@ report included) that is removed before the function returns. With ``out`` the f
 the command would write (``report.jsonl``, ``summary.json``, and the ``formats`` asked for), with
 the same ownership and resume rules.
 
+Every function also takes ``threads=N`` (torch/OpenMP threads; by default the CPUs this process
+may use that the machine's load leaves free, or ``OMP_NUM_THREADS`` when set); results do not
+depend on it.
+
 Bad input raises :class:`~leakaudit.errors.InputError` (the CLI prints its one-line message and
 exits 2); a missing capability raises :class:`~leakaudit.errors.CapabilityError`.
 """
@@ -100,6 +104,12 @@ def request_defaults(request_cls) -> dict[str, Any]:
 
 
 def _request(request_cls, given: dict[str, Any]):
+    """The request dataclass from the API's keywords; ``threads`` (torch/OpenMP threads, see
+    :func:`leakaudit.targets.threads.configure_threads`) is applied here and is not a field."""
+    from leakaudit.targets.threads import configure_threads
+
+    given = dict(given)
+    configure_threads(given.pop("threads", None))
     names = {f.name for f in dataclasses.fields(request_cls)}
     unknown = sorted(set(given) - names)
     if unknown:

@@ -20,9 +20,10 @@ app = typer.Typer(cls=OneLineErrorGroup, add_completion=False, no_args_is_help=T
 def _global_options(
     share: Annotated[bool, typer.Option("--share", help="Write outputs with the usual umask modes instead of owner-only (0600 files, 0700 folders).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Let a run replace files in --out that leakaudit did not write (never its own inputs).")] = False,
+    threads: Annotated[int | None, typer.Option("--threads", min=0, help="Torch/OpenMP threads (default: OMP_NUM_THREADS when set, else the CPUs this process may use). 0: the CPUs the machine's load leaves free (on a busy machine; training then depends on the load, as it does on the thread count).")] = None,
 ) -> None:
     """Measure how much a trained model leaks its training data."""
-    _clikit._apply_global_options(share=share, overwrite=overwrite)
+    _clikit._apply_global_options(share=share, overwrite=overwrite, threads=threads)
 
 
 register_all(app)

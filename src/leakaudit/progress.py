@@ -37,3 +37,33 @@ def make_rich_progress(console=None):
             yield lambda n=1: prog.advance(task, n)
 
     return factory
+
+
+@contextmanager
+def steps_progress(progress: ProgressFactory, description: str
+                   ) -> Iterator[Callable[[int, int, float], None]]:
+    """A trainer's ``progress(step, total, loss)`` callback over a bar with a total: trainers
+    know their number of steps only once they start, so the bar opens at the first step with
+    that total (and advances to ``step`` at each call).
+
+    >>> seen = []
+    >>> @contextmanager
+    ... def rec(description, total):
+    ...     seen.append((description, total)); yield lambda n=1: seen.append(n)
+    >>> with steps_progress(rec, "training") as cb:
+    ...     cb(1, 3, 0.5); cb(3, 3, 0.4)
+    >>> seen
+    [('training', 3), 1, 2]
+    """
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        state = {"done": 0, "advance": None}
+
+        def cb(step: int, total: int, loss: float) -> None:
+            if state["advance"] is None:
+                state["advance"] = stack.enter_context(progress(description, total))
+            state["advance"](step - state["done"])
+            state["done"] = step
+
+        yield cb

@@ -39,6 +39,13 @@ def _terminate(signum, frame):  # pragma: no cover - exercised by a subprocess t
     raise SystemExit(128 + signum)
 
 
+#: transformers messages that a user cannot act on: leakaudit passes an attention mask with
+#: every batch it generates from or scores; for a GPT-2-style model whose pad token is its BOS
+#: token, a forward pass inside ``generate()`` sees the BOS at position 0 of an unpadded prompt
+#: and guesses "may be padded".
+_ADVISORY_TRANSFORMERS = ("We strongly recommend passing in an `attention_mask`",)
+
+
 def _quiet_libraries() -> None:
     # SIGTERM becomes an exception, so staged outputs are cleaned up as on Ctrl-C.
     import signal
@@ -55,7 +62,9 @@ def _quiet_libraries() -> None:
 
     class _OneLineHandler(logging.Handler):
         def emit(self, record):  # pragma: no cover - exercised through the CLI
-            _log(f"warning: transformers: {' '.join(record.getMessage().split())}")
+            msg = " ".join(record.getMessage().split())
+            if not msg.startswith(_ADVISORY_TRANSFORMERS):
+                _log(f"warning: transformers: {msg}")
 
     tlog = transformers.utils.logging
     tlog.set_verbosity_warning()
@@ -170,12 +179,14 @@ def no_options_before(ctx, command: str) -> None:
                          f"{ctx.invoked_subcommand} {given[0]} ...'"))
 
 
-def _apply_global_options(*, share: bool, overwrite: bool) -> None:
-    """``leakaudit --share`` / ``--overwrite``: file modes and replacement of foreign files for
-    every command of this process."""
+def _apply_global_options(*, share: bool, overwrite: bool, threads: int | None = None) -> None:
+    """``leakaudit --share`` / ``--overwrite`` / ``--threads``: file modes, replacement of foreign
+    files and the torch/OpenMP thread count for every command of this process."""
     from leakaudit.runs.files import set_share
     from leakaudit.runs.staged import set_overwrite
+    from leakaudit.targets.threads import configure_threads
 
+    configure_threads(threads)
     set_share(share)
     set_overwrite(overwrite)
     os.umask(_START_UMASK if share else 0o077)

@@ -51,7 +51,7 @@ from leakaudit.targets.base import (
 # the GGUF-load markers' removal lives with the fine-tuning code; re-exported for the commands
 from leakaudit.training.finetune import dequantized  # noqa: F401
 from leakaudit.training.finetune import drop_gguf_config as _drop_gguf_config
-from leakaudit.training.lm import LMSpec, document_blocks, pad_batch, sequence_logprobs
+from leakaudit.training.lm import LMSpec, causal_lm_loss, document_blocks, pad_batch, sequence_logprobs
 
 METHODS = ("ga", "gd", "npo")
 
@@ -135,7 +135,7 @@ def unlearn_model(model, tokenizer, forget_texts: Sequence[str], retain_texts: S
             p.requires_grad_(False)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    model.train()
+    causal_lm_loss(model).train()
     losses = []
 
     def draw(blocks):

@@ -239,14 +239,14 @@ def variants_stage(run: DefenseLabRun, corpus, tokenizer, training_data) -> Vari
 def _fit(run: DefenseLabRun, tok, training: dict[str, Any], name: str, texts, spec: LMSpec,
          seed_off: int, dp=None):
     """Train one variant into ``--out/models/<name>``; its record goes into ``training``."""
+    from leakaudit.progress import steps_progress
     from leakaudit.targets import load_target
     from leakaudit.training.dp_lm import train_causal_lm_dp
     from leakaudit.training.lm import train_causal_lm
 
     mdir, seed = run.stage / "models" / name, run.cfg.seed * 101 + seed_off
     t0 = time.perf_counter()
-    with run.progress(f"training {name}", None) as adv:
-        cb = lambda s, total, loss, _a=adv: _a(1)  # noqa: E731
+    with steps_progress(run.progress, f"training {name}") as cb:
         if dp is None:
             train_causal_lm(texts, tok, spec, seed=seed, out_dir=mdir, progress=cb)
             rec = None

@@ -297,6 +297,7 @@ def models_stage(run: LabRun, corpus: LabData, tokenizer: tuple[Path, str]) -> L
 
 def _train_model(run: LabRun, tokenizer: tuple[Path, str], loaded: dict[str, Any], role: str,
                  spec: LMSpec, seed: int, texts: list[str]) -> tuple[Any, dict[str, Any]]:
+    from leakaudit.progress import steps_progress
     from leakaudit.runs.files import link_tree
     from leakaudit.runs.store import stage_key, texts_key
     from leakaudit.targets import load_target
@@ -312,16 +313,21 @@ def _train_model(run: LabRun, tokenizer: tuple[Path, str], loaded: dict[str, Any
             loaded["tok"] = PreTrainedTokenizerFast.from_pretrained(str(tdir))
         last = {"loss": float("nan")}
         t1 = time.perf_counter()
-        with run.progress(f"training {role}", None) as adv:
+        with steps_progress(run.progress, f"training {role}") as bar:
             def cb(step, total, loss):
                 last["loss"] = loss
-                adv(1)
+                bar(step, total, loss)
 
             train_causal_lm(texts, loaded["tok"], spec, seed=seed, out_dir=d, progress=cb)
         (d / "lab_training.json").write_text(json.dumps(
-            {"final_loss": last["loss"], "wall_s": round(time.perf_counter() - t1, 1)}))
+            {"final_loss": last["loss"], "wall_s": round(time.perf_counter() - t1, 1),
+             "threads": run.threads}))
 
-    mkey = stage_key("lm", tkey, texts_key(texts), spec, seed, run.threads)
+    # Not keyed by the thread count: a resume with another count reuses the model. A model
+    # trained at 2 threads differs from one trained at 1 in its last bits (CPU reductions in the
+    # backward pass sum in a thread-dependent order), so its record says how it was trained;
+    # every later stage is keyed by the models' fingerprints and stays consistent with it.
+    mkey = stage_key("lm", tkey, texts_key(texts), spec, seed)
     mdir = run.store.directory(f"train-{role}", mkey, train)
     info = json.loads((mdir / "lab_training.json").read_text())
     link_tree(mdir, run.stage / "models" / role)
@@ -331,7 +337,7 @@ def _train_model(run: LabRun, tokenizer: tuple[Path, str], loaded: dict[str, Any
             f"{info['final_loss']:.3f} ({time.perf_counter() - t0:.1f}s)")
     return load_target(mdir, name=role), {
         "final_loss": info["final_loss"], "wall_s": info["wall_s"], "spec": asdict(spec),
-        "n_docs": len(texts),
+        "n_docs": len(texts), "threads": info.get("threads"),
         "data": "reference split" if role == "reference" else "training split"}
 
 
@@ -459,7 +465,7 @@ def inversion_stage(run: LabRun) -> list:
     inv_cfg = cfg.inversion_config or (
         InversionLabConfig.quick(cfg.seed) if cfg.inversion_quick
         else InversionLabConfig(seed=cfg.seed))
-    pairs = run.store.json("inversion", stage_key("inversion", inv_cfg, run.threads),
+    pairs = run.store.json("inversion", stage_key("inversion", inv_cfg),
                            lambda: jsonable(run_inversion_lab(inv_cfg, progress=run.progress,
                                                               log=run.log)))
     run.log(f"inversion: {time.perf_counter() - t0:.1f}s")

@@ -15,6 +15,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +197,21 @@ def length_batches(lengths: Sequence[int], batch_size: int,
     return batches
 
 
+@contextmanager
+def no_loading_bars():
+    """transformers' "Loading weights" progress bars off while a model loads (a lab loads its
+    small models dozens of times; the bars say nothing a user can act on), restored after."""
+    from transformers.utils import logging as tlog
+
+    was = tlog.is_progress_bar_enabled()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            tlog.enable_progress_bar()
+
+
 def explicit_generation_config(sampling: SamplingConfig, *, max_new_tokens: int,
                                pad_token_id: int, bos_token_id: int):
     """A ``GenerationConfig`` with every setting that changes which token is drawn written out:
@@ -215,7 +231,9 @@ def explicit_generation_config(sampling: SamplingConfig, *, max_new_tokens: int,
                    renormalize_logits=False, guidance_scale=None, watermarking_config=None,
                    use_cache=True)
     if sampling.greedy:
-        return GenerationConfig(do_sample=False, temperature=1.0, top_k=0, top_p=1.0, **neutral)
+        # greedy: no sampling settings at all (a top_k of 0 next to do_sample=False is a flag
+        # that transformers warns about on every call)
+        return GenerationConfig(do_sample=False, **neutral)
     return GenerationConfig(
         do_sample=True, top_k=int(sampling.top_k) if sampling.top_k else 0,
         top_p=float(sampling.top_p) if sampling.top_p is not None else 1.0,
@@ -286,8 +304,9 @@ class HFCausalLM(LanguageModel):
         if not hasattr(torch, str(dtype)) or not isinstance(getattr(torch, str(dtype)), torch.dtype):
             raise InputError(f"unknown dtype {dtype!r} (float32, bfloat16, float16)")
         try:
-            tok = AutoTokenizer.from_pretrained(path, **kwargs)
-            mdl = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
+            with no_loading_bars():
+                tok = AutoTokenizer.from_pretrained(path, **kwargs)
+                mdl = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
         except (OSError, ValueError, ImportError) as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             where = "" if is_local else " (hub name; offline? pass a local directory)"

@@ -124,6 +124,16 @@ def sequence_logprobs(model, inp, att, labels):
     return (lp * mask).sum(1), mask.sum(1)
 
 
+def causal_lm_loss(model):
+    """``model`` with its loss named: transformers derives the loss from the class name, finds
+    none for ``GPT2LMHeadModel`` and warns on every run before using the causal-LM loss anyway;
+    naming that loss (``ForCausalLM``) is the same computation without the warning. Returns
+    ``model``."""
+    if getattr(model, "loss_type", None) is None:
+        model.loss_type = "ForCausalLM"
+    return model
+
+
 def train_causal_lm(
     texts: Sequence[str],
     tokenizer,
@@ -153,6 +163,7 @@ def train_causal_lm(
             resid_pdrop=spec.dropout, embd_pdrop=spec.dropout, attn_pdrop=spec.dropout,
         )
         model = GPT2LMHeadModel(cfg)
+    causal_lm_loss(model)
     if spec.packing not in ("stream", "document"):
         raise ValueError(f"packing must be 'stream' or 'document', got {spec.packing!r}")
     blocks = (pack_blocks if spec.packing == "stream" else document_blocks)(texts, tokenizer, spec.n_ctx)
@@ -187,7 +198,7 @@ def train_causal_lm(
             step += 1
             losses.append(float(loss.detach()))
             if progress is not None:
-                progress(step, total, float(loss))
+                progress(step, total, losses[-1])
     model.eval()
     if out_dir is not None:
         out_dir = Path(out_dir)

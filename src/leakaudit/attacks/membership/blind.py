@@ -77,8 +77,10 @@ def blind_baseline_features(x, y, labels, *, n_classes: int,
 def _out_of_fold(fit_predict, n: int, labels, *, config: BlindBaselineConfig,
                  groups: Sequence[str] | None) -> np.ndarray:
     """Every record scored by ``fit_predict(train_idx, test_idx, labels)`` fitted on the other
-    folds only (stratified, or stratified-grouped by ``groups``, shuffled with ``config.seed``)."""
+    folds only (stratified, or stratified-grouped by ``groups``, shuffled with ``config.seed``),
+    with one BLAS thread so that the scores do not depend on the thread count."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    from threadpoolctl import threadpool_limits
 
     y = np.asarray(labels, dtype=np.int64)
     if n != len(y):
@@ -97,6 +99,10 @@ def _out_of_fold(fit_predict, n: int, labels, *, config: BlindBaselineConfig,
     else:
         folds = StratifiedKFold(n_splits=splits, shuffle=True, random_state=config.seed).split(
             np.zeros(len(y)), y)
-    for tr, te in folds:
-        out[te] = fit_predict(tr, te, y)
+    # BLAS (the solver's dot products) single-threaded: a multi-threaded reduction sums in an
+    # order that depends on the thread count, and the scores (and a threshold read off them)
+    # then differ in their last digits between machines
+    with threadpool_limits(limits=1):
+        for tr, te in folds:
+            out[te] = fit_predict(tr, te, y)
     return out
