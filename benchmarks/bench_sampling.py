@@ -6,6 +6,7 @@ cost does not depend on the weights; --layers/--width/--vocab for others), side 
 run, interleaved. Prints both rates and their ratio.
 
     python benchmarks/bench_sampling.py [--samples 100] [--batch 100] [--tokens 240]
+    python benchmarks/bench_sampling.py --device cuda --samples 1000 --batch 500   # a GPU
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--vocab", type=int, default=1024)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (a GPU)")
     args = ap.parse_args()
 
     import torch
@@ -39,7 +41,11 @@ def main() -> None:
     from leakaudit.targets.base import SamplingConfig
     from leakaudit.targets.hf import HFCausalLM
 
-    model = build(args.vocab, args.layers, args.width, args.tokens + 8)
+    model = build(args.vocab, args.layers, args.width, args.tokens + 8).to(args.device)
+
+    def sync():
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
 
     class _Tok:
         pad_token_id = bos_token_id = eos_token_id = 0
@@ -57,6 +63,7 @@ def main() -> None:
 
     def batched(n):
         out = lm.generate_ids([[0]] * n, sc, seed=0, batch_size=args.batch)
+        sync()
         assert all(len(g.new_ids) == args.tokens for g in out)
 
     def batch1(n):
@@ -64,7 +71,9 @@ def main() -> None:
         model.generation_config.eos_token_id = None  # full-length samples, as the batched path
         for _ in range(n):
             with torch.inference_mode():
-                o = model.generate(input_ids=torch.zeros(1, 1, dtype=torch.long), generation_config=gcfg)
+                o = model.generate(input_ids=torch.zeros(1, 1, dtype=torch.long, device=args.device),
+                                   generation_config=gcfg)
+            sync()
             assert o.shape[1] == args.tokens + 1
 
     batched(2)
@@ -79,7 +88,7 @@ def main() -> None:
         batch1(n1)
         rates["batch-1"].append(n1 / (time.perf_counter() - t0))
     b, s = max(rates["batched"]), max(rates["batch-1"])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.layers} layers × "
+    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads; {args.layers} layers × "
           f"{args.width}, vocab {args.vocab}; {args.tokens} new tokens, top-k 40")
     print(f"batched (batch {args.batch}, KV cache): {b:.2f} samples/s ({b * args.tokens:.0f} tokens/s)")
     print(f"batch-1 generate():           {s:.2f} samples/s ({s * args.tokens:.0f} tokens/s)")

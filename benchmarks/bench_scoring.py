@@ -16,6 +16,7 @@ own reference (no second real model ships offline); token ids are drawn from its
 
     python benchmarks/bench_scoring.py [--samples 24] [--tokens 256] [--batch 8]
     python benchmarks/bench_scoring.py --model .cache/real-models/smollm2-135m/hf --batch 4
+    python benchmarks/bench_scoring.py --device cuda --samples 256 --batch 32      # a GPU
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ import time
 
 
 MODEL: str | None = None  #: --model: a real model instead of the random GPT-2 pair
+DEVICE = "cpu"  #: --device
+
+
+def sync() -> None:
+    if DEVICE.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def build_models(seed: int = 0):
@@ -39,12 +48,12 @@ def build_models(seed: int = 0):
     if MODEL:
         from leakaudit.targets import load_target
 
-        lm = load_target(MODEL, name="target")
+        lm = load_target(MODEL, name="target", device=DEVICE)
         return lm.model, lm.model
     target = GPT2LMHeadModel(GPT2Config(n_layer=12, n_embd=768, n_head=12, vocab_size=50257,
-                                        n_positions=1024)).eval()
+                                        n_positions=1024)).eval().to(DEVICE)
     ref = GPT2LMHeadModel(GPT2Config(n_layer=6, n_embd=768, n_head=12, vocab_size=50257,
-                                     n_positions=1024)).eval()
+                                     n_positions=1024)).eval().to(DEVICE)
     return target, ref
 
 
@@ -64,14 +73,16 @@ def forward_flops(model, n_tokens: int, seq_len: int) -> float:
 def matmul_rate(seconds: float = 3.0) -> float:
     import torch
 
-    a = torch.randn(2048, 2048)
-    b = torch.randn(2048, 2048)
+    a = torch.randn(2048, 2048, device=DEVICE)
+    b = torch.randn(2048, 2048, device=DEVICE)
     torch.mm(a, b)
+    sync()
     n = 0
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         torch.mm(a, b)
         n += 1
+    sync()
     return n * 2 * 2048 ** 3 / (time.perf_counter() - t0)
 
 
@@ -89,7 +100,7 @@ def reference_path(target, ref, orig, lower):
     import torch
 
     def ppl(model, ids):
-        x = torch.tensor([ids])
+        x = torch.tensor([ids], device=DEVICE)
         with torch.no_grad():
             loss = model(x, labels=x).loss
         return torch.exp(loss).item()
@@ -124,7 +135,7 @@ def naive_batched_path(target, ref, orig, lower, batch):
     def score(model, seqs):
         out = []
         for i in range(0, len(seqs), batch):
-            x = torch.tensor(seqs[i: i + batch])
+            x = torch.tensor(seqs[i: i + batch], device=DEVICE)
             with torch.inference_mode():
                 lp = torch.log_softmax(model(x).logits[:, :-1].float(), -1)
                 out.append(lp.gather(2, x[:, 1:, None])[..., 0])
@@ -143,6 +154,7 @@ def run_one(path: str, samples: int, tokens: int, batch: int, chunk_mb: int = 25
     # warm-up on one sample so first-call overheads do not count
     if path == "reference":
         reference_path(target, ref, orig[:1], lower[:1])
+        sync()
         t0 = time.perf_counter()
         reference_path(target, ref, orig, lower)
     elif path == "naive":
@@ -150,8 +162,10 @@ def run_one(path: str, samples: int, tokens: int, batch: int, chunk_mb: int = 25
         naive_batched_path(target, ref, orig, lower, batch)
     else:
         batched_path(target, ref, orig[:1], lower[:1], batch, chunk_mb)
+        sync()
         t0 = time.perf_counter()
         batched_path(target, ref, orig, lower, batch, chunk_mb)
+    sync()
     dt = time.perf_counter() - t0
     flops = (2 * forward_flops(target, samples * tokens, tokens)
              + forward_flops(ref, samples * tokens, tokens))
@@ -169,16 +183,17 @@ def main() -> None:
     ap.add_argument("--memory", action="store_true", help="also print peak memory at batch 1/8/32")
     ap.add_argument("--chunk-mb", type=int, default=256, help="LM-head chunk budget (MiB)")
     ap.add_argument("--model", help="a real model (HF directory or .gguf file)")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (a GPU; peak memory is then the host's)")
     ap.add_argument("--one", choices=["reference", "batched", "naive"], help=argparse.SUPPRESS)
     args = ap.parse_args()
-    global MODEL
-    MODEL = args.model
+    global MODEL, DEVICE
+    MODEL, DEVICE = args.model, args.device
     if args.one:
         print(json.dumps(run_one(args.one, args.samples, args.tokens, args.batch, args.chunk_mb)))
         return
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads; "
           f"{args.samples} samples × {args.tokens} tokens; "
           + (f"{args.model} as target and reference" if args.model
              else "GPT-2 small target + 6-layer reference"))
@@ -187,7 +202,7 @@ def main() -> None:
     def one(path, batch, samples=args.samples):
         out = subprocess.run([sys.executable, __file__, "--one", path, "--samples", str(samples),
                               "--tokens", str(args.tokens), "--batch", str(batch),
-                              "--chunk-mb", str(args.chunk_mb)]
+                              "--chunk-mb", str(args.chunk_mb), "--device", args.device]
                              + (["--model", args.model] if args.model else []),
                              check=True, capture_output=True, text=True).stdout
         return json.loads(out.strip().splitlines()[-1])
