@@ -197,6 +197,19 @@ def length_batches(lengths: Sequence[int], batch_size: int,
     return batches
 
 
+def argmax_hits(logp, tgt):
+    """``logp.argmax(-1) == tgt`` per row, the same bits, about 10x faster on the CPU: torch's
+    argmax over a row is a scalar loop, its max a vectorized one. Only a row whose target
+    holds the row's maximum can be a hit; those rows (few) are settled by argmax itself, so
+    ties go to the first index as before (and a NaN row as argmax has it)."""
+    lp = logp.gather(1, tgt[:, None])[:, 0]
+    hit = (lp == logp.amax(dim=-1)) | lp.isnan()
+    rows = hit.nonzero()[:, 0]
+    if rows.numel():
+        hit[rows] = logp[rows].argmax(dim=-1) == tgt[rows]
+    return hit
+
+
 @contextmanager
 def no_loading_bars():
     """transformers' "Loading weights" progress bars off while a model loads (a lab loads its
@@ -445,7 +458,7 @@ class HFCausalLM(LanguageModel):
             logp = torch.log_softmax(logits, dim=-1)
             del logits
             lp[s:e] = logp.gather(1, tgt[:, None])[:, 0].cpu()
-            am[s:e] = (logp.argmax(dim=-1) == tgt).cpu()
+            am[s:e] = argmax_hits(logp, tgt).cpu()
             if vocab_stats:
                 # E[log p] and E[(log p)^2] under p over one temporary: p log p in place, then a
                 # row sum and a row dot product (bmm, BLAS). Measured 2.3x faster on the CPU than
