@@ -13,9 +13,9 @@ report included) that is removed before the function returns. With ``out`` the f
 the command would write (``report.jsonl``, ``summary.json``, and the ``formats`` asked for), with
 the same ownership and resume rules.
 
-Every function also takes ``threads=N`` (torch/OpenMP threads; by default the CPUs this process
-may use that the machine's load leaves free, or ``OMP_NUM_THREADS`` when set); results do not
-depend on it.
+Every function also takes ``threads=N`` (torch/OpenMP threads; by default ``OMP_NUM_THREADS``
+when set, else the CPUs this process may use; 0: those the machine's load leaves free). Scores
+do not depend on it; a model trained at another thread count differs in its last bits.
 
 Bad input raises :class:`~leakaudit.errors.InputError` (the CLI prints its one-line message and
 exits 2); a missing capability raises :class:`~leakaudit.errors.CapabilityError`.
