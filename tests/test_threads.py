@@ -113,11 +113,15 @@ def test_api_takes_threads_and_rejects_a_bad_count(fresh_threads, tmp_path):
     assert th.configured() == 1
 
 
-def test_cli_threads_zero_is_one_error_line():
+def test_cli_threads_negative_is_one_error_line_and_zero_is_the_load_rule():
     r = subprocess.run([sys.executable, "-c", "from leakaudit.cli import main; main()",
-                        "--threads", "0", "list"], capture_output=True, text=True, timeout=120)
+                        "--threads", "-1", "list"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "--threads" in r.stderr
+    r = subprocess.run([sys.executable, "-c", "from leakaudit.cli import main; main()",
+                        "--threads", "0", "list", "formats"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
 
 
 # ----------------------------------------------------------------------------- determinism
