@@ -91,7 +91,7 @@ if True:  # the default mode keeps its indentation from when it was the only one
         select_fraction: Annotated[float, typer.Option("--select-fraction", help="Multi-run: share of the runs (per side) that choose the threshold; the rest certify. Smaller = more power when the separation is clear.")] = 0.5,
         confidence: Annotated[float, typer.Option("--confidence", help="Confidence of the lower bound (e.g. 0.95).")] = 0.95,
         delta: Annotated[Optional[float], typer.Option("--delta", help="δ of the bound (default: the pipeline's claimed δ).")] = None,
-        canary_kind: Annotated[str, typer.Option("--canary-kind", help="crafted (random patterns, random labels) or mislabelled (pool records, wrong labels).")] = "crafted",
+        canary_kind: Annotated[str, typer.Option("--canary-kind", help="crafted (random patterns, random labels), mislabelled (pool records, wrong labels) or clipbkd (the data's least-variance principal directions, ClipBKD of Jagielski et al. 2020).")] = "crafted",
         out: Annotated[Path, typer.Option("--out", help="Output folder: report.jsonl, and the trained models in its run store (reused on rerun).")] = Path("leakaudit-dp-audit"),
         seed: Annotated[int, typer.Option("--seed")] = 0,
     ) -> None:

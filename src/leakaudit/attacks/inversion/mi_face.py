@@ -32,7 +32,7 @@ from leakaudit.taxonomy import TAXONOMY
 
 @dataclass(frozen=True)
 class MIFaceParams:
-    """The lab's and the CLI's MI-Face settings (measured on the digits lab; see README)."""
+    """The lab's and the CLI's MI-Face settings (measured on the digits lab; docs/concepts/inversion.md)."""
 
     lr: float = 1.0
     max_iter: int = 3000

@@ -30,7 +30,7 @@ from leakaudit.taxonomy import TAXONOMY
 
 @dataclass(frozen=True)
 class NESParams:
-    """The lab's and the CLI's NES settings (measured on the digits lab; see README)."""
+    """The lab's and the CLI's NES settings (measured on the digits lab; docs/concepts/inversion.md)."""
 
     budget: int = 504  # queries per class: 24 steps of 2·10 + 1 queries
     n_directions: int = 10
