@@ -50,14 +50,21 @@ def _owned_path(out: Path) -> Path:
     return out / META / "owned.json"
 
 
+#: files SQLite makes beside a database and removes or keeps as it checkpoints: they belong to
+#: the database file, whenever they appear (a WAL can outlive the ownership record's writing)
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
 def owned_files(out: str | Path) -> set[str]:
-    """Paths (relative, POSIX) that leakaudit wrote into ``out``."""
+    """Paths (relative, POSIX) that leakaudit wrote into ``out``, with the SQLite companion
+    files of every database among them."""
     p = _owned_path(Path(out))
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-        return {str(x) for x in data.get("files", [])}
+        files = {str(x) for x in data.get("files", [])}
     except (OSError, ValueError, AttributeError):
         return set()
+    return files | {f + c for f in files if f.endswith(".sqlite") for c in SQLITE_COMPANIONS}
 
 
 def record_owned(out: str | Path, rels: Iterable[str]) -> None:
