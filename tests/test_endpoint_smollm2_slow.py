@@ -125,8 +125,22 @@ def test_membership_audit_through_llama_cpp_equals_in_process(smollm2, tmp_path)
     local_lm = load_target(f"gguf:{gguf_path}")
     assert local_lm.start_ids == []  # SmolLM2 adds no BOS: tokens 2..n are scored
     local = local_lm.score_ids(local_lm.document_ids(texts))
-    for a, b in zip(api, local):
-        assert a.token_ids.tolist() == b.token_ids.tolist() and not a.truncated
+    # the forced route leaves out a token whose preceding text does not re-tokenize to the same
+    # ids (it cannot be sent as a text prompt; counted in the audit's warning): the API's tokens
+    # are the local ones less at most a few such tokens, and the comparison is over the
+    # documents scored whole
+    full = []
+    for i, (a, b) in enumerate(zip(api, local)):
+        ta, tb = a.token_ids.tolist(), b.token_ids.tolist()
+        assert not a.truncated and len(tb) - len(ta) <= 3, (i, len(ta), len(tb))
+        it = iter(tb)
+        assert all(t in it for t in ta), i  # a subsequence, in order
+        if ta == tb:
+            full.append(i)
+    print(f"{len(full)} of {len(texts)} documents scored whole through the API")
+    assert len(full) >= len(texts) - 3
+    api, local = [api[i] for i in full], [local[i] for i in full]
+    texts = [texts[i] for i in full]
     gap = np.abs(mean_logprob(api) - mean_logprob(local))
     print(f"LOSS gap per document: max {gap.max():.4f}, mean {gap.mean():.4f} nats")
     assert gap.max() <= 0.1
