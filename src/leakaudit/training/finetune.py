@@ -225,6 +225,8 @@ def train_plain(model, params, units, pad: int, cfg: FinetuneConfig,
     schedule, gradient norm clipped to 1 (the usual stabiliser, not a privacy mechanism)."""
     import torch
 
+    from leakaudit.training.lm import optimizer_step
+
     blocks = [b for u in units for b in u]
     gen = torch.Generator().manual_seed(cfg.seed)
     total = max(1, round(cfg.epochs * math.ceil(len(blocks) / cfg.batch_size)))
@@ -239,13 +241,8 @@ def train_plain(model, params, units, pad: int, cfg: FinetuneConfig,
             if step >= total:
                 break
             loss = _loss(model, [blocks[i] for i in perm[s: s + cfg.batch_size]], pad)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
+            losses.append(optimizer_step(loss, opt, sched, params))
             step += 1
-            losses.append(float(loss.detach()))
             if progress is not None:
                 progress(step, total, losses[-1])
     model.eval()

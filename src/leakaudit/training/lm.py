@@ -134,6 +134,19 @@ def causal_lm_loss(model):
     return model
 
 
+def optimizer_step(loss, opt, sched, params) -> float:
+    """One plain (non-private) step: backward, clip the total gradient norm to 1, optimizer and
+    schedule step; returns the loss as a float (shared by pretraining and fine-tuning)."""
+    import torch
+
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
+    return float(loss.detach())
+
+
 def train_causal_lm(
     texts: Sequence[str],
     tokenizer,
@@ -190,13 +203,8 @@ def train_causal_lm(
             rows = [blocks[i] for i in perm[s: s + spec.batch_size]]
             inp, att, labels = pad_batch(rows, pad)
             loss = model(input_ids=inp, attention_mask=att, labels=labels).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            losses.append(optimizer_step(loss, opt, sched, model.parameters()))
             step += 1
-            losses.append(float(loss.detach()))
             if progress is not None:
                 progress(step, total, losses[-1])
     model.eval()
