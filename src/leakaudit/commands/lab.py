@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
 def lab(
     ctx: typer.Context,
     out: LAB_OUT = Path("leakaudit-lab"),
-    quick: Annotated[bool, typer.Option("--quick", help="Small sizes for tests and CI (about four minutes on 2 cores; the default takes about 12).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes for tests and CI (the same stages on a smaller corpus and smaller models).")] = False,
     seed: SEED = 0,
     samples: Annotated[Optional[int], typer.Option("--samples", min=1, help="Generations per sampler (default: 1000, quick: 100).")] = None,
     show_pii: SHOW_PII = False,
