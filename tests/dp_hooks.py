@@ -22,6 +22,39 @@ def train_ignores_data(x, y, *, seed):
     return model.eval(), {"epsilon": 0.5, "delta": 1e-5}
 
 
+def train_mlp(x, y, *, seed):
+    """The lab's MLP (64-32-10, Adam), a few epochs on whatever it is given: the torch module."""
+    from leakaudit.training.classifier import MLPSpec, TrainConfig, train_classifier
+
+    x = np.asarray(x, np.float32).reshape(len(x), -1)
+    spec = MLPSpec(input_dim=x.shape[1], n_classes=10, hidden=(32,))
+    return train_classifier(x, y, spec, TrainConfig(epochs=30, seed=seed)), {"epsilon": 1.0, "delta": 1e-5}
+
+
+def train_mlp_onnx(x, y, *, seed):
+    """The same training as :func:`train_mlp`, the model exported to ONNX into
+    $LEAKAUDIT_TEST_ONNX_DIR; returns its spec ``onnx:FILE`` (a classifier target by path)."""
+    import os
+    from pathlib import Path
+
+    import torch
+
+    module, info = train_mlp(x, y, seed=seed)
+    path = Path(os.environ["LEAKAUDIT_TEST_ONNX_DIR"]) / f"mlp-seed{seed}.onnx"
+    torch.onnx.export(module, (torch.zeros(1, module[1].in_features),), str(path), input_names=["x"],
+                      output_names=["logits"], dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
+                      dynamo=False)
+    return f"onnx:{path}", info
+
+
+def train_mlp_label_only(x, y, *, seed):
+    """The same MLP behind an API that answers the top-1 label only."""
+    from leakaudit.targets.classifier import LabelOnlyOutputs, classifier_from
+
+    module, info = train_mlp(x, y, seed=seed)
+    return LabelOnlyOutputs(classifier_from(module, input_shape=np.shape(x)[1:])), info
+
+
 def not_a_model(x, y, *, seed):
     return "a string"
 

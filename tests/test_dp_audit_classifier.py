@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from leakaudit.audits.dp_audit import ClassifierData, DPAuditConfig, audit_dp_classifier, load_hook
-from leakaudit.errors import InputError
+from leakaudit.errors import CapabilityError, InputError
 from tests import dp_hooks
 
 
@@ -81,6 +81,54 @@ def test_bad_hooks_and_config(data):
         audit_dp_classifier(dp_hooks.train_knn, data, _cfg("two-run"))
     with pytest.raises(InputError, match="pool"):
         audit_dp_classifier(dp_hooks.train_knn, ClassifierData(data.x, data.y, 10), _cfg("one-run", canary_kind="mislabelled"))
+
+
+def test_canary_scores_through_the_classifier_factory_equal_the_old_path(data, tmp_path, monkeypatch):
+    """What a pipeline returns goes through the factory `invert` and `membership classifier` use:
+    on the same models the canary scores equal the old hand-wrapped path (TorchClassifier,
+    SklearnClassifier) exactly, and the ONNX export of the same model, returned by its path,
+    gives the same audit (scores within float tolerance, the same ε̂)."""
+    pytest.importorskip("onnxruntime")
+    from leakaudit.attacks.dp_audit.classifier import canary_scores
+    from leakaudit.audits.dp_audit import _as_classifier, make_canaries
+    from leakaudit.targets.classifier import SklearnClassifier, TorchClassifier
+
+    canaries = make_canaries(data, 400, kind="crafted", seed=0)
+    module, _ = dp_hooks.train_mlp(data.x, data.y, seed=0)
+    knn, _ = dp_hooks.train_knn(data.x, data.y, seed=0)
+    old_mlp = canary_scores(TorchClassifier(module, n_classes=10, input_shape=(64,)), canaries)
+    old_knn = canary_scores(SklearnClassifier(knn, input_shape=(64,)), canaries)
+    np.testing.assert_array_equal(canary_scores(_as_classifier(module, data), canaries), old_mlp)
+    np.testing.assert_array_equal(canary_scores(_as_classifier(knn, data), canaries), old_knn)
+    # a bare predict_proba function is a classifier target too
+    np.testing.assert_array_equal(canary_scores(_as_classifier(knn.predict_proba, data), canaries), old_knn)
+    assert np.abs(old_mlp - old_knn).max() > 1  # the scores are the model's, not a constant
+
+    monkeypatch.setenv("LEAKAUDIT_TEST_ONNX_DIR", str(tmp_path))
+    native = audit_dp_classifier(dp_hooks.train_mlp, data, _cfg("one-run"), store_dir=tmp_path / "a")
+    onnx = audit_dp_classifier(dp_hooks.train_mlp_onnx, data, _cfg("one-run"), store_dir=tmp_path / "b")
+    scores = [np.array(json.loads(next((tmp_path / d).glob("*/run.json")).read_text())["scores"])
+              for d in ("a", "b")]
+    np.testing.assert_allclose(scores[1], scores[0], atol=1e-4, rtol=0)
+    assert onnx.epsilon_lb == native.epsilon_lb and onnx.detail == native.detail
+    assert not (next((tmp_path / "b").glob("*/")) / "model.safetensors").exists()  # a path, no weights
+
+
+def test_a_label_only_pipeline_is_refused_naming_the_capability(data, tmp_path):
+    """Negative control: the same MLP behind a label-only API cannot serve the canary score
+    (it needs probabilities); the audit says so, stores nothing, and the CLI exits 2 in one line."""
+    from leakaudit.cli import app
+
+    with pytest.raises(CapabilityError, match="canary score .* needs probabilities"):
+        audit_dp_classifier(dp_hooks.train_mlp_label_only, data, _cfg("one-run"), store_dir=tmp_path / "s")
+    assert not list((tmp_path / "s").glob("*/run.json"))
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x=data.x, y=data.y)
+    r = CliRunner().invoke(app, ["dp-audit", "--train", "tests.dp_hooks:train_mlp_label_only", "--data",
+                                 str(npz), "--canaries", "50", "--out", str(tmp_path / "o")])
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert r.exit_code == 2 and len(errors) == 1 and "needs probabilities" in errors[0], r.output
+    assert not (tmp_path / "o" / "report.jsonl").exists()
 
 
 def test_cli_user_hook_and_resume(data, tmp_path):

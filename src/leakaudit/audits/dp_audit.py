@@ -52,7 +52,7 @@ from leakaudit.attacks.dp_audit.canaries import (
     crafted_canaries,
     mislabelled_canaries,
 )
-from leakaudit.errors import InputError
+from leakaudit.errors import CapabilityError, InputError
 from leakaudit.metrics.dp_audit import NOT_A_PROOF
 #: bump when what a stored model means changes (its key then changes and nothing stale is reused)
 STORE_VERSION = 1
@@ -334,22 +334,43 @@ def make_canaries(data: ClassifierData, m: int, *, kind: str, seed: int) -> Clas
 
 
 def _as_classifier(model, data: ClassifierData):
-    from leakaudit.targets.classifier import SklearnClassifier, TorchClassifier
+    """The classifier target of what the training entry point returned, through the factory that
+    ``invert`` and ``membership classifier`` use: a Python object (a torch module, a fitted
+    estimator, a ``predict_proba`` callable, a :class:`~leakaudit.targets.classifier.Classifier`)
+    through :func:`~leakaudit.targets.classifier.classifier_from`, a spec (``hf:DIR``,
+    ``onnx:FILE``, ``skops:FILE``, a leakaudit folder) through
+    :func:`~leakaudit.targets.classifier_formats.load_classifier_target`. The target must take the
+    data's inputs and answer its classes."""
+    from leakaudit.targets.classifier import classifier_from
+    from leakaudit.targets.classifier_formats import ClassifierOptions, load_classifier_target
 
-    shape = tuple(data.x.shape[1:])
-    if hasattr(model, "predict_proba"):
-        return SklearnClassifier(model, input_shape=shape)
-    if callable(getattr(model, "state_dict", None)):
-        return TorchClassifier(model, n_classes=data.n_classes, input_shape=shape)
-    raise InputError(f"the training entry point returned a {type(model).__name__}; expected a "
-                     "torch.nn.Module (logits) or an estimator with predict_proba")
+    shape = tuple(int(d) for d in data.x.shape[1:])
+    expected = ("expected a torch.nn.Module (logits), an estimator with predict_proba, a "
+                "predict_proba function, a classifier target, or a classifier spec (hf:DIR, "
+                "onnx:FILE, skops:FILE, a leakaudit folder)")
+    try:
+        if isinstance(model, (str, os.PathLike)):
+            target = load_classifier_target(model, options=ClassifierOptions(
+                n_classes=data.n_classes, input_shape=shape))
+        else:
+            target = classifier_from(model, n_classes=data.n_classes, input_shape=shape)
+    except InputError as e:
+        raise InputError(f"the training entry point returned a {type(model).__name__}; {expected} "
+                         f"({e})") from None
+    if target.n_classes != data.n_classes or \
+            int(np.prod(target.input_shape)) != int(np.prod(shape)):
+        raise InputError(f"the trained classifier takes inputs of shape {target.input_shape} and "
+                         f"answers {target.n_classes} classes; the audit's data has inputs of shape "
+                         f"{shape} and {data.n_classes} classes")
+    return target
 
 
 def _train_and_score(train_fn, data: ClassifierData, canaries: ClassifierCanaries, include: np.ndarray,
                      *, seed: int, store: ModelStore, stats: dict) -> tuple[np.ndarray, dict]:
     """Train on data + the included canaries (shuffled in, seeded) and score every canary; reuse a
     stored run with the same key."""
-    from leakaudit.attacks.dp_audit.classifier import canary_scores
+    from leakaudit.attacks.dp_audit.classifier import CANARY_SCORE_NEEDS, canary_scores
+    from leakaudit.targets.classifier import classifier_skip
 
     key = store.key({"world": "classifier", "trainer": trainer_id(train_fn), "data": data.fingerprint(),
                      "canaries": canaries.fingerprint(), "include": _hash_arrays(include.astype(np.int8)),
@@ -366,7 +387,12 @@ def _train_and_score(train_fn, data: ClassifierData, canaries: ClassifierCanarie
     t0 = time.time()
     trained = _call_hook(train_fn, x, y, seed=seed)
     train_s = time.time() - t0
-    scores = canary_scores(_as_classifier(trained.model, data), canaries)
+    target = _as_classifier(trained.model, data)
+    skip = classifier_skip("dp_audit", CANARY_SCORE_NEEDS, target)
+    if skip is not None:  # nothing is stored: the audit cannot score this pipeline's models
+        raise CapabilityError(f"dp-audit skipped: its canary score (log-odds of the canary's label) "
+                              f"needs {', '.join(skip['missing'])}; {skip['reason']}")
+    scores = canary_scores(target, canaries)
     if not np.all(np.isfinite(scores)):
         raise InputError(f"the trained model gave {int((~np.isfinite(scores)).sum())} non-finite canary scores")
     stats["trained"] += 1

@@ -16,7 +16,13 @@ from leakaudit.signals.membership_clf import logit_confidence
 from leakaudit.targets.classifier import Classifier
 
 
+#: what the canary score needs of a classifier target (its capabilities; a label-only target
+#: cannot serve it)
+CANARY_SCORE_NEEDS = ("probabilities",)
+
+
 def canary_scores(target: Classifier, canaries: ClassifierCanaries) -> np.ndarray:
     """φ(p_y(x)) for every canary, float64 (m,); higher = more likely trained on."""
+    target.capabilities.require(*CANARY_SCORE_NEEDS, who="the DP audit's canary score")
     x = canaries.x.reshape((len(canaries),) + tuple(target.input_shape))
     return logit_confidence(target.predict_proba(x), canaries.y)
