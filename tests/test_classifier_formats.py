@@ -321,6 +321,156 @@ def test_audits_give_the_same_records_on_the_native_folder_and_its_onnx_export(m
     np.testing.assert_allclose(inv1.confidence, inv2.confidence, atol=1e-5)
 
 
+def mlp_as_hf_resnet(module, path):
+    """The lab's MLP ``Flatten → (Linear → ReLU)×k → Linear`` as a transformers
+    ``ResNetForImageClassification`` that computes the same function, saved with save_pretrained.
+
+    The 64 pixels are the 64 channels of a 1×1 image. On a 1×1 input the stem's 7×7 convolution
+    (stride 2, padding 3) sees only its centre tap: a dense layer 64 → h; its batch norm (eval:
+    running mean 0, variance 1) adds the bias, then ReLU; the 3×3 max pool is the identity. Each
+    further hidden layer is a stage whose projection shortcut (1×1 convolution + batch norm) is the
+    dense layer and whose residual branch is zero, so the stage gives ReLU(W h + b); with one hidden
+    layer the single stage has an identity shortcut and gives ReLU(h) = h. Average pooling of a 1×1
+    map is the identity, and the classifier is the last Linear."""
+    import torch
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    linears = [m for m in module if isinstance(m, torch.nn.Linear)]
+    hidden = [lin.out_features for lin in linears[:-1]]
+    extra = hidden[1:] or hidden[:1]
+    cfg = ResNetConfig(num_channels=linears[0].in_features, embedding_size=hidden[0],
+                       hidden_sizes=extra, depths=[1] * len(extra), layer_type="basic",
+                       hidden_act="relu", downsample_in_first_stage=len(hidden) > 1,
+                       num_labels=linears[-1].out_features, image_size=1)
+    model = ResNetForImageClassification(cfg).eval()
+    state = model.state_dict()
+    with torch.no_grad():
+        for k, v in state.items():  # every weight 0; batch norms: mean 0, variance 1, scale 1
+            if v.is_floating_point():
+                v.fill_(1.0 if k.endswith(("running_var", "normalization.weight")) else 0.0)
+
+        def dense(conv, norm, lin, tap):
+            conv.weight[:, :, tap, tap] = lin.weight * (1 + norm.eps) ** 0.5  # undoes 1/sqrt(var+eps)
+            norm.bias.copy_(lin.bias)
+
+        stem = model.resnet.embedder.embedder
+        dense(stem.convolution, stem.normalization, linears[0], 3)
+        for stage, lin in zip(model.resnet.encoder.stages, linears[1:-1]):
+            short = stage.layers[0].shortcut
+            dense(short.convolution, short.normalization, lin, 0)
+        model.classifier[1].weight.copy_(linears[-1].weight)
+        model.classifier[1].bias.copy_(linears[-1].bias)
+    model.save_pretrained(path)
+    return path
+
+
+def _records(out):
+    return [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
+
+
+def _numbers_and_rest(rec, path=""):
+    """``({path: number}, {path: other value})`` of a JSON record, leaves only."""
+    nums, rest = {}, {}
+    items = rec.items() if isinstance(rec, dict) else enumerate(rec) if isinstance(rec, list) else None
+    if items is None:
+        (nums if isinstance(rec, (int, float)) and not isinstance(rec, bool) else rest)[path] = rec
+        return nums, rest
+    for k, v in items:
+        n, r = _numbers_and_rest(v, f"{path}/{k}")
+        nums.update(n)
+        rest.update(r)
+    return nums, rest
+
+
+@pytest.mark.parametrize("hidden", [(32,), (16, 12)])
+def test_mlp_as_hf_resnet_computes_the_same_function(digits, tmp_path, hidden):
+    """The export is a transformers ResNetForImageClassification folder (save_pretrained) that
+    `hf:` loads with transformers' own class; logits and input gradients equal the MLP's."""
+    import torch
+    from transformers import ResNetForImageClassification
+
+    from leakaudit.training.classifier import MLPSpec, TrainConfig, train_classifier
+
+    module = train_classifier(digits["a"].x, digits["a"].y, MLPSpec(64, 10, hidden),
+                              TrainConfig(epochs=3, seed=0))
+    mlp_as_hf_resnet(module, tmp_path / "hf")
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["architectures"] == ["ResNetForImageClassification"]
+    x = digits["b"].x
+    ref = TorchClassifier(module, n_classes=10, input_shape=(64,))
+    flat = load_classifier_target(f"hf:{tmp_path / 'hf'}", options=ClassifierOptions(input_shape=(64,)))
+    pixels = load_classifier_target(tmp_path / "hf")  # the shape the config records: 64 channels, 1x1
+    assert isinstance(flat.module.inner, ResNetForImageClassification)
+    assert flat.input_shape == (64,) and pixels.input_shape == (64, 1, 1)
+    np.testing.assert_allclose(flat.logits(x), ref.logits(x), atol=TOL, rtol=0)
+    np.testing.assert_allclose(pixels.predict_proba(x.reshape(-1, 64, 1, 1)), ref.predict_proba(x),
+                               atol=TOL, rtol=0)
+    np.testing.assert_allclose(flat.input_gradient(x[:8], 3)[1], ref.input_gradient(x[:8], 3)[1],
+                               atol=TOL, rtol=0)
+    with torch.no_grad():  # the folder alone, through transformers, without leakaudit
+        own = ResNetForImageClassification.from_pretrained(tmp_path / "hf").eval()
+        z = own(pixel_values=torch.from_numpy(x.reshape(-1, 64, 1, 1))).logits.double().numpy()
+    np.testing.assert_allclose(z, ref.logits(x), atol=TOL, rtol=0)
+    with pytest.raises(InputError, match="has 65 values; the model takes pixel values of shape 64x1x1"):
+        load_classifier_target(f"hf:{tmp_path / 'hf'}", options=ClassifierOptions(input_shape=(65,)))
+
+
+def test_invert_and_membership_give_the_same_records_on_the_native_folder_and_an_hf_folder(
+        mlp, digits, tmp_path):
+    """The lab's digits MLP as a transformers folder: `leakaudit invert` (white-box MI-Face) and
+    `leakaudit membership classifier` (LOSS, label-only attacks, baseline) write the same records
+    as on the native folder, every number within float tolerance; the same commands on the export
+    of a differently seeded MLP do not (negative control)."""
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+    from leakaudit.training.classifier import MLPSpec, TrainConfig, train_classifier
+
+    module, d = mlp
+    mlp_as_hf_resnet(module, tmp_path / "hf")
+    other = train_classifier(digits["a"].x, digits["a"].y, MLPSpec(64, 10, (32,)),
+                             TrainConfig(epochs=20, seed=1))
+    mlp_as_hf_resnet(other, tmp_path / "hf-other")
+    a, b = digits["a"], digits["b"]
+    np.savez(tmp_path / "m.npz", x_members=a.x[:40], y_members=a.y[:40], x_nonmembers=b.x[:40],
+             y_nonmembers=b.y[:40])
+    commands = {"invert": ["invert", "--classes", "0,3", "--image-shape", "8x8"],
+                "membership": ["membership", "classifier", "--data", str(tmp_path / "m.npz"),
+                               "--budget", "40"]}
+    recs = {}
+    for name, spec, extra in [("native", str(d / "native"), []),
+                              ("hf", f"hf:{tmp_path / 'hf'}", ["--input-shape", "64"]),
+                              ("other", f"hf:{tmp_path / 'hf-other'}", ["--input-shape", "64"])]:
+        for cmd, args in commands.items():
+            out = tmp_path / f"{name}-{cmd}"
+            r = CliRunner().invoke(app, [*args[:1 + (cmd == "membership")], spec,
+                                         *args[1 + (cmd == "membership"):], *extra, "--out", str(out)])
+            assert r.exit_code == 0, r.output
+            recs[name, cmd] = [x for x in _records(out) if x["entry_type"] != "run"]
+    # what legitimately differs: the target's name and fingerprint
+    names = {"native": "native", "hf": "hf", "other": "hf-other"}
+
+    def parts(name, cmd):
+        text = json.dumps(recs[name, cmd]).replace(f"/{names[name]}/", "/TARGET/")
+        text = text.replace(f'"name": "{names[name]}"', '"name": "TARGET"')
+        for rec in recs[name, cmd]:
+            fp = (rec.get("target") or {}).get("fingerprint")
+            if fp:
+                text = text.replace(fp, "FINGERPRINT")
+        return _numbers_and_rest(json.loads(text))
+
+    for cmd in commands:
+        (n1, r1), (n2, r2), (n3, _) = (parts(n, cmd) for n in ("native", "hf", "other"))
+        assert r1 == r2 and n1.keys() == n2.keys() and len(n1) > 50
+        diff = max(abs(n1[k] - n2[k]) for k in n1)
+        assert diff < 1e-5, (cmd, diff)
+        assert max(abs(n1[k] - n3[k]) for k in n1.keys() & n3.keys()) > 1e-2  # another model differs
+    aucs = {(n, x["method"]): x["metric"]["value"] for n in ("native", "hf")
+            for x in recs[n, "membership"] if x["entry_type"] == "membership"}
+    assert {m for _, m in aucs} == {"clf_loss", "label_gap", "label_augment", "boundary_distance",
+                                    "blind_baseline"}
+
+
 def test_membership_command_on_a_text_classifier_folder(tmp_path):
     """`membership classifier DIR` on an HF text classifier with texts in the .npz: LOSS and the
     model-free baseline reported; the label-only attacks listed as skipped (inputs are text)."""

@@ -13,7 +13,7 @@ from leakaudit.commands._kit import FAIL_ON, FORMAT, _audit, _verdicts, out_cons
 def invert(
     model: Annotated[Optional[str], typer.Argument(help="The classifier: a leakaudit classifier folder, hf:DIR, onnx:FILE or skops:FILE (leakaudit list backends); MI-Face needs gradients, NES only probabilities.")] = None,
     endpoint: Annotated[Optional[str], typer.Option("--endpoint", help="HTTP endpoint: POST {\"inputs\": [[...]]} -> {\"probabilities\": [[...]]} (black-box).")] = None,
-    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="Input shape for --endpoint, e.g. 64 or 8x8.")] = None,
+    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="Input shape for --endpoint, e.g. 64 or 8x8; for an hf: image folder, a flat shape (64 for 1x8x8 pixels) takes flat inputs.")] = None,
     n_classes: Annotated[Optional[int], typer.Option("--n-classes", min=2, help="Number of classes for --endpoint.")] = None,
     classes: Annotated[Optional[str], typer.Option("--classes", help="Classes to invert, e.g. 0,3,7 (default: all).")] = None,
     attack: Annotated[Optional[str], typer.Option("--attack", help="mi_face (white-box) or nes (black-box; default for --endpoint).")] = None,

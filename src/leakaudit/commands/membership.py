@@ -120,7 +120,7 @@ def classifier(
     budget: Annotated[int, typer.Option("--budget", min=0, help="Queries per record for the label-only attacks (each attack's hard cap; 0: do not run them).")] = 100,
     answers: Annotated[str, typer.Option("--answers", help="What an http(s) endpoint answers: probabilities, or labels (label-only).")] = "probabilities",
     n_classes: Annotated[Optional[int], typer.Option("--n-classes", min=2, help="Number of classes (an endpoint's).")] = None,
-    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="Shape of one input for an endpoint, e.g. 64 or 1x8x8.")] = None,
+    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="Shape of one input for an endpoint, e.g. 64 or 1x8x8; for an hf: image folder, a flat shape (64 for 1x8x8 pixels) takes flat inputs.")] = None,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per endpoint request.")] = 30.0,
     classifier_batch_size: Annotated[int, typer.Option("--classifier-batch-size", min=1, help="Inputs per call to the classifier.")] = 256,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs of each reference model.")] = 100,

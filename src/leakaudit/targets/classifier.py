@@ -281,10 +281,11 @@ class FunctionClassifier(Classifier):
 
 class _LogitsOf:
     """Adapts a module whose output carries ``.logits`` (a transformers model) to a plain
-    ``x -> logits`` module; built lazily so this module imports without torch."""
+    ``x -> logits`` module; built lazily so this module imports without torch. With
+    ``pixel_shape``, each input is reshaped to it first (flattened inputs for an image model)."""
 
     @staticmethod
-    def wrap(module):
+    def wrap(module, pixel_shape: tuple[int, ...] | None = None):
         import torch
 
         class LogitsOf(torch.nn.Module):
@@ -293,6 +294,8 @@ class _LogitsOf:
                 self.inner = inner
 
             def forward(self, x):
+                if pixel_shape is not None:
+                    x = x.reshape(x.shape[0], *pixel_shape)
                 out = self.inner(x)
                 return out.logits if hasattr(out, "logits") else out
 

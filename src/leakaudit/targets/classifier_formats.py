@@ -5,7 +5,8 @@ spec               target
 =================  ==========================================================================
 ``hf:DIR``         a transformers image- or sequence-classification folder (safetensors; local
                    only, offline): white-box for images (logits, input gradients), text in and
-                   probabilities out for sequence classification
+                   probabilities out for sequence classification; an ``input_shape`` with fewer
+                   dimensions than the model's pixels (``64`` for ``1x8x8``) takes flat inputs
 ``onnx:FILE``      an ONNX model run by onnxruntime (CPU): black-box; logits or probabilities
                    (``#output=logits|probabilities``; default: an output named ``*prob*`` is
                    probabilities, else the first float output is logits)
@@ -30,6 +31,7 @@ only when it is chosen.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -349,9 +351,17 @@ def load_hf_classifier(rest: str, options: ClassifierOptions) -> Classifier:
 
     model = AutoModelForImageClassification.from_pretrained(path, local_files_only=True,
                                                             dtype="float32")
-    shape = options.input_shape or _hf_image_shape(config, path)
-    return TorchClassifier(_LogitsOf.wrap(model), n_classes=config.num_labels, input_shape=shape,
-                           batch_size=options.batch_size, device=options.device)
+    pixels = _hf_image_shape(config, path, required=options.input_shape is None)
+    shape = tuple(options.input_shape or pixels)
+    reshape = None
+    if pixels is not None and len(shape) < len(pixels):  # flattened inputs, e.g. 64 for 1x8x8
+        if math.prod(shape) != math.prod(pixels):
+            raise InputError(f"input_shape {'x'.join(map(str, shape))} has {math.prod(shape)} values; "
+                             f"the model takes pixel values of shape {'x'.join(map(str, pixels))} "
+                             f"({math.prod(pixels)} values)", path=rest)
+        reshape = pixels
+    return TorchClassifier(_LogitsOf.wrap(model, reshape), n_classes=config.num_labels,
+                           input_shape=shape, batch_size=options.batch_size, device=options.device)
 
 
 def _hf_kind(config, path: Path) -> str:
@@ -364,9 +374,10 @@ def _hf_kind(config, path: Path) -> str:
                      f"{arch or 'none recorded'})", path=str(path))
 
 
-def _hf_image_shape(config, path: Path) -> tuple[int, ...]:
+def _hf_image_shape(config, path: Path, *, required: bool = True) -> tuple[int, ...] | None:
     """``(channels, height, width)`` of the pixel values the model takes: from the config's
-    ``image_size``, else the preprocessor's ``crop_size``/``size``."""
+    ``image_size``, else the preprocessor's ``crop_size``/``size`` (not recorded: an error when
+    ``required``, else None)."""
     channels = int(getattr(config, "num_channels", 3))
     size = getattr(config, "image_size", None)
     if size is None and (path / "preprocessor_config.json").is_file():
@@ -379,6 +390,8 @@ def _hf_image_shape(config, path: Path) -> tuple[int, ...]:
     if isinstance(size, int):
         size = (size, size)
     if not size or None in tuple(size):
+        if not required:
+            return None
         raise InputError("the image size is not recorded (config image_size or preprocessor size); "
                          "give input_shape", path=str(path))
     return (channels, int(size[0]), int(size[1]))
