@@ -162,3 +162,23 @@ def test_quick_lab_links_to_existing_pages(quick_lab):
         assert sections and len(sections) == text.count('<section id="sec-'), h
         for _, href in sections:
             docs_file(href)
+
+
+def test_sarif_and_html_of_an_older_report_link_the_docs(tmp_path):
+    """A schema-2 report written before the docs site (its doc_uri the paper): the SARIF rule's
+    helpUri and the HTML section link still go to the docs page; the paper is named as the method."""
+    from leakaudit.report.writer import render
+
+    paper = "https://arxiv.org/abs/2012.07805"
+    f = Finding("membership", "membership", "zlib", TargetRef("target"), "low",
+                ["owasp:LLM02:2025"], data={"world": "llm", "method": "zlib", "subset": "docs",
+                                            "auc": 0.7, "auc_ci": [0.6, 0.8], "tpr_at_fpr": []})
+    old = {k: v for k, v in f.to_dict().items() if k != "doc_uri"} | {"doc_uri": paper}
+    old.pop("paper_uri", None)
+    rows = [{"entry_type": "run", "schema_version": 2, "command": "x", "models": {}}, old]
+    (tmp_path / "report.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    render(tmp_path, ("html", "sarif"))
+    (rule,) = json.loads((tmp_path / "report.sarif").read_text())["runs"][0]["tool"]["driver"]["rules"]
+    assert rule["helpUri"] == DOCS_URL + "concepts/membership/" and paper in rule["help"]["text"]
+    html = (tmp_path / "report.html").read_text()
+    assert f'<a href="{DOCS_URL}concepts/membership/">' in html
