@@ -277,3 +277,47 @@ def test_compare_bad_input_raises_before_work(tiny_model_dir, compare_inputs, tm
     with pytest.raises(InputError, match="unknown --format"):
         la.compare({"a": str(tiny_model_dir)}, d / "train.jsonl", d / "heldout.jsonl", formats=["pdf"])
     assert not (tmp_path / "bad").exists()
+
+
+def test_dp_audit_white_box_equals_the_command(tmp_path, monkeypatch):
+    """A numpy DP-SGD pipeline outside leakaudit: honest, nothing caught; its unclipped twin
+    (same claim) caught; the command writes the same finding; defaults are the command's."""
+    import inspect
+
+    import numpy as np
+    from typer.main import get_command
+
+    from leakaudit.cli import app
+    from tests import dp_hooks
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 600)
+    x = (rng.normal(0, 1, (600, 999)) * 0.1 + (2 * y - 1)[:, None] * 0.02).astype(np.float32)
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x=x, y=y)
+    monkeypatch.chdir(tmp_path)
+    before = set(os.listdir(tmp_path))
+    honest = la.dp_audit_white_box(train=dp_hooks.train_numpy_dpsgd, data=npz, clip=1.0, canaries=1000)
+    broken = la.dp_audit_white_box(train="tests.dp_hooks:train_numpy_dpsgd_unclipped", data=npz,
+                                   clip=1.0, canaries=1000)
+    assert set(os.listdir(tmp_path)) == before
+    assert honest.result.caught == [] and {"one_run", "step_gdp"} <= set(broken.result.caught)
+    (f,) = broken.findings
+    assert f.entry_type == "dp_audit" and f.data["mode"] == "white-box"
+    assert f.metric.value > honest.findings[0].metric.value
+
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(app, ["dp-audit", "white-box", "--train",
+                                   "tests.dp_hooks:train_numpy_dpsgd_unclipped", "--data", str(npz),
+                                   "--clip", "1.0", "--canaries", "1000", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert _less_run(broken.to_dicts()) == _less_run(_cli_findings(out))
+
+    wb = get_command(app).commands["dp-audit"].commands["white-box"]
+    sig = inspect.signature(la.dp_audit_white_box).parameters
+    for p in wb.params:
+        if p.name != "out":
+            assert sig[p.name].default == p.default, p.name
+    with pytest.raises(InputError, match="needs --data"):
+        la.dp_audit_white_box(train=dp_hooks.train_numpy_dpsgd, out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

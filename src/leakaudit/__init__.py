@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _API = ("AuditReport", "CompareReport", "DPAuditReport", "extract", "memorization", "exposure",
         "membership", "membership_classifier", "membership_scores", "invert", "compare", "dp_audit",
-        "request_defaults")
+        "dp_audit_white_box", "request_defaults")
 
 
 def __getattr__(name):

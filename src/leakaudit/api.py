@@ -36,7 +36,7 @@ from leakaudit.findings import Finding, Record, RunContext, to_record
 
 __all__ = ["AuditReport", "CompareReport", "DPAuditReport", "extract", "memorization", "exposure",
            "membership", "membership_classifier", "membership_scores", "invert", "compare",
-           "dp_audit", "request_defaults", "run_audit"]
+           "dp_audit", "dp_audit_white_box", "request_defaults", "run_audit"]
 
 
 @dataclass
@@ -635,6 +635,82 @@ def dp_audit(*, mode: str = "one-run", world: str = "classifier", train=None, da
 
         with staged_output(out, produces=produces, inputs=[data_path], log=log) as stage:
             # the findings schema (leakaudit.findings): the dp_audit entry type's adapter
+            written = write_report(stage, run_record=run, records=records, summary=None, formats=fmts)
+        files = {k: Path(out) / v.name for k, v in written.files.items()}
+    return DPAuditReport(run=run, findings=_typed(records, run), summary={}, result=res,
+                         out=None if out is None else Path(out), files=files)
+
+
+#: The lab's white-box pipelines: honest DP-SGD and the broken ones the audit must catch.
+WHITEBOX_VARIANTS = ("dp", "sigma_div10", "no_noise", "no_clip", "clip_after_noise", "shuffle",
+                     "noise_once_per_epoch")
+
+
+def dp_audit_white_box(*, train=None, data=None, clip: float | None = None, lab_variant: str = "dp",
+                       epsilon: float = 2.0, canaries: int = 2000, confidence: float = 0.95,
+                       seed: int = 0, out: str | Path | None = None,
+                       formats: Iterable[str] | None = None,
+                       command: str = "leakaudit.api") -> DPAuditReport:
+    """White-box DP audit of a DP-SGD pipeline that exposes its steps (gradient canaries in one
+    training run): ``leakaudit dp-audit white-box``. ``train`` (a callable or
+    ``"module:function"``: ``train(x, y, *, seed, whitebox) -> (model, claim)``) needs ``data``
+    (an ``.npz`` path or a ``ClassifierData``) and ``clip``, the pipeline's clipping bound;
+    without ``train``, the lab pipeline ``lab_variant`` claiming ``epsilon``. ``result`` is the
+    white-box result (``result.caught``, ``result.one_run``, ``result.step_gdp``,
+    ``result.summary_lines()``). The defaults are the command's; nothing is written unless
+    ``out`` is given.
+    """
+    from leakaudit.attacks.dp_audit.whitebox import hook_trainer, whitebox_audit
+    from leakaudit.audits.dp_audit import ClassifierData, trainer_id
+    from leakaudit.report.writer import parse_formats
+    from leakaudit.runs.staged import check_output_location
+
+    data_path = Path(data) if isinstance(data, (str, Path)) else None
+    fmts = parse_formats(",".join([formats] if isinstance(formats, str) else formats)) \
+        if formats is not None else ("jsonl",)
+    from leakaudit import registry
+
+    produces = ("report.jsonl", *(registry.entry("formats", f).produces for f in fmts if f != "jsonl"))
+    if not 0.0 < confidence < 1.0:
+        raise InputError(f"--confidence must be in (0, 1), got {confidence}")
+    if canaries < 2:
+        raise InputError(f"--canaries must be at least 2, got {canaries}")
+    if out is not None:
+        check_output_location(out, produces=produces, inputs=[data_path])
+    if train is not None:
+        if data is None or clip is None:
+            raise InputError("--train needs --data (an .npz with x and y) and --clip C")
+        fn = _hook(train)
+        d = data if isinstance(data, ClassifierData) else load_npz(data)
+        label = trainer_id(fn)
+        res = whitebox_audit(hook_trainer(fn, d.x, d.y, seed=seed, max_grad_norm=clip),
+                             m=canaries, seed=seed, beta=1.0 - confidence)
+    else:
+        if lab_variant not in WHITEBOX_VARIANTS:
+            raise InputError(f"--lab-variant must be one of {', '.join(WHITEBOX_VARIANTS)}; "
+                             f"got {lab_variant!r}")
+        if epsilon <= 0:
+            raise InputError("--epsilon must be > 0")
+        from leakaudit.lab.dp_audit import run_whitebox_lab
+
+        label = f"lab:{lab_variant}"
+        res = run_whitebox_lab(lab_variant, epsilon, m=canaries, seed=seed, beta=1.0 - confidence)
+    from leakaudit.versions import versions
+
+    run = {**versions(), "command": command, "seed": seed,
+           "config": {"mode": "white-box", "n_canaries": canaries, "confidence": confidence,
+                      "trainer": label}}
+    rec = {**res.to_dict(), "mode": "white-box", "model": label, "n_canaries": canaries,
+           "canary_kind": "gradient", "confidence": confidence,
+           "epsilon_lb": max(res.one_run["epsilon"], res.step_gdp["epsilon"]),
+           "claimed_epsilon": res.claim["epsilon"]}
+    records = [("dp_audit", rec)]
+    files: dict[str, Path] = {}
+    if out is not None:
+        from leakaudit.report.writer import write_report
+        from leakaudit.runs.staged import staged_output
+
+        with staged_output(out, produces=produces, inputs=[data_path]) as stage:
             written = write_report(stage, run_record=run, records=records, summary=None, formats=fmts)
         files = {k: Path(out) / v.name for k, v in written.files.items()}
     return DPAuditReport(run=run, findings=_typed(records, run), summary={}, result=res,

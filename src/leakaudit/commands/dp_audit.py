@@ -92,10 +92,6 @@ if True:  # the default mode keeps its indentation from when it was the only one
                           f"{res.wall_s:.1f} s wall; records: {out / 'report.jsonl'}", highlight=False)
 
 
-WHITEBOX_VARIANTS = ("dp", "sigma_div10", "no_noise", "no_clip", "clip_after_noise", "shuffle",
-                     "noise_once_per_epoch")
-
-
 @dp_app.command("white-box")
 def white_box(
     train: Annotated[Optional[str], typer.Option("--train", help="Your DP-SGD entry point, module:function: train(x, y, *, seed, whitebox) -> (model, claim) or claim; it calls whitebox.start(n_params), adds whitebox.rows(ids) to the clipped per-example gradients of each batch and reports whitebox.observe(step, noisy_sum, sampled). The claim holds epsilon, delta, noise_multiplier, max_grad_norm, sample_rate, steps.")] = None,
@@ -113,52 +109,16 @@ def white_box(
     updates (one-run, Steinke et al. 2023; per-step Gaussian-DP test after Nasr et al. 2023; a
     test of the claimed Poisson sampling). Catches noise smaller than claimed, skipped clipping,
     noise once per epoch and misreported sampling."""
-    from leakaudit.attacks.dp_audit.whitebox import hook_trainer, whitebox_audit
-    from leakaudit.audits.dp_audit import load_hook, trainer_id
-    from leakaudit.errors import InputError, LeakauditError
-    from leakaudit.report.writer import write_report
-    from leakaudit.runs.staged import check_output_location, staged_output
-    from leakaudit.versions import versions
+    from leakaudit import api
+    from leakaudit.errors import LeakauditError
 
     try:
-        if not 0.0 < confidence < 1.0:
-            raise InputError(f"--confidence must be in (0, 1), got {confidence}")
-        check_output_location(out, produces=("report.jsonl",), inputs=[data])
         _quiet_libraries()
-        if train is not None:
-            if data is None or clip is None:
-                raise InputError("--train needs --data (an .npz with x and y) and --clip C")
-            fn = load_hook(train)
-            d = _load_npz(data)
-            label = trainer_id(fn)
-            res = whitebox_audit(hook_trainer(fn, d.x, d.y, seed=seed, max_grad_norm=clip),
-                                 m=canaries, seed=seed, beta=1.0 - confidence)
-        else:
-            if lab_variant not in WHITEBOX_VARIANTS:
-                raise InputError(f"--lab-variant must be one of {', '.join(WHITEBOX_VARIANTS)}; "
-                                 f"got {lab_variant!r}")
-            if epsilon <= 0:
-                raise InputError("--epsilon must be > 0")
-            from leakaudit.lab.dp_audit import run_whitebox_lab
-
-            label = f"lab:{lab_variant}"
-            res = run_whitebox_lab(lab_variant, epsilon, m=canaries, seed=seed,
-                                   beta=1.0 - confidence)
+        rep = api.dp_audit_white_box(train=train, data=data, clip=clip, lab_variant=lab_variant,
+                                     epsilon=epsilon, canaries=canaries, confidence=confidence,
+                                     seed=seed, out=out, command=_command())
     except LeakauditError as e:
         _fail(e)
-    run = {**versions(), "command": _command(), "seed": seed,
-           "config": {"mode": "white-box", "n_canaries": canaries, "confidence": confidence,
-                      "trainer": label}}
-    rec = {**res.to_dict(), "mode": "white-box", "model": label, "n_canaries": canaries,
-           "canary_kind": "gradient", "confidence": confidence,
-           "epsilon_lb": max(res.one_run["epsilon"], res.step_gdp["epsilon"]),
-           "claimed_epsilon": res.claim["epsilon"]}
-    try:
-        with staged_output(out, produces=("report.jsonl",), inputs=[data], log=_log) as stage:
-            write_report(stage, run_record=run, records=[("dp_audit", rec)], summary=None,
-                         formats=("jsonl",))
-    except LeakauditError as e:
-        _fail(e)
-    for line in res.summary_lines():
+    for line in rep.result.summary_lines():
         out_console.print(line, highlight=False)
     out_console.print(f"records: {out / 'report.jsonl'}", highlight=False)
