@@ -114,9 +114,15 @@ def test_render_writes_self_contained_escaped_page(rendered):
     assert XSS not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script" not in html.lower()
-    # self-contained: nothing is loaded from anywhere
-    for attr in ('src="http', "src='http", 'href="http', "url(", "@import"):
-        assert attr not in html
+    # self-contained: nothing is loaded from anywhere; the only outside addresses are links a
+    # reader may follow to the docs page of a section
+    from leakaudit.taxonomy import DOCS_URL
+
+    links = html.count(f'<a href="{DOCS_URL}')
+    assert links == html.count('<section id="sec-') > 0
+    loaded = html.replace(f'<a href="{DOCS_URL}', "<a ")
+    for attr in ('src="http', "src='http", 'href="http', "href='http", "url(", "@import"):
+        assert attr not in loaded
     assert html.count('src="data:image/png;base64,') == 2
     assert 'id="precision-table"' in html and 'id="memorized-samples"' in html
     assert "7 / 10" in html and "5 / 9" in html and "9 / 15" in html  # cells and random baseline

@@ -15,8 +15,9 @@ commands -> cli. See DESIGN.md in the project's shared notes.
 
 __version__ = "0.1.0"
 
-_API = ("AuditReport", "extract", "memorization", "exposure", "membership",
-        "membership_classifier", "membership_scores", "invert", "request_defaults")
+_API = ("AuditReport", "CompareReport", "DPAuditReport", "extract", "memorization", "exposure",
+        "membership", "membership_classifier", "membership_scores", "invert", "compare", "dp_audit",
+        "dp_audit_white_box", "request_defaults")
 
 
 def __getattr__(name):

@@ -69,7 +69,7 @@ from typing import Any
 
 from leakaudit.errors import InputError
 from leakaudit.registry import Registry
-from leakaudit.taxonomy import TAXONOMY
+from leakaudit.taxonomy import DOCS_URL, TAXONOMY, doc_uri
 
 SCHEMA_VERSION = 2
 #: Reports written before the findings schema (no ``schema_version`` field).
@@ -79,6 +79,19 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 KINDS = ("run", "finding", "summary", "meta")
 ENVELOPE_KEYS = ("entry_type", "schema_version", "family", "attack", "target", "defense", "tags",
                  "severity", "metric", "config", "seed")
+#: Written with every finding but derived, never stored: ``doc_uri``, the docs page of the
+#: finding's entry type or family (:func:`leakaudit.taxonomy.doc_uri`).
+DERIVED_KEYS = ("doc_uri",)
+
+
+def paper_uri_of(rec: dict[str, Any]) -> str | None:
+    """The paper a record's method comes from: its ``paper_uri``, or (reports written before
+    ``doc_uri`` named the docs page) a ``doc_uri`` outside the docs site."""
+    p = rec.get("paper_uri")
+    if isinstance(p, str) and p:
+        return p
+    d = rec.get("doc_uri")
+    return d if isinstance(d, str) and d and not d.startswith(DOCS_URL) else None
 
 
 class SchemaVersionError(InputError):
@@ -190,6 +203,15 @@ class Finding:
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+        if "doc_uri" in self.data:
+            # producers (and reports written before the docs site) name the paper ``doc_uri``:
+            # it is kept as ``paper_uri``; ``doc_uri`` is derived (see :attr:`doc_uri`)
+            data = dict(self.data)
+            paper = paper_uri_of(data)
+            data.pop("doc_uri")
+            if paper is not None:
+                data["paper_uri"] = paper
+            self.data = data
         clash = sorted(set(self.data) & set(ENVELOPE_KEYS))
         if clash:
             raise ValueError(f"payload keys {clash} are envelope fields of a finding")
@@ -199,7 +221,20 @@ class Finding:
                 "family": self.family, "attack": self.attack, "target": self.target.to_dict(),
                 "defense": self.defense, "tags": list(self.tags), "severity": self.severity,
                 "metric": self.metric.to_dict() if self.metric else None,
-                "config": clean(self.config), "seed": self.seed, **clean(self.data)}
+                "config": clean(self.config), "seed": self.seed, "doc_uri": self.doc_uri,
+                **clean(self.data)}
+
+    @property
+    def doc_uri(self) -> str:
+        """The docs page of this finding: its entry type's page, else its family's (the
+        concepts pages of the docs site, under :data:`leakaudit.taxonomy.DOCS_URL`)."""
+        return doc_uri(self.entry_type, self.family)
+
+    @property
+    def paper_uri(self) -> str | None:
+        """The paper the method comes from, when the producer named one."""
+        p = self.data.get("paper_uri")
+        return p if isinstance(p, str) else None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Finding":
@@ -761,6 +796,11 @@ def json_schema() -> dict[str, Any]:
             "metric": {"$ref": "#/$defs/metric"},
             "config": {"type": "object"},
             "seed": {"type": ["integer", "null"]},
+            "doc_uri": {"type": "string", "format": "uri",
+                        "description": "The docs page of the finding's entry type or attack family; "
+                                       "older reports may hold the paper's address here instead."},
+            "paper_uri": {"type": ["string", "null"], "format": "uri",
+                          "description": "The paper the method comes from, when there is one."},
         },
     }
     non_findings = [et.name for et in ENTRY_TYPES.values() if et.kind != "finding"]

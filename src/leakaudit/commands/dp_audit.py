@@ -31,42 +31,9 @@ from leakaudit.commands._kit import (
 
 
 def _load_npz(path: Path):
-    import numpy as np
+    from leakaudit.api import load_npz
 
-    from leakaudit.audits.dp_audit import ClassifierData
-    from leakaudit.errors import InputError
-
-    if not path.is_file():
-        raise InputError("no such file", path=str(path))
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise InputError(f"not a numpy .npz of plain arrays: {e}", path=str(path)) from None
-    for k in ("x", "y"):
-        if k not in z.files:
-            raise InputError(f"missing array {k!r} (have {', '.join(z.files) or 'none'})", path=str(path))
-    x, y = z["x"].astype(np.float32), z["y"].astype(np.int64)
-    if len(x) != len(y) or len(x) == 0:
-        raise InputError(f"x has {len(x)} rows but y has {len(y)}", path=str(path))
-    if y.min() < 0:
-        raise InputError("labels y must be 0..n_classes-1", path=str(path))
-    pool = (z["pool_x"].astype(np.float32), z["pool_y"].astype(np.int64)) if "pool_x" in z.files else (None, None)
-    return ClassifierData(x=x, y=y, n_classes=int(y.max()) + 1, pool_x=pool[0], pool_y=pool[1])
-
-
-def _load_texts(path: Path) -> list[str]:
-    from leakaudit.errors import InputError
-
-    if not path.is_file():
-        raise InputError("no such file", path=str(path))
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 text: {e.reason} at byte {e.start}", path=str(path)) from None
-    texts = [t for t in lines if t.strip()]
-    if not texts:
-        raise InputError("no documents (one per line expected)", path=str(path))
-    return texts
+    return load_npz(path)
 
 
 dp_app = typer.Typer(add_completion=False)
@@ -101,87 +68,20 @@ if True:  # the default mode keeps its indentation from when it was the only one
         inserts gradient canaries into the training steps instead."""
         if ctx.invoked_subcommand is not None:
             return no_options_before(ctx, "dp-audit")
-        from leakaudit.audits.dp_audit import (
-            DPAuditConfig,
-            audit_dp_classifier,
-            audit_dp_lm_one_run,
-            load_hook,
-            trainer_id,
-        )
-        from leakaudit.errors import InputError, LeakauditError
+        from leakaudit import api
+        from leakaudit.errors import LeakauditError
         from leakaudit.metrics.dp_audit import NOT_A_PROOF
-        from leakaudit.report.writer import write_report
-        from leakaudit.runs.staged import check_output_location, staged_output
-        from leakaudit.runs.store import RunStore
-        from leakaudit.versions import versions
 
         try:
-            if world not in ("classifier", "lm"):
-                raise InputError(f"--world must be classifier or lm; got {world!r}")
-            if world == "lm" and mode != "one-run":
-                raise InputError("--world lm supports --mode one-run only")
-            check_output_location(out, produces=("report.jsonl",), inputs=[data])
-            cfg = DPAuditConfig(mode=mode, n_canaries=canaries, n_models=models, confidence=confidence,
-                                delta=delta, canary_kind=canary_kind, seed=seed, select_fraction=select_fraction)
-            cfg.validate()
-            if world == "lm":
-                if train is not None:
-                    fn = load_hook(train)
-                    if data is None:
-                        raise InputError("--train needs --data (a text file, one document per line)")
-                    texts = _load_texts(data)
-                else:
-                    from leakaudit.lab.dp_audit import lab_lm_trainer
-
-                    if lab_variant not in ("dp", "no_noise", "none"):
-                        raise InputError(f"--world lm --lab-variant must be dp, no_noise or none; got {lab_variant!r}")
-                    if lab_variant != "none" and epsilon <= 0:
-                        raise InputError("--epsilon must be > 0")
-                    fn, texts = lab_lm_trainer(lab_variant, None if lab_variant == "none" else epsilon,
-                                               delta=delta if delta is not None else 1e-5, seed=seed)
-                    if data is not None:
-                        texts = _load_texts(data)
-            elif train is not None:
-                fn = load_hook(train)
-                if data is None:
-                    raise InputError("--train needs --data (an .npz with x and y)")
-                d = _load_npz(data)
-            else:
-                from leakaudit.lab.dp_audit import VARIANTS, DPAuditLabConfig, lab_data, lab_trainer
-
-                if lab_variant not in VARIANTS:
-                    raise InputError(f"--lab-variant must be one of {', '.join(VARIANTS)}; got {lab_variant!r}")
-                if lab_variant != "none" and epsilon <= 0:
-                    raise InputError("--epsilon must be > 0")
-                lab_cfg = DPAuditLabConfig(delta=delta if delta is not None else 1e-5)
-                fn = lab_trainer(lab_variant, None if lab_variant == "none" else epsilon, lab_cfg)
-                d = data and _load_npz(data) or lab_data(lab_cfg.n_train, seed=seed)
             _quiet_libraries()
-            _log(f"dp-audit: {mode}, {cfg.models_to_train()} model(s) to train, "
-                 f"{canaries if mode == 'one-run' else 1} canar{'ies' if mode == 'one-run' else 'y'}, "
-                 f"confidence {confidence:g}; models kept in the run store of {out}")
-            store_dir = RunStore.for_output(out).root
-
-            def progress(done, total):
-                _log(f"  model {done}/{total}")
-
-            if world == "lm":
-                res = audit_dp_lm_one_run(fn, texts, cfg, store_dir=store_dir)
-            else:
-                res = audit_dp_classifier(fn, d, cfg, store_dir=store_dir, progress=progress)
+            rep = api.dp_audit(mode=mode, world=world, train=train, data=data, lab_variant=lab_variant,
+                               epsilon=epsilon, canaries=canaries, models=models,
+                               select_fraction=select_fraction, confidence=confidence, delta=delta,
+                               canary_kind=canary_kind, seed=seed, out=out, log=_log,
+                               command=_command())
         except LeakauditError as e:
             _fail(e)
-        if train is None:
-            res.trainer = fn.label()
-        run = {**versions(), "command": _command(), "seed": seed,
-               "config": {**cfg.__dict__, "world": world, "trainer": trainer_id(fn)}}
-        try:
-            with staged_output(out, produces=("report.jsonl",), inputs=[data], log=_log) as stage:
-                # the findings schema (leakaudit.findings): the dp_audit entry type's adapter
-                write_report(stage, run_record=run, records=[("dp_audit", res.to_record())], summary=None,
-                             formats=("jsonl",))
-        except LeakauditError as e:
-            _fail(e)
+        res = rep.result
         claim = "none" if res.claimed_epsilon is None else f"{res.claimed_epsilon:.3f}"
         out_console.print(f"ε̂ = {res.epsilon_lb:.3f}   max certifiable ε = {res.max_certifiable:.3f}   "
                           f"claimed ε = {claim}   (δ = {res.delta:g}, confidence {res.confidence:g})",
@@ -190,10 +90,6 @@ if True:  # the default mode keeps its indentation from when it was the only one
                           highlight=False)
         out_console.print(f"cost: {res.models_trained} model(s) trained, {res.models_reused} reused, "
                           f"{res.wall_s:.1f} s wall; records: {out / 'report.jsonl'}", highlight=False)
-
-
-WHITEBOX_VARIANTS = ("dp", "sigma_div10", "no_noise", "no_clip", "clip_after_noise", "shuffle",
-                     "noise_once_per_epoch")
 
 
 @dp_app.command("white-box")
@@ -213,52 +109,16 @@ def white_box(
     updates (one-run, Steinke et al. 2023; per-step Gaussian-DP test after Nasr et al. 2023; a
     test of the claimed Poisson sampling). Catches noise smaller than claimed, skipped clipping,
     noise once per epoch and misreported sampling."""
-    from leakaudit.attacks.dp_audit.whitebox import hook_trainer, whitebox_audit
-    from leakaudit.audits.dp_audit import load_hook, trainer_id
-    from leakaudit.errors import InputError, LeakauditError
-    from leakaudit.report.writer import write_report
-    from leakaudit.runs.staged import check_output_location, staged_output
-    from leakaudit.versions import versions
+    from leakaudit import api
+    from leakaudit.errors import LeakauditError
 
     try:
-        if not 0.0 < confidence < 1.0:
-            raise InputError(f"--confidence must be in (0, 1), got {confidence}")
-        check_output_location(out, produces=("report.jsonl",), inputs=[data])
         _quiet_libraries()
-        if train is not None:
-            if data is None or clip is None:
-                raise InputError("--train needs --data (an .npz with x and y) and --clip C")
-            fn = load_hook(train)
-            d = _load_npz(data)
-            label = trainer_id(fn)
-            res = whitebox_audit(hook_trainer(fn, d.x, d.y, seed=seed, max_grad_norm=clip),
-                                 m=canaries, seed=seed, beta=1.0 - confidence)
-        else:
-            if lab_variant not in WHITEBOX_VARIANTS:
-                raise InputError(f"--lab-variant must be one of {', '.join(WHITEBOX_VARIANTS)}; "
-                                 f"got {lab_variant!r}")
-            if epsilon <= 0:
-                raise InputError("--epsilon must be > 0")
-            from leakaudit.lab.dp_audit import run_whitebox_lab
-
-            label = f"lab:{lab_variant}"
-            res = run_whitebox_lab(lab_variant, epsilon, m=canaries, seed=seed,
-                                   beta=1.0 - confidence)
+        rep = api.dp_audit_white_box(train=train, data=data, clip=clip, lab_variant=lab_variant,
+                                     epsilon=epsilon, canaries=canaries, confidence=confidence,
+                                     seed=seed, out=out, command=_command())
     except LeakauditError as e:
         _fail(e)
-    run = {**versions(), "command": _command(), "seed": seed,
-           "config": {"mode": "white-box", "n_canaries": canaries, "confidence": confidence,
-                      "trainer": label}}
-    rec = {**res.to_dict(), "mode": "white-box", "model": label, "n_canaries": canaries,
-           "canary_kind": "gradient", "confidence": confidence,
-           "epsilon_lb": max(res.one_run["epsilon"], res.step_gdp["epsilon"]),
-           "claimed_epsilon": res.claim["epsilon"]}
-    try:
-        with staged_output(out, produces=("report.jsonl",), inputs=[data], log=_log) as stage:
-            write_report(stage, run_record=run, records=[("dp_audit", rec)], summary=None,
-                         formats=("jsonl",))
-    except LeakauditError as e:
-        _fail(e)
-    for line in res.summary_lines():
+    for line in rep.result.summary_lines():
         out_console.print(line, highlight=False)
     out_console.print(f"records: {out / 'report.jsonl'}", highlight=False)

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leakaudit.findings import paper_uri_of
 from leakaudit.runs.atomic import atomic_write_text
 from leakaudit.report.html_base import ReportData, Section, _new_figure, _png  # noqa: F401
-from leakaudit.taxonomy import TAXONOMY, TAXONOMY_NAMES
+from leakaudit.taxonomy import FALLBACK_DOC_PAGE, TAXONOMY, TAXONOMY_NAMES, page_url
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "report.html"
@@ -325,6 +326,7 @@ def build_header(rd: ReportData) -> dict[str, Any]:
         # a report with only inversion findings (``leakaudit invert``) has no corpus and no extraction
         "inversion_only": audit == "inversion",
         "audit": audit, "audit_title": AUDIT_TITLES[audit], "guide": GUIDES.get(audit, []),
+        "doc_uri": page_url(FALLBACK_DOC_PAGE),
     }
 
 
@@ -716,7 +718,7 @@ def build_attribute_inference(rd: ReportData) -> Section | None:
         "prior": _scalar(first.get("prior")), "prior_source": _scalar(first.get("prior_source")),
         "features": ", ".join(str(f) for f in first.get("features") or []
                               if f != first.get("sensitive_attribute")),
-        "doc_uri": _scalar(first.get("doc_uri"))})
+        "paper_uri": _scalar(paper_uri_of(first))})
 # ---------------------------------------------------------------- membership inference
 
 def _membership_groups(rd: ReportData) -> list[tuple[str, str, list[dict[str, Any]]]]:
@@ -764,7 +766,7 @@ def build_membership(rd: ReportData) -> Section | None:
                 "tpr": [_tpr_cell(t) for t in r.get("tpr_at_fpr") or []],
                 "advantage": f"{r['advantage']:.3f}" if r.get("advantage") is not None else "–",
                 "eps": _eps_cell(r),
-                "threat_model": r.get("threat_model", ""), "doc_uri": r.get("doc_uri", ""),
+                "threat_model": r.get("threat_model", ""), "paper_uri": paper_uri_of(r) or "",
                 "warnings": list(r.get("warnings") or []),
                 "blind_auc": (f"{r['blind_baseline']['auc']:.3f}"
                               if isinstance(r.get("blind_baseline"), dict) else None)})

@@ -11,6 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from leakaudit.report.reader import load_report
+from leakaudit.taxonomy import doc_uri
+
+#: The docs page of each report section, by section id: a key of
+#: :data:`leakaudit.taxonomy.DOC_PAGES` (an entry type or an attack family). A section missing
+#: here links to the findings page; ``tests/test_doc_links.py`` fails on one that is missing.
+SECTION_DOCS: dict[str, str] = {
+    "summary": "extraction", "precision": "extraction", "precision-at-k": "extraction",
+    "match-length": "extraction", "memorized-samples": "extraction", "canaries": "extraction",
+    "pii": "extraction",
+    "inversion": "inversion", "inversion-grid": "inversion", "inversion-budget": "inversion",
+    "attribute-inference": "inversion",
+    "membership": "membership", "membership-records": "membership",
+    "memorization": "memorization", "exposure": "exposure", "pii-probes": "pii_probe",
+    "defenses": "defense_comparison", "output-filter": "output_filter", "erasure": "erasure",
+}
 
 
 @dataclass
@@ -21,6 +36,11 @@ class Section:
     title: str
     kind: str
     data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def doc_uri(self) -> str:
+        """The docs page that explains this section (see :data:`SECTION_DOCS`)."""
+        return doc_uri(SECTION_DOCS.get(self.id))
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 - **Rules**: one per attack (``family/attack``, e.g. ``extraction/extraction``,
   ``membership/min_k``), with a short and a full description, help text, a help URI (the
-  attack's paper or the taxonomy entry), and ``properties.tags`` (OWASP / ATLAS ids) plus
+  docs page of the attack's family; the paper is named in the help text), and ``properties.tags`` (OWASP / ATLAS ids) plus
   ``security-severity`` (GitHub's 0–10 scale) of the rule's worst result.
 - **Results**: one per finding of severity ``low`` or above (``info`` findings — unverified
   samples, single exposed records — stay in ``report.jsonl``). ``level`` from severity:
@@ -34,8 +34,8 @@ from typing import Any
 
 from leakaudit import __version__
 from leakaudit.runs.atomic import atomic_write_text
-from leakaudit.findings import SEVERITIES, severity_rank
-from leakaudit.taxonomy import TAXONOMY_NAMES, TAXONOMY_URIS
+from leakaudit.findings import SEVERITIES, paper_uri_of, severity_rank
+from leakaudit.taxonomy import TAXONOMY_NAMES, doc_uri
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 LEVELS = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "none"}
@@ -183,7 +183,11 @@ def _rule(rule_id: str, f: dict[str, Any], worst: str, level: str) -> dict[str, 
     title, text = FAMILY_HELP.get(f["family"], (f["family"], f"Findings of the {f['family']} family."))
     tags = list(f.get("tags") or [])
     tag_lines = "\n".join(f"- {t}: {TAXONOMY_NAMES.get(t, t)}" for t in tags)
-    doc = f.get("doc_uri") or next((TAXONOMY_URIS[t] for t in tags if t in TAXONOMY_URIS), None)
+    # the finding's docs page, computed (a report written before the docs site holds a paper there)
+    doc = doc_uri(f.get("entry_type"), f["family"])
+    paper = paper_uri_of(f)
+    if paper:
+        text = f"{text}\nMethod: {paper}"
     rule = {
         "id": rule_id,
         "name": "".join(p.capitalize() for p in rule_id.replace("/", "_").replace(":", "_").split("_") if p),
