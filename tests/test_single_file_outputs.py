@@ -246,11 +246,13 @@ def test_unlearn_rerun_and_overwrite(tiny_model_dir, tmp_path):
     corpus = _corpus(tmp_path)
     out = tmp_path / "unl"
     args = ["unlearn", "--model", tiny_model_dir, "--corpus", corpus, "--forget-match",
-            "John Doe", "--methods", "ga", "--steps", 1, "--batch-size", 2, "--out", out]
+            "John Doe", "--methods", "ga,sisa", "--steps", 1, "--batch-size", 2, "--shards", 2,
+            "--epochs", 0.3, "--out", out]
     for _ in range(2):  # the rerun replaces its own model folder
         r = invoke(args)
         assert r.exit_code == 0, r.output
         assert (out / "ga" / "model.safetensors").is_file()
+        assert (out / "sisa" / "shard-0").is_dir() and (out / "sisa-before" / "shard-1").is_dir()
     meta = json.loads((out / "unlearn.json").read_text())
     assert meta["methods"]["ga"]["dir"] == "ga"
     # a file the user puts into the folder afterwards makes it foreign again
