@@ -262,3 +262,22 @@ def test_unlearn_rerun_and_overwrite(tiny_model_dir, tmp_path):
     r = invoke(["--overwrite", *args])
     assert r.exit_code == 0, r.output
     assert (out / "ga" / "notes.txt").read_text() == "mine"  # replaced files only, never deleted
+
+
+def test_concurrent_ownership_records_keep_every_entry(tmp_path):
+    """Single-file outputs do not hold the folder's lock, so the record is extended under its own
+    flock: writers at the same time never drop each other's entries."""
+    import threading
+
+    from leakaudit.runs.staged import owned_files, record_owned
+
+    def add(k):
+        for i in range(40):
+            record_owned(tmp_path, [f"t{k}-{i}.json"])
+
+    threads = [threading.Thread(target=add, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(owned_files(tmp_path)) == 240

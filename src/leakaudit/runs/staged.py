@@ -77,11 +77,22 @@ def record_owned(out: str | Path, rels: Iterable[str]) -> None:
 
 
 def _record_owned(out: Path, rels: Iterable[str]) -> None:
+    """Read, extend and rewrite the record under an exclusive ``flock`` of the ``.leakaudit``
+    folder itself: writers that do not hold the output folder's lock (a single-file output
+    beside a running audit) never drop each other's entries."""
+    import fcntl
+
     from leakaudit.runs.atomic import atomic_write_text
 
-    owned = owned_files(out) | set(rels)
+    rels = set(rels)
     mkdir_private(out / META)
-    atomic_write_text(_owned_path(out), json.dumps({"files": sorted(owned)}, indent=0) + "\n")
+    fd = os.open(out / META, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        owned = owned_files(out) | rels
+        atomic_write_text(_owned_path(out), json.dumps({"files": sorted(owned)}, indent=0) + "\n")
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def _resolved(p: str | Path) -> Path:
