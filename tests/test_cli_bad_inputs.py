@@ -141,7 +141,21 @@ def bad(tiny_model_dir, tmp_path_factory):
     npz("data_onenon.npz", x_members=x, y_members=y, x_nonmembers=x[:1], y_nonmembers=y[:1])
     w("nothing.npz", data=b"")
     w("one.jsonl", json.dumps({"id": "z", "text": "A single held out document about the weather."}) + "\n")
+    # the user's own files where a single-file output or a per-method folder goes
+    mine = b"the user's own file\n\x00\xff"
+    for name in FOREIGN:
+        w(name, data=mine)
+    report("rep_foreign", [run])
+    for name in ("report.html", "report.sarif", "junit.xml"):
+        (d / "rep_foreign" / name).write_bytes(mine)
     return p
+
+
+#: the user's files (relative to the fixture folder) that the "foreign-*" cases must leave
+#: byte-identical
+FOREIGN = ("foreign/t.json", "foreign/t.html", "foreign/m.gguf", "foreign/ledger.sqlite",
+           "unl/ga/config.json", "unl/npo/config.json", "unl/oracle/config.json",
+           "unl/sisa/config.json", "unl/sisa-before/shard-0/config.json", "mlab/junit.xml")
 
 
 # (id, argv, text the error line must contain). {name} refers to a fixture path; {out} is a
@@ -331,6 +345,19 @@ CASES = [
     ("triage-json-under-file", ["triage", "--example", "A", "--json", "{outfile}/t.json"], "is a file, not a folder"),
     ("triage-html-is-folder", ["triage", "--example", "A", "--html", "{emptydir}"], "is a folder, not a file"),
     ("list-unknown-kind", ["list", "atacks"], "atacks"),
+    # --- single-file outputs and unlearn's per-method folders over the user's own files
+    ("foreign-triage-json", ["triage", "--example", "A", "--json", "{d}/foreign/t.json"], "t.json: exists and was not written by leakaudit; to replace it run 'leakaudit --overwrite"),
+    ("foreign-triage-html", ["triage", "--example", "B", "--html", "{d}/foreign/t.html"], "t.html: exists and was not written by leakaudit"),
+    ("foreign-export-gguf", ["endpoint", "export-gguf", "{model}", "{d}/foreign/m.gguf"], "m.gguf: exists and was not written by leakaudit"),
+    ("foreign-probe-ledger", ["endpoint", "probe", "openai-completions:http://127.0.0.1:9/v1", "--ledger", "{d}/foreign/ledger.sqlite"], "ledger.sqlite: exists and was not written by leakaudit"),
+    ("foreign-report-html", ["report", "{rep_foreign}"], "report.html: exists and was not written by leakaudit"),
+    ("foreign-report-sarif", ["report", "{rep_foreign}", "--format", "sarif"], "report.sarif: exists and was not written by leakaudit"),
+    ("foreign-report-junit", ["report", "{rep_foreign}", "--format", "junit", "--fail-on", "extraction.verified > 0"], "junit.xml: exists and was not written by leakaudit"),
+    ("foreign-membership-lab-junit", ["membership", "lab", "--format", "junit", "--out", "{d}/mlab"], "junit.xml: exists and was not written by leakaudit"),
+    ("foreign-unlearn-ga", ["unlearn", "--model", "{model}", "--corpus", "{corpus_jsonl}", "--forget-match", "order", "--methods", "ga", "--out", "{d}/unl"], "ga: exists and was not written by leakaudit (it holds ga/config.json)"),
+    ("foreign-unlearn-npo", ["unlearn", "--model", "{model}", "--corpus", "{corpus_jsonl}", "--forget-match", "order", "--methods", "npo", "--out", "{d}/unl"], "(it holds npo/config.json)"),
+    ("foreign-unlearn-oracle", ["unlearn", "--model", "{model}", "--corpus", "{corpus_jsonl}", "--forget-match", "order", "--methods", "oracle", "--epochs", "0.1", "--out", "{d}/unl"], "(it holds oracle/config.json)"),
+    ("foreign-unlearn-sisa", ["unlearn", "--model", "{model}", "--corpus", "{corpus_jsonl}", "--forget-match", "order", "--methods", "sisa", "--epochs", "0.1", "--out", "{d}/unl"], "(it holds sisa-before/shard-0/config.json)"),
     ("membership-classifier-unknown-scheme", ["membership", "classifier", "xyz:foo", "--data", "{data_ok_npz}", "--out", "{out}"], "xyz"),
     ("membership-llm-unknown-attack", ["membership", "llm", "--model", "{model}", "--members", "{corpus_jsonl}", "--nonmembers", "{corpus_jsonl}", "--attack", "minkk", "--out", "{out}"], "minkk"),
     ("membership-lab-out-is-file", ["membership", "lab", "--out", "{outfile}"], "--out is a file"),
@@ -373,6 +400,10 @@ def test_bad_input_gives_one_line_and_exit_2(case_id, argv, needle, bad, tmp_pat
     assert needle in lines[0], lines[0]
     assert not out.exists(), sorted(p.name for p in out.rglob("*"))
     assert bad["outfile"].read_text() == before_outfile
+    for name in FOREIGN:  # the user's own files where outputs go: byte-identical
+        assert (bad["d"] / name).read_bytes() == b"the user's own file\n\x00\xff", name
+    for folder in ("foreign", "unl", "rep_foreign", "mlab"):  # and nothing written beside them
+        assert not (bad["d"] / folder / ".leakaudit").exists(), folder
 
 
 def test_markup_in_paths_and_keys_is_printed_verbatim(bad):

@@ -148,7 +148,9 @@ def test_export_gguf_without_a_pad_token(tiny_model_dir, tmp_path):
     assert r.exit_code == 0, r.output
     fields = gguf.GGUFReader(str(out)).fields
     assert "tokenizer.ggml.eos_token_id" in fields and "tokenizer.ggml.padding_token_id" not in fields
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.gguf", "nopad"]  # no partial file
+    # no partial file; .leakaudit holds the ownership record of m.gguf (a rerun may replace it)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".leakaudit", "m.gguf", "nopad"]
+    assert sorted(p.name for p in (tmp_path / ".leakaudit").iterdir()) == ["owned.json"]
 
 
 def test_a_failed_export_leaves_no_file(tiny_model_dir, tmp_path):

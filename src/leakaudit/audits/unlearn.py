@@ -9,6 +9,15 @@ import json
 from pathlib import Path
 
 
+def method_folders(methods) -> tuple[str, ...]:
+    """The folders :func:`run_unlearn` writes (and replaces) under its output folder for
+    ``methods``: one per method, and SISA's ensemble before the deletion."""
+    dirs: list[str] = []
+    for m in methods:
+        dirs += ["sisa-before", "sisa"] if m == "sisa" else [m]
+    return tuple(dirs)
+
+
 def run_unlearn(*, model, docs, forget_ids: list[str], methods: list[str], out: Path,
                 steps: int, lr: float, batch_size: int, beta: float, retain_weight: float,
                 shards: int, train_spec, seed: int, target=None, log=print) -> dict:
@@ -76,5 +85,7 @@ def run_unlearn(*, model, docs, forget_ids: list[str], methods: list[str], out: 
                                     "n_shards": shards,
                                     "retrained_shards": man["retrained_shards"]}
         log(f"{m}: {result['methods'][m]['wall_s']:.1f}s")
-    (out / "unlearn.json").write_text(json.dumps(result, indent=1, default=str))
+    from leakaudit.runs.atomic import atomic_write_text
+
+    atomic_write_text(out / "unlearn.json", json.dumps(result, indent=1, default=str))
     return result

@@ -51,10 +51,16 @@ def register(app: typer.Typer) -> None:
 
         _quiet_libraries()
         try:
+            if ledger is not None:
+                _check_ledger(ledger)
             t = load_endpoint(spec, model=model, api_key_env=api_key_env,
                               api_key_file=None if api_key_file is None else str(api_key_file),
                               tokenizer=None if tokenizer is None else str(tokenizer),
                               ledger=ledger, max_logprobs=max_logprobs, log=_log)
+            if ledger is not None:
+                from leakaudit.runs.staged import record_owned
+
+                record_owned(ledger.absolute().parent, [ledger.name])
         except LeakauditError as e:
             _fail(e)
         out_console.print_json(json.dumps({"model": t.model_id, **t.capabilities.to_dict(),
@@ -169,6 +175,23 @@ def register(app: typer.Typer) -> None:
         except LeakauditError as e:
             _fail(e)
         out_console.print(f"wrote {p}", highlight=False)
+
+
+def _check_ledger(ledger: Path) -> None:
+    """``--ledger FILE`` is added to, never replaced: it may be a ledger leakaudit wrote (recorded
+    as its own, or recognisably a request ledger); any other file there is refused, and with
+    ``leakaudit --overwrite`` removed so that a new ledger takes its place."""
+    from leakaudit.runs.staged import check_output_file, file_owned, foreign_file_error, overwriting
+    from leakaudit.targets.api_client import RequestLedger
+
+    check_output_file(ledger, "--ledger", overwrite=True)  # a folder, or no folder to write in
+    if not (ledger.exists() or ledger.is_symlink()) or file_owned(ledger):
+        return
+    if ledger.is_file() and not ledger.is_symlink() and RequestLedger.is_ledger(ledger):
+        return
+    if not overwriting():
+        raise foreign_file_error(ledger, "--ledger")
+    ledger.unlink()
 
 
 def _docs(load_corpus, path):

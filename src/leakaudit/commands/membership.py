@@ -175,11 +175,17 @@ def lab(
     fmts, thresholds = _outputs(formats, fail_on)
     _quiet_libraries()
     try:
-        check_output_location(out, produces=_outputs_of_membership())
+        from leakaudit.report.writer import format_files
+        from leakaudit.runs.staged import owned_output
+
+        check_output_location(out, produces=_outputs_of_membership() + format_files(fmts))
         summary = run_classifier_membership_lab(out, ClassifierLabConfig(n_shadow=shadows, seed=seed),
                                                 progress=_progress(), log=_log, command=_command(),
                                                 formats=fmts)
-        written = render(out, [f for f in fmts if f == "junit"], thresholds)  # verdicts into junit.xml
+        junit = [f for f in fmts if f == "junit"]
+        # verdicts into junit.xml, written in place: never over a file leakaudit did not write
+        with owned_output(out, produces=format_files(junit)):
+            written = render(out, junit, thresholds)
     except LeakauditError as e:
         _fail(e)
     _print_results(summary, out)

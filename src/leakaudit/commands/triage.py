@@ -28,12 +28,11 @@ def triage(
     from leakaudit.triage.profile import example_names
     from leakaudit.triage.render import print_assessment, print_comparison, write_html
 
-    from leakaudit.runs.atomic import atomic_write_text
-    from leakaudit.runs.staged import check_output_file
+    from leakaudit.runs.staged import check_output_file, write_owned_text
 
     try:
         for path, option in ((html, "--html"), (json_out, "--json")):
-            if path is not None:
+            if path is not None:  # before any work: a foreign file there is refused now
                 check_output_file(path, option)
         names = [n for e in example or [] for n in (example_names() if e.lower() == "all" else [e])]
         loaded = [load_example(n) for n in names] + [load_profile(p) for p in profiles or []]
@@ -53,8 +52,8 @@ def triage(
             write_html(ranked, html)
             out_console.print(f"html: {html}", highlight=False)
         if json_out:
-            atomic_write_text(json_out, json.dumps([a.to_dict() for a in ranked], indent=1,
-                                                   ensure_ascii=False))
+            write_owned_text(json_out, "--json", json.dumps([a.to_dict() for a in ranked],
+                                                            indent=1, ensure_ascii=False))
             out_console.print(f"json: {json_out}", highlight=False)
     except LeakauditError as e:
         _fail(e)

@@ -80,8 +80,13 @@ def register(app: typer.Typer) -> None:
         try:
             from leakaudit.runs.staged import check_output_location
 
-            check_output_location(out, produces=("unlearn.json",), inputs=[corpus, forget_ids])
+            from leakaudit.audits.unlearn import method_folders
+
             ms = _methods(methods)
+            inputs = [corpus, forget_ids, Path(model) if Path(model).exists() else None]
+            # one model folder per method, written whole: a foreign one there is refused now
+            check_output_location(out, produces=("unlearn.json",), inputs=inputs,
+                                  folders=method_folders(ms))
             check_spec(model, allow_download=allow_download)  # a typo answers at once, no torch
         except LeakauditError as e:
             _fail(e)
@@ -108,9 +113,11 @@ def register(app: typer.Typer) -> None:
                 spec = (LMSpec(n_ctx=min(n_ctx, 1024), epochs=epochs, lr=train_lr, batch_size=8), seed)
             spec = spec or (LMSpec(), seed)
             _log(f"forget set: {len(fids)} of {len(docs)} documents")
+            from leakaudit.runs.atomic import atomic_write_text
             from leakaudit.runs.staged import owned_output
 
-            with owned_output(out, produces=("unlearn.json",), inputs=[corpus, forget_ids],
+            with owned_output(out, produces=("unlearn.json",), inputs=inputs,
+                              folders=method_folders(ms),
                               log=_log):  # the folder's lock, and no foreign file replaced
                 res = run_unlearn(model=model, docs=docs, forget_ids=fids, methods=ms, out=out,
                                   steps=steps, lr=lr, batch_size=batch_size, beta=beta,
@@ -119,7 +126,7 @@ def register(app: typer.Typer) -> None:
                 res["corpus"] = str(corpus)
                 res["text_field"] = text_field
                 res["command"] = _command()
-                (out / "unlearn.json").write_text(json.dumps(res, indent=1, default=str))
+                atomic_write_text(out / "unlearn.json", json.dumps(res, indent=1, default=str))
         except LeakauditError as e:
             _fail(e)
         for m, info in res["methods"].items():

@@ -138,7 +138,22 @@ def write_report(out: str | Path, *, run_record: dict[str, Any],
             fh.write(json.dumps(clean(summary), indent=1, default=str))
     written = render(out, formats, fail_on)
     written.files = {**files, **written.files}
+    _record_written(out, [out / "report.jsonl", *written.files.values(),
+                          *([out / "hits.jsonl"] if sampled else []),
+                          *([out / "summary.json"] if summary is not None else [])])
     return written
+
+
+def _record_written(out: Path, paths: Iterable[Path]) -> None:
+    """Record what :func:`write_report` wrote straight into a folder (a library caller's) as
+    leakaudit's, so ``leakaudit report`` may render there again. Into a staging folder nothing
+    is recorded: the merge into the output folder records every file it moves."""
+    from leakaudit.runs.files import PARTIAL
+    from leakaudit.runs.staged import record_owned
+
+    if any(p.name.startswith(PARTIAL) for p in (out.absolute(), *out.absolute().parents)):
+        return
+    record_owned(out, sorted({Path(p).relative_to(out).as_posix() for p in paths}))
 
 
 def render(out: str | Path, formats: Iterable[str], fail_on: list[str] | None = None) -> Written:

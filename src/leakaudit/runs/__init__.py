@@ -4,7 +4,8 @@
   asked for (``leakaudit --share``).
 - :mod:`leakaudit.runs.staged`: a staged output that merges only its own files into the output
   folder and refuses to replace anything leakaudit did not write (unless ``--overwrite``);
-  :func:`~leakaudit.runs.staged.owned_output` gives the same to a writer that writes in place.
+  :func:`~leakaudit.runs.staged.owned_output` gives the same to a writer that writes in place,
+  :func:`~leakaudit.runs.staged.owned_file` to a single named output file.
 - :mod:`leakaudit.runs.lock`: one run at a time per output folder (``OUT/.leakaudit/lock``, an
   ``fcntl`` lock naming its holder; a crashed run's lock is taken over with a log line).
 - :mod:`leakaudit.runs.store`: stages keyed by a hash of their inputs and config, recorded as

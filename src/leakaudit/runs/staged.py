@@ -11,6 +11,10 @@ knows it will write (:func:`check_output_location`), so a conflict costs nothing
 A staging folder left behind by a process that was killed (``kill -9``, power loss) is removed by
 the next run into the same folder; the run store (``OUT/.leakaudit/store``) keeps what that
 process had finished, so nothing is lost.
+
+A single named file (``triage --json FILE``, ``endpoint export-gguf MODEL OUT.gguf``) is written
+with :func:`owned_file`: atomically, recorded in ``FOLDER/.leakaudit/owned.json`` of the folder it
+is in (the same record), and never over a file that record does not list unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -73,28 +77,65 @@ def record_owned(out: str | Path, rels: Iterable[str]) -> None:
 
 
 def _record_owned(out: Path, rels: Iterable[str]) -> None:
+    """Read, extend and rewrite the record under an exclusive ``flock`` of the ``.leakaudit``
+    folder itself: writers that do not hold the output folder's lock (a single-file output
+    beside a running audit) never drop each other's entries."""
+    import fcntl
+
     from leakaudit.runs.atomic import atomic_write_text
 
-    owned = owned_files(out) | set(rels)
+    rels = set(rels)
     mkdir_private(out / META)
-    atomic_write_text(_owned_path(out), json.dumps({"files": sorted(owned)}, indent=0) + "\n")
+    fd = os.open(out / META, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        owned = owned_files(out) | rels
+        atomic_write_text(_owned_path(out), json.dumps({"files": sorted(owned)}, indent=0) + "\n")
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def _resolved(p: str | Path) -> Path:
     return Path(os.path.abspath(os.path.expanduser(str(p))))
 
 
+def _foreign_in_folder(out: Path, rel: str, owned: set[str]) -> str | None:
+    """The first thing at ``out/rel`` (a folder the run writes in place) that leakaudit did not
+    write, as a relative path; None when there is nothing there or all of it is leakaudit's."""
+    dest = out / rel
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        return None if rel in owned else rel
+    if dest.is_dir():
+        for f in _walk_files(dest):
+            r = f"{rel}/{f}"
+            if r not in owned:
+                return r
+    return None
+
+
+def folder_files(out: str | Path, folders: Iterable[str]) -> list[str]:
+    """Every file (relative to ``out``) under the folders ``folders`` of ``out`` that exist."""
+    out = Path(out)
+    return [f"{rel}/{f}" for rel in folders if (out / rel).is_dir() and not (out / rel).is_symlink()
+            for f in _walk_files(out / rel)]
+
+
 def check_output_location(out: str | Path, *, produces: Iterable[str] = (),
                           inputs: Iterable[str | Path | None] = (),
-                          overwrite: bool | None = None) -> Path:
+                          overwrite: bool | None = None, folders: Iterable[str] = (),
+                          option: str = "--out") -> Path:
     """Fail now, before any work, if ``out`` cannot receive this run's files.
 
     ``out`` must be a folder (or not exist yet) that can be created and written; none of
     ``produces`` (relative paths the run writes) may be a foreign file unless ``overwrite``; no
     input file may be among the outputs (inputs are never outputs, even with ``--overwrite``).
+    ``folders`` are sub-folders the run writes (and may replace) whole, e.g. one model folder
+    per method: one that holds anything leakaudit did not write is refused unless ``overwrite``.
+    ``option`` names what to choose instead in the refusal (``--out``, or ``folder``).
     """
     overwrite = _overwrite if overwrite is None else overwrite
     out = Path(out)
+    produces, folders = tuple(produces), tuple(folders)
     if out.exists() and not out.is_dir():
         raise InputError("--out is a file, not a folder", path=str(out))
     # the nearest existing ancestor must be a writable folder
@@ -106,7 +147,7 @@ def check_output_location(out: str | Path, *, produces: Iterable[str] = (),
     if not os.access(p, os.W_OK | os.X_OK):
         raise InputError("output folder is not writable" if p == _resolved(out) else
                          f"cannot create the output folder: {p} is not writable", path=str(out))
-    outputs = {_resolved(out / rel) for rel in produces}
+    outputs = {_resolved(out / rel) for rel in (*produces, *folders)}
     for inp in inputs:
         if inp is None:
             continue
@@ -122,14 +163,35 @@ def check_output_location(out: str | Path, *, produces: Iterable[str] = (),
             if dest.is_dir() and not dest.is_symlink():
                 continue  # merged into, file by file, at the end
             if (dest.exists() or dest.is_symlink()) and rel not in owned and not overwrite:
-                raise InputError("exists and was not written by leakaudit; give --overwrite to "
-                                 "replace it, or another --out", path=str(dest))
+                raise foreign_file_error(dest, option)
+        for rel in folders:
+            foreign = None if overwrite else _foreign_in_folder(out, rel, owned)
+            if foreign is not None:
+                raise foreign_file_error(out / rel, option, holds=foreign)
     return out
 
 
-def check_output_file(path: str | Path, option: str) -> Path:
+def file_owned(path: str | Path) -> bool:
+    """Whether leakaudit wrote the single file ``path`` (it is listed in the ownership record of
+    its folder, ``FOLDER/.leakaudit/owned.json``, as output folders' files are)."""
+    p = _resolved(path)
+    return p.name in owned_files(p.parent)
+
+
+def foreign_file_error(path: str | Path, option: str, holds: str | None = None) -> InputError:
+    """The one line for a foreign file (or a folder holding one, ``holds``) at an output path:
+    what it is and how to proceed (``--overwrite`` is a global option: before the command)."""
+    what = "" if holds is None else f" (it holds {holds})"
+    return InputError(f"exists and was not written by leakaudit{what}; to replace it run "
+                      f"'leakaudit --overwrite <command> ...', or choose another {option}",
+                      path=str(path))
+
+
+def check_output_file(path: str | Path, option: str, *, overwrite: bool | None = None) -> Path:
     """Fail now, before any work, if the single file ``path`` (given with ``option``) cannot be
-    written: it is a folder, or its folder cannot be created (a file on the way) or written."""
+    written: it is a folder, its folder cannot be created (a file on the way) or written, or it
+    exists and leakaudit did not write it (unless ``overwrite``, by default ``--overwrite``)."""
+    overwrite = _overwrite if overwrite is None else overwrite
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{option} is a folder, not a file", path=str(path))
@@ -140,7 +202,51 @@ def check_output_file(path: str | Path, option: str) -> Path:
         raise InputError(f"cannot write {option}: {p} is a file, not a folder", path=str(path))
     if not os.access(p, os.W_OK | os.X_OK):
         raise InputError(f"cannot write {option}: {p} is not writable", path=str(path))
+    if (path.exists() or path.is_symlink()) and not overwrite and not file_owned(path):
+        raise foreign_file_error(path, option)
     return path
+
+
+@contextmanager
+def owned_file(path: str | Path, option: str, *, overwrite: bool | None = None) -> Iterator[Path]:
+    """Write the single file ``path`` (given with ``option``) atomically, never over a file
+    leakaudit did not write.
+
+    ``with owned_file(path, "--json") as tmp: <write tmp>``: the content goes to a temporary
+    file beside ``path``; when the block ends without error, the check of
+    :func:`check_output_file` is repeated (a file may have appeared meanwhile), the temporary
+    file replaces ``path`` with :func:`os.replace` and ``path`` is recorded in its folder's
+    ownership record (``FOLDER/.leakaudit/owned.json``, the record output folders keep), so a
+    rerun may replace it. On any error the temporary file is removed and ``path`` is untouched.
+    """
+    from leakaudit.runs.files import file_mode
+
+    check_output_file(path, option, overwrite=overwrite)
+    dest = _resolved(path)
+    with private_umask():
+        mkdir_private(dest.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+        os.close(fd)
+        os.chmod(tmp, file_mode())
+        try:
+            yield Path(tmp)
+            check_output_file(path, option, overwrite=overwrite)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _record_owned(dest.parent, [dest.name])
+
+
+def write_owned_text(path: str | Path, option: str, text: str, *,
+                     overwrite: bool | None = None) -> Path:
+    """:func:`owned_file` for a text (UTF-8) file."""
+    with owned_file(path, option, overwrite=overwrite) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    return Path(path)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -198,8 +304,7 @@ def merge_stage(stage: Path, out: Path, *, overwrite: bool | None = None) -> lis
             raise InputError(f"is a folder, but this run writes a file there; choose another "
                              f"--out", path=str(dest))
         if (dest.exists() or dest.is_symlink()) and rel not in owned and not overwrite:
-            raise InputError("exists and was not written by leakaudit; give --overwrite to "
-                             "replace it, or another --out", path=str(dest))
+            raise foreign_file_error(dest, "--out")
     for rel in rels:
         src, dest = stage / rel, out / rel
         mkdir_private(dest.parent)
@@ -269,22 +374,28 @@ def _remove_created(out_dir: Path) -> None:
 
 @contextmanager
 def owned_output(out: str | Path, *, produces: Iterable[str], inputs: Iterable[str | Path | None] = (),
-                 overwrite: bool | None = None, log=None) -> Iterator[Path]:
+                 overwrite: bool | None = None, log=None, folders: Iterable[str] = (),
+                 option: str = "--out") -> Iterator[Path]:
     """For a writer that writes into ``out`` directly (not through a staging folder): hold the
-    folder's lock, refuse a foreign file among ``produces`` (before and under the lock), and
-    record every one of ``produces`` that exists at the end (success or failure) as written by
-    leakaudit, so a rerun may replace it and nothing else."""
+    folder's lock, refuse a foreign file among ``produces`` or a foreign file in one of
+    ``folders`` (sub-folders written whole, see :func:`check_output_location`) before and under
+    the lock, and record every one of ``produces`` and every file under ``folders`` that exists
+    at the end (success or failure) as written by leakaudit, so a rerun may replace it and
+    nothing else."""
     from leakaudit.runs.lock import output_lock
 
     out = Path(out)
     produces = tuple(produces)
     inputs = tuple(inputs)
-    check_output_location(out, produces=produces, inputs=inputs, overwrite=overwrite)
+    folders = tuple(folders)
+    check_output_location(out, produces=produces, inputs=inputs, overwrite=overwrite,
+                          folders=folders, option=option)
     with output_lock(out, log=log):
-        check_output_location(out, produces=produces, inputs=inputs, overwrite=overwrite)
+        check_output_location(out, produces=produces, inputs=inputs, overwrite=overwrite,
+                              folders=folders, option=option)
         try:
             yield out
         finally:
-            made = [rel for rel in produces if (out / rel).exists()]
+            made = [rel for rel in produces if (out / rel).exists()] + folder_files(out, folders)
             if made:
                 _record_owned(out, made)

@@ -205,6 +205,25 @@ class RequestLedger:
         attempts INTEGER NOT NULL, latency_s REAL, prompt_tokens INTEGER,
         completion_tokens INTEGER, error TEXT, response TEXT, updated REAL NOT NULL)"""
 
+    @classmethod
+    def is_ledger(cls, path: str | os.PathLike) -> bool:
+        """Whether ``path`` is a request ledger (a SQLite file whose ``requests`` table has this
+        class's columns), read without changing it."""
+        p = Path(path)
+        try:
+            with open(p, "rb") as fh:
+                if fh.read(16) != b"SQLite format 3\x00":
+                    return False
+            db = sqlite3.connect(f"file:{p.resolve()}?mode=ro", uri=True)
+            try:
+                cols = [r[1] for r in db.execute("PRAGMA table_info(requests)")]
+            finally:
+                db.close()
+        except (OSError, sqlite3.Error):
+            return False
+        return cols == ["key", "path", "status", "http_status", "attempts", "latency_s",
+                        "prompt_tokens", "completion_tokens", "error", "response", "updated"]
+
     def __init__(self, path: str | os.PathLike | None):
         self.path = None if path is None else Path(path)
         if self.path is not None:

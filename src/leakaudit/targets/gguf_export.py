@@ -103,11 +103,16 @@ def export_gguf(model_dir: str | Path, out: str | Path, *, add_bos: bool = False
     from leakaudit.errors import InputError
     from leakaudit.runs.staged import check_output_file
 
-    check_output_file(out, "the output .gguf")
+    check_output_file(out, "output .gguf")
     try:
         tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         model = GPT2LMHeadModel.from_pretrained(str(model_dir), local_files_only=True)
     except (OSError, ValueError) as e:
         raise InputError(f"not a GPT-2-style model directory: {str(e).splitlines()[0]}",
                          path=str(model_dir)) from None
-    return write_gpt2_gguf(model, tok, out, add_bos=add_bos, chat_template=chat_template)
+    from leakaudit.runs.staged import owned_file
+
+    # never over a file leakaudit did not write; recorded as leakaudit's, so a rerun replaces it
+    with owned_file(out, "output .gguf") as tmp:
+        write_gpt2_gguf(model, tok, tmp, add_bos=add_bos, chat_template=chat_template)
+    return Path(out)

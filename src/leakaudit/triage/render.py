@@ -101,10 +101,12 @@ code{background:#f4f4f4;padding:.1em .3em}.measured{color:#06c;font-weight:bold}
 """
 
 
-def write_html(ranked: list[Assessment], path: str | Path) -> Path:
+def write_html(ranked: list[Assessment], path: str | Path, *, option: str = "--html") -> Path:
+    """Write the triage page to ``path`` atomically; a file there that leakaudit did not write
+    is refused (``leakaudit --overwrite`` replaces it), one it wrote is replaced."""
     import jinja2
 
-    from leakaudit.runs.atomic import atomic_write_text
+    from leakaudit.runs.staged import write_owned_text
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return atomic_write_text(path, env.from_string(_TEMPLATE).render(ranked=ranked))
+    return write_owned_text(path, option, env.from_string(_TEMPLATE).render(ranked=ranked))
