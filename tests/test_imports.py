@@ -25,15 +25,21 @@ _TREES: dict[Path, ast.Module] = {}
 
 
 def _parse(path: Path) -> ast.Module:
-    """``ast.parse`` of a source file, in a thread of its own, once per file. CPython 3.11.7's
-    AST constructor can raise "SystemError: AST constructor recursion depth mismatch" when it
-    is called deep in a long-running process's stack (gh-106905, fixed in 3.11.8; seen in a full
-    test run after ~1,000 tests); a fresh thread starts with a fresh recursion count."""
+    """``ast.parse`` of a source file, once per file, retried on CPython 3.11.7's spurious
+    "SystemError: AST constructor recursion depth mismatch" (gh-106905, fixed in 3.11.8): the
+    AST constructor keeps its depth count in interpreter-wide state, so another thread building
+    AST objects at the same moment corrupts it (seen twice in full test runs after ~1,000 tests,
+    once from a fresh thread); the count is reset at the start of every call, so a retry is
+    clean, and a real syntax error is a SyntaxError, never retried."""
     if path not in _TREES:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(1) as pool:
-            _TREES[path] = pool.submit(ast.parse, path.read_text(encoding="utf-8")).result()
+        source = path.read_text(encoding="utf-8")
+        for attempt in range(5):
+            try:
+                _TREES[path] = ast.parse(source)
+                break
+            except SystemError as e:
+                if "recursion depth mismatch" not in str(e) or attempt == 4:
+                    raise
     return _TREES[path]
 
 
