@@ -172,14 +172,9 @@ def test_negative_control_model_that_never_saw_the_data(quick_lab):
 
 
 def test_same_seed_same_corpus_models_and_findings(tmp_path):
-    """A tiny lab twice with one seed: identical corpus, model fingerprints and samples."""
-    base = LabConfig.quick(seed=3)
-    tiny = replace(base, n_docs=40, n_heldout=20, n_reference=20, canary_repeats=(1, 2, 4), boilerplate_repeats=(2, 4),
-                   target=replace(base.target, epochs=1), reference=replace(base.reference, epochs=1),
-                   small=replace(base.small, epochs=1),
-                   extraction=replace(base.extraction, n_samples=6, select=3, max_new_tokens=32),
-                   memorization=replace(base.memorization, n_sequences=10, greedy_check=10),
-                   exposure_references=20, inversion=False)
+    """The tiny lab (every stage of the quick lab, at the smallest sizes) twice with one seed:
+    identical corpus, model fingerprints, samples and records; another seed differs."""
+    tiny = LabConfig.tiny(seed=3)
     a = run_lab(tmp_path / "a", tiny, log=lambda m: None)
     b = run_lab(tmp_path / "b", tiny, log=lambda m: None)
     ra, rb = load_report(tmp_path / "a"), load_report(tmp_path / "b")
@@ -192,7 +187,7 @@ def test_same_seed_same_corpus_models_and_findings(tmp_path):
                 for r in recs]
     assert ra["membership"] and no_timings(ra["membership"]) == no_timings(rb["membership"])
     assert a["n_verified_samples"] == b["n_verified_samples"]
-    run_lab(tmp_path / "c", replace(tiny, seed=4), log=lambda m: None)
+    run_lab(tmp_path / "c", LabConfig.tiny(seed=4), log=lambda m: None)
     rc = load_report(tmp_path / "c")
     assert [s["text"] for s in rc["sample"]] != [s["text"] for s in ra["sample"]]
 
