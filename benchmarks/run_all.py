@@ -107,6 +107,8 @@ BENCHES: tuple[Bench, ...] = (
                  r"(?P<k>membership|extraction) " + NUM + r"%(?=[,\s])", kind="overhead"),)),
     Bench("sampling", "bench_sampling.py", ("--samples", "20", "--batch", "20", "--tokens", "64"),
           (Ratio("sampling_batched_vs_batch1", r"^ratio: " + NUM + "x"),)),
+    Bench("threads", "bench_threads.py", ("--docs", "24", "--epochs", "5"),
+          (Ratio("threads_default_vs_1_beside_busy_loop", r"^default vs 1 thread beside a busy loop: " + NUM + "x"),)),
     Bench("scoring", "bench_scoring.py", ("--samples", "4", "--tokens", "128", "--rounds", "1"),
           (Ratio("scoring_batched_vs_reference", r"^ratio batched / reference: " + NUM + "x"),)),
 )

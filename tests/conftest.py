@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+import leakaudit  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE before any test module loads torch)
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 TEXTS = [

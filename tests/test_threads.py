@@ -94,6 +94,22 @@ def test_explicit_count_beats_the_environment_which_beats_the_default(fresh_thre
     assert th.configure_threads(0) == 1 and th.configured() == 1  # 0: what the load leaves free
 
 
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_openmp_waits_passively_unless_the_user_chose(preset):
+    """``import leakaudit`` sets OMP_WAIT_POLICY=PASSIVE before torch loads (spinning OpenMP
+    threads thrash beside other CPU-bound work); a value the user set is kept, and torch imported
+    after leakaudit runs under it (libgomp reads it when it loads)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = ("import os, leakaudit, torch; print(os.environ['OMP_WAIT_POLICY'], "
+            "torch.get_num_threads() >= 1)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-1000:]
+    assert r.stdout.split() == [preset or "PASSIVE", "True"]
+
+
 @pytest.mark.parametrize("bad", [-3, 1.5, "2", True])
 def test_a_bad_count_is_an_input_error(fresh_threads, bad):
     with pytest.raises(InputError, match="threads must be a whole number >= 0"):
