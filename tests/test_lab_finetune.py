@@ -106,3 +106,36 @@ def test_a_foreign_file_where_a_model_goes_is_refused_before_any_work(tmp_path):
     r = CliRunner().invoke(app, ["lab", "finetune", "--tiny", "--out", str(out)])
     assert r.exit_code == 2 and r.output.strip().count("\n") == 0, r.output
     assert mine.read_bytes() == b"mine" and not (out / "corpus").exists()
+
+
+def test_html_shows_out_of_domain_perplexity_and_the_answer(tmp_path):
+    """The defenses table of the HTML gains the out-of-domain perplexity column and the intro the
+    computed sentence when the records come from the fine-tuning lab; ε keeps δ and its unit."""
+    from leakaudit.lab.finetune import comparison_records
+    from leakaudit.report.html import render_html
+    from leakaudit.report.writer import write_report
+
+    def full(ppl, gen):
+        r = _row(ppl, gen)
+        r["extraction"].update({"precision": {"value": None}, "verified_samples": 0,
+                                "corpus_pii_in_samples": {"email": 0}, "n_samples": 4})
+        r["membership"]["documents"].update({"attack": None, "ci_low": None, "ci_high": None})
+        return r
+
+    rows = {"base": full(30.0, 20.0), "lora": full(6.0, 21.0), "lora_dp_eps1": full(12.0, 20.5)}
+    for name, r in rows.items():
+        r["variant"] = name  # as run_battery writes it
+    variants = {"lora": {"method": "lora", "wall_s": 1, "steps": 2, "final_loss": 1.0,
+                         "config": {}, "trainable_parameters": 10},
+                "lora_dp_eps1": {"method": "lora", "wall_s": 1, "steps": 2, "final_loss": 1.0,
+                                 "config": {}, "trainable_parameters": 10, "dp": _dp(1.0)}}
+    recs = comparison_records(rows, variants, {"n_params": 100})
+    answer = practicality(rows, variants, FinetuneLabConfig(methods=("lora",), epsilons=(1.0,)))
+    write_report(tmp_path, formats=("jsonl",), run_record={"command": "test"}, records=recs,
+                 summary={"attack": "defense_comparison", "warnings": [], "claims": {},
+                          "practical_below_eps3": answer})
+    render_html(tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    assert "out-of-domain perplexity" in html and "20.50 [20.00, 21.00]" in html
+    assert "ε &lt; 3 is not practical here" in html
+    assert "ε = 1 at δ = 0.001 per document" in html
