@@ -762,7 +762,7 @@ def _derive_seed(seed: int, purpose: str) -> int:
 
 
 def _clip(text: str, max_words: int | None) -> str:
-    """``text`` up to its last whole line within ``max_words`` words (at least its first line,
+    r"""``text`` up to its last whole line within ``max_words`` words (at least its first line,
     cut to ``max_words`` words); unchanged when ``max_words`` is None.
 
     >>> _clip("a b c\nd e\nf g h", 5)
