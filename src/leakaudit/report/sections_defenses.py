@@ -144,4 +144,4 @@ def build_defenses(rd: ReportData) -> Section | None:
                                  " " + summ["practical_below_eps3"]["sentence"]
                                  if (summ.get("practical_below_eps3") or {}).get("sentence") else ""),
                     "warnings": list(summ.get("warnings") or []),
-                    "tables": [table, claim_table], "figures": figs})
+                    "tables": [table] + ([claim_table] if claims else []), "figures": figs})
