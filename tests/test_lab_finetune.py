@@ -64,6 +64,10 @@ def test_practicality_follows_the_numbers():
     assert "2.00× the non-private lora fine-tune" in a["sentence"]
     rows["lora_dp_eps1"] = _row(8.9)  # 1.48× but helps: practical again
     assert practicality(rows, variants, cfg)["practical"] is True
+    at3 = {**_dp(2.99), "target_epsilon": 3.0}  # calibrated to 3: not "below 3"
+    assert practicality({"base": _row(30.0), "lora": _row(6.0), "lora_dp_eps3": _row(6.1)},
+                        {"lora": {"method": "lora"}, "lora_dp_eps3": {"method": "lora", "dp": at3}},
+                        cfg)["practical"] is None
     none = practicality({"base": _row(30.0), "lora": _row(6.0)}, {"lora": {"method": "lora"}}, cfg)
     assert none["practical"] is None and "not answered" in none["sentence"]
 

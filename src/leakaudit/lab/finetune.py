@@ -492,8 +492,8 @@ def markdown_table(rows: dict[str, dict], variants: dict[str, dict]) -> str:
 
 def practicality(rows: dict[str, dict], variants: dict[str, dict],
                  cfg: FinetuneLabConfig) -> dict[str, Any]:
-    """Whether DP fine-tuning below ε = 3 is practical here, from the numbers: a variant with
-    ε < 3 is practical when its in-domain held-out perplexity is at most
+    """Whether DP fine-tuning below ε = 3 is practical here, from the numbers: a variant
+    calibrated to ε < 3 is practical when its in-domain held-out perplexity is at most
     :data:`PRACTICAL_PPL_RATIO` × the non-private fine-tune's of the same method **and** its
     interval lies below the base model's (the fine-tune still helps). The sentence names the
     best such variant, or the closest miss.
@@ -510,7 +510,9 @@ def practicality(rows: dict[str, dict], variants: dict[str, dict],
     cands = []
     for name, rec in variants.items():
         d = rec.get("dp")
-        if not d or d.get("epsilon") is None or d["epsilon"] >= 3:
+        # the ε asked for (a variant calibrated to ε = 3 reaches 2.99, which is not "below 3")
+        eps = (d or {}).get("target_epsilon") or (d or {}).get("epsilon")
+        if eps is None or eps >= 3:
             continue
         plain = rows.get(rec["method"])
         if plain is None:
