@@ -88,8 +88,8 @@ class FinetuneLabConfig:
     """Sizes of the fine-tuning lab. The default and ``quick()`` run the full grid (3 methods ×
     non-private and every ε); ``tiny()`` only the full fine-tune, non-private and at ε = 1 (every
     stage, for the slow test). Measured on a 2-core machine shared with other jobs, one thread:
-    ``tiny()`` 2m43s and 2m59s wall in two runs of its slow test; ``quick()`` 20m53s wall, 19m07s CPU (over the
-    15 minutes asked of it); the default size was not run."""
+    ``tiny()`` 2m43s and 2m59s wall in two runs of its slow test; ``quick()`` 20m53s wall,
+    19m07s CPU (over the 15 minutes asked of it); the default size was not run."""
 
     n_docs: int = 120
     n_heldout: int = 120
