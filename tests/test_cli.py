@@ -318,11 +318,13 @@ def _subcommands(argv: list[str]) -> list[str]:
 
 
 def test_modes_are_subcommands():
-    assert _subcommands(["lab"]) == ["defenses", "endpoint", "after-training"]
+    assert _subcommands(["lab"]) == ["defenses", "endpoint", "after-training", "finetune"]
     assert _subcommands(["membership"]) == ["llm", "classifier", "scores", "lab"]
     # each subcommand has only the options that apply to it
     sub = CliRunner().invoke(app, ["lab", "defenses", "--help"], env={"COLUMNS": "200"}).output
     assert "--show-pii" not in sub and "--endpoint" not in sub and "--format" not in sub
+    sub = CliRunner().invoke(app, ["lab", "finetune", "--help"], env={"COLUMNS": "200"}).output
+    assert "--tiny" in sub and "--show-pii" not in sub and "--samples" not in sub
     sub = CliRunner().invoke(app, ["membership", "scores", "--help"], env={"COLUMNS": "200"}).output
     assert "--cluster" not in sub and "--members" not in sub and "--model" not in sub
 

@@ -20,6 +20,8 @@ MODULES = [
     "leakaudit.defenses.unlearning",
     "leakaudit.audits.output_filter",
     "leakaudit.triage.model",
+    "leakaudit.lab.finetune",
+    "leakaudit.lab.corpus",
 ]
 
 

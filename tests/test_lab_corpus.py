@@ -339,3 +339,44 @@ def test_recurring_subjects_change_only_their_host_documents() -> None:
     assert reps[:4] == [8, 8, 8, 8] and len(reps) < 8  # 150 documents: fewer at 16
     with pytest.raises(ValueError, match="subject repeat"):
         LabCorpusConfig(subject_repeats=(0,)).validate()
+
+
+def test_code_genre_and_short_documents() -> None:
+    """The fine-tuning lab's corpus: only patient records and source code with credentials, in
+    equal parts, every generated document cut to ``max_words`` words at a line end; the code's
+    API keys are PII that the detector finds and the manifest records; canaries land in both."""
+    from leakaudit.corpus.pii import find_pii
+    from leakaudit.lab.corpus import ALL_GENRES
+
+    assert "code" in ALL_GENRES and "code" not in GENRES  # the default corpus has no code
+    c = generate_lab_corpus(LabCorpusConfig(
+        n_docs=30, n_heldout=10, genres=("clinical", "code"), max_words=40,
+        canary_kinds=("api_key", "ssn"), canary_repeats=(1, 4), boilerplate_repeats=()))
+    m = c.manifest
+    assert m["genre_counts"]["train"] == {"clinical": 15, "code": 15}
+    assert m["genre_counts"]["heldout"] == {"clinical": 5, "code": 5}
+    assert m["word_bounds"] == [40, 40]
+    for d in c.heldout:  # held-out documents are never modified after the cut
+        assert len(d["text"].split()) <= 40
+    code = [d for d in c.train + c.heldout if m["doc_genres"][d["id"]] == "code"]
+    keys = set(m["pii_values"]["api_key"])
+    for d in code:
+        assert d["text"].startswith("# ") and "API_KEY = " in d["text"]
+        found = {f.value for f in find_pii(d["text"]) if f.kind == "api_key"}
+        assert found & keys, d["text"]
+    clinical = [d for d in c.heldout if m["doc_genres"][d["id"]] == "clinical"]
+    assert all("\nPatient: " in d["text"] for d in clinical)
+    hosts = {m["doc_genres"][i] for can in m["canaries"] for i in can["doc_ids"]}
+    assert hosts <= {"clinical", "code"}
+    with pytest.raises(ValueError, match="genres"):
+        LabCorpusConfig(genres=("clinical", "poetry")).validate()
+    with pytest.raises(ValueError, match="max_words"):
+        LabCorpusConfig(max_words=2).validate()
+
+
+def test_default_corpus_has_no_api_key_values_and_full_length_documents(corpus: LabCorpus) -> None:
+    """The new options leave the default corpus as it was: four genres, no code, no cut."""
+    m = corpus.manifest
+    assert set(m["genre_counts"]["train"]) == set(GENRES)
+    assert "api_key" not in m["pii_values"]
+    assert m["word_bounds"] == [MIN_WORDS, MAX_WORDS]

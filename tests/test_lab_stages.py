@@ -10,6 +10,7 @@ import inspect
 import pytest
 
 from leakaudit.lab.defenses import DEFENSE_LAB_STAGES
+from leakaudit.lab.finetune import FINETUNE_LAB_STAGES
 from leakaudit.lab.run import LAB_STAGES
 from leakaudit.lab.stages import needs, run_stages, stage_order_errors
 
@@ -20,15 +21,19 @@ def test_the_labs_declare_their_stages_in_order():
         "membership", "inversion", "extraction", "report"]
     assert [n for n, _ in DEFENSE_LAB_STAGES] == [
         "corpus", "tokenizer", "training_data", "variants", "index", "battery", "report"]
+    assert [n for n, _ in FINETUNE_LAB_STAGES] == [
+        "corpus", "general_text", "base", "variants", "index", "battery", "report"]
     assert stage_order_errors(LAB_STAGES) == []
     assert stage_order_errors(DEFENSE_LAB_STAGES) == []
+    assert stage_order_errors(FINETUNE_LAB_STAGES) == []
     # the report takes every result the records come from
     assert needs(dict(LAB_STAGES)["report"]) == [
         "corpus", "models", "index", "memorization", "exposure", "pii_probes", "membership",
         "inversion", "extraction"]
 
 
-@pytest.mark.parametrize("stages", [LAB_STAGES, DEFENSE_LAB_STAGES], ids=["lab", "defenses"])
+@pytest.mark.parametrize("stages", [LAB_STAGES, DEFENSE_LAB_STAGES, FINETUNE_LAB_STAGES],
+                         ids=["lab", "defenses", "finetune"])
 def test_stages_are_small(stages):
     long = {}
     for _, fn in stages:

