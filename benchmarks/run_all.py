@@ -90,6 +90,10 @@ BENCHES: tuple[Bench, ...] = (
           (Ratio("endpoint_scoring_vs_engine_c{k}", r"^concurrency (?P<k>\d+): [\d.]+ docs/s = " + NUM + " x engine"),
            Ratio("endpoint_scoring_vs_raw_http_c{k}", r"^concurrency (?P<k>\d+): .*?, " + NUM + " x raw HTTP"),
            Ratio("endpoint_sampling_vs_engine", r"^extraction: sampling [\d.]+ samples/s = " + NUM + " x"))),
+    Bench("finetune", "bench_finetune.py", ("--steps", "5", "--warmup", "2", "--rounds", "2"),
+          (Ratio("finetune_lora_plain_vs_dp_{k}",
+                 r"^LoRA DP-SGD \((?P<k>[\w-]+) clipping\) on SmolLM2: [\d.]+ ms/step\s+" + NUM + "×",
+                 kind="cost"),)),
     Bench("index", "bench_index.py",
           ("--mb", "4", "--shard-mb", "1", "--lookups", "5000", "--repeats", "1", "--generations", "50")),
     Bench("label_only", "bench_label_only.py",
@@ -127,6 +131,9 @@ def read_ratios(bench: Bench, text: str) -> dict[str, float]:
     >>> b = next(b for b in BENCHES if b.name == "defenses")
     >>> read_ratios(b, "DP-SGD (ghost clipping)       25.0 ms/step    2.50×   goal ≤ 3×: met")
     {'dp_step_plain_vs_ghost': 0.4}
+    >>> b = next(b for b in BENCHES if b.name == "finetune")
+    >>> read_ratios(b, "LoRA DP-SGD (per-unit clipping) on SmolLM2: 1500.0 ms/step  1.25× (goal ≤ 2×: met)")
+    {'finetune_lora_plain_vs_dp_per_unit': 0.8}
     """
     text = text.split("ray overhead", 1)[-1] if bench.name == "ray" else text
     out: dict[str, float] = {}
