@@ -34,6 +34,10 @@ def compare(
 
     try:
         specs = api._named_specs(model)  # NAME=SPEC answers before anything loads
+        from leakaudit.targets import check_spec
+
+        for p in [s for _, s in specs] + ([reference] if reference is not None else []):
+            check_spec(p, allow_download=allow_download)  # a typo answers before transformers loads
         _quiet_libraries()
         rep = api.compare(dict(specs), corpus, heldout, out=out, reference=reference, samples=samples,
                           windows=windows, text_field=text_field, seed=seed, device=device,
