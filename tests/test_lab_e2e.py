@@ -245,7 +245,8 @@ def test_exposure_rises_with_repeats_and_stays_low_for_the_reference(quick_lab):
 
 
 def test_llm_membership_on_the_quick_lab(quick_lab):
-    """Members vs same-generator non-members: the model-free baseline stays near chance while the
+    """Members vs same-generator non-members (this replaced a slow test that retrained the quick
+    lab's target for the same claims): the model-free baseline stays near chance while the
     attacks see the target's training; canaries repeated >= 16 times are found at 1% FPR; a model
     that never saw the members (the reference, trained on its own split) gives chance AUC."""
     from leakaudit.attacks.membership.audit_llm import audit_llm_membership
@@ -270,6 +271,14 @@ def test_llm_membership_on_the_quick_lab(quick_lab):
     at1 = [next(t for t in r["tpr_at_fpr"] if t["fpr"] == 0.01) for r in heavy]
     assert all(t["resolvable"] for t in at1)
     assert max(t["tpr"] for t in at1) >= 0.5
+    cblind = next(r for r in mem if r["subset"] == f"canaries x>={cfg.membership_heavy_repeats}"
+                  and r["method"] == "blind_baseline")
+    assert next(t for t in cblind["tpr_at_fpr"] if t["fpr"] == 0.01)["tpr"] < max(t["tpr"] for t in at1)
+    # the exposed-record table follows the PII setting (this lab shows PII; masked by default)
+    from leakaudit.corpus.pii import mask_text
+
+    texts = [r["text"] for r in rep["membership_record"] if r.get("world") == "llm"]
+    assert texts and any(mask_text(t) != t for t in texts) == cfg.extraction.show_pii
     assert set(summary["membership"]) == {"documents", "canaries"}
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "Membership inference" in html
