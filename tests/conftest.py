@@ -66,8 +66,8 @@ def tiny_lm(tiny_model_dir):
 @pytest.fixture(scope="session")
 def quick_lab(tmp_path_factory):
     """The quick lab at seed 0 (PII shown), run once per session: ``(out, summary, cfg)``.
-    tests/test_lab_e2e.py checks its findings; tests/test_notebooks.py runs the docs' notebooks
-    on its models."""
+    tests/test_lab_e2e.py checks its findings (marked slow: about 4.5 minutes of training and
+    attacks on 2 cores)."""
     from dataclasses import replace
 
     from leakaudit.lab.run import LabConfig, run_lab
@@ -77,4 +77,17 @@ def quick_lab(tmp_path_factory):
     cfg = replace(cfg, extraction=replace(cfg.extraction, show_pii=True))
     summary = run_lab(out, cfg, log=lambda m: None, formats=("jsonl", "html", "sarif", "junit"),
                       fail_on=["extraction.verified > 0", "extraction.verified > 100000"])
+    return out, summary, cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_lab(tmp_path_factory):
+    """The tiny lab at seed 0 (every stage of the quick lab at the smallest sizes; its numbers
+    mean nothing), run once per session: ``(out, summary, cfg)``. The docs' notebooks and the
+    docs-link drift check run on it in the default test run."""
+    from leakaudit.lab.run import LabConfig, run_lab
+
+    out = tmp_path_factory.mktemp("tiny_lab") / "out"
+    cfg = LabConfig.tiny(seed=0)
+    summary = run_lab(out, cfg, log=lambda m: None, formats=("jsonl", "html", "sarif", "junit"))
     return out, summary, cfg

@@ -13,6 +13,7 @@ from leakaudit.report.records import load_report
 # quick_lab: the session fixture in conftest.py (the notebooks of docs/ run on it too)
 
 
+@pytest.mark.slow
 def test_quick_lab_finds_verified_memorized_samples(quick_lab):
     out, summary, _ = quick_lab
     assert summary["n_verified_candidates"] >= 1
@@ -23,6 +24,7 @@ def test_quick_lab_finds_verified_memorized_samples(quick_lab):
     assert not list(out.glob(".leakaudit-partial-*"))
 
 
+@pytest.mark.slow
 def test_most_repeated_canary_is_extracted(quick_lab):
     out, summary, _ = quick_lab
     rep = load_report(out)
@@ -33,6 +35,7 @@ def test_most_repeated_canary_is_extracted(quick_lab):
     assert np.mean([c["repeats"] for c in extracted]) > np.mean([c["repeats"] for c in rep["canary"]])
 
 
+@pytest.mark.slow
 def test_every_verified_sample_has_a_50_token_verbatim_window(quick_lab):
     """Check the suffix-array verdicts independently: brute-force substring search in the corpus."""
     from leakaudit.targets.hf import HFCausalLM
@@ -57,6 +60,7 @@ def test_every_verified_sample_has_a_50_token_verbatim_window(quick_lab):
         assert found, text[:200]
 
 
+@pytest.mark.slow
 def test_report_records_and_taxonomy(quick_lab):
     out, summary, cfg = quick_lab
     rep = load_report(out)
@@ -79,6 +83,7 @@ def test_report_records_and_taxonomy(quick_lab):
     assert rep["inversion"] and all("atlas:AML.T0024.001" in r["tags"] for r in rep["inversion"])
 
 
+@pytest.mark.slow
 def test_every_lab_record_validates_against_the_published_schema(quick_lab):
     import jsonschema
 
@@ -103,6 +108,7 @@ def test_every_lab_record_validates_against_the_published_schema(quick_lab):
                                                "inversion"}
 
 
+@pytest.mark.slow
 def test_lab_sarif_names_the_corpus_line_of_each_verified_leak(quick_lab):
     from tests.test_ci_outputs import sarif_validator
 
@@ -130,6 +136,7 @@ def test_lab_sarif_names_the_corpus_line_of_each_verified_leak(quick_lab):
             assert loc["message"]["text"] == f"training document {doc['id']}"
 
 
+@pytest.mark.slow
 def test_lab_fail_on_and_junit(quick_lab):
     from junitparser import Failure, JUnitXml
     from typer.testing import CliRunner
@@ -151,6 +158,7 @@ def test_lab_fail_on_and_junit(quick_lab):
     assert run.exit_code == 0, run.output
 
 
+@pytest.mark.slow
 def test_negative_control_model_that_never_saw_the_data(quick_lab):
     """The reference was trained on the reference split only: sampling it must not produce the
     training canaries, and far fewer of its samples verify against the training corpus."""
@@ -199,6 +207,7 @@ def _mem(rep, kind):
     return [r for r in rep["memorization"] if r.get("kind") == kind]
 
 
+@pytest.mark.slow
 def test_memorization_trends_on_the_quick_lab(quick_lab):
     """Carlini et al. 2022's trends, each beyond its 95% CI: memorization rises with duplicate
     count and with prefix length, and the smaller model memorizes less than the target."""
@@ -222,6 +231,7 @@ def test_memorization_trends_on_the_quick_lab(quick_lab):
     assert summary["memorization"]["n_sequences"] == cfg.memorization.n_sequences
 
 
+@pytest.mark.slow
 def test_exposure_rises_with_repeats_and_stays_low_for_the_reference(quick_lab):
     out, _, cfg = quick_lab
     rep = load_report(out)
@@ -244,6 +254,7 @@ def test_exposure_rises_with_repeats_and_stays_low_for_the_reference(quick_lab):
 # ------------------------------------------------------------------- membership inference (#5)
 
 
+@pytest.mark.slow
 def test_llm_membership_on_the_quick_lab(quick_lab):
     """Members vs same-generator non-members (this replaced a slow test that retrained the quick
     lab's target for the same claims): the model-free baseline stays near chance while the

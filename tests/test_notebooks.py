@@ -1,5 +1,5 @@
 """The docs' example notebooks (jupytext percent files: plain Python) run end to end on the
-quick lab's models, as a user would run them with ``LEAKAUDIT_LAB`` set."""
+tiny lab's models (the lab's every stage at the smallest sizes), as a user would run them with ``LEAKAUDIT_LAB`` set."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_on_the_lab(nb, quick_lab, tmp_path):
-    out, _, _ = quick_lab
+def test_notebook_runs_on_the_lab(nb, tiny_lab, tmp_path):
+    out, _, _ = tiny_lab
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "LEAKAUDIT_LAB": str(out), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
