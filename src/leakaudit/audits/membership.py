@@ -123,8 +123,6 @@ def prepare(req: MembershipRequest) -> Prepared:
     from leakaudit.attacks.membership.audit_llm import check_llm_attack_names
 
     check_llm_attack_names(req.attacks)
-    if "reference" in req.attacks and not req.references:
-        raise InputError("the reference attack needs --reference MODEL")
     mdocs = load_corpus(req.members, text_field=req.text_field)
     ndocs = load_corpus(req.nonmembers, text_field=req.text_field)
     check_sides(mdocs, req.members, ndocs, req.nonmembers)
@@ -132,6 +130,9 @@ def prepare(req: MembershipRequest) -> Prepared:
     refs = load_references(req.references, device=req.device, allow_download=req.allow_download)
     refs, ref_source = default_references(target, refs, device=req.device,
                                           allow_download=req.allow_download)
+    if "reference" in req.attacks and not refs:  # an adapter's base is the default reference
+        raise InputError("the reference attack needs --reference MODEL (the target has no known "
+                         "base model to use as its reference)")
     return Prepared("llm", {"target": target, "refs": refs, "mdocs": mdocs, "ndocs": ndocs,
                             "reference_source": ref_source})
 
