@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import json
 
-from tests.code_corpus import MAX_CHARS, MIN_CHARS, MIN_INK, file_chunks, split, write_split
+from tests.code_corpus import (
+    MAX_CHARS,
+    MIN_CHARS,
+    MIN_INK,
+    file_chunks,
+    split,
+    write_split,
+)
 
 
 def test_file_chunks_are_whole_lines_within_bounds():
