@@ -114,3 +114,15 @@ def train_numpy_dpsgd(x, y, *, seed, whitebox=None, clip=True):
 
 def train_numpy_dpsgd_unclipped(x, y, *, seed, whitebox=None):
     return train_numpy_dpsgd(x, y, seed=seed, whitebox=whitebox, clip=False)
+
+
+def lm_finetune_dp_tiny(texts, *, seed):
+    """leakaudit's own DP fine-tuning entry point (:class:`leakaudit.lab.finetune.DPAuditFinetune`:
+    LoRA, DP-SGD per document, ε = 8 at δ = 1e-5) on the tiny test GPT-2 whose folder is in
+    $LEAKAUDIT_TEST_LM_DIR instead of SmolLM2."""
+    import os
+
+    from leakaudit.lab.finetune import DPAuditFinetune
+
+    return DPAuditFinetune(base=os.environ["LEAKAUDIT_TEST_LM_DIR"], epochs=1.0, batch_size=4,
+                           n_ctx=32)(texts, seed=seed)

@@ -54,6 +54,8 @@ from leakaudit.attacks.dp_audit.canaries import (
 )
 from leakaudit.errors import CapabilityError, InputError
 from leakaudit.metrics.dp_audit import NOT_A_PROOF
+#: what one canary is in each world: the unit an audit's ε̂ is per
+AUDIT_UNITS = {"lm": "document", "classifier": "example"}
 #: bump when what a stored model means changes (its key then changes and nothing stale is reused)
 STORE_VERSION = 1
 
@@ -132,6 +134,29 @@ class DPAuditResult:
     canary_kind: str
     n_canaries: int
     training: dict = field(default_factory=dict)
+    #: the claim's own δ and privacy unit (from the pipeline's info; None when it states none)
+    claimed_delta: float | None = None
+    privacy_unit: str | None = None
+
+    @property
+    def audit_unit(self) -> str:
+        """What one canary is, so what ε̂ is per: a document (LM world) or an example."""
+        return AUDIT_UNITS.get(self.world, "example")
+
+    def bound_statement(self) -> str:
+        """ε̂ and the maximum certifiable ε with the δ they are at and the unit one canary is."""
+        return (f"ε̂ = {self.epsilon_lb:.3f}   max certifiable ε = {self.max_certifiable:.3f}   "
+                f"(at δ = {self.delta:g} per {self.audit_unit}: one canary = one "
+                f"{self.audit_unit}; confidence {self.confidence:g})")
+
+    def claim_statement(self) -> str:
+        """The claimed ε with its δ and privacy unit, as the pipeline stated them (an unstated
+        one is said to be unstated)."""
+        if self.claimed_epsilon is None:
+            return "claimed ε = none (the pipeline claims no ε)"
+        d = "unstated δ" if self.claimed_delta is None else f"δ = {self.claimed_delta:g}"
+        unit = self.privacy_unit or "unstated unit (treat the guarantee as unknown)"
+        return f"claimed ε = {self.claimed_epsilon:.3f} at {d} per {unit}"
 
     @property
     def refuted(self) -> bool:
@@ -146,15 +171,13 @@ class DPAuditResult:
         return "consistent with the claim — " + NOT_A_PROOF
 
     def summary_line(self) -> str:
-        claim = "none" if self.claimed_epsilon is None else f"{self.claimed_epsilon:.3g}"
-        return (f"{self.mode} {self.world} [{self.trainer}]: ε̂ = {self.epsilon_lb:.3f}  "
-                f"(max certifiable {self.max_certifiable:.3f}, claimed ε = {claim}, δ = {self.delta:g}, "
-                f"confidence {self.confidence:g}); models trained {self.models_trained} "
+        return (f"{self.mode} {self.world} [{self.trainer}]: {self.bound_statement()}; "
+                f"{self.claim_statement()}; models trained {self.models_trained} "
                 f"(+{self.models_reused} reused), {self.wall_s:.1f} s — {self.verdict()}")
 
     def to_record(self) -> dict:
-        return {**asdict(self), "refuted": self.refuted, "verdict": self.verdict(),
-                "note": NOT_A_PROOF}
+        return {**asdict(self), "audit_unit": self.audit_unit, "refuted": self.refuted,
+                "verdict": self.verdict(), "note": NOT_A_PROOF}
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,6 +434,13 @@ def _claim(info: dict, config: DPAuditConfig) -> tuple[float | None, float]:
     return (None if claimed is None else float(claimed)), float(delta)
 
 
+def _claim_terms(info: dict) -> dict:
+    """The claim's own δ and privacy unit from a pipeline's info (None when it states none)."""
+    d, unit = info.get("delta"), info.get("privacy_unit")
+    return {"claimed_delta": None if d is None else float(d),
+            "privacy_unit": None if unit is None else str(unit)}
+
+
 def audit_dp_classifier(train_fn: Callable, data: ClassifierData, config: DPAuditConfig, *,
                         store_dir: str | Path | None = None, progress=None) -> DPAuditResult:
     """Audit a classifier training pipeline (``train_fn``, the user hook) on ``data``.
@@ -442,7 +472,8 @@ def audit_dp_classifier(train_fn: Callable, data: ClassifierData, config: DPAudi
                          epsilon_lb=float(res.epsilon), max_certifiable=float(res.max_certifiable),
                          detail=res.to_dict(), models_trained=stats["trained"],
                          models_reused=stats["reused"], wall_s=round(time.time() - t0, 2),
-                         canary_kind=config.canary_kind, n_canaries=len(canaries), training=info)
+                         canary_kind=config.canary_kind, n_canaries=len(canaries), training=info,
+                         **_claim_terms(info))
 
 
 # --------------------------------------------------------------------------------------------
@@ -507,4 +538,4 @@ def audit_dp_lm_one_run(train_fn: Callable, base_texts: list[str], config: DPAud
                          max_certifiable=float(res.max_certifiable), detail=res.to_dict(),
                          models_trained=stats["trained"], models_reused=stats["reused"],
                          wall_s=round(time.time() - t0, 2), canary_kind="secret", n_canaries=len(canaries),
-                         training=info)
+                         training=info, **_claim_terms(info))

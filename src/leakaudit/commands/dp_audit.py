@@ -82,10 +82,8 @@ if True:  # the default mode keeps its indentation from when it was the only one
         except LeakauditError as e:
             _fail(e)
         res = rep.result
-        claim = "none" if res.claimed_epsilon is None else f"{res.claimed_epsilon:.3f}"
-        out_console.print(f"ε̂ = {res.epsilon_lb:.3f}   max certifiable ε = {res.max_certifiable:.3f}   "
-                          f"claimed ε = {claim}   (δ = {res.delta:g}, confidence {res.confidence:g})",
-                          highlight=False)
+        out_console.print(res.bound_statement(), highlight=False)
+        out_console.print(res.claim_statement(), highlight=False)
         out_console.print(res.verdict() if res.refuted or res.claimed_epsilon is None else NOT_A_PROOF,
                           highlight=False)
         out_console.print(f"cost: {res.models_trained} model(s) trained, {res.models_reused} reused, "

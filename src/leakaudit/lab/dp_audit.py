@@ -71,7 +71,8 @@ class LabDPTrainer:
             from leakaudit.training.classifier import train_classifier
 
             return train_classifier(x, y, self.spec, cfg), {"epsilon": None, "delta": self.delta,
-                                                            "variant": "none"}
+                                                            "variant": "none",
+                                                            "privacy_unit": "example"}
         from opacus.accountants.utils import get_noise_multiplier
 
         n_batches = -(-len(x) // cfg.batch_size)
@@ -88,7 +89,8 @@ class LabDPTrainer:
             model, rec = _train_noise_off(x, y, self.spec, cfg, dp)
         else:
             model, rec = train_classifier_dp(x, y, self.spec, cfg, dp)
-        info = {"variant": self.variant, "delta": self.delta, "noise_multiplier": sigma,
+        info = {"variant": self.variant, "delta": self.delta, "privacy_unit": "example",
+                "noise_multiplier": sigma,
                 "sample_rate_true": q_true, "sample_rate_claimed": q_claim, "steps": rec["steps"],
                 "accountant_epsilon_of_what_ran": rec["epsilon"]}
         if self.variant == "dp":
@@ -295,6 +297,7 @@ class LabLMTrainer:
             model, rec = train_causal_lm_dp(texts, tok, spec, dp, seed=seed, hooks=hooks)
         claim = None if self.variant == "none" else rec["epsilon"]
         return model, tok, {"epsilon": claim, "delta": rec["delta"], "variant": self.variant,
+                            "privacy_unit": "document",  # document packing: one document, one unit
                             "noise_multiplier": rec["noise_multiplier"], "steps": rec["steps"],
                             "sample_rate": rec.get("sample_rate")}
 

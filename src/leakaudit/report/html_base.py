@@ -25,6 +25,7 @@ SECTION_DOCS: dict[str, str] = {
     "membership": "membership", "membership-records": "membership",
     "memorization": "memorization", "exposure": "exposure", "pii-probes": "pii_probe",
     "defenses": "defense_comparison", "output-filter": "output_filter", "erasure": "erasure",
+    "dp-audit": "dp_audit",
 }
 
 

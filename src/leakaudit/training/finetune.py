@@ -277,9 +277,14 @@ def clipped_unit_sum(model, params, units, pad: int, max_grad_norm: float):
 
 
 def train_dp(model, params, units, pad: int, cfg: FinetuneConfig, dp: FinetuneDP,
-             progress: Progress | None = None) -> dict[str, Any]:
+             progress: Progress | None = None, hooks=None) -> dict[str, Any]:
     """DP-SGD over privacy units (see the module docstring); returns the losses and the DP
-    record (ε, δ, σ, C, q, steps, accountant, privacy unit)."""
+    record (ε, δ, σ, C, q, steps, accountant, privacy unit).
+
+    ``hooks`` (a :class:`leakaudit.training.dp_lm.DPHooks`; for testing DP auditors only, never
+    for real training): ``noise_multiplier_used`` changes the σ the noise is drawn with while ε
+    is still reported for the σ the accountant chose (a broken pipeline the audit must catch);
+    the record then lists the hook under ``"hooks"``."""
     import torch
     from opacus.accountants import create_accountant
     from opacus.utils.uniform_sampler import UniformWithReplacementSampler
@@ -295,6 +300,10 @@ def train_dp(model, params, units, pad: int, cfg: FinetuneConfig, dp: FinetuneDP
     total = max(1, round(cfg.epochs / q))
     sigma = (float(dp.noise_multiplier) if dp.noise_multiplier is not None
              else noise_for_epsilon(dp.target_epsilon, delta, q, total, dp.accountant))
+    if hooks is not None and set(hooks.names()) - {"noise_multiplier_used"}:
+        raise ValueError(f"train_dp supports the noise_multiplier_used hook only; got {hooks.names()}")
+    sigma_used = float(hooks.noise_multiplier_used(sigma)) \
+        if hooks is not None and hooks.noise_multiplier_used else sigma
     C = float(dp.max_grad_norm)
     gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -311,7 +320,7 @@ def train_dp(model, params, units, pad: int, cfg: FinetuneConfig, dp: FinetuneDP
         acc, norms, step_loss = clipped_unit_sum(model, params, [units[i] for i in idx], pad, C)
         clipped += sum(x > C for x in norms)
         for a, p in zip(acc, params):
-            noise = torch.normal(0.0, sigma * C, size=a.shape, generator=noise_gen)
+            noise = torch.normal(0.0, sigma_used * C, size=a.shape, generator=noise_gen)
             p.grad = (a + noise.to(a.device, a.dtype)) / (q * n)
         opt.step()
         sched.step()
@@ -329,6 +338,9 @@ def train_dp(model, params, units, pad: int, cfg: FinetuneConfig, dp: FinetuneDP
               "clipped_fraction": clipped / max(1, sum(sizes)), "secure_mode": False,
               "sampling": "Poisson (opacus UniformWithReplacementSampler)",
               "clipping": "per unit, over the trained parameters"}
+    if hooks is not None and hooks.names():
+        record["hooks"] = hooks.names()
+        record["noise_multiplier_used"] = sigma_used
     record["epsilon"] = epsilon_from_record(record)
     kept = float(accountant.get_epsilon(delta=delta))
     if not math.isclose(kept, record["epsilon"], rel_tol=1e-9, abs_tol=1e-12):  # pragma: no cover
@@ -357,6 +369,31 @@ def finetune(base_spec: str, texts: Sequence[str], out_dir: str | Path, cfg: Fin
     """Fine-tune the model ``base_spec`` names on ``texts`` and write the result into ``out_dir``
     (see the module docstring); returns the ``finetune.json`` record (without corpus and
     command, which the caller adds)."""
+    model, tok, rec = fit(base_spec, texts, cfg, dp=dp, record_keys=record_keys, device=device,
+                          allow_download=allow_download, base_target=base_target,
+                          progress=progress)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.method == "lora":
+        from leakaudit.targets.peft import peft_quiet
+
+        model.peft_config["default"].base_model_name_or_path = rec["base"]
+        with peft_quiet():
+            model.save_pretrained(str(out_dir), safe_serialization=True)
+    else:
+        model.save_pretrained(str(out_dir), safe_serialization=True)
+        tok.save_pretrained(str(out_dir))
+    return rec
+
+
+def fit(base_spec: str, texts: Sequence[str], cfg: FinetuneConfig, *,
+        dp: FinetuneDP | None = None, record_keys: Sequence[str] | None = None,
+        device: str = "cpu", allow_download: bool = False, base_target=None,
+        progress: Progress | None = None, hooks=None) -> tuple[Any, Any, dict[str, Any]]:
+    """:func:`finetune` without writing anything: ``(model, tokenizer, record)``, the trained
+    model in memory (a ``peft`` model for LoRA; the base target's model is trained in place, so
+    pass a fresh ``base_target`` or none), its tokenizer and the record :func:`finetune` writes.
+    ``hooks``: see :func:`train_dp` (DP-SGD only; for testing DP auditors)."""
     import torch
 
     from leakaudit.targets import load_target
@@ -365,6 +402,8 @@ def finetune(base_spec: str, texts: Sequence[str], out_dir: str | Path, cfg: Fin
     cfg.validate()
     if dp is not None:
         dp.validate()
+    elif hooks is not None:
+        raise ValueError("DP hooks need DP-SGD (dp)")
     if not texts:
         raise InputError("nothing to fine-tune on: the corpus has no documents")
     base = base_target or load_target(base_spec, name="base", device=device,
@@ -384,26 +423,13 @@ def finetune(base_spec: str, texts: Sequence[str], out_dir: str | Path, cfg: Fin
     model, params = trainable(dequantized(base.model), cfg)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     t0 = time.perf_counter()
-    res = (train_dp(model, params, units, pad, cfg, dp, progress) if dp is not None
+    res = (train_dp(model, params, units, pad, cfg, dp, progress, hooks) if dp is not None
            else train_plain(model, params, units, pad, cfg, progress))
     wall = time.perf_counter() - t0
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    where = base_location(base_spec)
-    if cfg.method == "lora":
-        from leakaudit.targets.peft import peft_quiet
-
-        model.peft_config["default"].base_model_name_or_path = where
-        with peft_quiet():
-            model.save_pretrained(str(out_dir), safe_serialization=True)
-        kind = "adapter"
-    else:
-        model.save_pretrained(str(out_dir), safe_serialization=True)
-        tok.save_pretrained(str(out_dir))
-        kind = "model"
+    kind = "adapter" if cfg.method == "lora" else "model"
     losses = res["losses"]
-    return {
-        "base": where, "base_fingerprint": base_fp, "output": kind, "method": cfg.method,
+    return model, tok, {
+        "base": base_location(base_spec), "base_fingerprint": base_fp, "output": kind, "method": cfg.method,
         "config": {**asdict(cfg), "n_ctx": n_ctx}, "n_documents": len(texts),
         "n_blocks": sum(len(u) for u in units), "privacy_unit": unit if dp is not None else None,
         "n_units": len(units) if dp is not None else None,
