@@ -608,3 +608,40 @@ def test_cli_endpoint_audit_spreads_requests_over_replica_servers(server, tiny_m
                                           *bad, "--out", str(tmp_path / "bad")])
             assert r3.exit_code == 2 and "error:" in r3.output and msg in r3.output, r3.output
         assert not (tmp_path / "bad").exists()
+
+
+def test_tokenizer_can_be_the_served_gguf_file(ggufs, server, tiny_model_dir, tmp_path, key_env):
+    """``--tokenizer FILE.gguf``: the served file's own tokenizer (transformers reads it, with the
+    file's start-token setting), the same ids as the model folder's; the probe's id check passes
+    on it and the scores equal those with the folder. A file that is not a GGUF: one line."""
+    from leakaudit.errors import InputError
+    from leakaudit.targets.base import tokenizer_start_ids
+    from leakaudit.targets.openai_api import _load_tokenizer
+
+    folder = _load_tokenizer(str(tiny_model_dir))
+    good, nobos = (_load_tokenizer(str(g)) for g in ggufs)
+    for text in UNIQUE[:5]:
+        want = folder(text, add_special_tokens=False)["input_ids"]
+        assert good(text, add_special_tokens=False)["input_ids"] == want
+        assert nobos(text, add_special_tokens=False)["input_ids"] == want
+    assert tokenizer_start_ids(nobos) == []  # the file's own add_bos setting
+    assert tokenizer_start_ids(good) == [good.bos_token_id]
+
+    via_file = load_endpoint(f"openai-completions:{server.url}", api_key_env=key_env,
+                             tokenizer=str(ggufs[0]), ledger=tmp_path / "a.sqlite",
+                             log=lambda m: None)
+    via_dir = _lm(server, tiny_model_dir, tmp_path / "b.sqlite", key_env, [])
+    assert via_file.capabilities.aligned == "ok" == via_dir.capabilities.aligned
+    ids = [folder(t, add_special_tokens=False)["input_ids"] for t in UNIQUE[:4]]
+    a, b = via_file.score_ids(ids), via_dir.score_ids(ids)
+    for x, y in zip(a, b):
+        assert x.token_ids.tolist() == y.token_ids.tolist()
+        assert np.array_equal(x.logprobs, y.logprobs)
+    via_file.close()
+    via_dir.close()
+
+    bad = tmp_path / "not-a-model.gguf"
+    bad.write_bytes(b"this is not a GGUF file\n")
+    with pytest.raises(InputError) as e:
+        _load_tokenizer(str(bad))
+    assert str(bad) in str(e.value) and "\n" not in str(e.value)

@@ -21,7 +21,7 @@ SpecArg = Annotated[str, typer.Argument(
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model name on the server (default: the only one it serves).")]
 KeyEnvOpt = Annotated[Optional[str], typer.Option("--api-key-env", help="Environment variable holding the API key (never written anywhere).")]
 KeyFileOpt = Annotated[Optional[Path], typer.Option("--api-key-file", help="File whose first line is the API key (never written anywhere).")]
-TokOpt = Annotated[Optional[Path], typer.Option("--tokenizer", help="Local tokenizer matching the served model (token-level attacks need it).")]
+TokOpt = Annotated[Optional[Path], typer.Option("--tokenizer", help="Local tokenizer matching the served model (token-level attacks need it): a transformers folder, or the served GGUF file itself.")]
 
 
 #: what ``endpoint audit`` writes into --out (the request ledger is SQLite in WAL mode)

@@ -136,13 +136,19 @@ def _context_of(path: str | None) -> int | None:
 
 
 def _load_tokenizer(path: str | None):
+    """The local tokenizer: a transformers folder, or the served GGUF file itself (its
+    tokenizer, start-token setting included, as transformers reads it from the file)."""
     if path is None:
         return None
     from transformers import AutoTokenizer
 
+    p = Path(path)
     try:
+        if p.is_file() and p.suffix.lower() == ".gguf":
+            return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name,
+                                                 local_files_only=True)
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, KeyError) as e:
         raise InputError(f"could not load the tokenizer: {str(e).splitlines()[0]}",
                          path=str(path)) from None
 
