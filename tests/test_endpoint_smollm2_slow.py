@@ -112,17 +112,28 @@ def test_membership_audit_through_llama_cpp_equals_in_process(smollm2, tmp_path)
         assert "longer than" not in r.output and "context" not in r.output, r.output
         caps = next(json.loads(x) for x in (out / "report.jsonl").read_text().splitlines()
                     if json.loads(x)["entry_type"] == "capabilities")
-        assert caps["prompt_logprobs_via"] == "forced" and caps["aligned"] == "ok"
+        assert caps["prompt_logprobs_via"] == "grammar" and caps["aligned"] == "ok"
         assert caps["probe"]["adds_bos"] is False and caps["tokenize_route"]
         ledger = out / "requests.sqlite"
         size = ledger.stat().st_size
         req = json.loads((out / "summary.json").read_text())["requests"]
-        print(f"ledger {size} bytes; requests {req}")
+        # the probe alone, on a fresh ledger: the rest is the scoring of each text and its
+        # lowercased variant (the lowercase attack)
+        probe = load_endpoint(f"openai-completions:{srv.url}", tokenizer=str(hf_dir),
+                              ledger=tmp_path / "probe.sqlite", log=lambda m: None)
+        p = probe.request_summary()
+        probe.close()
+        texts = FAMOUS + fresh
+        n_tok = sum(len(tok(t)["input_ids"]) - 1 for t in texts)
+        per_variant = (req["sent"] - p["sent"]) / (2 * len(texts))
+        kb = (req["bytes_received"] - p["bytes_received"]) / (2 * n_tok) * 100 / 1000
+        print(f"ledger {size} bytes; requests {req}; {per_variant:.2f} scoring requests per text "
+              f"variant, {kb:.1f} kB per 100 scored tokens")
         assert size <= 5 * 2**20 and req["failed"] == 0
+        assert per_variant <= 2 and kb <= 20
         # the same documents from the ledger: nothing is sent again
         lm = load_endpoint(f"openai-completions:{srv.url}", tokenizer=str(hf_dir), ledger=ledger,
                            log=lambda m: None)
-        texts = FAMOUS + fresh
         api = lm.score_ids(lm.document_ids(texts))
         assert lm.request_summary()["sent"] == 0
         lm.close()
