@@ -26,13 +26,33 @@ by token *string*; distinct tokens share strings, and some tokens echo as ""):
 - values: the echoed log-prob of the probe's last token (by position) must equal the value the
   server reports when it *generates* that token after the rest of the probe. Where it does not
   (a llama.cpp server whose model adds no BOS reports each echoed value one row late, i.e. the
-  log-prob of token i given tokens 1..i, which no realignment can recover), each token is
-  scored by its own request (``prompt_logprobs_via == "forced"``): the prefix before it, one
-  generated token forced by ``logit_bias`` on its id, its log-prob read by position. That route
-  is checked the same way (forcing the greedy token must reproduce the greedy value).
+  log-prob of token i given tokens 1..i, which no realignment can recover), the server's
+  generation path scores the text instead, since the log-probs it returns with generated tokens
+  are the model's own:
 
-Cost per text: one request (echo or vLLM's ``prompt_logprobs``, one top log-prob each) or one
-per scored token (forced); never a whole-vocabulary request. With a BOS-adding llama.cpp
+  - ``prompt_logprobs_via == "grammar"``: one request per text. Its first token is the prompt,
+    and the rest is generated at temperature 0 under a GBNF grammar that spells it (llama.cpp's
+    ``grammar`` field), with the text's own tokens biased by ``logit_bias`` (longer tokens
+    more, so the tokenizer's own split wins where a shorter token of the text would also fit
+    the grammar). The values are read by position. Each generated token's string must be the
+    local token's, so a generation that took another split of the text is noticed, and the
+    rest of that span goes to the forced route. A byte of a multi-byte character cannot be
+    told by its string, so it stays in a span only where no other token of the text could
+    stand at its place.
+  - ``"forced"``: one request per token. The prefix before it is the prompt, one generated token
+    is forced by ``logit_bias`` on its id, and its log-prob is read by position. A byte of a
+    character is never forced alone: llama-cpp-python would keep generating until the
+    character is whole, that is until its context is full.
+
+  Both are checked on the probe. Forcing the greedy token must reproduce the greedy value. The
+  grammar route's values must then equal the forced route's, token by token (median
+  difference ≤ 0.05 nats: llama.cpp's quantized numbers move by hundredths with evaluation
+  order, while a misread row moves them by nats). A server that does not honour ``grammar``
+  gets the forced route.
+
+Cost per text: one request (echo, vLLM's ``prompt_logprobs`` or the grammar route, one top
+log-prob per token), or one per scored token on the forced route. A whole-vocabulary request is
+never made. With a BOS-adding llama.cpp
 server the first text token has no log-prob (its echo nulls it and an empty prompt returns
 none), so it is left out (``capabilities.first_token_logprob`` says so); a text cut at the
 server's context is the only thing marked ``TokenScores.truncated``.

@@ -439,9 +439,9 @@ def score_source(caps, want: str = "auto", *, has_references: bool = False) -> s
     ``auto`` picks ``echo`` when the target scores given text (``prompt_logprobs``), else
     ``generated`` when it returns log-probs with its samples (``generated_logprobs``, an API
     capability), else ``none``, which needs a local reference model to rank with. An endpoint
-    whose echo is misaligned scores each token by its own request (``prompt_logprobs_via ==
-    "forced"``: a 255-token sample costs 254 requests) and ranks with ``generated`` under
-    ``auto`` when it can: they come free."""
+    that scores each token by its own request (``prompt_logprobs_via == "forced"``: a 255-token
+    sample costs 254 requests) ranks with ``generated`` under ``auto`` when it can: they come
+    free. The grammar route (one request per text) counts as echo."""
     if want not in SCORE_SOURCES:
         raise LeakauditError(f"target_scores must be one of {', '.join(SCORE_SOURCES)}, got {want!r}")
     echo = bool(caps.prompt_logprobs)
