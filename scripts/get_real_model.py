@@ -79,6 +79,37 @@ def prepare(out: Path = DEFAULT_OUT) -> tuple[Path, Path]:
     return gguf_path, hf_dir
 
 
+def bos_variant(gguf_path: Path, out: Path) -> Path:
+    """A copy of ``gguf_path`` whose tokenizer adds its BOS token (``<|im_start|>``, id 1 for
+    SmolLM2): the metadata flag ``tokenizer.ggml.add_bos_token`` set to true, weights unchanged.
+    llama.cpp then prepends BOS to every prompt, and transformers reads the same flag, so the
+    file serves as a real model whose tokenizer adds a BOS (llama.cpp's echo is aligned there).
+    Idempotent: an existing ``out`` with the flag set is returned as it is."""
+    import gguf
+
+    out = Path(out)
+    key = "tokenizer.ggml.add_bos_token"
+
+    def flag(path: Path) -> bool | None:
+        f = gguf.GGUFReader(str(path)).fields.get(key)
+        return None if f is None else bool(f.parts[f.data[0]][0])
+
+    if out.is_file() and flag(out):
+        return out
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.copyfile(gguf_path, tmp)
+    r = gguf.GGUFReader(str(tmp), "r+")  # a memory map: the one-byte flag is written in place
+    f = r.fields.get(key)
+    if f is None:
+        tmp.unlink()
+        raise ValueError(f"{gguf_path}: no {key} field to set")
+    f.parts[f.data[0]][0] = True
+    del f, r
+    tmp.replace(out)
+    assert flag(out)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)

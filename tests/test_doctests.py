@@ -17,6 +17,8 @@ MODULES = [
     "leakaudit.attacks.canaries.spaces",
     "leakaudit.signals.lm",
     "leakaudit.targets.hf",
+    "leakaudit.targets.api_client",
+    "leakaudit.targets.openai_api",
     "leakaudit.defenses.unlearning",
     "leakaudit.audits.output_filter",
     "leakaudit.triage.model",

@@ -172,10 +172,11 @@ def test_vllm_prompt_logprobs_are_used_and_checked(server, tiny_model_dir, tiny_
 @pytest.mark.slow
 def test_misaligned_server_is_caught(ggufs, tiny_model_dir, tiny_lm, tmp_path):
     """Without BOS, llama.cpp's echo reports log p(token i | tokens 1..i), which nothing can
-    realign: the alignment check notices and scores each token by its own request (the token
-    forced by its id), which equals a plain in-process evaluation of the same tokens without BOS,
-    with n - 1 requests per text and never a whole-vocabulary one. A server that ignores
-    ``logit_bias`` (a proxy drops it) is refused."""
+    realign: the alignment check notices and scores each text by one request that generates it
+    under a grammar spelling it (its tokens biased, longer ones more, so the generation takes the
+    tokenizer's own split), which equals a plain in-process evaluation of the same tokens without
+    BOS, and never a whole-vocabulary request. A server that ignores ``grammar`` gets one forced
+    request per token (same values); one that ignores ``logit_bias`` is refused."""
     import torch
 
     with LlamaServer(ggufs[1], n_ctx=128, log=tmp_path / "s.log") as srv:
@@ -183,13 +184,14 @@ def test_misaligned_server_is_caught(ggufs, tiny_model_dir, tiny_lm, tmp_path):
         lm = load_endpoint(f"openai-completions:{srv.url}", tokenizer=str(tiny_model_dir),
                            ledger=tmp_path / "l.sqlite", log=logs.append, max_logprobs=5)
         caps = lm.capabilities
-        assert caps.aligned == "ok" and caps.prompt_logprobs_via == "forced"
+        assert caps.aligned == "ok" and caps.prompt_logprobs_via == "grammar"
         assert caps.first_token_logprob and not lm.probe_answers["adds_bos"]
-        assert any("by its own request" in w for w in logs)
+        assert any("under a grammar spelling it" in w for w in logs)
         ids = tiny_lm.tokenize(UNIQUE[:3])
         before = lm.request_summary()["requests"]
         api = lm.score_ids(ids)
-        assert lm.request_summary()["requests"] - before == sum(len(x) - 1 for x in ids)
+        print("requests", lm.request_summary()["requests"] - before, "for", len(ids), "texts")
+        assert lm.request_summary()["requests"] - before == len(ids)  # one per text
         local = tiny_lm.score_ids(ids)  # GPT-2's convention: no start token, tokens 2..n scored
         for x, a, b in zip(ids, api, local):
             with torch.no_grad():
@@ -199,14 +201,49 @@ def test_misaligned_server_is_caught(ggufs, tiny_model_dir, tiny_lm, tmp_path):
             np.testing.assert_allclose(a.logprobs, ref.numpy(), atol=2e-3)
             np.testing.assert_allclose(a.logprobs, b.logprobs, atol=2e-3)
             assert (a.is_argmax == b.is_argmax).mean() >= 0.95
-        # a memorization window (last=k) costs k requests, not n - 1
+        # a character spelled in several byte tokens: such a token stays in a grammar span where
+        # no other token of the text could stand at its place, else the span ends before it (its
+        # string cannot tell the split) and it is never forced alone (llama-cpp-python would
+        # generate until the context is full); every value is the in-process one
+        (x,) = tiny_lm.tokenize(["Tea \u2615 and caf\u00e9 \u2615 for the na\u00efve \U0001f98a fox."])
+        spans = lm._grammar_plan(x, 1)
+        assert spans and spans[0][0] == 1
+        before = lm.request_summary()["requests"]
+        (f,) = lm.score_ids([x])
+        assert lm.request_summary()["requests"] - before < len(x) // 2
+        with torch.no_grad():
+            rows = torch.log_softmax(tiny_lm.model(torch.tensor([x])).logits[0], -1)
+        pos, j = [], 1
+        for t in f.token_ids.tolist():  # the scored tokens are a subsequence of x[1:]
+            while x[j] != t:
+                j += 1
+            pos.append(j)
+            j += 1
+        assert len(pos) >= (len(x) - 1) * 3 // 4
+        np.testing.assert_allclose(f.logprobs, [float(rows[j - 1, x[j]]) for j in pos], atol=2e-3)
+        # a memorization window (last=k): one request, its prompt the text before the window
         i = max(range(len(ids)), key=lambda j: len(ids[j]))
         assert len(ids[i]) > 5
         before = lm.request_summary()["requests"]
         (w,) = lm.score_ids([ids[i]], last=4)
-        assert lm.request_summary()["requests"] - before == 4 and len(w) == 4
-        np.testing.assert_array_equal(w.logprobs, api[i].logprobs[-4:])
+        assert lm.request_summary()["requests"] - before == 1 and len(w) == 4
+        np.testing.assert_allclose(w.logprobs, api[i].logprobs[-4:], atol=2e-3)
         lm.close()
+        # a server that ignores ``grammar`` (a proxy drops it): the probe sees the generation
+        # stray and takes the forced route, n - 1 requests per text, the same values
+        logs.clear()
+        no_grammar = lambda body: {k: v for k, v in body.items() if k != "grammar"}  # noqa: E731
+        with FaultProxy(srv.url, lambda b, a: None, rewrite=no_grammar) as proxy:
+            lm = load_endpoint(f"openai-completions:{proxy.url}", tokenizer=str(tiny_model_dir),
+                               ledger=tmp_path / "g.sqlite", log=logs.append)
+            assert lm.capabilities.prompt_logprobs_via == "forced"
+            assert lm.probe_answers["align"]["grammar"] is None
+            before = lm.request_summary()["requests"]
+            forced = lm.score_ids(ids)
+            assert lm.request_summary()["requests"] - before == sum(len(x) - 1 for x in ids)
+            for a, f in zip(api, forced):
+                np.testing.assert_allclose(a.logprobs, f.logprobs, atol=2e-3)
+            lm.close()
         # negative control: logit_bias dropped on the way, so a forced token is not generated
         logs.clear()
         strip = lambda body: {k: v for k, v in body.items() if k != "logit_bias"}  # noqa: E731
@@ -608,3 +645,40 @@ def test_cli_endpoint_audit_spreads_requests_over_replica_servers(server, tiny_m
                                           *bad, "--out", str(tmp_path / "bad")])
             assert r3.exit_code == 2 and "error:" in r3.output and msg in r3.output, r3.output
         assert not (tmp_path / "bad").exists()
+
+
+def test_tokenizer_can_be_the_served_gguf_file(ggufs, server, tiny_model_dir, tmp_path, key_env):
+    """``--tokenizer FILE.gguf``: the served file's own tokenizer (transformers reads it, with the
+    file's start-token setting), the same ids as the model folder's; the probe's id check passes
+    on it and the scores equal those with the folder. A file that is not a GGUF: one line."""
+    from leakaudit.errors import InputError
+    from leakaudit.targets.base import tokenizer_start_ids
+    from leakaudit.targets.openai_api import _load_tokenizer
+
+    folder = _load_tokenizer(str(tiny_model_dir))
+    good, nobos = (_load_tokenizer(str(g)) for g in ggufs)
+    for text in UNIQUE[:5]:
+        want = folder(text, add_special_tokens=False)["input_ids"]
+        assert good(text, add_special_tokens=False)["input_ids"] == want
+        assert nobos(text, add_special_tokens=False)["input_ids"] == want
+    assert tokenizer_start_ids(nobos) == []  # the file's own add_bos setting
+    assert tokenizer_start_ids(good) == [good.bos_token_id]
+
+    via_file = load_endpoint(f"openai-completions:{server.url}", api_key_env=key_env,
+                             tokenizer=str(ggufs[0]), ledger=tmp_path / "a.sqlite",
+                             log=lambda m: None)
+    via_dir = _lm(server, tiny_model_dir, tmp_path / "b.sqlite", key_env, [])
+    assert via_file.capabilities.aligned == "ok" == via_dir.capabilities.aligned
+    ids = [folder(t, add_special_tokens=False)["input_ids"] for t in UNIQUE[:4]]
+    a, b = via_file.score_ids(ids), via_dir.score_ids(ids)
+    for x, y in zip(a, b):
+        assert x.token_ids.tolist() == y.token_ids.tolist()
+        assert np.array_equal(x.logprobs, y.logprobs)
+    via_file.close()
+    via_dir.close()
+
+    bad = tmp_path / "not-a-model.gguf"
+    bad.write_bytes(b"this is not a GGUF file\n")
+    with pytest.raises(InputError) as e:
+        _load_tokenizer(str(bad))
+    assert str(bad) in str(e.value) and "\n" not in str(e.value)

@@ -83,9 +83,9 @@ def test_lab_in_process_vs_server(lab, served, served_bos):
     api = load_endpoint(f"openai-completions:{served.url}", tokenizer=str(d / "models" / "target"),
                         ledger=d / "requests.sqlite", name="server")
     # GPT-2's tokenizer adds no start token, so neither does the served model; llama.cpp's echo
-    # then reports log p(token i | tokens 1..i), and each token is scored by its own request
-    # (forced by its id): a 32-token memorization suffix costs 32 requests
-    assert api.capabilities.aligned == "ok" and api.capabilities.prompt_logprobs_via == "forced"
+    # then reports log p(token i | tokens 1..i), and each text is generated once more under a
+    # grammar that spells it (a 32-token memorization suffix: one request, its prompt the prefix)
+    assert api.capabilities.aligned == "ok" and api.capabilities.prompt_logprobs_via == "grammar"
     train = [x["text"] for x in corpus.train]
     index = CorpusIndex.build(train, [x["id"] for x in corpus.train])
 
@@ -117,7 +117,8 @@ def test_lab_in_process_vs_server(lab, served, served_bos):
 
     # membership: AUCs inside each other's CIs. Documents as the lab's tokenizer writes them
     # (start token, then the text) from the server that adds the start token: its echo is
-    # aligned, so one request per document does (the forced route needs one per token)
+    # aligned, so one request per document does (as the grammar route does, at one forward pass
+    # per token)
     api_doc = load_endpoint(f"openai-completions:{served_bos.url}",
                             tokenizer=str(d / "models" / "target"),
                             ledger=d / "requests-bos.sqlite", name="server")

@@ -21,7 +21,7 @@ SpecArg = Annotated[str, typer.Argument(
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Model name on the server (default: the only one it serves).")]
 KeyEnvOpt = Annotated[Optional[str], typer.Option("--api-key-env", help="Environment variable holding the API key (never written anywhere).")]
 KeyFileOpt = Annotated[Optional[Path], typer.Option("--api-key-file", help="File whose first line is the API key (never written anywhere).")]
-TokOpt = Annotated[Optional[Path], typer.Option("--tokenizer", help="Local tokenizer matching the served model (token-level attacks need it).")]
+TokOpt = Annotated[Optional[Path], typer.Option("--tokenizer", help="Local tokenizer matching the served model (token-level attacks need it): a transformers folder, or the served GGUF file itself.")]
 
 
 #: what ``endpoint audit`` writes into --out (the request ledger is SQLite in WAL mode)
@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
               model: ModelOpt = None, api_key_env: KeyEnvOpt = None, api_key_file: KeyFileOpt = None,
               tokenizer: TokOpt = None,
               concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight.")] = 4,
-              timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request of up to 1,000 tokens (prompt + reply); a larger request gets proportionally longer. A request with no answer in time is not retried in the run.")] = 60.0,
+              timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds per request of up to 1,000 tokens of work (prompt + 3 per token asked for: each generated token takes a forward pass of its own); a larger request gets proportionally longer. A request with no answer in time is not retried in the run.")] = 60.0,
               retries: Annotated[int, typer.Option("--retries", min=0, help="Retries per request.")] = 5,
               max_requests: Annotated[Optional[int], typer.Option("--max-requests", min=0, help="Stop after sending this many requests (cached answers are free); rerun to continue.")] = None,
               max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=0, help="Stop after this many billed tokens; rerun to continue.")] = None,

@@ -26,13 +26,33 @@ by token *string*; distinct tokens share strings, and some tokens echo as ""):
 - values: the echoed log-prob of the probe's last token (by position) must equal the value the
   server reports when it *generates* that token after the rest of the probe. Where it does not
   (a llama.cpp server whose model adds no BOS reports each echoed value one row late, i.e. the
-  log-prob of token i given tokens 1..i, which no realignment can recover), each token is
-  scored by its own request (``prompt_logprobs_via == "forced"``): the prefix before it, one
-  generated token forced by ``logit_bias`` on its id, its log-prob read by position. That route
-  is checked the same way (forcing the greedy token must reproduce the greedy value).
+  log-prob of token i given tokens 1..i, which no realignment can recover), the server's
+  generation path scores the text instead, since the log-probs it returns with generated tokens
+  are the model's own:
 
-Cost per text: one request (echo or vLLM's ``prompt_logprobs``, one top log-prob each) or one
-per scored token (forced); never a whole-vocabulary request. With a BOS-adding llama.cpp
+  - ``prompt_logprobs_via == "grammar"``: one request per text. Its first token is the prompt,
+    and the rest is generated at temperature 0 under a GBNF grammar that spells it (llama.cpp's
+    ``grammar`` field), with the text's own tokens biased by ``logit_bias`` (longer tokens
+    more, so the tokenizer's own split wins where a shorter token of the text would also fit
+    the grammar). The values are read by position. Each generated token's string must be the
+    local token's, so a generation that took another split of the text is noticed, and the
+    rest of that span goes to the forced route. A byte of a multi-byte character cannot be
+    told by its string, so it stays in a span only where no other token of the text could
+    stand at its place.
+  - ``"forced"``: one request per token. The prefix before it is the prompt, one generated token
+    is forced by ``logit_bias`` on its id, and its log-prob is read by position. A byte of a
+    character is never forced alone: llama-cpp-python would keep generating until the
+    character is whole, that is until its context is full.
+
+  Both are checked on the probe. Forcing the greedy token must reproduce the greedy value. The
+  grammar route's values must then equal the forced route's, token by token (median
+  difference ≤ 0.05 nats: llama.cpp's quantized numbers move by hundredths with evaluation
+  order, while a misread row moves them by nats). A server that does not honour ``grammar``
+  gets the forced route.
+
+Cost per text: one request (echo, vLLM's ``prompt_logprobs`` or the grammar route, one top
+log-prob per token), or one per scored token on the forced route. A whole-vocabulary request is
+never made. With a BOS-adding llama.cpp
 server the first text token has no log-prob (its echo nulls it and an empty prompt returns
 none), so it is left out (``capabilities.first_token_logprob`` says so); a text cut at the
 server's context is the only thing marked ``TokenScores.truncated``.
@@ -68,6 +88,17 @@ ALIGN_TOL = 1e-3
 #: ``logit_bias`` that forces one token id to be generated (logits are O(10); +100 wins).
 FORCE_BIAS = 100.0
 
+#: The grammar route is taken when its values of the probe's tokens differ from the forced
+#: route's by at most this much (median over the tokens, nats): llama.cpp's quantized numbers
+#: move by hundredths with evaluation order (measured on SmolLM2's Q4_1: 0.016 on one token
+#: between a prefix evaluated at once and token by token), a misread row by nats.
+GRAMMAR_TOL = 0.05
+
+#: On the grammar route, each of a text's tokens gets ``FORCE_BIAS`` plus this much per byte of
+#: its piece: where the grammar lets a shorter token of the text stand in for a longer one
+#: (" " + "bash" for " bash"), the longer, i.e. the tokenizer's own, wins.
+GRAMMAR_BIAS_PER_BYTE = 30.0
+
 
 @dataclass(frozen=True)
 class ApiCapabilities(Capabilities):
@@ -85,8 +116,10 @@ class ApiCapabilities(Capabilities):
     first_token_logprob: bool = False  #: the first prompt token gets a log-prob
     aligned: str = "unknown"  #: "ok", "misaligned" (scoring refused), "untested"
     #: how prompt log-probs are asked for: "echo" (``echo`` + ``logprobs``, read by position),
-    #: "prompt_logprobs" (vLLM's own field: log-probs keyed by token id), "forced" (one
-    #: request per token: the token forced by ``logit_bias`` on its id), "" (not at all)
+    #: "prompt_logprobs" (vLLM's own field: log-probs keyed by token id), "grammar" (one
+    #: request per text: the text after its first token generated under a grammar that spells
+    #: it, its tokens' log-probs read by position), "forced" (one request per token: the token
+    #: forced by ``logit_bias`` on its id), "" (not at all)
     prompt_logprobs_via: str = ""
     tokenize_route: bool = False  #: the server tokenizes text for us (``/extras/tokenize``)
 
@@ -136,13 +169,19 @@ def _context_of(path: str | None) -> int | None:
 
 
 def _load_tokenizer(path: str | None):
+    """The local tokenizer: a transformers folder, or the served GGUF file itself (its
+    tokenizer, start-token setting included, as transformers reads it from the file)."""
     if path is None:
         return None
     from transformers import AutoTokenizer
 
+    p = Path(path)
     try:
+        if p.is_file() and p.suffix.lower() == ".gguf":
+            return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name,
+                                                 local_files_only=True)
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, KeyError) as e:
         raise InputError(f"could not load the tokenizer: {str(e).splitlines()[0]}",
                          path=str(path)) from None
 
@@ -380,6 +419,29 @@ def _choice_text(resp: dict[str, Any]) -> str:
     return c.get("text") or ""
 
 
+def gbnf_literal(text: str) -> str:
+    r"""``text`` as one string literal of llama.cpp's GBNF grammar format: quotes, backslashes and
+    control characters escaped, every other character (UTF-8 included) as it is.
+
+    >>> print(gbnf_literal('say "hi"\n naïve \\ \x07'))
+    "say \"hi\"\n naïve \\ \x07"
+    """
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in _GBNF_ESCAPES:
+            out.append(_GBNF_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+_GBNF_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
 class OpenAICompletionsLM(_Endpoint, LanguageModel):
     """A causal LM behind ``/v1/completions``. Implements :class:`LanguageModel` as far as the
     server allows; see the module docstring."""
@@ -530,12 +592,22 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             if got is not None and abs(got - want) <= ALIGN_TOL:
                 replace_caps["aligned"] = "ok"
             elif forced is not None and abs(forced - want) <= ALIGN_TOL:
-                replace_caps.update(aligned="ok", prompt_logprobs_via="forced")
+                grammar = self._grammar_check(ids)
+                ans["align"]["grammar"] = grammar
+                if grammar is not None and grammar["median_abs_diff"] <= GRAMMAR_TOL:
+                    via, how = "grammar", (
+                        "each text is scored by one request that generates it under a grammar "
+                        "spelling it (its tokens' log-probs read by position; a token the "
+                        "generation does not follow is scored by its own forced request)")
+                else:
+                    via, how = "forced", ("each token is scored by its own request, the token "
+                                          "forced by its id")
+                replace_caps.update(aligned="ok", prompt_logprobs_via=via)
                 self.warnings.append(
                     "the server's echoed log-probs do not describe the tokens they are reported "
                     f"with (echo {got} vs generation {want:.4f} for the probe's last token; a "
                     "llama.cpp server whose model adds no BOS reports log p(token i | tokens "
-                    "1..i)): each token is scored by its own request, the token forced by its id")
+                    f"1..i)): {how}")
             else:
                 replace_caps.update(aligned="misaligned", prompt_logprobs=False, argmax=False)
                 self.warnings.append(
@@ -561,6 +633,33 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         honoured = w is not None and w < want - ALIGN_TOL and \
             _choice_text(got[1]) != _choice_text(got[0])
         return v if honoured else None
+
+    def _grammar_check(self, ids: list[int]) -> dict[str, float] | None:
+        """How the grammar route's values of the probe's tokens compare with the forced route's
+        (checked already) token by token: their median and largest absolute difference, or None
+        when the server does not follow the route (no ``grammar`` field, or a generation that
+        strays from the text). A route that read another row (as the misaligned echo does) is
+        nats off at most tokens; evaluation order alone moves llama.cpp's quantized numbers by
+        hundredths (a prefix evaluated as one batch or token by token)."""
+        spans = self._grammar_plan(ids, 1)
+        if spans != [(1, len(ids))]:
+            return None
+        plan = spans[0]
+        got = self._post([self._grammar_payload(ids, *plan)])[0]
+        if isinstance(got, ApiFailure) or got is None:
+            return None
+        vals, _ = self._read_grammar(ids, *plan, got)
+        if len(vals) != len(ids) - plan[0] or any(v is None for v in vals):
+            return None
+        forced = self._post_forced([(ids[:j], ids[j]) for j in range(plan[0], len(ids))])
+        if any(isinstance(r, ApiFailure) for r in forced):
+            return None
+        ref = [_positional(r, [0])[0][0] for r in forced]
+        if any(v is None for v in ref):
+            return None
+        d = np.abs(np.asarray(vals, dtype=float) - np.asarray(ref, dtype=float))
+        return {"median_abs_diff": float(np.median(d)), "max_abs_diff": float(d.max()),
+                "tokens": int(d.size)}
 
     def _first_token_note(self, replace_caps: dict[str, Any], first: bool = False) -> None:
         """Record whether the first text token gets a log-prob: never on a BOS-adding server's
@@ -702,6 +801,8 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                                                progress=progress)
         if caps.prompt_logprobs_via == "forced":
             return self._score_forced(seqs, cut, last=last, sampling=sampling, progress=progress)
+        if caps.prompt_logprobs_via == "grammar":
+            return self._score_grammar(seqs, cut, last=last, sampling=sampling, progress=progress)
         resps = self._post_texts(seqs, texts, {"logprobs": 1, "echo": True}, progress)
         self._raise_failed(resps)
         out = []
@@ -736,18 +837,39 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                     for p, t in pairs]
         return self._post(payloads, progress=progress)
 
-    def _score_forced(self, seqs, cut, *, last, sampling, progress):
-        """Scores from one forced-token request per scored token (the route for a server whose
-        echo is misaligned). A prefix whose text does not re-tokenize to its own ids cannot be
-        sent as a prompt (e.g. "\\n" "\\n" before "##" merges into "\\n\\n"): that token is left
-        out and counted."""
-        jobs: list[tuple[int, int]] = []
-        for s, x in enumerate(seqs):
-            lo = 1 if last is None else max(1, len(x) - last)
-            jobs += [(s, j) for j in range(lo, len(x)) if self._core(x[:j])[1]]
+    def _forced_jobs(self, seqs, spans) -> list[tuple[int, int]]:
+        """(text, position) of each token to score by its own forced request, from ``spans``
+        ((text, first, end) position ranges), less the positions whose prefix does not
+        re-tokenize to its own ids (it cannot be sent as a prompt: e.g. "\\n" "\\n" before
+        "##" merges into "\\n\\n"; such a token is left out and counted)."""
+        # a byte of a longer character is never forced: llama-cpp-python keeps generating until
+        # a character is whole, and a forced byte never makes one (it fills the context: HTTP
+        # 500 "llama_decode returned 1")
+        byte = [[b is not None and not self._whole(b) for b in self._token_bytes(x)]
+                for x in seqs] if spans else []
+        jobs = [(s, j) for s, a, b in spans for j in range(a, b)
+                if self._core(seqs[s][:j])[1] and not byte[s][j]]
         cores = [self._core(seqs[s][:j])[1] for s, j in jobs]
         again = self.tokenize([self.decode(c) for c in cores]) if cores else []
-        jobs = [jc for jc, c, a in zip(jobs, cores, again) if c == a]
+        return [jc for jc, c, a in zip(jobs, cores, again) if c == a]
+
+    def _forced_fill(self, seqs, jobs, lps, ams, tick=None) -> None:
+        """Send the forced requests of ``jobs`` and write each token's log-prob (by position)."""
+        resps = self._post_forced([(seqs[s][:j], seqs[s][j]) for s, j in jobs], progress=tick)
+        self._raise_failed(resps)
+        for (s, j), r in zip(jobs, resps):
+            self._check_count(self.decode(self._core(seqs[s][:j])[1]), self._core(seqs[s][:j])[1],
+                              r)
+            (v,), (a,) = _positional(r, [0])
+            if v is not None:
+                lps[s][j], ams[s][j] = v, a
+
+    def _score_forced(self, seqs, cut, *, last, sampling, progress):
+        """Scores from one forced-token request per scored token (the route for a server whose
+        echo is misaligned and that has no grammar route)."""
+        spans = [(s, 1 if last is None else max(1, len(x) - last), len(x))
+                 for s, x in enumerate(seqs)]
+        jobs = self._forced_jobs(seqs, spans)
         bounds = np.cumsum(np.bincount([s for s, _ in jobs], minlength=len(seqs)))
         done, texts_done = [0], [0]
 
@@ -757,23 +879,167 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                 texts_done[0] += 1
                 progress(1)
 
-        resps = self._post_forced([(seqs[s][:j], seqs[s][j]) for s, j in jobs],
-                                  progress=tick if progress is not None else None)
-        self._raise_failed(resps)
         lps = [np.full(len(x), np.nan, dtype=np.float32) for x in seqs]
         ams = [np.zeros(len(x), dtype=bool) for x in seqs]
-        for (s, j), r in zip(jobs, resps):
-            self._check_count(self.decode(self._core(seqs[s][:j])[1]), self._core(seqs[s][:j])[1],
-                              r)
-            (v,), (a,) = _positional(r, [0])
-            if v is not None:
-                lps[s][j], ams[s][j] = v, a
+        self._forced_fill(seqs, jobs, lps, ams, tick if progress is not None else None)
         out = [_token_scores(x, lp, am, c, last=last, sampling=sampling)
                for x, lp, am, c in zip(seqs, lps, ams, cut)]
         if progress is not None:
             while texts_done[0] < len(seqs):
                 texts_done[0] += 1
                 progress(1)
+        self._note_unscored(seqs, out, last)
+        return out
+
+    # -- the grammar route: one request per text on a server whose echo is misaligned
+    def _token_bytes(self, ids: Sequence[int]) -> list[bytes | None]:
+        """Each token's bytes (None for a special token, whose text is not what it stands for)."""
+        t = self._need_tokenizer()
+        if not hasattr(self, "_piece_cache"):
+            self._piece_cache: dict[int, bytes | None] = {}
+            self._byte_of = {c: b for b, c in _bytes_to_unicode().items()}
+            self._special = set(getattr(t, "all_special_ids", []) or [])
+        out = []
+        for i in ids:
+            i = int(i)
+            if i not in self._piece_cache:
+                self._piece_cache[i] = self._piece(t, i)
+            out.append(self._piece_cache[i])
+        return out
+
+    def _piece(self, t, i: int) -> bytes | None:
+        if i in self._special:
+            return None
+        tok = t.convert_ids_to_tokens(i)
+        if not isinstance(tok, str) or not tok:
+            return None
+        if all(c in self._byte_of for c in tok):  # byte-level BPE (GPT-2, Llama 3, SmolLM2)
+            return bytes(self._byte_of[c] for c in tok)
+        if tok.startswith("<0x") and tok.endswith(">") and len(tok) == 6:  # SentencePiece byte
+            return bytes([int(tok[3:5], 16)])
+        return tok.replace("\u2581", " ").encode("utf-8")  # SentencePiece: "▁" is the space
+
+    def _token_strings(self, ids: Sequence[int]) -> list[str | None]:
+        """Each token's text as llama.cpp reports it in ``logprobs.tokens`` (its bytes decoded on
+        their own, an incomplete character dropped), None for a special token."""
+        return [None if b is None else b.decode("utf-8", errors="ignore")
+                for b in self._token_bytes(ids)]
+
+    @staticmethod
+    def _whole(b: bytes | None) -> bool:
+        """A token that is a complete, non-empty string on its own."""
+        if not b:
+            return False
+        try:
+            b.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    def _grammar_plan(self, ids: list[int], lo: int) -> list[tuple[int, int]]:
+        """Spans (p, q): positions p..q-1 of ``ids`` (all >= ``lo``, the first to score), each
+        scored by one grammar request whose prompt is ``ids[:p]`` (its text re-tokenizes to its
+        own ids) and whose text ends on a whole character. A token that is a byte of a longer
+        character reads as "" or a piece of it, so the generation's split there cannot be
+        checked by its string: such a token stays in a span only when no other token of the
+        text could stand at its place (the text's tokens are the only ones biased, and none
+        other is a prefix of what is left), else it ends the span, and the next begins after
+        it. Special tokens end a span as well."""
+        o = len(ids) - len(self._core(ids)[1])
+        raw = self._token_bytes(ids)
+        n = len(ids)
+        pieces = {b for b in raw if b}
+
+        def open_at(k: int) -> bool:  # a token the generation is sure to take at its place
+            if raw[k] is None:
+                return False
+            if self._whole(raw[k]):
+                return True
+            end = next((i for i in range(k, n) if raw[i] is None), n)
+            rest = b"".join(raw[k:end])
+            return not any(b != raw[k] and rest.startswith(b) for b in pieces)
+
+        spans, j = [], max(lo, o + 1)
+        while j < n:
+            if not open_at(j):
+                j += 1
+                continue
+            q = j
+            while q < n and open_at(q):
+                q += 1
+            p = next((a for a in range(j, q)
+                      if self.tokenize([self.decode(ids[o:a])])[0] == ids[o:a]), q)
+            while q > p and not self._whole(b"".join(raw[p:q])):
+                q -= 1  # end on a whole character (a grammar spells characters)
+            if q - p >= 2:  # one token is one request either way: the forced route takes it
+                spans.append((p, q))
+            j = max(q, j + 1)
+        return spans
+
+    def _grammar_payload(self, ids: list[int], p: int, q: int) -> dict[str, Any]:
+        o, core = self._core(ids)
+        prompt = self.decode(core[: p - o])
+        body = b"".join(self._token_bytes(ids[p:q])).decode("utf-8")
+        bias = {str(int(t)): FORCE_BIAS + GRAMMAR_BIAS_PER_BYTE * len(b)
+                for t, b in zip(ids[p:q], self._token_bytes(ids[p:q]))}
+        return {"prompt": prompt, "max_tokens": q - p, "temperature": 0, "logprobs": 1,
+                "grammar": "root ::= " + gbnf_literal(body), "logit_bias": bias, **self._neutral}
+
+    def _read_grammar(self, ids: list[int], p: int, q: int, resp: dict[str, Any]):
+        """(log-probs, is_argmax) of ``ids[p:p+m]`` from a grammar request, read by position,
+        for the longest run m of generated tokens that are the text's own: one token string per
+        position, equal to the local token's, and a value. A generation that took another path
+        (another split of the same text) stops the run there."""
+        o, core = self._core(ids)
+        self._check_count(self.decode(core[: p - o]), core[: p - o], resp)
+        L = _echo_logprobs(resp)
+        got, tlp = L.get("tokens") or [], L.get("token_logprobs") or []
+        want = self._token_strings(ids[p:q])
+        m = 0
+        while m < len(want) and m < len(got) and m < len(tlp) and got[m] == want[m] and \
+                tlp[m] is not None:
+            m += 1
+        return _positional(resp, range(m))
+
+    def _score_grammar(self, seqs, cut, *, last, sampling, progress):
+        """Scores from one grammar request per text (the route for a llama.cpp server whose echo
+        is misaligned): the text's first token as the prompt, the rest generated at temperature 0
+        under a grammar that spells it, each of its tokens biased (longer ones more), and the
+        log-probs the server reports with the generated tokens read by position. The server's
+        log-probs are the model's own (neither the grammar nor the bias touches them). A token
+        the generation does not follow, and every token after it in its span, is scored by its
+        own forced request; so is a token with no string of its own (:meth:`_grammar_plan`)."""
+        lps = [np.full(len(x), np.nan, dtype=np.float32) for x in seqs]
+        ams = [np.zeros(len(x), dtype=bool) for x in seqs]
+        los = [1 if last is None else max(1, len(x) - last) for x in seqs]
+        jobs = [(s, p, q) for s, x in enumerate(seqs) for p, q in self._grammar_plan(x, los[s])]
+        bounds = np.cumsum(np.bincount([s for s, _, _ in jobs], minlength=len(seqs)))
+        done, texts_done = [0], [0]
+
+        def tick(k: int) -> None:  # progress counts texts: one is done with its last request
+            done[0] += k
+            while texts_done[0] < len(seqs) and bounds[texts_done[0]] <= done[0]:
+                texts_done[0] += 1
+                progress(1)
+
+        resps = self._post([self._grammar_payload(seqs[s], p, q) for s, p, q in jobs],
+                           progress=tick if progress is not None else None)
+        self._raise_failed(resps)
+        covered = [np.zeros(len(x), dtype=bool) for x in seqs]
+        for (s, p, q), r in zip(jobs, resps):
+            vals, am = self._read_grammar(seqs[s], p, q, r)
+            for k, (v, a) in enumerate(zip(vals, am)):
+                lps[s][p + k], ams[s][p + k] = v, a
+                covered[s][p + k] = True
+        spans = []
+        for s, x in enumerate(seqs):
+            rest = np.flatnonzero(~covered[s][los[s]:]) + los[s]
+            spans += [(s, int(j), int(j) + 1) for j in rest]
+        self._forced_fill(seqs, self._forced_jobs(seqs, spans), lps, ams)
+        if progress is not None and texts_done[0] < len(seqs):
+            progress(len(seqs) - texts_done[0])
+        out = [_token_scores(x, lp, am, c, last=last, sampling=sampling)
+               for x, lp, am, c in zip(seqs, lps, ams, cut)]
         self._note_unscored(seqs, out, last)
         return out
 

@@ -439,15 +439,15 @@ def score_source(caps, want: str = "auto", *, has_references: bool = False) -> s
     ``auto`` picks ``echo`` when the target scores given text (``prompt_logprobs``), else
     ``generated`` when it returns log-probs with its samples (``generated_logprobs``, an API
     capability), else ``none``, which needs a local reference model to rank with. An endpoint
-    whose echo is misaligned scores each token by its own request (``prompt_logprobs_via ==
-    "forced"``: a 255-token sample costs 254 requests) and ranks with ``generated`` under
-    ``auto`` when it can: they come free."""
+    whose echo is misaligned scores a text through its generation path (``prompt_logprobs_via``
+    ``"grammar"``: the sample generated once more, one forward pass per token; ``"forced"``: one
+    request per token) and ranks with ``generated`` under ``auto`` when it can: they come free."""
     if want not in SCORE_SOURCES:
         raise LeakauditError(f"target_scores must be one of {', '.join(SCORE_SOURCES)}, got {want!r}")
     echo = bool(caps.prompt_logprobs)
     gen = bool(getattr(caps, "generated_logprobs", False))
     if want == "auto":
-        costly = getattr(caps, "prompt_logprobs_via", "") == "forced"
+        costly = getattr(caps, "prompt_logprobs_via", "") in ("forced", "grammar")
         want = ("generated" if gen and (costly or not echo) else "echo" if echo else
                 "generated" if gen else "none")
     if want == "echo" and not echo:
