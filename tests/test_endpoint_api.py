@@ -221,6 +221,18 @@ def test_misaligned_server_is_caught(ggufs, tiny_model_dir, tiny_lm, tmp_path):
             j += 1
         assert len(pos) >= (len(x) - 1) * 3 // 4
         np.testing.assert_allclose(f.logprobs, [float(rows[j - 1, x[j]]) for j in pos], atol=2e-3)
+        # a document that starts with the local start token, on a server that adds none (a
+        # Llama-style tokenizer in front of a GGUF without add_bos): the start token is sent as
+        # its own text, which llama.cpp reads as that token, so the scores are in-process's of
+        # [start] + text (its first text token scored too); before, nothing was scored
+        bos = tiny_lm.bos_id
+        y = [bos] + ids[0]
+        (g,) = lm.score_ids([y])
+        with torch.no_grad():
+            rows = torch.log_softmax(tiny_lm.model(torch.tensor([y])).logits[0], -1)
+        assert g.token_ids.tolist() == ids[0]
+        np.testing.assert_allclose(g.logprobs, rows[:-1].gather(1, torch.tensor(y[1:])[:, None])
+                                   [:, 0].numpy(), atol=2e-3)
         # a memorization window (last=k): one request, its prompt the text before the window
         i = max(range(len(ids)), key=lambda j: len(ids[j]))
         assert len(ids[i]) > 5

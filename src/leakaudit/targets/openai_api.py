@@ -818,6 +818,23 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         o = int(bool(ids) and bool(self._adds_bos) and ids[0] == self.bos_id)
         return o, ids[o:]
 
+    def _prompts_of(self, prefixes: Sequence[Sequence[int]]) -> list[str | None]:
+        """For each token prefix, the prompt text the server tokenizes into exactly those ids,
+        or None when there is none (a prefix whose text re-tokenizes otherwise, e.g. cut inside
+        a merge). A start token the server adds itself is left out of the text; the local
+        tokenizer's start token where the server adds none is sent as its own text (llama.cpp
+        reads special tokens in a prompt), so a document is the same sequence as in-process."""
+        cores = [self._core(list(x))[1] for x in prefixes]
+        lead = [bool(c) and c[0] == self.bos_id and self._adds_bos is False
+                and c[0] in getattr(self._need_tokenizer(), "all_special_ids", []) for c in cores]
+        rest = [c[1:] if b else c for c, b in zip(cores, lead)]
+        again = self.tokenize([self.decode(r) for r in rest]) if rest else []
+        out: list[str | None] = []
+        for c, b, r, a in zip(cores, lead, rest, again):
+            ok = bool(c) and r == a
+            out.append(self._wire_prompt(c, self.decode(r)) if ok else None)
+        return out
+
     def _note_unscored(self, seqs, out: list[TokenScores], last: int | None) -> None:
         """Log how many tokens the server gave no log-prob (beyond each text's first token,
         which the token convention leaves out)."""
@@ -832,9 +849,11 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         """One request per (prefix ids, token id): the prefix as text, one generated token
         forced by ``logit_bias`` on the token's id (the log-prob the server reports for it is
         the model's, read by position: biases act on sampling, not on reported log-probs)."""
-        payloads = [{"prompt": self.decode(self._core(p)[1]), "max_tokens": 1, "temperature": 0,
-                     "logprobs": 1, "logit_bias": {str(int(t)): FORCE_BIAS}, **self._neutral}
-                    for p, t in pairs]
+        prompts = self._prompts_of([p for p, _ in pairs])
+        payloads = [{"prompt": w if w is not None else self.decode(self._core(p)[1]),
+                     "max_tokens": 1, "temperature": 0, "logprobs": 1,
+                     "logit_bias": {str(int(t)): FORCE_BIAS}, **self._neutral}
+                    for (p, t), w in zip(pairs, prompts)]
         return self._post(payloads, progress=progress)
 
     def _forced_jobs(self, seqs, spans) -> list[tuple[int, int]]:
@@ -847,19 +866,17 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         # 500 "llama_decode returned 1")
         byte = [[b is not None and not self._whole(b) for b in self._token_bytes(x)]
                 for x in seqs] if spans else []
-        jobs = [(s, j) for s, a, b in spans for j in range(a, b)
-                if self._core(seqs[s][:j])[1] and not byte[s][j]]
-        cores = [self._core(seqs[s][:j])[1] for s, j in jobs]
-        again = self.tokenize([self.decode(c) for c in cores]) if cores else []
-        return [jc for jc, c, a in zip(jobs, cores, again) if c == a]
+        jobs = [(s, j) for s, a, b in spans for j in range(a, b) if not byte[s][j]]
+        prompts = self._prompts_of([seqs[s][:j] for s, j in jobs])
+        return [jc for jc, w in zip(jobs, prompts) if w is not None]
 
     def _forced_fill(self, seqs, jobs, lps, ams, tick=None) -> None:
         """Send the forced requests of ``jobs`` and write each token's log-prob (by position)."""
         resps = self._post_forced([(seqs[s][:j], seqs[s][j]) for s, j in jobs], progress=tick)
         self._raise_failed(resps)
-        for (s, j), r in zip(jobs, resps):
-            self._check_count(self.decode(self._core(seqs[s][:j])[1]), self._core(seqs[s][:j])[1],
-                              r)
+        prompts = self._prompts_of([seqs[s][:j] for s, j in jobs])
+        for (s, j), r, w in zip(jobs, resps, prompts):
+            self._check_count(w or "", self._core(seqs[s][:j])[1], r)
             (v,), (a,) = _positional(r, [0])
             if v is not None:
                 lps[s][j], ams[s][j] = v, a
@@ -967,8 +984,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             q = j
             while q < n and open_at(q):
                 q += 1
-            p = next((a for a in range(j, q)
-                      if self.tokenize([self.decode(ids[o:a])])[0] == ids[o:a]), q)
+            p = next((a for a in range(j, q) if self._prompts_of([ids[:a]])[0] is not None), q)
             while q > p and not self._whole(b"".join(raw[p:q])):
                 q -= 1  # end on a whole character (a grammar spells characters)
             if q - p >= 2:  # one token is one request either way: the forced route takes it
@@ -978,7 +994,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
 
     def _grammar_payload(self, ids: list[int], p: int, q: int) -> dict[str, Any]:
         o, core = self._core(ids)
-        prompt = self.decode(core[: p - o])
+        (prompt,) = self._prompts_of([ids[:p]])
         body = b"".join(self._token_bytes(ids[p:q])).decode("utf-8")
         bias = {str(int(t)): FORCE_BIAS + GRAMMAR_BIAS_PER_BYTE * len(b)
                 for t, b in zip(ids[p:q], self._token_bytes(ids[p:q]))}
@@ -991,7 +1007,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         position, equal to the local token's, and a value. A generation that took another path
         (another split of the same text) stops the run there."""
         o, core = self._core(ids)
-        self._check_count(self.decode(core[: p - o]), core[: p - o], resp)
+        self._check_count(self._prompts_of([ids[:p]])[0] or "", core[: p - o], resp)
         L = _echo_logprobs(resp)
         got, tlp = L.get("tokens") or [], L.get("token_logprobs") or []
         want = self._token_strings(ids[p:q])
