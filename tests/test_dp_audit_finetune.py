@@ -117,6 +117,24 @@ def test_summary_line_states_delta_and_units():
     assert res.to_record()["audit_unit"] == "example"
 
 
+def test_a_bound_below_the_claims_delta_neither_refutes_nor_passes_the_claim():
+    """ε̂ at δ below the claim's δ cannot refute it: (ε, δ')-DP does not imply (ε, δ)-DP for
+    δ < δ'. At the claim's δ or above it can (negative control: the same numbers refute)."""
+    from leakaudit.audits.dp_audit import DPAuditResult
+
+    kw = dict(world="lm", mode="one-run", trainer="t", claimed_epsilon=1.0, confidence=0.95,
+              epsilon_lb=2.5, max_certifiable=4.6, detail={}, models_trained=1, models_reused=0,
+              wall_s=1.0, canary_kind="secret", n_canaries=1000, claimed_delta=1e-3,
+              privacy_unit="document")
+    low = DPAuditResult(delta=1e-5, **kw)
+    assert not low.comparable and not low.refuted
+    assert low.verdict().startswith("not comparable with the claim: the bound is at δ = 1e-05")
+    assert "--delta 0.001" in low.verdict() and low.to_record()["refuted"] is False
+    for d in (1e-3, 1e-2):
+        at = DPAuditResult(delta=d, **kw)
+        assert at.comparable and at.refuted and at.verdict().startswith("claim refuted")
+
+
 @pytest.mark.extended
 def test_real_smollm2_dp_finetune_audit_one_seed(tmp_path):
     """One seed of the audit in docs/results/dp-audit.md ("DP fine-tuning of SmolLM2"): LoRA on

@@ -116,7 +116,8 @@ def make_auditor(config: DPAuditConfig) -> DPAuditor:
 class DPAuditResult:
     """What one audit found. ``epsilon_lb`` is ε̂ (valid at ``confidence``), ``max_certifiable`` the
     most this audit could have certified, ``claimed_epsilon`` the pipeline's claim (None when it
-    made none). ``refuted`` is True when ε̂ > claimed ε: the claim is then false at this confidence.
+    made none). ``refuted`` is True when ε̂ > claimed ε with the bound at the claim's δ or above
+    (``comparable``): the claim is then false at this confidence.
     """
 
     world: str
@@ -159,12 +160,24 @@ class DPAuditResult:
         return f"claimed ε = {self.claimed_epsilon:.3f} at {d} per {unit}"
 
     @property
+    def comparable(self) -> bool:
+        """Whether ε̂ can be held against the claim: a bound at δ below the claim's δ cannot
+        (an (ε, δ')-DP training need not be (ε, δ)-DP for δ < δ'); at the claim's δ or above
+        it can ((ε, δ')-DP implies (ε, δ)-DP for every δ ≥ δ')."""
+        return self.claimed_delta is None or self.delta >= self.claimed_delta
+
+    @property
     def refuted(self) -> bool:
-        return self.claimed_epsilon is not None and self.epsilon_lb > self.claimed_epsilon
+        return (self.claimed_epsilon is not None and self.comparable
+                and self.epsilon_lb > self.claimed_epsilon)
 
     def verdict(self) -> str:
         if self.claimed_epsilon is None:
             return "no ε claimed: ε̂ is a lower bound on the ε this training provides"
+        if not self.comparable:
+            return (f"not comparable with the claim: the bound is at δ = {self.delta:g}, below the "
+                    f"claim's δ = {self.claimed_delta:g}; rerun with --delta {self.claimed_delta:g} "
+                    "or above")
         if self.refuted:
             return (f"claim refuted: the training is not ({self.claimed_epsilon:g}, {self.delta:g})-DP "
                     f"(confidence {self.confidence:g})")
@@ -177,6 +190,7 @@ class DPAuditResult:
 
     def to_record(self) -> dict:
         return {**asdict(self), "audit_unit": self.audit_unit, "refuted": self.refuted,
+                "comparable": self.comparable,
                 "verdict": self.verdict(), "note": NOT_A_PROOF}
 
 

@@ -84,7 +84,8 @@ if True:  # the default mode keeps its indentation from when it was the only one
         res = rep.result
         out_console.print(res.bound_statement(), highlight=False)
         out_console.print(res.claim_statement(), highlight=False)
-        out_console.print(res.verdict() if res.refuted or res.claimed_epsilon is None else NOT_A_PROOF,
+        out_console.print(res.verdict() if res.refuted or res.claimed_epsilon is None
+                          or not res.comparable else NOT_A_PROOF,
                           highlight=False)
         out_console.print(f"cost: {res.models_trained} model(s) trained, {res.models_reused} reused, "
                           f"{res.wall_s:.1f} s wall; records: {out / 'report.jsonl'}", highlight=False)
