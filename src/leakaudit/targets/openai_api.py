@@ -993,11 +993,13 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         return spans
 
     def _grammar_payload(self, ids: list[int], p: int, q: int) -> dict[str, Any]:
-        o, core = self._core(ids)
+        """The grammar request of span (p, q): prompt ``ids[:p]``, the span's text spelled by the
+        grammar (whole characters: :meth:`_grammar_plan`), the span's tokens biased."""
         (prompt,) = self._prompts_of([ids[:p]])
-        body = b"".join(self._token_bytes(ids[p:q])).decode("utf-8")
+        pieces = self._token_bytes(ids[p:q])
+        body = b"".join(pieces).decode("utf-8")
         bias = {str(int(t)): FORCE_BIAS + GRAMMAR_BIAS_PER_BYTE * len(b)
-                for t, b in zip(ids[p:q], self._token_bytes(ids[p:q]))}
+                for t, b in zip(ids[p:q], pieces)}
         return {"prompt": prompt, "max_tokens": q - p, "temperature": 0, "logprobs": 1,
                 "grammar": "root ::= " + gbnf_literal(body), "logit_bias": bias, **self._neutral}
 
