@@ -136,7 +136,10 @@ def test_echo_one_row_late_is_caught_and_each_token_forced_by_id(tiny_lm):
     assert any("by its own request" in w for w in logs)
     ids = tiny_lm.tokenize(UNIQUE)
     n = len(srv.sent)
-    got = lm.score_ids(ids)
+    ticks: list[int] = []
+    got = lm.score_ids(ids + [ids[0][:1]], progress=ticks.append)[:-1]
+    # progress counts texts, one-token texts (no request) included
+    assert sum(ticks) == len(ids) + 1
     # n - 1 requests per text, each forcing one token id
     assert len(srv.sent) - n == sum(len(x) - 1 for x in ids)
     assert all(list(p["logit_bias"].values()) == [100.0] for p in srv.sent[n:])

@@ -845,20 +845,46 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                      "are left out of the scores (see the capability warnings)")
 
     def _post_forced(self, pairs: Sequence[tuple[list[int], int]],
-                     progress: Progress | None = None) -> list[Any]:
-        """One request per (prefix ids, token id): the prefix as text, one generated token
-        forced by ``logit_bias`` on the token's id (the log-prob the server reports for it is
-        the model's, read by position: biases act on sampling, not on reported log-probs)."""
-        prompts = self._prompts_of([p for p, _ in pairs])
+                     progress: Progress | None = None,
+                     prompts: Sequence[str | None] | None = None) -> list[Any]:
+        """One request per (prefix ids, token id): the prefix as text (``prompts``, when the
+        caller has them from :meth:`_prompts_of`), one generated token forced by ``logit_bias``
+        on the token's id (the log-prob the server reports for it is the model's, read by
+        position: biases act on sampling, not on reported log-probs)."""
+        if prompts is None:
+            prompts = self._prompts_of([p for p, _ in pairs])
         payloads = [{"prompt": w if w is not None else self.decode(self._core(p)[1]),
                      "max_tokens": 1, "temperature": 0, "logprobs": 1,
                      "logit_bias": {str(int(t)): FORCE_BIAS}, **self._neutral}
                     for (p, t), w in zip(pairs, prompts)]
         return self._post(payloads, progress=progress)
 
-    def _forced_jobs(self, seqs, spans) -> list[tuple[int, int]]:
-        """(text, position) of each token to score by its own forced request, from ``spans``
-        ((text, first, end) position ranges), less the positions whose prefix does not
+    @staticmethod
+    def _text_progress(owners: Sequence[int], n: int, progress: Progress | None):
+        """Progress counted in texts over a run of requests: ``owners`` names the text of each
+        request, in order; a text is done with its last request. Returns (the tick to give the
+        requests, a finish that counts what is left: texts that needed no request)."""
+        if progress is None:
+            return None, lambda: None
+        bounds = np.cumsum(np.bincount(list(owners), minlength=n))
+        done, texts_done = [0], [0]
+
+        def tick(k: int) -> None:
+            done[0] += k
+            while texts_done[0] < n and bounds[texts_done[0]] <= done[0]:
+                texts_done[0] += 1
+                progress(1)
+
+        def finish() -> None:
+            if texts_done[0] < n:
+                progress(n - texts_done[0])
+                texts_done[0] = n
+
+        return tick, finish
+
+    def _forced_jobs(self, seqs, spans) -> list[tuple[int, int, str]]:
+        """(text, position, prompt) of each token to score by its own forced request, from
+        ``spans`` ((text, first, end) position ranges), less the positions whose prefix does not
         re-tokenize to its own ids (it cannot be sent as a prompt: e.g. "\\n" "\\n" before
         "##" merges into "\\n\\n"; such a token is left out and counted)."""
         # a byte of a longer character is never forced: llama-cpp-python keeps generating until
@@ -868,15 +894,15 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
                 for x in seqs] if spans else []
         jobs = [(s, j) for s, a, b in spans for j in range(a, b) if not byte[s][j]]
         prompts = self._prompts_of([seqs[s][:j] for s, j in jobs])
-        return [jc for jc, w in zip(jobs, prompts) if w is not None]
+        return [(s, j, w) for (s, j), w in zip(jobs, prompts) if w is not None]
 
     def _forced_fill(self, seqs, jobs, lps, ams, tick=None) -> None:
         """Send the forced requests of ``jobs`` and write each token's log-prob (by position)."""
-        resps = self._post_forced([(seqs[s][:j], seqs[s][j]) for s, j in jobs], progress=tick)
+        resps = self._post_forced([(seqs[s][:j], seqs[s][j]) for s, j, _ in jobs], progress=tick,
+                                  prompts=[w for _, _, w in jobs])
         self._raise_failed(resps)
-        prompts = self._prompts_of([seqs[s][:j] for s, j in jobs])
-        for (s, j), r, w in zip(jobs, resps, prompts):
-            self._check_count(w or "", self._core(seqs[s][:j])[1], r)
+        for (s, j, w), r in zip(jobs, resps):
+            self._check_count(w, self._core(seqs[s][:j])[1], r)
             (v,), (a,) = _positional(r, [0])
             if v is not None:
                 lps[s][j], ams[s][j] = v, a
@@ -887,24 +913,13 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         spans = [(s, 1 if last is None else max(1, len(x) - last), len(x))
                  for s, x in enumerate(seqs)]
         jobs = self._forced_jobs(seqs, spans)
-        bounds = np.cumsum(np.bincount([s for s, _ in jobs], minlength=len(seqs)))
-        done, texts_done = [0], [0]
-
-        def tick(k: int) -> None:  # progress counts texts: one is done with its last request
-            done[0] += k
-            while texts_done[0] < len(seqs) and bounds[texts_done[0]] <= done[0]:
-                texts_done[0] += 1
-                progress(1)
-
+        tick, finish = self._text_progress([s for s, _, _ in jobs], len(seqs), progress)
         lps = [np.full(len(x), np.nan, dtype=np.float32) for x in seqs]
         ams = [np.zeros(len(x), dtype=bool) for x in seqs]
-        self._forced_fill(seqs, jobs, lps, ams, tick if progress is not None else None)
+        self._forced_fill(seqs, jobs, lps, ams, tick)
         out = [_token_scores(x, lp, am, c, last=last, sampling=sampling)
                for x, lp, am, c in zip(seqs, lps, ams, cut)]
-        if progress is not None:
-            while texts_done[0] < len(seqs):
-                texts_done[0] += 1
-                progress(1)
+        finish()
         self._note_unscored(seqs, out, last)
         return out
 
@@ -1031,17 +1046,9 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         ams = [np.zeros(len(x), dtype=bool) for x in seqs]
         los = [1 if last is None else max(1, len(x) - last) for x in seqs]
         jobs = [(s, p, q) for s, x in enumerate(seqs) for p, q in self._grammar_plan(x, los[s])]
-        bounds = np.cumsum(np.bincount([s for s, _, _ in jobs], minlength=len(seqs)))
-        done, texts_done = [0], [0]
-
-        def tick(k: int) -> None:  # progress counts texts: one is done with its last request
-            done[0] += k
-            while texts_done[0] < len(seqs) and bounds[texts_done[0]] <= done[0]:
-                texts_done[0] += 1
-                progress(1)
-
+        tick, finish = self._text_progress([s for s, _, _ in jobs], len(seqs), progress)
         resps = self._post([self._grammar_payload(seqs[s], p, q) for s, p, q in jobs],
-                           progress=tick if progress is not None else None)
+                           progress=tick)
         self._raise_failed(resps)
         covered = [np.zeros(len(x), dtype=bool) for x in seqs]
         for (s, p, q), r in zip(jobs, resps):
@@ -1054,8 +1061,7 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
             rest = np.flatnonzero(~covered[s][los[s]:]) + los[s]
             spans += [(s, int(j), int(j) + 1) for j in rest]
         self._forced_fill(seqs, self._forced_jobs(seqs, spans), lps, ams)
-        if progress is not None and texts_done[0] < len(seqs):
-            progress(len(seqs) - texts_done[0])
+        finish()
         out = [_token_scores(x, lp, am, c, last=last, sampling=sampling)
                for x, lp, am, c in zip(seqs, lps, ams, cut)]
         self._note_unscored(seqs, out, last)
