@@ -71,6 +71,7 @@ def check_sides(members, members_path, nonmembers, nonmembers_path) -> None:
                              f"inference needs at least {MIN_PER_SIDE} members and "
                              f"{MIN_PER_SIDE} non-members", path=str(path))
 
+
 def check_fprs(fprs) -> tuple[float, ...]:
     """The FPRs of ``--fpr``: each in (0, 1), at least one; sorted high to low, duplicates
     removed. An :class:`InputError` otherwise."""

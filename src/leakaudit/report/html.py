@@ -831,8 +831,6 @@ def build_membership_records(rd: ReportData) -> Section | None:
                    {"groups": out, "show_pii": rd.show_pii})
 
 
-#: Section builders in page order. Each reads what it needs from the records and returns a
-#: Section, or None when the report has nothing for it.
 # ---------------------------------------------------------------- DP audit section
 
 def _num_or(v: Any, fmt: str, missing: str) -> str:
@@ -885,6 +883,8 @@ def build_dp_audit(rd: ReportData) -> Section | None:
                     "rows": rows}]})
 
 
+#: Section builders in page order. Each reads what it needs from the records and returns a
+#: Section, or None when the report has nothing for it.
 SECTION_BUILDERS: list[Callable[[ReportData], Section | None]] = [
     build_summary,
     build_precision,
