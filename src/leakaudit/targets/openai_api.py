@@ -95,8 +95,8 @@ FORCE_BIAS = 100.0
 GRAMMAR_TOL = 0.05
 
 #: On the grammar route, each of a text's tokens gets ``FORCE_BIAS`` plus this much per byte of
-#: its piece: where the grammar lets a shorter token of the text stand in for a longer one
-#: (" " + "bash" for " bash"), the longer, i.e. the tokenizer's own, wins.
+#: its piece: where the grammar lets another split of the text fit (SmolLM2 took " " + "bash"
+#: for the tokenizer's " b" + "ash" without it), the longer token, i.e. the tokenizer's own, wins.
 GRAMMAR_BIAS_PER_BYTE = 30.0
 
 
