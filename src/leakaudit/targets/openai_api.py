@@ -832,7 +832,8 @@ class OpenAICompletionsLM(_Endpoint, LanguageModel):
         out: list[str | None] = []
         for c, b, r, a in zip(cores, lead, rest, again):
             ok = bool(c) and r == a
-            out.append(self._wire_prompt(c, self.decode(r)) if ok else None)
+            out.append(None if not ok else self._wire_prompt(c, self.decode(r)) if b
+                       else self.decode(r))
         return out
 
     def _note_unscored(self, seqs, out: list[TokenScores], last: int | None) -> None:
