@@ -120,12 +120,27 @@ class StageStore:
             value = json.loads((self.run_store.path(name, key) / "result.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        self.run_store.reused.append(name)
+        self.run_store._found(name, self.run_store.path(name, key), quiet=True)
         return value
 
     def put(self, key: str, task: str, result: Any) -> None:
         if self._keeps:
             self.run_store.json(self.names[key], key, lambda: result, describe={"task": task})
+
+    @property
+    def shares(self) -> bool:
+        """Whether another process may compute these shards beside this one (a run store with
+        locks): the in-process executor then takes each shard's lock before computing it."""
+        return self._keeps and hasattr(self.run_store, "claim")
+
+    def claim(self, key: str) -> bool:
+        return self.run_store.claim(self.names[key], key)
+
+    def release(self, key: str) -> None:
+        self.run_store.release(self.names[key], key)
+
+    def waiting(self, key: str):
+        return self.run_store.locked(self.names[key], key)
 
 
 #: the executor-side halves of the attack pipelines, by name (filled by leakaudit.exec)
@@ -178,6 +193,8 @@ class Executor:
                 self.stats["reused"] += 1
                 if progress:
                     progress(1)
+        if todo and self.name == "local" and getattr(store, "shares", False):
+            todo = self._run_shared(task, specs, shards, keys, todo, store, results, progress)
         for i, r in self._run(task, specs, [(i, shards[i]) for i in todo]):
             store.put(keys[i], task, r)
             results[i] = r
@@ -188,6 +205,37 @@ class Executor:
 
     def _run(self, task, specs, items):  # yields (index, result) as shards finish
         raise NotImplementedError
+
+    def _run_shared(self, task, specs, shards, keys, todo, store, results, progress) -> list:
+        """In-process shards beside another process on the same run store (the lab's helper
+        lane): each shard is claimed (its run-store lock) just before it is computed; a shard the
+        other process holds is skipped and, once the rest are done, waited for and read back (or
+        computed, when that process died). No shard is computed twice; returns nothing left."""
+        def one(i: int) -> None:
+            r = store.get(keys[i])
+            if r is None:
+                r = next(iter(self._run(task, specs, [(i, shards[i])])))[1]
+                store.put(keys[i], task, r)  # releases the shard's lock
+                self.stats["run"] += 1
+            else:
+                self.stats["reused"] += 1
+            results[i] = r
+            if progress:
+                progress(1)
+
+        deferred = []
+        for i in todo:
+            if not store.claim(keys[i]):
+                deferred.append(i)
+                continue
+            try:
+                one(i)
+            finally:
+                store.release(keys[i])
+        for i in deferred:
+            with store.waiting(keys[i]):
+                one(i)
+        return []
 
     def close(self) -> None:
         pass

@@ -9,6 +9,11 @@ stage, reuses it, and recomputes only the unfinished ones; the results equal tho
 uninterrupted run, because every stage is deterministic given its key. Temporary folders of dead
 processes are removed when the store is opened.
 
+Two processes may share a store (the lab's helper lane, or the same command started twice): a
+stage is computed under an exclusive lock on ``.<name>-<key[:24]>.lock`` (``flock``), so the
+second process waits for the first and reads its result instead of computing it again; a stage
+that a helper of the same run (the same ``run_id``) computed counts as computed, not reused.
+
 Layout of ``OUT/.leakaudit/store/``::
 
     <name>-<key[:24]>/          a finished stage: its files, and stage.json (name, key, inputs)
@@ -97,20 +102,26 @@ def _alive(pid: int) -> bool:
 class RunStore:
     """The run store of one output folder (``RunStore.for_output(out)``), or of any folder."""
 
-    def __init__(self, root: str | Path, *, log: Callable[[str], None] | None = None):
+    def __init__(self, root: str | Path, *, log: Callable[[str], None] | None = None,
+                 run_id: str | None = None):
+        import uuid
+
         self.root = Path(root)
         self.log = log or (lambda msg: None)
         self.reused: list[str] = []
         self.computed: list[str] = []
+        #: who computed a stage (in its stage.json): the helper lane of a run shares its id
+        self.run_id = run_id or uuid.uuid4().hex
+        self._held: dict[str, int] = {}  # lock files this process holds: path -> fd
         with private_umask():
             mkdir_private(self.root)
         self._remove_stale()
 
     @classmethod
-    def for_output(cls, out: str | Path, *, log=None) -> "RunStore":
+    def for_output(cls, out: str | Path, *, log=None, run_id: str | None = None) -> "RunStore":
         from leakaudit.runs.files import META
 
-        return cls(Path(out) / META / STORE, log=log)
+        return cls(Path(out) / META / STORE, log=log, run_id=run_id)
 
     @property
     def cache_dir(self) -> Path:
@@ -142,36 +153,113 @@ class RunStore:
                     pass
         return out
 
+    def _lock_path(self, name: str, key: str) -> Path:
+        return self.root / f".{self.path(name, key).name}.lock"
+
+    def claim(self, name: str, key: str) -> bool:
+        """Take stage ``(name, key)``'s lock without waiting: ``True`` when this process holds it
+        now (or already did), ``False`` when another process is computing the stage. A claimed
+        lock is held until :meth:`release` (``directory``/``json`` of the stage release it)."""
+        return self._acquire(self._lock_path(name, key), wait=False)
+
+    def release(self, name: str, key: str) -> None:
+        self._release(self._lock_path(name, key))
+
+    def _acquire(self, path: Path, *, wait: bool) -> bool:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no flock (Windows): one process per store
+            return True
+        p = str(path)
+        if p in self._held:
+            return True
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except BaseException:
+            os.close(fd)
+            raise
+        self._held[p] = fd
+        return True
+
+    def _release(self, path: Path) -> None:
+        fd = self._held.pop(str(path), None)
+        if fd is not None:
+            os.close(fd)  # closing the descriptor drops the flock
+
+    def locked(self, name: str, key: str):
+        """A context holding stage ``(name, key)``'s lock (waiting for another process that holds
+        it); re-entrant within a process. For a stage made of other stages (extraction): the
+        second process waits for the whole of it instead of computing its parts beside the
+        first."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def held():
+            path = self._lock_path(name, key)
+            mine = str(path) in self._held
+            self._acquire(path, wait=True)
+            try:
+                yield
+            finally:
+                if not mine:
+                    self._release(path)
+        return held()
+
+    def _found(self, name: str, final: Path, *, quiet: bool = False) -> Path:
+        """A finished stage: computed by this run (its helper lane) or reused from an earlier one."""
+        try:
+            run = json.loads((final / _MARK).read_text(encoding="utf-8")).get("run")
+        except (OSError, ValueError):
+            run = None
+        if run == self.run_id:
+            self.computed.append(name)
+        else:
+            self.reused.append(name)
+            if not quiet:
+                self.log(f"run store: reused finished stage {name}")
+        return final
+
     def directory(self, name: str, key: str, build: Callable[[Path], Any], *,
                   describe: dict[str, Any] | None = None) -> Path:
         """The folder of stage ``(name, key)``: reused if finished, else ``build(tmp)`` fills a
-        temporary folder that then becomes the stage, atomically."""
+        temporary folder that then becomes the stage, atomically (under the stage's lock: a
+        process that finds another computing it waits and reads its result)."""
         final = self.path(name, key)
         if (final / _MARK).is_file():
-            self.reused.append(name)
-            self.log(f"run store: reused finished stage {name}")
-            return final
+            self.release(name, key)
+            return self._found(name, final)
+        with self.locked(name, key):
+            try:
+                if (final / _MARK).is_file():
+                    return self._found(name, final)
+                self._build(name, key, final, build, describe)
+            finally:
+                self.release(name, key)  # also a lock taken by claim()
+        self.computed.append(name)
+        return final
+
+    def _build(self, name: str, key: str, final: Path, build: Callable[[Path], Any],
+               describe: dict[str, Any] | None) -> None:
         tmp = self.root / f".{final.name}.{os.getpid()}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         with private_umask():
             mkdir_private(tmp)
             try:
                 build(tmp)
-                (tmp / _MARK).write_text(json.dumps({"name": name, "key": key,
+                (tmp / _MARK).write_text(json.dumps({"name": name, "key": key, "run": self.run_id,
+                                                     "pid": os.getpid(),
                                                      **(describe or {})}, default=str),
                                          encoding="utf-8")
-                if final.exists():  # a finished copy from a concurrent run, or an unmarked leftover
-                    if (final / _MARK).is_file():
-                        shutil.rmtree(tmp, ignore_errors=True)
-                        self.reused.append(name)
-                        return final
+                if final.exists():  # an unmarked leftover
                     shutil.rmtree(final)
                 os.replace(tmp, final)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-        self.computed.append(name)
-        return final
 
     def workspace(self, name: str, key: str) -> Path:
         """A persistent folder for work that resumes by itself (e.g. shadow models, each saved
