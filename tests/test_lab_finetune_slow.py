@@ -78,6 +78,11 @@ def test_tiny_finetune_lab_every_stage_effect_and_negative_control(tmp_path):
     assert full["exposure"]["mean"]["ci_low"] > dp1["exposure"]["mean"]["ci_high"]
     assert (full["membership"]["documents"]["best_auc"]["auc"]
             > dp1["membership"]["documents"]["best_auc"]["auc"])
+    # a rerun of the same command reuses both fine-tunes and the three batteries from the run
+    # store (no training, no scoring) and writes the same records
+    _, output2, _, rows2 = _run(tmp_path, "--tiny")
+    assert "run store: reused 5 finished stages; computed 0" in output2, output2
+    assert rows2 == rows
     # negative control: the base never saw the canaries (secrets drawn at random): its canary
     # exposure is no higher than a model that ranks each secret uniformly among its references
     # would have on average, and canary membership on it does not separate beyond chance (the

@@ -26,6 +26,11 @@ The report: one ``defense_comparison`` record per variant (the HTML's defenses t
 leakage at each ε with 95% intervals, and one sentence, computed from those numbers, on whether
 ε < 3 is practical here.
 
+Each variant's fine-tune and each model's battery is a stage of the run store of ``--out``
+(:mod:`leakaudit.runs.store`): a run stopped at any point (``kill -9``, a closed laptop) and
+started again with the same command reuses what finished and gives the same records, so the
+default size (hours on a 2-core laptop) can be run in pieces.
+
 The same DP fine-tuning is also a training entry point of ``leakaudit dp-audit --world lm``
 (:class:`DPAuditFinetune`; ``--train leakaudit.lab.finetune:dp_audit_smollm2``), so the claim it
 makes can be audited with canaries.
@@ -182,6 +187,9 @@ class FinetuneLabRun:
 
     cfg: FinetuneLabConfig
     stage: Path
+    #: the run store of ``--out``: each variant's fine-tune and battery finish once and are
+    #: reused by a rerun of the same command (a default-size run spans hours on a laptop)
+    store: Any
     progress: Any
     log: Callable[[str], None]
     command: str
@@ -248,30 +256,11 @@ def _fresh_copy(base):
 
 def variants_stage(run: FinetuneLabRun, corpus, base) -> dict[str, dict[str, Any]]:
     """Every variant of the grid fine-tuned from the base into ``--out/models/<variant>``;
-    returns each variant's ``finetune.json`` record by name."""
-    import json
-
-    from leakaudit.progress import steps_progress
-    from leakaudit.runs.atomic import atomic_write_text
-    from leakaudit.training.finetune import FinetuneConfig, FinetuneDP, finetune
-
-    cfg = run.cfg
+    returns each variant's ``finetune.json`` record by name (with its run-store key)."""
     texts = [d["text"] for d in corpus.train]
-    lrs = dict(cfg.lr)
     out: dict[str, dict[str, Any]] = {}
-    for name, method, eps in cfg.grid():
-        fcfg = FinetuneConfig(method=method, epochs=cfg.epochs, lr=lrs[method],
-                              batch_size=cfg.batch_size, n_ctx=cfg.n_ctx, lora_r=cfg.lora_r,
-                              lora_alpha=2 * cfg.lora_r, seed=cfg.seed)
-        dp = None if eps is None else FinetuneDP(privacy_unit="document", target_epsilon=eps,
-                                                 max_grad_norm=cfg.dp_max_grad_norm)
-        mdir = run.stage / "models" / name
-        with steps_progress(run.progress, f"fine-tuning {name}") as cb:
-            rec = finetune(base["spec"], texts, mdir, fcfg, dp=dp, progress=cb,
-                           base_target=_fresh_copy(base["target"]))
-        rec = {**rec, "corpus": "corpus/train.jsonl", "variant": name}
-        atomic_write_text(mdir / "finetune.json", json.dumps(rec, indent=2, default=str) + "\n")
-        out[name] = rec
+    for name, method, eps in run.cfg.grid():
+        rec = out[name] = _variant(run, base, texts, name, method, eps)
         d = rec.get("dp")
         run.log(f"fine-tuned {name}: {rec['steps']} steps, {rec['trainable_parameters']:,} trained "
                 f"parameters, final loss {rec['final_loss']:.3f}"
@@ -279,6 +268,40 @@ def variants_stage(run: FinetuneLabRun, corpus, base) -> dict[str, dict[str, Any
                    f"{d['sample_rate']:.3f}, {d['accountant']})" if d else "")
                 + f" ({rec['wall_s']}s)")
     return out
+
+
+def _variant(run: FinetuneLabRun, base, texts: list[str], name: str, method: str,
+             eps: float | None) -> dict[str, Any]:
+    """One variant's fine-tune: a stage of the run store, keyed by the base's fingerprint, the
+    training texts and its settings (not the thread count), so a rerun after a crash reuses
+    every finished variant; linked into ``--out/models/<name>``."""
+    import json
+
+    from leakaudit.progress import steps_progress
+    from leakaudit.runs.files import link_tree
+    from leakaudit.runs.store import stage_key, texts_key
+    from leakaudit.training.finetune import FinetuneConfig, FinetuneDP, finetune
+
+    cfg = run.cfg
+    fcfg = FinetuneConfig(method=method, epochs=cfg.epochs, lr=dict(cfg.lr)[method],
+                          batch_size=cfg.batch_size, n_ctx=cfg.n_ctx, lora_r=cfg.lora_r,
+                          lora_alpha=2 * cfg.lora_r, seed=cfg.seed)
+    dp = None if eps is None else FinetuneDP(privacy_unit="document", target_epsilon=eps,
+                                             max_grad_norm=cfg.dp_max_grad_norm)
+
+    def build(d: Path) -> None:
+        with steps_progress(run.progress, f"fine-tuning {name}") as cb:
+            rec = finetune(base["spec"], texts, d, fcfg, dp=dp, progress=cb,
+                           base_target=_fresh_copy(base["target"]))
+        rec = {**rec, "corpus": "corpus/train.jsonl", "variant": name}
+        (d / "finetune.json").write_text(json.dumps(rec, indent=2, default=str) + "\n",
+                                         encoding="utf-8")
+
+    key = stage_key("finetune-variant", base["fingerprint"], texts_key(texts), fcfg, dp)
+    mdir = link_tree(run.store.directory(f"finetune-{name}", key, build),
+                     run.stage / "models" / name)
+    (mdir / "stage.json").unlink(missing_ok=True)
+    return {**json.loads((mdir / "finetune.json").read_text(encoding="utf-8")), "store_key": key}
 
 
 def index_stage(run: FinetuneLabRun, corpus):
@@ -292,41 +315,55 @@ def battery_stage(run: FinetuneLabRun, corpus, general_text, base, variants, ind
                   ) -> tuple[dict[str, dict], list]:
     """The base model and every variant, one at a time (a 135M model each), through the same
     battery with the base as reference, the PII probes and the out-of-domain perplexity. One
-    signal cache for all (keyed by each model's fingerprint): the reference's scores are computed
-    once."""
-    import gc
-
-    from leakaudit.attacks.probes.pii import lab_pii_probes
-    from leakaudit.targets import load_target
+    signal cache for all (keyed by each model's fingerprint, in the run store): the reference's
+    scores are computed once. Each model's battery is a stage of the run store, keyed by its
+    fine-tune's stage key (the base: its fingerprint), the texts and the settings."""
+    from leakaudit.runs.store import stage_key, texts_key
 
     cfg = run.cfg
-    bcfg = cfg.battery()
-    reference = base["target"]
+    data_key = stage_key(*(texts_key(t) for t in ([d["text"] for d in corpus.train],
+                                                  [d["text"] for d in corpus.heldout],
+                                                  general_text)), corpus.manifest)
     rows: dict[str, dict] = {}
     records: list = []
     for name in ("base", *variants):
-        t0 = time.perf_counter()
-        model = reference if name == "base" else load_target(run.stage / "models" / name, name=name)
-        r, mem = run_battery(
-            {name: model}, reference=reference, train_texts=[d["text"] for d in corpus.train],
-            train_ids=[d["id"] for d in corpus.train],
-            heldout_texts=[d["text"] for d in corpus.heldout], index=index, config=bcfg,
-            lab_corpus=corpus, cache_dir=run.stage / "cache", progress=run.progress,
-            log=run.log)
-        row = r[name]
-        row["general_ppl"] = heldout_perplexity(model, general_text, n_boot=cfg.n_boot,
-                                                seed=cfg.seed,
-                                                batch_size=cfg.extraction.score_batch_size)
-        pii_pairs, pii_rates = lab_pii_probes({name: model}, corpus, config=cfg.pii)
-        row["pii_probes"] = pii_rates
+        model_key = base["fingerprint"] if name == "base" else variants[name]["store_key"]
+        key = stage_key("finetune-battery", name, model_key, base["fingerprint"], data_key,
+                        cfg.battery(), cfg.pii)
+        row, recs = run.store.json(f"battery-{name}", key, lambda _n=name: _battery_one(
+            run, corpus, general_text, base, _n, index))
         rows[name] = row
-        records += mem + pii_pairs
+        records += [tuple(p) for p in recs]
         run.log(f"{name}: out-of-domain perplexity {row['general_ppl']['value']:.2f}; battery "
-                f"{time.perf_counter() - t0:.1f}s")
-        if model is not reference:
-            del model
-            gc.collect()
+                f"{row['battery_s']:.1f}s")
     return rows, records
+
+
+def _battery_one(run: FinetuneLabRun, corpus, general_text, base, name: str, index) -> list:
+    """One model's battery row and records (as JSON reads them back)."""
+    import gc
+
+    from leakaudit.attacks.probes.pii import lab_pii_probes
+    from leakaudit.runs.store import jsonable
+    from leakaudit.targets import load_target
+
+    cfg, reference, t0 = run.cfg, base["target"], time.perf_counter()
+    model = reference if name == "base" else load_target(run.stage / "models" / name, name=name)
+    r, mem = run_battery(
+        {name: model}, reference=reference, train_texts=[d["text"] for d in corpus.train],
+        train_ids=[d["id"] for d in corpus.train],
+        heldout_texts=[d["text"] for d in corpus.heldout], index=index, config=cfg.battery(),
+        lab_corpus=corpus, cache_dir=run.store.cache_dir, progress=run.progress, log=run.log)
+    row = r[name]
+    row["general_ppl"] = heldout_perplexity(model, general_text, n_boot=cfg.n_boot, seed=cfg.seed,
+                                            batch_size=cfg.extraction.score_batch_size)
+    pii_pairs, pii_rates = lab_pii_probes({name: model}, corpus, config=cfg.pii)
+    row["pii_probes"] = pii_rates
+    row["battery_s"] = round(time.perf_counter() - t0, 1)
+    if model is not reference:
+        del model
+        gc.collect()
+    return jsonable([row, mem + pii_pairs])
 
 
 def report_stage(run: FinetuneLabRun, corpus, base, variants, battery) -> dict[str, Any]:
@@ -423,10 +460,9 @@ FINETUNE_LAB_STAGES: tuple[tuple[str, Callable[..., Any]], ...] = (
 def run_finetune_lab(out_dir: str | Path, config: FinetuneLabConfig, *, progress=null_progress,
                      log=print, command: str = "leakaudit lab finetune") -> dict[str, Any]:
     """The stages of :data:`FINETUNE_LAB_STAGES` into ``out_dir``; returns the summary."""
-    import shutil
-
     from leakaudit.report.html import render_html
     from leakaudit.runs.staged import staged_output
+    from leakaudit.runs.store import RunStore
 
     config.validate()
     shipped_smollm2()  # before any work: a missing package is one line, nothing written
@@ -434,11 +470,14 @@ def run_finetune_lab(out_dir: str | Path, config: FinetuneLabConfig, *, progress
     produces = FINETUNE_LAB_OUTPUTS + tuple(f"models/{v}/{f}" for v, _, _ in config.grid()
                                             for f in MODEL_FILES)
     with staged_output(out_dir, produces=produces) as stage:
-        run = FinetuneLabRun(cfg=config, stage=stage, progress=progress, log=log, command=command,
-                             t_start=t_start)
+        store = RunStore.for_output(out_dir, log=log)
+        run = FinetuneLabRun(cfg=config, stage=stage, store=store, progress=progress, log=log,
+                             command=command, t_start=t_start)
         summary = run_stages(FINETUNE_LAB_STAGES, run)["report"]
-        shutil.rmtree(stage / "cache", ignore_errors=True)
         render_html(stage)
+        if store.reused:
+            log(f"run store: reused {len(store.reused)} finished stages; computed "
+                f"{len(store.computed)}")
     return summary
 
 
