@@ -113,6 +113,8 @@ BENCHES: tuple[Bench, ...] = (
           (Ratio("sampling_batched_vs_batch1", r"^ratio: " + NUM + "x"),)),
     Bench("threads", "bench_threads.py", ("--docs", "24", "--epochs", "5"),
           (Ratio("threads_default_vs_1_beside_busy_loop", r"^default vs 1 thread beside a busy loop: " + NUM + "x"),)),
+    Bench("lanes", "bench_lanes.py", ("--size", "tiny"),
+          (Ratio("lab_two_lanes_vs_one_process", r"^two lanes vs one process: " + NUM + "x"),)),
     Bench("scoring", "bench_scoring.py", ("--samples", "4", "--tokens", "128", "--rounds", "1"),
           (Ratio("scoring_batched_vs_reference", r"^ratio batched / reference: " + NUM + "x"),)),
 )

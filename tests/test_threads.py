@@ -212,3 +212,23 @@ def test_tiny_lab_resumes_at_another_thread_count_with_the_same_records_and_a_qu
     assert _records(out) == records
     run2 = json.loads((out / "report.jsonl").read_text().splitlines()[0])
     assert run2["threads"] == 2 and run2["training"]["target"]["threads"] == 1  # as trained
+
+
+def test_tiny_lab_with_its_helper_lane_gives_the_one_lane_records(tmp_path):
+    """At 2 threads the lab runs two lanes of one thread (leakaudit.lab.lanes): the stages are
+    shared between the processes through the run store's locks, each computed once, and the
+    records equal a one-lane run's at 1 thread; the helper's output stays in its log file."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert _lab(one, 1).returncode == 0
+    r = _lab(two, 2)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _records(two) == _records(one)
+    run = json.loads((two / "report.jsonl").read_text().splitlines()[0])
+    assert run["threads"] == 2 and run["lanes"] == [1, 1]
+    assert "reused" not in r.stderr  # the helper's stages count as computed by this run
+    store = two / ".leakaudit" / "store"
+    marks = [json.loads(p.read_text()) for p in store.glob("*/stage.json")]
+    assert len({m["run"] for m in marks}) == 1  # one run id: both lanes
+    assert len({m["pid"] for m in marks}) == 2  # both lanes computed stages
+    assert len(marks) == len({m["name"] for m in marks})  # none twice
+    assert not list(store.glob(".lane.*.partial"))  # the helper's scratch folder is gone

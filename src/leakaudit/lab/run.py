@@ -152,7 +152,8 @@ LAB_OUTPUTS = (("report.jsonl", "summary.json", "report.html", "hits.jsonl")
 
 def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, log=print,
             command: str = "leakaudit lab", cache_dir: str | Path | None = None,
-            formats=("jsonl", "html"), fail_on: list[str] | None = None) -> dict[str, Any]:
+            formats=("jsonl", "html"), fail_on: list[str] | None = None,
+            helper_lane: bool = True) -> dict[str, Any]:
     """Build the corpus, train the models, run every audit and write the report into ``out_dir``:
     the stages of :data:`LAB_STAGES`, in order.
 
@@ -162,7 +163,10 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
     under a key of its inputs and config, so rerunning after a crash or ``kill -9`` reuses what
     finished and gives the same records. The outputs are written into a staging folder and merged
     into ``out_dir`` at the end (never replacing files leakaudit did not write). The LLM signal
-    cache lives in the run store unless ``cache_dir`` shares another. Returns the summary record,
+    cache lives in the run store unless ``cache_dir`` shares another. With two or more threads (and
+    ``helper_lane``), half of them go to a helper process that walks the stages in the other
+    order on the same run store (:mod:`leakaudit.lab.lanes`): the same records, in less time.
+    Returns the summary record,
     with ``written`` (a :class:`leakaudit.report.writer.Written`: files by ``formats`` and the
     verdicts of the ``fail_on`` thresholds) added (not in summary.json).
     """
@@ -177,14 +181,30 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
     t_start = time.perf_counter()
     from leakaudit.report.writer import format_files
 
+    from leakaudit.lab.lanes import helper_stages, lane_threads, start_helper_lane
+
     extra = format_files(formats)
+    budget = torch.get_num_threads()
+    lanes = lane_threads(budget) if helper_lane else None
     with staged_output(out_dir, produces=LAB_OUTPUTS + extra, log=log) as stage:
         store = RunStore.for_output(out_dir, log=log)
+        if lanes:
+            torch.set_num_threads(lanes[0])
         run = LabRun(cfg=cfg, store=store, stage=stage,
                      cache=Path(cache_dir) if cache_dir is not None else store.cache_dir,
                      threads=torch.get_num_threads(), progress=progress, log=log,
-                     command=command, started=started, formats=tuple(formats), fail_on=fail_on)
-        summary, written = run_stages(LAB_STAGES, run)["report"]
+                     command=command, started=started, formats=tuple(formats), fail_on=fail_on,
+                     budget=budget, lanes=lanes or (budget,))
+        helper = (start_helper_lane(run, helper_stages(LAB_STAGES), threads=lanes[1], log=log)
+                  if lanes else None)
+        ok = False
+        try:
+            summary, written = run_stages(LAB_STAGES, run)["report"]
+            ok = True
+        finally:
+            if helper is not None:
+                helper.finish(ok=ok)
+                torch.set_num_threads(budget)
         summary["wall_s"] = round(time.perf_counter() - t_start, 1)
         if store.reused:
             log(f"run store: reused {len(store.reused)} finished stages "
@@ -209,6 +229,13 @@ class LabRun:
     started: str
     formats: tuple[str, ...]
     fail_on: list[str] | None
+    #: the thread budget of the run (``--threads``), and the threads of each process computing
+    #: the stages (two: this one and its helper lane; :mod:`leakaudit.lab.lanes`); ``threads``
+    #: is this process's
+    budget: int = 1
+    lanes: tuple[int, ...] = (1,)
+    #: the helper lane walks the models and the per-model stages in reverse order
+    reverse: bool = False
 
 
 @dataclass(frozen=True)
@@ -287,12 +314,13 @@ def models_stage(run: LabRun, corpus: LabData, tokenizer: tuple[Path, str]) -> L
     reference_texts = [d["text"] for d in corpus.corpus.reference]
     loaded: dict[str, Any] = {}  # the tokenizer, loaded once by the first model trained
     models, training = {}, {}
-    for role, spec, seed_off, texts in (("target", cfg.target, 0, train_texts),
-                                        ("reference", cfg.reference, 1, reference_texts),
-                                        ("small", cfg.small, 2, train_texts)):
+    roles = [("target", cfg.target, 0, train_texts),
+             ("reference", cfg.reference, 1, reference_texts),
+             ("small", cfg.small, 2, train_texts)]
+    for role, spec, seed_off, texts in (roles[::-1] if run.reverse else roles):
         models[role], training[role] = _train_model(run, tokenizer, loaded, role, spec,
                                                     cfg.seed * 101 + seed_off, texts)
-    return LabModels(models, training)
+    return LabModels({r: models[r] for r, *_ in roles}, {r: training[r] for r, *_ in roles})
 
 
 def _train_model(run: LabRun, tokenizer: tuple[Path, str], loaded: dict[str, Any], role: str,
@@ -376,7 +404,8 @@ def exposure_stage(run: LabRun, corpus: LabData, models: LabModels) -> list:
 
     cfg, t0 = run.cfg, time.perf_counter()
     pairs_all: list = []
-    for role in ("target", "small", "reference"):
+    roles = ("target", "small", "reference")
+    for role in (roles[::-1] if run.reverse else roles):
         m = models.models[role]
         key = stage_key("exposure", m.fingerprint(), corpus.canaries, cfg.exposure_references,
                         cfg.seed, cfg.extraction.score_batch_size, cfg.extraction.show_pii)
@@ -526,7 +555,8 @@ def _run_record(run: LabRun, corpus: LabData, models: LabModels, index,
         "lab": {"manifest": "corpus/manifest.json",
                 "genre_counts": corpus.corpus.manifest.get("genre_counts")},
         "training": models.training,
-        "threads": run.threads,
+        "threads": run.budget,
+        "lanes": list(run.lanes),
     }
 
 

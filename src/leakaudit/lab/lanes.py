@@ -1,0 +1,146 @@
+"""A second lane for the lab: a helper process that walks the same stages in the other order.
+
+On a small machine the lab's models are too small for torch's threads to pay: on 2 cores a whole
+quick lab at 2 threads took 160 s (132% CPU) and at 1 thread 178 s, and the generation-heavy
+stages were *faster* at 1 thread (memorization 5.0 s vs 8.5 s, PII probes 4.3 s vs 9.3 s). Two
+processes of one thread each use both cores fully. So :func:`start_helper_lane` starts one
+(``spawn``; it dies with the lab's process) that runs the lab's stages on the same run store with
+the models' and the post-training stages in reverse order (it trains the small model and the
+reference while the lab trains the target; it starts on extraction while the lab measures
+memorization), without writing any output.
+
+Nothing is computed twice and nothing depends on which lane computed what: every stage is a
+run-store stage under a lock (:mod:`leakaudit.runs.store`), so the lane that comes second waits for
+the first and reads its result; extraction's shards are claimed one at a time
+(:meth:`leakaudit.exec.base.Executor.map`), so both lanes share them. Both lanes use the same
+thread count, so the records equal those of one process at that count; the stages the helper
+computed count as computed by this run (its stages carry the run's id). If the helper fails, the
+lab computes what it left (its output is kept in ``.leakaudit/store/helper-lane.log``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+HELPER_LOG = "helper-lane.log"
+
+
+def lane_threads(threads: int) -> tuple[int, int] | None:
+    """``(lab, helper)`` thread counts for a budget of ``threads``, or ``None`` (one lane) below 2
+    or where the run store cannot lock a stage (no ``fcntl``: both lanes would compute it).
+
+    >>> lane_threads(1), lane_threads(2), lane_threads(3), lane_threads(16)
+    (None, (1, 1), (1, 2), (8, 8))
+    """
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    if threads < 2:
+        return None
+    return threads // 2, threads - threads // 2
+
+
+class HelperLane:
+    """The running helper process (:func:`start_helper_lane`); :meth:`finish` ends it."""
+
+    def __init__(self, proc, log_path: Path, log):
+        self.proc = proc
+        self.log_path = log_path
+        self.log = log
+
+    def finish(self, *, ok: bool) -> None:
+        """Wait briefly for the helper (it ends once every stage is done) or stop it."""
+        p = self.proc
+        if ok:
+            p.join(timeout=30)
+        if p.is_alive():
+            p.terminate()
+            p.join(timeout=10)
+            if p.is_alive():  # pragma: no cover - a helper stuck in native code
+                p.kill()
+                p.join()
+        elif ok and p.exitcode not in (0, None):
+            self.log(f"warning: the lab's helper lane failed (exit {p.exitcode}); the lab computed "
+                     f"its stages itself; its output: {self.log_path}")
+
+
+def start_helper_lane(run, stages, *, threads: int, log) -> HelperLane:
+    """Start the helper process for ``run`` (a :class:`leakaudit.lab.run.LabRun`) walking
+    ``stages`` (no outputs written) at ``threads`` threads."""
+    import multiprocessing as mp
+
+    log_path = run.store.root / HELPER_LOG
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(
+        target=_helper_main, name="leakaudit-lab-helper", daemon=True,
+        args=(os.getpid(), str(run.store.root), run.store.run_id, run.cfg, str(run.cache),
+              threads, [name for name, _ in stages], str(log_path)))
+    proc.start()
+    log(f"helper lane: a second process (pid {proc.pid}, {threads} thread"
+        f"{'s' if threads > 1 else ''}) computes stages beside this one; its output: "
+        f"{log_path}")
+    return HelperLane(proc, log_path, log)
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM this process when the lab's process dies (Linux ``PR_SET_PDEATHSIG``), so a
+    ``kill -9`` of the lab leaves no helper behind."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux: the daemon flag remains
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+def _helper_main(parent: int, store_root: str, run_id: str, cfg, cache: str, threads: int,
+                 names: list[str], log_path: str) -> None:
+    _die_with_parent(parent)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    from leakaudit.targets.threads import configure_threads
+
+    configure_threads(threads)
+    import shutil
+    import traceback
+
+    from leakaudit.lab.run import LAB_STAGES, LabRun
+    from leakaudit.lab.stages import run_stages
+    from leakaudit.progress import null_progress
+    from leakaudit.runs.store import RunStore
+
+    store = RunStore(store_root, run_id=run_id)
+    scratch = Path(store_root) / f".lane.{os.getpid()}.partial"  # removed as stale if we die
+    scratch.mkdir(mode=0o700)
+    by_name = dict(LAB_STAGES)
+    run: Any = LabRun(cfg=cfg, store=store, stage=scratch, cache=Path(cache), threads=threads,
+                      progress=null_progress, log=lambda msg: print(msg, flush=True), command="",
+                      started="", formats=(), fail_on=None, reverse=True)
+    try:
+        run_stages([(n, by_name[n]) for n in names], run)
+    except BaseException:
+        traceback.print_exc()
+        sys.stdout.flush()
+        os._exit(1)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def helper_stages(stages) -> list:
+    """The lab's stages as the helper walks them: up to the index in order (the models' own
+    order is reversed inside ``models``), the stages after it in reverse, no report."""
+    names = [n for n, _ in stages]
+    cut = names.index("index") + 1
+    return list(stages[:cut]) + [s for s in reversed(stages[cut:]) if s[0] != "report"]
+
+
+__all__ = ["lane_threads", "start_helper_lane", "helper_stages", "HelperLane", "HELPER_LOG"]
