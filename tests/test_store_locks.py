@@ -5,6 +5,7 @@ Two ``RunStore`` objects on one folder hold separate ``flock`` descriptions, as 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -39,10 +40,17 @@ def test_the_second_comer_waits_and_reuses_and_a_helper_of_the_same_run_counts_a
     assert helper.json("stage", "key", lambda: builds.append("twice") or [9]) == [1, 2]
     t.join()
     assert builds == [1]
-    assert a.computed == ["stage"] and helper.computed == ["stage"] and helper.reused == []
+    assert a.computed == ["stage"] and helper.reused == ["stage"]  # one process: reused
     assert other_run.json("stage", "key", lambda: [9]) == [1, 2] and other_run.reused == ["stage"]
-    mark = json.loads((a.path("stage", "key") / "stage.json").read_text())
-    assert mark["run"] == "run-1" and "pid" in mark
+    mark_file = a.path("stage", "key") / "stage.json"
+    mark = json.loads(mark_file.read_text())
+    assert mark["run"] == "run-1" and mark["pid"] == os.getpid()
+    # a stage that another process of the same run (the helper lane) finished counts as
+    # computed by this run; another run's, as reused
+    mark_file.write_text(json.dumps({**mark, "pid": mark["pid"] + 1}))
+    lab = RunStore(tmp_path, run_id="run-1")
+    assert lab.json("stage", "key", lambda: [9]) == [1, 2]
+    assert lab.computed == ["stage"] and lab.reused == []
 
 
 class _Counting(LocalExecutor):

@@ -10,7 +10,7 @@ uninterrupted run, because every stage is deterministic given its key. Temporary
 processes are removed when the store is opened.
 
 Two processes may share a store (the lab's helper lane, or the same command started twice): a
-stage is computed under an exclusive lock on ``.<name>-<key[:24]>.lock`` (``flock``), so the
+stage is computed under an exclusive lock on ``.locks/<name>-<key[:24]>.lock`` (``flock``), so the
 second process waits for the first and reads its result instead of computing it again; a stage
 that a helper of the same run (the same ``run_id``) computed counts as computed, not reused.
 
@@ -19,6 +19,8 @@ Layout of ``OUT/.leakaudit/store/``::
     <name>-<key[:24]>/          a finished stage: its files, and stage.json (name, key, inputs)
     .<name>-<key[:24]>.<pid>.partial/   a stage being computed (removed if its process is gone)
     cache/                      the LLM signal cache (one file per (model, texts) scoring pass)
+    .locks/<name>-<key[:24]>.lock   each stage's lock (empty files; flock)
+    helper-lane.log             the output of the lab's helper process (leakaudit.lab.lanes)
 
 The store lives inside the output folder, so it is as private as the outputs (0700/0600). Stages
 are cheap to list (``RunStore.finished()``) and can be deleted at will: they are recomputed.
@@ -154,7 +156,11 @@ class RunStore:
         return out
 
     def _lock_path(self, name: str, key: str) -> Path:
-        return self.root / f".{self.path(name, key).name}.lock"
+        locks = self.root / ".locks"
+        if not locks.is_dir():
+            with private_umask():
+                mkdir_private(locks)
+        return locks / f"{self.path(name, key).name}.lock"
 
     def claim(self, name: str, key: str) -> bool:
         """Take stage ``(name, key)``'s lock without waiting: ``True`` when this process holds it
@@ -191,10 +197,8 @@ class RunStore:
             os.close(fd)  # closing the descriptor drops the flock
 
     def locked(self, name: str, key: str):
-        """A context holding stage ``(name, key)``'s lock (waiting for another process that holds
-        it); re-entrant within a process. For a stage made of other stages (extraction): the
-        second process waits for the whole of it instead of computing its parts beside the
-        first."""
+        """A context holding stage ``(name, key)``'s lock, waiting while another process holds
+        it; re-entrant within a process (threads of one process share its locks)."""
         from contextlib import contextmanager
 
         @contextmanager
@@ -212,11 +216,11 @@ class RunStore:
     def _found(self, name: str, final: Path, *, quiet: bool = False) -> Path:
         """A finished stage: computed by this run (its helper lane) or reused from an earlier one."""
         try:
-            run = json.loads((final / _MARK).read_text(encoding="utf-8")).get("run")
+            mark = json.loads((final / _MARK).read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            run = None
-        if run == self.run_id:
-            self.computed.append(name)
+            mark = {}
+        if mark.get("run") == self.run_id and mark.get("pid") != os.getpid():
+            self.computed.append(name)  # by the helper lane of this run
         else:
             self.reused.append(name)
             if not quiet:
@@ -254,8 +258,11 @@ class RunStore:
                                                      "pid": os.getpid(),
                                                      **(describe or {})}, default=str),
                                          encoding="utf-8")
-                if final.exists():  # an unmarked leftover
-                    shutil.rmtree(final)
+                if final.exists():
+                    if (final / _MARK).is_file():  # finished meanwhile (a thread of this process,
+                        shutil.rmtree(tmp, ignore_errors=True)  # or a store without flock)
+                        return
+                    shutil.rmtree(final)  # an unmarked leftover
                 os.replace(tmp, final)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
