@@ -71,15 +71,16 @@ class HelperLane:
 
 def start_helper_lane(run, stages, *, threads: int, log) -> HelperLane:
     """Start the helper process for ``run`` (a :class:`leakaudit.lab.run.LabRun`) walking
-    ``stages`` (no outputs written) at ``threads`` threads."""
+    ``stages`` (no outputs written) at ``threads`` threads. The stage functions and the run's
+    class travel by reference (pickled as module and name), so this module imports neither."""
     import multiprocessing as mp
 
     log_path = run.store.root / HELPER_LOG
     ctx = mp.get_context("spawn")
     proc = ctx.Process(
         target=_helper_main, name="leakaudit-lab-helper", daemon=True,
-        args=(os.getpid(), str(run.store.root), run.store.run_id, run.cfg, str(run.cache),
-              threads, [name for name, _ in stages], str(log_path)))
+        args=(os.getpid(), str(run.store.root), run.store.run_id, type(run), run.cfg,
+              str(run.cache), threads, list(stages), str(log_path)))
     proc.start()
     log(f"helper lane: a second process (pid {proc.pid}, {threads} thread"
         f"{'s' if threads > 1 else ''}) computes stages beside this one; its output: "
@@ -101,8 +102,8 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-def _helper_main(parent: int, store_root: str, run_id: str, cfg, cache: str, threads: int,
-                 names: list[str], log_path: str) -> None:
+def _helper_main(parent: int, store_root: str, run_id: str, run_class, cfg, cache: str,
+                 threads: int, stages: list, log_path: str) -> None:
     _die_with_parent(parent)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 1)
@@ -113,7 +114,6 @@ def _helper_main(parent: int, store_root: str, run_id: str, cfg, cache: str, thr
     import shutil
     import traceback
 
-    from leakaudit.lab.run import LAB_STAGES, LabRun
     from leakaudit.lab.stages import run_stages
     from leakaudit.progress import null_progress
     from leakaudit.runs.store import RunStore
@@ -121,12 +121,11 @@ def _helper_main(parent: int, store_root: str, run_id: str, cfg, cache: str, thr
     store = RunStore(store_root, run_id=run_id)
     scratch = Path(store_root) / f".lane.{os.getpid()}.partial"  # removed as stale if we die
     scratch.mkdir(mode=0o700)
-    by_name = dict(LAB_STAGES)
-    run: Any = LabRun(cfg=cfg, store=store, stage=scratch, cache=Path(cache), threads=threads,
+    run: Any = run_class(cfg=cfg, store=store, stage=scratch, cache=Path(cache), threads=threads,
                       progress=null_progress, log=lambda msg: print(msg, flush=True), command="",
                       started="", formats=(), fail_on=None, reverse=True)
     try:
-        run_stages([(n, by_name[n]) for n in names], run)
+        run_stages(stages, run)
     except BaseException:
         traceback.print_exc()
         sys.stdout.flush()
