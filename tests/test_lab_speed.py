@@ -60,3 +60,43 @@ def test_the_trainer_builds_fused_gelu_models(tmp_path):
                         progress=lambda s, t, loss: seen.append((s, t, type(loss))))
     assert m.config.activation_function == "gelu_pytorch_tanh"
     assert seen and seen[-1][0] == seen[-1][1] and seen[0][2] is float  # steps of a known total
+
+
+def test_buffered_kv_cache_samples_exactly_what_the_default_cache_samples(tmp_path):
+    """Sampling with the growing-buffer KV cache (no torch.cat of the whole cache per token) draws
+    the very same tokens as transformers' default cache, for the same seed; negative control:
+    another seed draws others."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    import leakaudit.targets.hf as hf
+    from leakaudit.targets.base import SamplingConfig
+
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["the cat sat on the mat", "a dog ran"] * 8, vocab_size=300,
+                            min_frequency=1, special_tokens=["<|endoftext|>"], show_progress=False)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
+                                  eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                     bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(cfg).eval()
+    cache = hf.buffered_cache(model)
+    if cache is None:
+        pytest.skip("transformers without per-layer caches: the default cache is used")
+    assert {type(layer).__name__ for layer in cache.layers} == {"BufferedKVLayer"}
+
+    lm = hf.HFCausalLM(model, tok, name="tiny")
+    prompts = [[3, 5, 7], [2, 4, 6], [9, 8]] * 4
+    sc = SamplingConfig(top_k=20, max_new_tokens=40)
+    buffered = [g.new_ids for g in lm.generate_ids(prompts, sc, seed=1, batch_size=8)]
+    plain_kwargs, hf._cache_kwargs = hf._cache_kwargs, lambda m: {}
+    try:
+        plain = [g.new_ids for g in lm.generate_ids(prompts, sc, seed=1, batch_size=8)]
+    finally:
+        hf._cache_kwargs = plain_kwargs
+    assert buffered == plain and all(len(g) == 40 for g in plain)
+    other = [g.new_ids for g in lm.generate_ids(prompts, sc, seed=2, batch_size=8)]
+    assert other != plain
