@@ -318,6 +318,12 @@ def models_stage(run: LabRun, corpus: LabData, tokenizer: tuple[Path, str]) -> L
              ("reference", cfg.reference, 1, reference_texts),
              ("small", cfg.small, 2, train_texts)]
     for role, spec, seed_off, texts in (roles[::-1] if run.reverse else roles):
+        if run.reverse and role == "target":
+            # the helper lane, before it waits for the lab's target: the stages that need only
+            # the models it trained (their canary exposure) or none (the inversion lab)
+            for r in ("reference", "small"):
+                _exposure(run, corpus, models[r], r)
+            inversion_stage(run)
         models[role], training[role] = _train_model(run, tokenizer, loaded, role, spec,
                                                     cfg.seed * 101 + seed_off, texts)
     return LabModels({r: models[r] for r, *_ in roles}, {r: training[r] for r, *_ in roles})
@@ -399,25 +405,33 @@ def memorization_stage(run: LabRun, corpus: LabData, models: LabModels, index) -
 
 def exposure_stage(run: LabRun, corpus: LabData, models: LabModels) -> list:
     """Canary exposure (Secret Sharer) of each model against its own reference secrets."""
-    from leakaudit.audits.exposure import exposure_records
-    from leakaudit.runs.store import jsonable, stage_key
-
-    cfg, t0 = run.cfg, time.perf_counter()
+    t0 = time.perf_counter()
     pairs_all: list = []
     roles = ("target", "small", "reference")
-    for role in (roles[::-1] if run.reverse else roles):
-        m = models.models[role]
-        key = stage_key("exposure", m.fingerprint(), corpus.canaries, cfg.exposure_references,
-                        cfg.seed, cfg.extraction.score_batch_size, cfg.extraction.show_pii)
-        pairs, by_rep = run.store.json(f"exposure-{role}", key, lambda _m=m: jsonable(
-            exposure_records(_m, corpus.canaries, n_references=cfg.exposure_references,
-                             seed=cfg.seed, batch_size=cfg.extraction.score_batch_size,
-                             show_pii=cfg.extraction.show_pii, progress=run.progress)))
+    by_role = {role: _exposure(run, corpus, models.models[role], role)
+               for role in (roles[::-1] if run.reverse else roles)}
+    for role in roles:
+        pairs, by_rep = by_role[role]
         pairs_all += [tuple(p) for p in pairs]
         run.log(f"exposure ({role}): " + ", ".join(
             f"r{r['repeats']} {r['mean_exposure_rank']:.1f}" for r in by_rep) + " bits")
     run.log(f"exposure: {time.perf_counter() - t0:.1f}s")
     return pairs_all
+
+
+def _exposure(run: LabRun, corpus: LabData, model, role: str) -> list:
+    """One model's exposure records and per-repeats summary (a run-store stage keyed by the
+    model's fingerprint): ``[pairs, by_repeats]`` as JSON reads them back."""
+    from leakaudit.audits.exposure import exposure_records
+    from leakaudit.runs.store import jsonable, stage_key
+
+    cfg = run.cfg
+    key = stage_key("exposure", model.fingerprint(), corpus.canaries, cfg.exposure_references,
+                    cfg.seed, cfg.extraction.score_batch_size, cfg.extraction.show_pii)
+    return run.store.json(f"exposure-{role}", key, lambda: jsonable(exposure_records(
+        model, corpus.canaries, n_references=cfg.exposure_references, seed=cfg.seed,
+        batch_size=cfg.extraction.score_batch_size, show_pii=cfg.extraction.show_pii,
+        progress=run.progress)))
 
 
 def pii_probes_stage(run: LabRun, corpus: LabData, models: LabModels) -> list:
