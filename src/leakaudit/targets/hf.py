@@ -9,6 +9,8 @@ positions and only per-token statistics are kept. Sampling is batched, seeded an
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import importlib.util
 import json
@@ -197,21 +199,25 @@ def length_batches(lengths: Sequence[int], batch_size: int,
     return batches
 
 
+@functools.lru_cache(maxsize=None)
 def _buffered_layer_class():
     """A transformers ``DynamicLayer`` that keeps its keys and values in a buffer grown by
     doubling and hands out views of the filled part: the same tensors, values and shapes as the
     default layer's ``torch.cat`` of the whole cache at every generated token (quadratic copying:
-    26% of the lab's sampling time in a profile), at amortized constant cost per token."""
-    torch = _torch()
+    26% of the lab's sampling time in a profile), at amortized constant cost per token. The
+    filled length is read from the view itself, so a ``crop`` (a shorter view) or a reorder (a
+    new tensor, copied into a fresh buffer) stays correct."""
     from transformers.cache_utils import DynamicLayer
 
     class BufferedKVLayer(DynamicLayer):
         def update(self, key_states, value_states, *args, **kwargs):
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
-                self._n, self._kb, self._vb = 0, None, None
-            n, add = self._n, key_states.shape[-2]
+                self._kb = self._vb = None
+            n = 0 if self._kb is None else self.keys.shape[-2]
+            add = key_states.shape[-2]
             if self._kb is None or self.keys.data_ptr() != self._kb.data_ptr() \
+                    or self.values.data_ptr() != self._vb.data_ptr() \
                     or n + add > self._kb.shape[-2]:
                 cap = max(2 * (n + add), 64)
                 kb = key_states.new_empty(*key_states.shape[:-2], cap, key_states.shape[-1])
@@ -222,8 +228,7 @@ def _buffered_layer_class():
                 self._kb, self._vb = kb, vb
             self._kb[..., n:n + add, :] = key_states
             self._vb[..., n:n + add, :] = value_states
-            self._n = n + add
-            self.keys, self.values = self._kb[..., :self._n, :], self._vb[..., :self._n, :]
+            self.keys, self.values = self._kb[..., :n + add, :], self._vb[..., :n + add, :]
             return self.keys, self.values
 
     return BufferedKVLayer
