@@ -54,17 +54,19 @@ class HelperLane:
         self.log = log
 
     def finish(self, *, ok: bool) -> None:
-        """Wait briefly for the helper (it ends once every stage is done) or stop it."""
+        """Stop the helper: once the lab has every stage (``ok``) nothing it could still compute
+        is needed; after a failure of the lab it must not go on. It exits cleanly on SIGTERM
+        (its unfinished stage and scratch folder removed). A helper that had already failed is
+        reported."""
         p = self.proc
-        if ok:
-            p.join(timeout=30)
+        failed = p.exitcode not in (0, None)
         if p.is_alive():
             p.terminate()
             p.join(timeout=10)
             if p.is_alive():  # pragma: no cover - a helper stuck in native code
                 p.kill()
                 p.join()
-        elif ok and p.exitcode not in (0, None):
+        if ok and failed:
             self.log(f"warning: the lab's helper lane failed (exit {p.exitcode}); the lab computed "
                      f"its stages itself; its output: {self.log_path}")
 
@@ -104,6 +106,9 @@ def _die_with_parent(parent: int) -> None:
 
 def _helper_main(parent: int, store_root: str, run_id: str, run_class, cfg, cache: str,
                  threads: int, stages: list, log_path: str) -> None:
+    # SIGTERM (the lab is done, or died: PR_SET_PDEATHSIG) unwinds like an exception, so the
+    # run store removes the stage being computed and the scratch folder goes
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     _die_with_parent(parent)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 1)
@@ -124,14 +129,18 @@ def _helper_main(parent: int, store_root: str, run_id: str, run_class, cfg, cach
     run: Any = run_class(cfg=cfg, store=store, stage=scratch, cache=Path(cache), threads=threads,
                       progress=null_progress, log=lambda msg: print(msg, flush=True), command="",
                       started="", formats=(), fail_on=None, reverse=True)
+    code = 0
     try:
         run_stages(stages, run)
+    except SystemExit:  # stopped by the lab
+        pass
     except BaseException:
         traceback.print_exc()
-        sys.stdout.flush()
-        os._exit(1)
+        code = 1
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    sys.stdout.flush()
+    os._exit(code)
 
 
 def helper_stages(stages) -> list:

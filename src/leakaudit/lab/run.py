@@ -188,23 +188,24 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
     lanes = lane_threads(budget) if helper_lane else None
     with staged_output(out_dir, produces=LAB_OUTPUTS + extra, log=log) as stage:
         store = RunStore.for_output(out_dir, log=log)
-        if lanes:
-            torch.set_num_threads(lanes[0])
         run = LabRun(cfg=cfg, store=store, stage=stage,
                      cache=Path(cache_dir) if cache_dir is not None else store.cache_dir,
-                     threads=torch.get_num_threads(), progress=progress, log=log,
+                     threads=lanes[0] if lanes else budget, progress=progress, log=log,
                      command=command, started=started, formats=tuple(formats), fail_on=fail_on,
                      budget=budget, lanes=lanes or (budget,))
-        helper = (start_helper_lane(run, helper_stages(LAB_STAGES), threads=lanes[1], log=log)
-                  if lanes else None)
+        helper = None
         ok = False
         try:
+            if lanes:
+                torch.set_num_threads(lanes[0])
+                helper = start_helper_lane(run, helper_stages(LAB_STAGES), threads=lanes[1],
+                                           log=log)
             summary, written = run_stages(LAB_STAGES, run)["report"]
             ok = True
         finally:
             if helper is not None:
                 helper.finish(ok=ok)
-                torch.set_num_threads(budget)
+            torch.set_num_threads(budget)
         summary["wall_s"] = round(time.perf_counter() - t_start, 1)
         if store.reused:
             log(f"run store: reused {len(store.reused)} finished stages "
