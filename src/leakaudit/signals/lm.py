@@ -85,8 +85,12 @@ def score_cached(
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **_pack(scores))
-        os.replace(tmp, path)
+        try:
+            np.savez(tmp, **_pack(scores))
+            os.replace(tmp, path)
+        except BaseException:  # a stopped helper lane, Ctrl-C: no half-written file left
+            tmp.unlink(missing_ok=True)
+            raise
     return scores
 
 
