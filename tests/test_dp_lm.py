@@ -102,6 +102,29 @@ def test_prv_accountant_and_more_noise_less_epsilon():
     assert 0 < e2 < e1 <= r1  # PRV is tighter than the RDP bound
 
 
+
+def test_sigma_search_is_quiet_and_its_sigma_spends_the_target():
+    """The σ search tries small σ that end at the last RDP order (Opacus warns of each); the
+    fine-tuning lab's default ε = 8 (q = 8/120, 60 steps, δ = 1/1200) printed that warning to
+    users although the σ it returns has its optimal order at 2.2, well inside the grid."""
+    import warnings
+
+    from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
+    from opacus.accountants.rdp import RDPAccountant
+
+    q, steps, delta = 8 / 120, 60, 1 / 1200
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sigma = noise_for_epsilon(8.0, delta, q, steps)
+    assert not [w for w in caught if "Optimal order" in str(w.message)]
+    orders = RDPAccountant.DEFAULT_ALPHAS
+    eps, best = get_privacy_spent(orders=orders, delta=delta,
+                                  rdp=compute_rdp(q=q, noise_multiplier=sigma, steps=steps,
+                                                  orders=orders))
+    assert 7.99 <= eps <= 8.0 and 2 < best < max(orders)
+    assert epsilon_from_record({"accountant": "rdp", "noise_multiplier": sigma, "sample_rate": q,
+                                "steps": steps, "delta": delta}) == pytest.approx(eps)
+
 @pytest.mark.slow
 def test_flat_clipping_equals_ghost_clipping(tok, honest):
     """Per-example gradients (classic Opacus hooks) and ghost clipping give the same clipped,

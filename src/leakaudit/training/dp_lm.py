@@ -72,6 +72,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -134,11 +135,24 @@ def epsilon_from_record(record: dict[str, Any]) -> float:
 def noise_for_epsilon(target_epsilon: float, delta: float, sample_rate: float, steps: int,
                       accountant: str = "rdp") -> float:
     """The noise multiplier σ that spends ``target_epsilon`` at ``delta`` in ``steps`` steps of
-    Poisson sampling at ``sample_rate`` (Opacus' ``get_noise_multiplier``, tolerance 0.01 in ε)."""
+    Poisson sampling at ``sample_rate`` (Opacus' ``get_noise_multiplier``, tolerance 0.01 in ε).
+    The search's trial σ (the small ones) end at the last RDP order and Opacus warns of each; the
+    ε of the σ returned is computed again by whoever trains with it, which warns if it matters."""
     from opacus.accountants.utils import get_noise_multiplier
 
-    return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
-                                      sample_rate=sample_rate, steps=steps, accountant=accountant))
+    with quiet_orders():
+        return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
+                                          sample_rate=sample_rate, steps=steps,
+                                          accountant=accountant))
+
+
+@contextmanager
+def quiet_orders():
+    """An extreme σ (an audit's σ̂, or a trial σ of the σ search) reaches the end of the RDP order
+    grid: Opacus warns that ε is then looser, a known and harmless condition there."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal order is the")
+        yield
 
 
 def conv1d_to_linear(module) -> int:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Protocol
 
@@ -49,7 +48,11 @@ from leakaudit.training.classifier import (
     check_training_data,
 )
 from leakaudit.training.dp_classifier import DPConfig
-from leakaudit.training.dp_lm import epsilon_from_record, noise_for_epsilon
+from leakaudit.training.dp_lm import (
+    epsilon_from_record,
+    noise_for_epsilon,
+    quiet_orders,
+)
 
 VARIANTS = ("dp", "sigma_div10", "no_noise", "no_clip", "clip_after_noise", "shuffle",
             "noise_once_per_epoch")
@@ -72,18 +75,9 @@ def rdp_epsilon(noise_multiplier: float, sample_rate: float, steps: int, delta: 
     σ = 0. The same accountant makes the claim and converts an audited σ̂ into ε̂."""
     if noise_multiplier <= 0:
         return math.inf
-    with _quiet_orders():
+    with quiet_orders():
         return epsilon_from_record({"accountant": "rdp", "noise_multiplier": noise_multiplier,
                                     "sample_rate": sample_rate, "steps": steps, "delta": delta})
-
-
-@contextmanager
-def _quiet_orders():
-    """An extreme σ (an audit's σ̂, or the σ search) reaches the end of the RDP order grid: Opacus
-    warns that ε is then looser, a known and harmless condition here."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Optimal order is the")
-        yield
 
 
 def schedule(n_rows: int, batch_size: int, epochs: int) -> tuple[float, int, int]:
@@ -282,8 +276,7 @@ class StepTrainer:
         if sigma is None:
             q, _, steps = schedule(len(self.x) + (hook.n_rows if hook else 0), self.config.batch_size,
                                    self.config.epochs)
-            with _quiet_orders():
-                sigma = noise_for_epsilon(self.epsilon, self.delta, q, steps)
+            sigma = noise_for_epsilon(self.epsilon, self.delta, q, steps)
         dp = DPConfig(noise_multiplier=sigma, max_grad_norm=self.max_grad_norm, delta=self.delta)
         self.model_, record = train_classifier_dp_steps(self.x, self.y, self.spec, self.config, dp,
                                                         variant=self.variant, hook=hook)
