@@ -277,3 +277,22 @@ def test_a_one_member_sisa_ensemble_scores_like_its_member(tiny_lm, bos_model_di
         for a, b in zip(ens.score(LONG[:3], vocab_stats=True), lm.score(LONG[:3], vocab_stats=True)):
             np.testing.assert_array_equal(a.token_ids, b.token_ids)
             np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
+def test_gguf_dequantizing_bar_is_off_while_a_gguf_loads_and_back_after():
+    """transformers draws "Converting and de-quantizing GGUF tensors" with a plain tqdm that its
+    own progress-bar switch does not reach; a GGUF target loads without it (the fine-tuning
+    lab's log had one per load), and the module's tqdm is itself again afterwards."""
+    import io
+
+    pytest.importorskip("gguf")
+    import transformers.modeling_gguf_pytorch_utils as g
+
+    from leakaudit.targets.hf import no_loading_bars
+
+    before = g.tqdm
+    with no_loading_bars(gguf=True):
+        assert g.tqdm(range(2), file=io.StringIO()).disable
+    assert g.tqdm is before and not g.tqdm(range(2), file=io.StringIO()).disable
+    with no_loading_bars():  # a directory's load leaves the module alone
+        assert g.tqdm is before

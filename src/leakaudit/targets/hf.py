@@ -276,16 +276,29 @@ def argmax_hits(logp, tgt):
 
 
 @contextmanager
-def no_loading_bars():
+def no_loading_bars(gguf: bool = False):
     """transformers' "Loading weights" progress bars off while a model loads (a lab loads its
-    small models dozens of times; the bars say nothing a user can act on), restored after."""
+    small models dozens of times; the bars say nothing a user can act on), restored after. With
+    ``gguf``, also its "Converting and de-quantizing GGUF tensors" bar, which is a plain ``tqdm``
+    of that module that transformers' switch does not reach."""
+    import functools
+
     from transformers.utils import logging as tlog
 
     was = tlog.is_progress_bar_enabled()
     tlog.disable_progress_bar()
+    mod = bar = None
+    if gguf:
+        import transformers.modeling_gguf_pytorch_utils as mod
+
+        bar = getattr(mod, "tqdm", None)
+        if bar is not None:
+            mod.tqdm = functools.partial(bar, disable=True)
     try:
         yield
     finally:
+        if bar is not None:
+            mod.tqdm = bar
         if was:
             tlog.enable_progress_bar()
 
@@ -382,7 +395,7 @@ class HFCausalLM(LanguageModel):
         if not hasattr(torch, str(dtype)) or not isinstance(getattr(torch, str(dtype)), torch.dtype):
             raise InputError(f"unknown dtype {dtype!r} (float32, bfloat16, float16)")
         try:
-            with no_loading_bars():
+            with no_loading_bars(gguf=bool(gguf_file)):
                 tok = AutoTokenizer.from_pretrained(path, **kwargs)
                 mdl = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **kwargs)
         except (OSError, ValueError, ImportError) as e:
