@@ -58,6 +58,11 @@ def test_tiny_finetune_lab_every_stage_effect_and_negative_control(tmp_path):
     _needs()
     out, output, lines, rows = _run(tmp_path, "--tiny")
     assert set(rows) == {"base", "full", "full_dp_eps1"}
+    import torch
+
+    run = next(x for x in lines if x["entry_type"] == "run")
+    if torch.get_num_threads() >= 2:  # a helper lane fine-tuned and measured beside the lab
+        assert "helper lane: a second process" in output and run["lanes"] == [1, 1], output
     for f in ("report.html", "table.md", "summary.json", "corpus/general.jsonl",
               "models/full/model.safetensors", "models/full_dp_eps1/finetune.json"):
         assert (out / f).is_file(), f

@@ -39,7 +39,6 @@ makes can be audited with canaries.
 from __future__ import annotations
 
 import importlib.util
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -194,6 +193,28 @@ class FinetuneLabRun:
     log: Callable[[str], None]
     command: str
     t_start: float
+    #: the helper lane (:mod:`leakaudit.lab.lanes`) fine-tunes the variants and runs the
+    #: batteries in reverse order
+    reverse: bool = False
+    #: the run's thread budget and the threads of each lane computing the stages
+    budget: int = 1
+    lanes: tuple[int, ...] = (1,)
+
+    def helper_args(self) -> dict[str, Any]:
+        """What a helper lane's process needs to build its own run (:meth:`for_helper`)."""
+        return {"cfg": self.cfg}
+
+    @classmethod
+    def for_helper(cls, *, store, stage: Path, threads: int, log,
+                   cfg: FinetuneLabConfig) -> "FinetuneLabRun":
+        """The helper lane's run: the same config and store, the other order, no outputs."""
+        return cls(cfg=cfg, stage=stage, store=store, progress=null_progress, log=log, command="",
+                   t_start=time.perf_counter(), reverse=True)
+
+    def grid(self) -> list[tuple[str, str, float | None]]:
+        """The config's grid in the order this lane fine-tunes it."""
+        g = self.cfg.grid()
+        return g[::-1] if self.reverse else g
 
 
 # ------------------------------------------------------------------------------ stages
@@ -259,7 +280,7 @@ def variants_stage(run: FinetuneLabRun, corpus, base) -> dict[str, dict[str, Any
     returns each variant's ``finetune.json`` record by name (with its run-store key)."""
     texts = [d["text"] for d in corpus.train]
     out: dict[str, dict[str, Any]] = {}
-    for name, method, eps in run.cfg.grid():
+    for name, method, eps in run.grid():
         rec = out[name] = _variant(run, base, texts, name, method, eps)
         d = rec.get("dp")
         run.log(f"fine-tuned {name}: {rec['steps']} steps, {rec['trainable_parameters']:,} trained "
@@ -267,7 +288,7 @@ def variants_stage(run: FinetuneLabRun, corpus, base) -> dict[str, dict[str, Any
                 + (f", {privacy_statement(d)} (σ = {d['noise_multiplier']:.3f}, q = "
                    f"{d['sample_rate']:.3f}, {d['accountant']})" if d else "")
                 + f" ({rec['wall_s']}s)")
-    return out
+    return {n: out[n] for n, _, _ in run.cfg.grid()}
 
 
 def _variant(run: FinetuneLabRun, base, texts: list[str], name: str, method: str,
@@ -325,18 +346,19 @@ def battery_stage(run: FinetuneLabRun, corpus, general_text, base, variants, ind
                                                   [d["text"] for d in corpus.heldout],
                                                   general_text)), corpus.manifest)
     rows: dict[str, dict] = {}
-    records: list = []
-    for name in ("base", *variants):
+    records: dict[str, list] = {}
+    names = ["base", *(n for n, _, _ in run.cfg.grid())]
+    for name in names[::-1] if run.reverse else names:
         model_key = base["fingerprint"] if name == "base" else variants[name]["store_key"]
         key = stage_key("finetune-battery", name, model_key, base["fingerprint"], data_key,
                         cfg.battery(), cfg.pii)
         row, recs = run.store.json(f"battery-{name}", key, lambda _n=name: _battery_one(
             run, corpus, general_text, base, _n, index))
         rows[name] = row
-        records += [tuple(p) for p in recs]
+        records[name] = [tuple(p) for p in recs]
         run.log(f"{name}: out-of-domain perplexity {row['general_ppl']['value']:.2f}; battery "
                 f"{row['battery_s']:.1f}s")
-    return rows, records
+    return {n: rows[n] for n in names}, [p for n in names for p in records[n]]
 
 
 def _battery_one(run: FinetuneLabRun, corpus, general_text, base, name: str, index) -> list:
@@ -370,7 +392,6 @@ def report_stage(run: FinetuneLabRun, corpus, base, variants, battery) -> dict[s
     """One ``defense_comparison`` record per model (base first), ``table.md`` and the summary
     with the answer to "is ε < 3 practical here?"; written as ``report.jsonl``,
     ``summary.json`` and ``table.md``."""
-    import torch
 
     from leakaudit.report.writer import write_report
     from leakaudit.runs.atomic import atomic_write_text
@@ -391,7 +412,7 @@ def report_stage(run: FinetuneLabRun, corpus, base, variants, battery) -> dict[s
                "warnings": warnings, "claims": {}, "practical_below_eps3": answer,
                "wall_s": round(time.perf_counter() - run.t_start, 1)}
     run_record = {**versions(), "command": run.command, "seed": cfg.seed,
-                  "threads": torch.get_num_threads(),
+                  "threads": run.budget, "lanes": list(run.lanes),
                   "config": {"finetune_lab": jsonable(asdict(cfg))},
                   "models": {"base": {"path": base["path"], "fingerprint": base["fingerprint"],
                                       "n_params": base["n_params"]},
@@ -458,8 +479,15 @@ FINETUNE_LAB_STAGES: tuple[tuple[str, Callable[..., Any]], ...] = (
 
 
 def run_finetune_lab(out_dir: str | Path, config: FinetuneLabConfig, *, progress=null_progress,
-                     log=print, command: str = "leakaudit lab finetune") -> dict[str, Any]:
-    """The stages of :data:`FINETUNE_LAB_STAGES` into ``out_dir``; returns the summary."""
+                     log=print, command: str = "leakaudit lab finetune",
+                     helper_lane: bool = True) -> dict[str, Any]:
+    """The stages of :data:`FINETUNE_LAB_STAGES` into ``out_dir``; returns the summary. With two
+    or more threads (and ``helper_lane``), half of them go to a helper process that fine-tunes
+    the variants and runs their batteries in the other order on the same run store
+    (:mod:`leakaudit.lab.lanes`); each stage is computed once, by one of the two."""
+    import torch
+
+    from leakaudit.lab.lanes import helper_stages, lane_threads, start_helper_lane
     from leakaudit.report.html import render_html
     from leakaudit.runs.staged import staged_output
     from leakaudit.runs.store import RunStore
@@ -469,11 +497,25 @@ def run_finetune_lab(out_dir: str | Path, config: FinetuneLabConfig, *, progress
     t_start = time.perf_counter()
     produces = FINETUNE_LAB_OUTPUTS + tuple(f"models/{v}/{f}" for v, _, _ in config.grid()
                                             for f in MODEL_FILES)
+    budget = torch.get_num_threads()
+    lanes = lane_threads(budget) if helper_lane and len(config.grid()) > 1 else None
     with staged_output(out_dir, produces=produces) as stage:
         store = RunStore.for_output(out_dir, log=log)
         run = FinetuneLabRun(cfg=config, stage=stage, store=store, progress=progress, log=log,
-                             command=command, t_start=t_start)
-        summary = run_stages(FINETUNE_LAB_STAGES, run)["report"]
+                             command=command, t_start=t_start, budget=budget,
+                             lanes=lanes or (budget,))
+        helper, ok = None, False
+        try:
+            if lanes:
+                torch.set_num_threads(lanes[0])
+                helper = start_helper_lane(run, helper_stages(FINETUNE_LAB_STAGES, after="battery"),
+                                           threads=lanes[1], log=log)
+            summary = run_stages(FINETUNE_LAB_STAGES, run)["report"]
+            ok = True
+        finally:
+            if helper is not None:
+                helper.finish(ok=ok)
+            torch.set_num_threads(budget)
         render_html(stage)
         if store.reused:
             log(f"run store: reused {len(store.reused)} finished stages; computed "

@@ -1,4 +1,4 @@
-"""A second lane for the lab: a helper process that walks the same stages in the other order.
+"""A second lane for the labs: a helper process that walks the same stages in the other order.
 
 On a small machine the lab's models are too small for torch's threads to pay: on 2 cores a whole
 quick lab at 2 threads took 160 s (132% CPU) and at 1 thread 178 s, and the generation-heavy
@@ -72,17 +72,20 @@ class HelperLane:
 
 
 def start_helper_lane(run, stages, *, threads: int, log) -> HelperLane:
-    """Start the helper process for ``run`` (a :class:`leakaudit.lab.run.LabRun`) walking
-    ``stages`` (no outputs written) at ``threads`` threads. The stage functions and the run's
-    class travel by reference (pickled as module and name), so this module imports neither."""
+    """Start the helper process for ``run`` walking ``stages`` (no outputs written) at
+    ``threads`` threads. ``run`` is a lab's run object (:class:`leakaudit.lab.run.LabRun`,
+    :class:`leakaudit.lab.finetune.FinetuneLabRun`): ``run.helper_args()`` are the picklable
+    settings from which its class's ``for_helper(store=, stage=, threads=, log=, **args)`` builds
+    the helper's own run, in reverse order. The stage functions and the run's class travel by
+    reference (pickled as module and name), so this module imports neither."""
     import multiprocessing as mp
 
     log_path = run.store.root / HELPER_LOG
     ctx = mp.get_context("spawn")
     proc = ctx.Process(
         target=_helper_main, name="leakaudit-lab-helper", daemon=True,
-        args=(os.getpid(), str(run.store.root), run.store.run_id, type(run), run.cfg,
-              str(run.cache), threads, list(stages), str(log_path)))
+        args=(os.getpid(), str(run.store.root), run.store.run_id, type(run), run.helper_args(),
+              threads, list(stages), str(log_path)))
     proc.start()
     log(f"helper lane: a second process (pid {proc.pid}, {threads} thread"
         f"{'s' if threads > 1 else ''}) computes stages beside this one; its output: "
@@ -104,7 +107,7 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-def _helper_main(parent: int, store_root: str, run_id: str, run_class, cfg, cache: str,
+def _helper_main(parent: int, store_root: str, run_id: str, run_class, args: dict,
                  threads: int, stages: list, log_path: str) -> None:
     # SIGTERM (the lab is done, or died: PR_SET_PDEATHSIG) unwinds like an exception, so the
     # run store removes the stage being computed and the scratch folder goes
@@ -120,15 +123,13 @@ def _helper_main(parent: int, store_root: str, run_id: str, run_class, cfg, cach
     import traceback
 
     from leakaudit.lab.stages import run_stages
-    from leakaudit.progress import null_progress
     from leakaudit.runs.store import RunStore
 
     store = RunStore(store_root, run_id=run_id)
     scratch = Path(store_root) / f".lane.{os.getpid()}.partial"  # removed as stale if we die
     scratch.mkdir(mode=0o700)
-    run: Any = run_class(cfg=cfg, store=store, stage=scratch, cache=Path(cache), threads=threads,
-                      progress=null_progress, log=lambda msg: print(msg, flush=True), command="",
-                      started="", formats=(), fail_on=None, reverse=True)
+    run: Any = run_class.for_helper(store=store, stage=scratch, threads=threads,
+                                    log=lambda msg: print(msg, flush=True), **args)
     code = 0
     try:
         run_stages(stages, run)
@@ -143,11 +144,12 @@ def _helper_main(parent: int, store_root: str, run_id: str, run_class, cfg, cach
     os._exit(code)
 
 
-def helper_stages(stages) -> list:
-    """The lab's stages as the helper walks them: up to the index in order (the models' own
-    order is reversed inside ``models``), the stages after it in reverse, no report."""
+def helper_stages(stages, *, after: str = "index") -> list:
+    """A lab's stages as the helper walks them: up to ``after`` in order (the order of the
+    models, or variants, is reversed inside their stage by the run's ``reverse``), the stages
+    after it in reverse, no report."""
     names = [n for n, _ in stages]
-    cut = names.index("index") + 1
+    cut = names.index(after) + 1
     return list(stages[:cut]) + [s for s in reversed(stages[cut:]) if s[0] != "report"]
 
 

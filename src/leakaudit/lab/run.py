@@ -238,6 +238,18 @@ class LabRun:
     #: the helper lane walks the models and the per-model stages in reverse order
     reverse: bool = False
 
+    def helper_args(self) -> dict[str, Any]:
+        """What a helper lane's process needs to build its own run (:meth:`for_helper`)."""
+        return {"cfg": self.cfg, "cache": str(self.cache)}
+
+    @classmethod
+    def for_helper(cls, *, store: RunStore, stage: Path, threads: int, log, cfg: LabConfig,
+                   cache: str) -> "LabRun":
+        """The helper lane's run: the same config and store, the other order, no outputs."""
+        return cls(cfg=cfg, store=store, stage=stage, cache=Path(cache), threads=threads,
+                   progress=null_progress, log=log, command="", started="", formats=(),
+                   fail_on=None, reverse=True)
+
 
 @dataclass(frozen=True)
 class LabData:
