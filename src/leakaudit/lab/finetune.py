@@ -95,9 +95,11 @@ def variant_name(method: str, epsilon: float | None) -> str:
 class FinetuneLabConfig:
     """Sizes of the fine-tuning lab. The default and ``quick()`` run the full grid (3 methods ×
     non-private and every ε); ``tiny()`` only the full fine-tune, non-private and at ε = 1 (every
-    stage, for the slow test). Measured on a 2-core machine shared with other jobs, one thread:
-    ``tiny()`` 2m43s and 2m59s wall in two runs of its slow test; ``quick()`` 20m53s wall,
-    19m07s CPU (over the 15 minutes asked of it); the default size was not run."""
+    stage, for the slow test). Measured on 2 cores (docs/guides/adapters.md has the tables):
+    ``tiny()`` 2m43s and 2m59s wall in two runs of its slow test (machine shared, one thread);
+    ``quick()`` 13m49s wall on an idle machine; the default size about 2 h 45 min of one lane's
+    time for the 12 fine-tunes alone (a full DP-SGD fine-tune 20-27 min at one thread), plus
+    the 13 batteries (the base's, which scores the reference, 14 min)."""
 
     n_docs: int = 120
     n_heldout: int = 120
