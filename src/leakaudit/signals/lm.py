@@ -70,17 +70,20 @@ def score_cached(
     vocab_stats: bool = False,
     progress: Progress | None = None,
 ) -> list[TokenScores]:
-    """One batched teacher-forced pass of ``model`` over ``texts`` (or its cached result)."""
+    """One batched teacher-forced pass of ``model`` over ``texts`` (or its cached result). A pass
+    with the vocabulary statistics also answers a request without them (the same log-probs: a
+    model that is both a target and the reference, as the fine-tuning lab's base, runs once)."""
     path = None
     if cache_dir is not None:
-        key = f"{model.fingerprint()}-{texts_hash(texts)}-{'vs' if vocab_stats else 'lp'}"
-        path = Path(cache_dir) / f"signals-{key}.npz"
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as z:
-                arrs = {k: z[k] for k in z.files}
-            if progress is not None:
-                progress(len(texts))
-            return _unpack(arrs)
+        stem = f"signals-{model.fingerprint()}-{texts_hash(texts)}"
+        path = Path(cache_dir) / f"{stem}-{'vs' if vocab_stats else 'lp'}.npz"
+        for p in (path,) if vocab_stats else (path, Path(cache_dir) / f"{stem}-vs.npz"):
+            if p.is_file():
+                with np.load(p, allow_pickle=False) as z:
+                    arrs = {k: z[k] for k in z.files if vocab_stats or not k.startswith("vocab_")}
+                if progress is not None:
+                    progress(len(texts))
+                return _unpack(arrs)
     scores = model.score(texts, batch_size=batch_size, vocab_stats=vocab_stats, progress=progress)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
