@@ -102,7 +102,6 @@ def test_prv_accountant_and_more_noise_less_epsilon():
     assert 0 < e2 < e1 <= r1  # PRV is tighter than the RDP bound
 
 
-
 def test_sigma_search_is_quiet_and_its_sigma_spends_the_target():
     """The σ search tries small σ that end at the last RDP order (Opacus warns of each); the
     fine-tuning lab's default ε = 8 (q = 8/120, 60 steps, δ = 1/1200) printed that warning to
@@ -124,6 +123,7 @@ def test_sigma_search_is_quiet_and_its_sigma_spends_the_target():
     assert 7.99 <= eps <= 8.0 and 2 < best < max(orders)
     assert epsilon_from_record({"accountant": "rdp", "noise_multiplier": sigma, "sample_rate": q,
                                 "steps": steps, "delta": delta}) == pytest.approx(eps)
+
 
 @pytest.mark.slow
 def test_flat_clipping_equals_ghost_clipping(tok, honest):

@@ -10,7 +10,6 @@ positions and only per-token statistics are kept. Sampling is batched, seeded an
 from __future__ import annotations
 
 import functools
-
 import hashlib
 import importlib.util
 import json
@@ -281,8 +280,6 @@ def no_loading_bars(gguf: bool = False):
     small models dozens of times; the bars say nothing a user can act on), restored after. With
     ``gguf``, also its "Converting and de-quantizing GGUF tensors" bar, which is a plain ``tqdm``
     of that module that transformers' switch does not reach."""
-    import functools
-
     from transformers.utils import logging as tlog
 
     was = tlog.is_progress_bar_enabled()
