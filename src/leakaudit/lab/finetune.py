@@ -489,7 +489,7 @@ def run_finetune_lab(out_dir: str | Path, config: FinetuneLabConfig, *, progress
     (:mod:`leakaudit.lab.lanes`); each stage is computed once, by one of the two."""
     import torch
 
-    from leakaudit.lab.lanes import helper_stages, lane_threads, start_helper_lane
+    from leakaudit.lab.lanes import helper_lane_beside, helper_stages, lane_threads
     from leakaudit.report.html import render_html
     from leakaudit.runs.staged import staged_output
     from leakaudit.runs.store import RunStore
@@ -506,18 +506,9 @@ def run_finetune_lab(out_dir: str | Path, config: FinetuneLabConfig, *, progress
         run = FinetuneLabRun(cfg=config, stage=stage, store=store, progress=progress, log=log,
                              command=command, t_start=t_start, budget=budget,
                              lanes=lanes or (budget,))
-        helper, ok = None, False
-        try:
-            if lanes:
-                torch.set_num_threads(lanes[0])
-                helper = start_helper_lane(run, helper_stages(FINETUNE_LAB_STAGES, after="battery"),
-                                           threads=lanes[1], log=log)
+        with helper_lane_beside(run, helper_stages(FINETUNE_LAB_STAGES, after="battery"), lanes,
+                                budget=budget, log=log):
             summary = run_stages(FINETUNE_LAB_STAGES, run)["report"]
-            ok = True
-        finally:
-            if helper is not None:
-                helper.finish(ok=ok)
-            torch.set_num_threads(budget)
         render_html(stage)
         if store.reused:
             log(f"run store: reused {len(store.reused)} finished stages; computed "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,27 @@ def start_helper_lane(run, stages, *, threads: int, log) -> HelperLane:
     return HelperLane(proc, log_path, log)
 
 
+@contextmanager
+def helper_lane_beside(run, stages, lanes: tuple[int, int] | None, *, budget: int, log):
+    """The block runs the lab's own lane; with ``lanes`` (:func:`lane_threads`), this process
+    at ``lanes[0]`` threads and a helper walking ``stages`` at ``lanes[1]``, stopped when the
+    block ends (reported if it had failed and the lab did not). Torch's thread count is back at
+    ``budget`` afterwards, whatever fails."""
+    import torch
+
+    helper, ok = None, False
+    try:
+        if lanes:
+            torch.set_num_threads(lanes[0])
+            helper = start_helper_lane(run, stages, threads=lanes[1], log=log)
+        yield
+        ok = True
+    finally:
+        if helper is not None:
+            helper.finish(ok=ok)
+        torch.set_num_threads(budget)
+
+
 def _die_with_parent(parent: int) -> None:
     """SIGTERM this process when the lab's process dies (Linux ``PR_SET_PDEATHSIG``), so a
     ``kill -9`` of the lab leaves no helper behind."""
@@ -153,4 +175,4 @@ def helper_stages(stages, *, after: str = "index") -> list:
     return list(stages[:cut]) + [s for s in reversed(stages[cut:]) if s[0] != "report"]
 
 
-__all__ = ["lane_threads", "start_helper_lane", "helper_stages", "HelperLane", "HELPER_LOG"]
+__all__ = ["lane_threads", "start_helper_lane", "helper_lane_beside", "helper_stages", "HelperLane", "HELPER_LOG"]

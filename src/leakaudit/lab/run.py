@@ -181,7 +181,7 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
     t_start = time.perf_counter()
     from leakaudit.report.writer import format_files
 
-    from leakaudit.lab.lanes import helper_stages, lane_threads, start_helper_lane
+    from leakaudit.lab.lanes import helper_lane_beside, helper_stages, lane_threads
 
     extra = format_files(formats)
     budget = torch.get_num_threads()
@@ -193,19 +193,8 @@ def run_lab(out_dir: str | Path, config: LabConfig, *, progress=null_progress, l
                      threads=lanes[0] if lanes else budget, progress=progress, log=log,
                      command=command, started=started, formats=tuple(formats), fail_on=fail_on,
                      budget=budget, lanes=lanes or (budget,))
-        helper = None
-        ok = False
-        try:
-            if lanes:
-                torch.set_num_threads(lanes[0])
-                helper = start_helper_lane(run, helper_stages(LAB_STAGES), threads=lanes[1],
-                                           log=log)
+        with helper_lane_beside(run, helper_stages(LAB_STAGES), lanes, budget=budget, log=log):
             summary, written = run_stages(LAB_STAGES, run)["report"]
-            ok = True
-        finally:
-            if helper is not None:
-                helper.finish(ok=ok)
-            torch.set_num_threads(budget)
         summary["wall_s"] = round(time.perf_counter() - t_start, 1)
         if store.reused:
             log(f"run store: reused {len(store.reused)} finished stages "
