@@ -247,3 +247,49 @@ def test_run_store_reuses_finished_stages_and_recomputes_unfinished(tmp_path):
     assert not s.is_done("y", k) and not list(s.root.glob(".*partial"))
     d = s.directory("y", k, lambda d: (d / "full").write_text("ok"))
     assert (d / "full").read_text() == "ok" and s.computed == ["x", "y"]
+
+
+def test_a_signal_inside_mkstemp_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """The same window for a single output file (``owned_file``): no ``.partial`` file is left."""
+    import tempfile
+
+    from leakaudit.runs.staged import owned_file
+
+    real = tempfile.mkstemp
+
+    def interrupted(*args, **kwargs):
+        fd, _ = real(*args, **kwargs)
+        os.close(fd)
+        raise SystemExit(143)
+
+    monkeypatch.setattr(tempfile, "mkstemp", interrupted)
+    with pytest.raises(SystemExit):
+        with owned_file(tmp_path / "report.sarif", "--sarif"):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_inside_mkdtemp_leaves_no_staging_folder(tmp_path, monkeypatch):
+    """SIGTERM arriving after mkdtemp made the folder but before it returned: the folder and the
+    output folder this run created are removed (the window behind a flaky SIGTERM test)."""
+    import tempfile
+
+    real = tempfile.mkdtemp
+
+    def interrupted(*args, **kwargs):
+        real(*args, **kwargs)
+        raise SystemExit(143)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit):
+        with staged_output(out):
+            pass
+    assert not out.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("keep me")
+    with pytest.raises(SystemExit):
+        with staged_output(kept):
+            pass
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]

@@ -225,15 +225,20 @@ def owned_file(path: str | Path, option: str, *, overwrite: bool | None = None) 
     dest = _resolved(path)
     with private_umask():
         mkdir_private(dest.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
-        os.close(fd)
-        os.chmod(tmp, file_mode())
-        try:
+        before = set(dest.parent.glob(f".{dest.name}.*.partial"))
+        tmp = None
+        try:  # mkstemp inside: a signal landing in it must not leave the file behind
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial",
+                                       dir=dest.parent)
+            os.close(fd)
+            os.chmod(tmp, file_mode())
             yield Path(tmp)
             check_output_file(path, option, overwrite=overwrite)
             os.replace(tmp, dest)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            for partial in ([Path(tmp)] if tmp is not None else
+                            set(dest.parent.glob(f".{dest.name}.*.partial")) - before):
+                partial.unlink(missing_ok=True)
             raise
         _record_owned(dest.parent, [dest.name])
 
@@ -333,13 +338,18 @@ def staged_output(out_dir: str | Path, *, produces: Iterable[str] = (),
         # checked again under the lock: another run may have written here meanwhile
         check_output_location(out_dir, produces=produces, inputs=inputs, overwrite=overwrite)
         remove_stale_partials(out_dir, log=log)
-        stage = Path(tempfile.mkdtemp(prefix=f"{PARTIAL}{os.getpid()}-", dir=out_dir))
+        stage = None
         try:
+            # inside the try: a signal that lands in mkdtemp after the folder exists must not
+            # leave it behind (a flaky SIGTERM test caught that window under load)
+            stage = Path(tempfile.mkdtemp(prefix=f"{PARTIAL}{os.getpid()}-", dir=out_dir))
             yield stage
             apply_modes(stage)
             merge_stage(stage, out_dir, overwrite=overwrite)
         except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
+            for partial in ([stage] if stage is not None
+                            else out_dir.glob(f"{PARTIAL}{os.getpid()}-*")):
+                shutil.rmtree(partial, ignore_errors=True)
             if created:
                 _remove_created(out_dir)
             elif meta_created and not _has_finished_stages(out_dir):

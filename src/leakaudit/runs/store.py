@@ -251,8 +251,8 @@ class RunStore:
         tmp = self.root / f".{final.name}.{os.getpid()}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         with private_umask():
-            mkdir_private(tmp)
             try:
+                mkdir_private(tmp)
                 build(tmp)
                 (tmp / _MARK).write_text(json.dumps({"name": name, "key": key, "run": self.run_id,
                                                      "pid": os.getpid(),
