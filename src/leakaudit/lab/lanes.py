@@ -129,6 +129,19 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
+def _thread_lock_for_tqdm() -> None:
+    """Give tqdm a thread lock before its first bar (transformers' and datasets' bars). Its
+    default lock includes a multiprocessing lock, a semaphore registered with the lab's
+    resource tracker; this process ends with ``os._exit``, which never unregisters it, and the
+    lab then warned of "leaked semaphore objects" when it exited. One process needs no
+    cross-process lock: the helper's output goes to its own log file."""
+    import threading
+
+    import tqdm
+
+    tqdm.tqdm.set_lock(threading.RLock())
+
+
 def _helper_main(parent: int, store_root: str, run_id: str, run_class, args: dict,
                  threads: int, stages: list, log_path: str) -> None:
     # SIGTERM (the lab is done, or died: PR_SET_PDEATHSIG) unwinds like an exception, so the
@@ -141,6 +154,7 @@ def _helper_main(parent: int, store_root: str, run_id: str, run_class, args: dic
     from leakaudit.targets.threads import configure_threads
 
     configure_threads(threads)
+    _thread_lock_for_tqdm()
     import shutil
     import traceback
 
