@@ -526,6 +526,17 @@ def _num(r: dict | None, key: str = "value", pct: bool = False) -> str:
     return f(r[key]) + (f" [{f(lo)}, {f(hi)}]" if lo is not None and hi is not None else "")
 
 
+def _attack(label: str) -> str:
+    """An attack's label for the table. The reference attack's label names its reference
+    model, which in this lab is always the base (``reference(reference=reference)`` in the
+    records): the table says so.
+
+    >>> _attack("reference(reference=reference)"), _attack("min_k_pp(k=0.2)")
+    ('reference(base)', 'min_k_pp(k=0.2)')
+    """
+    return "reference(base)" if label == "reference(reference=reference)" else label
+
+
 def _auc(m: dict | None) -> str:
     """The best-AUC attack of a membership row: AUC [95% CI] (attack)."""
     b = (m or {}).get("best_auc")
@@ -533,7 +544,7 @@ def _auc(m: dict | None) -> str:
         return "—"
     ci = b.get("auc_ci")
     return (f"{b['auc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-            + f" ({b['attack']})")
+            + f" ({_attack(b['attack'])})")
 
 
 def markdown_table(rows: dict[str, dict], variants: dict[str, dict]) -> str:
@@ -561,7 +572,7 @@ def markdown_table(rows: dict[str, dict], variants: dict[str, dict]) -> str:
         cells = [name, priv, _num(r["utility"]["heldout_ppl"]), _num(r.get("general_ppl")),
                  _num((r.get("memorization") or {}).get("all"), pct=True),
                  _num((r.get("exposure") or {}).get("mean")), _num(docs, "tpr", pct=True)
-                 + (f" ({docs['attack']})" if docs.get("attack") else ""), _auc(docs),
+                 + (f" ({_attack(docs['attack'])})" if docs.get("attack") else ""), _auc(docs),
                  "—" if docs.get("blind_auc") is None else f"{docs['blind_auc']:.3f}", _auc(can),
                  str((r.get("extraction") or {}).get("canaries_extracted", "—")), pooled(tr),
                  pooled(ho)]
