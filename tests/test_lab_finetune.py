@@ -144,3 +144,41 @@ def test_html_shows_out_of_domain_perplexity_and_the_answer(tmp_path):
     assert "ε &lt; 3 is not practical here" in html
     assert "ε = 1 at δ = 0.001 per document" in html
     assert "claims, reproduced or not" not in html  # no claim evaluated: no empty claims table
+
+
+def test_a_variant_the_other_lane_is_fine_tuning_is_not_waited_for(tmp_path, monkeypatch):
+    """Two lanes on one run store: a variant whose stage lock another process holds is left as
+    Pending (this lane goes on), resolved to the other lane's record once that one is done; its
+    battery comes last. The fine-tune itself is replaced by a stub that writes its record."""
+    import types
+
+    import leakaudit.lab.finetune as ftl
+    import leakaudit.training.finetune as tf
+    from leakaudit.runs.store import RunStore
+
+    trained = []
+
+    def fake_finetune(spec, texts, d, fcfg, **kw):
+        trained.append(fcfg.method)
+        (d / "weights.bin").write_bytes(b"0")
+        return {"steps": 1, "trainable_parameters": 2, "final_loss": 1.0, "wall_s": 0.0}
+
+    monkeypatch.setattr(tf, "finetune", fake_finetune)
+    monkeypatch.setattr(ftl, "_fresh_copy", lambda t: t)
+    cfg = FinetuneLabConfig(methods=("full", "lora"), epsilons=())
+    root = tmp_path / "store"
+    run = ftl.FinetuneLabRun(cfg=cfg, stage=tmp_path / "stage", store=RunStore(root, run_id="r"),
+                             progress=ftl.null_progress, log=lambda m: None, command="", t_start=0)
+    other = RunStore(root, run_id="r")  # another lane: its own lock file descriptors
+    base = {"spec": "base", "fingerprint": "fp", "target": None}
+    corpus = types.SimpleNamespace(train=[{"text": "a document"}])
+    full_key = ftl._variant_plan(cfg, base, ["a document"], "full", None)[2]
+    assert other.claim("finetune-full", full_key)  # the other lane is fine-tuning `full`
+    variants = ftl.variants_stage(run, corpus, base)
+    assert isinstance(variants["full"], ftl.Pending) and variants["lora"]["steps"] == 1
+    assert trained == ["lora"]  # nothing computed twice, nothing waited for
+    assert ftl.battery_order(["base", "full", "lora"], variants) == ["base", "lora", "full"]
+    other.directory("finetune-full", full_key, lambda d: (d / "finetune.json").write_text(
+        '{"steps": 3, "trainable_parameters": 2, "final_loss": 0.5, "wall_s": 1.0}'))
+    rec = variants["full"].resolve(run)
+    assert rec["steps"] == 3 and rec["store_key"] == full_key and trained == ["lora"]

@@ -277,40 +277,61 @@ def _fresh_copy(base):
     return HFCausalLM(copy.deepcopy(base.model), base.tokenizer, name="base", source=base.source)
 
 
-def variants_stage(run: FinetuneLabRun, corpus, base) -> dict[str, dict[str, Any]]:
+def variants_stage(run: FinetuneLabRun, corpus, base) -> dict[str, Any]:
     """Every variant of the grid fine-tuned from the base into ``--out/models/<variant>``;
-    returns each variant's ``finetune.json`` record by name (with its run-store key)."""
+    returns each variant's ``finetune.json`` record by name (with its run-store key). A variant
+    the other lane is fine-tuning right now is not waited for here: it is a :class:`Pending`,
+    which :func:`battery_stage` resolves last, so this lane goes on to the batteries meanwhile."""
     texts = [d["text"] for d in corpus.train]
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Any] = {}
     for name, method, eps in run.grid():
-        rec = out[name] = _variant(run, base, texts, name, method, eps)
-        d = rec.get("dp")
-        run.log(f"fine-tuned {name}: {rec['steps']} steps, {rec['trainable_parameters']:,} trained "
-                f"parameters, final loss {rec['final_loss']:.3f}"
-                + (f", {privacy_statement(d)} (σ = {d['noise_multiplier']:.3f}, q = "
-                   f"{d['sample_rate']:.3f}, {d['accountant']})" if d else "")
-                + f" ({rec['wall_s']}s)")
+        rec = _variant(run, base, texts, name, method, eps, wait=False)
+        if rec is None:
+            out[name] = Pending(name, lambda *a: _variant(run, base, texts, *a, wait=True),
+                                (name, method, eps))
+            continue
+        out[name] = rec
+        _log_variant(run, name, rec)
     return {n: out[n] for n, _, _ in run.cfg.grid()}
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A variant the other lane was fine-tuning when this lane came to it."""
+
+    name: str
+    fetch: Callable[..., dict[str, Any] | None]
+    args: tuple
+
+    def resolve(self, run: FinetuneLabRun) -> dict[str, Any]:
+        """Its record, once the other lane has finished it (waiting until then)."""
+        rec = self.fetch(*self.args)
+        _log_variant(run, self.name, rec)
+        return rec
+
+
+def _log_variant(run: FinetuneLabRun, name: str, rec: dict[str, Any]) -> None:
+    d = rec.get("dp")
+    run.log(f"fine-tuned {name}: {rec['steps']} steps, {rec['trainable_parameters']:,} trained "
+            f"parameters, final loss {rec['final_loss']:.3f}"
+            + (f", {privacy_statement(d)} (σ = {d['noise_multiplier']:.3f}, q = "
+               f"{d['sample_rate']:.3f}, {d['accountant']})" if d else "")
+            + f" ({rec['wall_s']}s)")
+
+
 def _variant(run: FinetuneLabRun, base, texts: list[str], name: str, method: str,
-             eps: float | None) -> dict[str, Any]:
+             eps: float | None, *, wait: bool = True) -> dict[str, Any] | None:
     """One variant's fine-tune: a stage of the run store, keyed by the base's fingerprint, the
     training texts and its settings (not the thread count), so a rerun after a crash reuses
-    every finished variant; linked into ``--out/models/<name>``."""
+    every finished variant; linked into ``--out/models/<name>``. ``None`` without ``wait`` when
+    another process holds the variant's stage (the helper lane is fine-tuning it)."""
     import json
 
     from leakaudit.progress import steps_progress
     from leakaudit.runs.files import link_tree
-    from leakaudit.runs.store import stage_key, texts_key
-    from leakaudit.training.finetune import FinetuneConfig, FinetuneDP, finetune
+    from leakaudit.training.finetune import finetune
 
-    cfg = run.cfg
-    fcfg = FinetuneConfig(method=method, epochs=cfg.epochs, lr=dict(cfg.lr)[method],
-                          batch_size=cfg.batch_size, n_ctx=cfg.n_ctx, lora_r=cfg.lora_r,
-                          lora_alpha=2 * cfg.lora_r, seed=cfg.seed)
-    dp = None if eps is None else FinetuneDP(privacy_unit="document", target_epsilon=eps,
-                                             max_grad_norm=cfg.dp_max_grad_norm)
+    fcfg, dp, key = _variant_plan(run.cfg, base, texts, method, eps)
 
     def build(d: Path) -> None:
         with steps_progress(run.progress, f"fine-tuning {name}") as cb:
@@ -320,11 +341,35 @@ def _variant(run: FinetuneLabRun, base, texts: list[str], name: str, method: str
         (d / "finetune.json").write_text(json.dumps(rec, indent=2, default=str) + "\n",
                                          encoding="utf-8")
 
-    key = stage_key("finetune-variant", base["fingerprint"], texts_key(texts), fcfg, dp)
+    if not wait and _busy_elsewhere(run.store, f"finetune-{name}", key):
+        return None
     mdir = link_tree(run.store.directory(f"finetune-{name}", key, build),
                      run.stage / "models" / name)
     (mdir / "stage.json").unlink(missing_ok=True)
     return {**json.loads((mdir / "finetune.json").read_text(encoding="utf-8")), "store_key": key}
+
+
+def _variant_plan(cfg: FinetuneLabConfig, base, texts: list[str], method: str,
+                  eps: float | None) -> tuple[Any, Any, str]:
+    """A variant's fine-tuning settings, DP settings (``None``: non-private) and run-store key."""
+    from leakaudit.runs.store import stage_key, texts_key
+    from leakaudit.training.finetune import FinetuneConfig, FinetuneDP
+
+    fcfg = FinetuneConfig(method=method, epochs=cfg.epochs, lr=dict(cfg.lr)[method],
+                          batch_size=cfg.batch_size, n_ctx=cfg.n_ctx, lora_r=cfg.lora_r,
+                          lora_alpha=2 * cfg.lora_r, seed=cfg.seed)
+    dp = None if eps is None else FinetuneDP(privacy_unit="document", target_epsilon=eps,
+                                             max_grad_norm=cfg.dp_max_grad_norm)
+    return fcfg, dp, stage_key("finetune-variant", base["fingerprint"], texts_key(texts), fcfg, dp)
+
+
+def _busy_elsewhere(store, name: str, key: str) -> bool:
+    """Whether another process is computing stage ``(name, key)`` now. When it is not and the
+    stage is unfinished, this process holds the stage's lock afterwards (the store's
+    ``directory`` releases it)."""
+    if not hasattr(store, "claim") or store.is_done(name, key):
+        return False
+    return not store.claim(name, key)
 
 
 def index_stage(run: FinetuneLabRun, corpus):
@@ -350,7 +395,9 @@ def battery_stage(run: FinetuneLabRun, corpus, general_text, base, variants, ind
     rows: dict[str, dict] = {}
     records: dict[str, list] = {}
     names = ["base", *(n for n, _, _ in run.cfg.grid())]
-    for name in names[::-1] if run.reverse else names:
+    for name in battery_order(names[::-1] if run.reverse else names, variants):
+        if isinstance(variants.get(name), Pending):  # the other lane has finished it by now
+            variants[name] = variants[name].resolve(run)
         model_key = base["fingerprint"] if name == "base" else variants[name]["store_key"]
         key = stage_key("finetune-battery", name, model_key, base["fingerprint"], data_key,
                         cfg.battery(), cfg.pii)
@@ -361,6 +408,16 @@ def battery_stage(run: FinetuneLabRun, corpus, general_text, base, variants, ind
         run.log(f"{name}: out-of-domain perplexity {row['general_ppl']['value']:.2f}; battery "
                 f"{row['battery_s']:.1f}s")
     return {n: rows[n] for n in names}, [p for n in names for p in records[n]]
+
+
+def battery_order(names: list[str], variants: dict[str, Any]) -> list[str]:
+    """The models in this lane's order, those whose fine-tune the other lane had not finished
+    last (their batteries wait for it).
+
+    >>> battery_order(["base", "a", "b", "c"], {"a": Pending("a", dict, ()), "b": {}, "c": {}})
+    ['base', 'b', 'c', 'a']
+    """
+    return sorted(names, key=lambda n: isinstance(variants.get(n), Pending))
 
 
 def _battery_one(run: FinetuneLabRun, corpus, general_text, base, name: str, index) -> list:
