@@ -194,16 +194,25 @@ def _lab(out, threads):
                           capture_output=True, text=True, env=env, timeout=1800)
 
 
-def test_tiny_lab_resumes_at_another_thread_count_with_the_same_records_and_a_quiet_console(tmp_path):
-    out = tmp_path / "lab"
-    first = _lab(out, 1)
-    assert first.returncode == 0, first.stderr[-2000:]
+@pytest.fixture(scope="module")
+def one_lane_lab(tmp_path_factory):
+    """The tiny lab at ``--threads 1``, run once for both tests below: its folder, the finished
+    process, and its records and run record as first written (the resume test reruns into the
+    folder)."""
+    out = tmp_path_factory.mktemp("one-lane") / "lab"
+    proc = _lab(out, 1)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = json.loads((out / "report.jsonl").read_text().splitlines()[0])
+    return out, proc, _records(out), run
+
+
+def test_tiny_lab_resumes_at_another_thread_count_with_the_same_records_and_a_quiet_console(
+        one_lane_lab):
+    out, first, records, run = one_lane_lab
     noise = [line for line in first.stderr.splitlines() if any(n in line for n in NOISE)]
     assert noise == []
     bars = [line for line in first.stderr.splitlines() if line.startswith("training ")]
     assert bars and not any("/?" in line for line in bars), bars
-    records = _records(out)
-    run = json.loads((out / "report.jsonl").read_text().splitlines()[0])
     assert run["threads"] == 1 and run["training"]["target"]["threads"] == 1
 
     second = _lab(out, 2)
@@ -214,15 +223,14 @@ def test_tiny_lab_resumes_at_another_thread_count_with_the_same_records_and_a_qu
     assert run2["threads"] == 2 and run2["training"]["target"]["threads"] == 1  # as trained
 
 
-def test_tiny_lab_with_its_helper_lane_gives_the_one_lane_records(tmp_path):
+def test_tiny_lab_with_its_helper_lane_gives_the_one_lane_records(one_lane_lab, tmp_path):
     """At 2 threads the lab runs two lanes of one thread (leakaudit.lab.lanes): the stages are
     shared between the processes through the run store's locks, each computed once, and the
     records equal a one-lane run's at 1 thread; the helper's output stays in its log file."""
-    one, two = tmp_path / "one", tmp_path / "two"
-    assert _lab(one, 1).returncode == 0
+    two = tmp_path / "two"
     r = _lab(two, 2)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert _records(two) == _records(one)
+    assert _records(two) == one_lane_lab[2]
     run = json.loads((two / "report.jsonl").read_text().splitlines()[0])
     assert run["threads"] == 2 and run["lanes"] == [1, 1]
     assert "reused" not in r.stderr  # the helper's stages count as computed by this run
