@@ -225,11 +225,11 @@ def owned_file(path: str | Path, option: str, *, overwrite: bool | None = None) 
     dest = _resolved(path)
     with private_umask():
         mkdir_private(dest.parent)
-        before = set(dest.parent.glob(f".{dest.name}.*.partial"))
+        mine = f".{dest.name}.{os.getpid()}."  # this process's temporary files for ``dest``
+        before = set(dest.parent.glob(f"{mine}*.partial"))
         tmp = None
         try:  # mkstemp inside: a signal landing in it must not leave the file behind
-            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial",
-                                       dir=dest.parent)
+            fd, tmp = tempfile.mkstemp(prefix=mine, suffix=".partial", dir=dest.parent)
             os.close(fd)
             os.chmod(tmp, file_mode())
             yield Path(tmp)
@@ -237,7 +237,7 @@ def owned_file(path: str | Path, option: str, *, overwrite: bool | None = None) 
             os.replace(tmp, dest)
         except BaseException:
             for partial in ([Path(tmp)] if tmp is not None else
-                            set(dest.parent.glob(f".{dest.name}.*.partial")) - before):
+                            set(dest.parent.glob(f"{mine}*.partial")) - before):
                 partial.unlink(missing_ok=True)
             raise
         _record_owned(dest.parent, [dest.name])
