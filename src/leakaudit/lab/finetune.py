@@ -96,8 +96,8 @@ class FinetuneLabConfig:
     """Sizes of the fine-tuning lab. The default and ``quick()`` run the full grid (3 methods ×
     non-private and every ε); ``tiny()`` only the full fine-tune, non-private and at ε = 1 (every
     stage, for the slow test). Measured on 2 cores (docs/guides/adapters.md has the tables):
-    ``tiny()`` 2m43s and 2m59s wall in two runs of its slow test (machine shared, one thread);
-    ``quick()`` 13m49s wall on an idle machine; the default size about 2 h 45 min of one lane's
+    ``tiny()`` 2m27s wall in its slow test (two lanes, idle machine); ``quick()`` 12m29s wall
+    in two lanes on an idle machine (13m49s in one process at 2 threads); the default size about 2 h 45 min of one lane's
     time for the 12 fine-tunes alone (a full DP-SGD fine-tune 20-27 min at one thread), plus
     the 13 batteries (the base's, which scores the reference, 14 min)."""
 
@@ -385,7 +385,9 @@ def battery_stage(run: FinetuneLabRun, corpus, general_text, base, variants, ind
     battery with the base as reference, the PII probes and the out-of-domain perplexity. One
     signal cache for all (keyed by each model's fingerprint, in the run store): the reference's
     scores are computed once. Each model's battery is a stage of the run store, keyed by its
-    fine-tune's stage key (the base: its fingerprint), the texts and the settings."""
+    fine-tune's stage key (the base: its fingerprint), the texts and the settings. A
+    :class:`Pending` variant (the other lane was fine-tuning it) comes last and is replaced in
+    ``variants`` by its record, so the report stage sees every record."""
     from leakaudit.runs.store import stage_key, texts_key
 
     cfg = run.cfg
