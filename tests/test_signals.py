@@ -28,7 +28,6 @@ def test_cache_reuses_the_pass_and_returns_identical_arrays(tiny_lm, tmp_path):
     assert len(b[2]) == 0 and len(c) == 2
 
 
-
 def test_a_pass_with_vocab_stats_answers_one_without(tiny_lm, tmp_path):
     """A model that is the target (Min-K%++ asks for the vocabulary statistics) and the reference
     (log-probs only) over the same texts runs once: the fine-tuning lab's base battery scored its
@@ -54,6 +53,7 @@ def test_a_pass_with_vocab_stats_answers_one_without(tiny_lm, tmp_path):
         np.testing.assert_array_equal(x.logprobs, y.logprobs)
         np.testing.assert_array_equal(x.token_ids, y.token_ids)
         assert x.vocab_mean is None and x.vocab_var is None
+
 
 def test_texts_hash_separates_boundaries():
     assert texts_hash(["ab", "c"]) != texts_hash(["a", "bc"])
